@@ -1,0 +1,192 @@
+// Package card holds what the bank knows about card numbers: generation of Luhn-valid numbers,
+// validation, masking for display, a non-reversible token for grouping without the number, and
+// CVVs derived from a bank secret instead of stored.
+//
+// Its main types are Keys, which derives tokens and CVVs, and Expiry.
+package card
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// NumberLength is the length of every card number the bank issues and accepts.
+const NumberLength = 16
+
+// DefaultBIN is the issuer prefix of cards issued by Code Bank.
+const DefaultBIN = "545454"
+
+// Errors returned by ValidateNumber.
+var (
+	ErrNumberLength = errors.New("card number must have 16 digits")
+	ErrNumberDigits = errors.New("card number must contain digits only")
+	ErrNumberLuhn   = errors.New("card number fails the Luhn check")
+)
+
+// ValidateNumber reports whether number is a well-formed 16-digit, Luhn-valid card number.
+func ValidateNumber(number string) error {
+	if len(number) != NumberLength {
+		return ErrNumberLength
+	}
+	for i := 0; i < len(number); i++ {
+		if number[i] < '0' || number[i] > '9' {
+			return ErrNumberDigits
+		}
+	}
+	if luhnSum(number)%10 != 0 {
+		return ErrNumberLuhn
+	}
+	return nil
+}
+
+// NormalizeNumber removes the spaces and dashes people type between groups of digits.
+func NormalizeNumber(s string) string {
+	if !strings.ContainsAny(s, " -") {
+		return s
+	}
+	return strings.NewReplacer(" ", "", "-", "").Replace(s)
+}
+
+// luhnSum returns the Luhn sum of a string of digits, the last one being the check digit.
+func luhnSum(digits string) int {
+	sum := 0
+	double := false
+	for i := len(digits) - 1; i >= 0; i-- {
+		d := int(digits[i] - '0')
+		if double {
+			d *= 2
+			if d > 9 {
+				d -= 9
+			}
+		}
+		sum += d
+		double = !double
+	}
+	return sum
+}
+
+// NewNumber returns a random Luhn-valid 16-digit number starting with bin.
+func NewNumber(bin string) (string, error) {
+	if len(bin) >= NumberLength || strings.Trim(bin, "0123456789") != "" {
+		return "", fmt.Errorf("invalid BIN %q", bin)
+	}
+	body := make([]byte, NumberLength-1)
+	copy(body, bin)
+	var rnd [NumberLength]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return "", fmt.Errorf("read random: %w", err)
+	}
+	for i := len(bin); i < len(body); i++ {
+		body[i] = '0' + rnd[i]%10
+	}
+	// The check digit makes the Luhn sum of the whole number a multiple of 10.
+	sum := luhnSum(string(body) + "0")
+	check := (10 - sum%10) % 10
+	return string(body) + string(rune('0'+check)), nil
+}
+
+// Mask hides the middle digits of a card number: 545454******1234. Anything that is not a
+// 16-digit string is masked whole but for its last four characters.
+func Mask(number string) string {
+	if len(number) == NumberLength {
+		return number[:6] + "******" + number[12:]
+	}
+	if len(number) <= 4 {
+		return strings.Repeat("*", len(number))
+	}
+	return strings.Repeat("*", len(number)-4) + number[len(number)-4:]
+}
+
+// Last4 returns the last four digits of a card number.
+func Last4(number string) string {
+	if len(number) < 4 {
+		return number
+	}
+	return number[len(number)-4:]
+}
+
+// Keys derives card tokens and CVVs from the bank's secret. The zero value is not usable.
+type Keys struct {
+	secret []byte
+}
+
+// NewKeys returns Keys for a bank secret of at least 16 bytes.
+func NewKeys(secret string) (Keys, error) {
+	if len(secret) < 16 {
+		return Keys{}, errors.New("bank secret must be at least 16 bytes")
+	}
+	return Keys{secret: []byte(secret)}, nil
+}
+
+func (k Keys) mac(domain string, parts ...string) []byte {
+	m := hmac.New(sha256.New, k.secret)
+	m.Write([]byte(domain))
+	for _, p := range parts {
+		m.Write([]byte{0})
+		m.Write([]byte(p))
+	}
+	return m.Sum(nil)
+}
+
+// Token returns a stable, non-reversible identifier of a card number (22 URL-safe characters),
+// used to group a card's records in analytics and statements without the number itself.
+func (k Keys) Token(number string) string {
+	return base64.RawURLEncoding.EncodeToString(k.mac("card-token", number)[:16])
+}
+
+// CVV returns the 3-digit verification value of a card: an HMAC of its number and expiry under
+// the bank secret, so the bank verifies a CVV by recomputing it and never stores it.
+func (k Keys) CVV(number string, exp Expiry) string {
+	sum := k.mac("cvv", number, fmt.Sprintf("%02d/%04d", exp.Month, exp.Year))
+	return fmt.Sprintf("%03d", binary.BigEndian.Uint32(sum[:4])%1000)
+}
+
+// VerifyCVV reports whether cvv is the card's CVV, in constant time.
+func (k Keys) VerifyCVV(number string, exp Expiry, cvv string) bool {
+	return hmac.Equal([]byte(k.CVV(number, exp)), []byte(cvv))
+}
+
+// Expiry is a card's month and four-digit year of expiry.
+type Expiry struct {
+	Month int
+	Year  int
+}
+
+// NormalizeYear turns a two-digit year (26) into a four-digit one (2026); others are kept.
+func NormalizeYear(y int) int {
+	if y >= 0 && y < 100 {
+		return 2000 + y
+	}
+	return y
+}
+
+// ExpiryAfter returns the expiry of a card issued at t that is valid for years years.
+func ExpiryAfter(t time.Time, years int) Expiry {
+	return Expiry{Month: int(t.Month()), Year: t.Year() + years}
+}
+
+// Expired reports whether a card with this expiry is no longer valid at t. A card is valid
+// through the last day of its expiry month (UTC).
+func (e Expiry) Expired(t time.Time) bool {
+	t = t.UTC()
+	y, m := t.Year(), int(t.Month())
+	return y > e.Year || (y == e.Year && m > e.Month)
+}
+
+// String formats the expiry as MM/YY.
+func (e Expiry) String() string {
+	return fmt.Sprintf("%02d/%02d", e.Month, e.Year%100)
+}
+
+// NormalizeHolder folds a holder name for comparison: case, surrounding and repeated spaces
+// do not matter.
+func NormalizeHolder(name string) string {
+	return strings.ToUpper(strings.Join(strings.Fields(name), " "))
+}

@@ -1,0 +1,177 @@
+// Package kafkaconf builds the sarama and goka configuration every Code Bank component uses,
+// tuned for a request-reply path rather than goka's throughput-first defaults.
+//
+// Its main type is Config; Config.ProcessorOptions, Config.EmitterOptions and
+// Config.ViewOptions hand the result to goka.
+package kafkaconf
+
+import (
+	"fmt"
+	"hash"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/lovoo/goka"
+	"github.com/lovoo/goka/storage"
+)
+
+// Config says how to reach and use the Kafka cluster.
+type Config struct {
+	// Brokers are the bootstrap addresses, host:port.
+	Brokers []string
+	// Replication is the replication factor of topics Code Bank creates. Default 1, right for
+	// one local broker; use 3 on a cluster.
+	Replication int
+	// Acks is "all" (default: an approved payment's records are on every in-sync replica before
+	// the checkout hears "approved") or "leader" (faster; a broker crash may lose the last
+	// acknowledged records).
+	Acks string
+	// FlushFrequency is how long producers gather records before sending a batch. Default 0:
+	// send at once and let batches form while requests are in flight, which costs no latency.
+	// Goka's own default, 100ms, would add up to 100ms to every hop.
+	FlushFrequency time.Duration
+	// ClientID prefixes the client id of every Kafka connection.
+	ClientID string
+}
+
+func (c Config) withDefaults() Config {
+	if c.Replication <= 0 {
+		c.Replication = 1
+	}
+	if c.Acks == "" {
+		c.Acks = "all"
+	}
+	if c.ClientID == "" {
+		c.ClientID = "codebank"
+	}
+	return c
+}
+
+// Validate reports a configuration that cannot work.
+func (c Config) Validate() error {
+	if len(c.Brokers) == 0 {
+		return fmt.Errorf("no Kafka brokers configured")
+	}
+	switch c.Acks {
+	case "", "all", "leader":
+	default:
+		return fmt.Errorf("acks must be all or leader, got %q", c.Acks)
+	}
+	return nil
+}
+
+// Sarama returns a new sarama configuration: Kafka 4 protocol floor, latency-friendly
+// producer, acks as configured. Each call returns a fresh copy, safe to modify.
+func (c Config) Sarama() *sarama.Config {
+	c = c.withDefaults()
+	s := goka.DefaultConfig()
+	// Kafka 4 refuses clients older than protocol 2.1 (KIP-896); goka defaults to 2.0.
+	s.Version = sarama.V4_0_0_0
+	s.ClientID = c.ClientID
+	s.Producer.Flush.Frequency = c.FlushFrequency
+	s.Producer.Flush.Bytes = 0
+	s.Producer.Flush.Messages = 0
+	s.Producer.Flush.MaxMessages = 0
+	s.Producer.Compression = sarama.CompressionNone
+	s.Producer.RequiredAcks = sarama.WaitForAll
+	if c.Acks == "leader" {
+		s.Producer.RequiredAcks = sarama.WaitForLocal
+	}
+	s.Producer.Retry.Backoff = 50 * time.Millisecond
+	s.Consumer.MaxWaitTime = 250 * time.Millisecond
+	s.Consumer.Fetch.Default = 1 << 20
+	s.Consumer.Group.Rebalance.Timeout = 20 * time.Second
+	s.Metadata.Retry.Backoff = 100 * time.Millisecond
+	return s
+}
+
+// partitioned returns a sarama config whose producer partitions like goka (FNV-1a by default).
+func (c Config) partitioned(clientID string, hasher func() hash.Hash32) *sarama.Config {
+	s := c.Sarama()
+	s.ClientID = clientID
+	s.Producer.Partitioner = sarama.NewCustomHashPartitioner(hasher)
+	return s
+}
+
+// TopicManagerConfig returns goka's topic manager settings. Code Bank creates its topics itself
+// (processors.Topology.Ensure), so goka only checks them.
+func (c Config) TopicManagerConfig() *goka.TopicManagerConfig {
+	c = c.withDefaults()
+	tm := goka.NewTopicManagerConfig()
+	tm.Table.Replication = c.Replication
+	tm.Stream.Replication = c.Replication
+	tm.NoCreate = true
+	tm.MismatchBehavior = goka.TMConfigMismatchBehaviorFail
+	return tm
+}
+
+// ProcessorOptions returns the options of a goka processor whose local table storage lives
+// under storageDir.
+func (c Config) ProcessorOptions(storageDir string, log *slog.Logger) []goka.ProcessorOption {
+	return []goka.ProcessorOption{
+		goka.WithConsumerGroupBuilder(func(brokers []string, group, clientID string) (sarama.ConsumerGroup, error) {
+			s := c.Sarama()
+			s.ClientID = clientID
+			return sarama.NewConsumerGroup(brokers, group, s)
+		}),
+		goka.WithConsumerSaramaBuilder(func(brokers []string, clientID string) (sarama.Consumer, error) {
+			s := c.Sarama()
+			s.ClientID = clientID
+			return sarama.NewConsumer(brokers, s)
+		}),
+		goka.WithProducerBuilder(func(brokers []string, clientID string, hasher func() hash.Hash32) (goka.Producer, error) {
+			return goka.NewProducer(brokers, c.partitioned(clientID, hasher))
+		}),
+		goka.WithTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(c.Sarama(), c.TopicManagerConfig())),
+		goka.WithStorageBuilder(storage.DefaultBuilder(storageDir)),
+		goka.WithLogger(Logger(log)),
+		goka.WithClientID(c.withDefaults().ClientID),
+	}
+}
+
+// EmitterOptions returns the options of a goka emitter; it partitions like goka processors.
+func (c Config) EmitterOptions(log *slog.Logger) []goka.EmitterOption {
+	return []goka.EmitterOption{
+		goka.WithEmitterProducerBuilder(func(brokers []string, clientID string, hasher func() hash.Hash32) (goka.Producer, error) {
+			return goka.NewProducer(brokers, c.partitioned(clientID, hasher))
+		}),
+		goka.WithEmitterTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(c.Sarama(), c.TopicManagerConfig())),
+		goka.WithEmitterLogger(Logger(log)),
+		goka.WithEmitterClientID(c.withDefaults().ClientID),
+	}
+}
+
+// ViewOptions returns the options of a goka view whose local storage lives under storageDir.
+func (c Config) ViewOptions(storageDir string, log *slog.Logger) []goka.ViewOption {
+	return []goka.ViewOption{
+		goka.WithViewConsumerSaramaBuilder(func(brokers []string, clientID string) (sarama.Consumer, error) {
+			s := c.Sarama()
+			s.ClientID = clientID
+			return sarama.NewConsumer(brokers, s)
+		}),
+		goka.WithViewTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(c.Sarama(), c.TopicManagerConfig())),
+		goka.WithViewStorageBuilder(storage.DefaultBuilder(storageDir)),
+		goka.WithViewLogger(Logger(log)),
+		goka.WithViewClientID(c.withDefaults().ClientID),
+		goka.WithViewAutoReconnect(),
+	}
+}
+
+// Logger adapts slog to goka's logger; goka's messages are logged at debug level, with
+// "component=goka".
+func Logger(log *slog.Logger) goka.Logger {
+	if log == nil {
+		log = slog.Default()
+	}
+	return gokaLogger{log.With("component", "goka")}
+}
+
+type gokaLogger struct{ log *slog.Logger }
+
+func (l gokaLogger) Print(v ...any)   { l.log.Debug(strings.TrimSpace(fmt.Sprint(v...))) }
+func (l gokaLogger) Println(v ...any) { l.log.Debug(strings.TrimSpace(fmt.Sprintln(v...))) }
+func (l gokaLogger) Printf(format string, v ...any) {
+	l.log.Debug(strings.TrimSpace(fmt.Sprintf(format, v...)))
+}

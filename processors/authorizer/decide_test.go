@@ -1,0 +1,134 @@
+package authorizer
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
+	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
+)
+
+var now = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+func testAccount() *eventsv1.Account {
+	return &eventsv1.Account{HolderName: "Maria Silva", LimitCents: 10000, UsedCents: 2000, Currency: "BRL",
+		ExpiryMonth: 11, ExpiryYear: 2030, Status: codebankv1.CardStatus_CARD_STATUS_ACTIVE}
+}
+
+func testRequest() *eventsv1.PaymentRequested {
+	return &eventsv1.PaymentRequested{TransactionId: "tx-1", HolderName: "MARIA SILVA", ExpiryMonth: 11, ExpiryYear: 2030,
+		CvvMatch: true, AmountCents: 5000, Store: "Code Store", Description: "book", RequestedAtUnixUs: now.UnixMicro()}
+}
+
+func TestDecide(t *testing.T) {
+	const (
+		approved = codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED
+		rejected = codebankv1.PaymentStatus_PAYMENT_STATUS_REJECTED
+	)
+	tests := []struct {
+		name          string
+		account       func(*eventsv1.Account) *eventsv1.Account
+		request       func(*eventsv1.PaymentRequested)
+		wantStatus    codebankv1.PaymentStatus
+		wantReason    codebankv1.RejectReason
+		wantAvailable int64
+	}{
+		{"within limit", nil, nil, approved, 0, 3000},
+		{"exactly the available credit", nil, func(r *eventsv1.PaymentRequested) { r.AmountCents = 8000 }, approved, 0, 0},
+		{"one cent over", nil, func(r *eventsv1.PaymentRequested) { r.AmountCents = 8001 }, rejected, codebankv1.RejectReason_REJECT_REASON_INSUFFICIENT_CREDIT, 8000},
+		{"zero amount", nil, func(r *eventsv1.PaymentRequested) { r.AmountCents = 0 }, rejected, codebankv1.RejectReason_REJECT_REASON_INSUFFICIENT_CREDIT, 8000},
+		{"unknown card", func(*eventsv1.Account) *eventsv1.Account { return nil }, nil, rejected, codebankv1.RejectReason_REJECT_REASON_CARD_NOT_FOUND, 0},
+		{"blocked", func(a *eventsv1.Account) *eventsv1.Account { a.Status = codebankv1.CardStatus_CARD_STATUS_BLOCKED; return a }, nil, rejected, codebankv1.RejectReason_REJECT_REASON_CARD_BLOCKED, 8000},
+		{"wrong expiry month", nil, func(r *eventsv1.PaymentRequested) { r.ExpiryMonth = 10 }, rejected, codebankv1.RejectReason_REJECT_REASON_EXPIRY_MISMATCH, 8000},
+		{"wrong expiry year", nil, func(r *eventsv1.PaymentRequested) { r.ExpiryYear = 2031 }, rejected, codebankv1.RejectReason_REJECT_REASON_EXPIRY_MISMATCH, 8000},
+		{"expired", func(a *eventsv1.Account) *eventsv1.Account { a.ExpiryMonth, a.ExpiryYear = 10, 2026; return a },
+			func(r *eventsv1.PaymentRequested) { r.ExpiryMonth, r.ExpiryYear = 10, 2026 }, rejected, codebankv1.RejectReason_REJECT_REASON_CARD_EXPIRED, 8000},
+		{"valid through its expiry month", func(a *eventsv1.Account) *eventsv1.Account { a.ExpiryMonth, a.ExpiryYear = 11, 2026; return a },
+			func(r *eventsv1.PaymentRequested) { r.ExpiryMonth, r.ExpiryYear = 11, 2026 }, approved, 0, 3000},
+		{"cvv mismatch", nil, func(r *eventsv1.PaymentRequested) { r.CvvMatch = false }, rejected, codebankv1.RejectReason_REJECT_REASON_CVV_MISMATCH, 8000},
+		{"holder mismatch", nil, func(r *eventsv1.PaymentRequested) { r.HolderName = "Mario Silva" }, rejected, codebankv1.RejectReason_REJECT_REASON_HOLDER_MISMATCH, 8000},
+		{"holder case and spaces do not matter", nil, func(r *eventsv1.PaymentRequested) { r.HolderName = "  maria   silva " }, approved, 0, 3000},
+		{"blocked wins over insufficient credit", func(a *eventsv1.Account) *eventsv1.Account { a.Status = codebankv1.CardStatus_CARD_STATUS_BLOCKED; return a },
+			func(r *eventsv1.PaymentRequested) { r.AmountCents = 1e6 }, rejected, codebankv1.RejectReason_REJECT_REASON_CARD_BLOCKED, 8000},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := testAccount()
+			if tt.account != nil {
+				a = tt.account(a)
+			}
+			r := testRequest()
+			if tt.request != nil {
+				tt.request(r)
+			}
+			before := fmt.Sprint(a)
+			out, dup := Decide(a, r, now)
+			if dup {
+				t.Fatal("duplicate = true, want false")
+			}
+			if out.GetStatus() != tt.wantStatus || out.GetReason() != tt.wantReason || out.GetAvailableCents() != tt.wantAvailable {
+				t.Errorf("Decide() = %v %v available %d; want %v %v available %d", out.GetStatus(), out.GetReason(), out.GetAvailableCents(), tt.wantStatus, tt.wantReason, tt.wantAvailable)
+			}
+			if out.GetTransactionId() != r.GetTransactionId() || out.GetAmountCents() != r.GetAmountCents() || out.GetDecidedAtUnixUs() != now.UnixMicro() {
+				t.Errorf("Decide() = %v, want it to carry the request's id, amount and the decision time", out)
+			}
+			if after := fmt.Sprint(a); after != before {
+				t.Errorf("Decide changed the account: %s, was %s", after, before)
+			}
+		})
+	}
+}
+
+func TestRecordAndDuplicates(t *testing.T) {
+	a := testAccount()
+	r := testRequest()
+	out, _ := Decide(a, r, now)
+	Record(a, out, DefaultKeep, DefaultKeepFor)
+	if a.GetUsedCents() != 7000 {
+		t.Fatalf("used = %d after approval, want 7000", a.GetUsedCents())
+	}
+	again, dup := Decide(a, r, now.Add(time.Second))
+	if !dup || again != out {
+		t.Fatalf("Decide(same tx) = %v, %v; want the original outcome, true", again, dup)
+	}
+	// A rejected outcome is remembered too and changes no balance.
+	r2 := testRequest()
+	r2.TransactionId, r2.AmountCents = "tx-2", 999999
+	out2, _ := Decide(a, r2, now)
+	Record(a, out2, DefaultKeep, DefaultKeepFor)
+	if a.GetUsedCents() != 7000 {
+		t.Fatalf("used = %d after rejection, want 7000", a.GetUsedCents())
+	}
+	if got, dup := Decide(a, r2, now); !dup || got.GetStatus() != codebankv1.PaymentStatus_PAYMENT_STATUS_REJECTED {
+		t.Fatalf("retry of a rejected tx = %v, %v; want the rejection replayed", got, dup)
+	}
+}
+
+func TestRecordBounds(t *testing.T) {
+	a := testAccount()
+	a.LimitCents = 1e9
+	for i := 0; i < 10; i++ {
+		r := testRequest()
+		r.TransactionId = fmt.Sprint("tx-", i)
+		out, _ := Decide(a, r, now.Add(time.Duration(i)*time.Hour))
+		Record(a, out, 4, 5*time.Hour)
+	}
+	if len(a.GetRecent()) != 4 {
+		t.Fatalf("kept %d outcomes, want 4", len(a.GetRecent()))
+	}
+	if a.GetRecent()[0].GetTransactionId() != "tx-6" || a.GetRecent()[3].GetTransactionId() != "tx-9" {
+		t.Errorf("kept %v, want tx-6..tx-9", a.GetRecent())
+	}
+	// Age bound: a new outcome 10h later drops every older one but itself.
+	r := testRequest()
+	r.TransactionId = "late"
+	out, _ := Decide(a, r, now.Add(20*time.Hour))
+	Record(a, out, 4, 5*time.Hour)
+	if len(a.GetRecent()) != 1 || a.GetRecent()[0].GetTransactionId() != "late" {
+		t.Errorf("kept %v, want only the newest", a.GetRecent())
+	}
+	if a.GetUsedCents() != 2000+11*5000 {
+		t.Errorf("used = %d, want %d", a.GetUsedCents(), 2000+11*5000)
+	}
+}

@@ -1,0 +1,158 @@
+// Package processors declares every Kafka topic of Code Bank, with its key, codec and partition
+// count, and creates them all in one step (Topology.Ensure). The processors themselves live in
+// the sub-packages: authorizer (balances and decisions) and, downstream of it, the consumers
+// of its results.
+//
+// Its main types are Topology, which names one deployment's topics, and Topic.
+package processors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/lovoo/goka"
+
+	"github.com/codebank/codebank/codecs"
+)
+
+// Default partition counts, suited to one machine.
+const (
+	DefaultPartitions      = 6
+	DefaultReplyPartitions = 8
+)
+
+// Topology names the topics and groups of one Code Bank deployment and says how many
+// partitions they have. Prefix separates deployments that share a cluster (and tests that
+// share a broker).
+type Topology struct {
+	// Prefix is prepended to every topic and group name.
+	Prefix string
+	// Partitions is the partition count of the card-keyed topics: payment requests, card
+	// commands and the authorizer table, which goka needs co-partitioned, and results. It caps
+	// the number of authorizer instances doing work and cannot grow in place.
+	Partitions int
+	// ReplyPartitions is the partition count of the replies topic: each ingress replica reads
+	// one partition, so it caps how many replicas get a partition of their own.
+	ReplyPartitions int
+	// Replication is the replication factor of created topics.
+	Replication int
+}
+
+// Topic is one Kafka topic of Code Bank.
+type Topic struct {
+	// Name is the topic's name.
+	Name string
+	// Key says what the record key is.
+	Key string
+	// Codec encodes and decodes record values.
+	Codec goka.Codec
+	// Partitions is the partition count.
+	Partitions int
+	// Config holds topic-level settings such as cleanup.policy.
+	Config map[string]string
+}
+
+func (t Topology) partitions() int {
+	if t.Partitions <= 0 {
+		return DefaultPartitions
+	}
+	return t.Partitions
+}
+
+func (t Topology) replyPartitions() int {
+	if t.ReplyPartitions <= 0 {
+		return DefaultReplyPartitions
+	}
+	return t.ReplyPartitions
+}
+
+// PaymentRequests carries payment attempts accepted by the ingress. Key: card number. Value:
+// eventsv1.PaymentRequested. Written by the ingress, read by the authorizer.
+func (t Topology) PaymentRequests() Topic {
+	return Topic{Name: t.Prefix + "payment-requests", Key: "card number", Codec: codecs.PaymentRequested, Partitions: t.partitions(),
+		Config: map[string]string{"retention.ms": strconv.FormatInt((7 * 24 * time.Hour).Milliseconds(), 10)}}
+}
+
+// CardCommands carries commands about cards (issue, get). Key: card number. Value:
+// eventsv1.CardCommand. Written by the ingress, read by the authorizer; co-partitioned with
+// PaymentRequests so one authorizer instance owns a card for both.
+func (t Topology) CardCommands() Topic {
+	return Topic{Name: t.Prefix + "card-commands", Key: "card number", Codec: codecs.CardCommand, Partitions: t.partitions(),
+		Config: map[string]string{"retention.ms": strconv.FormatInt((7 * 24 * time.Hour).Milliseconds(), 10)}}
+}
+
+// AuthorizerGroup is the consumer group of the authorizer.
+func (t Topology) AuthorizerGroup() goka.Group { return goka.Group(t.Prefix + "authorizer") }
+
+// AuthorizerTable is the authorizer's compacted changelog: every card's account, the single
+// source of truth for balances. Key: card number. Value: eventsv1.Account.
+func (t Topology) AuthorizerTable() Topic {
+	return Topic{Name: string(goka.GroupTable(t.AuthorizerGroup())), Key: "card number", Codec: codecs.Account, Partitions: t.partitions(),
+		Config: map[string]string{"cleanup.policy": "compact", "segment.ms": strconv.FormatInt(time.Hour.Milliseconds(), 10)}}
+}
+
+// Results carries the decision on every payment attempt, approved or rejected, as JSON
+// (codecs.Result). Key: card token. Written by the authorizer, read by the statements
+// processor and Kafka Connect.
+func (t Topology) Results() Topic {
+	return Topic{Name: t.Prefix + "payment-results", Key: "card token", Codec: codecs.ResultCodec{}, Partitions: t.partitions(),
+		Config: map[string]string{"retention.ms": strconv.FormatInt((30 * 24 * time.Hour).Milliseconds(), 10)}}
+}
+
+// Replies carries the answer to each request back to the ingress replica waiting for it. Key:
+// the request's reply key, chosen by the replica so that it hashes to the replica's own
+// partition. Value: eventsv1.Reply. Replies matter for seconds, so they are kept for an hour.
+func (t Topology) Replies() Topic {
+	return Topic{Name: t.Prefix + "payment-replies", Key: "reply key (ingress replica)", Codec: codecs.Reply, Partitions: t.replyPartitions(),
+		Config: map[string]string{"retention.ms": strconv.FormatInt(time.Hour.Milliseconds(), 10)}}
+}
+
+// All returns every topic of the deployment.
+func (t Topology) All() []Topic {
+	return []Topic{t.PaymentRequests(), t.CardCommands(), t.AuthorizerTable(), t.Results(), t.Replies()}
+}
+
+// ErrPartitionMismatch is returned by Ensure when an existing topic has another partition
+// count than the topology's: goka cannot co-partition it, and it cannot be fixed in place.
+var ErrPartitionMismatch = errors.New("topic has a different partition count")
+
+// Ensure creates every missing topic and checks the partition counts of existing ones. It is
+// safe to run from every replica at start-up.
+func (t Topology) Ensure(ctx context.Context, admin sarama.ClusterAdmin) error {
+	replication := t.Replication
+	if replication <= 0 {
+		replication = 1
+	}
+	existing, err := admin.ListTopics()
+	if err != nil {
+		return fmt.Errorf("list topics: %w", err)
+	}
+	for _, topic := range t.All() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if d, ok := existing[topic.Name]; ok {
+			if int(d.NumPartitions) != topic.Partitions {
+				return fmt.Errorf("%s: %w: %d, want %d", topic.Name, ErrPartitionMismatch, d.NumPartitions, topic.Partitions)
+			}
+			continue
+		}
+		entries := make(map[string]*string, len(topic.Config))
+		for k, v := range topic.Config {
+			entries[k] = &v
+		}
+		err := admin.CreateTopic(topic.Name, &sarama.TopicDetail{
+			NumPartitions:     int32(topic.Partitions),
+			ReplicationFactor: int16(replication),
+			ConfigEntries:     entries,
+		}, false)
+		if err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) {
+			return fmt.Errorf("create topic %s: %w", topic.Name, err)
+		}
+	}
+	return nil
+}
