@@ -16,7 +16,6 @@
 package authorizer
 
 import (
-	"context"
 	"encoding/json"
 	"log/slog"
 	"strings"
@@ -88,15 +87,6 @@ func (p *Processor) Graph() *goka.GroupGraph {
 		goka.Output(goka.Stream(replies.Name), replies.Codec),
 		goka.Output(goka.Stream(results.Name), results.Codec),
 	)
-}
-
-// Run runs the authorizer until ctx ends.
-func (p *Processor) Run(ctx context.Context, brokers []string, opts ...goka.ProcessorOption) error {
-	proc, err := goka.NewProcessor(brokers, p.Graph(), opts...)
-	if err != nil {
-		return err
-	}
-	return proc.Run(ctx)
 }
 
 func account(ctx goka.Context) *eventsv1.Account {

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/codebank/codebank/internal/localkafka"
+	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
+)
+
+// demoCard is a card seeded by `codebank dev`, kept in DATA_DIR/demo-cards.json so that the
+// same cards are shown after a restart.
+type demoCard struct {
+	Number string `json:"number"`
+	Holder string `json:"holder"`
+	Expiry string `json:"expiry"`
+	CVV    string `json:"cvv"`
+}
+
+var demoHolders = []struct {
+	name  string
+	limit int64
+}{
+	{"Maria Silva", 100_000},
+	{"Joao Souza", 500_000},
+	{"Ana Costa", 20_000},
+}
+
+func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var c config
+	fs := newFlagSet("dev", "dev [flags]", stderr)
+	c.kafkaFlags(fs)
+	c.ingressFlags(fs)
+	dataDir := fs.String("data-dir", ".data", "where the local Kafka, the authorizer's storage and the demo cards are kept")
+	kafkaPort := fs.Int("kafka-port", 9092, "port of the local Kafka broker")
+	if err := parse(fs, args); err != nil {
+		return helpOK(err)
+	}
+	if c.LogFormat == "json" && os.Getenv(envName("log-format")) == "" {
+		c.LogFormat = "text"
+	}
+	if c.LogLevel == "info" && os.Getenv(envName("log-level")) == "" {
+		c.LogLevel = "warn"
+	}
+	log, err := c.logger(stderr)
+	if err != nil {
+		return err
+	}
+	abs, err := filepath.Abs(*dataDir)
+	if err != nil {
+		return err
+	}
+
+	fmt.Fprintf(stdout, "Starting a local Kafka broker (data in %s)...\n", filepath.Join(abs, "kafka"))
+	broker, err := localkafka.Start(ctx, localkafka.Options{DataDir: filepath.Join(abs, "kafka"), Port: *kafkaPort, ControllerPort: *kafkaPort + 1})
+	if err != nil {
+		return fmt.Errorf("start local Kafka: %w", err)
+	}
+	defer func() {
+		fmt.Fprintln(stdout, "Stopping the local Kafka broker...")
+		if err := broker.Stop(); err != nil {
+			log.Error("stop local Kafka", "err", err)
+		}
+	}()
+	c.Brokers = broker.Addr()
+	c.StorageDir = filepath.Join(abs, "authorizer")
+
+	return serve(ctx, c, log, roles{ingress: true, authorizer: true}, func(ctx context.Context, st started) error {
+		cards, err := seedDemoCards(ctx, st.grpcAddr, filepath.Join(abs, "demo-cards.json"))
+		if err != nil {
+			return fmt.Errorf("seed demo cards: %w", err)
+		}
+		printReady(stdout, c, cards)
+		return nil
+	})
+}
+
+// seedDemoCards returns the demo cards, issuing them the first time.
+func seedDemoCards(ctx context.Context, grpcAddr, file string) ([]demoCard, error) {
+	conn, err := dial(loopback(grpcAddr))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	client := codebankv1.NewCardServiceClient(conn)
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+
+	var cards []demoCard
+	if b, err := os.ReadFile(file); err == nil {
+		if err := json.Unmarshal(b, &cards); err != nil {
+			return nil, fmt.Errorf("read %s: %w", file, err)
+		}
+		if len(cards) > 0 {
+			_, err := client.GetCard(ctx, &codebankv1.GetCardRequest{Number: cards[0].Number})
+			if err == nil {
+				return cards, nil
+			}
+			if status.Code(err) != codes.NotFound {
+				return nil, err
+			}
+		}
+		cards = nil // the Kafka data was wiped: issue new ones
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	for _, h := range demoHolders {
+		resp, err := client.IssueCard(ctx, &codebankv1.IssueCardRequest{HolderName: h.name, LimitCents: h.limit})
+		if err != nil {
+			return nil, err
+		}
+		cd := resp.GetCard()
+		cards = append(cards, demoCard{Number: cd.GetNumber(), Holder: cd.GetHolderName(),
+			Expiry: fmt.Sprintf("%02d/%02d", cd.GetExpiryMonth(), cd.GetExpiryYear()%100), CVV: resp.GetCvv()})
+	}
+	b, _ := json.MarshalIndent(cards, "", "  ")
+	return cards, os.WriteFile(file, b, 0o600)
+}
+
+// loopback turns a listen address like "[::]:50051" into one a local client can dial.
+func loopback(addr string) string {
+	if i := strings.LastIndex(addr, ":"); i >= 0 {
+		return "localhost" + addr[i:]
+	}
+	return addr
+}
+
+func printReady(w io.Writer, c config, cards []demoCard) {
+	fmt.Fprintln(w, "\nDemo cards:")
+	fmt.Fprintf(w, "  %-19s  %-12s  %-5s  %-3s\n", "NUMBER", "HOLDER", "EXP", "CVV")
+	for _, d := range cards {
+		fmt.Fprintf(w, "  %-19s  %-12s  %-5s  %-3s\n", spaced(d.Number), d.Holder, d.Expiry, d.CVV)
+	}
+	d := cards[0]
+	fmt.Fprintf(w, `
+Try it:
+  go run ./cmd/codebank pay --card %s --holder %q --exp %s --cvv %s --amount 12.34 --store "Code Store"
+  go run ./cmd/codebank cards get %s
+  curl -s localhost%s/v1/payments -d '{"card":{"number":"%s","holder_name":"%s","expiry_month":%s,"expiry_year":%s,"cvv":"%s"},"amount_cents":1234,"store":"Code Store","description":"Produtos: livro"}'
+  grpcurl -plaintext localhost%s list
+
+Code Bank is ready: gRPC localhost%s, REST http://localhost%s (Ctrl-C stops it; state is kept in .data)
+`, d.Number, d.Holder, d.Expiry, d.CVV, d.Number, port(c.HTTPAddr), d.Number, d.Holder, strings.TrimLeft(d.Expiry[:2], "0"), "20"+d.Expiry[3:], d.CVV,
+		port(c.GRPCAddr), port(c.GRPCAddr), port(c.HTTPAddr))
+}
+
+func port(addr string) string {
+	if i := strings.LastIndex(addr, ":"); i >= 0 {
+		return addr[i:]
+	}
+	return addr
+}

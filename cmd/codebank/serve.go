@@ -1,0 +1,271 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/lovoo/goka"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/codebank/codebank/grpcgateway"
+	"github.com/codebank/codebank/internal/kafkaconf"
+	"github.com/codebank/codebank/processors"
+	"github.com/codebank/codebank/processors/authorizer"
+)
+
+// roles says which components a process runs.
+type roles struct {
+	ingress    bool
+	authorizer bool
+}
+
+func (r roles) String() string {
+	switch {
+	case r.ingress && r.authorizer:
+		return "all"
+	case r.ingress:
+		return "ingress"
+	default:
+		return "authorizer"
+	}
+}
+
+func runAll(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var c config
+	fs := newFlagSet("all", "all [flags]", stderr)
+	c.kafkaFlags(fs)
+	c.ingressFlags(fs)
+	c.authorizerFlags(fs, "")
+	if err := parse(fs, args); err != nil {
+		return helpOK(err)
+	}
+	log, err := c.logger(stderr)
+	if err != nil {
+		return err
+	}
+	return serve(ctx, c, log, roles{ingress: true, authorizer: true}, nil)
+}
+
+func runIngress(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var c config
+	fs := newFlagSet("ingress", "ingress [flags]", stderr)
+	c.kafkaFlags(fs)
+	c.ingressFlags(fs)
+	if err := parse(fs, args); err != nil {
+		return helpOK(err)
+	}
+	log, err := c.logger(stderr)
+	if err != nil {
+		return err
+	}
+	return serve(ctx, c, log, roles{ingress: true}, nil)
+}
+
+func runAuthorizer(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var c config
+	fs := newFlagSet("authorizer", "authorizer [flags]", stderr)
+	c.kafkaFlags(fs)
+	c.authorizerFlags(fs, ":8081")
+	if err := parse(fs, args); err != nil {
+		return helpOK(err)
+	}
+	log, err := c.logger(stderr)
+	if err != nil {
+		return err
+	}
+	return serve(ctx, c, log, roles{authorizer: true}, nil)
+}
+
+func runSetup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var c config
+	fs := newFlagSet("setup", "setup [flags]", stderr)
+	c.kafkaFlags(fs)
+	if err := parse(fs, args); err != nil {
+		return helpOK(err)
+	}
+	if err := ensureTopics(ctx, c.kafka(), c.topology()); err != nil {
+		return err
+	}
+	for _, t := range c.topology().All() {
+		fmt.Fprintf(stdout, "%-32s %3d partitions  key: %s\n", t.Name, t.Partitions, t.Key)
+	}
+	return nil
+}
+
+// helpOK turns the help request into a clean exit.
+func helpOK(err error) error {
+	if errors.Is(err, errHelp) {
+		return nil
+	}
+	return err
+}
+
+// ensureTopics creates the deployment's topics, waiting up to a minute for the cluster.
+func ensureTopics(ctx context.Context, kc kafkaconf.Config, topo processors.Topology) error {
+	if err := kc.Validate(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for {
+		admin, err := sarama.NewClusterAdmin(kc.Brokers, kc.Sarama())
+		if err == nil {
+			err = topo.Ensure(ctx, admin)
+			admin.Close()
+			if err == nil || errors.Is(err, processors.ErrPartitionMismatch) {
+				return err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("create topics: %w", err)
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// started is what serve hands to an onReady callback.
+type started struct {
+	grpcAddr string
+	httpAddr string
+}
+
+// serve runs the chosen roles until ctx ends. onReady, when set, runs once everything is up.
+func serve(ctx context.Context, c config, log *slog.Logger, r roles, onReady func(context.Context, started) error) error {
+	// Configuration.
+	log.Info("starting codebank", "role", r.String(), "config", c.logValue())
+	keys, err := c.keys(log)
+	if err != nil {
+		return err
+	}
+	kc, topo := c.kafka(), c.topology()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	// Topics.
+	if err := ensureTopics(ctx, kc, topo); err != nil {
+		return err
+	}
+
+	g, ctx := errgroup.WithContext(ctx)
+	ready := []func() bool{}
+
+	// Authorizer.
+	if r.authorizer {
+		a := authorizer.New(topo, keys, authorizer.WithRegisterer(reg), authorizer.WithLogger(log))
+		proc, err := goka.NewProcessor(kc.Brokers, a.Graph(), kc.ProcessorOptions(c.StorageDir, log)...)
+		if err != nil {
+			return fmt.Errorf("create authorizer: %w", err)
+		}
+		g.Go(func() error {
+			if err := proc.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				return fmt.Errorf("authorizer: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			if err := proc.WaitForReadyContext(ctx); err == nil {
+				log.Info("authorizer ready", "group", topo.AuthorizerGroup())
+			}
+			return nil
+		})
+		ready = append(ready, proc.Recovered)
+	}
+
+	// Ingress, or the authorizer's own health and metrics endpoint.
+	st := started{}
+	if r.ingress {
+		bank, err := grpcgateway.NewKafkaBank(kc, topo, c.ReplyPartition, log)
+		if err != nil {
+			return err
+		}
+		defer bank.Close()
+		g.Go(func() error { return bank.Run(ctx) })
+		ready = append(ready, bank.Ready)
+		srv := grpcgateway.New(c.ingress(), readyBank{bank, ready}, keys, reg, log)
+		gl, err := net.Listen("tcp", c.GRPCAddr)
+		if err != nil {
+			return fmt.Errorf("listen gRPC: %w", err)
+		}
+		hl, err := net.Listen("tcp", c.HTTPAddr)
+		if err != nil {
+			gl.Close()
+			return fmt.Errorf("listen HTTP: %w", err)
+		}
+		st = started{grpcAddr: gl.Addr().String(), httpAddr: hl.Addr().String()}
+		g.Go(func() error { return srv.ServeListeners(ctx, gl, hl) })
+	} else if c.AuthorizerHTTPAddr != "" {
+		g.Go(func() error { return serveOps(ctx, c.AuthorizerHTTPAddr, reg, ready, log) })
+	}
+
+	if onReady != nil {
+		g.Go(func() error {
+			for !allReady(ready) {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
+			return onReady(ctx, st)
+		})
+	}
+
+	// Shutdown: errgroup cancels ctx on the first error or on a signal.
+	err = g.Wait()
+	log.Info("codebank stopped", "role", r.String(), "err", err)
+	return err
+}
+
+func allReady(checks []func() bool) bool {
+	for _, ok := range checks {
+		if !ok() {
+			return false
+		}
+	}
+	return true
+}
+
+// readyBank is the ingress's bank, ready only when every component of the process is.
+type readyBank struct {
+	*grpcgateway.KafkaBank
+	checks []func() bool
+}
+
+func (b readyBank) Ready() bool { return allReady(b.checks) }
+
+// serveOps serves /healthz, /readyz and /metrics for a process without the ingress.
+func serveOps(ctx context.Context, addr string, reg *prometheus.Registry, ready []func() bool, log *slog.Logger) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !allReady(ready) {
+			http.Error(w, "not ready: recovering state", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	log.Info("ops endpoint listening", "http", addr)
+	go func() {
+		<-ctx.Done()
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(shutdownCtx)
+	}()
+	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,270 @@
+// Package grpcgateway is Code Bank's ingress: the gRPC services (codebank.v1 CardService and
+// PaymentService, and the original bank's payment.PaymentService) and the same API as
+// REST/JSON through grpc-gateway. It validates every request, writes it to Kafka keyed by card
+// number and answers once the authorizer's reply comes back.
+//
+// Its main types are Server, which serves gRPC and HTTP, and KafkaBank, which carries requests
+// to the authorizer and routes replies back (with a Correlator).
+//
+// Metrics (registered by New):
+//
+//	codebank_ingress_requests_total{method,code}  gRPC calls finished, by method and status code
+//	codebank_ingress_request_seconds{method}      gRPC call latency
+//	codebank_ingress_inflight                     calls in progress
+//	codebank_ingress_http_requests_total{code}    HTTP requests served by the gateway, by status
+package grpcgateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path"
+	"strconv"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/codebank/codebank/internal/card"
+	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
+	paymentpb "github.com/codebank/codebank/proto/payment"
+)
+
+// Config configures the ingress.
+type Config struct {
+	// GRPCAddr is the gRPC listen address (default ":50051").
+	GRPCAddr string
+	// HTTPAddr is the REST, health and metrics listen address (default ":8080").
+	HTTPAddr string
+	// RequestTimeout bounds the wait for the authorizer's answer (default 5s).
+	RequestTimeout time.Duration
+	// Currency is the ISO 4217 code of new cards (default "BRL").
+	Currency string
+	// BIN is the issuer prefix of new card numbers (default card.DefaultBIN).
+	BIN string
+	// CardYears is how many years new cards are valid (default 5).
+	CardYears int
+}
+
+func (c Config) withDefaults() Config {
+	if c.GRPCAddr == "" {
+		c.GRPCAddr = ":50051"
+	}
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = ":8080"
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = 5 * time.Second
+	}
+	if c.Currency == "" {
+		c.Currency = "BRL"
+	}
+	if c.BIN == "" {
+		c.BIN = card.DefaultBIN
+	}
+	if c.CardYears <= 0 {
+		c.CardYears = 5
+	}
+	return c
+}
+
+// Server serves the ingress's gRPC and HTTP APIs.
+type Server struct {
+	cfg  Config
+	bank Bank
+	keys card.Keys
+	log  *slog.Logger
+	now  func() time.Time
+	reg  *prometheus.Registry
+
+	grpc    *grpc.Server
+	health  *health.Server
+	http    *http.Server
+	metrics serverMetrics
+	extra   []func(*http.ServeMux)
+}
+
+// Option configures a Server.
+type Option func(*Server)
+
+// WithClock sets the clock that stamps requests (default time.Now); tests inject one.
+func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
+
+// WithHTTPHandler adds routes to the HTTP server (other components of `codebank all` use it).
+func WithHTTPHandler(register func(*http.ServeMux)) Option {
+	return func(s *Server) { s.extra = append(s.extra, register) }
+}
+
+// New returns a Server that sends requests to bank. Its metrics go to reg, which /metrics
+// serves.
+func New(cfg Config, bank Bank, keys card.Keys, reg *prometheus.Registry, log *slog.Logger, opts ...Option) *Server {
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{cfg: cfg.withDefaults(), bank: bank, keys: keys, log: log, now: time.Now, reg: reg}
+	for _, o := range opts {
+		o(s)
+	}
+	s.metrics = newServerMetrics(reg)
+	s.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(s.metrics.interceptor))
+	codebankv1.RegisterCardServiceServer(s.grpc, cardService{Server: s})
+	codebankv1.RegisterPaymentServiceServer(s.grpc, paymentService{Server: s})
+	paymentpb.RegisterPaymentServiceServer(s.grpc, legacyService{Server: s})
+	s.health = health.NewServer()
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+	s.http = &http.Server{Addr: s.cfg.HTTPAddr, Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+	return s
+}
+
+// GRPCServer returns the gRPC server, for tests that serve it on their own listener.
+func (s *Server) GRPCServer() *grpc.Server { return s.grpc }
+
+// HTTPHandler returns the HTTP handler: the REST gateway under /v1/, /healthz, /readyz and
+// /metrics.
+func (s *Server) HTTPHandler() http.Handler { return s.http.Handler }
+
+func (s *Server) httpHandler() http.Handler {
+	gw := runtime.NewServeMux(
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
+			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+		}),
+	)
+	ctx := context.Background()
+	// In-process registration: REST calls run the same handlers as gRPC, without a second hop.
+	_ = codebankv1.RegisterCardServiceHandlerServer(ctx, gw, cardService{Server: s})
+	_ = codebankv1.RegisterPaymentServiceHandlerServer(ctx, gw, paymentService{Server: s})
+
+	mux := http.NewServeMux()
+	mux.Handle("/", s.metrics.countHTTP(gw))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !s.bank.Ready() {
+			http.Error(w, "not ready: not connected to Kafka", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
+	for _, register := range s.extra {
+		register(mux)
+	}
+	return mux
+}
+
+// Serve listens on the configured addresses and serves until ctx ends, then stops gracefully:
+// calls in progress get their answers.
+func (s *Server) Serve(ctx context.Context) error {
+	gl, err := net.Listen("tcp", s.cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("listen gRPC: %w", err)
+	}
+	hl, err := net.Listen("tcp", s.cfg.HTTPAddr)
+	if err != nil {
+		gl.Close()
+		return fmt.Errorf("listen HTTP: %w", err)
+	}
+	return s.ServeListeners(ctx, gl, hl)
+}
+
+// ServeListeners is Serve on listeners the caller made.
+func (s *Server) ServeListeners(ctx context.Context, grpcL, httpL net.Listener) error {
+	s.log.Info("ingress listening", "grpc", grpcL.Addr().String(), "http", httpL.Addr().String())
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.grpc.Serve(grpcL) })
+	g.Go(func() error {
+		if err := s.http.Serve(httpL); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		s.health.Shutdown()
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout+time.Second)
+		defer cancel()
+		stopped := make(chan struct{})
+		go func() { s.grpc.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-shutdownCtx.Done():
+			s.grpc.Stop()
+		}
+		return s.http.Shutdown(shutdownCtx)
+	})
+	return g.Wait()
+}
+
+type serverMetrics struct {
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	inflight prometheus.Gauge
+	http     *prometheus.CounterVec
+}
+
+func newServerMetrics(r prometheus.Registerer) serverMetrics {
+	m := serverMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "codebank_ingress_requests_total", Help: "gRPC calls finished, by method and status code.",
+		}, []string{"method", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "codebank_ingress_request_seconds", Help: "gRPC call latency, by method.",
+			Buckets: []float64{.001, .002, .003, .005, .0075, .01, .015, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"method"}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "codebank_ingress_inflight", Help: "gRPC calls in progress.",
+		}),
+		http: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "codebank_ingress_http_requests_total", Help: "HTTP requests served by the REST gateway, by status code.",
+		}, []string{"code"}),
+	}
+	r.MustRegister(m.requests, m.latency, m.inflight, m.http)
+	return m
+}
+
+func (m serverMetrics) interceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	m.inflight.Inc()
+	resp, err := handler(ctx, req)
+	m.inflight.Dec()
+	method := path.Base(info.FullMethod)
+	if pkg := path.Dir(info.FullMethod); pkg == "/payment.PaymentService" {
+		method = "legacy." + method
+	}
+	m.requests.WithLabelValues(method, status.Code(err).String()).Inc()
+	m.latency.WithLabelValues(method).Observe(time.Since(start).Seconds())
+	return resp, err
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.code = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (m serverMetrics) countHTTP(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		m.http.WithLabelValues(strconv.Itoa(rec.code)).Inc()
+	})
+}
