@@ -215,4 +215,3 @@ func (b *KafkaBank) Close() error {
 	})
 	return errors.Join(errs...)
 }
-

@@ -218,4 +218,3 @@ func runPay(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	return nil
 }
-

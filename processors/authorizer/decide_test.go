@@ -39,7 +39,10 @@ func TestDecide(t *testing.T) {
 		{"one cent over", nil, func(r *eventsv1.PaymentRequested) { r.AmountCents = 8001 }, rejected, codebankv1.RejectReason_REJECT_REASON_INSUFFICIENT_CREDIT, 8000},
 		{"zero amount", nil, func(r *eventsv1.PaymentRequested) { r.AmountCents = 0 }, rejected, codebankv1.RejectReason_REJECT_REASON_INSUFFICIENT_CREDIT, 8000},
 		{"unknown card", func(*eventsv1.Account) *eventsv1.Account { return nil }, nil, rejected, codebankv1.RejectReason_REJECT_REASON_CARD_NOT_FOUND, 0},
-		{"blocked", func(a *eventsv1.Account) *eventsv1.Account { a.Status = codebankv1.CardStatus_CARD_STATUS_BLOCKED; return a }, nil, rejected, codebankv1.RejectReason_REJECT_REASON_CARD_BLOCKED, 8000},
+		{"blocked", func(a *eventsv1.Account) *eventsv1.Account {
+			a.Status = codebankv1.CardStatus_CARD_STATUS_BLOCKED
+			return a
+		}, nil, rejected, codebankv1.RejectReason_REJECT_REASON_CARD_BLOCKED, 8000},
 		{"wrong expiry month", nil, func(r *eventsv1.PaymentRequested) { r.ExpiryMonth = 10 }, rejected, codebankv1.RejectReason_REJECT_REASON_EXPIRY_MISMATCH, 8000},
 		{"wrong expiry year", nil, func(r *eventsv1.PaymentRequested) { r.ExpiryYear = 2031 }, rejected, codebankv1.RejectReason_REJECT_REASON_EXPIRY_MISMATCH, 8000},
 		{"expired", func(a *eventsv1.Account) *eventsv1.Account { a.ExpiryMonth, a.ExpiryYear = 10, 2026; return a },
@@ -49,7 +52,10 @@ func TestDecide(t *testing.T) {
 		{"cvv mismatch", nil, func(r *eventsv1.PaymentRequested) { r.CvvMatch = false }, rejected, codebankv1.RejectReason_REJECT_REASON_CVV_MISMATCH, 8000},
 		{"holder mismatch", nil, func(r *eventsv1.PaymentRequested) { r.HolderName = "Mario Silva" }, rejected, codebankv1.RejectReason_REJECT_REASON_HOLDER_MISMATCH, 8000},
 		{"holder case and spaces do not matter", nil, func(r *eventsv1.PaymentRequested) { r.HolderName = "  maria   silva " }, approved, 0, 3000},
-		{"blocked wins over insufficient credit", func(a *eventsv1.Account) *eventsv1.Account { a.Status = codebankv1.CardStatus_CARD_STATUS_BLOCKED; return a },
+		{"blocked wins over insufficient credit", func(a *eventsv1.Account) *eventsv1.Account {
+			a.Status = codebankv1.CardStatus_CARD_STATUS_BLOCKED
+			return a
+		},
 			func(r *eventsv1.PaymentRequested) { r.AmountCents = 1e6 }, rejected, codebankv1.RejectReason_REJECT_REASON_CARD_BLOCKED, 8000},
 	}
 	for _, tt := range tests {
