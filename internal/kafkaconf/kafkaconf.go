@@ -80,6 +80,9 @@ func (c Config) Sarama() *sarama.Config {
 		s.Producer.RequiredAcks = sarama.WaitForLocal
 	}
 	s.Producer.Retry.Backoff = 50 * time.Millisecond
+	// Input streams start from the oldest record when the group has no offset yet: a request
+	// written before the first authorizer ever ran must still be decided. (Goka: newest.)
+	s.Consumer.Offsets.Initial = sarama.OffsetOldest
 	s.Consumer.MaxWaitTime = 250 * time.Millisecond
 	s.Consumer.Fetch.Default = 1 << 20
 	s.Consumer.Group.Rebalance.Timeout = 20 * time.Second

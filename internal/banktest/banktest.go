@@ -1,0 +1,173 @@
+// Package banktest runs Code Bank's components in-process against a real Kafka broker, for
+// integration tests: an authorizer instance (StartAuthorizer) and an ingress replica
+// (StartIngress) serving gRPC and HTTP on free loopback ports.
+package banktest
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/lovoo/goka"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/codebank/codebank/grpcgateway"
+	"github.com/codebank/codebank/internal/card"
+	"github.com/codebank/codebank/internal/kafkaconf"
+	"github.com/codebank/codebank/processors"
+	"github.com/codebank/codebank/processors/authorizer"
+)
+
+// Secret is the bank secret of test deployments.
+const Secret = "integration-test-secret-of-the-bank"
+
+// Keys returns the card keys of test deployments.
+func Keys(t testing.TB) card.Keys {
+	k, err := card.NewKeys(Secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// Logger returns a logger that writes warnings and errors to stderr.
+func Logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// Deployment is one Code Bank deployment inside a test: its Kafka configuration and topics.
+type Deployment struct {
+	Kafka kafkaconf.Config
+	Topo  processors.Topology
+}
+
+// NewDeployment creates the topics of a deployment named prefix on the broker.
+func NewDeployment(t testing.TB, broker, prefix string, partitions, replyPartitions int) Deployment {
+	t.Helper()
+	d := Deployment{
+		Kafka: kafkaconf.Config{Brokers: []string{broker}, ClientID: "test"},
+		Topo:  processors.Topology{Prefix: prefix + "-", Partitions: partitions, ReplyPartitions: replyPartitions, Replication: 1},
+	}
+	admin, err := newAdmin(d.Kafka)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if err := d.Topo.Ensure(context.Background(), admin); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// Authorizer is a running authorizer instance.
+type Authorizer struct {
+	Proc   *goka.Processor
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// StartAuthorizer runs an authorizer instance with its storage in dir (t.TempDir() when
+// empty) and waits until it has recovered its partitions. It is stopped when the test ends.
+func StartAuthorizer(t testing.TB, d Deployment, dir string, opts ...authorizer.Option) *Authorizer {
+	t.Helper()
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	opts = append([]authorizer.Option{authorizer.WithLogger(Logger())}, opts...)
+	p := authorizer.New(d.Topo, Keys(t), opts...)
+	proc, err := goka.NewProcessor(d.Kafka.Brokers, p.Graph(), d.Kafka.ProcessorOptions(dir, Logger())...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a := &Authorizer{Proc: proc, cancel: cancel, done: make(chan error, 1)}
+	go func() { a.done <- proc.Run(ctx) }()
+	t.Cleanup(func() { a.Stop(t) })
+	readyCtx, readyCancel := context.WithTimeout(ctx, 60*time.Second)
+	defer readyCancel()
+	if err := proc.WaitForReadyContext(readyCtx); err != nil {
+		t.Fatalf("authorizer not ready: %v", err)
+	}
+	return a
+}
+
+// Stop stops the instance and waits for it; safe to call twice.
+func (a *Authorizer) Stop(t testing.TB) {
+	t.Helper()
+	if a.cancel == nil {
+		return
+	}
+	a.cancel()
+	a.cancel = nil
+	select {
+	case err := <-a.done:
+		if err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("authorizer stopped with: %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Error("authorizer did not stop within 60s")
+	}
+}
+
+// Ingress is a running ingress replica.
+type Ingress struct {
+	Bank    *grpcgateway.KafkaBank
+	Server  *grpcgateway.Server
+	Conn    *grpc.ClientConn
+	HTTPURL string
+	cancel  context.CancelFunc
+	done    chan error
+}
+
+// StartIngress runs an ingress replica reading replyPartition of the replies topic (negative:
+// pick one) and returns it with a gRPC client connection. It is stopped when the test ends.
+func StartIngress(t testing.TB, d Deployment, replyPartition int, cfg grpcgateway.Config, opts ...grpcgateway.Option) *Ingress {
+	t.Helper()
+	bank, err := grpcgateway.NewKafkaBank(d.Kafka, d.Topo, replyPartition, Logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpcgateway.New(cfg, bank, Keys(t), prometheus.NewRegistry(), Logger(), opts...)
+	gl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	in := &Ingress{Bank: bank, Server: srv, HTTPURL: "http://" + hl.Addr().String(), cancel: cancel, done: make(chan error, 2)}
+	go func() { in.done <- bank.Run(ctx) }()
+	go func() { in.done <- srv.ServeListeners(ctx, gl, hl) }()
+	in.Conn, err = grpc.NewClient(gl.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		in.Conn.Close()
+		cancel()
+		for i := 0; i < 2; i++ {
+			if err := <-in.done; err != nil {
+				t.Errorf("ingress stopped with: %v", err)
+			}
+		}
+		bank.Close()
+	})
+	// Wait for the HTTP side to answer, so tests can use both at once.
+	for i := 0; i < 50; i++ {
+		if resp, err := http.Get(in.HTTPURL + "/healthz"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return in
+}
