@@ -1,6 +1,7 @@
 package grpcgateway
 
 import (
+	"strconv"
 	"testing"
 
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
@@ -51,4 +52,20 @@ func TestReplyKey(t *testing.T) {
 			}
 		}
 	}
+}
+
+func BenchmarkCorrelator(b *testing.B) {
+	c := NewCorrelator()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			id := strconv.Itoa(i) + "-tx"
+			i++
+			ch, cancel := c.Wait(id)
+			c.Deliver(&eventsv1.Reply{CorrelationId: id})
+			<-ch
+			cancel()
+		}
+	})
 }

@@ -131,6 +131,7 @@ func (t Topology) Ensure(ctx context.Context, admin sarama.ClusterAdmin) error {
 	if err != nil {
 		return fmt.Errorf("list topics: %w", err)
 	}
+	var created []string
 	for _, topic := range t.All() {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -152,6 +153,35 @@ func (t Topology) Ensure(ctx context.Context, admin sarama.ClusterAdmin) error {
 		}, false)
 		if err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) {
 			return fmt.Errorf("create topic %s: %w", topic.Name, err)
+		}
+		created = append(created, topic.Name)
+	}
+	return waitForTopics(ctx, admin, created)
+}
+
+// waitForTopics waits until the cluster's metadata lists every topic: creation is
+// asynchronous, and goka checks the topics as soon as a processor starts.
+func waitForTopics(ctx context.Context, admin sarama.ClusterAdmin, names []string) error {
+	for deadline := time.Now().Add(30 * time.Second); len(names) > 0; {
+		meta, err := admin.DescribeTopics(names)
+		if err == nil {
+			missing := names[:0]
+			for _, m := range meta {
+				if !errors.Is(m.Err, sarama.ErrNoError) || len(m.Partitions) == 0 {
+					missing = append(missing, m.Name)
+				}
+			}
+			if names = missing; len(names) == 0 {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("topics %v not visible 30s after creation: %v", names, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
 	return nil

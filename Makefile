@@ -1,0 +1,68 @@
+# Code Bank. `make help` lists the targets.
+#
+# Everything runs against real servers that the project fetches, caches (~/.cache/codebank)
+# and starts itself: Java 17+ and Maven must be installed (the error says so if not).
+
+GO       ?= go
+BIN      ?= bin/codebank
+PKGS     ?= ./...
+# `make test` must stay well under 20 minutes on a 2-core machine.
+TEST_TIMEOUT ?= 20m
+
+.DEFAULT_GOAL := help
+
+##@ Run
+
+.PHONY: run
+run: ## Run Code Bank locally (Kafka, authorizer, ingress), seeded with demo cards; state in .data/
+	$(GO) run ./cmd/codebank dev
+
+##@ Develop
+
+.PHONY: build
+build: ## Build the codebank binary into bin/
+	$(GO) build -o $(BIN) ./cmd/codebank
+
+.PHONY: test
+test: proto-check lint ## Run every test: unit, goka tester and integration tests on a real Kafka broker
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+
+.PHONY: unit
+unit: ## Run only the tests that need no server (fast)
+	$(GO) test -count=1 ./internal/card/ ./internal/money/ ./codecs/ ./processors/...
+
+.PHONY: lint
+lint: ## gofmt, go vet and buf lint
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) tool buf lint
+
+.PHONY: bench
+bench: ## Run the benchmarks (real Kafka): latency of one Authorize call at low load, codecs, decisions
+	$(GO) test -count=1 -run '^$$' -bench LowLoad -benchtime 2000x ./grpcgateway/
+	$(GO) test -count=1 -run '^$$' -bench 'Correlator|Decide|Codec' -benchmem ./codecs/ ./processors/... ./grpcgateway/
+
+##@ Contract
+
+.PHONY: proto
+proto: ## Regenerate the Go code of proto/ with the buf and plugins pinned in go.mod
+	$(GO) tool buf generate
+
+.PHONY: proto-check
+proto-check: proto ## Fail if the committed generated code is stale
+	@if [ -n "$$(git status --porcelain -- proto)" ]; then \
+		echo "generated code in proto/ is stale: run 'make proto' and commit"; git status --porcelain -- proto; exit 1; fi
+
+##@ Deploy
+
+.PHONY: k8s
+k8s: ## Apply the Kubernetes manifests of k8s/ to the current kubectl context
+	kubectl apply -k k8s/
+
+.PHONY: clean
+clean: ## Remove build output and the local state of `make run`
+	rm -rf bin .data
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*##"} /^##@/ {printf "\n%s\n", substr($$0, 5)} /^[a-zA-Z0-9_-]+:.*##/ {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
