@@ -88,11 +88,13 @@ type Server struct {
 	now  func() time.Time
 	reg  *prometheus.Registry
 
-	grpc    *grpc.Server
-	health  *health.Server
-	http    *http.Server
-	metrics serverMetrics
-	extra   []func(*http.ServeMux)
+	grpc       *grpc.Server
+	health     *health.Server
+	http       *http.Server
+	metrics    serverMetrics
+	extra      []func(*http.ServeMux)
+	statements StatementReader
+	noPayments bool
 }
 
 // Option configures a Server.
@@ -106,6 +108,13 @@ func WithHTTPHandler(register func(*http.ServeMux)) Option {
 	return func(s *Server) { s.extra = append(s.extra, register) }
 }
 
+// WithStatements serves codebank.v1.StatementService from r.
+func WithStatements(r StatementReader) Option { return func(s *Server) { s.statements = r } }
+
+// WithoutPayments leaves out the card and payment services (the original contract's too): a
+// statements-only server.
+func WithoutPayments() Option { return func(s *Server) { s.noPayments = true } }
+
 // New returns a Server that sends requests to bank. Its metrics go to reg, which /metrics
 // serves.
 func New(cfg Config, bank Bank, keys card.Keys, reg *prometheus.Registry, log *slog.Logger, opts ...Option) *Server {
@@ -118,9 +127,14 @@ func New(cfg Config, bank Bank, keys card.Keys, reg *prometheus.Registry, log *s
 	}
 	s.metrics = newServerMetrics(reg)
 	s.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(s.metrics.interceptor))
-	codebankv1.RegisterCardServiceServer(s.grpc, cardService{Server: s})
-	codebankv1.RegisterPaymentServiceServer(s.grpc, paymentService{Server: s})
-	paymentpb.RegisterPaymentServiceServer(s.grpc, legacyService{Server: s})
+	if !s.noPayments {
+		codebankv1.RegisterCardServiceServer(s.grpc, cardService{Server: s})
+		codebankv1.RegisterPaymentServiceServer(s.grpc, paymentService{Server: s})
+		paymentpb.RegisterPaymentServiceServer(s.grpc, legacyService{Server: s})
+	}
+	if s.statements != nil {
+		codebankv1.RegisterStatementServiceServer(s.grpc, statementService{Server: s})
+	}
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
@@ -144,8 +158,13 @@ func (s *Server) httpHandler() http.Handler {
 	)
 	ctx := context.Background()
 	// In-process registration: REST calls run the same handlers as gRPC, without a second hop.
-	_ = codebankv1.RegisterCardServiceHandlerServer(ctx, gw, cardService{Server: s})
-	_ = codebankv1.RegisterPaymentServiceHandlerServer(ctx, gw, paymentService{Server: s})
+	if !s.noPayments {
+		_ = codebankv1.RegisterCardServiceHandlerServer(ctx, gw, cardService{Server: s})
+		_ = codebankv1.RegisterPaymentServiceHandlerServer(ctx, gw, paymentService{Server: s})
+	}
+	if s.statements != nil {
+		_ = codebankv1.RegisterStatementServiceHandlerServer(ctx, gw, statementService{Server: s})
+	}
 
 	mux := http.NewServeMux()
 	mux.Handle("/", s.metrics.countHTTP(gw))

@@ -111,9 +111,29 @@ func (t Topology) Replies() Topic {
 		Config: map[string]string{"retention.ms": strconv.FormatInt(time.Hour.Milliseconds(), 10)}}
 }
 
+// StatementsGroup is the consumer group of the statements processor.
+func (t Topology) StatementsGroup() goka.Group { return goka.Group(t.Prefix + "statements") }
+
+// StatementsLoop is the statements processor's loopback: each approved purchase re-keyed to
+// the page of its card's month that holds it. Key: "card token|YYYY-MM|page". Value:
+// eventsv1.StatementLinePlacement.
+func (t Topology) StatementsLoop() Topic {
+	return Topic{Name: string(t.StatementsGroup()) + "-loop", // goka's loop topic name (default suffix)
+		Key: "card token|month|page", Codec: codecs.StatementLinePlacement, Partitions: t.partitions(),
+		Config: map[string]string{"retention.ms": strconv.FormatInt((7 * 24 * time.Hour).Milliseconds(), 10)}}
+}
+
+// StatementsTable is the statements processor's compacted changelog. Key: card token (value:
+// the card's months and applied transactions) or "card token|YYYY-MM|page" (value: up to
+// statements.PageSize lines). Value: eventsv1.StatementEntry.
+func (t Topology) StatementsTable() Topic {
+	return Topic{Name: string(goka.GroupTable(t.StatementsGroup())), Key: "card token, or card token|month|page", Codec: codecs.StatementEntry, Partitions: t.partitions(),
+		Config: map[string]string{"cleanup.policy": "compact", "segment.ms": strconv.FormatInt(time.Hour.Milliseconds(), 10)}}
+}
+
 // All returns every topic of the deployment.
 func (t Topology) All() []Topic {
-	return []Topic{t.PaymentRequests(), t.CardCommands(), t.AuthorizerTable(), t.Results(), t.Replies()}
+	return []Topic{t.PaymentRequests(), t.CardCommands(), t.AuthorizerTable(), t.Results(), t.Replies(), t.StatementsLoop(), t.StatementsTable()}
 }
 
 // ErrPartitionMismatch is returned by Ensure when an existing topic has another partition

@@ -218,3 +218,65 @@ func runPay(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	return nil
 }
+
+func runStatement(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("statement", "statement NUMBER [--month 2026-11]", stderr)
+	addr := fs.String("addr", "localhost:50051", "Code Bank gRPC address serving statements")
+	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the bank")
+	month := fs.String("month", "", "month, YYYY-MM (default: the current one)")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return helpOK(err)
+	}
+	if len(pos) != 1 {
+		return fmt.Errorf("%w: statement takes one card NUMBER", errUsage)
+	}
+	conn, err := dial(*addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	client := codebankv1.NewStatementServiceClient(conn)
+	req := &codebankv1.GetStatementRequest{Number: pos[0], Month: *month, PageSize: 1000}
+	var first *codebankv1.GetStatementResponse
+	var lines []*codebankv1.StatementLine
+	for {
+		resp, err := client.GetStatement(ctx, req)
+		if err != nil {
+			return rpcError(err)
+		}
+		if first == nil {
+			first = resp
+		}
+		lines = append(lines, resp.GetLines()...)
+		if resp.GetNextPageToken() == "" {
+			break
+		}
+		req.PageToken = resp.GetNextPageToken()
+	}
+	cur := first.GetCurrency()
+	fmt.Fprintf(stdout, "Statement %s   %s   %s\n\n", first.GetMonth(), first.GetMaskedNumber(), first.GetHolderName())
+	if len(lines) == 0 {
+		fmt.Fprintln(stdout, "  No purchases this month.")
+	}
+	for _, l := range lines {
+		fmt.Fprintf(stdout, "  %s  %-24s %-30s %12s\n", time.UnixMilli(l.GetAuthorizedAtUnixMs()).UTC().Format("2006-01-02 15:04"),
+			truncate(l.GetStore(), 24), truncate(l.GetDescription(), 30), money.Format(l.GetAmountCents()))
+	}
+	fmt.Fprintf(stdout, "\n  %d purchases, total %s %s\n", first.GetCount(), cur, money.Format(first.GetTotalCents()))
+	fmt.Fprintf(stdout, "  Available credit: %s %s of %s\n", cur, money.Format(first.GetAvailableCents()), money.Format(first.GetLimitCents()))
+	if !first.GetUpToDate() {
+		fmt.Fprintln(stdout, "  (the latest purchases are still on their way; ask again in a moment)")
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
+}

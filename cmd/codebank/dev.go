@@ -75,7 +75,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	c.Brokers = broker.Addr()
 	c.StorageDir = filepath.Join(abs, "authorizer")
 
-	return serve(ctx, c, log, roles{ingress: true, authorizer: true}, func(ctx context.Context, st started) error {
+	return serve(ctx, c, log, roles{ingress: true, authorizer: true, statements: true}, func(ctx context.Context, st started) error {
 		cards, err := seedDemoCards(ctx, st.grpcAddr, filepath.Join(abs, "demo-cards.json"))
 		if err != nil {
 			return fmt.Errorf("seed demo cards: %w", err)

@@ -22,8 +22,10 @@ var commands = map[string]command{
 	"all":        {"run the ingress and the authorizer in one process (development)", runAll},
 	"ingress":    {"run the gRPC/REST ingress (any number of replicas)", runIngress},
 	"authorizer": {"run the authorizer processor (any number of instances)", runAuthorizer},
+	"statements": {"run the statements processor and serve statements (any number of replicas)", runStatements},
 	"setup":      {"create Code Bank's Kafka topics and exit", runSetup},
 	"dev":        {"start a local Kafka, run everything and seed demo cards (make run)", runDev},
+	"statement":  {"print a card's statement: statement NUMBER [--month 2026-11]", runStatement},
 	"cards":      {"issue or read cards: cards issue --holder NAME --limit 1000.00 | cards get NUMBER", runCards},
 	"pay":        {"pay with a card: pay --card N --holder NAME --exp MM/YY --cvv CVV --amount 12.34 --store NAME", runPay},
 }

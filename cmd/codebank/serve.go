@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -21,12 +22,14 @@ import (
 	"github.com/codebank/codebank/internal/kafkaconf"
 	"github.com/codebank/codebank/processors"
 	"github.com/codebank/codebank/processors/authorizer"
+	"github.com/codebank/codebank/processors/statements"
 )
 
 // roles says which components a process runs.
 type roles struct {
 	ingress    bool
 	authorizer bool
+	statements bool
 }
 
 func (r roles) String() string {
@@ -35,10 +38,15 @@ func (r roles) String() string {
 		return "all"
 	case r.ingress:
 		return "ingress"
+	case r.statements:
+		return "statements"
 	default:
 		return "authorizer"
 	}
 }
+
+// api reports whether the process serves a gRPC/REST API.
+func (r roles) api() bool { return r.ingress || r.statements }
 
 func runAll(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var c config
@@ -53,7 +61,7 @@ func runAll(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	return serve(ctx, c, log, roles{ingress: true, authorizer: true}, nil)
+	return serve(ctx, c, log, roles{ingress: true, authorizer: true, statements: true}, nil)
 }
 
 func runIngress(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -84,6 +92,24 @@ func runAuthorizer(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	return serve(ctx, c, log, roles{authorizer: true}, nil)
+}
+
+func runStatements(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var c config
+	fs := newFlagSet("statements", "statements [flags]", stderr)
+	c.kafkaFlags(fs)
+	c.ingressFlags(fs)
+	c.authorizerFlags(fs, "")
+	fs.Lookup("grpc-addr").DefValue, fs.Lookup("http-addr").DefValue = ":50052", ":8082"
+	c.GRPCAddr, c.HTTPAddr = ":50052", ":8082"
+	if err := parse(fs, args); err != nil {
+		return helpOK(err)
+	}
+	log, err := c.logger(stderr)
+	if err != nil {
+		return err
+	}
+	return serve(ctx, c, log, roles{statements: true}, nil)
 }
 
 func runSetup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -182,9 +208,42 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles, onReady fun
 		ready = append(ready, proc.Recovered)
 	}
 
-	// Ingress, or the authorizer's own health and metrics endpoint.
+	// Statements: the processor, and a view of its table that serves the API.
+	var srvOpts []grpcgateway.Option
+	if r.statements {
+		sp := statements.New(topo, reg, log)
+		proc, err := goka.NewProcessor(kc.Brokers, sp.Graph(), kc.ProcessorOptions(c.StorageDir, log)...)
+		if err != nil {
+			return fmt.Errorf("create statements processor: %w", err)
+		}
+		view, err := goka.NewView(kc.Brokers, goka.Table(topo.StatementsTable().Name), topo.StatementsTable().Codec,
+			kc.ViewOptions(filepath.Join(c.StorageDir, "views"), log)...)
+		if err != nil {
+			return fmt.Errorf("create statements view: %w", err)
+		}
+		g.Go(func() error {
+			if err := proc.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				return fmt.Errorf("statements processor: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			if err := view.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				return fmt.Errorf("statements view: %w", err)
+			}
+			return nil
+		})
+		reader := statements.NewReader(view)
+		ready = append(ready, proc.Recovered, reader.Ready)
+		srvOpts = append(srvOpts, grpcgateway.WithStatements(reader))
+		if !r.ingress {
+			srvOpts = append(srvOpts, grpcgateway.WithoutPayments())
+		}
+	}
+
+	// The API, or the authorizer's own health and metrics endpoint.
 	st := started{}
-	if r.ingress {
+	if r.api() {
 		bank, err := grpcgateway.NewKafkaBank(kc, topo, c.ReplyPartition, log)
 		if err != nil {
 			return err
@@ -192,7 +251,7 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles, onReady fun
 		defer bank.Close()
 		g.Go(func() error { return bank.Run(ctx) })
 		ready = append(ready, bank.Ready)
-		srv := grpcgateway.New(c.ingress(), readyBank{bank, ready}, keys, reg, log)
+		srv := grpcgateway.New(c.ingress(), readyBank{bank, ready}, keys, reg, log, srvOpts...)
 		gl, err := net.Listen("tcp", c.GRPCAddr)
 		if err != nil {
 			return fmt.Errorf("listen gRPC: %w", err)

@@ -23,6 +23,7 @@ import (
 	"github.com/codebank/codebank/internal/kafkaconf"
 	"github.com/codebank/codebank/processors"
 	"github.com/codebank/codebank/processors/authorizer"
+	"github.com/codebank/codebank/processors/statements"
 )
 
 // Secret is the bank secret of test deployments.
@@ -66,16 +67,9 @@ func NewDeployment(t testing.TB, broker, prefix string, partitions, replyPartiti
 	return d
 }
 
-// Authorizer is a running authorizer instance.
-type Authorizer struct {
-	Proc   *goka.Processor
-	cancel context.CancelFunc
-	done   chan error
-}
-
 // StartAuthorizer runs an authorizer instance with its storage in dir (t.TempDir() when
 // empty) and waits until it has recovered its partitions. It is stopped when the test ends.
-func StartAuthorizer(t testing.TB, d Deployment, dir string, opts ...authorizer.Option) *Authorizer {
+func StartAuthorizer(t testing.TB, d Deployment, dir string, opts ...authorizer.Option) *Processor {
 	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
@@ -86,34 +80,7 @@ func StartAuthorizer(t testing.TB, d Deployment, dir string, opts ...authorizer.
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a := &Authorizer{Proc: proc, cancel: cancel, done: make(chan error, 1)}
-	go func() { a.done <- proc.Run(ctx) }()
-	t.Cleanup(func() { a.Stop(t) })
-	readyCtx, readyCancel := context.WithTimeout(ctx, 60*time.Second)
-	defer readyCancel()
-	if err := proc.WaitForReadyContext(readyCtx); err != nil {
-		t.Fatalf("authorizer not ready: %v", err)
-	}
-	return a
-}
-
-// Stop stops the instance and waits for it; safe to call twice.
-func (a *Authorizer) Stop(t testing.TB) {
-	t.Helper()
-	if a.cancel == nil {
-		return
-	}
-	a.cancel()
-	a.cancel = nil
-	select {
-	case err := <-a.done:
-		if err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("authorizer stopped with: %v", err)
-		}
-	case <-time.After(60 * time.Second):
-		t.Error("authorizer did not stop within 60s")
-	}
+	return run(t, proc, "authorizer")
 }
 
 // Ingress is a running ingress replica.
@@ -170,4 +137,86 @@ func StartIngress(t testing.TB, d Deployment, replyPartition int, cfg grpcgatewa
 		time.Sleep(20 * time.Millisecond)
 	}
 	return in
+}
+
+// Processor is a running goka processor.
+type Processor struct {
+	Proc   *goka.Processor
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// StartStatements runs a statements processor instance with its storage in dir (t.TempDir()
+// when empty) and waits until it is ready. It is stopped when the test ends.
+func StartStatements(t testing.TB, d Deployment, dir string) *Processor {
+	t.Helper()
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	proc, err := goka.NewProcessor(d.Kafka.Brokers, statements.New(d.Topo, nil, Logger()).Graph(), d.Kafka.ProcessorOptions(dir, Logger())...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return run(t, proc, "statements processor")
+}
+
+// run runs a goka processor until the test ends and waits until it is ready.
+func run(t testing.TB, proc *goka.Processor, what string) *Processor {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &Processor{Proc: proc, cancel: cancel, done: make(chan error, 1)}
+	go func() { p.done <- proc.Run(ctx) }()
+	t.Cleanup(func() { p.Stop(t) })
+	readyCtx, readyCancel := context.WithTimeout(ctx, 60*time.Second)
+	defer readyCancel()
+	if err := proc.WaitForReadyContext(readyCtx); err != nil {
+		t.Fatalf("%s not ready: %v", what, err)
+	}
+	return p
+}
+
+// Stop stops the instance and waits for it; safe to call twice.
+func (p *Processor) Stop(t testing.TB) {
+	t.Helper()
+	if p.cancel == nil {
+		return
+	}
+	p.cancel()
+	p.cancel = nil
+	select {
+	case err := <-p.done:
+		if err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("processor stopped with: %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Error("processor did not stop within 60s")
+	}
+}
+
+// StartStatementsView runs a view of the statements table and returns its reader once the
+// view has recovered. It is stopped when the test ends.
+func StartStatementsView(t testing.TB, d Deployment) *statements.Reader {
+	t.Helper()
+	table := d.Topo.StatementsTable()
+	view, err := goka.NewView(d.Kafka.Brokers, goka.Table(table.Name), table.Codec, d.Kafka.ViewOptions(t.TempDir(), Logger())...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- view.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("view stopped with: %v", err)
+		}
+	})
+	r := statements.NewReader(view)
+	for deadline := time.Now().Add(60 * time.Second); !r.Ready(); {
+		if time.Now().After(deadline) {
+			t.Fatal("statements view not recovered within 60s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return r
 }

@@ -98,15 +98,18 @@ func (c Config) partitioned(clientID string, hasher func() hash.Hash32) *sarama.
 	return s
 }
 
-// TopicManagerConfig returns goka's topic manager settings. Code Bank creates its topics itself
-// (processors.Topology.Ensure), so goka only checks them.
+// TopicManagerConfig returns goka's topic manager settings. Code Bank creates and checks its
+// topics itself (processors.Topology.Ensure, which refuses a partition mismatch), with
+// retentions of its own choosing; goka only warns about settings that differ from its own.
 func (c Config) TopicManagerConfig() *goka.TopicManagerConfig {
 	c = c.withDefaults()
 	tm := goka.NewTopicManagerConfig()
 	tm.Table.Replication = c.Replication
 	tm.Stream.Replication = c.Replication
+	// The retention goka expects of loop topics: processors.Topology gives them a week.
+	tm.Stream.Retention = 7 * 24 * time.Hour
 	tm.NoCreate = true
-	tm.MismatchBehavior = goka.TMConfigMismatchBehaviorFail
+	tm.MismatchBehavior = goka.TMConfigMismatchBehaviorWarn
 	return tm
 }
 

@@ -922,11 +922,395 @@ func (x *CardReply) GetAccount() *Account {
 	return nil
 }
 
+// StatementCard is the statements processor's state for one card (table key: card token): which
+// results it has applied, and each month's running totals.
+type StatementCard struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// recent are the latest applied transactions, oldest first, to ignore a result delivered twice.
+	Recent []*AppliedLine `protobuf:"bytes,1,rep,name=recent,proto3" json:"recent,omitempty"`
+	// months are the months with purchases, oldest first.
+	Months []*MonthTotal `protobuf:"bytes,2,rep,name=months,proto3" json:"months,omitempty"`
+	// last_offset is the offset, in its results partition, of the last result applied: a result
+	// at or below it is a redelivery.
+	LastOffset    int64 `protobuf:"varint,3,opt,name=last_offset,json=lastOffset,proto3" json:"last_offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatementCard) Reset() {
+	*x = StatementCard{}
+	mi := &file_codebank_events_v1_events_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatementCard) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatementCard) ProtoMessage() {}
+
+func (x *StatementCard) ProtoReflect() protoreflect.Message {
+	mi := &file_codebank_events_v1_events_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatementCard.ProtoReflect.Descriptor instead.
+func (*StatementCard) Descriptor() ([]byte, []int) {
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *StatementCard) GetRecent() []*AppliedLine {
+	if x != nil {
+		return x.Recent
+	}
+	return nil
+}
+
+func (x *StatementCard) GetMonths() []*MonthTotal {
+	if x != nil {
+		return x.Months
+	}
+	return nil
+}
+
+func (x *StatementCard) GetLastOffset() int64 {
+	if x != nil {
+		return x.LastOffset
+	}
+	return 0
+}
+
+// AppliedLine records where a transaction was put on the statement.
+type AppliedLine struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// transaction_id identifies the payment.
+	TransactionId string `protobuf:"bytes,1,opt,name=transaction_id,json=transactionId,proto3" json:"transaction_id,omitempty"`
+	// month is "YYYY-MM".
+	Month string `protobuf:"bytes,2,opt,name=month,proto3" json:"month,omitempty"`
+	// line_no is the line's position in the month, from 0.
+	LineNo        int64 `protobuf:"varint,3,opt,name=line_no,json=lineNo,proto3" json:"line_no,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppliedLine) Reset() {
+	*x = AppliedLine{}
+	mi := &file_codebank_events_v1_events_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppliedLine) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppliedLine) ProtoMessage() {}
+
+func (x *AppliedLine) ProtoReflect() protoreflect.Message {
+	mi := &file_codebank_events_v1_events_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppliedLine.ProtoReflect.Descriptor instead.
+func (*AppliedLine) Descriptor() ([]byte, []int) {
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *AppliedLine) GetTransactionId() string {
+	if x != nil {
+		return x.TransactionId
+	}
+	return ""
+}
+
+func (x *AppliedLine) GetMonth() string {
+	if x != nil {
+		return x.Month
+	}
+	return ""
+}
+
+func (x *AppliedLine) GetLineNo() int64 {
+	if x != nil {
+		return x.LineNo
+	}
+	return 0
+}
+
+// MonthTotal is one month's running totals.
+type MonthTotal struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// month is "YYYY-MM".
+	Month string `protobuf:"bytes,1,opt,name=month,proto3" json:"month,omitempty"`
+	// count is the number of lines.
+	Count int64 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	// total_cents is their sum.
+	TotalCents    int64 `protobuf:"varint,3,opt,name=total_cents,json=totalCents,proto3" json:"total_cents,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MonthTotal) Reset() {
+	*x = MonthTotal{}
+	mi := &file_codebank_events_v1_events_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MonthTotal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MonthTotal) ProtoMessage() {}
+
+func (x *MonthTotal) ProtoReflect() protoreflect.Message {
+	mi := &file_codebank_events_v1_events_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MonthTotal.ProtoReflect.Descriptor instead.
+func (*MonthTotal) Descriptor() ([]byte, []int) {
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *MonthTotal) GetMonth() string {
+	if x != nil {
+		return x.Month
+	}
+	return ""
+}
+
+func (x *MonthTotal) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *MonthTotal) GetTotalCents() int64 {
+	if x != nil {
+		return x.TotalCents
+	}
+	return 0
+}
+
+// StatementPage holds a fixed-size run of one month's lines (table key:
+// "card token|YYYY-MM|page").
+type StatementPage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// lines are the page's lines, in line order.
+	Lines         []*v1.StatementLine `protobuf:"bytes,1,rep,name=lines,proto3" json:"lines,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatementPage) Reset() {
+	*x = StatementPage{}
+	mi := &file_codebank_events_v1_events_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatementPage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatementPage) ProtoMessage() {}
+
+func (x *StatementPage) ProtoReflect() protoreflect.Message {
+	mi := &file_codebank_events_v1_events_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatementPage.ProtoReflect.Descriptor instead.
+func (*StatementPage) Descriptor() ([]byte, []int) {
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *StatementPage) GetLines() []*v1.StatementLine {
+	if x != nil {
+		return x.Lines
+	}
+	return nil
+}
+
+// StatementEntry is a value of the statements table: a card's state under its card token, or
+// a page of lines under "card token|YYYY-MM|page".
+type StatementEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// entry is one or the other.
+	//
+	// Types that are valid to be assigned to Entry:
+	//
+	//	*StatementEntry_Card
+	//	*StatementEntry_Page
+	Entry         isStatementEntry_Entry `protobuf_oneof:"entry"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatementEntry) Reset() {
+	*x = StatementEntry{}
+	mi := &file_codebank_events_v1_events_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatementEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatementEntry) ProtoMessage() {}
+
+func (x *StatementEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_codebank_events_v1_events_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatementEntry.ProtoReflect.Descriptor instead.
+func (*StatementEntry) Descriptor() ([]byte, []int) {
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *StatementEntry) GetEntry() isStatementEntry_Entry {
+	if x != nil {
+		return x.Entry
+	}
+	return nil
+}
+
+func (x *StatementEntry) GetCard() *StatementCard {
+	if x != nil {
+		if x, ok := x.Entry.(*StatementEntry_Card); ok {
+			return x.Card
+		}
+	}
+	return nil
+}
+
+func (x *StatementEntry) GetPage() *StatementPage {
+	if x != nil {
+		if x, ok := x.Entry.(*StatementEntry_Page); ok {
+			return x.Page
+		}
+	}
+	return nil
+}
+
+type isStatementEntry_Entry interface {
+	isStatementEntry_Entry()
+}
+
+type StatementEntry_Card struct {
+	// card is a card's state.
+	Card *StatementCard `protobuf:"bytes,1,opt,name=card,proto3,oneof"`
+}
+
+type StatementEntry_Page struct {
+	// page is a page of lines.
+	Page *StatementPage `protobuf:"bytes,2,opt,name=page,proto3,oneof"`
+}
+
+func (*StatementEntry_Card) isStatementEntry_Entry() {}
+
+func (*StatementEntry_Page) isStatementEntry_Entry() {}
+
+// StatementLinePlacement is a loopback record: put line at line_no of its month's pages.
+type StatementLinePlacement struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// line_no is the line's position in the month, from 0.
+	LineNo int64 `protobuf:"varint,1,opt,name=line_no,json=lineNo,proto3" json:"line_no,omitempty"`
+	// line is the purchase.
+	Line          *v1.StatementLine `protobuf:"bytes,2,opt,name=line,proto3" json:"line,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatementLinePlacement) Reset() {
+	*x = StatementLinePlacement{}
+	mi := &file_codebank_events_v1_events_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatementLinePlacement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatementLinePlacement) ProtoMessage() {}
+
+func (x *StatementLinePlacement) ProtoReflect() protoreflect.Message {
+	mi := &file_codebank_events_v1_events_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatementLinePlacement.ProtoReflect.Descriptor instead.
+func (*StatementLinePlacement) Descriptor() ([]byte, []int) {
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *StatementLinePlacement) GetLineNo() int64 {
+	if x != nil {
+		return x.LineNo
+	}
+	return 0
+}
+
+func (x *StatementLinePlacement) GetLine() *v1.StatementLine {
+	if x != nil {
+		return x.Line
+	}
+	return nil
+}
+
 var File_codebank_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_codebank_events_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x1fcodebank/events/v1/events.proto\x12\x12codebank.events.v1\x1a\x17codebank/v1/cards.proto\x1a\x1acodebank/v1/payments.proto\"\x9b\x03\n" +
+	"\x1fcodebank/events/v1/events.proto\x12\x12codebank.events.v1\x1a\x17codebank/v1/cards.proto\x1a\x1acodebank/v1/payments.proto\x1a\x1ccodebank/v1/statements.proto\"\x9b\x03\n" +
 	"\x10PaymentRequested\x12%\n" +
 	"\x0etransaction_id\x18\x01 \x01(\tR\rtransactionId\x12\x1f\n" +
 	"\vholder_name\x18\x02 \x01(\tR\n" +
@@ -993,7 +1377,31 @@ const file_codebank_events_v1_events_proto_rawDesc = "" +
 	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"z\n" +
 	"\tCardReply\x126\n" +
 	"\x06result\x18\x01 \x01(\x0e2\x1e.codebank.events.v1.CardResultR\x06result\x125\n" +
-	"\aaccount\x18\x02 \x01(\v2\x1b.codebank.events.v1.AccountR\aaccount*G\n" +
+	"\aaccount\x18\x02 \x01(\v2\x1b.codebank.events.v1.AccountR\aaccount\"\xa1\x01\n" +
+	"\rStatementCard\x127\n" +
+	"\x06recent\x18\x01 \x03(\v2\x1f.codebank.events.v1.AppliedLineR\x06recent\x126\n" +
+	"\x06months\x18\x02 \x03(\v2\x1e.codebank.events.v1.MonthTotalR\x06months\x12\x1f\n" +
+	"\vlast_offset\x18\x03 \x01(\x03R\n" +
+	"lastOffset\"c\n" +
+	"\vAppliedLine\x12%\n" +
+	"\x0etransaction_id\x18\x01 \x01(\tR\rtransactionId\x12\x14\n" +
+	"\x05month\x18\x02 \x01(\tR\x05month\x12\x17\n" +
+	"\aline_no\x18\x03 \x01(\x03R\x06lineNo\"Y\n" +
+	"\n" +
+	"MonthTotal\x12\x14\n" +
+	"\x05month\x18\x01 \x01(\tR\x05month\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x03R\x05count\x12\x1f\n" +
+	"\vtotal_cents\x18\x03 \x01(\x03R\n" +
+	"totalCents\"A\n" +
+	"\rStatementPage\x120\n" +
+	"\x05lines\x18\x01 \x03(\v2\x1a.codebank.v1.StatementLineR\x05lines\"\x8b\x01\n" +
+	"\x0eStatementEntry\x127\n" +
+	"\x04card\x18\x01 \x01(\v2!.codebank.events.v1.StatementCardH\x00R\x04card\x127\n" +
+	"\x04page\x18\x02 \x01(\v2!.codebank.events.v1.StatementPageH\x00R\x04pageB\a\n" +
+	"\x05entry\"a\n" +
+	"\x16StatementLinePlacement\x12\x17\n" +
+	"\aline_no\x18\x01 \x01(\x03R\x06lineNo\x12.\n" +
+	"\x04line\x18\x02 \x01(\v2\x1a.codebank.v1.StatementLineR\x04line*G\n" +
 	"\aChannel\x12\x17\n" +
 	"\x13CHANNEL_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vCHANNEL_API\x10\x01\x12\x12\n" +
@@ -1018,41 +1426,54 @@ func file_codebank_events_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_codebank_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_codebank_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_codebank_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_codebank_events_v1_events_proto_goTypes = []any{
-	(Channel)(0),             // 0: codebank.events.v1.Channel
-	(CardResult)(0),          // 1: codebank.events.v1.CardResult
-	(*PaymentRequested)(nil), // 2: codebank.events.v1.PaymentRequested
-	(*CardCommand)(nil),      // 3: codebank.events.v1.CardCommand
-	(*IssueCard)(nil),        // 4: codebank.events.v1.IssueCard
-	(*GetCard)(nil),          // 5: codebank.events.v1.GetCard
-	(*Account)(nil),          // 6: codebank.events.v1.Account
-	(*Outcome)(nil),          // 7: codebank.events.v1.Outcome
-	(*Reply)(nil),            // 8: codebank.events.v1.Reply
-	(*PaymentReply)(nil),     // 9: codebank.events.v1.PaymentReply
-	(*CardReply)(nil),        // 10: codebank.events.v1.CardReply
-	(v1.CardStatus)(0),       // 11: codebank.v1.CardStatus
-	(v1.PaymentStatus)(0),    // 12: codebank.v1.PaymentStatus
-	(v1.RejectReason)(0),     // 13: codebank.v1.RejectReason
+	(Channel)(0),                   // 0: codebank.events.v1.Channel
+	(CardResult)(0),                // 1: codebank.events.v1.CardResult
+	(*PaymentRequested)(nil),       // 2: codebank.events.v1.PaymentRequested
+	(*CardCommand)(nil),            // 3: codebank.events.v1.CardCommand
+	(*IssueCard)(nil),              // 4: codebank.events.v1.IssueCard
+	(*GetCard)(nil),                // 5: codebank.events.v1.GetCard
+	(*Account)(nil),                // 6: codebank.events.v1.Account
+	(*Outcome)(nil),                // 7: codebank.events.v1.Outcome
+	(*Reply)(nil),                  // 8: codebank.events.v1.Reply
+	(*PaymentReply)(nil),           // 9: codebank.events.v1.PaymentReply
+	(*CardReply)(nil),              // 10: codebank.events.v1.CardReply
+	(*StatementCard)(nil),          // 11: codebank.events.v1.StatementCard
+	(*AppliedLine)(nil),            // 12: codebank.events.v1.AppliedLine
+	(*MonthTotal)(nil),             // 13: codebank.events.v1.MonthTotal
+	(*StatementPage)(nil),          // 14: codebank.events.v1.StatementPage
+	(*StatementEntry)(nil),         // 15: codebank.events.v1.StatementEntry
+	(*StatementLinePlacement)(nil), // 16: codebank.events.v1.StatementLinePlacement
+	(v1.CardStatus)(0),             // 17: codebank.v1.CardStatus
+	(v1.PaymentStatus)(0),          // 18: codebank.v1.PaymentStatus
+	(v1.RejectReason)(0),           // 19: codebank.v1.RejectReason
+	(*v1.StatementLine)(nil),       // 20: codebank.v1.StatementLine
 }
 var file_codebank_events_v1_events_proto_depIdxs = []int32{
 	0,  // 0: codebank.events.v1.PaymentRequested.channel:type_name -> codebank.events.v1.Channel
 	4,  // 1: codebank.events.v1.CardCommand.issue:type_name -> codebank.events.v1.IssueCard
 	5,  // 2: codebank.events.v1.CardCommand.get:type_name -> codebank.events.v1.GetCard
-	11, // 3: codebank.events.v1.Account.status:type_name -> codebank.v1.CardStatus
+	17, // 3: codebank.events.v1.Account.status:type_name -> codebank.v1.CardStatus
 	7,  // 4: codebank.events.v1.Account.recent:type_name -> codebank.events.v1.Outcome
-	12, // 5: codebank.events.v1.Outcome.status:type_name -> codebank.v1.PaymentStatus
-	13, // 6: codebank.events.v1.Outcome.reason:type_name -> codebank.v1.RejectReason
+	18, // 5: codebank.events.v1.Outcome.status:type_name -> codebank.v1.PaymentStatus
+	19, // 6: codebank.events.v1.Outcome.reason:type_name -> codebank.v1.RejectReason
 	9,  // 7: codebank.events.v1.Reply.payment:type_name -> codebank.events.v1.PaymentReply
 	10, // 8: codebank.events.v1.Reply.card:type_name -> codebank.events.v1.CardReply
 	7,  // 9: codebank.events.v1.PaymentReply.outcome:type_name -> codebank.events.v1.Outcome
 	1,  // 10: codebank.events.v1.CardReply.result:type_name -> codebank.events.v1.CardResult
 	6,  // 11: codebank.events.v1.CardReply.account:type_name -> codebank.events.v1.Account
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	12, // 12: codebank.events.v1.StatementCard.recent:type_name -> codebank.events.v1.AppliedLine
+	13, // 13: codebank.events.v1.StatementCard.months:type_name -> codebank.events.v1.MonthTotal
+	20, // 14: codebank.events.v1.StatementPage.lines:type_name -> codebank.v1.StatementLine
+	11, // 15: codebank.events.v1.StatementEntry.card:type_name -> codebank.events.v1.StatementCard
+	14, // 16: codebank.events.v1.StatementEntry.page:type_name -> codebank.events.v1.StatementPage
+	20, // 17: codebank.events.v1.StatementLinePlacement.line:type_name -> codebank.v1.StatementLine
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_codebank_events_v1_events_proto_init() }
@@ -1068,13 +1489,17 @@ func file_codebank_events_v1_events_proto_init() {
 		(*Reply_Payment)(nil),
 		(*Reply_Card)(nil),
 	}
+	file_codebank_events_v1_events_proto_msgTypes[13].OneofWrappers = []any{
+		(*StatementEntry_Card)(nil),
+		(*StatementEntry_Page)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_codebank_events_v1_events_proto_rawDesc), len(file_codebank_events_v1_events_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   9,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

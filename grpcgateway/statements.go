@@ -1,0 +1,182 @@
+package grpcgateway
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/codebank/codebank/internal/card"
+	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
+	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
+)
+
+// StatementReader reads the statements processor's state (statements.Reader is the real one).
+type StatementReader interface {
+	Card(token string) (*eventsv1.StatementCard, error)
+	Lines(token, month string, from, n int64) ([]*codebankv1.StatementLine, error)
+}
+
+// Statement paging and waiting.
+const (
+	DefaultStatementPage = 100
+	MaxStatementPage     = 1000
+	// StatementWait is how long GetStatement waits for the statement to catch up with the
+	// card's latest approval.
+	StatementWait = 3 * time.Second
+)
+
+const monthLayout = "2006-01"
+
+// statementService implements codebank.v1.StatementService.
+type statementService struct {
+	codebankv1.UnimplementedStatementServiceServer
+	*Server
+}
+
+// account reads a card through the authorizer; NOT_FOUND when there is no such card.
+func (s *Server) account(ctx context.Context, number string) (*eventsv1.Account, error) {
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
+	reply, err := s.bank.Command(ctx, number, &eventsv1.CardCommand{
+		CommandId: uuid.NewString(), RequestedAtUnixUs: s.now().UnixMicro(),
+		Command: &eventsv1.CardCommand_Get{Get: &eventsv1.GetCard{}},
+	})
+	if err != nil {
+		return nil, s.callError(err, "get card")
+	}
+	if reply.GetResult() == eventsv1.CardResult_CARD_RESULT_NOT_FOUND {
+		return nil, status.Errorf(codes.NotFound, "card %s not found", card.Mask(number))
+	}
+	return reply.GetAccount(), nil
+}
+
+// GetStatement returns one page of a month. It first asks the authorizer for the card, whose
+// latest approval in that month the statement must show, and waits up to StatementWait for
+// the statements processor to have placed it: a statement read right after an approved
+// Authorize shows that purchase.
+func (s statementService) GetStatement(ctx context.Context, req *codebankv1.GetStatementRequest) (*codebankv1.GetStatementResponse, error) {
+	number := card.NormalizeNumber(req.GetNumber())
+	month := req.GetMonth()
+	if month == "" {
+		month = s.now().UTC().Format(monthLayout)
+	}
+	var v violations
+	v.number("number", number)
+	if t, err := time.Parse(monthLayout, month); err != nil || t.Format(monthLayout) != month {
+		v.add("month", "must be YYYY-MM, e.g. 2026-11, got %q", month)
+	}
+	size := int64(req.GetPageSize())
+	switch {
+	case size == 0:
+		size = DefaultStatementPage
+	case size < 0 || size > MaxStatementPage:
+		v.add("page_size", "must be 1-%d, got %d", MaxStatementPage, size)
+	}
+	var from int64
+	if tok := req.GetPageToken(); tok != "" {
+		n, err := strconv.ParseInt(tok, 10, 64)
+		if err != nil || n < 0 {
+			v.add("page_token", "is not a token this service returned")
+		}
+		from = n
+	}
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	acct, err := s.account(ctx, number)
+	if err != nil {
+		return nil, err
+	}
+	token := s.keys.Token(number)
+	target := latestApproval(acct, month)
+
+	resp := &codebankv1.GetStatementResponse{
+		MaskedNumber: card.Mask(number), HolderName: acct.GetHolderName(), Month: month,
+		AvailableCents: acct.GetLimitCents() - acct.GetUsedCents(), LimitCents: acct.GetLimitCents(), Currency: acct.GetCurrency(),
+	}
+	deadline := time.Now().Add(StatementWait)
+	for {
+		st, err := s.statements.Card(token)
+		if err != nil {
+			return nil, status.Errorf(codes.Unavailable, "read statement: %v", err)
+		}
+		var total, count int64
+		for _, m := range st.GetMonths() {
+			if m.GetMonth() == month {
+				total, count = m.GetTotalCents(), m.GetCount()
+			}
+		}
+		want := max(min(size, count-from), 0)
+		var lines []*codebankv1.StatementLine
+		if want > 0 {
+			if lines, err = s.statements.Lines(token, month, from, want); err != nil {
+				return nil, status.Errorf(codes.Unavailable, "read statement: %v", err)
+			}
+		}
+		caughtUp := (target == "" || hasApplied(st, target)) && int64(len(lines)) == want
+		if caughtUp || time.Now().After(deadline) || ctx.Err() != nil {
+			resp.Lines, resp.TotalCents, resp.Count, resp.UpToDate = lines, total, count, caughtUp
+			if from+int64(len(lines)) < count {
+				resp.NextPageToken = strconv.FormatInt(from+int64(len(lines)), 10)
+			}
+			return resp, nil
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// ListStatements lists the months with purchases, newest first.
+func (s statementService) ListStatements(ctx context.Context, req *codebankv1.ListStatementsRequest) (*codebankv1.ListStatementsResponse, error) {
+	number := card.NormalizeNumber(req.GetNumber())
+	var v violations
+	v.number("number", number)
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	acct, err := s.account(ctx, number)
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.statements.Card(s.keys.Token(number))
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "read statement: %v", err)
+	}
+	resp := &codebankv1.ListStatementsResponse{MaskedNumber: card.Mask(number), HolderName: acct.GetHolderName(), Currency: acct.GetCurrency()}
+	for _, m := range st.GetMonths() {
+		resp.Statements = append(resp.Statements, &codebankv1.StatementSummary{Month: m.GetMonth(), TotalCents: m.GetTotalCents(), Count: m.GetCount()})
+	}
+	slices.SortFunc(resp.Statements, func(a, b *codebankv1.StatementSummary) int {
+		if a.GetMonth() > b.GetMonth() {
+			return -1
+		}
+		return 1
+	})
+	return resp, nil
+}
+
+// latestApproval returns the transaction id of the account's latest approval decided in month.
+func latestApproval(a *eventsv1.Account, month string) string {
+	recent := a.GetRecent()
+	for i := len(recent) - 1; i >= 0; i-- {
+		o := recent[i]
+		if o.GetStatus() == codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED &&
+			time.UnixMicro(o.GetDecidedAtUnixUs()).UTC().Format(monthLayout) == month {
+			return o.GetTransactionId()
+		}
+	}
+	return ""
+}
+
+func hasApplied(st *eventsv1.StatementCard, txID string) bool {
+	for _, a := range st.GetRecent() {
+		if a.GetTransactionId() == txID {
+			return true
+		}
+	}
+	return false
+}

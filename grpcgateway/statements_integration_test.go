@@ -1,0 +1,218 @@
+package grpcgateway_test
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/codebank/codebank/grpcgateway"
+	"github.com/codebank/codebank/internal/banktest"
+	"github.com/codebank/codebank/internal/kafkatest"
+	"github.com/codebank/codebank/processors/authorizer"
+	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
+)
+
+// clock is a settable clock for the authorizer, which stamps authorization times.
+type clock struct{ t atomic.Int64 }
+
+func (c *clock) now() time.Time    { return time.UnixMicro(c.t.Load()) }
+func (c *clock) set(at time.Time)  { c.t.Store(at.UnixMicro()) }
+func newClock(at time.Time) *clock { c := &clock{}; c.set(at); return c }
+
+// statementLines fetches every line of a month, page by page.
+func statementLines(t *testing.T, s codebankv1.StatementServiceClient, number, month string, pageSize int32) (*codebankv1.GetStatementResponse, []*codebankv1.StatementLine) {
+	t.Helper()
+	req := &codebankv1.GetStatementRequest{Number: number, Month: month, PageSize: pageSize}
+	var first *codebankv1.GetStatementResponse
+	var lines []*codebankv1.StatementLine
+	for {
+		resp, err := s.GetStatement(ctxT(t), req)
+		if err != nil {
+			t.Fatalf("GetStatement(%s): %v", month, err)
+		}
+		if !resp.GetUpToDate() {
+			t.Fatalf("GetStatement(%s) is not up to date", month)
+		}
+		if first == nil {
+			first = resp
+		}
+		lines = append(lines, resp.GetLines()...)
+		if resp.GetNextPageToken() == "" {
+			return first, lines
+		}
+		req.PageToken = resp.GetNextPageToken()
+	}
+}
+
+func TestStatementsAcrossMonths(t *testing.T) {
+	t.Parallel()
+	d := banktest.NewDeployment(t, brokerAddr, kafkatest.Name(t), 3, 2)
+	clk := newClock(time.Date(2026, 10, 15, 12, 0, 0, 0, time.UTC))
+	banktest.StartAuthorizer(t, d, "", authorizer.WithClock(clk.now))
+	banktest.StartStatements(t, d, "")
+	in := banktest.StartIngress(t, d, 0, grpcgateway.Config{}, grpcgateway.WithStatements(banktest.StartStatementsView(t, d)))
+	cards, payments := codebankv1.NewCardServiceClient(in.Conn), codebankv1.NewPaymentServiceClient(in.Conn)
+	stmts := codebankv1.NewStatementServiceClient(in.Conn)
+	c := issue(t, cards, "Maria Silva", 10_000)
+	number := c.GetCard().GetNumber()
+
+	pay := func(amount int64, store string) *codebankv1.AuthorizeResponse {
+		return authorize(t, payments, &codebankv1.AuthorizeRequest{Card: details(c), AmountCents: amount, Store: store, Description: "Produtos: " + store})
+	}
+	badCVV := details(c)
+	badCVV.Cvv = fmt.Sprintf("%03d", (atoi(badCVV.Cvv)+1)%1000)
+
+	october := []*codebankv1.AuthorizeResponse{pay(1000, "Livraria"), pay(2000, "Padaria"), pay(3000, "Mercado")}
+	if r := authorize(t, payments, &codebankv1.AuthorizeRequest{Card: badCVV, AmountCents: 50, Store: "Fraude", Description: "x"}); r.GetStatus() != codebankv1.PaymentStatus_PAYMENT_STATUS_REJECTED {
+		t.Fatalf("bad CVV approved: %v", r)
+	}
+	if r := pay(9000, "Joalheria"); r.GetStatus() != codebankv1.PaymentStatus_PAYMENT_STATUS_REJECTED {
+		t.Fatalf("over limit approved: %v", r)
+	}
+	clk.set(time.Date(2026, 11, 3, 9, 30, 0, 0, time.UTC))
+	november := []*codebankv1.AuthorizeResponse{pay(500, "Farmacia"), pay(700, "Cinema")}
+	if r := pay(5000, "Joalheria"); r.GetStatus() != codebankv1.PaymentStatus_PAYMENT_STATUS_REJECTED {
+		t.Fatalf("over limit approved: %v", r)
+	}
+
+	check := func(month string, want []*codebankv1.AuthorizeResponse, pageSize int32) int64 {
+		t.Helper()
+		head, lines := statementLines(t, stmts, number, month, pageSize)
+		var total int64
+		for _, w := range want {
+			total += w.GetAmountCents()
+		}
+		if head.GetCount() != int64(len(want)) || head.GetTotalCents() != total || len(lines) != len(want) {
+			t.Fatalf("%s: count %d total %d with %d lines, want %d lines totalling %d", month, head.GetCount(), head.GetTotalCents(), len(lines), len(want), total)
+		}
+		for i, l := range lines {
+			if l.GetTransactionId() != want[i].GetTransactionId() || l.GetAmountCents() != want[i].GetAmountCents() ||
+				time.UnixMilli(l.GetAuthorizedAtUnixMs()).UTC().Format("2006-01") != month {
+				t.Errorf("%s line %d = %v, want transaction %s of %d", month, i, l, want[i].GetTransactionId(), want[i].GetAmountCents())
+			}
+		}
+		if head.GetMaskedNumber() != c.GetCard().GetMaskedNumber() || head.GetHolderName() != "Maria Silva" || head.GetAvailableCents() != 10_000-7_200 {
+			t.Errorf("%s header = %v", month, head)
+		}
+		return total
+	}
+	sum := check("2026-10", october, 2) + check("2026-11", november, 0)
+	if u := used(t, cards, number); sum != u {
+		t.Errorf("statements total %d, card used %d", sum, u)
+	}
+
+	list, err := stmts.ListStatements(ctxT(t), &codebankv1.ListStatementsRequest{Number: number})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := list.GetStatements(); len(got) != 2 || got[0].GetMonth() != "2026-11" || got[0].GetTotalCents() != 1200 || got[1].GetMonth() != "2026-10" || got[1].GetCount() != 3 {
+		t.Errorf("ListStatements = %v", got)
+	}
+	empty, err := stmts.GetStatement(ctxT(t), &codebankv1.GetStatementRequest{Number: number, Month: "2026-09"})
+	if err != nil || len(empty.GetLines()) != 0 || empty.GetCount() != 0 {
+		t.Errorf("month without purchases = %v, %v; want an empty statement", empty, err)
+	}
+	if _, err := stmts.GetStatement(ctxT(t), &codebankv1.GetStatementRequest{Number: "4111111111111111", Month: "2026-10"}); status.Code(err) != codes.NotFound {
+		t.Errorf("unknown card = %v, want NOT_FOUND", err)
+	}
+	for _, m := range []string{"2026-13", "26-10", "2026-1", "october"} {
+		if _, err := stmts.GetStatement(ctxT(t), &codebankv1.GetStatementRequest{Number: number, Month: m}); !violates(err, "month") {
+			t.Errorf("month %q = %v, want INVALID_ARGUMENT", m, err)
+		}
+	}
+}
+
+// TestStatementsRestartMidStream stops and restarts the statements processor while payments
+// flow: every approved payment is on its statement exactly once.
+func TestStatementsRestartMidStream(t *testing.T) {
+	t.Parallel()
+	d := banktest.NewDeployment(t, brokerAddr, kafkatest.Name(t), 3, 2)
+	banktest.StartAuthorizer(t, d, "")
+	dir := t.TempDir()
+	sp := banktest.StartStatements(t, d, dir)
+	in := banktest.StartIngress(t, d, 0, grpcgateway.Config{}, grpcgateway.WithStatements(banktest.StartStatementsView(t, d)))
+	cards, payments := codebankv1.NewCardServiceClient(in.Conn), codebankv1.NewPaymentServiceClient(in.Conn)
+	stmts := codebankv1.NewStatementServiceClient(in.Conn)
+	var issued []*codebankv1.IssueCardResponse
+	for i := 0; i < 3; i++ {
+		issued = append(issued, issue(t, cards, fmt.Sprintf("Holder %d", i), 1_000_000))
+	}
+	// Payments flow on every card until the processor has been stopped and started three times.
+	approved := make([][]string, len(issued))
+	var (
+		wg   sync.WaitGroup
+		stop atomic.Bool
+	)
+	for i := range issued {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; !stop.Load(); j++ {
+				r := authorize(t, payments, &codebankv1.AuthorizeRequest{Card: details(issued[i]), AmountCents: int64(100 + j%50)})
+				approved[i] = append(approved[i], r.GetTransactionId())
+			}
+		}()
+	}
+	pause := func() { time.Sleep(400 * time.Millisecond) }
+	pause()
+	sp.Stop(t)
+	pause()
+	sp = banktest.StartStatements(t, d, dir)
+	pause()
+	sp.Stop(t)
+	pause()
+	banktest.StartStatements(t, d, t.TempDir()) // and once more, on empty storage
+	pause()
+	stop.Store(true)
+	wg.Wait()
+	month := time.Now().UTC().Format("2006-01")
+	for i, c := range issued {
+		_, lines := statementLines(t, stmts, c.GetCard().GetNumber(), month, 1000)
+		var got []string
+		for _, l := range lines {
+			got = append(got, l.GetTransactionId())
+		}
+		if !slices.Equal(got, approved[i]) {
+			t.Errorf("card %d: statement has %d lines, want the %d approved, in order", i, len(got), len(approved[i]))
+		}
+		t.Logf("card %d: %d payments, all on the statement once", i, len(got))
+		if len(got) < 20 {
+			t.Errorf("card %d: only %d payments made while the processor restarted", i, len(got))
+		}
+	}
+}
+
+// TestStatementsTwoInstances runs two statements processors and two API replicas, each with
+// its own view: both answer for every card.
+func TestStatementsTwoInstances(t *testing.T) {
+	t.Parallel()
+	d := banktest.NewDeployment(t, brokerAddr, kafkatest.Name(t), 4, 2)
+	banktest.StartAuthorizer(t, d, "")
+	banktest.StartStatements(t, d, "")
+	banktest.StartStatements(t, d, "")
+	ins := []*banktest.Ingress{
+		banktest.StartIngress(t, d, 0, grpcgateway.Config{}, grpcgateway.WithStatements(banktest.StartStatementsView(t, d))),
+		banktest.StartIngress(t, d, 1, grpcgateway.Config{}, grpcgateway.WithStatements(banktest.StartStatementsView(t, d))),
+	}
+	cards, payments := codebankv1.NewCardServiceClient(ins[0].Conn), codebankv1.NewPaymentServiceClient(ins[0].Conn)
+	month := time.Now().UTC().Format("2006-01")
+	for i := 0; i < 8; i++ {
+		c := issue(t, cards, fmt.Sprintf("Holder %d", i), 100_000)
+		var want int64
+		for j := 0; j <= i%3; j++ {
+			want += authorize(t, payments, &codebankv1.AuthorizeRequest{Card: details(c), AmountCents: 250}).GetAmountCents()
+		}
+		for k, in := range ins {
+			head, lines := statementLines(t, codebankv1.NewStatementServiceClient(in.Conn), c.GetCard().GetNumber(), month, 0)
+			if head.GetTotalCents() != want || len(lines) != i%3+1 {
+				t.Errorf("replica %d, card %d: total %d with %d lines, want %d with %d", k, i, head.GetTotalCents(), len(lines), want, i%3+1)
+			}
+		}
+	}
+}

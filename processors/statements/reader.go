@@ -1,0 +1,56 @@
+package statements
+
+import (
+	"fmt"
+
+	"github.com/lovoo/goka"
+
+	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
+	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
+)
+
+// Reader reads statements from a goka view of the statements table. Every replica holding a
+// view answers for every card.
+type Reader struct {
+	view *goka.View
+}
+
+// NewReader returns a Reader over a view of processors.Topology.StatementsTable.
+func NewReader(view *goka.View) *Reader { return &Reader{view: view} }
+
+// Ready reports whether the view has caught up with the table once.
+func (r *Reader) Ready() bool { return r.view.Recovered() }
+
+// Card returns a card's statement state; empty for a card with no purchases.
+func (r *Reader) Card(token string) (*eventsv1.StatementCard, error) {
+	v, err := r.view.Get(token)
+	if err != nil {
+		return nil, fmt.Errorf("read statement state: %w", err)
+	}
+	return cardState(v), nil
+}
+
+// Lines returns up to n lines of a card's month from line number from on, stopping early at a
+// line not placed yet.
+func (r *Reader) Lines(token, month string, from, n int64) ([]*codebankv1.StatementLine, error) {
+	var lines []*codebankv1.StatementLine
+	for no := from; no < from+n; {
+		v, err := r.view.Get(PageKey(token, month, no/PageSize))
+		if err != nil {
+			return nil, fmt.Errorf("read statement page: %w", err)
+		}
+		e, _ := v.(*eventsv1.StatementEntry)
+		page := e.GetPage().GetLines()
+		for slot := int(no % PageSize); slot < len(page) && no < from+n; slot++ {
+			if page[slot] == nil {
+				return lines, nil
+			}
+			lines = append(lines, page[slot])
+			no++
+		}
+		if int(no%PageSize) != 0 && no < from+n {
+			return lines, nil // the page ends before PageSize lines: nothing further is placed yet
+		}
+	}
+	return lines, nil
+}
