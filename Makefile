@@ -39,7 +39,7 @@ lint: ## gofmt, go vet and buf lint
 
 .PHONY: bench
 bench: ## Run the benchmarks (real Kafka): latency of one Authorize call at low load, codecs, decisions
-	$(GO) test -count=1 -run '^$$' -bench LowLoad -benchtime 2000x ./grpcgateway/
+	$(GO) test -count=1 -run '^$$' -bench 'LowLoad|StatementLag' -benchtime 1000x ./grpcgateway/
 	$(GO) test -count=1 -run '^$$' -bench 'Correlator|Decide|Codec' -benchmem ./codecs/ ./processors/... ./grpcgateway/
 
 ##@ Contract

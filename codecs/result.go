@@ -5,7 +5,8 @@ import (
 	"fmt"
 )
 
-// Result is one record of the results topic: the bank's decision on one payment attempt,
+// Result is one record of the results topic (documented for every consumer in
+// docs/results-topic.md): the bank's decision on one payment attempt,
 // approved or rejected. It is JSON, read by the statements processor, by Kafka Connect (which
 // indexes it for analysts) and by any other team; fields are only ever added, never renamed.
 // Its key is CardToken. The full card number never appears in it.

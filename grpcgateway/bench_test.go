@@ -91,3 +91,45 @@ func reportPercentiles(b *testing.B, lat []time.Duration) {
 	b.ReportMetric(at(0.99), "p99-ms")
 	b.ReportMetric(at(1), "max-ms")
 }
+
+// BenchmarkStatementLag measures, one payment at a time, how long after Authorize returns the
+// purchase is on the card's statement (placed on its page in the statements view).
+func BenchmarkStatementLag(b *testing.B) {
+	d := banktest.NewDeployment(b, brokerAddr, kafkatest.Name(b), 6, 2)
+	banktest.StartAuthorizer(b, d, "")
+	banktest.StartStatements(b, d, "")
+	reader := banktest.StartStatementsView(b, d)
+	in := banktest.StartIngress(b, d, 0, grpcgateway.Config{})
+	cards, payments := codebankv1.NewCardServiceClient(in.Conn), codebankv1.NewPaymentServiceClient(in.Conn)
+	ctx := context.Background()
+	c, err := cards.IssueCard(ctx, &codebankv1.IssueCardRequest{HolderName: "Bench Card", LimitCents: 100_000_000_000})
+	if err != nil {
+		b.Fatal(err)
+	}
+	req := &codebankv1.AuthorizeRequest{Card: &codebankv1.CardDetails{Number: c.GetCard().GetNumber(), HolderName: "Bench Card",
+		ExpiryMonth: c.GetCard().GetExpiryMonth(), ExpiryYear: c.GetCard().GetExpiryYear(), Cvv: c.GetCvv()},
+		AmountCents: 1, Store: "Code Store", Description: "bench"}
+	token := banktest.Keys(b).Token(c.GetCard().GetNumber())
+	month := time.Now().UTC().Format("2006-01")
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := payments.Authorize(ctx, req); err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		for {
+			lines, err := reader.Lines(token, month, int64(i), 1)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(lines) == 1 {
+				break
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	b.StopTimer()
+	reportPercentiles(b, lat)
+}
