@@ -41,6 +41,7 @@ type config struct {
 	Secret             string
 	LogFormat          string
 	LogLevel           string
+	Pprof              bool
 }
 
 // newFlagSet returns a flag set whose usage lists flags with their environment variables.
@@ -104,6 +105,7 @@ func (c *config) kafkaFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Secret, "secret", "", "bank secret deriving CVVs and card tokens (at least 16 bytes; a development secret is used when empty)")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "log format: json or text")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.BoolVar(&c.Pprof, "pprof", false, "serve /debug/pprof/ on the HTTP port")
 }
 
 func (c *config) ingressFlags(fs *flag.FlagSet) {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"path/filepath"
 	"time"
 
@@ -251,6 +252,9 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles, onReady fun
 		defer bank.Close()
 		g.Go(func() error { return bank.Run(ctx) })
 		ready = append(ready, bank.Ready)
+		if c.Pprof {
+			srvOpts = append(srvOpts, grpcgateway.WithHTTPHandler(registerPprof))
+		}
 		srv := grpcgateway.New(c.ingress(), readyBank{bank, ready}, keys, reg, log, srvOpts...)
 		gl, err := net.Listen("tcp", c.GRPCAddr)
 		if err != nil {
@@ -264,7 +268,7 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles, onReady fun
 		st = started{grpcAddr: gl.Addr().String(), httpAddr: hl.Addr().String()}
 		g.Go(func() error { return srv.ServeListeners(ctx, gl, hl) })
 	} else if c.AuthorizerHTTPAddr != "" {
-		g.Go(func() error { return serveOps(ctx, c.AuthorizerHTTPAddr, reg, ready, log) })
+		g.Go(func() error { return serveOps(ctx, c.AuthorizerHTTPAddr, reg, ready, c.Pprof, log) })
 	}
 
 	if onReady != nil {
@@ -304,8 +308,11 @@ type readyBank struct {
 func (b readyBank) Ready() bool { return allReady(b.checks) }
 
 // serveOps serves /healthz, /readyz and /metrics for a process without the ingress.
-func serveOps(ctx context.Context, addr string, reg *prometheus.Registry, ready []func() bool, log *slog.Logger) error {
+func serveOps(ctx context.Context, addr string, reg *prometheus.Registry, ready []func() bool, withPprof bool, log *slog.Logger) error {
 	mux := http.NewServeMux()
+	if withPprof {
+		registerPprof(mux)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if !allReady(ready) {
@@ -327,4 +334,12 @@ func serveOps(ctx context.Context, addr string, reg *prometheus.Registry, ready 
 		return err
 	}
 	return nil
+}
+
+// registerPprof serves the runtime profiles under /debug/pprof/.
+func registerPprof(mux *http.ServeMux) {
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 }

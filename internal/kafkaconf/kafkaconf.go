@@ -75,9 +75,17 @@ func (c Config) Sarama() *sarama.Config {
 	s.Producer.Flush.Messages = 0
 	s.Producer.Flush.MaxMessages = 0
 	s.Producer.Compression = sarama.CompressionNone
+	// One request in flight per broker connection: records queue while it is out and leave as
+	// one batch, so batches grow with load at no cost in latency when idle; and a retried
+	// batch can never overtake a later one, which would reorder a card's table changelog.
+	s.Net.MaxOpenRequests = 1
 	s.Producer.RequiredAcks = sarama.WaitForAll
+	// With acks=all the producer is idempotent: a retry after a lost acknowledgement does not
+	// write a record twice.
+	s.Producer.Idempotent = true
 	if c.Acks == "leader" {
 		s.Producer.RequiredAcks = sarama.WaitForLocal
+		s.Producer.Idempotent = false
 	}
 	s.Producer.Retry.Backoff = 50 * time.Millisecond
 	// Input streams start from the oldest record when the group has no offset yet: a request

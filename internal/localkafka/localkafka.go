@@ -482,6 +482,9 @@ func (b *Broker) Addr() string { return b.addr }
 // server.properties and broker.log.
 func (b *Broker) DataDir() string { return b.dataDir }
 
+// PID returns the process id of the broker's JVM, for resource accounting.
+func (b *Broker) PID() int { return b.cmd.Process.Pid }
+
 // Stop shuts the broker down: it sends SIGTERM for a controlled shutdown,
 // waits up to 30 seconds, then sends SIGKILL. It removes the DataDir if Start
 // created it. It returns an error if the broker had to be killed or had

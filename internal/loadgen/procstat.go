@@ -1,0 +1,103 @@
+package loadgen
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// clockTicks is the kernel's USER_HZ, the unit of /proc/PID/stat times; 100 on Linux.
+const clockTicks = 100
+
+// ProcStat follows one process's CPU time and resident memory through /proc.
+type ProcStat struct {
+	Name string
+	PID  int
+
+	mu       sync.Mutex
+	cpuStart time.Duration
+	at       time.Time
+	cpu      time.Duration
+	wall     time.Duration
+	maxRSS   int64
+}
+
+// cpuTime returns the process's user+system CPU time.
+func cpuTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name, which is in parentheses and may hold spaces.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("short /proc/%d/stat", pid)
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * time.Second / clockTicks, nil
+}
+
+// RSS returns the process's resident set size in bytes.
+func RSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb * 1024, err
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS for pid %d", pid)
+}
+
+// Start begins a measurement window.
+func (p *ProcStat) Start() {
+	c, _ := cpuTime(p.PID)
+	p.mu.Lock()
+	p.cpuStart, p.at, p.maxRSS = c, time.Now(), 0
+	p.mu.Unlock()
+	p.Sample()
+}
+
+// Sample records the current RSS.
+func (p *ProcStat) Sample() {
+	r, err := RSS(p.PID)
+	if err != nil {
+		return
+	}
+	p.mu.Lock()
+	p.maxRSS = max(p.maxRSS, r)
+	p.mu.Unlock()
+}
+
+// Stop ends the window.
+func (p *ProcStat) Stop() {
+	p.Sample()
+	c, _ := cpuTime(p.PID)
+	p.mu.Lock()
+	p.cpu, p.wall = c-p.cpuStart, time.Since(p.at)
+	p.mu.Unlock()
+}
+
+// CPUPercent is the CPU used in the window, in percent of one core.
+func (p *ProcStat) CPUPercent() float64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.wall == 0 {
+		return 0
+	}
+	return 100 * p.cpu.Seconds() / p.wall.Seconds()
+}
+
+// MaxRSS is the largest RSS sampled in the window, in bytes.
+func (p *ProcStat) MaxRSS() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.maxRSS
+}
