@@ -1,0 +1,160 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func freePort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()[strings.LastIndex(l.Addr().String(), ":"):]
+}
+
+func TestHelp(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"--help"}, &out, &out); err != nil || !strings.Contains(out.String(), "Commands:") {
+		t.Fatalf("codebank --help = %v: %s", err, out.String())
+	}
+	for name := range commands {
+		var out bytes.Buffer
+		err := run(context.Background(), []string{name, "--help"}, &out, &out)
+		if err != nil || !strings.Contains(out.String(), "Usage: codebank "+name) {
+			t.Errorf("codebank %s --help = %v: %q", name, err, out.String())
+		}
+	}
+	if err := run(context.Background(), []string{"nope"}, io.Discard, io.Discard); err == nil {
+		t.Error("unknown command succeeded")
+	}
+}
+
+func TestEnvironment(t *testing.T) {
+	t.Setenv("CODEBANK_PARTITIONS", "9")
+	t.Setenv("CODEBANK_BROKERS", "a:1,b:2")
+	var c config
+	fs := newFlagSet("x", "x", io.Discard)
+	c.kafkaFlags(fs)
+	if err := parse(fs, []string{"--brokers", "flag:3"}); err != nil {
+		t.Fatal(err)
+	}
+	if c.Partitions != 9 || c.Brokers != "flag:3" {
+		t.Errorf("partitions %d brokers %q: want 9 from the environment and the flag over the environment", c.Partitions, c.Brokers)
+	}
+	t.Setenv("CODEBANK_REPLICATION", "many")
+	if err := parse(fs, nil); err == nil || !strings.Contains(err.Error(), "CODEBANK_REPLICATION") {
+		t.Errorf("bad environment value: %v, want an error naming the variable", err)
+	}
+}
+
+// TestDev runs what `make run` runs, on a fresh data dir, and pays with a printed demo card
+// through the CLI, gRPC and REST; then restarts it and finds the same cards and balances.
+func TestDev(t *testing.T) {
+	dir := t.TempDir()
+	grpcPort, httpPort, kafkaPort := freePort(t), freePort(t), freePort(t)
+	start := func() (context.CancelFunc, chan error, *syncBuffer) {
+		ctx, cancel := context.WithCancel(context.Background())
+		out := &syncBuffer{}
+		done := make(chan error, 1)
+		go func() {
+			done <- run(ctx, []string{"dev", "--data-dir", dir, "--kafka-port", kafkaPort[1:], "--grpc-addr", "127.0.0.1" + grpcPort,
+				"--http-addr", "127.0.0.1" + httpPort, "--log-level", "error"}, out, io.Discard)
+		}()
+		for deadline := time.Now().Add(3 * time.Minute); !strings.Contains(out.String(), "Code Bank is ready"); {
+			select {
+			case err := <-done:
+				t.Fatalf("dev stopped: %v\n%s", err, out.String())
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no ready message:\n%s", out.String())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		return cancel, done, out
+	}
+	stop := func(cancel context.CancelFunc, done chan error) {
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("dev: %v", err)
+		}
+	}
+
+	cancel, done, out := start()
+	var cards []demoCard
+	b, err := os.ReadFile(filepath.Join(dir, "demo-cards.json"))
+	if err != nil || json.Unmarshal(b, &cards) != nil || len(cards) != 3 {
+		t.Fatalf("demo cards: %v %s", err, b)
+	}
+	if !strings.Contains(out.String(), spaced(cards[0].Number)) {
+		t.Errorf("demo card %s not printed:\n%s", cards[0].Number, out.String())
+	}
+	c := cards[0]
+	addr := "--addr=127.0.0.1" + grpcPort
+	var pay bytes.Buffer
+	if err := run(context.Background(), []string{"pay", addr, "--card", c.Number, "--holder", c.Holder, "--exp", c.Expiry, "--cvv", c.CVV, "--amount", "12.34", "--store", "Code Store"}, &pay, io.Discard); err != nil || !strings.HasPrefix(pay.String(), "APPROVED") {
+		t.Fatalf("pay = %v: %s", err, pay.String())
+	}
+	pay.Reset()
+	err = run(context.Background(), []string{"pay", addr, "--card", c.Number, "--holder", c.Holder, "--exp", c.Expiry, "--cvv", c.CVV, "--amount", "999999", "--store", "Code Store"}, &pay, io.Discard)
+	var ec exitCoder
+	if !errors.As(err, &ec) || ec.ExitCode() != exitRejected || !strings.Contains(pay.String(), "insufficient credit") {
+		t.Fatalf("pay over the limit = %v: %s", err, pay.String())
+	}
+	body := fmt.Sprintf(`{"card":{"number":%q,"holder_name":%q,"expiry_month":%s,"expiry_year":20%s,"cvv":%q},"amount_cents":100,"store":"Code Store","description":"REST"}`,
+		c.Number, c.Holder, strings.TrimLeft(c.Expiry[:2], "0"), c.Expiry[3:], c.CVV)
+	resp, err := http.Post("http://127.0.0.1"+httpPort+"/v1/payments", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(raw), "PAYMENT_STATUS_APPROVED") {
+		t.Fatalf("REST payment = %d %s", resp.StatusCode, raw)
+	}
+	var st bytes.Buffer
+	if err := run(context.Background(), []string{"statement", addr, c.Number}, &st, io.Discard); err != nil || !strings.Contains(st.String(), "2 purchases, total BRL 13.34") {
+		t.Fatalf("statement = %v:\n%s", err, st.String())
+	}
+	stop(cancel, done)
+
+	// A restart keeps the cards and their balances.
+	cancel, done, _ = start()
+	defer stop(cancel, done)
+	var card bytes.Buffer
+	if err := run(context.Background(), []string{"cards", "get", c.Number, addr}, &card, io.Discard); err != nil || !strings.Contains(card.String(), "Used:       BRL 13.34") {
+		t.Fatalf("cards get after restart = %v:\n%s", err, card.String())
+	}
+}
