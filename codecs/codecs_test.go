@@ -36,7 +36,7 @@ func TestProtoRoundTrip(t *testing.T) {
 	}{
 		{PaymentRequested, &eventsv1.PaymentRequested{TransactionId: "tx-1", HolderName: "MARIA", ExpiryMonth: 11, ExpiryYear: 2030, CvvMatch: true, AmountCents: 1234, Store: "Code Store", Description: "book", RequestedAtUnixUs: 1, ReplyKey: "r0", Channel: eventsv1.Channel_CHANNEL_LEGACY}},
 		{CardCommand, &eventsv1.CardCommand{CommandId: "c-1", ReplyKey: "r1", Command: &eventsv1.CardCommand_Issue{Issue: &eventsv1.IssueCard{HolderName: "JOSE", LimitCents: 100000, Currency: "BRL", ExpiryMonth: 1, ExpiryYear: 2031}}}},
-		{Account, &eventsv1.Account{HolderName: "JOSE", LimitCents: 100, UsedCents: 50, Status: codebankv1.CardStatus_CARD_STATUS_ACTIVE, Recent: []*eventsv1.Outcome{{TransactionId: "a", Status: codebankv1.PaymentStatus_PAYMENT_STATUS_REJECTED, Reason: codebankv1.RejectReason_REJECT_REASON_CVV_MISMATCH}}}},
+		{Account, &eventsv1.Account{HolderName: "JOSE", LimitCents: 100, UsedCents: 50, Status: codebankv1.CardStatus_CARD_STATUS_ACTIVE, Recent: []byte{1, 2, 3}}},
 		{Reply, &eventsv1.Reply{CorrelationId: "x", Body: &eventsv1.Reply_Payment{Payment: &eventsv1.PaymentReply{Outcome: &eventsv1.Outcome{TransactionId: "x", AmountCents: 5}, Duplicate: true}}}},
 	}
 	for _, tt := range tests {

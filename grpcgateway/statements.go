@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/codebank/codebank/internal/card"
+	"github.com/codebank/codebank/processors/authorizer"
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
@@ -118,7 +119,7 @@ func (s statementService) GetStatement(ctx context.Context, req *codebankv1.GetS
 				return nil, status.Errorf(codes.Unavailable, "read statement: %v", err)
 			}
 		}
-		caughtUp := (target == "" || hasApplied(st, target)) && int64(len(lines)) == want
+		caughtUp := (target == 0 || hasApplied(st, target)) && int64(len(lines)) == want
 		if caughtUp || time.Now().After(deadline) || ctx.Err() != nil {
 			resp.Lines, resp.TotalCents, resp.Count, resp.UpToDate = lines, total, count, caughtUp
 			if from+int64(len(lines)) < count {
@@ -159,22 +160,23 @@ func (s statementService) ListStatements(ctx context.Context, req *codebankv1.Li
 	return resp, nil
 }
 
-// latestApproval returns the transaction id of the account's latest approval decided in month.
-func latestApproval(a *eventsv1.Account, month string) string {
-	recent := a.GetRecent()
+// latestApproval returns the transaction id hash of the account's latest approval decided in
+// month; 0 for none.
+func latestApproval(a *eventsv1.Account, month string) uint64 {
+	recent := authorizer.RecentOutcomes(a)
 	for i := len(recent) - 1; i >= 0; i-- {
 		o := recent[i]
-		if o.GetStatus() == codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED &&
-			time.UnixMicro(o.GetDecidedAtUnixUs()).UTC().Format(monthLayout) == month {
-			return o.GetTransactionId()
+		if o.Status == codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED &&
+			time.UnixMicro(o.DecidedAtUnixUs).UTC().Format(monthLayout) == month {
+			return o.TxHash
 		}
 	}
-	return ""
+	return 0
 }
 
-func hasApplied(st *eventsv1.StatementCard, txID string) bool {
+func hasApplied(st *eventsv1.StatementCard, txHash uint64) bool {
 	for _, a := range st.GetRecent() {
-		if a.GetTransactionId() == txID {
+		if authorizer.TxHash(a.GetTransactionId()) == txHash {
 			return true
 		}
 	}

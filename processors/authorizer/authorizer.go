@@ -116,7 +116,8 @@ func (p *Processor) pay(ctx goka.Context, msg any) {
 	// lost with a crash before it was acknowledged, this is what delivers it; consumers dedupe
 	// by transaction id.
 	number := ctx.Key()
-	ctx.Emit(goka.Stream(p.topo.Results().Name), p.keys.Token(number), p.result(number, acct, req, out))
+	token := p.keys.Token(number)
+	ctx.Emit(goka.Stream(p.topo.Results().Name), token, p.result(number, token, acct, req, out))
 
 	if dup {
 		p.m.duplicates.Inc()
@@ -128,11 +129,11 @@ func (p *Processor) pay(ctx goka.Context, msg any) {
 	}
 }
 
-func (p *Processor) result(number string, acct *eventsv1.Account, req *eventsv1.PaymentRequested, out *eventsv1.Outcome) *codecs.Result {
+func (p *Processor) result(number, token string, acct *eventsv1.Account, req *eventsv1.PaymentRequested, out *eventsv1.Outcome) *codecs.Result {
 	requested, decided := time.UnixMicro(req.GetRequestedAtUnixUs()).UTC(), time.UnixMicro(out.GetDecidedAtUnixUs()).UTC()
 	return &codecs.Result{
 		TransactionID:  out.GetTransactionId(),
-		CardToken:      p.keys.Token(number),
+		CardToken:      token,
 		CardMasked:     card.Mask(number),
 		CardBIN:        number[:min(6, len(number))],
 		Status:         StatusName(out.GetStatus()),

@@ -23,8 +23,8 @@ const DefaultKeepFor = 24 * time.Hour
 // The checks run in this order: unknown card, blocked card, expiry not the card's, card
 // expired at the time of the request, CVV, holder name, available credit.
 func Decide(a *eventsv1.Account, r *eventsv1.PaymentRequested, now time.Time) (out *eventsv1.Outcome, duplicate bool) {
-	if prev := findOutcome(a, r.GetTransactionId()); prev != nil {
-		return prev, true
+	if prev, ok := findRecent(a, r.GetTransactionId()); ok {
+		return prev.outcome(r.GetTransactionId()), true
 	}
 	out = &eventsv1.Outcome{
 		TransactionId:   r.GetTransactionId(),
@@ -63,15 +63,7 @@ func Record(a *eventsv1.Account, out *eventsv1.Outcome, keep int, keepFor time.D
 	if out.GetStatus() == codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED {
 		a.UsedCents += out.GetAmountCents()
 	}
-	a.Recent = append(a.Recent, out)
-	drop := max(len(a.Recent)-keep, 0)
-	oldest := out.GetDecidedAtUnixUs() - keepFor.Microseconds()
-	for drop < len(a.Recent)-1 && a.Recent[drop].GetDecidedAtUnixUs() < oldest {
-		drop++
-	}
-	if drop > 0 {
-		a.Recent = append(a.Recent[:0:0], a.Recent[drop:]...)
-	}
+	a.Recent = appendRecent(a.Recent, out, keep, out.GetDecidedAtUnixUs()-keepFor.Microseconds())
 }
 
 // Available returns the credit left on an account; 0 for nil.
@@ -80,14 +72,4 @@ func Available(a *eventsv1.Account) int64 {
 		return 0
 	}
 	return a.GetLimitCents() - a.GetUsedCents()
-}
-
-func findOutcome(a *eventsv1.Account, txID string) *eventsv1.Outcome {
-	recent := a.GetRecent()
-	for i := len(recent) - 1; i >= 0; i-- {
-		if recent[i].GetTransactionId() == txID {
-			return recent[i]
-		}
-	}
-	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
@@ -95,7 +97,7 @@ func TestRecordAndDuplicates(t *testing.T) {
 		t.Fatalf("used = %d after approval, want 7000", a.GetUsedCents())
 	}
 	again, dup := Decide(a, r, now.Add(time.Second))
-	if !dup || again != out {
+	if !dup || !proto.Equal(again, out) {
 		t.Fatalf("Decide(same tx) = %v, %v; want the original outcome, true", again, dup)
 	}
 	// A rejected outcome is remembered too and changes no balance.
@@ -120,19 +122,20 @@ func TestRecordBounds(t *testing.T) {
 		out, _ := Decide(a, r, now.Add(time.Duration(i)*time.Hour))
 		Record(a, out, 4, 5*time.Hour)
 	}
-	if len(a.GetRecent()) != 4 {
-		t.Fatalf("kept %d outcomes, want 4", len(a.GetRecent()))
+	kept := RecentOutcomes(a)
+	if len(kept) != 4 {
+		t.Fatalf("kept %d outcomes, want 4", len(kept))
 	}
-	if a.GetRecent()[0].GetTransactionId() != "tx-6" || a.GetRecent()[3].GetTransactionId() != "tx-9" {
-		t.Errorf("kept %v, want tx-6..tx-9", a.GetRecent())
+	if kept[0].TxHash != TxHash("tx-6") || kept[3].TxHash != TxHash("tx-9") || kept[3].AmountCents != 5000 || kept[3].Status != codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED {
+		t.Errorf("kept %+v, want tx-6..tx-9", kept)
 	}
 	// Age bound: a new outcome 10h later drops every older one but itself.
 	r := testRequest()
 	r.TransactionId = "late"
 	out, _ := Decide(a, r, now.Add(20*time.Hour))
 	Record(a, out, 4, 5*time.Hour)
-	if len(a.GetRecent()) != 1 || a.GetRecent()[0].GetTransactionId() != "late" {
-		t.Errorf("kept %v, want only the newest", a.GetRecent())
+	if kept := RecentOutcomes(a); len(kept) != 1 || kept[0].TxHash != TxHash("late") {
+		t.Errorf("kept %+v, want only the newest", kept)
 	}
 	if a.GetUsedCents() != 2000+11*5000 {
 		t.Errorf("used = %d, want %d", a.GetUsedCents(), 2000+11*5000)

@@ -526,7 +526,10 @@ type Account struct {
 	IssuedAtUnixUs int64 `protobuf:"varint,8,opt,name=issued_at_unix_us,json=issuedAtUnixUs,proto3" json:"issued_at_unix_us,omitempty"`
 	// recent holds the outcomes of the card's latest transactions, oldest first, so that a
 	// redelivered or retried request is answered with its original outcome and charged once.
-	Recent        []*Outcome `protobuf:"bytes,9,rep,name=recent,proto3" json:"recent,omitempty"`
+	// Packed, 34 bytes an outcome (see processors/authorizer/recent.go): a busy card's account
+	// is decoded and encoded for every payment, and a repeated message would cost an allocation
+	// per remembered outcome.
+	Recent        []byte `protobuf:"bytes,10,opt,name=recent,proto3" json:"recent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -617,7 +620,7 @@ func (x *Account) GetIssuedAtUnixUs() int64 {
 	return 0
 }
 
-func (x *Account) GetRecent() []*Outcome {
+func (x *Account) GetRecent() []byte {
 	if x != nil {
 		return x.Recent
 	}
@@ -1344,7 +1347,7 @@ const file_codebank_events_v1_events_proto_rawDesc = "" +
 	"\fexpiry_month\x18\x04 \x01(\x05R\vexpiryMonth\x12\x1f\n" +
 	"\vexpiry_year\x18\x05 \x01(\x05R\n" +
 	"expiryYear\"\t\n" +
-	"\aGetCard\"\xdb\x02\n" +
+	"\aGetCard\"\xc4\x02\n" +
 	"\aAccount\x12\x1f\n" +
 	"\vholder_name\x18\x01 \x01(\tR\n" +
 	"holderName\x12\x1f\n" +
@@ -1357,8 +1360,10 @@ const file_codebank_events_v1_events_proto_rawDesc = "" +
 	"\vexpiry_year\x18\x06 \x01(\x05R\n" +
 	"expiryYear\x12/\n" +
 	"\x06status\x18\a \x01(\x0e2\x17.codebank.v1.CardStatusR\x06status\x12)\n" +
-	"\x11issued_at_unix_us\x18\b \x01(\x03R\x0eissuedAtUnixUs\x123\n" +
-	"\x06recent\x18\t \x03(\v2\x1b.codebank.events.v1.OutcomeR\x06recent\"\x90\x02\n" +
+	"\x11issued_at_unix_us\x18\b \x01(\x03R\x0eissuedAtUnixUs\x12\x16\n" +
+	"\x06recent\x18\n" +
+	" \x01(\fR\x06recentJ\x04\b\t\x10\n" +
+	"\"\x90\x02\n" +
 	"\aOutcome\x12%\n" +
 	"\x0etransaction_id\x18\x01 \x01(\tR\rtransactionId\x122\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x1a.codebank.v1.PaymentStatusR\x06status\x121\n" +
@@ -1455,25 +1460,24 @@ var file_codebank_events_v1_events_proto_depIdxs = []int32{
 	4,  // 1: codebank.events.v1.CardCommand.issue:type_name -> codebank.events.v1.IssueCard
 	5,  // 2: codebank.events.v1.CardCommand.get:type_name -> codebank.events.v1.GetCard
 	17, // 3: codebank.events.v1.Account.status:type_name -> codebank.v1.CardStatus
-	7,  // 4: codebank.events.v1.Account.recent:type_name -> codebank.events.v1.Outcome
-	18, // 5: codebank.events.v1.Outcome.status:type_name -> codebank.v1.PaymentStatus
-	19, // 6: codebank.events.v1.Outcome.reason:type_name -> codebank.v1.RejectReason
-	9,  // 7: codebank.events.v1.Reply.payment:type_name -> codebank.events.v1.PaymentReply
-	10, // 8: codebank.events.v1.Reply.card:type_name -> codebank.events.v1.CardReply
-	7,  // 9: codebank.events.v1.PaymentReply.outcome:type_name -> codebank.events.v1.Outcome
-	1,  // 10: codebank.events.v1.CardReply.result:type_name -> codebank.events.v1.CardResult
-	6,  // 11: codebank.events.v1.CardReply.account:type_name -> codebank.events.v1.Account
-	12, // 12: codebank.events.v1.StatementCard.recent:type_name -> codebank.events.v1.AppliedLine
-	13, // 13: codebank.events.v1.StatementCard.months:type_name -> codebank.events.v1.MonthTotal
-	20, // 14: codebank.events.v1.StatementPage.lines:type_name -> codebank.v1.StatementLine
-	11, // 15: codebank.events.v1.StatementEntry.card:type_name -> codebank.events.v1.StatementCard
-	14, // 16: codebank.events.v1.StatementEntry.page:type_name -> codebank.events.v1.StatementPage
-	20, // 17: codebank.events.v1.StatementLinePlacement.line:type_name -> codebank.v1.StatementLine
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	18, // 4: codebank.events.v1.Outcome.status:type_name -> codebank.v1.PaymentStatus
+	19, // 5: codebank.events.v1.Outcome.reason:type_name -> codebank.v1.RejectReason
+	9,  // 6: codebank.events.v1.Reply.payment:type_name -> codebank.events.v1.PaymentReply
+	10, // 7: codebank.events.v1.Reply.card:type_name -> codebank.events.v1.CardReply
+	7,  // 8: codebank.events.v1.PaymentReply.outcome:type_name -> codebank.events.v1.Outcome
+	1,  // 9: codebank.events.v1.CardReply.result:type_name -> codebank.events.v1.CardResult
+	6,  // 10: codebank.events.v1.CardReply.account:type_name -> codebank.events.v1.Account
+	12, // 11: codebank.events.v1.StatementCard.recent:type_name -> codebank.events.v1.AppliedLine
+	13, // 12: codebank.events.v1.StatementCard.months:type_name -> codebank.events.v1.MonthTotal
+	20, // 13: codebank.events.v1.StatementPage.lines:type_name -> codebank.v1.StatementLine
+	11, // 14: codebank.events.v1.StatementEntry.card:type_name -> codebank.events.v1.StatementCard
+	14, // 15: codebank.events.v1.StatementEntry.page:type_name -> codebank.events.v1.StatementPage
+	20, // 16: codebank.events.v1.StatementLinePlacement.line:type_name -> codebank.v1.StatementLine
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_codebank_events_v1_events_proto_init() }
