@@ -32,7 +32,7 @@ COPY --from=build /out/codebank /codebank
 COPY --from=build --chown=65532:65532 /out/storage /var/lib/codebank
 USER 65532:65532
 # 50051 gRPC and 8080 REST/health/metrics (ingress), 8081 health/metrics (authorizer).
-EXPOSE 50051 8080 8081
+EXPOSE 50051 8080 8081 50052 8082
 ENTRYPOINT ["/codebank"]
 # Without a role, print the list of commands and exit 0.
 CMD ["help"]
