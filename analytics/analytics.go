@@ -1,0 +1,194 @@
+// Package analytics is the search side of Code Bank: the index template that gives every
+// results record (docs/results-topic.md) explicit types before Kafka Connect indexes it, and
+// the key figures analysts follow, computed from the index for the terminal (`codebank
+// analytics`) with the same aggregations as the Kibana dashboard in kibana/.
+//
+// The bank never writes to the index: Kafka Connect does (connect/). This package only creates
+// the template and reads.
+package analytics
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/olivere/elastic/v7"
+)
+
+// DefaultIndex is the index Kafka Connect writes the results topic to.
+const DefaultIndex = "codebank-payments"
+
+// templateJSON is the index template, also applicable by hand:
+// PUT _index_template/codebank-payments with index-template.json.
+//
+//go:embed index-template.json
+var templateJSON []byte
+
+// NewClient returns a client of an Elasticsearch 7 or OpenSearch 2 server at url. Sniffing is
+// off: the node addresses a cluster publishes are often unreachable from clients.
+func NewClient(url string) (*elastic.Client, error) {
+	c, err := elastic.NewClient(elastic.SetURL(url), elastic.SetSniff(false), elastic.SetHealthcheck(false))
+	if err != nil {
+		return nil, fmt.Errorf("search client for %s: %w", url, err)
+	}
+	return c, nil
+}
+
+// Template returns the index template for indices named index*.
+func Template(index string) (map[string]any, error) {
+	var t map[string]any
+	if err := json.Unmarshal(templateJSON, &t); err != nil {
+		return nil, err
+	}
+	t["index_patterns"] = []string{index + "*"}
+	return t, nil
+}
+
+// EnsureTemplate creates or updates the index template of index, so that the first document
+// Kafka Connect writes gets explicit types: keywords for store, status, reason and card
+// token, dates for times, numbers for amounts and latency.
+func EnsureTemplate(ctx context.Context, c *elastic.Client, index string) error {
+	t, err := Template(index)
+	if err != nil {
+		return err
+	}
+	if _, err := c.IndexPutIndexTemplate(index).BodyJson(t).Do(ctx); err != nil {
+		return fmt.Errorf("put index template %s: %w", index, err)
+	}
+	return nil
+}
+
+// Figures are the bank's key figures over a period.
+type Figures struct {
+	From, To         time.Time
+	Total            int64
+	Approved         int64
+	Rejected         int64
+	ApprovalRate     float64 // approved / total, 0..1
+	ApprovedAmount   float64 // currency units
+	AverageTicket    float64 // mean approved amount, currency units
+	PerMinute        float64 // authorizations per minute over the period
+	LatencyP50       float64 // processing_ms
+	LatencyP90       float64
+	LatencyP99       float64
+	TopStores        []Bucket // by approved amount
+	RejectionReasons []Bucket // by count
+	ByChannel        []Bucket // by count
+	LatestAuthorized time.Time
+	IndexedDocuments int64 // every document in the index, whatever its time
+}
+
+// Bucket is one term and its figure.
+type Bucket struct {
+	Key   string
+	Count int64
+	Value float64
+}
+
+// KeyFigures computes the figures of authorizations decided in [from, to).
+func KeyFigures(ctx context.Context, c *elastic.Client, index string, from, to time.Time) (*Figures, error) {
+	approved := elastic.NewTermQuery("status", "approved")
+	search := c.Search(index).Size(0).TrackTotalHits(true).
+		Query(elastic.NewRangeQuery("authorized_at").Gte(from.UTC().Format(time.RFC3339Nano)).Lt(to.UTC().Format(time.RFC3339Nano))).
+		Aggregation("status", elastic.NewTermsAggregation().Field("status").Size(5)).
+		Aggregation("approved", elastic.NewFilterAggregation().Filter(approved).
+			SubAggregation("amount", elastic.NewSumAggregation().Field("amount")).
+			SubAggregation("ticket", elastic.NewAvgAggregation().Field("amount")).
+			SubAggregation("stores", elastic.NewTermsAggregation().Field("store").Size(10).
+				OrderByAggregation("amount", false).SubAggregation("amount", elastic.NewSumAggregation().Field("amount")))).
+		Aggregation("reasons", elastic.NewTermsAggregation().Field("reason").Size(10)).
+		Aggregation("channels", elastic.NewTermsAggregation().Field("channel").Size(5)).
+		Aggregation("latency", elastic.NewPercentilesAggregation().Field("processing_ms").Percentiles(50, 90, 99)).
+		Aggregation("latest", elastic.NewMaxAggregation().Field("authorized_at"))
+	res, err := search.Do(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("search %s: %w", index, err)
+	}
+	f := &Figures{From: from, To: to, Total: res.TotalHits()}
+	if st, ok := res.Aggregations.Terms("status"); ok {
+		for _, b := range st.Buckets {
+			switch fmt.Sprint(b.Key) {
+			case "approved":
+				f.Approved = b.DocCount
+			case "rejected":
+				f.Rejected = b.DocCount
+			}
+		}
+	}
+	if f.Total > 0 {
+		f.ApprovalRate = float64(f.Approved) / float64(f.Total)
+	}
+	f.PerMinute = float64(f.Total) / to.Sub(from).Minutes()
+	if ap, ok := res.Aggregations.Filter("approved"); ok {
+		if s, ok := ap.Sum("amount"); ok && s.Value != nil {
+			f.ApprovedAmount = *s.Value
+		}
+		if a, ok := ap.Avg("ticket"); ok && a.Value != nil {
+			f.AverageTicket = *a.Value
+		}
+		if stores, ok := ap.Terms("stores"); ok {
+			for _, b := range stores.Buckets {
+				sum, _ := b.Sum("amount")
+				v := 0.0
+				if sum != nil && sum.Value != nil {
+					v = *sum.Value
+				}
+				f.TopStores = append(f.TopStores, Bucket{Key: fmt.Sprint(b.Key), Count: b.DocCount, Value: v})
+			}
+		}
+	}
+	f.RejectionReasons = terms(res, "reasons")
+	f.ByChannel = terms(res, "channels")
+	if p, ok := res.Aggregations.Percentiles("latency"); ok {
+		f.LatencyP50, f.LatencyP90, f.LatencyP99 = p.Values["50.0"], p.Values["90.0"], p.Values["99.0"]
+	}
+	if m, ok := res.Aggregations.Max("latest"); ok && m.Value != nil {
+		f.LatestAuthorized = time.UnixMilli(int64(*m.Value)).UTC()
+	}
+	if n, err := c.Count(index).Do(ctx); err == nil {
+		f.IndexedDocuments = n
+	}
+	return f, nil
+}
+
+func terms(res *elastic.SearchResult, name string) []Bucket {
+	var out []Bucket
+	if t, ok := res.Aggregations.Terms(name); ok {
+		for _, b := range t.Buckets {
+			out = append(out, Bucket{Key: fmt.Sprint(b.Key), Count: b.DocCount})
+		}
+	}
+	return out
+}
+
+// Format writes the figures for a terminal.
+func (f *Figures) Format(currency string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Authorizations %s – %s (UTC)\n\n", f.From.UTC().Format("2006-01-02 15:04"), f.To.UTC().Format("2006-01-02 15:04"))
+	fmt.Fprintf(&b, "  total            %d (%.1f a minute)\n", f.Total, f.PerMinute)
+	fmt.Fprintf(&b, "  approved         %d\n  rejected         %d\n", f.Approved, f.Rejected)
+	fmt.Fprintf(&b, "  approval rate    %.1f%%\n", 100*f.ApprovalRate)
+	fmt.Fprintf(&b, "  approved amount  %s %.2f\n", currency, f.ApprovedAmount)
+	fmt.Fprintf(&b, "  average ticket   %s %.2f\n", currency, f.AverageTicket)
+	fmt.Fprintf(&b, "  processing       p50 %.2f ms, p90 %.2f ms, p99 %.2f ms\n", f.LatencyP50, f.LatencyP90, f.LatencyP99)
+	if len(f.TopStores) > 0 {
+		fmt.Fprintf(&b, "\n  top stores by approved amount\n")
+		for _, s := range f.TopStores {
+			fmt.Fprintf(&b, "    %-28s %s %12.2f  (%d)\n", s.Key, currency, s.Value, s.Count)
+		}
+	}
+	if len(f.RejectionReasons) > 0 {
+		fmt.Fprintf(&b, "\n  rejection reasons\n")
+		for _, r := range f.RejectionReasons {
+			fmt.Fprintf(&b, "    %-28s %d\n", strings.ReplaceAll(r.Key, "_", " "), r.Count)
+		}
+	}
+	if !f.LatestAuthorized.IsZero() {
+		fmt.Fprintf(&b, "\n  latest authorization indexed: %s\n", f.LatestAuthorized.Format(time.RFC3339))
+	}
+	fmt.Fprintf(&b, "  documents in the index: %d\n", f.IndexedDocuments)
+	return b.String()
+}
