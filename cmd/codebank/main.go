@@ -25,6 +25,7 @@ var commands = map[string]command{
 	"ingress":    {"run the gRPC/REST ingress (any number of replicas)", runIngress},
 	"authorizer": {"run the authorizer processor (any number of instances)", runAuthorizer},
 	"statements": {"run the statements processor and serve statements (any number of replicas)", runStatements},
+	"analytics":  {"print the bank's key figures from the search index: analytics [--since 1h]", runAnalytics},
 	"bench":      {"open-loop load test: starts Kafka and Code Bank, issues cards, reports rate, latency, CPU and RSS", runBench},
 	"setup":      {"create Code Bank's Kafka topics and exit", runSetup},
 	"dev":        {"start a local Kafka, run everything and seed demo cards (make run)", runDev},
