@@ -206,7 +206,7 @@ func launch(ctx context.Context, java *javaInfo, libs, dataDir string, port, con
 			"-Djava.awt.headless=true", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn"}
 		args = append(args, cds.useArgs()...)
 		args = append(args, "-cp", classpath, "kafka.tools.StorageTool",
-			"format", "-t", newClusterID(), "-c", propsFile)
+			"format", "--cluster-id="+newClusterID(), "-c", propsFile) // "=": an id may start with "-"
 		cmd := exec.CommandContext(ctx, java.path, args...)
 		cmd.Dir = dataDir
 		if out, err := cmd.CombinedOutput(); err != nil {
