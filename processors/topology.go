@@ -103,6 +103,14 @@ func (t Topology) Results() Topic {
 		Config: map[string]string{"retention.ms": strconv.FormatInt((30 * 24 * time.Hour).Milliseconds(), 10)}}
 }
 
+// ResultDeadLetters receives the results records Kafka Connect could not index, unchanged, with
+// Connect's __connect.errors.* headers saying why. Written by Kafka Connect (errors.tolerance=all),
+// read by people. Kept for 30 days.
+func (t Topology) ResultDeadLetters() Topic {
+	return Topic{Name: t.Prefix + "payment-results-dlq", Key: "as in payment-results", Codec: codecs.ResultCodec{}, Partitions: 1,
+		Config: map[string]string{"retention.ms": strconv.FormatInt((30 * 24 * time.Hour).Milliseconds(), 10)}}
+}
+
 // Replies carries the answer to each request back to the ingress replica waiting for it. Key:
 // the request's reply key, chosen by the replica so that it hashes to the replica's own
 // partition. Value: eventsv1.Reply. Replies matter for seconds, so they are kept for an hour.
@@ -133,7 +141,7 @@ func (t Topology) StatementsTable() Topic {
 
 // All returns every topic of the deployment.
 func (t Topology) All() []Topic {
-	return []Topic{t.PaymentRequests(), t.CardCommands(), t.AuthorizerTable(), t.Results(), t.Replies(), t.StatementsLoop(), t.StatementsTable()}
+	return []Topic{t.PaymentRequests(), t.CardCommands(), t.AuthorizerTable(), t.Results(), t.Replies(), t.StatementsLoop(), t.StatementsTable(), t.ResultDeadLetters()}
 }
 
 // ErrPartitionMismatch is returned by Ensure when an existing topic has another partition

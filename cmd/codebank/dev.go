@@ -9,12 +9,16 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/codebank/codebank/analytics"
+	"github.com/codebank/codebank/internal/localconnect"
 	"github.com/codebank/codebank/internal/localkafka"
+	"github.com/codebank/codebank/internal/localsearch"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
 
@@ -41,8 +45,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs := newFlagSet("dev", "dev [flags]", stderr)
 	c.kafkaFlags(fs)
 	c.ingressFlags(fs)
-	dataDir := fs.String("data-dir", ".data", "where the local Kafka, the authorizer's storage and the demo cards are kept")
+	dataDir := fs.String("data-dir", ".data", "where the local servers' data, the processors' storage and the demo cards are kept")
 	kafkaPort := fs.Int("kafka-port", 9092, "port of the local Kafka broker")
+	withAnalytics := fs.Bool("analytics", true, "also run OpenSearch and Kafka Connect, indexing every authorization (false: lighter)")
+	searchPort := fs.Int("search-port", 9200, "HTTP port of the local OpenSearch")
+	connectPort := fs.Int("connect-port", 8083, "REST port of the local Kafka Connect worker")
 	if err := parse(fs, args); err != nil {
 		return helpOK(err)
 	}
@@ -75,14 +82,61 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	c.Brokers = broker.Addr()
 	c.StorageDir = filepath.Join(abs, "authorizer")
 
+	var sink *analytics.Sink
+	if *withAnalytics {
+		fmt.Fprintf(stdout, "Starting OpenSearch and Kafka Connect (--analytics=false skips them)...\n")
+		node, worker, err := startAnalytics(ctx, abs, broker.Addr(), *searchPort, *connectPort)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			fmt.Fprintln(stdout, "Stopping Kafka Connect and OpenSearch...")
+			worker.Stop()
+			node.Stop()
+		}()
+		sink = &analytics.Sink{SearchURL: node.URL(), ConnectURL: worker.URL(), Index: analytics.DefaultIndex}
+	}
+
 	return serve(ctx, c, log, roles{ingress: true, authorizer: true, statements: true}, func(ctx context.Context, st started) error {
+		if sink != nil {
+			if err := analytics.Setup(ctx, c.topology(), *sink); err != nil {
+				return fmt.Errorf("analytics: %w", err)
+			}
+		}
 		cards, err := seedDemoCards(ctx, st.grpcAddr, filepath.Join(abs, "demo-cards.json"))
 		if err != nil {
 			return fmt.Errorf("seed demo cards: %w", err)
 		}
-		printReady(stdout, c, cards)
+		printReady(stdout, c, cards, sink)
 		return nil
 	})
+}
+
+// startAnalytics starts the local OpenSearch node and Kafka Connect worker, in parallel.
+func startAnalytics(ctx context.Context, dataDir, brokers string, searchPort, connectPort int) (*localsearch.Node, *localconnect.Worker, error) {
+	var (
+		node    *localsearch.Node
+		worker  *localconnect.Worker
+		nodeErr error
+		wg      sync.WaitGroup
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		node, nodeErr = localsearch.Start(ctx, localsearch.Options{DataDir: filepath.Join(dataDir, "opensearch"), HTTPPort: searchPort})
+	}()
+	worker, err := localconnect.Start(ctx, localconnect.Options{DataDir: filepath.Join(dataDir, "connect"), Brokers: brokers, RESTPort: connectPort})
+	wg.Wait()
+	if err != nil || nodeErr != nil {
+		if worker != nil {
+			worker.Stop()
+		}
+		if node != nil {
+			node.Stop()
+		}
+		return nil, nil, fmt.Errorf("start analytics servers: %w", errors.Join(err, nodeErr))
+	}
+	return node, worker, nil
 }
 
 // seedDemoCards returns the demo cards, issuing them the first time.
@@ -135,7 +189,7 @@ func loopback(addr string) string {
 	return addr
 }
 
-func printReady(w io.Writer, c config, cards []demoCard) {
+func printReady(w io.Writer, c config, cards []demoCard, sink *analytics.Sink) {
 	fmt.Fprintln(w, "\nDemo cards:")
 	fmt.Fprintf(w, "  %-19s  %-12s  %-5s  %-3s\n", "NUMBER", "HOLDER", "EXP", "CVV")
 	for _, d := range cards {
@@ -149,9 +203,18 @@ Try it:
   curl -s localhost%s/v1/payments -d '{"card":{"number":"%s","holder_name":"%s","expiry_month":%s,"expiry_year":%s,"cvv":"%s"},"amount_cents":1234,"store":"Code Store","description":"Produtos: livro"}'
   grpcurl -plaintext localhost%s list
 
-Code Bank is ready: gRPC localhost%s, REST http://localhost%s (Ctrl-C stops it; state is kept in .data)
 `, d.Number, d.Holder, d.Expiry, d.CVV, d.Number, port(c.HTTPAddr), d.Number, d.Holder, strings.TrimLeft(d.Expiry[:2], "0"), "20"+d.Expiry[3:], d.CVV,
-		port(c.GRPCAddr), port(c.GRPCAddr), port(c.HTTPAddr))
+		port(c.GRPCAddr))
+	if sink != nil {
+		fmt.Fprintf(w, `
+Analytics: every authorization is indexed by Kafka Connect (%s) into %s/%s
+  go run ./cmd/codebank analytics --search-url %s
+  curl -s '%s/%s/_search?size=3&sort=authorized_at:desc'
+  Kibana: curl -X POST KIBANA/api/saved_objects/_import?overwrite=true -H 'kbn-xsrf: true' --form file=@analytics/kibana/codebank-dashboard.ndjson
+`, sink.ConnectURL, sink.SearchURL, sink.Index, sink.SearchURL, sink.SearchURL, sink.Index)
+	}
+	fmt.Fprintf(w, "\nCode Bank is ready: gRPC localhost%s, REST http://localhost%s (Ctrl-C stops it; state is kept in .data)\n",
+		port(c.GRPCAddr), port(c.HTTPAddr))
 }
 
 func port(addr string) string {

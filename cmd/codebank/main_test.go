@@ -83,14 +83,14 @@ func TestEnvironment(t *testing.T) {
 // through the CLI, gRPC and REST; then restarts it and finds the same cards and balances.
 func TestDev(t *testing.T) {
 	dir := t.TempDir()
-	grpcPort, httpPort, kafkaPort := freePort(t), freePort(t), freePort(t)
+	grpcPort, httpPort, kafkaPort, searchPort, connectPort := freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)
 	start := func() (context.CancelFunc, chan error, *syncBuffer) {
 		ctx, cancel := context.WithCancel(context.Background())
 		out := &syncBuffer{}
 		done := make(chan error, 1)
 		go func() {
 			done <- run(ctx, []string{"dev", "--data-dir", dir, "--kafka-port", kafkaPort[1:], "--grpc-addr", "127.0.0.1" + grpcPort,
-				"--http-addr", "127.0.0.1" + httpPort, "--log-level", "error"}, out, io.Discard)
+				"--http-addr", "127.0.0.1" + httpPort, "--search-port", searchPort[1:], "--connect-port", connectPort[1:], "--log-level", "error"}, out, io.Discard)
 		}()
 		for deadline := time.Now().Add(3 * time.Minute); !strings.Contains(out.String(), "Code Bank is ready"); {
 			select {
@@ -147,6 +147,23 @@ func TestDev(t *testing.T) {
 	var st bytes.Buffer
 	if err := run(context.Background(), []string{"statement", addr, c.Number}, &st, io.Discard); err != nil || !strings.Contains(st.String(), "2 purchases, total BRL 13.34") {
 		t.Fatalf("statement = %v:\n%s", err, st.String())
+	}
+	// Kafka Connect indexes the three authorizations within seconds.
+	var figures string
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		var an bytes.Buffer
+		if err := run(context.Background(), []string{"analytics", "--search-url", "http://127.0.0.1" + searchPort}, &an, io.Discard); err == nil {
+			figures = an.String()
+			if strings.Contains(figures, "total            3 ") {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the index does not hold the 3 authorizations:\n%s", figures)
+		}
+	}
+	if !strings.Contains(figures, "approved         2") || !strings.Contains(figures, "insufficient credit") {
+		t.Errorf("analytics:\n%s", figures)
 	}
 	stop(cancel, done)
 

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/codebank/codebank/analytics"
 	"github.com/codebank/codebank/grpcgateway"
 	"github.com/codebank/codebank/internal/kafkaconf"
 	"github.com/codebank/codebank/processors"
@@ -117,6 +118,10 @@ func runSetup(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var c config
 	fs := newFlagSet("setup", "setup [flags]", stderr)
 	c.kafkaFlags(fs)
+	var sink analytics.Sink
+	fs.StringVar(&sink.SearchURL, "search-url", "", "Elasticsearch/OpenSearch URL: create the results index template there")
+	fs.StringVar(&sink.ConnectURL, "connect-url", "", "Kafka Connect REST URL: register the connector that indexes the results topic (needs --search-url)")
+	fs.StringVar(&sink.Index, "index", analytics.DefaultIndex, "index the results topic is indexed into")
 	if err := parse(fs, args); err != nil {
 		return helpOK(err)
 	}
@@ -125,6 +130,18 @@ func runSetup(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	for _, t := range c.topology().All() {
 		fmt.Fprintf(stdout, "%-32s %3d partitions  key: %s\n", t.Name, t.Partitions, t.Key)
+	}
+	if sink.ConnectURL != "" && sink.SearchURL == "" {
+		return fmt.Errorf("%w: --connect-url needs --search-url", errUsage)
+	}
+	if sink.SearchURL != "" {
+		if err := analytics.Setup(ctx, c.topology(), sink); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "index template %s* on %s\n", sink.Index, sink.SearchURL)
+		if sink.ConnectURL != "" {
+			fmt.Fprintf(stdout, "connector %s on %s: running\n", analytics.ConnectorName(c.topology()), sink.ConnectURL)
+		}
 	}
 	return nil
 }

@@ -1,0 +1,159 @@
+package orders
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/lovoo/goka"
+	"github.com/lovoo/goka/storage"
+
+	"github.com/codebank/codebank/internal/kafkaconf"
+	"github.com/codebank/codebank/processors"
+)
+
+// ErrNotReady is returned by Store's methods while its view has not recovered the table.
+var ErrNotReady = errors.New("orders store is not ready: recovering the orders table")
+
+// ErrNotApplied is returned when an event was written but the orders group did not apply it
+// before the context ended: is the orders processor running?
+var ErrNotApplied = errors.New("order event written but not applied in time")
+
+// Store writes order events with a goka emitter and reads orders from a goka view of the
+// orders table. Each write waits until the view shows the event applied, so a read right after
+// a write sees it (read-your-writes), on this replica and, once their views catch up, on
+// every other. Build it with NewStore, run it with Run, and Close it.
+type Store struct {
+	emitter *goka.Emitter
+	view    *goka.View
+	log     *slog.Logger
+	now     func() time.Time
+	closed  sync.Once
+}
+
+// NewStore returns a store of the deployment's orders. The view keeps its copy of the table
+// under storageDir, or in memory when storageDir is empty (it then recovers the table from
+// Kafka at every start). The topics must exist (Ensure).
+func NewStore(kc kafkaconf.Config, topo processors.Topology, storageDir string, log *slog.Logger) (*Store, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	events, table := Events(topo), Table(topo)
+	em, err := goka.NewEmitter(kc.Brokers, goka.Stream(events.Name), events.Codec, kc.EmitterOptions(log)...)
+	if err != nil {
+		return nil, fmt.Errorf("create orders emitter: %w", err)
+	}
+	opts := kc.ViewOptions(storageDir, log)
+	if storageDir == "" {
+		opts = append(opts, goka.WithViewStorageBuilder(storage.MemoryBuilder()))
+	}
+	view, err := goka.NewView(kc.Brokers, goka.Table(table.Name), table.Codec, opts...)
+	if err != nil {
+		em.Finish()
+		return nil, fmt.Errorf("create orders view: %w", err)
+	}
+	return &Store{emitter: em, view: view, log: log, now: time.Now}, nil
+}
+
+// Run runs the view until ctx ends.
+func (s *Store) Run(ctx context.Context) error {
+	if err := s.view.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("orders view: %w", err)
+	}
+	return nil
+}
+
+// Ready reports whether the view has recovered the table.
+func (s *Store) Ready() bool { return s.view.Recovered() }
+
+// Close flushes and closes the emitter. Call it after the writers have stopped.
+func (s *Store) Close() error {
+	var err error
+	s.closed.Do(func() { err = s.emitter.Finish() })
+	return err
+}
+
+// Get returns an order, or ErrNotFound.
+func (s *Store) Get(ctx context.Context, id string) (*Order, error) {
+	if !s.view.Recovered() {
+		return nil, ErrNotReady
+	}
+	v, err := s.view.Get(id)
+	if err != nil {
+		return nil, fmt.Errorf("read order: %w", err)
+	}
+	o, ok := v.(*Order)
+	if !ok || o == nil {
+		return nil, ErrNotFound
+	}
+	return o, nil
+}
+
+// Place records an attempt to pay for an order (creating the order as pending the first
+// time) and returns the order once the placement is applied. Call it before each call to the
+// bank; the returned order may already be decided, by an earlier attempt.
+func (s *Store) Place(ctx context.Context, id string, p Placement) (*Order, error) {
+	return s.write(ctx, id, &Event{Kind: EventPlaced, At: s.now().UTC(), Items: p.Items, TotalCents: Total(p.Items), Currency: p.Currency, CardMasked: p.CardMasked})
+}
+
+// Decide records the bank's answer and returns the order once it is applied.
+func (s *Store) Decide(ctx context.Context, id string, d Decision) (*Order, error) {
+	return s.write(ctx, id, &Event{Kind: EventDecided, At: s.now().UTC(), Status: d.Status, Reason: d.Reason, TransactionID: d.TransactionID})
+}
+
+// Fail records that an attempt got no decision (why: ErrorUnreachable or ErrorInvalid) and
+// returns the order once it is applied.
+func (s *Store) Fail(ctx context.Context, id, why string) (*Order, error) {
+	return s.write(ctx, id, &Event{Kind: EventFailed, At: s.now().UTC(), Error: why})
+}
+
+// write emits an event and waits until the view shows it applied: the order's offset reaches
+// the event's. An order's events share a partition, so offsets order them.
+func (s *Store) write(ctx context.Context, id string, e *Event) (*Order, error) {
+	if !s.view.Recovered() {
+		return nil, ErrNotReady
+	}
+	type written struct {
+		offset int64
+		err    error
+	}
+	done := make(chan written, 1)
+	p, err := s.emitter.Emit(id, e)
+	if err != nil {
+		return nil, fmt.Errorf("write order event: %w", err)
+	}
+	p.ThenWithMessage(func(msg *sarama.ProducerMessage, err error) {
+		if err != nil {
+			done <- written{err: err}
+			return
+		}
+		done <- written{offset: msg.Offset}
+	})
+	var w written
+	select {
+	case w = <-done:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("write order event: %w", ctx.Err())
+	}
+	if w.err != nil {
+		return nil, fmt.Errorf("write order event: %w", w.err)
+	}
+	for {
+		v, err := s.view.Get(id)
+		if err != nil {
+			return nil, fmt.Errorf("read order: %w", err)
+		}
+		if o, ok := v.(*Order); ok && o != nil && o.Offset >= w.offset {
+			return o, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("order %s: %w: %w", id, ErrNotApplied, ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
