@@ -20,7 +20,9 @@ type Sink struct {
 }
 
 // ConnectorName is the name of the deployment's sink connector.
-func ConnectorName(topo processors.Topology) string { return topo.Prefix + "codebank-results-opensearch" }
+func ConnectorName(topo processors.Topology) string {
+	return topo.Prefix + "codebank-results-opensearch"
+}
 
 // Setup creates the index template, then registers (or updates) the sink connector that indexes
 // the results topic, and waits until it runs. Safe to run again.
