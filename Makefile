@@ -41,6 +41,7 @@ lint: ## gofmt, go vet and buf lint
 bench: ## Run the benchmarks (real Kafka): latency of one Authorize call at low load, codecs, decisions
 	$(GO) test -count=1 -run '^$$' -bench 'LowLoad|StatementLag' -benchtime 1000x ./grpcgateway/
 	$(GO) test -count=1 -run '^$$' -bench 'Correlator|Decide|Codec' -benchmem ./codecs/ ./processors/... ./grpcgateway/
+	$(GO) test -count=1 -run '^$$' -bench IndexingLag -benchtime 30x ./analytics/
 
 ##@ Contract
 
