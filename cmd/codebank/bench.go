@@ -45,8 +45,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	profile := fs.String("profile", "", "directory for CPU profiles of the started processes during the last step")
 	addr := fs.String("addr", "", "load an already running Code Bank at this gRPC address instead of starting one")
 	gomaxprocs := fs.String("gomaxprocs", "", "GOMAXPROCS of the started processes (default: Go's)")
+	recovery := fs.Int("recovery", 0, "instead of the load: measure the recovery of an authorizer table of this many accounts")
 	if err := parse(fs, args); err != nil {
 		return helpOK(err)
+	}
+	if *recovery > 0 {
+		return benchRecovery(ctx, stdout, *recovery, *partitions, *gomaxprocs)
 	}
 	steps, err := loadgen.ParseSchedule(*schedule)
 	if err != nil {

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/codebank/codebank/internal/tablestore"
 	"github.com/lovoo/goka"
-	"github.com/lovoo/goka/storage"
 )
 
 // Config says how to reach and use the Kafka cluster.
@@ -92,7 +92,10 @@ func (c Config) Sarama() *sarama.Config {
 	// written before the first authorizer ever ran must still be decided. (Goka: newest.)
 	s.Consumer.Offsets.Initial = sarama.OffsetOldest
 	s.Consumer.MaxWaitTime = 250 * time.Millisecond
-	s.Consumer.Fetch.Default = 1 << 20
+	// Large fetches: recovering a table reads it whole, and sarama waits for every partition to
+	// drain its batch before fetching again.
+	s.Consumer.Fetch.Default = 4 << 20
+	s.ChannelBufferSize = 1024
 	s.Consumer.Group.Rebalance.Timeout = 20 * time.Second
 	s.Metadata.Retry.Backoff = 100 * time.Millisecond
 	return s
@@ -139,7 +142,7 @@ func (c Config) ProcessorOptions(storageDir string, log *slog.Logger) []goka.Pro
 			return goka.NewProducer(brokers, c.partitioned(clientID, hasher))
 		}),
 		goka.WithTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(c.Sarama(), c.TopicManagerConfig())),
-		goka.WithStorageBuilder(storage.DefaultBuilder(storageDir)),
+		goka.WithStorageBuilder(tablestore.New(storageDir)),
 		goka.WithLogger(Logger(log)),
 		goka.WithClientID(c.withDefaults().ClientID),
 	}
@@ -166,7 +169,7 @@ func (c Config) ViewOptions(storageDir string, log *slog.Logger) []goka.ViewOpti
 			return sarama.NewConsumer(brokers, s)
 		}),
 		goka.WithViewTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(c.Sarama(), c.TopicManagerConfig())),
-		goka.WithViewStorageBuilder(storage.DefaultBuilder(storageDir)),
+		goka.WithViewStorageBuilder(tablestore.New(storageDir)),
 		goka.WithViewLogger(Logger(log)),
 		goka.WithViewClientID(c.withDefaults().ClientID),
 		goka.WithViewAutoReconnect(),

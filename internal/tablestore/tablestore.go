@@ -1,0 +1,280 @@
+// Package tablestore is the local storage of goka tables (and views): LevelDB, like goka's
+// own, with writes gathered into batches.
+//
+// Goka writes each record of a table to its local storage on its own, one LevelDB write, so
+// one journal write system call, per record. Recovering a million accounts from the changelog
+// spent most of its time there. Here writes go into a batch (and an overlay that reads see)
+// which is written as one: every batchRecords records, every batchBytes bytes, and
+// flushInterval after the first write at the latest. The table offset goka stores goes into
+// the same batch as the records it covers, so the storage is always a consistent prefix of the
+// changelog: after a crash goka resumes from the stored offset and replays what the last batch
+// had not written yet. Nothing is lost; the storage is a cache of the changelog.
+//
+// Its main type is the Builder returned by New.
+package tablestore
+
+import (
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/lovoo/goka/storage"
+	"github.com/syndtr/goleveldb/leveldb"
+	ldbiter "github.com/syndtr/goleveldb/leveldb/iterator"
+	"github.com/syndtr/goleveldb/leveldb/opt"
+	"github.com/syndtr/goleveldb/leveldb/util"
+)
+
+const (
+	offsetKey     = "__offset" // goka's own key, so storage written by either is read by both
+	batchRecords  = 10_000
+	batchBytes    = 4 << 20
+	flushInterval = 50 * time.Millisecond
+)
+
+// New returns a goka storage builder keeping each partition's table under dir, in
+// "TOPIC.PARTITION" like goka's default builder.
+func New(dir string) storage.Builder {
+	return func(topic string, partition int32) (storage.Storage, error) {
+		db, err := leveldb.OpenFile(filepath.Join(dir, fmt.Sprintf("%s.%d", topic, partition)), &opt.Options{
+			// Small caches: the tables of a million cards must fit an authorizer in 150 MB.
+			BlockCacheCapacity:     2 << 20,
+			WriteBuffer:            4 << 20,
+			OpenFilesCacheCapacity: 64,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("open table storage: %w", err)
+		}
+		return newStore(db), nil
+	}
+}
+
+// entry is a pending write: a value, or a deletion.
+type entry struct {
+	value   []byte
+	deleted bool
+}
+
+type store struct {
+	db *leveldb.DB
+
+	mu        sync.Mutex
+	batch     leveldb.Batch
+	pending   map[string]entry
+	bytes     int
+	offset    int64
+	hasOffset bool
+	recovered bool
+	timer     *time.Timer
+	err       error // the last background flush's error, reported by the next call
+}
+
+func newStore(db *leveldb.DB) *store {
+	return &store{db: db, pending: map[string]entry{}}
+}
+
+func (s *store) Open() error { return nil }
+
+func (s *store) Close() error {
+	s.mu.Lock()
+	err := s.flushLocked()
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	s.mu.Unlock()
+	if cerr := s.db.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func (s *store) Has(key string) (bool, error) {
+	v, err := s.Get(key)
+	return v != nil, err
+}
+
+func (s *store) Get(key string) ([]byte, error) {
+	s.mu.Lock()
+	e, ok := s.pending[key]
+	s.mu.Unlock()
+	if ok {
+		if e.deleted {
+			return nil, nil
+		}
+		return e.value, nil
+	}
+	v, err := s.db.Get([]byte(key), nil)
+	if err == leveldb.ErrNotFound {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read table storage (key %s): %w", key, err)
+	}
+	return v, nil
+}
+
+func (s *store) Set(key string, value []byte) error {
+	return s.write(key, entry{value: value})
+}
+
+func (s *store) Delete(key string) error {
+	return s.write(key, entry{deleted: true})
+}
+
+func (s *store) write(key string, e entry) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.err; err != nil {
+		s.err = nil
+		return err
+	}
+	if e.deleted {
+		s.batch.Delete([]byte(key))
+	} else {
+		s.batch.Put([]byte(key), e.value)
+	}
+	s.pending[key] = e
+	s.bytes += len(key) + len(e.value)
+	if s.batch.Len() >= batchRecords || s.bytes >= batchBytes {
+		return s.flushLocked()
+	}
+	if s.timer == nil {
+		s.timer = time.AfterFunc(flushInterval, s.flushLater)
+	} else if s.batch.Len() == 1 {
+		s.timer.Reset(flushInterval)
+	}
+	return nil
+}
+
+func (s *store) flushLater() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.flushLocked(); err != nil {
+		s.err = err
+	}
+}
+
+// flushLocked writes the batch, with the offset it reaches once recovered.
+func (s *store) flushLocked() error {
+	if s.recovered && s.hasOffset {
+		s.batch.Put([]byte(offsetKey), []byte(strconv.FormatInt(s.offset, 10)))
+		s.hasOffset = false
+	}
+	if s.batch.Len() == 0 {
+		return nil
+	}
+	if err := s.db.Write(&s.batch, nil); err != nil {
+		return fmt.Errorf("write table storage: %w", err)
+	}
+	s.batch.Reset()
+	clear(s.pending)
+	s.bytes = 0
+	return nil
+}
+
+func (s *store) GetOffset(def int64) (int64, error) {
+	s.mu.Lock()
+	if s.offset != 0 || s.hasOffset {
+		defer s.mu.Unlock()
+		return s.offset, nil
+	}
+	s.mu.Unlock()
+	v, err := s.db.Get([]byte(offsetKey), nil)
+	if err == leveldb.ErrNotFound {
+		return def, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read table offset: %w", err)
+	}
+	n, err := strconv.ParseInt(string(v), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("decode table offset %q: %w", v, err)
+	}
+	return n, nil
+}
+
+// SetOffset records the changelog offset the storage has reached. While recovering, the
+// offset is stored by MarkRecovered (as goka does); afterwards with the next batch.
+func (s *store) SetOffset(offset int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.offset, s.hasOffset = offset, true
+	if s.recovered && s.batch.Len() == 0 {
+		// Nothing else pending: store the offset on its own, with the next flush.
+		s.batch.Put([]byte(offsetKey), []byte(strconv.FormatInt(offset, 10)))
+		s.hasOffset = false
+		if s.timer == nil {
+			s.timer = time.AfterFunc(flushInterval, s.flushLater)
+		} else {
+			s.timer.Reset(flushInterval)
+		}
+	}
+	return nil
+}
+
+func (s *store) MarkRecovered() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.recovered = true
+	if s.offset != 0 || s.hasOffset {
+		s.hasOffset = true
+	}
+	return s.flushLocked()
+}
+
+func (s *store) Iterator() (storage.Iterator, error) {
+	if err := s.flush(); err != nil {
+		return nil, err
+	}
+	return &iterator{s.db.NewIterator(nil, &opt.ReadOptions{DontFillCache: true})}, nil
+}
+
+func (s *store) IteratorWithRange(start, limit []byte) (storage.Iterator, error) {
+	if err := s.flush(); err != nil {
+		return nil, err
+	}
+	if len(limit) > 0 {
+		return &iterator{s.db.NewIterator(&util.Range{Start: start, Limit: limit}, nil)}, nil
+	}
+	return &iterator{s.db.NewIterator(util.BytesPrefix(start), nil)}, nil
+}
+
+func (s *store) flush() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.flushLocked()
+}
+
+// iterator adapts LevelDB's iterator to goka's, skipping the offset key.
+type iterator struct {
+	it ldbiter.Iterator
+}
+
+func (i *iterator) Next() bool {
+	for i.it.Next() {
+		if string(i.it.Key()) != offsetKey {
+			return true
+		}
+	}
+	return false
+}
+
+func (i *iterator) Err() error  { return i.it.Error() }
+func (i *iterator) Key() []byte { return i.it.Key() }
+func (i *iterator) Release()    { i.it.Release() }
+func (i *iterator) Seek(k []byte) bool {
+	if !i.it.Seek(k) {
+		return false
+	}
+	if string(i.it.Key()) == offsetKey {
+		return i.Next()
+	}
+	return true
+}
+
+func (i *iterator) Value() ([]byte, error) {
+	v := i.it.Value()
+	return append([]byte(nil), v...), nil
+}

@@ -1,0 +1,84 @@
+package tablestore
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+func TestStore(t *testing.T) {
+	dir := t.TempDir()
+	st, err := New(dir)("table", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Recovery: writes are batched, readable at once; the offset is kept in memory.
+	for i := 0; i < 25_000; i++ {
+		if err := st.Set(fmt.Sprint("k", i), []byte(fmt.Sprint("v", i))); err != nil {
+			t.Fatal(err)
+		}
+		st.SetOffset(int64(i))
+	}
+	if v, _ := st.Get("k24999"); string(v) != "v24999" {
+		t.Fatalf("Get of a pending write = %q", v)
+	}
+	if err := st.Delete("k7"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := st.Has("k7"); ok {
+		t.Fatal("Has(deleted) = true")
+	}
+	if off, _ := st.GetOffset(-1); off != 24_999 {
+		t.Fatalf("GetOffset = %d, want 24999", off)
+	}
+	if err := st.MarkRecovered(); err != nil {
+		t.Fatal(err)
+	}
+	// Running: a write is flushed within flushInterval, with the offset.
+	st.Set("late", []byte("x"))
+	st.SetOffset(25_000)
+	time.Sleep(3 * flushInterval)
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	st, err = New(dir)("table", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for key, want := range map[string]string{"k0": "v0", "k24999": "v24999", "late": "x", "k7": ""} {
+		if v, _ := st.Get(key); string(v) != want {
+			t.Errorf("after reopening, Get(%s) = %q, want %q", key, v, want)
+		}
+	}
+	if off, _ := st.GetOffset(-1); off != 25_000 {
+		t.Errorf("after reopening, GetOffset = %d, want 25000", off)
+	}
+	it, err := st.Iterator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for it.Next() {
+		if string(it.Key()) == offsetKey {
+			t.Fatal("the iterator showed the offset key")
+		}
+		n++
+	}
+	it.Release()
+	if n != 25_000 {
+		t.Errorf("iterated %d keys, want 25000", n)
+	}
+}
+
+func TestOffsetDefault(t *testing.T) {
+	st, err := New(t.TempDir())("table", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if off, _ := st.GetOffset(-2); off != -2 {
+		t.Errorf("GetOffset of a new storage = %d, want the default -2", off)
+	}
+}
