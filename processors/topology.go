@@ -151,7 +151,15 @@ var ErrPartitionMismatch = errors.New("topic has a different partition count")
 // Ensure creates every missing topic and checks the partition counts of existing ones. It is
 // safe to run from every replica at start-up.
 func (t Topology) Ensure(ctx context.Context, admin sarama.ClusterAdmin) error {
-	replication := t.Replication
+	return CreateTopics(ctx, admin, t.Replication, t.All())
+}
+
+// CreateTopics creates the missing topics among topics (with replication, 1 when 0) and checks
+// the partition counts of existing ones: another count is an error wrapping
+// ErrPartitionMismatch. It returns once every created topic is visible in the cluster's
+// metadata. Topology.Ensure uses it for the bank's topics; other groups (the store's orders)
+// for theirs.
+func CreateTopics(ctx context.Context, admin sarama.ClusterAdmin, replication int, topics []Topic) error {
 	if replication <= 0 {
 		replication = 1
 	}
@@ -160,7 +168,7 @@ func (t Topology) Ensure(ctx context.Context, admin sarama.ClusterAdmin) error {
 		return fmt.Errorf("list topics: %w", err)
 	}
 	var created []string
-	for _, topic := range t.All() {
+	for _, topic := range topics {
 		if err := ctx.Err(); err != nil {
 			return err
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/codebank/codebank/internal/localkafka"
 	"github.com/codebank/codebank/internal/localsearch"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
+	"github.com/codebank/codebank/web"
 )
 
 // demoCard is a card seeded by `codebank dev`, kept in DATA_DIR/demo-cards.json so that the
@@ -97,7 +98,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		sink = &analytics.Sink{SearchURL: node.URL(), ConnectURL: worker.URL(), Index: analytics.DefaultIndex}
 	}
 
-	return serve(ctx, c, log, roles{ingress: true, authorizer: true, statements: true}, func(ctx context.Context, st started) error {
+	return serve(ctx, c, log, roles{ingress: true, authorizer: true, statements: true, web: true}, func(ctx context.Context, st started) error {
 		if sink != nil {
 			if err := analytics.Setup(ctx, c.topology(), *sink); err != nil {
 				return fmt.Errorf("analytics: %w", err)
@@ -106,6 +107,13 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		cards, err := seedDemoCards(ctx, st.grpcAddr, filepath.Join(abs, "demo-cards.json"))
 		if err != nil {
 			return fmt.Errorf("seed demo cards: %w", err)
+		}
+		if st.web != nil {
+			demo := make([]web.DemoCard, len(cards))
+			for i, d := range cards {
+				demo[i] = web.DemoCard{Number: d.Number, Holder: d.Holder, Expiry: d.Expiry, CVV: d.CVV}
+			}
+			st.web.SetDemoCards(demo)
 		}
 		printReady(stdout, c, cards, sink)
 		return nil
@@ -213,7 +221,9 @@ Analytics: every authorization is indexed by Kafka Connect (%s) into %s/%s
   Kibana: curl -X POST KIBANA/api/saved_objects/_import?overwrite=true -H 'kbn-xsrf: true' --form file=@analytics/kibana/codebank-dashboard.ndjson
 `, sink.ConnectURL, sink.SearchURL, sink.Index, sink.SearchURL, sink.SearchURL, sink.Index)
 	}
-	fmt.Fprintf(w, "\nCode Bank is ready: gRPC localhost%s, REST http://localhost%s (Ctrl-C stops it; state is kept in .data)\n",
+	fmt.Fprintf(w, "\nCode Store: http://localhost%s/   statement: http://localhost%s/statement   dashboard: http://localhost%s/dashboard\n",
+		port(c.HTTPAddr), port(c.HTTPAddr), port(c.HTTPAddr))
+	fmt.Fprintf(w, "Code Bank is ready: gRPC localhost%s, REST http://localhost%s (Ctrl-C stops it; state is kept in .data)\n",
 		port(c.GRPCAddr), port(c.HTTPAddr))
 }
 

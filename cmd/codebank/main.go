@@ -21,7 +21,8 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"all":        {"run the ingress and the authorizer in one process (development)", runAll},
+	"all":        {"run the ingress, authorizer, statements and the store's pages in one process (development)", runAll},
+	"web":        {"run the store, statement and dashboard pages, calling a bank elsewhere", runWeb},
 	"ingress":    {"run the gRPC/REST ingress (any number of replicas)", runIngress},
 	"authorizer": {"run the authorizer processor (any number of instances)", runAuthorizer},
 	"statements": {"run the statements processor and serve statements (any number of replicas)", runStatements},

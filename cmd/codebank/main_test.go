@@ -144,6 +144,16 @@ func TestDev(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(string(raw), "PAYMENT_STATUS_APPROVED") {
 		t.Fatalf("REST payment = %d %s", resp.StatusCode, raw)
 	}
+	// The store is served beside the API, with the demo cards on its help panel.
+	page, err := http.Get("http://127.0.0.1" + httpPort + "/products/stoneware-mug")
+	if err != nil {
+		t.Fatal(err)
+	}
+	html, _ := io.ReadAll(page.Body)
+	page.Body.Close()
+	if page.StatusCode != 200 || !strings.Contains(string(html), "Code Store") || !strings.Contains(string(html), c.Number[12:]) {
+		t.Errorf("product page: %d, want Code Store with the demo card ending %s", page.StatusCode, c.Number[12:])
+	}
 	var st bytes.Buffer
 	if err := run(context.Background(), []string{"statement", addr, c.Number}, &st, io.Discard); err != nil || !strings.Contains(st.String(), "2 purchases, total BRL 13.34") {
 		t.Fatalf("statement = %v:\n%s", err, st.String())

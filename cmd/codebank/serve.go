@@ -25,6 +25,7 @@ import (
 	"github.com/codebank/codebank/processors"
 	"github.com/codebank/codebank/processors/authorizer"
 	"github.com/codebank/codebank/processors/statements"
+	"github.com/codebank/codebank/web"
 )
 
 // roles says which components a process runs.
@@ -32,6 +33,7 @@ type roles struct {
 	ingress    bool
 	authorizer bool
 	statements bool
+	web        bool // the store's pages, beside the API
 }
 
 func (r roles) String() string {
@@ -63,7 +65,7 @@ func runAll(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	return serve(ctx, c, log, roles{ingress: true, authorizer: true, statements: true}, nil)
+	return serve(ctx, c, log, roles{ingress: true, authorizer: true, statements: true, web: true}, nil)
 }
 
 func runIngress(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -182,6 +184,7 @@ func ensureTopics(ctx context.Context, kc kafkaconf.Config, topo processors.Topo
 type started struct {
 	grpcAddr string
 	httpAddr string
+	web      *web.Server // nil without the store
 }
 
 // serve runs the chosen roles until ctx ends. onReady, when set, runs once everything is up.
@@ -272,7 +275,6 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles, onReady fun
 		if c.Pprof {
 			srvOpts = append(srvOpts, grpcgateway.WithHTTPHandler(registerPprof))
 		}
-		srv := grpcgateway.New(c.ingress(), readyBank{bank, ready}, keys, reg, log, srvOpts...)
 		gl, err := net.Listen("tcp", c.GRPCAddr)
 		if err != nil {
 			return fmt.Errorf("listen gRPC: %w", err)
@@ -283,6 +285,16 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles, onReady fun
 			return fmt.Errorf("listen HTTP: %w", err)
 		}
 		st = started{grpcAddr: gl.Addr().String(), httpAddr: hl.Addr().String()}
+		if r.web {
+			// The store is a client of the bank like any checkout: it calls this process's own
+			// gRPC port.
+			self := loopback(st.grpcAddr)
+			if st.web, err = startStore(ctx, g, c, kc, topo, self, self, reg, log, &ready); err != nil {
+				return err
+			}
+			srvOpts = append(srvOpts, grpcgateway.WithHTTPHandler(st.web.Register))
+		}
+		srv := grpcgateway.New(c.ingress(), readyBank{bank, ready}, keys, reg, log, srvOpts...)
 		g.Go(func() error { return srv.ServeListeners(ctx, gl, hl) })
 	} else if c.AuthorizerHTTPAddr != "" {
 		g.Go(func() error { return serveOps(ctx, c.AuthorizerHTTPAddr, reg, ready, c.Pprof, log) })

@@ -1,0 +1,403 @@
+package web
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/codebank/codebank/internal/card"
+	"github.com/codebank/codebank/processors/orders"
+	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
+)
+
+// MaxQuantity is the most units of a product one order may hold.
+const MaxQuantity = 10
+
+// maxHolderLen is the bank's limit on holder names (grpcgateway.MaxHolderLen).
+const maxHolderLen = 64
+
+// Messages about the whole form, not one field.
+const (
+	msgStoreDown = "We could not save your order, so nothing was charged. Please try again in a moment."
+	msgNotReady  = "The store is starting up. Please try again in a moment."
+)
+
+// checkoutForm is the checkout form as typed, re-displayed next to its errors (without the
+// CVV).
+type checkoutForm struct {
+	OrderID  string
+	Product  string
+	Quantity string
+	Holder   string
+	Number   string
+	Expiry   string
+	CVV      string
+}
+
+func parseCheckout(r *http.Request) checkoutForm {
+	v := func(name string) string { return strings.TrimSpace(r.PostFormValue(name)) }
+	return checkoutForm{
+		OrderID: v("order_id"), Product: v("product"), Quantity: v("quantity"),
+		Holder: v("holder"), Number: v("number"), Expiry: v("expiry"), CVV: v("cvv"),
+	}
+}
+
+// cardInput is a validated card, held only for the duration of one request.
+type cardInput struct {
+	number string
+	holder string
+	exp    card.Expiry
+	cvv    string
+}
+
+// orderIDPattern matches newOrderID's ids; they are valid bank transaction ids.
+var orderIDPattern = regexp.MustCompile(`^order-[a-z2-7]{16}$`)
+
+var idEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+// newOrderID returns a new random order id, "order-" and 16 characters (80 bits). The
+// product page puts it in the checkout form, so that every submission of that form, a
+// double click included, is the same order and the same transaction for the bank.
+func newOrderID() string {
+	var b [10]byte
+	rand.Read(b[:])
+	return "order-" + strings.ToLower(idEncoding.EncodeToString(b[:]))
+}
+
+// validateCard checks the card fields and adds a message per field at fault to errs.
+func validateCard(f checkoutForm, now time.Time, errs map[string]string) cardInput {
+	c := cardInput{number: card.NormalizeNumber(f.Number), holder: f.Holder, cvv: f.CVV}
+	switch n := utf8.RuneCountInString(f.Holder); {
+	case n == 0:
+		errs["holder"] = "Enter the name on the card"
+	case n > maxHolderLen:
+		errs["holder"] = "The name can have at most " + strconv.Itoa(maxHolderLen) + " characters"
+	case !utf8.ValidString(f.Holder) || strings.IndexFunc(f.Holder, unicode.IsControl) >= 0:
+		errs["holder"] = "Use letters and spaces only"
+	}
+	switch err := card.ValidateNumber(c.number); {
+	case c.number == "":
+		errs["number"] = "Enter the card number"
+	case errors.Is(err, card.ErrNumberDigits):
+		errs["number"] = "Use digits only"
+	case errors.Is(err, card.ErrNumberLength):
+		errs["number"] = "A card number has 16 digits"
+	case err != nil:
+		errs["number"] = "This card number is not valid: check the digits"
+	}
+	var msg string
+	c.exp, msg = parseExpiry(f.Expiry, now)
+	if msg != "" {
+		errs["expiry"] = msg
+	}
+	switch {
+	case f.CVV == "":
+		errs["cvv"] = "Enter the CVV"
+	case len(f.CVV) != 3 || strings.Trim(f.CVV, "0123456789") != "":
+		errs["cvv"] = "The CVV is the 3 digits on the back of the card"
+	}
+	return c
+}
+
+// parseExpiry reads "MM/YY" (also "MM/YYYY", "MMYY" and spaces) and returns the expiry or a
+// message for the field.
+func parseExpiry(s string, now time.Time) (card.Expiry, string) {
+	s = strings.ReplaceAll(s, " ", "")
+	if s == "" {
+		return card.Expiry{}, "Enter the expiry date, as on the card (MM/YY)"
+	}
+	mm, yy, ok := strings.Cut(s, "/")
+	if !ok && len(s) == 4 {
+		mm, yy, ok = s[:2], s[2:], true
+	}
+	digits := func(d string) bool { return d != "" && strings.Trim(d, "0123456789") == "" }
+	if !ok || !digits(mm) || !digits(yy) || len(mm) > 2 || (len(yy) != 2 && len(yy) != 4) {
+		return card.Expiry{}, "Use MM/YY, for example 11/31"
+	}
+	m, _ := strconv.Atoi(mm)
+	y, _ := strconv.Atoi(yy)
+	if m < 1 || m > 12 {
+		return card.Expiry{}, "The month must be from 01 to 12"
+	}
+	exp := card.Expiry{Month: m, Year: card.NormalizeYear(y)}
+	if exp.Year > now.Year()+30 {
+		return card.Expiry{}, "Check the year of the expiry date"
+	}
+	if exp.Expired(now) {
+		return card.Expiry{}, "This card has expired"
+	}
+	return exp, ""
+}
+
+// validateQuantity returns the quantity, or adds a message to errs.
+func validateQuantity(s string, errs map[string]string) int {
+	if s == "" {
+		errs["quantity"] = "Choose a quantity"
+		return 0
+	}
+	q, err := strconv.Atoi(s)
+	if errors.Is(err, strconv.ErrRange) { // a number too large for an int, either way
+		q, err = 1-2*MaxQuantity, nil
+		if !strings.HasPrefix(s, "-") {
+			q = 2 * MaxQuantity
+		}
+	}
+	switch {
+	case err != nil:
+		errs["quantity"] = "Enter a whole number"
+	case q < 1:
+		errs["quantity"] = "Choose at least 1"
+	case q > MaxQuantity:
+		errs["quantity"] = "You can buy at most " + strconv.Itoa(MaxQuantity) + " at a time"
+	}
+	return q
+}
+
+// checkout validates the form, places the order and pays for it.
+func (s *Server) checkout(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "bad form", http.StatusBadRequest)
+		return
+	}
+	f := parseCheckout(r)
+	p, ok := s.products[f.Product]
+	if !ok {
+		s.notFound(w, r)
+		return
+	}
+	if !orderIDPattern.MatchString(f.OrderID) {
+		f.OrderID = newOrderID()
+	}
+	errs := map[string]string{}
+	qty := validateQuantity(f.Quantity, errs)
+	c := validateCard(f, s.now(), errs)
+	if len(errs) > 0 {
+		s.checkouts.WithLabelValues("invalid").Inc()
+		s.renderProduct(w, http.StatusUnprocessableEntity, p, f, errs, "")
+		return
+	}
+	items := []orders.Item{{Slug: p.Slug, Name: p.Name, PriceCents: p.PriceCents, Quantity: qty}}
+	s.pay(w, r, f.OrderID, items, c, func(code int, errs map[string]string, general string) {
+		s.renderProduct(w, code, p, f, errs, general)
+	})
+}
+
+// pay records the attempt, calls the bank and records its answer, then sends the browser to
+// the order page. formError re-displays the form with errors.
+//
+// The order is written pending before the bank is called and decided after, so a failure at
+// any step leaves a pending order whose retry, with the same id, the bank charges at most
+// once. The steps run to the end even if the browser goes away (a second click on "Pay"
+// cancels the first request): an attempt is never left half-way.
+func (s *Server) pay(w http.ResponseWriter, r *http.Request, id string, items []orders.Item, c cardInput,
+	formError func(code int, errs map[string]string, general string)) {
+	base := context.WithoutCancel(r.Context())
+	step := func() (context.Context, context.CancelFunc) { return context.WithTimeout(base, s.cfg.RequestTimeout) }
+	masked := card.Mask(c.number)
+	log := s.log.With("order_id", id, "card", masked)
+
+	ctx, cancel := step()
+	existing, err := s.orders.Get(ctx, id)
+	cancel()
+	switch {
+	case errors.Is(err, orders.ErrNotFound):
+	case errors.Is(err, orders.ErrNotReady):
+		formError(http.StatusServiceUnavailable, nil, msgNotReady)
+		return
+	case err != nil:
+		log.Error("read order", "err", err)
+		s.checkouts.WithLabelValues("store_error").Inc()
+		formError(http.StatusServiceUnavailable, nil, msgStoreDown)
+		return
+	case existing.Decided():
+		s.redirectToOrder(w, r, id)
+		return
+	case existing.CardMasked != masked:
+		formError(http.StatusUnprocessableEntity, map[string]string{
+			"number": "This order was started with the card ending in " + card.Last4(existing.CardMasked) + ": use the same card, or start a new order",
+		}, "")
+		return
+	default:
+		items = existing.Items // a retry pays for what was first ordered
+	}
+
+	ctx, cancel = step()
+	o, err := s.orders.Place(ctx, id, orders.Placement{Items: items, Currency: s.cfg.Currency, CardMasked: masked})
+	cancel()
+	if err != nil {
+		log.Error("place order", "err", err)
+		s.checkouts.WithLabelValues("store_error").Inc()
+		formError(http.StatusServiceUnavailable, nil, msgStoreDown)
+		return
+	}
+	if o.Decided() { // an earlier attempt got the answer in the meantime
+		s.redirectToOrder(w, r, id)
+		return
+	}
+
+	ctx, cancel = step()
+	resp, err := s.payments.Authorize(ctx, &codebankv1.AuthorizeRequest{
+		TransactionId: id,
+		Card: &codebankv1.CardDetails{Number: c.number, HolderName: c.holder,
+			ExpiryMonth: int32(c.exp.Month), ExpiryYear: int32(c.exp.Year), Cvv: c.cvv},
+		AmountCents: o.TotalCents, Store: s.cfg.StoreName, Description: description(o.Items),
+	})
+	cancel()
+	if err != nil {
+		why, result := orders.ErrorUnreachable, "unreachable"
+		fieldErrs, general := bankViolations(err)
+		if fieldErrs != nil || general != "" {
+			why, result = orders.ErrorInvalid, "invalid"
+		}
+		s.checkouts.WithLabelValues(result).Inc()
+		log.Warn("bank did not decide", "code", status.Code(err).String(), "err", err)
+		ctx, cancel = step()
+		if _, ferr := s.orders.Fail(ctx, id, why); ferr != nil {
+			log.Error("record failed attempt", "err", ferr)
+		}
+		cancel()
+		if why == orders.ErrorInvalid {
+			formError(http.StatusUnprocessableEntity, fieldErrs, general)
+			return
+		}
+		s.redirectToOrder(w, r, id)
+		return
+	}
+	d := decisionOf(resp)
+	s.checkouts.WithLabelValues(string(d.Status)).Inc()
+	ctx, cancel = step()
+	_, err = s.orders.Decide(ctx, id, d)
+	cancel()
+	if err != nil {
+		// The bank has decided, the store could not record it: show the answer now; the order
+		// stays pending, and a retry gets the same answer from the bank.
+		log.Error("record decision", "status", d.Status, "err", err)
+		local := orders.Apply(o, id, &orders.Event{Kind: orders.EventDecided, At: s.now().UTC(), Status: d.Status, Reason: d.Reason, TransactionID: d.TransactionID}, o.Offset)
+		s.renderOrder(w, http.StatusOK, orderPage{Order: local})
+		return
+	}
+	s.redirectToOrder(w, r, id)
+}
+
+func (s *Server) redirectToOrder(w http.ResponseWriter, r *http.Request, id string) {
+	http.Redirect(w, r, "/orders/"+id, http.StatusSeeOther)
+}
+
+// decisionOf turns the bank's answer into the order's decision.
+func decisionOf(resp *codebankv1.AuthorizeResponse) orders.Decision {
+	d := orders.Decision{Status: orders.StatusApproved, TransactionID: resp.GetTransactionId()}
+	if resp.GetStatus() != codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED {
+		d.Status, d.Reason = orders.StatusRejected, reasonCode(resp.GetReason())
+	}
+	return d
+}
+
+// reasonCode is the results topic's name of a reason: insufficient_credit.
+func reasonCode(r codebankv1.RejectReason) string {
+	if r == codebankv1.RejectReason_REJECT_REASON_UNSPECIFIED {
+		return "unspecified"
+	}
+	return strings.ToLower(strings.TrimPrefix(r.String(), "REJECT_REASON_"))
+}
+
+// reasonText says why a payment was rejected, in a customer's words.
+func reasonText(code string) string {
+	switch code {
+	case "insufficient_credit":
+		return "Insufficient credit on this card"
+	case "cvv_mismatch":
+		return "Check the CVV"
+	case "expiry_mismatch":
+		return "Check the expiry date"
+	case "card_expired":
+		return "This card has expired"
+	case "holder_mismatch":
+		return "Check the name on the card"
+	case "card_not_found":
+		return "Card not recognised"
+	case "card_blocked":
+		return "This card is blocked"
+	default:
+		return "The bank declined this payment"
+	}
+}
+
+// formFields maps the bank's field names (google.rpc.BadRequest) to the form's, with the
+// label that starts a message.
+var formFields = map[string]struct{ field, label string }{
+	"card":              {"number", "Card"},
+	"card.number":       {"number", "Card number"},
+	"card.holder_name":  {"holder", "Name on card"},
+	"card.expiry_month": {"expiry", "Expiry month"},
+	"card.expiry_year":  {"expiry", "Expiry year"},
+	"card.cvv":          {"cvv", "CVV"},
+	"amount_cents":      {"quantity", "Amount"},
+	"number":            {"number", "Card number"},
+	"month":             {"month", "Month"},
+}
+
+// bankViolations reads an INVALID_ARGUMENT status: a message per form field named in its
+// google.rpc.BadRequest details, and one about the rest. Both are empty for other errors.
+func bankViolations(err error) (map[string]string, string) {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.InvalidArgument {
+		return nil, ""
+	}
+	errs := map[string]string{}
+	var rest []string
+	for _, d := range st.Details() {
+		br, ok := d.(*errdetails.BadRequest)
+		if !ok {
+			continue
+		}
+		for _, v := range br.GetFieldViolations() {
+			f, ok := formFields[v.GetField()]
+			if !ok {
+				rest = append(rest, v.GetField()+" "+v.GetDescription())
+				continue
+			}
+			if _, dup := errs[f.field]; !dup {
+				errs[f.field] = sentence(f.label, v.GetDescription())
+			}
+		}
+	}
+	general := ""
+	if len(rest) > 0 {
+		general = "The bank could not accept this payment: " + strings.Join(rest, "; ")
+	}
+	if len(errs) == 0 && general == "" {
+		general = "The bank could not accept this payment: " + st.Message()
+	}
+	if len(errs) == 0 {
+		errs = nil
+	}
+	return errs, general
+}
+
+// sentence makes a message of the bank's description of a field: "must be 3 digits" becomes
+// "CVV must be 3 digits", "card number fails the Luhn check" becomes "Card number fails the
+// Luhn check".
+func sentence(label, desc string) string {
+	if desc == "" {
+		return label + " is not valid"
+	}
+	first := strings.Fields(desc)[0]
+	switch first {
+	case "must", "is", "may", "should", "cannot":
+		return label + " " + desc
+	}
+	r, n := utf8.DecodeRuneInString(desc)
+	return string(unicode.ToUpper(r)) + desc[n:]
+}

@@ -1,0 +1,453 @@
+package web
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/codebank/codebank/codecs"
+	"github.com/codebank/codebank/internal/kafkaconf"
+)
+
+// The dashboard's window and its bounds.
+const (
+	// WindowSeconds is how far back the dashboard looks: 5 minutes, one bucket a second.
+	WindowSeconds = 300
+	// rateSeconds is the span of the "authorizations per second" figure.
+	rateSeconds = 10
+	// topStores is how many stores the dashboard lists.
+	topStores = 10
+	// maxStoresPerSecond bounds the stores one second remembers; store names come from
+	// clients, so their number has no other bound. The rest are summed as otherStores.
+	maxStoresPerSecond = 200
+	otherStores        = "Other stores"
+)
+
+// Latency histogram: log-spaced buckets from latencyMin milliseconds, each latencyRatio wider
+// than the one before; percentiles are read to within 5%.
+const (
+	latencyMin     = 0.01
+	latencyRatio   = 1.1
+	latencyBuckets = 170 // up to about 110 s
+)
+
+// DashboardData is the dashboard's figures over the last WindowSeconds, as /dashboard/data
+// serves them.
+type DashboardData struct {
+	// Now is when the figures were taken.
+	Now time.Time `json:"now"`
+	// WindowSeconds is the span of every figure but RatePerSecond.
+	WindowSeconds int `json:"window_seconds"`
+	// Connected is false while the feed cannot read the results topic.
+	Connected bool `json:"connected"`
+	// Series counts authorizations per second by status, oldest second first.
+	Series Series `json:"series"`
+	// Approved and Rejected count the decisions in the window.
+	Approved int64 `json:"approved"`
+	Rejected int64 `json:"rejected"`
+	// RatePerSecond is authorizations per second over the last ten seconds.
+	RatePerSecond float64 `json:"rate_per_second"`
+	// ApprovalRate is Approved / (Approved + Rejected), 0-1; absent without decisions.
+	ApprovalRate *float64 `json:"approval_rate,omitempty"`
+	// Latency is the bank's processing time (processing_ms) percentiles, in milliseconds.
+	Latency Latency `json:"latency_ms"`
+	// ApprovedCents is the amount approved in the window.
+	ApprovedCents int64 `json:"approved_cents"`
+	// Stores are the stores with the largest approved amounts, largest first.
+	Stores []StoreAmount `json:"stores"`
+	// Reasons count rejections by reason, most frequent first.
+	Reasons []ReasonCount `json:"reasons"`
+}
+
+// Series is one count per second of the window.
+type Series struct {
+	// StartUnix is the first second, in seconds since the Unix epoch.
+	StartUnix int64 `json:"start_unix"`
+	Approved  []int `json:"approved"`
+	Rejected  []int `json:"rejected"`
+}
+
+// Latency holds percentiles in milliseconds; zero without decisions.
+type Latency struct {
+	Count int64   `json:"count"`
+	P50   float64 `json:"p50"`
+	P90   float64 `json:"p90"`
+	P99   float64 `json:"p99"`
+}
+
+// StoreAmount is one store's approved purchases.
+type StoreAmount struct {
+	Store       string `json:"store"`
+	AmountCents int64  `json:"amount_cents"`
+	Count       int64  `json:"count"`
+}
+
+// ReasonCount is how many payments were rejected for one reason.
+type ReasonCount struct {
+	Reason string `json:"reason"`
+	Label  string `json:"label"`
+	Count  int64  `json:"count"`
+}
+
+// Feed reads the results topic (processors.Topology.Results, JSON records of
+// docs/results-topic.md) from every partition, starting WindowSeconds back, and keeps rolling
+// aggregates for the dashboard in memory. Records are deduplicated by card token and
+// transaction id, as the topic's contract asks. Build it with NewFeed and Run it; a Feed
+// without Run can be fed with Add.
+type Feed struct {
+	kc        kafkaconf.Config
+	topic     string
+	log       *slog.Logger
+	now       func() time.Time
+	connected atomic.Bool
+
+	mu  sync.Mutex
+	agg aggregate
+}
+
+// NewFeed returns a feed of the results topic named topic.
+func NewFeed(kc kafkaconf.Config, topic string, log *slog.Logger) *Feed {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Feed{kc: kc, topic: topic, log: log, now: time.Now}
+}
+
+// Add counts one result.
+func (f *Feed) Add(r *codecs.Result) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.agg.add(r, f.now())
+}
+
+// Snapshot returns the figures now.
+func (f *Feed) Snapshot() DashboardData {
+	f.mu.Lock()
+	d := f.agg.snapshot(f.now())
+	f.mu.Unlock()
+	d.Connected = f.connected.Load()
+	return d
+}
+
+// Run reads the topic until ctx ends, reconnecting after errors (the dashboard is not worth
+// stopping the process for); it returns nil when ctx ends.
+func (f *Feed) Run(ctx context.Context) error {
+	for {
+		err := f.consume(ctx)
+		f.connected.Store(false)
+		if ctx.Err() != nil {
+			return nil
+		}
+		f.log.Warn("dashboard feed interrupted; reconnecting in 5s", "topic", f.topic, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(5 * time.Second):
+		}
+	}
+}
+
+// consume reads every partition from WindowSeconds ago until ctx ends or a partition stops.
+func (f *Feed) consume(ctx context.Context) error {
+	cfg := f.kc.Sarama()
+	cfg.ClientID += "-dashboard"
+	client, err := sarama.NewClient(f.kc.Brokers, cfg)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer client.Close()
+	consumer, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		return fmt.Errorf("create consumer: %w", err)
+	}
+	defer consumer.Close()
+	parts, err := client.Partitions(f.topic)
+	if err != nil {
+		return fmt.Errorf("partitions of %s: %w", f.topic, err)
+	}
+	since := f.now().Add(-WindowSeconds * time.Second).UnixMilli()
+	stopped := make(chan error, len(parts))
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }() // the readers end before the consumer closes
+	for _, p := range parts {
+		off, err := client.GetOffset(f.topic, p, since) // the first record at or after since
+		if err != nil {
+			return fmt.Errorf("offset of %s/%d: %w", f.topic, p, err)
+		}
+		if off < 0 {
+			off = sarama.OffsetNewest // nothing that recent: wait for new records
+		}
+		pc, err := consumer.ConsumePartition(f.topic, p, off)
+		if err != nil {
+			return fmt.Errorf("consume %s/%d: %w", f.topic, p, err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer pc.AsyncClose()
+			stopped <- f.read(ctx, pc)
+		}()
+	}
+	f.connected.Store(true)
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-stopped:
+		return err
+	}
+}
+
+// read adds the records of one partition until ctx ends or the partition consumer stops.
+func (f *Feed) read(ctx context.Context, pc sarama.PartitionConsumer) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case m, ok := <-pc.Messages():
+			if !ok {
+				return errors.New("partition consumer closed")
+			}
+			v, err := codecs.ResultCodec{}.Decode(m.Value)
+			if err != nil {
+				f.log.Debug("skip a result that does not decode", "partition", m.Partition, "offset", m.Offset, "err", err)
+				continue
+			}
+			f.Add(v.(*codecs.Result))
+		case err, ok := <-pc.Errors():
+			if ok {
+				f.log.Debug("dashboard feed", "err", err) // sarama retries by itself
+			}
+		}
+	}
+}
+
+// second is one second's share of the aggregates.
+type second struct {
+	unix     int64
+	approved int
+	rejected int
+	latency  [latencyBuckets]uint32
+	stores   map[string]StoreAmount
+	reasons  map[string]int64
+	keys     []string // of the results counted, to forget them with the second
+}
+
+// aggregate is a ring of WindowSeconds seconds.
+type aggregate struct {
+	secs [WindowSeconds]second
+	seen map[string]int64 // result key -> its second
+}
+
+func (a *aggregate) add(r *codecs.Result, now time.Time) {
+	at, err := time.Parse(time.RFC3339Nano, r.AuthorizedAt)
+	if err != nil {
+		return
+	}
+	nowSec, sec := now.Unix(), min(at.Unix(), now.Unix()) // a clock ahead of ours counts as now
+	if sec <= nowSec-WindowSeconds {
+		return
+	}
+	key := r.CardToken + "|" + r.TransactionID
+	if a.seen == nil {
+		a.seen = map[string]int64{}
+	}
+	if s, ok := a.seen[key]; ok && s > nowSec-WindowSeconds {
+		return // a duplicate (replayed or re-read) result
+	}
+	b := &a.secs[sec%WindowSeconds]
+	if b.unix != sec {
+		for _, k := range b.keys {
+			if a.seen[k] == b.unix {
+				delete(a.seen, k)
+			}
+		}
+		*b = second{unix: sec}
+	}
+	a.seen[key] = sec
+	b.keys = append(b.keys, key)
+	b.latency[latencyBucket(r.ProcessingMs)]++
+	if r.Status == "approved" {
+		b.approved++
+		if b.stores == nil {
+			b.stores = map[string]StoreAmount{}
+		}
+		store := r.Store
+		if _, ok := b.stores[store]; !ok && len(b.stores) >= maxStoresPerSecond {
+			store = otherStores
+		}
+		sa := b.stores[store]
+		sa.Store, sa.AmountCents, sa.Count = store, sa.AmountCents+r.AmountCents, sa.Count+1
+		b.stores[store] = sa
+		return
+	}
+	b.rejected++
+	if b.reasons == nil {
+		b.reasons = map[string]int64{}
+	}
+	b.reasons[r.Reason]++
+}
+
+func (a *aggregate) snapshot(now time.Time) DashboardData {
+	nowSec := now.Unix()
+	start := nowSec - WindowSeconds + 1
+	d := DashboardData{
+		Now: now.UTC(), WindowSeconds: WindowSeconds,
+		Series:  Series{StartUnix: start, Approved: make([]int, WindowSeconds), Rejected: make([]int, WindowSeconds)},
+		Stores:  []StoreAmount{},
+		Reasons: []ReasonCount{},
+	}
+	var hist [latencyBuckets]int64
+	stores := map[string]StoreAmount{}
+	reasons := map[string]int64{}
+	var recent int64
+	for i := range a.secs {
+		b := &a.secs[i]
+		if b.unix < start || b.unix > nowSec {
+			continue
+		}
+		d.Series.Approved[b.unix-start] = b.approved
+		d.Series.Rejected[b.unix-start] = b.rejected
+		d.Approved += int64(b.approved)
+		d.Rejected += int64(b.rejected)
+		if b.unix > nowSec-rateSeconds {
+			recent += int64(b.approved + b.rejected)
+		}
+		for j, n := range b.latency {
+			hist[j] += int64(n)
+		}
+		for k, v := range b.stores {
+			s := stores[k]
+			s.Store, s.AmountCents, s.Count = k, s.AmountCents+v.AmountCents, s.Count+v.Count
+			stores[k] = s
+			d.ApprovedCents += v.AmountCents
+		}
+		for k, n := range b.reasons {
+			reasons[k] += n
+		}
+	}
+	d.RatePerSecond = float64(recent) / rateSeconds
+	if total := d.Approved + d.Rejected; total > 0 {
+		rate := float64(d.Approved) / float64(total)
+		d.ApprovalRate = &rate
+		d.Latency = Latency{Count: total, P50: percentile(hist[:], total, 0.50), P90: percentile(hist[:], total, 0.90), P99: percentile(hist[:], total, 0.99)}
+	}
+	for _, s := range stores {
+		d.Stores = append(d.Stores, s)
+	}
+	slices.SortFunc(d.Stores, func(a, b StoreAmount) int {
+		return cmp.Or(cmp.Compare(b.AmountCents, a.AmountCents), cmp.Compare(a.Store, b.Store))
+	})
+	if len(d.Stores) > topStores {
+		d.Stores = d.Stores[:topStores]
+	}
+	for k, n := range reasons {
+		d.Reasons = append(d.Reasons, ReasonCount{Reason: k, Label: reasonLabel(k), Count: n})
+	}
+	slices.SortFunc(d.Reasons, func(a, b ReasonCount) int {
+		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Reason, b.Reason))
+	})
+	return d
+}
+
+// latencyBucket returns the histogram bucket of a processing time in milliseconds.
+func latencyBucket(ms float64) int {
+	if !(ms >= latencyMin) { // also NaN
+		return 0
+	}
+	i := 1 + int(math.Log(ms/latencyMin)/math.Log(latencyRatio))
+	return min(i, latencyBuckets-1)
+}
+
+// percentile reads the q-quantile of a histogram of total values: the geometric middle of the
+// bucket that holds it.
+func percentile(hist []int64, total int64, q float64) float64 {
+	rank := int64(math.Ceil(q * float64(total)))
+	var cum int64
+	for i, n := range hist {
+		if cum += n; cum >= rank && n > 0 {
+			if i == 0 {
+				return latencyMin / 2
+			}
+			v := latencyMin * math.Pow(latencyRatio, float64(i-1)+0.5)
+			return math.Round(v*100) / 100
+		}
+	}
+	return 0
+}
+
+// reasonLabel names a rejection reason on the dashboard, for people watching the bank.
+func reasonLabel(code string) string {
+	switch code {
+	case "insufficient_credit":
+		return "Insufficient credit"
+	case "cvv_mismatch":
+		return "Wrong CVV"
+	case "expiry_mismatch":
+		return "Wrong expiry"
+	case "card_expired":
+		return "Card expired"
+	case "holder_mismatch":
+		return "Wrong holder name"
+	case "card_not_found":
+		return "Unknown card"
+	case "card_blocked":
+		return "Card blocked"
+	case "":
+		return "Unspecified"
+	}
+	return code
+}
+
+// dashboardView is the data of the dashboard page.
+type dashboardView struct {
+	D DashboardData
+	// Symbol is the currency symbol the page's script writes before amounts.
+	Symbol string
+}
+
+// ApprovalPercent is the approval rate as "93.5%", or "—".
+func (v dashboardView) ApprovalPercent() string {
+	if v.D.ApprovalRate == nil {
+		return "—"
+	}
+	return fmt.Sprintf("%.1f%%", *v.D.ApprovalRate*100)
+}
+
+// Rate is the authorizations per second, "12.3".
+func (v dashboardView) Rate() string { return fmt.Sprintf("%.1f", v.D.RatePerSecond) }
+
+// Ms formats a latency: "1.70 ms", or "—" without decisions.
+func (v dashboardView) Ms(ms float64) string {
+	if v.D.Latency.Count == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.2f ms", ms)
+}
+
+func (s *Server) snapshot() DashboardData {
+	if s.dashboard == nil {
+		var empty aggregate
+		return empty.snapshot(s.now())
+	}
+	return s.dashboard.Snapshot()
+}
+
+func (s *Server) dashboardPage(w http.ResponseWriter, r *http.Request) {
+	s.render(w, http.StatusOK, "dashboard.html", page{Title: "Dashboard", Nav: "dashboard",
+		Data: dashboardView{D: s.snapshot(), Symbol: s.cfg.CurrencySymbol}})
+}
+
+func (s *Server) dashboardData(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.snapshot())
+}

@@ -1,0 +1,684 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/codebank/codebank/codecs"
+	"github.com/codebank/codebank/processors/orders"
+	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
+)
+
+// The handler tests run against a fake bank and orders.Memory; integration_test.go runs the
+// same pages against the real bank on Kafka, in a browser.
+
+var testNow = time.Date(2026, 11, 25, 10, 30, 0, 0, time.UTC)
+
+const (
+	goodNumber = "5454540687568555" // Luhn-valid
+	goodHolder = "Maria Silva"
+)
+
+// fakeBank implements the bank's gRPC clients. Authorize is idempotent per transaction id,
+// like the real bank: the first answer is kept and replayed.
+type fakeBank struct {
+	mu        sync.Mutex
+	calls     []*codebankv1.AuthorizeRequest
+	decided   map[string]*codebankv1.AuthorizeResponse
+	charged   int64
+	decide    func(*codebankv1.AuthorizeRequest) (*codebankv1.AuthorizeResponse, error)
+	statement func(*codebankv1.GetStatementRequest) (*codebankv1.GetStatementResponse, error)
+	delay     time.Duration
+}
+
+func approveAll(req *codebankv1.AuthorizeRequest) (*codebankv1.AuthorizeResponse, error) {
+	return &codebankv1.AuthorizeResponse{TransactionId: req.GetTransactionId(), Status: codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED, AmountCents: req.GetAmountCents()}, nil
+}
+
+func (f *fakeBank) Authorize(ctx context.Context, req *codebankv1.AuthorizeRequest, _ ...grpc.CallOption) (*codebankv1.AuthorizeResponse, error) {
+	time.Sleep(f.delay)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, req)
+	if r, ok := f.decided[req.GetTransactionId()]; ok {
+		dup := proto.Clone(r).(*codebankv1.AuthorizeResponse)
+		dup.Duplicate = true
+		return dup, nil
+	}
+	decide := f.decide
+	if decide == nil {
+		decide = approveAll
+	}
+	resp, err := decide(req)
+	if err != nil {
+		return nil, err
+	}
+	if f.decided == nil {
+		f.decided = map[string]*codebankv1.AuthorizeResponse{}
+	}
+	f.decided[req.GetTransactionId()] = resp
+	if resp.GetStatus() == codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED {
+		f.charged += req.GetAmountCents()
+	}
+	return resp, nil
+}
+
+func (f *fakeBank) GetStatement(ctx context.Context, req *codebankv1.GetStatementRequest, _ ...grpc.CallOption) (*codebankv1.GetStatementResponse, error) {
+	if f.statement == nil {
+		return nil, status.Error(codes.Unimplemented, "no statements")
+	}
+	return f.statement(req)
+}
+
+func (f *fakeBank) ListStatements(context.Context, *codebankv1.ListStatementsRequest, ...grpc.CallOption) (*codebankv1.ListStatementsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "no statements")
+}
+
+func (f *fakeBank) callCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.calls)
+}
+
+type fixture struct {
+	bank   *fakeBank
+	orders *orders.Memory
+	feed   *Feed
+	h      http.Handler
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	bank := &fakeBank{}
+	mem := orders.NewMemory(func() time.Time { return testNow })
+	feed := NewFeed(kafkaTestConfig, "unused", nil)
+	feed.now = func() time.Time { return testNow }
+	srv := New(Config{
+		DemoCards:      []DemoCard{{Number: goodNumber, Holder: goodHolder, Expiry: "11/31", CVV: "755"}},
+		RequestTimeout: 2 * time.Second,
+	}, Deps{Payments: bank, Statements: bank, Orders: mem, Dashboard: feed, Now: func() time.Time { return testNow }, Log: quietLog()})
+	srv.orderWait = 100 * time.Millisecond
+	return &fixture{bank: bank, orders: mem, feed: feed, h: srv.Handler()}
+}
+
+func (f *fixture) get(t *testing.T, path string) (*http.Response, string) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	f.h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+	return rec.Result(), rec.Body.String()
+}
+
+func (f *fixture) post(t *testing.T, path string, form url.Values) (*http.Response, string) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	f.h.ServeHTTP(rec, req)
+	return rec.Result(), rec.Body.String()
+}
+
+func checkoutForm0(orderID string) url.Values {
+	return url.Values{"order_id": {orderID}, "product": {"stoneware-mug"}, "quantity": {"2"},
+		"holder": {goodHolder}, "number": {"5454 5406 8756 8555"}, "expiry": {"11/31"}, "cvv": {"755"}}
+}
+
+var hiddenOrderID = regexp.MustCompile(`name="order_id" value="(order-[a-z2-7]{16})"`)
+
+// fieldError returns the error shown next to a field, or "".
+func fieldError(body, field string) string {
+	m := regexp.MustCompile(`id="` + field + `-error"><span aria-hidden="true">⚠ </span>([^<]*)</p>`).FindStringSubmatch(body)
+	if m == nil {
+		return ""
+	}
+	return htmlUnescape(m[1])
+}
+
+func htmlUnescape(s string) string {
+	return strings.NewReplacer("&#39;", "'", "&amp;", "&", "&lt;", "<", "&gt;", ">", "&#34;", `"`).Replace(s)
+}
+
+func TestCatalog(t *testing.T) {
+	f := newFixture(t)
+	resp, body := f.get(t, "/")
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+		t.Fatalf("GET / = %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	for _, p := range Catalog() {
+		for _, want := range []string{p.Name, "/products/" + p.Slug, "R$ " + fmtCents(p.PriceCents), "/static/" + p.Image} {
+			if !strings.Contains(body, htmlEscape(want)) {
+				t.Errorf("catalog lacks %q", want)
+			}
+		}
+	}
+	if len(Catalog()) != 6 {
+		t.Errorf("catalog has %d products, want 6", len(Catalog()))
+	}
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'self'") {
+		t.Errorf("Content-Security-Policy = %q", csp)
+	}
+}
+
+func fmtCents(c int64) string { return fmt.Sprintf("%d.%02d", c/100, c%100) }
+
+func htmlEscape(s string) string {
+	return strings.NewReplacer("'", "&#39;", `"`, "&#34;").Replace(s)
+}
+
+func TestProductPage(t *testing.T) {
+	f := newFixture(t)
+	resp, body := f.get(t, "/products/wireless-headphones")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET product = %d", resp.StatusCode)
+	}
+	for _, want := range []string{"Wireless Headphones", "R$ 499.00", `action="/checkout"`, `<label for="holder">`, `<label for="number">`,
+		`<label for="expiry">`, `<label for="cvv">`, `<label for="quantity">`, "5454 5406 8756 8555", `autocomplete="cc-number"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("product page lacks %q", want)
+		}
+	}
+	if !hiddenOrderID.MatchString(body) {
+		t.Error("product page has no order id in its form")
+	}
+	_, again := f.get(t, "/products/wireless-headphones")
+	if hiddenOrderID.FindStringSubmatch(body)[1] == hiddenOrderID.FindStringSubmatch(again)[1] {
+		t.Error("two visits of the product page got the same order id")
+	}
+	if resp, _ := f.get(t, "/products/no-such-thing"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("unknown product = %d, want 404", resp.StatusCode)
+	}
+}
+
+func TestCheckoutValidation(t *testing.T) {
+	tests := []struct {
+		name  string
+		set   map[string]string
+		field string
+		want  string
+	}{
+		{"no holder", map[string]string{"holder": ""}, "holder", "Enter the name on the card"},
+		{"long holder", map[string]string{"holder": strings.Repeat("A", 65)}, "holder", "at most 64 characters"},
+		{"no number", map[string]string{"number": ""}, "number", "Enter the card number"},
+		{"bad Luhn", map[string]string{"number": "5454540687568556"}, "number", "This card number is not valid: check the digits"},
+		{"letters", map[string]string{"number": "5454-5406-8756-855a"}, "number", "Use digits only"},
+		{"short number", map[string]string{"number": "545454068756855"}, "number", "A card number has 16 digits"},
+		{"no expiry", map[string]string{"expiry": ""}, "expiry", "Enter the expiry date"},
+		{"month 13", map[string]string{"expiry": "13/31"}, "expiry", "The month must be from 01 to 12"},
+		{"expiry format", map[string]string{"expiry": "11-2031"}, "expiry", "Use MM/YY"},
+		{"expired", map[string]string{"expiry": "10/26"}, "expiry", "This card has expired"},
+		{"no cvv", map[string]string{"cvv": ""}, "cvv", "Enter the CVV"},
+		{"cvv 2 digits", map[string]string{"cvv": "75"}, "cvv", "The CVV is the 3 digits on the back of the card"},
+		{"cvv 4 digits", map[string]string{"cvv": "7555"}, "cvv", "The CVV is the 3 digits on the back of the card"},
+		{"cvv letters", map[string]string{"cvv": "7a5"}, "cvv", "The CVV is the 3 digits on the back of the card"},
+		{"quantity 0", map[string]string{"quantity": "0"}, "quantity", "Choose at least 1"},
+		{"quantity negative", map[string]string{"quantity": "-3"}, "quantity", "Choose at least 1"},
+		{"quantity 11", map[string]string{"quantity": "11"}, "quantity", "You can buy at most 10 at a time"},
+		{"quantity huge", map[string]string{"quantity": "99999999999999999999999"}, "quantity", "You can buy at most 10 at a time"},
+		{"quantity decimal", map[string]string{"quantity": "1.5"}, "quantity", "Enter a whole number"},
+		{"no quantity", map[string]string{"quantity": ""}, "quantity", "Choose a quantity"},
+	}
+	f := newFixture(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			form := checkoutForm0(newOrderID())
+			for k, v := range tt.set {
+				form.Set(k, v)
+			}
+			resp, body := f.post(t, "/checkout", form)
+			if resp.StatusCode != http.StatusUnprocessableEntity {
+				t.Fatalf("status = %d, want 422", resp.StatusCode)
+			}
+			if got := fieldError(body, tt.field); !strings.Contains(got, tt.want) {
+				t.Errorf("error next to %s = %q, want %q", tt.field, got, tt.want)
+			}
+			if !strings.Contains(body, `id="`+tt.field+`"`) || !regexp.MustCompile(`id="`+tt.field+`"[^>]*aria-invalid="true"[^>]*autofocus`).MatchString(body) {
+				t.Errorf("field %s is not marked invalid and focused", tt.field)
+			}
+			if strings.Contains(body, `value="755"`) {
+				t.Error("the CVV was sent back in the page")
+			}
+			if tt.field != "holder" && !strings.Contains(body, `value="Maria Silva"`) {
+				t.Error("the holder typed was not kept")
+			}
+			if !strings.Contains(body, `name="order_id" value="`+form.Get("order_id")+`"`) {
+				t.Error("the form lost its order id")
+			}
+		})
+	}
+	t.Run("everything empty", func(t *testing.T) {
+		resp, body := f.post(t, "/checkout", url.Values{"product": {"stoneware-mug"}})
+		if resp.StatusCode != http.StatusUnprocessableEntity {
+			t.Fatalf("status = %d", resp.StatusCode)
+		}
+		for _, field := range []string{"quantity", "holder", "number", "expiry", "cvv"} {
+			if fieldError(body, field) == "" {
+				t.Errorf("no error next to %s", field)
+			}
+		}
+		if !strings.Contains(body, "Please correct the 5 fields marked below.") {
+			t.Error("no error summary")
+		}
+	})
+	if n := f.bank.callCount(); n != 0 {
+		t.Errorf("the bank was called %d times for invalid forms", n)
+	}
+	if resp, _ := f.post(t, "/checkout", url.Values{"product": {"nope"}}); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("unknown product = %d, want 404", resp.StatusCode)
+	}
+}
+
+func TestCheckoutApproved(t *testing.T) {
+	f := newFixture(t)
+	id := newOrderID()
+	resp, _ := f.post(t, "/checkout", checkoutForm0(id))
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/orders/"+id {
+		t.Fatalf("checkout = %d to %q, want 303 to /orders/%s", resp.StatusCode, resp.Header.Get("Location"), id)
+	}
+	req := f.bank.calls[0]
+	if req.GetTransactionId() != id || req.GetAmountCents() != 2*5990 || req.GetStore() != "Code Store" || req.GetDescription() != "Produtos: 2x Stoneware Mug" {
+		t.Errorf("Authorize(%v)", req)
+	}
+	if c := req.GetCard(); c.GetNumber() != goodNumber || c.GetHolderName() != goodHolder || c.GetExpiryMonth() != 11 || c.GetExpiryYear() != 2031 || c.GetCvv() != "755" {
+		t.Errorf("card sent = %v", c)
+	}
+	o, err := f.orders.Get(context.Background(), id)
+	if err != nil || o.Status != orders.StatusApproved || o.CardMasked != "545454******8555" || o.TotalCents != 11980 || o.TransactionID != id {
+		t.Fatalf("order = %+v, %v", o, err)
+	}
+	stored, _ := json.Marshal(o)
+	if strings.Contains(string(stored), goodNumber) || strings.Contains(string(stored), "755") {
+		t.Errorf("the order keeps the card number or the CVV: %s", stored)
+	}
+	resp, body := f.get(t, "/orders/"+id)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("order page = %d", resp.StatusCode)
+	}
+	for _, want := range []string{`id="order-status">Approved<`, "545454******8555", "R$ 119.80", "Stoneware Mug", "R$ 59.90"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("order page lacks %q", want)
+		}
+	}
+	if strings.Contains(body, goodNumber) || strings.Contains(body, `action="/orders/`+id+`/pay"`) {
+		t.Error("approved order page shows the full number or a retry form")
+	}
+}
+
+func TestCheckoutRejected(t *testing.T) {
+	reasons := map[codebankv1.RejectReason]string{
+		codebankv1.RejectReason_REJECT_REASON_INSUFFICIENT_CREDIT: "Insufficient credit on this card",
+		codebankv1.RejectReason_REJECT_REASON_CVV_MISMATCH:        "Check the CVV",
+		codebankv1.RejectReason_REJECT_REASON_EXPIRY_MISMATCH:     "Check the expiry date",
+		codebankv1.RejectReason_REJECT_REASON_CARD_EXPIRED:        "This card has expired",
+		codebankv1.RejectReason_REJECT_REASON_HOLDER_MISMATCH:     "Check the name on the card",
+		codebankv1.RejectReason_REJECT_REASON_CARD_NOT_FOUND:      "Card not recognised",
+		codebankv1.RejectReason_REJECT_REASON_CARD_BLOCKED:        "This card is blocked",
+	}
+	for reason, words := range reasons {
+		t.Run(reason.String(), func(t *testing.T) {
+			f := newFixture(t)
+			f.bank.decide = func(req *codebankv1.AuthorizeRequest) (*codebankv1.AuthorizeResponse, error) {
+				return &codebankv1.AuthorizeResponse{TransactionId: req.GetTransactionId(), Status: codebankv1.PaymentStatus_PAYMENT_STATUS_REJECTED, Reason: reason}, nil
+			}
+			id := newOrderID()
+			if resp, _ := f.post(t, "/checkout", checkoutForm0(id)); resp.StatusCode != http.StatusSeeOther {
+				t.Fatalf("checkout = %d", resp.StatusCode)
+			}
+			o, _ := f.orders.Get(context.Background(), id)
+			if o.Status != orders.StatusRejected || o.Reason != strings.ToLower(strings.TrimPrefix(reason.String(), "REJECT_REASON_")) {
+				t.Errorf("order = %+v", o)
+			}
+			_, body := f.get(t, "/orders/"+id)
+			if !strings.Contains(body, `id="order-status">Rejected<`) || !strings.Contains(body, `id="order-message">`+htmlEscape(words)+`<`) {
+				t.Errorf("order page does not say %q", words)
+			}
+		})
+	}
+}
+
+func TestCheckoutBankUnreachableThenRetry(t *testing.T) {
+	f := newFixture(t)
+	f.bank.decide = func(*codebankv1.AuthorizeRequest) (*codebankv1.AuthorizeResponse, error) {
+		return nil, status.Error(codes.Unavailable, "connection refused")
+	}
+	id := newOrderID()
+	resp, _ := f.post(t, "/checkout", checkoutForm0(id))
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/orders/"+id {
+		t.Fatalf("checkout with the bank down = %d to %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	o, _ := f.orders.Get(context.Background(), id)
+	if o.Status != orders.StatusPending || o.LastError != orders.ErrorUnreachable || o.TotalCents != 11980 {
+		t.Fatalf("order = %+v, want pending, bank unreachable", o)
+	}
+	_, body := f.get(t, "/orders/"+id)
+	for _, want := range []string{"We could not reach the bank, try again.", `action="/orders/` + id + `/pay"`, "Try again", "8555"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("pending order page lacks %q", want)
+		}
+	}
+
+	// Another card for the same order: refused, the bank is not called.
+	other := checkoutForm0("")
+	other.Set("number", "4111111111111111")
+	calls := f.bank.callCount()
+	resp, body = f.post(t, "/orders/"+id+"/pay", other)
+	if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(fieldError(body, "number"), "ending in 8555") {
+		t.Errorf("retry with another card = %d, error %q", resp.StatusCode, fieldError(body, "number"))
+	}
+	// A bad CVV on the retry form: shown next to the field.
+	bad := checkoutForm0("")
+	bad.Set("cvv", "1")
+	if resp, body := f.post(t, "/orders/"+id+"/pay", bad); resp.StatusCode != http.StatusUnprocessableEntity || fieldError(body, "cvv") == "" {
+		t.Errorf("retry with a bad CVV = %d, error %q", resp.StatusCode, fieldError(body, "cvv"))
+	}
+	if f.bank.callCount() != calls {
+		t.Error("the bank was called for a refused retry")
+	}
+
+	// The bank is back: the retry pays the same order, under the same transaction id.
+	f.bank.decide = approveAll
+	resp, _ = f.post(t, "/orders/"+id+"/pay", checkoutForm0(""))
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("retry = %d", resp.StatusCode)
+	}
+	o, _ = f.orders.Get(context.Background(), id)
+	if o.Status != orders.StatusApproved || o.Attempts != 2 || o.LastError != "" {
+		t.Errorf("order after retry = %+v", o)
+	}
+	for _, c := range f.bank.calls {
+		if c.GetTransactionId() != id || c.GetAmountCents() != 11980 {
+			t.Errorf("bank call %v: want transaction %s of 11980", c, id)
+		}
+	}
+	// Retrying a decided order only shows it.
+	if resp, _ := f.post(t, "/orders/"+id+"/pay", checkoutForm0("")); resp.StatusCode != http.StatusSeeOther || f.bank.callCount() != calls+1 {
+		t.Errorf("retry of a decided order = %d, bank calls %d", resp.StatusCode, f.bank.callCount())
+	}
+}
+
+func TestCheckoutBankTimeout(t *testing.T) {
+	f := newFixture(t)
+	f.bank.decide = func(*codebankv1.AuthorizeRequest) (*codebankv1.AuthorizeResponse, error) {
+		return nil, status.Error(codes.DeadlineExceeded, "transaction order-x: no answer within 5s")
+	}
+	id := newOrderID()
+	f.post(t, "/checkout", checkoutForm0(id))
+	if o, _ := f.orders.Get(context.Background(), id); o.Status != orders.StatusPending || o.LastError != orders.ErrorUnreachable {
+		t.Errorf("order after a timeout = %+v", o)
+	}
+}
+
+func TestCheckoutBankInvalidArgument(t *testing.T) {
+	f := newFixture(t)
+	f.bank.decide = func(*codebankv1.AuthorizeRequest) (*codebankv1.AuthorizeResponse, error) {
+		st, _ := status.New(codes.InvalidArgument, "invalid request").WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{
+			{Field: "card.number", Description: "card number fails the Luhn check"},
+			{Field: "card.cvv", Description: "must be 3 digits"},
+			{Field: "card.expiry_year", Description: "must be a year like 2030 or 30, got 1999"},
+			{Field: "card.holder_name", Description: "must not contain control characters"},
+			{Field: "amount_cents", Description: "must be at most 100000000000, got 1"},
+			{Field: "store", Description: "is required"},
+		}})
+		return nil, st.Err()
+	}
+	id := newOrderID()
+	resp, body := f.post(t, "/checkout", checkoutForm0(id))
+	if resp.StatusCode != http.StatusUnprocessableEntity {
+		t.Fatalf("checkout = %d, want 422", resp.StatusCode)
+	}
+	for field, want := range map[string]string{
+		"number": "Card number fails the Luhn check", "cvv": "CVV must be 3 digits", "expiry": "Expiry year must be a year like 2030",
+		"holder": "Name on card must not contain control characters", "quantity": "Amount must be at most",
+	} {
+		if got := fieldError(body, field); !strings.Contains(got, want) {
+			t.Errorf("error next to %s = %q, want %q", field, got, want)
+		}
+	}
+	if !strings.Contains(body, "store is required") {
+		t.Error("the violation of a field the form lacks is not shown")
+	}
+	if o, _ := f.orders.Get(context.Background(), id); o.Status != orders.StatusPending || o.LastError != orders.ErrorInvalid {
+		t.Errorf("order = %+v, want pending, invalid", o)
+	}
+}
+
+func TestCheckoutStoreDown(t *testing.T) {
+	f := newFixture(t)
+	f.orders.Err = errors.New("kafka: client has run out of available brokers")
+	resp, body := f.post(t, "/checkout", checkoutForm0(newOrderID()))
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "nothing was charged") {
+		t.Errorf("checkout with the store down = %d", resp.StatusCode)
+	}
+	if f.bank.callCount() != 0 {
+		t.Error("the bank was called without a recorded order")
+	}
+	if resp, _ := f.get(t, "/orders/"+newOrderID()); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("order page with the store down = %d, want 503", resp.StatusCode)
+	}
+}
+
+// TestDoubleSubmit sends one order's form many times at once, as a double click does: one
+// charge, one order.
+func TestDoubleSubmit(t *testing.T) {
+	f := newFixture(t)
+	f.bank.delay = 20 * time.Millisecond
+	id := newOrderID()
+	var wg sync.WaitGroup
+	for range 5 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, _ := f.post(t, "/checkout", checkoutForm0(id))
+			if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/orders/"+id {
+				t.Errorf("submission = %d to %q", resp.StatusCode, resp.Header.Get("Location"))
+			}
+		}()
+	}
+	wg.Wait()
+	if f.bank.charged != 11980 {
+		t.Errorf("charged %d, want 11980 once", f.bank.charged)
+	}
+	if o, _ := f.orders.Get(context.Background(), id); o.Status != orders.StatusApproved {
+		t.Errorf("order = %+v", o)
+	}
+	// The form submitted once more, after the answer: the bank is not asked again.
+	calls := f.bank.callCount()
+	f.post(t, "/checkout", checkoutForm0(id))
+	if f.bank.callCount() != calls {
+		t.Error("a decided order was sent to the bank again")
+	}
+}
+
+func TestOrderPage(t *testing.T) {
+	f := newFixture(t)
+	base := orders.Order{Items: []orders.Item{{Slug: "dot-grid-notebook", Name: "Dot-Grid Notebook", PriceCents: 3990, Quantity: 3}},
+		TotalCents: 11970, Currency: "BRL", CardMasked: "545454******8555", PlacedAt: testNow, Attempts: 1}
+	tests := []struct {
+		name   string
+		mutate func(*orders.Order)
+		want   []string
+		retry  bool
+	}{
+		{"approved", func(o *orders.Order) { o.Status = orders.StatusApproved; o.DecidedAt = testNow },
+			[]string{">Approved<", "The bank approved the payment", "See it on your statement"}, false},
+		{"rejected", func(o *orders.Order) { o.Status, o.Reason = orders.StatusRejected, "insufficient_credit" },
+			[]string{">Rejected<", "Insufficient credit on this card", "Try again with another card"}, false},
+		{"unreachable", func(o *orders.Order) { o.Status, o.LastError = orders.StatusPending, orders.ErrorUnreachable },
+			[]string{">Not paid yet<", "We could not reach the bank, try again."}, true},
+		{"in flight", func(o *orders.Order) { o.Status = orders.StatusPending },
+			[]string{">Waiting for the bank<", `http-equiv="refresh"`}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := base
+			o.ID = newOrderID()
+			tt.mutate(&o)
+			f.orders.Put(&o)
+			resp, body := f.get(t, "/orders/"+o.ID)
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("status %d", resp.StatusCode)
+			}
+			for _, want := range append(tt.want, "Dot-Grid Notebook", "R$ 119.70", "545454******8555", o.ID) {
+				if !strings.Contains(body, want) && !strings.Contains(body, htmlEscape(want)) {
+					t.Errorf("page lacks %q", want)
+				}
+			}
+			if got := strings.Contains(body, `/pay"`); got != tt.retry {
+				t.Errorf("retry form shown = %v, want %v", got, tt.retry)
+			}
+		})
+	}
+	for _, path := range []string{"/orders/" + newOrderID(), "/orders/not-an-order-id"} {
+		if resp, body := f.get(t, path); resp.StatusCode != http.StatusNotFound || !strings.Contains(body, "Page not found") {
+			t.Errorf("GET %s = %d, want 404", path, resp.StatusCode)
+		}
+	}
+}
+
+func statementResponse(req *codebankv1.GetStatementRequest) (*codebankv1.GetStatementResponse, error) {
+	if req.GetNumber() != goodNumber {
+		return nil, status.Errorf(codes.NotFound, "card %s not found", "411111******1111")
+	}
+	at := testNow.Add(-time.Hour).UnixMilli()
+	return &codebankv1.GetStatementResponse{MaskedNumber: "545454******8555", HolderName: "MARIA SILVA", Month: req.GetMonth(),
+		Lines: []*codebankv1.StatementLine{
+			{TransactionId: "order-a", AuthorizedAtUnixMs: at, Store: "Code Store", Description: "Produtos: Stoneware Mug", AmountCents: 5990},
+			{TransactionId: "order-b", AuthorizedAtUnixMs: at + 60_000, Store: "Code Store", Description: "Produtos: 2x Dot-Grid Notebook", AmountCents: 7980},
+		},
+		TotalCents: 13970, Count: 2, AvailableCents: 86030, LimitCents: 100000, Currency: "BRL", UpToDate: true}, nil
+}
+
+func TestStatementPage(t *testing.T) {
+	f := newFixture(t)
+	f.bank.statement = statementResponse
+	resp, body := f.get(t, "/statement")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `value="2026-11"`) || !strings.Contains(body, `<label for="number">`) {
+		t.Fatalf("GET /statement = %d, want the form with this month", resp.StatusCode)
+	}
+	resp, body = f.post(t, "/statement", url.Values{"number": {"5454 5406 8756 8555"}, "month": {"2026-11"}})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST /statement = %d", resp.StatusCode)
+	}
+	for _, want := range []string{"November 2026", "545454******8555", "MARIA SILVA", "Produtos: Stoneware Mug", "Produtos: 2x Dot-Grid Notebook",
+		"R$ 59.90", `id="statement-total">R$ 139.70<`, "R$ 860.30", `data-refresh-ms="2000"`, "statement.js", "25 Nov 09:30"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("statement lacks %q", want)
+		}
+	}
+	errs := []struct {
+		form  url.Values
+		code  int
+		field string
+		want  string
+	}{
+		{url.Values{"number": {""}, "month": {"2026-11"}}, 422, "number", "Enter the card number"},
+		{url.Values{"number": {"5454540687568556"}, "month": {"2026-11"}}, 422, "number", "not valid"},
+		{url.Values{"number": {goodNumber}, "month": {"2026-13"}}, 422, "month", "Use YYYY-MM"},
+		{url.Values{"number": {"4111111111111111"}, "month": {"2026-11"}}, 404, "number", "Card not recognised"},
+	}
+	for _, e := range errs {
+		resp, body := f.post(t, "/statement", e.form)
+		if resp.StatusCode != e.code || !strings.Contains(fieldError(body, e.field), e.want) {
+			t.Errorf("POST /statement %v = %d, %s error %q; want %d %q", e.form, resp.StatusCode, e.field, fieldError(body, e.field), e.code, e.want)
+		}
+	}
+	f.bank.statement = func(*codebankv1.GetStatementRequest) (*codebankv1.GetStatementResponse, error) {
+		return nil, status.Error(codes.Unavailable, "down")
+	}
+	if resp, body := f.post(t, "/statement", url.Values{"number": {goodNumber}}); resp.StatusCode != 503 || !strings.Contains(body, "Could not reach the bank, try again.") {
+		t.Errorf("statement with the bank down = %d", resp.StatusCode)
+	}
+}
+
+func TestStatementData(t *testing.T) {
+	f := newFixture(t)
+	f.bank.statement = statementResponse
+	resp, body := f.post(t, "/statement/data", url.Values{"number": {goodNumber}, "month": {"2026-11"}})
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("POST /statement/data = %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	var d statementData
+	if err := json.Unmarshal([]byte(body), &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Count != 2 || d.Total != "R$ 139.70" || d.TotalCents != 13970 || len(d.Lines) != 2 || d.Lines[1].Amount != "R$ 79.80" || d.MaskedNumber != "545454******8555" {
+		t.Errorf("data = %+v", d)
+	}
+	if strings.Contains(body, goodNumber) {
+		t.Error("the data echoes the full card number")
+	}
+	resp, body = f.post(t, "/statement/data", url.Values{"number": {"123"}})
+	if resp.StatusCode != 422 || !strings.Contains(body, `"number":"A card number has 16 digits"`) {
+		t.Errorf("bad number = %d %s", resp.StatusCode, body)
+	}
+	if resp, _ := f.get(t, "/statement/data"); resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("GET /statement/data = %d: the card number must not travel in a URL", resp.StatusCode)
+	}
+}
+
+func result(tx, status, reason, store string, amount int64, at time.Time, ms float64) *codecs.Result {
+	return &codecs.Result{TransactionID: tx, CardToken: "tok", Status: status, Reason: reason, Store: store, AmountCents: amount,
+		AuthorizedAt: at.UTC().Format(time.RFC3339Nano), ProcessingMs: ms}
+}
+
+func TestDashboardPages(t *testing.T) {
+	f := newFixture(t)
+	f.feed.Add(result("a", "approved", "", "Code Store", 5990, testNow.Add(-2*time.Second), 1.5))
+	f.feed.Add(result("b", "approved", "", "Padaria", 1200, testNow.Add(-3*time.Second), 2.5))
+	f.feed.Add(result("c", "rejected", "insufficient_credit", "Code Store", 90000, testNow.Add(-4*time.Second), 1.2))
+	resp, body := f.get(t, "/dashboard")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /dashboard = %d", resp.StatusCode)
+	}
+	for _, want := range []string{`id="kpi-approval">66.7%<`, `id="kpi-rate">0.3<`, "Padaria", "R$ 71.90", "Insufficient credit", "dashboard.js", `id="chart-rate"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("dashboard lacks %q", want)
+		}
+	}
+	resp, body = f.get(t, "/dashboard/data")
+	var d DashboardData
+	if err := json.Unmarshal([]byte(body), &d); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET /dashboard/data = %d %v", resp.StatusCode, err)
+	}
+	if d.Approved != 2 || d.Rejected != 1 || len(d.Series.Approved) != WindowSeconds || d.Stores[0].Store != "Code Store" || d.Reasons[0].Reason != "insufficient_credit" {
+		t.Errorf("data = %+v", d)
+	}
+}
+
+func TestStaticAndMux(t *testing.T) {
+	f := newFixture(t)
+	for _, path := range []string{"/static/style.css", "/static/checkout.js", "/static/statement.js", "/static/dashboard.js", "/static/img/logo.svg", "/static/img/mug.svg"} {
+		resp, body := f.get(t, path)
+		if resp.StatusCode != http.StatusOK || len(body) < 100 {
+			t.Errorf("GET %s = %d, %d bytes", path, resp.StatusCode, len(body))
+		}
+	}
+	// The store shares `codebank all`'s mux with the bank's REST gateway at "/".
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "gateway") })
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "metrics") })
+	New(Config{}, Deps{Orders: orders.NewMemory(nil)}).Register(mux)
+	for path, want := range map[string]string{"/v1/cards/1": "gateway", "/healthz": "ok", "/metrics": "metrics", "/": "Code Store", "/dashboard": "Dashboard"} {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("GET %s on the shared mux does not answer %q", path, want)
+		}
+	}
+}

@@ -1,0 +1,198 @@
+package web_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/lovoo/goka"
+
+	"github.com/codebank/codebank/grpcgateway"
+	"github.com/codebank/codebank/internal/banktest"
+	"github.com/codebank/codebank/internal/kafkatest"
+	"github.com/codebank/codebank/processors/orders"
+	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
+	"github.com/codebank/codebank/web"
+)
+
+// The integration tests share one real Kafka broker and run Code Bank in-process (banktest);
+// each test has its own topics.
+
+var brokerAddr string
+
+func TestMain(m *testing.M) { os.Exit(kafkatest.Run(m, &brokerAddr)) }
+
+// stack is Code Bank and the store, running for one test.
+type stack struct {
+	d        banktest.Deployment
+	cards    codebankv1.CardServiceClient
+	payments codebankv1.PaymentServiceClient
+	stmts    codebankv1.StatementServiceClient
+	store    *orders.Store
+	feed     *web.Feed
+	url      string
+}
+
+// startStack runs the authorizer, the statements processor, an ingress with statements, the
+// orders group, the orders store, the dashboard feed and the web server on a loopback port.
+// demo, when set, issues the demo cards the pages show and returns them.
+func startStack(t *testing.T, demo func(codebankv1.CardServiceClient) []web.DemoCard) *stack {
+	t.Helper()
+	d := banktest.NewDeployment(t, brokerAddr, kafkatest.Name(t), 3, 2)
+	ensureOrders(t, d)
+	banktest.StartAuthorizer(t, d, "")
+	banktest.StartStatements(t, d, "")
+	in := banktest.StartIngress(t, d, 0, grpcgateway.Config{}, grpcgateway.WithStatements(banktest.StartStatementsView(t, d)))
+	startOrders(t, d, t.TempDir())
+	s := &stack{d: d, cards: codebankv1.NewCardServiceClient(in.Conn), payments: codebankv1.NewPaymentServiceClient(in.Conn),
+		stmts: codebankv1.NewStatementServiceClient(in.Conn)}
+	s.store = startStore(t, d)
+	s.feed = web.NewFeed(d.Kafka, d.Topo.Results().Name, banktest.Logger())
+	runUntilCleanup(t, "dashboard feed", s.feed.Run)
+	var cards []web.DemoCard
+	if demo != nil {
+		cards = demo(s.cards)
+	}
+	srv := web.New(web.Config{DemoCards: cards}, web.Deps{Payments: s.payments, Statements: s.stmts, Orders: s.store, Dashboard: s.feed, Log: banktest.Logger()})
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	s.url = hs.URL
+	return s
+}
+
+func ensureOrders(t *testing.T, d banktest.Deployment) {
+	t.Helper()
+	admin, err := sarama.NewClusterAdmin(d.Kafka.Brokers, d.Kafka.Sarama())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if err := orders.Ensure(context.Background(), admin, d.Topo); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// running is a component started by a test, stopped by stop or when the test ends.
+type running struct {
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func (r *running) stop(t *testing.T) {
+	t.Helper()
+	if r.cancel == nil {
+		return
+	}
+	r.cancel()
+	r.cancel = nil
+	select {
+	case err := <-r.done:
+		if err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("stopped with: %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Error("did not stop within 60s")
+	}
+}
+
+func runUntilCleanup(t *testing.T, what string, run func(context.Context) error) *running {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- run(ctx) }()
+	t.Cleanup(func() { r.stop(t) })
+	return r
+}
+
+// startOrders runs an instance of the orders group with its storage in dir.
+func startOrders(t *testing.T, d banktest.Deployment, dir string) *running {
+	t.Helper()
+	proc, err := goka.NewProcessor(d.Kafka.Brokers, orders.New(d.Topo).Graph(), d.Kafka.ProcessorOptions(dir, banktest.Logger())...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := runUntilCleanup(t, "orders processor", proc.Run)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := proc.WaitForReadyContext(ctx); err != nil {
+		t.Fatalf("orders processor not ready: %v", err)
+	}
+	return r
+}
+
+// startStore runs an orders store (emitter and view) and waits until its view has recovered.
+func startStore(t *testing.T, d banktest.Deployment) *orders.Store {
+	t.Helper()
+	st, err := orders.NewStore(d.Kafka, d.Topo, "", banktest.Logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := runUntilCleanup(t, "orders store", st.Run)
+	t.Cleanup(func() { r.stop(t); st.Close() })
+	for deadline := time.Now().Add(60 * time.Second); !st.Ready(); {
+		if time.Now().After(deadline) {
+			t.Fatal("orders view not recovered within 60s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return st
+}
+
+func issue(t *testing.T, cards codebankv1.CardServiceClient, holder string, limit int64) *codebankv1.IssueCardResponse {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	resp, err := cards.IssueCard(ctx, &codebankv1.IssueCardRequest{HolderName: holder, LimitCents: limit})
+	if err != nil {
+		t.Fatalf("IssueCard: %v", err)
+	}
+	return resp
+}
+
+func demoCard(c *codebankv1.IssueCardResponse) web.DemoCard {
+	return web.DemoCard{Number: c.GetCard().GetNumber(), Holder: c.GetCard().GetHolderName(),
+		Expiry: fmt.Sprintf("%02d/%02d", c.GetCard().GetExpiryMonth(), c.GetCard().GetExpiryYear()%100), CVV: c.GetCvv()}
+}
+
+func usedCents(t *testing.T, cards codebankv1.CardServiceClient, number string) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	resp, err := cards.GetCard(ctx, &codebankv1.GetCardRequest{Number: number})
+	if err != nil {
+		t.Fatalf("GetCard: %v", err)
+	}
+	return resp.GetCard().GetUsedCents()
+}
+
+// screenshotDir is where the browser test writes its screenshots: $CODEBANK_TEST_OUT/screenshots
+// when set (kept), else a temporary directory.
+func screenshotDir(t *testing.T) string {
+	out := os.Getenv("CODEBANK_TEST_OUT")
+	if out == "" {
+		return t.TempDir()
+	}
+	dir, err := filepath.Abs(filepath.Join(out, "screenshots"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func contains(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
+}

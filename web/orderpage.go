@@ -1,0 +1,141 @@
+package web
+
+import (
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/codebank/codebank/internal/card"
+	"github.com/codebank/codebank/processors/orders"
+)
+
+// orderPage is the data of the order page.
+type orderPage struct {
+	Order *orders.Order
+	// Retry form of a pending order: what was typed, and the errors.
+	Form    checkoutForm
+	Errors  map[string]string
+	General string
+}
+
+// Status is the order's state as a word for the page and its tests.
+func (p orderPage) Status() string {
+	switch {
+	case p.Order.Status == orders.StatusApproved:
+		return "Approved"
+	case p.Order.Status == orders.StatusRejected:
+		return "Rejected"
+	case p.Order.LastError != "":
+		return "Not paid yet"
+	default:
+		return "Waiting for the bank"
+	}
+}
+
+// Message says what happened, in a customer's words.
+func (p orderPage) Message() string {
+	o := p.Order
+	switch {
+	case o.Status == orders.StatusApproved:
+		return "The bank approved the payment. Thank you for your order!"
+	case o.Status == orders.StatusRejected:
+		return reasonText(o.Reason)
+	case o.LastError == orders.ErrorUnreachable:
+		return "We could not reach the bank, try again. You will not be charged twice."
+	case o.LastError == orders.ErrorInvalid:
+		return "The bank could not accept the card details. Check them and try again."
+	default:
+		return "The bank has not answered yet. If this does not change, pay again below: you will not be charged twice."
+	}
+}
+
+// Last4 is the card's last four digits.
+func (p orderPage) Last4() string { return card.Last4(p.Order.CardMasked) }
+
+// Retry reports whether the page offers to pay again.
+func (p orderPage) Retry() bool { return !p.Order.Decided() }
+
+// Waiting reports whether an attempt may be in flight: the page then refreshes itself.
+func (p orderPage) Waiting() bool { return !p.Order.Decided() && p.Order.LastError == "" }
+
+func (s *Server) order(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if !orderIDPattern.MatchString(id) {
+		s.notFound(w, r)
+		return
+	}
+	o, err := s.orders.Get(r.Context(), id)
+	// Right after a checkout on another replica this replica's view may not have the order
+	// yet: wait a moment before saying there is none.
+	for deadline := time.Now().Add(s.orderWait); errors.Is(err, orders.ErrNotFound) && time.Now().Before(deadline); {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+		o, err = s.orders.Get(r.Context(), id)
+	}
+	switch {
+	case errors.Is(err, orders.ErrNotFound):
+		s.notFound(w, r)
+	case err != nil:
+		s.unavailable(w, err, "read order", id)
+	default:
+		s.renderOrder(w, http.StatusOK, orderPage{Order: o})
+	}
+}
+
+// retry pays for a pending order again, with the card typed again: the store never kept the
+// number nor the CVV. The order id, hence the bank's transaction id, is the same.
+func (s *Server) retry(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if !orderIDPattern.MatchString(id) {
+		s.notFound(w, r)
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "bad form", http.StatusBadRequest)
+		return
+	}
+	o, err := s.orders.Get(r.Context(), id)
+	switch {
+	case errors.Is(err, orders.ErrNotFound):
+		s.notFound(w, r)
+		return
+	case err != nil:
+		s.unavailable(w, err, "read order", id)
+		return
+	case o.Decided():
+		s.redirectToOrder(w, r, id)
+		return
+	}
+	f := parseCheckout(r)
+	f.OrderID = id
+	errs := map[string]string{}
+	c := validateCard(f, s.now(), errs)
+	if len(errs) > 0 {
+		s.checkouts.WithLabelValues("invalid").Inc()
+		s.renderOrder(w, http.StatusUnprocessableEntity, orderPage{Order: o, Form: f, Errors: errs})
+		return
+	}
+	s.pay(w, r, id, o.Items, c, func(code int, errs map[string]string, general string) {
+		if msg, ok := errs["quantity"]; ok { // no such field here
+			delete(errs, "quantity")
+			general = msg
+		}
+		s.renderOrder(w, code, orderPage{Order: o, Form: f, Errors: errs, General: general})
+	})
+}
+
+func (s *Server) renderOrder(w http.ResponseWriter, code int, p orderPage) {
+	p.Form.CVV = ""
+	s.render(w, code, "order.html", page{Title: "Order " + p.Order.ID, Nav: "store", Data: p})
+}
+
+// unavailable answers 503 when the order store cannot be read.
+func (s *Server) unavailable(w http.ResponseWriter, err error, what, id string) {
+	if !errors.Is(err, orders.ErrNotReady) {
+		s.log.Error(what, "order_id", id, "err", err)
+	}
+	s.render(w, http.StatusServiceUnavailable, "unavailable.html", page{Title: "Try again in a moment", Nav: "store"})
+}

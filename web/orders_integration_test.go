@@ -1,0 +1,132 @@
+package web_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/codebank/codebank/internal/banktest"
+	"github.com/codebank/codebank/internal/kafkatest"
+	"github.com/codebank/codebank/processors/orders"
+	"github.com/codebank/codebank/web"
+)
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+var mug = orders.Item{Slug: "stoneware-mug", Name: "Stoneware Mug", PriceCents: 5990, Quantity: 2}
+
+// TestOrdersStore checks the orders store on the real broker: read-your-writes, concurrent
+// placements of one order (a double click), and a second replica's view.
+func TestOrdersStore(t *testing.T) {
+	t.Parallel()
+	d := banktest.NewDeployment(t, brokerAddr, kafkatest.Name(t), 3, 2)
+	ensureOrders(t, d)
+	startOrders(t, d, t.TempDir())
+	st := startStore(t, d)
+
+	if _, err := st.Get(ctxT(t), "order-missing"); !errors.Is(err, orders.ErrNotFound) {
+		t.Fatalf("Get of a missing order = %v, want ErrNotFound", err)
+	}
+	o, err := st.Place(ctxT(t), "order-1", orders.Placement{Items: []orders.Item{mug}, Currency: "BRL", CardMasked: "545454******8555"})
+	if err != nil || o.Status != orders.StatusPending || o.TotalCents != 11980 || o.Attempts != 1 {
+		t.Fatalf("Place = %+v, %v", o, err)
+	}
+	if got, err := st.Get(ctxT(t), "order-1"); err != nil || got.Offset != o.Offset {
+		t.Fatalf("Get right after Place = %+v, %v: not read-your-writes", got, err)
+	}
+
+	// Five placements of one order at once, then its decision.
+	var wg sync.WaitGroup
+	for range 5 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := st.Place(ctxT(t), "order-2", orders.Placement{Items: []orders.Item{mug}, CardMasked: "545454******8555"}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	o, err = st.Decide(ctxT(t), "order-2", orders.Decision{Status: orders.StatusApproved, TransactionID: "order-2"})
+	if err != nil || o.Status != orders.StatusApproved || o.Attempts != 5 {
+		t.Fatalf("Decide = %+v, %v; want approved after 5 attempts", o, err)
+	}
+	if o, _ := st.Place(ctxT(t), "order-2", orders.Placement{}); o.Status != orders.StatusApproved {
+		t.Errorf("a placement after the decision changed the order: %+v", o)
+	}
+
+	// Another replica's view sees the orders.
+	replica := startStore(t, d)
+	if o, err := replica.Get(ctxT(t), "order-2"); err != nil || o.Status != orders.StatusApproved {
+		t.Errorf("replica Get = %+v, %v", o, err)
+	}
+	if o, err := replica.Fail(ctxT(t), "order-1", orders.ErrorUnreachable); err != nil || o.LastError != orders.ErrorUnreachable {
+		t.Errorf("replica Fail = %+v, %v", o, err)
+	}
+}
+
+// TestOrdersSurviveRestart stops the orders group and the store, starts them again on empty
+// local storage, and finds every order as it was, on the order page too.
+func TestOrdersSurviveRestart(t *testing.T) {
+	t.Parallel()
+	d := banktest.NewDeployment(t, brokerAddr, kafkatest.Name(t), 3, 2)
+	ensureOrders(t, d)
+	proc := startOrders(t, d, t.TempDir())
+	st, err := orders.NewStore(d.Kafka, d.Topo, "", banktest.Logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := runUntilCleanup(t, "orders store", st.Run)
+	for !st.Ready() {
+		time.Sleep(20 * time.Millisecond)
+	}
+	ids := []string{"order-" + strings.Repeat("a", 16), "order-" + strings.Repeat("b", 16)} // the store's id format
+	st.Place(ctxT(t), ids[0], orders.Placement{Items: []orders.Item{mug}, Currency: "BRL", CardMasked: "545454******8555"})
+	st.Decide(ctxT(t), ids[0], orders.Decision{Status: orders.StatusApproved, TransactionID: ids[0]})
+	st.Place(ctxT(t), ids[1], orders.Placement{Items: []orders.Item{mug}, Currency: "BRL", CardMasked: "545454******8555"})
+	if _, err := st.Fail(ctxT(t), ids[1], orders.ErrorUnreachable); err != nil {
+		t.Fatal(err)
+	}
+
+	// Restart: everything stops; the new instances have empty local storage.
+	run.stop(t)
+	st.Close()
+	proc.stop(t)
+	startOrders(t, d, t.TempDir())
+	again := startStore(t, d)
+
+	approved, err := again.Get(ctxT(t), ids[0])
+	if err != nil || approved.Status != orders.StatusApproved || approved.TotalCents != 11980 || approved.CardMasked != "545454******8555" {
+		t.Fatalf("approved order after restart = %+v, %v", approved, err)
+	}
+	pending, err := again.Get(ctxT(t), ids[1])
+	if err != nil || pending.Status != orders.StatusPending || pending.LastError != orders.ErrorUnreachable {
+		t.Fatalf("pending order after restart = %+v, %v", pending, err)
+	}
+	// The restarted group goes on applying events.
+	if o, err := again.Decide(ctxT(t), ids[1], orders.Decision{Status: orders.StatusRejected, Reason: "insufficient_credit"}); err != nil || o.Status != orders.StatusRejected {
+		t.Fatalf("Decide after restart = %+v, %v", o, err)
+	}
+	// And the order page shows it.
+	hs := httptest.NewServer(web.New(web.Config{}, web.Deps{Orders: again, Log: banktest.Logger()}).Handler())
+	defer hs.Close()
+	resp, err := http.Get(hs.URL + "/orders/" + ids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !contains(string(body), ">Approved<", "545454******8555", "R$ 119.80") {
+		t.Errorf("order page after restart = %d:\n%s", resp.StatusCode, body)
+	}
+}
