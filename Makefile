@@ -24,8 +24,8 @@ build: ## Build the codebank binary into bin/
 	$(GO) build -o $(BIN) ./cmd/codebank
 
 .PHONY: test
-test: proto-check lint ## Run every test: unit, goka tester and integration tests on a real Kafka broker
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+test: proto-check lint ## Run every test: unit, goka tester, integration (real Kafka, Connect, OpenSearch) and browser (real Chromium); screenshots in out/
+	CODEBANK_TEST_OUT=$(CURDIR)/out $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
 
 .PHONY: unit
 unit: ## Run only the tests that need no server (fast)
