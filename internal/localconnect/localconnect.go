@@ -23,16 +23,15 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/codebank/codebank/connect"
+	"github.com/codebank/codebank/internal/jvm"
 )
 
 const (
@@ -42,9 +41,6 @@ const (
 	startTimeout = 120 * time.Second
 	// stopTimeout bounds the orderly shutdown before SIGKILL.
 	stopTimeout = 30 * time.Second
-	// portAttempts is how often Start tries a fresh free port when another
-	// process grabbed the picked one before the worker bound it.
-	portAttempts = 3
 )
 
 // Options configures Start.
@@ -75,30 +71,17 @@ type Options struct {
 // Worker is a running Kafka Connect worker started by Start.
 type Worker struct {
 	port    int
-	dataDir string
-	tempDir bool
+	dataDir jvm.DataDir
 	log     *slog.Logger
-
-	cmd     *exec.Cmd
-	logFile *os.File
-	logFrom int64 // size of worker.log before this process started
-	cds     *classData
-	exited  chan struct{} // closed when the java process has exited
-	waitErr error         // cmd.Wait's result, set before exited is closed
+	proc    *jvm.Process
 
 	stopOnce sync.Once
 	stopErr  error
 }
 
-// portInUseError reports that the worker could not bind its REST port.
-type portInUseError struct{ port int }
-
-func (e *portInUseError) Error() string {
-	return fmt.Sprintf("port %d is already in use", e.port)
-}
-
 // bindFailureRE finds the port in Jetty's "Failed to bind to
-// /127.0.0.1:PORT" message.
+// /127.0.0.1:PORT" message (which jvm.Process takes to mean the port is in
+// use only if the log also says "Address already in use").
 var bindFailureRE = regexp.MustCompile(`Failed to bind to [^\s]*:([0-9]+)`)
 
 // Start fetches the jars and builds the connector if needed, starts a
@@ -122,119 +105,65 @@ func Start(ctx context.Context, opts Options) (*Worker, error) {
 	if opts.HeapMB <= 0 {
 		opts.HeapMB = defaultHeapMB
 	}
-	java, err := findJava()
+	java, err := jvm.FindJava(javaMajor, true)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("localconnect: %w", err)
 	}
 	in, err := fetch(ctx, opts.CacheDir, java, log)
 	if err != nil {
 		return nil, err
 	}
 
-	dataDir, tempDir := opts.DataDir, false
-	if dataDir == "" {
-		if dataDir, err = os.MkdirTemp("", "localconnect-"); err != nil {
-			return nil, fmt.Errorf("localconnect: %w", err)
-		}
-		tempDir = true
-	} else {
-		if dataDir, err = filepath.Abs(dataDir); err != nil {
-			return nil, fmt.Errorf("localconnect: data dir: %w", err)
-		}
-		if err := os.MkdirAll(dataDir, 0o755); err != nil {
-			return nil, fmt.Errorf("localconnect: data dir: %w", err)
-		}
+	dataDir, err := jvm.NewDataDir(opts.DataDir, "localconnect-")
+	if err != nil {
+		return nil, fmt.Errorf("localconnect: %w", err)
 	}
 
-	for attempt := 1; ; attempt++ {
-		port := opts.RESTPort
-		if port == 0 {
-			if port, err = pickPort(); err != nil {
-				return nil, cleanup(err, dataDir, tempDir)
-			}
-		}
-		w, err := launch(ctx, java, in, dataDir, port, opts, log)
-		var busy *portInUseError
-		if errors.As(err, &busy) && attempt < portAttempts && opts.RESTPort == 0 {
-			log.Info("localconnect: the picked port was taken before the worker bound it, retrying with another", "port", busy.port)
-			continue
-		}
-		if err != nil {
-			return nil, cleanup(err, dataDir, tempDir)
-		}
-		w.tempDir = tempDir
-		return w, nil
+	w, err := jvm.OnFreePorts([]int{opts.RESTPort}, func(p []int) (*Worker, error) {
+		return launch(ctx, java, in, dataDir, p[0], opts, log)
+	}, func(port int) {
+		log.Info("localconnect: the picked port was taken before the worker bound it, retrying with another", "port", port)
+	})
+	if err != nil {
+		dataDir.Remove()
+		return nil, fmt.Errorf("localconnect: %w", err)
 	}
-}
-
-func cleanup(err error, dataDir string, tempDir bool) error {
-	if tempDir {
-		os.RemoveAll(dataDir)
-	}
-	return err
+	return w, nil
 }
 
 // launch writes worker.properties, starts the java process and waits for
 // the worker to be ready.
-func launch(ctx context.Context, java *javaInfo, in *installation, dataDir string, port int, opts Options, log *slog.Logger) (*Worker, error) {
+func launch(ctx context.Context, java *jvm.Java, in *jvm.Installation, dataDir jvm.DataDir, port int, opts Options, log *slog.Logger) (*Worker, error) {
 	start := time.Now()
-	propsFile := filepath.Join(dataDir, "worker.properties")
-	if err := os.WriteFile(propsFile, []byte(workerProperties(opts.Brokers, opts.GroupID, port, in.pluginPath)), 0o644); err != nil {
-		return nil, fmt.Errorf("localconnect: %w", err)
+	propsFile := filepath.Join(dataDir.Path, "worker.properties")
+	if err := os.WriteFile(propsFile, []byte(workerProperties(opts.Brokers, opts.GroupID, port, in.Extra)), 0o644); err != nil {
+		return nil, err
 	}
-	cds := newClassData(in, java)
-
-	logPath := filepath.Join(dataDir, "worker.log")
-	logFile, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	classpath := filepath.Join(in.Libs, "*")
+	w := &Worker{port: port, dataDir: dataDir, log: log}
+	proc, err := jvm.StartProcess(jvm.Command{
+		Java:      java,
+		Options:   jvmArgs(opts.HeapMB),
+		CDS:       jvm.NewClassData(filepath.Join(in.Dir, "cds"), "worker", java, classpath),
+		Classpath: classpath,
+		Main:      "org.apache.kafka.connect.cli.ConnectDistributed",
+		Args:      []string{propsFile},
+		Dir:       dataDir.Path,
+		Log:       filepath.Join(dataDir.Path, "worker.log"),
+		Banner: fmt.Sprintf("=== localconnect: %s starting Kafka Connect %s on 127.0.0.1:%d (group %s, brokers %s) ===",
+			time.Now().Format(time.RFC3339), Version, port, opts.GroupID, opts.Brokers),
+		Name:        "worker",
+		Addr:        w.URL(),
+		BindFailure: bindFailureRE,
+	})
 	if err != nil {
-		cds.finish(false)
-		return nil, fmt.Errorf("localconnect: %w", err)
+		return nil, err
 	}
-	var logFrom int64
-	if fi, err := logFile.Stat(); err == nil {
-		logFrom = fi.Size()
+	client := &http.Client{Timeout: 5 * time.Second}
+	if err := proc.WaitReady(ctx, startTimeout, "not ready", func() error { return probe(client, w.URL()) }); err != nil {
+		return nil, err
 	}
-	fmt.Fprintf(logFile, "=== localconnect: %s starting Kafka Connect %s on 127.0.0.1:%d (group %s, brokers %s) ===\n",
-		time.Now().Format(time.RFC3339), Version, port, opts.GroupID, opts.Brokers)
-
-	args := append(jvmArgs(opts.HeapMB), cds.workerArgs()...)
-	args = append(args, "-cp", in.classpath(), "org.apache.kafka.connect.cli.ConnectDistributed", propsFile)
-	cmd := exec.Command(java.path, args...)
-	cmd.Dir = dataDir
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		cds.finish(false)
-		return nil, fmt.Errorf("localconnect: starting java: %w", err)
-	}
-	w := &Worker{
-		port:    port,
-		dataDir: dataDir,
-		log:     log,
-		cmd:     cmd,
-		logFile: logFile,
-		logFrom: logFrom,
-		cds:     cds,
-		exited:  make(chan struct{}),
-	}
-	go func() {
-		w.waitErr = cmd.Wait()
-		close(w.exited)
-	}()
-
-	if err := w.waitReady(ctx); err != nil {
-		w.kill()
-		cds.finish(false)
-		logTail := w.logTail(40)
-		w.logFile.Close()
-		if m := bindFailureRE.FindStringSubmatch(logTail); m != nil && strings.Contains(logTail, "Address already in use") {
-			p, _ := strconv.Atoi(m[1])
-			err = fmt.Errorf("%w (%w)", err, &portInUseError{port: p})
-		}
-		return nil, fmt.Errorf("localconnect: worker on %s did not start: %w\n--- tail of %s ---\n%s", w.URL(), err, logPath, logTail)
-	}
+	w.proc = proc
 	log.Info("localconnect: worker started", "url", w.URL(), "version", Version, "group", opts.GroupID,
 		"took", time.Since(start).Round(time.Millisecond))
 	return w, nil
@@ -295,68 +224,9 @@ func workerProperties(brokers, groupID string, port int, pluginPath string) stri
 	var buf bytes.Buffer
 	buf.WriteString("# Written by localconnect on every start.\n")
 	for _, k := range slices.Sorted(maps.Keys(p)) {
-		fmt.Fprintf(&buf, "%s=%s\n", k, escapeProperty(p[k]))
+		fmt.Fprintf(&buf, "%s=%s\n", k, jvm.EscapeProperty(p[k]))
 	}
 	return buf.String()
-}
-
-// escapeProperty escapes a value for a java.util.Properties file.
-func escapeProperty(v string) string {
-	r := strings.NewReplacer(`\`, `\\`, "\n", `\n`, "\r", `\r`)
-	v = r.Replace(v)
-	if strings.HasPrefix(v, " ") {
-		v = `\` + v
-	}
-	return v
-}
-
-// pickPort is freePort; tests replace it.
-var pickPort = freePort
-
-// freePort picks a free port on 127.0.0.1.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("localconnect: picking a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// waitReady polls the REST API until the worker is ready and lists the sink
-// connector, the process exits, ctx is done or startTimeout passes.
-func (w *Worker) waitReady(ctx context.Context) error {
-	client := &http.Client{Timeout: 5 * time.Second}
-	timeout := time.NewTimer(startTimeout)
-	defer timeout.Stop()
-	var lastErr error
-	for {
-		res := make(chan error, 1)
-		go func() { res <- probe(client, w.URL()) }()
-		var err error
-		select {
-		case err = <-res:
-		case <-w.exited:
-			return fmt.Errorf("java exited: %v", w.waitErr)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-timeout.C:
-			return fmt.Errorf("not ready within %s (last error: %v)", startTimeout, lastErr)
-		}
-		if err == nil {
-			return nil
-		}
-		lastErr = err
-		select {
-		case <-time.After(100 * time.Millisecond):
-		case <-w.exited:
-			return fmt.Errorf("java exited: %v", w.waitErr)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-timeout.C:
-			return fmt.Errorf("not ready within %s (last error: %v)", startTimeout, lastErr)
-		}
-	}
 }
 
 // probe succeeds if the worker at url answers GET / and GET /health with
@@ -402,47 +272,11 @@ func get(client *http.Client, url string) ([]byte, error) {
 	return body, nil
 }
 
-// logTail returns the last n lines written to worker.log by this process.
-func (w *Worker) logTail(lines int) string {
-	f, err := os.Open(filepath.Join(w.dataDir, "worker.log"))
-	if err != nil {
-		return "(" + err.Error() + ")"
-	}
-	defer f.Close()
-	const maxBytes = 64 << 10
-	from := w.logFrom
-	if fi, err := f.Stat(); err == nil && fi.Size()-from > maxBytes {
-		from = fi.Size() - maxBytes
-	}
-	data, err := io.ReadAll(io.NewSectionReader(f, from, maxBytes))
-	if err != nil {
-		return "(" + err.Error() + ")"
-	}
-	// Stack frames crowd out the messages that say what went wrong.
-	var kept []byte
-	for line := range bytes.Lines(data) {
-		if t := bytes.TrimSpace(line); !bytes.HasPrefix(t, []byte("at ")) && !bytes.HasPrefix(t, []byte("... ")) {
-			kept = append(kept, line...)
-		}
-	}
-	return tail(kept, lines)
-}
-
-// kill stops the process at once and waits for it.
-func (w *Worker) kill() {
-	select {
-	case <-w.exited:
-	default:
-		_ = w.cmd.Process.Kill()
-		<-w.exited
-	}
-}
-
 // URL returns the worker's REST address, "http://127.0.0.1:PORT".
 func (w *Worker) URL() string { return "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(w.port)) }
 
 // DataDir returns the directory holding worker.properties and worker.log.
-func (w *Worker) DataDir() string { return w.dataDir }
+func (w *Worker) DataDir() string { return w.dataDir.Path }
 
 // PutConnector creates or updates the connector name with config on this
 // worker and waits until it and all its tasks are RUNNING: see the function
@@ -465,31 +299,11 @@ func (w *Worker) Stop() error {
 func (w *Worker) stop() error {
 	start := time.Now()
 	var errs []error
-	orderly := false
-	select {
-	case <-w.exited:
-		errs = append(errs, fmt.Errorf("localconnect: worker on %s had exited before Stop (%v)\n--- tail of %s ---\n%s",
-			w.URL(), w.waitErr, filepath.Join(w.dataDir, "worker.log"), w.logTail(40)))
-	default:
-		if err := terminate(w.cmd.Process); err != nil {
-			errs = append(errs, fmt.Errorf("localconnect: signalling worker: %w", err))
-		}
-		timer := time.NewTimer(stopTimeout)
-		select {
-		case <-w.exited:
-			timer.Stop()
-			orderly = true
-		case <-timer.C:
-			w.kill()
-			errs = append(errs, fmt.Errorf("localconnect: worker on %s did not shut down within %s and was killed", w.URL(), stopTimeout))
-		}
+	if err := w.proc.Stop(stopTimeout); err != nil {
+		errs = append(errs, fmt.Errorf("localconnect: %w", err))
 	}
-	w.cds.finish(orderly)
-	w.logFile.Close()
-	if w.tempDir {
-		if err := os.RemoveAll(w.dataDir); err != nil {
-			errs = append(errs, fmt.Errorf("localconnect: removing data dir: %w", err))
-		}
+	if err := w.dataDir.Remove(); err != nil {
+		errs = append(errs, fmt.Errorf("localconnect: removing data dir: %w", err))
 	}
 	w.log.Info("localconnect: worker stopped", "url", w.URL(), "took", time.Since(start).Round(time.Millisecond))
 	return errors.Join(errs...)

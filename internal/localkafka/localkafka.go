@@ -15,7 +15,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"net"
@@ -25,11 +24,12 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/IBM/sarama"
+
+	"github.com/codebank/codebank/internal/jvm"
 )
 
 // DefaultVersion is the org.apache.kafka:kafka_2.13 version used when
@@ -44,9 +44,6 @@ const (
 	stopTimeout = 30 * time.Second
 	// logSubdir is the directory under DataDir used as log.dirs.
 	logSubdir = "data"
-	// portAttempts is how often Start tries fresh free ports when another
-	// process grabbed a picked port before the broker bound it.
-	portAttempts = 3
 )
 
 // Options configures Start. The zero value starts a broker of DefaultVersion
@@ -79,26 +76,12 @@ type Options struct {
 // Broker is a running single-node Kafka broker started by Start.
 type Broker struct {
 	addr    string
-	dataDir string
-	tempDir bool
+	dataDir jvm.DataDir
 	log     *slog.Logger
-
-	cmd     *exec.Cmd
-	logFile *os.File
-	logFrom int64 // size of broker.log before this process started
-	cds     *classData
-	exited  chan struct{} // closed when the java process has exited
-	waitErr error         // cmd.Wait's result, set before exited is closed
+	proc    *jvm.Process
 
 	stopOnce sync.Once
 	stopErr  error
-}
-
-// portInUseError reports that the broker could not bind a listener port.
-type portInUseError struct{ port int }
-
-func (e *portInUseError) Error() string {
-	return fmt.Sprintf("port %d is already in use", e.port)
 }
 
 // bindFailureRE finds the port in the broker's "Socket server failed to
@@ -122,154 +105,86 @@ func Start(ctx context.Context, opts Options) (*Broker, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	java, err := findJava()
+	java, err := jvm.FindJava(javaMajor, false)
+	if err != nil {
+		return nil, fmt.Errorf("localkafka: %w", err)
+	}
+	in, err := fetch(ctx, opts.Version, opts.CacheDir, log)
 	if err != nil {
 		return nil, err
 	}
-	libs, err := fetch(ctx, opts.Version, opts.CacheDir, log)
+	dataDir, err := jvm.NewDataDir(opts.DataDir, "localkafka-")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("localkafka: %w", err)
 	}
 
-	dataDir, tempDir := opts.DataDir, false
-	if dataDir == "" {
-		if dataDir, err = os.MkdirTemp("", "localkafka-"); err != nil {
-			return nil, fmt.Errorf("localkafka: %w", err)
-		}
-		tempDir = true
-	} else {
-		if dataDir, err = filepath.Abs(dataDir); err != nil {
-			return nil, fmt.Errorf("localkafka: data dir: %w", err)
-		}
-		if err := os.MkdirAll(dataDir, 0o755); err != nil {
-			return nil, fmt.Errorf("localkafka: data dir: %w", err)
-		}
+	b, err := jvm.OnFreePorts([]int{opts.Port, opts.ControllerPort}, func(p []int) (*Broker, error) {
+		return launch(ctx, java, in, dataDir, p[0], p[1], opts, log)
+	}, func(port int) {
+		log.Info("localkafka: a picked port was taken before the broker bound it, retrying with other ports", "port", port)
+	})
+	if err != nil {
+		dataDir.Remove()
+		return nil, fmt.Errorf("localkafka: %w", err)
 	}
-
-	for attempt := 1; ; attempt++ {
-		port, controllerPort := opts.Port, opts.ControllerPort
-		if port == 0 || controllerPort == 0 {
-			p, c, err := pickPorts()
-			if err != nil {
-				return nil, cleanup(err, dataDir, tempDir)
-			}
-			if port == 0 {
-				port = p
-			}
-			if controllerPort == 0 {
-				controllerPort = c
-			}
-			if port == controllerPort { // a fixed port that was also picked
-				attempt--
-				continue
-			}
-		}
-		b, err := launch(ctx, java, libs, dataDir, port, controllerPort, opts, log)
-		var busy *portInUseError
-		if errors.As(err, &busy) && attempt < portAttempts &&
-			(busy.port == port && opts.Port == 0 || busy.port == controllerPort && opts.ControllerPort == 0) {
-			log.Info("localkafka: a picked port was taken before the broker bound it, retrying with other ports", "port", busy.port)
-			continue
-		}
-		if err != nil {
-			return nil, cleanup(err, dataDir, tempDir)
-		}
-		b.tempDir = tempDir
-		return b, nil
-	}
-}
-
-func cleanup(err error, dataDir string, tempDir bool) error {
-	if tempDir {
-		os.RemoveAll(dataDir)
-	}
-	return err
+	return b, nil
 }
 
 // launch writes server.properties, formats the storage if needed, starts
 // the java process and waits for it to answer.
-func launch(ctx context.Context, java *javaInfo, libs, dataDir string, port, controllerPort int, opts Options, log *slog.Logger) (*Broker, error) {
+func launch(ctx context.Context, java *jvm.Java, in *jvm.Installation, dataDir jvm.DataDir, port, controllerPort int, opts Options, log *slog.Logger) (*Broker, error) {
 	start := time.Now()
-	logDir := filepath.Join(dataDir, logSubdir)
-	propsFile := filepath.Join(dataDir, "server.properties")
+	logDir := filepath.Join(dataDir.Path, logSubdir)
+	propsFile := filepath.Join(dataDir.Path, "server.properties")
 	props := serverProperties(logDir, port, controllerPort, opts.ExtraProperties)
 	if err := os.WriteFile(propsFile, []byte(props), 0o644); err != nil {
-		return nil, fmt.Errorf("localkafka: %w", err)
+		return nil, err
 	}
-	classpath := filepath.Join(libs, "*")
-	cds := newClassData(libs, java)
+	classpath := filepath.Join(in.Libs, "*")
+	// The archive's key leaves out the classpath, which the version
+	// directory fixes.
+	cds := jvm.NewClassData(filepath.Join(in.Dir, "cds"), "broker", java, "")
 
-	if !fileExists(filepath.Join(logDir, "meta.properties")) {
+	if _, err := os.Stat(filepath.Join(logDir, "meta.properties")); err != nil {
 		log.Info("localkafka: formatting storage", "dir", logDir)
 		// A one-shot tool: start-up time matters more than peak speed here.
 		args := []string{"-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-XX:-UsePerfData",
 			"-Djava.awt.headless=true", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn"}
-		args = append(args, cds.useArgs()...)
+		args = append(args, cds.UseArgs()...)
 		args = append(args, "-cp", classpath, "kafka.tools.StorageTool",
 			"format", "--cluster-id="+newClusterID(), "-c", propsFile) // "=": an id may start with "-"
-		cmd := exec.CommandContext(ctx, java.path, args...)
-		cmd.Dir = dataDir
+		cmd := exec.CommandContext(ctx, java.Path, args...)
+		cmd.Dir = dataDir.Path
 		if out, err := cmd.CombinedOutput(); err != nil {
-			cds.finish(false)
-			return nil, fmt.Errorf("localkafka: formatting %s failed: %w\n%s", logDir, err, tail(out, 40))
+			return nil, fmt.Errorf("formatting %s failed: %w\n%s", logDir, err, jvm.Tail(out, 40))
 		}
 	}
 
-	logPath := filepath.Join(dataDir, "broker.log")
-	logFile, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		cds.finish(false)
-		return nil, fmt.Errorf("localkafka: %w", err)
-	}
-	var logFrom int64
-	if fi, err := logFile.Stat(); err == nil {
-		logFrom = fi.Size()
-	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	fmt.Fprintf(logFile, "=== localkafka: %s starting Kafka %s on %s (controller port %d) ===\n",
-		time.Now().Format(time.RFC3339), opts.Version, addr, controllerPort)
-
-	args := append(jvmArgs(opts.HeapMB), cds.brokerArgs()...)
-	args = append(args, "-cp", classpath, "kafka.Kafka", propsFile)
-	cmd := exec.Command(java.path, args...)
-	cmd.Dir = dataDir
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		cds.finish(false)
-		return nil, fmt.Errorf("localkafka: starting java: %w", err)
+	proc, err := jvm.StartProcess(jvm.Command{
+		Java:      java,
+		Options:   jvmArgs(opts.HeapMB),
+		CDS:       cds,
+		Classpath: classpath,
+		Main:      "kafka.Kafka",
+		Args:      []string{propsFile},
+		Dir:       dataDir.Path,
+		Log:       filepath.Join(dataDir.Path, "broker.log"),
+		Banner: fmt.Sprintf("=== localkafka: %s starting Kafka %s on %s (controller port %d) ===",
+			time.Now().Format(time.RFC3339), opts.Version, addr, controllerPort),
+		Name:        "broker",
+		Addr:        addr,
+		BindFailure: bindFailureRE,
+	})
+	if err != nil {
+		return nil, err
 	}
-	b := &Broker{
-		addr:    addr,
-		dataDir: dataDir,
-		log:     log,
-		cmd:     cmd,
-		logFile: logFile,
-		logFrom: logFrom,
-		cds:     cds,
-		exited:  make(chan struct{}),
+	if err := proc.WaitReady(ctx, startTimeout, "no answer to a metadata request", probe(addr)); err != nil {
+		return nil, err
 	}
-	go func() {
-		b.waitErr = cmd.Wait()
-		close(b.exited)
-	}()
-
-	if err := b.waitReady(ctx); err != nil {
-		b.kill()
-		cds.finish(false)
-		logTail := b.logTail(40)
-		b.logFile.Close()
-		if m := bindFailureRE.FindStringSubmatch(logTail); m != nil {
-			p, _ := strconv.Atoi(m[1])
-			err = fmt.Errorf("%w (%w)", err, &portInUseError{port: p})
-		}
-		return nil, fmt.Errorf("localkafka: broker on %s did not start: %w\n--- tail of %s ---\n%s", addr, err, logPath, logTail)
-	}
-	log.Info("localkafka: broker started", "addr", addr, "version", opts.Version, "dataDir", dataDir,
+	log.Info("localkafka: broker started", "addr", addr, "version", opts.Version, "dataDir", dataDir.Path,
 		"took", time.Since(start).Round(time.Millisecond))
-	return b, nil
+	return &Broker{addr: addr, dataDir: dataDir, log: log, proc: proc}, nil
 }
 
 // jvmArgs returns the broker's JVM options: the defaults of Kafka's
@@ -297,7 +212,7 @@ func serverProperties(logDir string, port, controllerPort int, extra map[string]
 	var buf bytes.Buffer
 	buf.WriteString("# Written by localkafka on every start.\n")
 	set := func(k, v string) {
-		fmt.Fprintf(&buf, "%s=%s\n", k, escapeProperty(v))
+		fmt.Fprintf(&buf, "%s=%s\n", k, jvm.EscapeProperty(v))
 	}
 	set("process.roles", "broker,controller")
 	set("node.id", "1")
@@ -326,16 +241,6 @@ func serverProperties(logDir string, port, controllerPort int, extra map[string]
 	return buf.String()
 }
 
-// escapeProperty escapes a value for a java.util.Properties file.
-func escapeProperty(v string) string {
-	r := strings.NewReplacer(`\`, `\\`, "\n", `\n`, "\r", `\r`)
-	v = r.Replace(v)
-	if strings.HasPrefix(v, " ") {
-		v = `\` + v
-	}
-	return v
-}
-
 // newClusterID returns a random 22-character base64url cluster id, as
 // kafka-storage.sh random-uuid does.
 func newClusterID() string {
@@ -344,33 +249,9 @@ func newClusterID() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// pickPorts is freePorts; tests replace it.
-var pickPorts = freePorts
-
-// freePorts picks two distinct free ports on 127.0.0.1.
-func freePorts() (int, int, error) {
-	var ports [2]int
-	var ls [2]net.Listener
-	for i := range ls {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			for _, l := range ls[:i] {
-				l.Close()
-			}
-			return 0, 0, fmt.Errorf("localkafka: picking a free port: %w", err)
-		}
-		ls[i] = l
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports[0], ports[1], nil
-}
-
-// waitReady polls the broker with metadata requests until one succeeds, the
-// process exits, ctx is done or startTimeout passes.
-func (b *Broker) waitReady(ctx context.Context) error {
+// probe returns the probe of Process.WaitReady: it succeeds if the broker at
+// addr answers a metadata request that lists at least one broker.
+func probe(addr string) func() error {
 	cfg := sarama.NewConfig()
 	cfg.ClientID = "localkafka-probe"
 	cfg.Version = sarama.V4_0_0_0
@@ -379,99 +260,19 @@ func (b *Broker) waitReady(ctx context.Context) error {
 	cfg.Net.WriteTimeout = 3 * time.Second
 	cfg.Metadata.Retry.Max = 0
 	cfg.Metadata.Full = false
-
-	timeout := time.NewTimer(startTimeout)
-	defer timeout.Stop()
-	var lastErr error
-	// wait returns nil when c delivers, or why to give up.
-	wait := func(c <-chan error) (error, bool) {
-		select {
-		case err := <-c:
-			return err, false
-		case <-b.exited:
-			return fmt.Errorf("java exited: %v", b.waitErr), true
-		case <-ctx.Done():
-			return ctx.Err(), true
-		case <-timeout.C:
-			return fmt.Errorf("no answer to a metadata request within %s (last error: %v)", startTimeout, lastErr), true
-		}
-	}
-	for {
-		// The probe runs aside so that a process exiting is noticed at
-		// once, even while a probe waits on a port someone else listens on.
-		res := make(chan error, 1)
-		go func() { res <- probe(b.addr, cfg) }()
-		err, stop := wait(res)
-		if stop {
+	return func() error {
+		client, err := sarama.NewClient([]string{addr}, cfg)
+		if err != nil {
 			return err
 		}
-		if err == nil {
-			return nil
-		}
-		lastErr = err
-		if err, stop := wait(afterChan(100 * time.Millisecond)); stop {
+		defer client.Close()
+		if err := client.RefreshMetadata(); err != nil {
 			return err
 		}
-	}
-}
-
-// afterChan returns a channel that delivers nil after d.
-func afterChan(d time.Duration) <-chan error {
-	c := make(chan error, 1)
-	time.AfterFunc(d, func() { c <- nil })
-	return c
-}
-
-// probe succeeds if the broker at addr answers a metadata request that lists
-// at least one broker.
-func probe(addr string, cfg *sarama.Config) error {
-	client, err := sarama.NewClient([]string{addr}, cfg)
-	if err != nil {
-		return err
-	}
-	defer client.Close()
-	if err := client.RefreshMetadata(); err != nil {
-		return err
-	}
-	if len(client.Brokers()) == 0 {
-		return errors.New("metadata lists no brokers")
-	}
-	return nil
-}
-
-// logTail returns the last n lines written to broker.log by this process.
-func (b *Broker) logTail(n int) string {
-	f, err := os.Open(filepath.Join(b.dataDir, "broker.log"))
-	if err != nil {
-		return "(" + err.Error() + ")"
-	}
-	defer f.Close()
-	const maxBytes = 64 << 10
-	from := b.logFrom
-	if fi, err := f.Stat(); err == nil && fi.Size()-from > maxBytes {
-		from = fi.Size() - maxBytes
-	}
-	data, err := io.ReadAll(io.NewSectionReader(f, from, maxBytes))
-	if err != nil {
-		return "(" + err.Error() + ")"
-	}
-	// Stack frames crowd out the messages that say what went wrong.
-	var kept []byte
-	for line := range bytes.Lines(data) {
-		if t := bytes.TrimSpace(line); !bytes.HasPrefix(t, []byte("at ")) && !bytes.HasPrefix(t, []byte("... ")) {
-			kept = append(kept, line...)
+		if len(client.Brokers()) == 0 {
+			return errors.New("metadata lists no brokers")
 		}
-	}
-	return tail(kept, n)
-}
-
-// kill stops the process at once and waits for it.
-func (b *Broker) kill() {
-	select {
-	case <-b.exited:
-	default:
-		_ = b.cmd.Process.Kill()
-		<-b.exited
+		return nil
 	}
 }
 
@@ -480,10 +281,10 @@ func (b *Broker) Addr() string { return b.addr }
 
 // DataDir returns the directory holding the broker's storage,
 // server.properties and broker.log.
-func (b *Broker) DataDir() string { return b.dataDir }
+func (b *Broker) DataDir() string { return b.dataDir.Path }
 
 // PID returns the process id of the broker's JVM, for resource accounting.
-func (b *Broker) PID() int { return b.cmd.Process.Pid }
+func (b *Broker) PID() int { return b.proc.PID() }
 
 // Stop shuts the broker down: it sends SIGTERM for a controlled shutdown,
 // waits up to 30 seconds, then sends SIGKILL. It removes the DataDir if Start
@@ -498,31 +299,11 @@ func (b *Broker) Stop() error {
 func (b *Broker) stop() error {
 	start := time.Now()
 	var errs []error
-	orderly := false
-	select {
-	case <-b.exited:
-		errs = append(errs, fmt.Errorf("localkafka: broker on %s had exited before Stop (%v)\n--- tail of %s ---\n%s",
-			b.addr, b.waitErr, filepath.Join(b.dataDir, "broker.log"), b.logTail(40)))
-	default:
-		if err := terminate(b.cmd.Process); err != nil {
-			errs = append(errs, fmt.Errorf("localkafka: signalling broker: %w", err))
-		}
-		timer := time.NewTimer(stopTimeout)
-		select {
-		case <-b.exited:
-			timer.Stop()
-			orderly = true
-		case <-timer.C:
-			b.kill()
-			errs = append(errs, fmt.Errorf("localkafka: broker on %s did not shut down within %s and was killed", b.addr, stopTimeout))
-		}
+	if err := b.proc.Stop(stopTimeout); err != nil {
+		errs = append(errs, fmt.Errorf("localkafka: %w", err))
 	}
-	b.cds.finish(orderly)
-	b.logFile.Close()
-	if b.tempDir {
-		if err := os.RemoveAll(b.dataDir); err != nil {
-			errs = append(errs, fmt.Errorf("localkafka: removing data dir: %w", err))
-		}
+	if err := b.dataDir.Remove(); err != nil {
+		errs = append(errs, fmt.Errorf("localkafka: removing data dir: %w", err))
 	}
 	b.log.Info("localkafka: broker stopped", "addr", b.addr, "took", time.Since(start).Round(time.Millisecond))
 	return errors.Join(errs...)

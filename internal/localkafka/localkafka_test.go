@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+
+	"github.com/codebank/codebank/internal/jvm"
 )
 
 func saramaConfig() *sarama.Config {
@@ -201,37 +203,11 @@ func TestStartFailsWithBrokerLog(t *testing.T) {
 		b.Stop()
 		t.Fatalf("Start on busy port %d succeeded", port)
 	}
-	var busy *portInUseError
-	if !errors.As(err, &busy) || busy.port != port || !strings.Contains(err.Error(), "tail of") {
+	var busy *jvm.PortInUseError
+	if !errors.As(err, &busy) || busy.Port != port || !strings.Contains(err.Error(), "tail of") {
 		t.Errorf("error does not show the broker's output: %v", err)
 	}
 	t.Logf("error as expected: %v", err)
-}
-
-func TestStartRetriesTakenPort(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	busy := l.Addr().(*net.TCPAddr).Port
-	calls := 0
-	pickPorts = func() (int, int, error) {
-		calls++
-		p, c, err := freePorts()
-		if calls == 1 {
-			p = busy // as if someone took it between picking and binding
-		}
-		return p, c, err
-	}
-	defer func() { pickPorts = freePorts }()
-
-	b := start(t, Options{})
-	defer b.Stop()
-	if calls != 2 || b.Addr() == l.Addr().String() {
-		t.Errorf("ports picked %d times, broker on %s, busy port %d", calls, b.Addr(), busy)
-	}
-	stop(t, b)
 }
 
 func TestStartFailsOnBadConfig(t *testing.T) {
@@ -243,18 +219,8 @@ func TestStartFailsOnBadConfig(t *testing.T) {
 	}
 }
 
-// fakeBin makes a directory holding the given executables and puts only it
-// on PATH.
-func fakeBin(t *testing.T, files map[string]string) {
-	dir := t.TempDir()
-	for name, script := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(script), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Setenv("PATH", dir)
-}
-
+// TestMissingTools checks that Fetch and Start report missing tools with
+// Kafka's install hints (internal/jvm tests the checks themselves).
 func TestMissingTools(t *testing.T) {
 	ctx := context.Background()
 	cache := t.TempDir()
@@ -267,21 +233,29 @@ func TestMissingTools(t *testing.T) {
 		want  string
 	}{
 		{"no java", map[string]string{}, "java not found on PATH: install a Java 17+ runtime (Debian: apt-get install -y openjdk-17-jre-headless)"},
-		{"old java", map[string]string{"java": javaScript("11.0.22")}, "is Java 11 but Kafka 4 needs Java 17+"},
-		{"java 8", map[string]string{"java": javaScript("1.8.0_392")}, "is Java 8 but"},
+		{"old java", map[string]string{"java": javaScript("11.0.22")}, "is Java 11 but this needs Java 17+: install a Java 17+ runtime"},
 		{"no mvn", map[string]string{"java": javaScript("21.0.2")}, "mvn not found on PATH: install Apache Maven (Debian: apt-get install -y maven)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			fakeBin(t, tc.files)
+			dir := t.TempDir()
+			for name, script := range tc.files {
+				if err := os.WriteFile(filepath.Join(dir, name), []byte(script), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			t.Setenv("PATH", dir)
 			_, err := Fetch(ctx, "", cache)
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("Fetch: err = %v, want one containing %q", err, tc.want)
+			if err == nil || !strings.HasPrefix(err.Error(), "localkafka: ") || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Fetch: err = %v, want localkafka: ...%s...", err, tc.want)
 			}
 		})
 	}
-	fakeBin(t, nil)
-	if _, err := Start(ctx, Options{CacheDir: cache}); err == nil || !strings.Contains(err.Error(), "java not found") {
+	t.Setenv("PATH", t.TempDir())
+	if _, err := Start(ctx, Options{CacheDir: cache}); err == nil || !strings.HasPrefix(err.Error(), "localkafka: java not found") {
 		t.Errorf("Start without java: err = %v", err)
+	}
+	if _, err := Fetch(ctx, "4.1", cache); err == nil || !strings.Contains(err.Error(), "invalid Kafka version") {
+		t.Errorf("Fetch of version 4.1: err = %v", err)
 	}
 }
 

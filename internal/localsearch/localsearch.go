@@ -26,12 +26,13 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/codebank/codebank/internal/jvm"
 )
 
 const (
@@ -40,9 +41,6 @@ const (
 	startTimeout = 120 * time.Second
 	// stopTimeout bounds the orderly shutdown before SIGKILL.
 	stopTimeout = 30 * time.Second
-	// portAttempts is how often Start tries a fresh free port when another
-	// process grabbed the picked one before the node bound it.
-	portAttempts = 3
 	// clusterName is fixed: a data directory belongs to its cluster.
 	clusterName = "localsearch"
 )
@@ -70,26 +68,12 @@ type Options struct {
 // Node is a running OpenSearch node started by Start.
 type Node struct {
 	port    int
-	dataDir string
-	tempDir bool
+	dataDir jvm.DataDir
 	log     *slog.Logger
-
-	cmd     *exec.Cmd
-	logFile *os.File
-	logFrom int64 // size of node.log before this process started
-	cds     *classData
-	exited  chan struct{} // closed when the java process has exited
-	waitErr error         // cmd.Wait's result, set before exited is closed
+	proc    *jvm.Process
 
 	stopOnce sync.Once
 	stopErr  error
-}
-
-// portInUseError reports that the node could not bind its HTTP port.
-type portInUseError struct{ port int }
-
-func (e *portInUseError) Error() string {
-	return fmt.Sprintf("port %d is already in use", e.port)
 }
 
 // bindFailureRE finds the port in OpenSearch's "BindHttpException: Failed to
@@ -110,117 +94,71 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	if opts.HeapMB <= 0 {
 		opts.HeapMB = defaultHeapMB
 	}
-	java, err := findJava()
+	java, err := jvm.FindJava(javaMajor, true)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("localsearch: %w", err)
 	}
 	in, err := fetch(ctx, opts.CacheDir, java, log)
 	if err != nil {
 		return nil, err
 	}
 
-	dataDir, tempDir := opts.DataDir, false
-	if dataDir == "" {
-		if dataDir, err = os.MkdirTemp("", "localsearch-"); err != nil {
-			return nil, fmt.Errorf("localsearch: %w", err)
+	dataDir, err := jvm.NewDataDir(opts.DataDir, "localsearch-")
+	if err == nil {
+		if err = os.MkdirAll(filepath.Join(dataDir.Path, "config"), 0o755); err != nil {
+			dataDir.Remove()
+			err = fmt.Errorf("data dir: %w", err)
 		}
-		tempDir = true
-	} else if dataDir, err = filepath.Abs(dataDir); err != nil {
-		return nil, fmt.Errorf("localsearch: data dir: %w", err)
 	}
-	if err := os.MkdirAll(filepath.Join(dataDir, "config"), 0o755); err != nil {
-		return nil, cleanup(fmt.Errorf("localsearch: data dir: %w", err), dataDir, tempDir)
+	if err != nil {
+		return nil, fmt.Errorf("localsearch: %w", err)
 	}
 
-	for attempt := 1; ; attempt++ {
-		port := opts.HTTPPort
-		if port == 0 {
-			if port, err = pickPort(); err != nil {
-				return nil, cleanup(err, dataDir, tempDir)
-			}
-		}
-		n, err := launch(ctx, java, in, dataDir, port, opts, log)
-		var busy *portInUseError
-		if errors.As(err, &busy) && attempt < portAttempts && opts.HTTPPort == 0 {
-			log.Info("localsearch: the picked port was taken before the node bound it, retrying with another", "port", busy.port)
-			continue
-		}
-		if err != nil {
-			return nil, cleanup(err, dataDir, tempDir)
-		}
-		n.tempDir = tempDir
-		return n, nil
+	n, err := jvm.OnFreePorts([]int{opts.HTTPPort}, func(p []int) (*Node, error) {
+		return launch(ctx, java, in, dataDir, p[0], opts, log)
+	}, func(port int) {
+		log.Info("localsearch: the picked port was taken before the node bound it, retrying with another", "port", port)
+	})
+	if err != nil {
+		dataDir.Remove()
+		return nil, fmt.Errorf("localsearch: %w", err)
 	}
-}
-
-func cleanup(err error, dataDir string, tempDir bool) error {
-	if tempDir {
-		os.RemoveAll(dataDir)
-	}
-	return err
+	return n, nil
 }
 
 // launch writes opensearch.yml, starts the java process and waits for the
 // node to answer.
-func launch(ctx context.Context, java *javaInfo, in *installation, dataDir string, port int, opts Options, log *slog.Logger) (*Node, error) {
+func launch(ctx context.Context, java *jvm.Java, in *jvm.Installation, dataDir jvm.DataDir, port int, opts Options, log *slog.Logger) (*Node, error) {
 	start := time.Now()
-	if err := os.WriteFile(filepath.Join(dataDir, "config", "opensearch.yml"), []byte(nodeConfig(dataDir, port)), 0o644); err != nil {
-		return nil, fmt.Errorf("localsearch: %w", err)
+	if err := os.WriteFile(filepath.Join(dataDir.Path, "config", "opensearch.yml"), []byte(nodeConfig(dataDir.Path, port)), 0o644); err != nil {
+		return nil, err
 	}
-	cds := newClassData(in, java)
-
-	logPath := filepath.Join(dataDir, "node.log")
-	logFile, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	n := &Node{port: port, dataDir: dataDir, log: log}
+	proc, err := jvm.StartProcess(jvm.Command{
+		Java:      java,
+		Options:   jvmArgs(opts.HeapMB, dataDir.Path),
+		CDS:       jvm.NewClassData(filepath.Join(in.Dir, "cds"), "node", java, classpath(in)),
+		Classpath: classpath(in),
+		Main:      nodeMainClass,
+		Args:      []string{dataDir.Path},
+		Dir:       dataDir.Path,
+		Log:       filepath.Join(dataDir.Path, "node.log"),
+		Banner: fmt.Sprintf("=== localsearch: %s starting OpenSearch %s on 127.0.0.1:%d ===",
+			time.Now().Format(time.RFC3339), Version, port),
+		Name:        "node",
+		Addr:        n.HostPort(),
+		BindFailure: bindFailureRE,
+	})
 	if err != nil {
-		cds.finish(false)
-		return nil, fmt.Errorf("localsearch: %w", err)
+		return nil, err
 	}
-	var logFrom int64
-	if fi, err := logFile.Stat(); err == nil {
-		logFrom = fi.Size()
+	client := &http.Client{Timeout: 3 * time.Second}
+	health := n.URL() + "/_cluster/health"
+	if err := proc.WaitReady(ctx, startTimeout, "no green or yellow cluster health", func() error { return probe(client, health) }); err != nil {
+		return nil, err
 	}
-	fmt.Fprintf(logFile, "=== localsearch: %s starting OpenSearch %s on 127.0.0.1:%d ===\n",
-		time.Now().Format(time.RFC3339), Version, port)
-
-	args := append(jvmArgs(opts.HeapMB, dataDir), cds.nodeArgs()...)
-	args = append(args, "-cp", in.classpath(), nodeMainClass, dataDir)
-	cmd := exec.Command(java.path, args...)
-	cmd.Dir = dataDir
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		cds.finish(false)
-		return nil, fmt.Errorf("localsearch: starting java: %w", err)
-	}
-	n := &Node{
-		port:    port,
-		dataDir: dataDir,
-		log:     log,
-		cmd:     cmd,
-		logFile: logFile,
-		logFrom: logFrom,
-		cds:     cds,
-		exited:  make(chan struct{}),
-	}
-	go func() {
-		n.waitErr = cmd.Wait()
-		close(n.exited)
-	}()
-
-	if err := n.waitReady(ctx); err != nil {
-		n.kill()
-		cds.finish(false)
-		logTail := n.logTail(40)
-		n.logFile.Close()
-		if m := bindFailureRE.FindStringSubmatch(logTail); m != nil {
-			p, _ := strconv.Atoi(m[1])
-			err = fmt.Errorf("%w (%w)", err, &portInUseError{port: p})
-		}
-		return nil, fmt.Errorf("localsearch: node on %s did not start: %w\n--- tail of %s ---\n%s", n.HostPort(), err, logPath, logTail)
-	}
-	log.Info("localsearch: node started", "url", n.URL(), "version", Version, "dataDir", dataDir,
+	n.proc = proc
+	log.Info("localsearch: node started", "url", n.URL(), "version", Version, "dataDir", dataDir.Path,
 		"took", time.Since(start).Round(time.Millisecond))
 	return n, nil
 }
@@ -273,56 +211,6 @@ func nodeConfig(dataDir string, port int) string {
 	return buf.String()
 }
 
-// pickPort is freePort; tests replace it.
-var pickPort = freePort
-
-// freePort picks a free port on 127.0.0.1.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("localsearch: picking a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// waitReady polls GET /_cluster/health until it reports green or yellow, the
-// process exits, ctx is done or startTimeout passes.
-func (n *Node) waitReady(ctx context.Context) error {
-	client := &http.Client{Timeout: 3 * time.Second}
-	url := n.URL() + "/_cluster/health"
-	timeout := time.NewTimer(startTimeout)
-	defer timeout.Stop()
-	var lastErr error
-	for {
-		res := make(chan error, 1)
-		go func() { res <- probe(client, url) }()
-		var err error
-		select {
-		case err = <-res:
-		case <-n.exited:
-			return fmt.Errorf("java exited: %v", n.waitErr)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-timeout.C:
-			return fmt.Errorf("no green or yellow cluster health within %s (last error: %v)", startTimeout, lastErr)
-		}
-		if err == nil {
-			return nil
-		}
-		lastErr = err
-		select {
-		case <-time.After(100 * time.Millisecond):
-		case <-n.exited:
-			return fmt.Errorf("java exited: %v", n.waitErr)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-timeout.C:
-			return fmt.Errorf("no green or yellow cluster health within %s (last error: %v)", startTimeout, lastErr)
-		}
-	}
-}
-
 // probe succeeds if url answers a cluster health of green or yellow.
 func probe(client *http.Client, url string) error {
 	resp, err := client.Get(url)
@@ -349,42 +237,6 @@ func probe(client *http.Client, url string) error {
 	return nil
 }
 
-// logTail returns the last n lines written to node.log by this process.
-func (n *Node) logTail(lines int) string {
-	f, err := os.Open(filepath.Join(n.dataDir, "node.log"))
-	if err != nil {
-		return "(" + err.Error() + ")"
-	}
-	defer f.Close()
-	const maxBytes = 64 << 10
-	from := n.logFrom
-	if fi, err := f.Stat(); err == nil && fi.Size()-from > maxBytes {
-		from = fi.Size() - maxBytes
-	}
-	data, err := io.ReadAll(io.NewSectionReader(f, from, maxBytes))
-	if err != nil {
-		return "(" + err.Error() + ")"
-	}
-	// Stack frames crowd out the messages that say what went wrong.
-	var kept []byte
-	for line := range bytes.Lines(data) {
-		if t := bytes.TrimSpace(line); !bytes.HasPrefix(t, []byte("at ")) && !bytes.HasPrefix(t, []byte("... ")) {
-			kept = append(kept, line...)
-		}
-	}
-	return tail(kept, lines)
-}
-
-// kill stops the process at once and waits for it.
-func (n *Node) kill() {
-	select {
-	case <-n.exited:
-	default:
-		_ = n.cmd.Process.Kill()
-		<-n.exited
-	}
-}
-
 // URL returns the node's HTTP address, "http://127.0.0.1:PORT".
 func (n *Node) URL() string { return "http://" + n.HostPort() }
 
@@ -394,7 +246,7 @@ func (n *Node) HostPort() string { return net.JoinHostPort("127.0.0.1", strconv.
 
 // DataDir returns the directory holding the node's data, configuration and
 // node.log.
-func (n *Node) DataDir() string { return n.dataDir }
+func (n *Node) DataDir() string { return n.dataDir.Path }
 
 // Stop shuts the node down: it sends SIGTERM for an orderly shutdown, waits
 // up to 30 seconds, then sends SIGKILL. It removes the DataDir if Start
@@ -409,31 +261,11 @@ func (n *Node) Stop() error {
 func (n *Node) stop() error {
 	start := time.Now()
 	var errs []error
-	orderly := false
-	select {
-	case <-n.exited:
-		errs = append(errs, fmt.Errorf("localsearch: node on %s had exited before Stop (%v)\n--- tail of %s ---\n%s",
-			n.HostPort(), n.waitErr, filepath.Join(n.dataDir, "node.log"), n.logTail(40)))
-	default:
-		if err := terminate(n.cmd.Process); err != nil {
-			errs = append(errs, fmt.Errorf("localsearch: signalling node: %w", err))
-		}
-		timer := time.NewTimer(stopTimeout)
-		select {
-		case <-n.exited:
-			timer.Stop()
-			orderly = true
-		case <-timer.C:
-			n.kill()
-			errs = append(errs, fmt.Errorf("localsearch: node on %s did not shut down within %s and was killed", n.HostPort(), stopTimeout))
-		}
+	if err := n.proc.Stop(stopTimeout); err != nil {
+		errs = append(errs, fmt.Errorf("localsearch: %w", err))
 	}
-	n.cds.finish(orderly)
-	n.logFile.Close()
-	if n.tempDir {
-		if err := os.RemoveAll(n.dataDir); err != nil {
-			errs = append(errs, fmt.Errorf("localsearch: removing data dir: %w", err))
-		}
+	if err := n.dataDir.Remove(); err != nil {
+		errs = append(errs, fmt.Errorf("localsearch: removing data dir: %w", err))
 	}
 	n.log.Info("localsearch: node stopped", "url", n.URL(), "took", time.Since(start).Round(time.Millisecond))
 	return errors.Join(errs...)

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/olivere/elastic/v7"
+
+	"github.com/codebank/codebank/internal/jvm"
 )
 
 func start(t *testing.T, opts Options) *Node {
@@ -170,8 +172,8 @@ func TestStartFailsOnBusyPort(t *testing.T) {
 		n.Stop()
 		t.Fatalf("Start on busy port %d succeeded", port)
 	}
-	var busy *portInUseError
-	if !errors.As(err, &busy) || busy.port != port || !strings.Contains(err.Error(), "tail of") {
+	var busy *jvm.PortInUseError
+	if !errors.As(err, &busy) || busy.Port != port || !strings.Contains(err.Error(), "tail of") {
 		t.Errorf("error does not show the node's output: %v", err)
 	}
 	t.Logf("error as expected: %v", err)

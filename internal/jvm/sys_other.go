@@ -1,6 +1,6 @@
 //go:build !unix
 
-package localsearch
+package jvm
 
 import (
 	"context"

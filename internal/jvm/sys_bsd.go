@@ -1,10 +1,10 @@
 //go:build unix && !linux
 
-package localconnect
+package jvm
 
 import "syscall"
 
-// sysProcAttr puts the worker into its own process group, so a Ctrl-C in the
+// sysProcAttr puts the server into its own process group, so a Ctrl-C in the
 // terminal reaches only the parent, which then calls Stop.
 func sysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true}

@@ -1,6 +1,6 @@
 //go:build unix
 
-package localsearch
+package jvm
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 func lockFile(ctx context.Context, path string, onWait func()) (unlock func(), err error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("localsearch: lock: %w", err)
+		return nil, fmt.Errorf("lock: %w", err)
 	}
 	waited := false
 	for {
@@ -26,7 +26,7 @@ func lockFile(ctx context.Context, path string, onWait func()) (unlock func(), e
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
 			f.Close()
-			return nil, fmt.Errorf("localsearch: lock %s: %w", path, err)
+			return nil, fmt.Errorf("lock %s: %w", path, err)
 		}
 		if !waited && onWait != nil {
 			onWait()
@@ -35,7 +35,7 @@ func lockFile(ctx context.Context, path string, onWait func()) (unlock func(), e
 		select {
 		case <-ctx.Done():
 			f.Close()
-			return nil, fmt.Errorf("localsearch: waiting for lock %s: %w", path, ctx.Err())
+			return nil, fmt.Errorf("waiting for lock %s: %w", path, ctx.Err())
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
