@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -141,9 +142,9 @@ func TestIssueAndPay(t *testing.T) {
 	}
 }
 
+// atoi reads a CVV such as "090" (fmt.Sscan would take the leading 0 for octal).
 func atoi(s string) int {
-	n := 0
-	fmt.Sscan(s, &n)
+	n, _ := strconv.Atoi(s)
 	return n
 }
 
