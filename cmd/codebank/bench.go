@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
@@ -44,11 +45,14 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	conns := fs.Int("conns", 4, "gRPC connections per ingress")
 	profile := fs.String("profile", "", "directory for CPU profiles of the started processes during the last step")
 	addr := fs.String("addr", "", "load an already running Code Bank at this gRPC address instead of starting one")
-	gomaxprocs := fs.String("gomaxprocs", "", "GOMAXPROCS of the started processes (default: Go's)")
+	gomaxprocs := fs.String("gomaxprocs", "1", "GOMAXPROCS of the started processes: 1, as they share the machine's cores with the broker and each other (empty: Go's default)")
+	gogc := fs.Int("gogc", 400, "GOGC of the started processes and the load generator: fewer collections for more memory")
 	recovery := fs.Int("recovery", 0, "instead of the load: measure the recovery of an authorizer table of this many accounts")
 	if err := parse(fs, args); err != nil {
 		return helpOK(err)
 	}
+	os.Setenv("GOGC", strconv.Itoa(*gogc)) // inherited by the started processes
+	debug.SetGCPercent(*gogc)
 	if *recovery > 0 {
 		return benchRecovery(ctx, stdout, *recovery, *partitions, *gomaxprocs)
 	}
@@ -263,8 +267,8 @@ func issueBenchCards(ctx context.Context, clients []*grpc.ClientConn, n int) ([]
 
 func printBench(w io.Writer, results []loadgen.Result, procs []*loadgen.ProcStat, instances, partitions int, acks string, flush time.Duration) {
 	ms := func(d time.Duration) string { return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 1, 64) }
-	fmt.Fprintf(w, "\nSetup: %d ingress+authorizer pair(s), %d partitions, acks=%s, flush=%v, GOMAXPROCS=%s, %d cores\n",
-		instances, partitions, acks, flush, os.Getenv("GOMAXPROCS"), numCPU())
+	fmt.Fprintf(w, "\nSetup: %d ingress+authorizer pair(s), %d partitions, acks=%s, flush=%v, GOGC=%s, %d cores\n",
+		instances, partitions, acks, flush, os.Getenv("GOGC"), numCPU())
 	fmt.Fprintf(w, "\n| target/s | achieved/s | sent | errors | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |\n|---:|---:|---:|---|---:|---:|---:|---:|---:|\n")
 	for _, r := range results {
 		var errs []string
