@@ -91,7 +91,7 @@ func appendRecent(b []byte, out *eventsv1.Outcome, keep int, oldest int64) []byt
 		drop++
 	}
 	if drop > 0 {
-		b = append(b[:0:0], b[drop*entrySize:]...)
+		b = b[:copy(b, b[drop*entrySize:])] // in place: the account owns its bytes
 	}
 	return b
 }
