@@ -38,7 +38,8 @@ lint: ## gofmt, go vet and buf lint
 	$(GO) tool buf lint
 
 .PHONY: bench
-bench: ## Run the benchmarks (real Kafka): latency of one Authorize call at low load, codecs, decisions
+bench: ## The load test (10,000 Authorize/s for 60 s on a local broker) and the Go benchmarks; see BENCHMARKS.md
+	$(GO) run ./cmd/codebank bench
 	$(GO) test -count=1 -run '^$$' -bench 'LowLoad|StatementLag' -benchtime 1000x ./grpcgateway/
 	$(GO) test -count=1 -run '^$$' -bench 'Correlator|Decide|Codec' -benchmem ./codecs/ ./processors/... ./grpcgateway/
 	$(GO) test -count=1 -run '^$$' -bench IndexingLag -benchtime 30x ./analytics/
