@@ -47,6 +47,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	addr := fs.String("addr", "", "load an already running Code Bank at this gRPC address instead of starting one")
 	gomaxprocs := fs.String("gomaxprocs", "1", "GOMAXPROCS of the started processes: 1, as they share the machine's cores with the broker and each other (empty: Go's default)")
 	gogc := fs.Int("gogc", 400, "GOGC of the started processes and the load generator: fewer collections for more memory")
+	brokerProps := fs.String("broker-props", "", "extra broker settings, k=v,k=v (e.g. num.io.threads=2)")
 	recovery := fs.Int("recovery", 0, "instead of the load: measure the recovery of an authorizer table of this many accounts")
 	if err := parse(fs, args); err != nil {
 		return helpOK(err)
@@ -75,7 +76,13 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		defer os.RemoveAll(dir)
 		fmt.Fprintf(stdout, "Starting Kafka...\n")
-		broker, err := localkafka.Start(ctx, localkafka.Options{DataDir: filepath.Join(dir, "kafka"), HeapMB: 1024})
+		extra := map[string]string{}
+		for _, kv := range strings.Split(*brokerProps, ",") {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				extra[k] = v
+			}
+		}
+		broker, err := localkafka.Start(ctx, localkafka.Options{DataDir: filepath.Join(dir, "kafka"), HeapMB: 1024, ExtraProperties: extra})
 		if err != nil {
 			return err
 		}
