@@ -16,18 +16,10 @@ import (
 // BenchmarkAuthorizeLowLoad measures one Authorize call at a time, end to end over gRPC
 // through the real broker and back, and reports its latency percentiles.
 func BenchmarkAuthorizeLowLoad(b *testing.B) {
-	d := banktest.NewDeployment(b, brokerAddr, kafkatest.Name(b), 6, 2)
-	banktest.StartAuthorizer(b, d, "")
-	in := banktest.StartIngress(b, d, 0, grpcgateway.Config{})
-	cards, payments := codebankv1.NewCardServiceClient(in.Conn), codebankv1.NewPaymentServiceClient(in.Conn)
+	_, in, _, card := benchBank(b)
+	payments := codebankv1.NewPaymentServiceClient(in.Conn)
 	ctx := context.Background()
-	c, err := cards.IssueCard(ctx, &codebankv1.IssueCardRequest{HolderName: "Bench Card", LimitCents: 100_000_000_000})
-	if err != nil {
-		b.Fatal(err)
-	}
-	req := &codebankv1.AuthorizeRequest{Card: &codebankv1.CardDetails{Number: c.GetCard().GetNumber(), HolderName: "Bench Card",
-		ExpiryMonth: c.GetCard().GetExpiryMonth(), ExpiryYear: c.GetCard().GetExpiryYear(), Cvv: c.GetCvv()},
-		AmountCents: 1, Store: "Code Store", Description: "bench"}
+	req := &codebankv1.AuthorizeRequest{Card: card, AmountCents: 1, Store: "Code Store", Description: "bench"}
 	for i := 0; i < 50; i++ { // warm up connections and the JIT of the broker
 		if _, err := payments.Authorize(ctx, req); err != nil {
 			b.Fatal(err)
@@ -49,15 +41,9 @@ func BenchmarkAuthorizeLowLoad(b *testing.B) {
 
 // BenchmarkLegacyPaymentLowLoad is BenchmarkAuthorizeLowLoad for payment.PaymentService.
 func BenchmarkLegacyPaymentLowLoad(b *testing.B) {
-	d := banktest.NewDeployment(b, brokerAddr, kafkatest.Name(b), 6, 2)
-	banktest.StartAuthorizer(b, d, "")
-	in := banktest.StartIngress(b, d, 0, grpcgateway.Config{})
-	cards, legacy := codebankv1.NewCardServiceClient(in.Conn), paymentpb.NewPaymentServiceClient(in.Conn)
+	_, in, c, _ := benchBank(b)
+	legacy := paymentpb.NewPaymentServiceClient(in.Conn)
 	ctx := context.Background()
-	c, err := cards.IssueCard(ctx, &codebankv1.IssueCardRequest{HolderName: "Bench Card", LimitCents: 100_000_000_000})
-	if err != nil {
-		b.Fatal(err)
-	}
 	cvv := 0
 	for _, r := range c.GetCvv() {
 		cvv = cvv*10 + int(r-'0')
@@ -84,6 +70,21 @@ func BenchmarkLegacyPaymentLowLoad(b *testing.B) {
 	reportPercentiles(b, lat)
 }
 
+// benchBank starts a deployment (authorizer, ingress) and issues a card with a large limit;
+// it returns the ingress and the card's details.
+func benchBank(b *testing.B) (banktest.Deployment, *banktest.Ingress, *codebankv1.IssueCardResponse, *codebankv1.CardDetails) {
+	b.Helper()
+	d := banktest.NewDeployment(b, brokerAddr, kafkatest.Name(b), 6, 2)
+	banktest.StartAuthorizer(b, d, "")
+	in := banktest.StartIngress(b, d, 0, grpcgateway.Config{})
+	c, err := codebankv1.NewCardServiceClient(in.Conn).IssueCard(context.Background(), &codebankv1.IssueCardRequest{HolderName: "Bench Card", LimitCents: 100_000_000_000})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return d, in, c, &codebankv1.CardDetails{Number: c.GetCard().GetNumber(), HolderName: "Bench Card",
+		ExpiryMonth: c.GetCard().GetExpiryMonth(), ExpiryYear: c.GetCard().GetExpiryYear(), Cvv: c.GetCvv()}
+}
+
 func reportPercentiles(b *testing.B, lat []time.Duration) {
 	slices.Sort(lat)
 	at := func(q float64) float64 { return float64(lat[int(q*float64(len(lat)-1))].Microseconds()) / 1000 }
@@ -95,20 +96,12 @@ func reportPercentiles(b *testing.B, lat []time.Duration) {
 // BenchmarkStatementLag measures, one payment at a time, how long after Authorize returns the
 // purchase is on the card's statement (placed on its page in the statements view).
 func BenchmarkStatementLag(b *testing.B) {
-	d := banktest.NewDeployment(b, brokerAddr, kafkatest.Name(b), 6, 2)
-	banktest.StartAuthorizer(b, d, "")
+	d, in, c, card := benchBank(b)
 	banktest.StartStatements(b, d, "")
 	reader := banktest.StartStatementsView(b, d)
-	in := banktest.StartIngress(b, d, 0, grpcgateway.Config{})
-	cards, payments := codebankv1.NewCardServiceClient(in.Conn), codebankv1.NewPaymentServiceClient(in.Conn)
+	payments := codebankv1.NewPaymentServiceClient(in.Conn)
 	ctx := context.Background()
-	c, err := cards.IssueCard(ctx, &codebankv1.IssueCardRequest{HolderName: "Bench Card", LimitCents: 100_000_000_000})
-	if err != nil {
-		b.Fatal(err)
-	}
-	req := &codebankv1.AuthorizeRequest{Card: &codebankv1.CardDetails{Number: c.GetCard().GetNumber(), HolderName: "Bench Card",
-		ExpiryMonth: c.GetCard().GetExpiryMonth(), ExpiryYear: c.GetCard().GetExpiryYear(), Cvv: c.GetCvv()},
-		AmountCents: 1, Store: "Code Store", Description: "bench"}
+	req := &codebankv1.AuthorizeRequest{Card: card, AmountCents: 1, Store: "Code Store", Description: "bench"}
 	token := banktest.Keys(b).Token(c.GetCard().GetNumber())
 	month := time.Now().UTC().Format("2006-01")
 	lat := make([]time.Duration, 0, b.N)

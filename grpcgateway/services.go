@@ -83,19 +83,11 @@ func (s cardService) GetCard(ctx context.Context, req *codebankv1.GetCardRequest
 	if err := v.err(); err != nil {
 		return nil, err
 	}
-	ctx, cancel := s.deadline(ctx)
-	defer cancel()
-	reply, err := s.bank.Command(ctx, number, &eventsv1.CardCommand{
-		CommandId: uuid.NewString(), RequestedAtUnixUs: s.now().UnixMicro(),
-		Command: &eventsv1.CardCommand_Get{Get: &eventsv1.GetCard{}},
-	})
+	acct, err := s.account(ctx, number)
 	if err != nil {
-		return nil, s.callError(err, "get card")
+		return nil, err
 	}
-	if reply.GetResult() == eventsv1.CardResult_CARD_RESULT_NOT_FOUND {
-		return nil, status.Errorf(codes.NotFound, "card %s not found", card.Mask(number))
-	}
-	return &codebankv1.GetCardResponse{Card: s.toCard(number, reply.GetAccount())}, nil
+	return &codebankv1.GetCardResponse{Card: s.toCard(number, acct)}, nil
 }
 
 func (s *Server) toCard(number string, a *eventsv1.Account) *codebankv1.Card {

@@ -196,8 +196,7 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles, onReady fun
 		return err
 	}
 	kc, topo := c.kafka(), c.topology()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := newRegistry()
 
 	// Topics.
 	if err := ensureTopics(ctx, kc, topo); err != nil {
@@ -336,8 +335,17 @@ type readyBank struct {
 
 func (b readyBank) Ready() bool { return allReady(b.checks) }
 
-// serveOps serves /healthz, /readyz and /metrics for a process without the ingress.
-func serveOps(ctx context.Context, addr string, reg *prometheus.Registry, ready []func() bool, withPprof bool, log *slog.Logger) error {
+// newRegistry returns the process's metrics registry, with the Go runtime's and the process's
+// own collectors.
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// opsMux serves /healthz, /readyz (ready when every check is; notReady says why not) and
+// /metrics, and /debug/pprof/ with withPprof.
+func opsMux(reg *prometheus.Registry, ready []func() bool, notReady string, withPprof bool) *http.ServeMux {
 	mux := http.NewServeMux()
 	if withPprof {
 		registerPprof(mux)
@@ -345,24 +353,39 @@ func serveOps(ctx context.Context, addr string, reg *prometheus.Registry, ready 
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if !allReady(ready) {
-			http.Error(w, "not ready: recovering state", http.StatusServiceUnavailable)
+			http.Error(w, "not ready: "+notReady, http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ready")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	log.Info("ops endpoint listening", "http", addr)
+	return mux
+}
+
+// serveHTTP serves handler on l until ctx ends, then shuts down gracefully.
+func serveHTTP(ctx context.Context, l net.Listener, handler http.Handler) error {
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan error, 1)
 	go func() {
 		<-ctx.Done()
-		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		srv.Shutdown(shutdownCtx)
+		done <- srv.Shutdown(shutdownCtx)
 	}()
-	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
-	return nil
+	return <-done
+}
+
+// serveOps serves the ops endpoints of a process without the ingress.
+func serveOps(ctx context.Context, addr string, reg *prometheus.Registry, ready []func() bool, withPprof bool, log *slog.Logger) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen HTTP: %w", err)
+	}
+	log.Info("ops endpoint listening", "http", l.Addr().String())
+	return serveHTTP(ctx, l, opsMux(reg, ready, "recovering state", withPprof))
 }
 
 // registerPprof serves the runtime profiles under /debug/pprof/.

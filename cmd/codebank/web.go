@@ -7,15 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"path/filepath"
-	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/lovoo/goka"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/codebank/codebank/internal/kafkaconf"
@@ -104,8 +100,7 @@ func runWeb(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	log.Info("starting codebank", "role", "web", "config", c.logValue())
 	kc, topo := c.kafka(), c.topology()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := newRegistry()
 	if err := ensureTopics(ctx, kc, topo); err != nil {
 		return err
 	}
@@ -115,34 +110,13 @@ func runWeb(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	mux := http.NewServeMux()
+	mux := opsMux(reg, ready, "recovering orders", c.Pprof)
 	mux.Handle("/", srv.Handler())
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if !allReady(ready) {
-			http.Error(w, "not ready: recovering orders", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	l, err := net.Listen("tcp", c.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen HTTP: %w", err)
 	}
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	log.Info("store listening", "http", l.Addr().String())
-	g.Go(func() error {
-		if err := hs.Serve(l); !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
-	})
-	g.Go(func() error {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		return hs.Shutdown(sctx)
-	})
+	g.Go(func() error { return serveHTTP(ctx, l, mux) })
 	return g.Wait()
 }
