@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -55,7 +56,14 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	os.Setenv("GOGC", strconv.Itoa(*gogc)) // inherited by the started processes
 	debug.SetGCPercent(*gogc)
 	if *recovery > 0 {
-		return benchRecovery(ctx, stdout, *recovery, *partitions, *gomaxprocs)
+		// The authorizer recovers alone beside the broker: Go's own GOMAXPROCS unless asked.
+		procs := ""
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name == "gomaxprocs" {
+				procs = *gomaxprocs
+			}
+		})
+		return benchRecovery(ctx, stdout, *recovery, *partitions, procs)
 	}
 	steps, err := loadgen.ParseSchedule(*schedule)
 	if err != nil {

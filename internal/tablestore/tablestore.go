@@ -46,6 +46,11 @@ func New(dir string) storage.Builder {
 			Compression:            opt.NoCompression,
 			WriteBuffer:            4 << 20,
 			OpenFilesCacheCapacity: 64,
+			// Recovery writes a whole table as fast as it can: let level-0 files pile up a
+			// little more before compacting, and far more before LevelDB slows writers down.
+			CompactionL0Trigger:    8,
+			WriteL0SlowdownTrigger: 32,
+			WriteL0PauseTrigger:    64,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("open table storage: %w", err)
