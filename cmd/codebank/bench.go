@@ -39,6 +39,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	hotShare := fs.Float64("hot-share", 0.2, "share of payments that go to hot cards")
 	api := fs.String("api", "authorize", "API to load: authorize (codebank.v1) or legacy (payment.PaymentService)")
 	instances := fs.Int("instances", 1, "ingress+authorizer process pairs to start")
+	combined := fs.Bool("combined", false, "run each ingress+authorizer pair as one process (codebank all --statements=false --web=false)")
 	partitions := fs.Int("partitions", 6, "partitions of the card-keyed topics")
 	acks := fs.String("acks", "all", "producer acks of the started processes: all or leader")
 	flush := fs.Duration("flush-frequency", 0, "producer flush frequency of the started processes")
@@ -108,8 +109,26 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		addrs = nil
 		for i := 0; i < *instances; i++ {
 			ops, grpcAddr, httpAddr := freeAddr(), freeAddr(), freeAddr()
+			storage := filepath.Join(dir, fmt.Sprintf("authorizer-%d", i))
+			if *combined {
+				p, err := startChild(ctx, self, *gomaxprocs, filepath.Join(dir, fmt.Sprintf("all-%d.log", i)),
+					append([]string{"all", "--statements=false", "--web=false", "--storage-dir", storage, "--grpc-addr", grpcAddr, "--http-addr", httpAddr,
+						"--reply-partition", strconv.Itoa(i)}, common...)...)
+				if err != nil {
+					return err
+				}
+				defer stopChild(p)
+				if err := waitReady(ctx, "http://"+httpAddr+"/readyz", time.Minute); err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "Instance %d: gRPC %s, HTTP %s (metrics, pprof)\n", i, grpcAddr, httpAddr)
+				procs = append(procs, &loadgen.ProcStat{Name: fmt.Sprintf("ingress+authorizer %d", i), PID: p.Process.Pid})
+				addrs = append(addrs, grpcAddr)
+				pprofAddrs = append(pprofAddrs, httpAddr)
+				continue
+			}
 			a, err := startChild(ctx, self, *gomaxprocs, filepath.Join(dir, fmt.Sprintf("authorizer-%d.log", i)),
-				append([]string{"authorizer", "--storage-dir", filepath.Join(dir, fmt.Sprintf("authorizer-%d", i)), "--authorizer-http-addr", ops}, common...)...)
+				append([]string{"authorizer", "--storage-dir", storage, "--authorizer-http-addr", ops}, common...)...)
 			if err != nil {
 				return err
 			}

@@ -58,6 +58,9 @@ func runAll(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	c.kafkaFlags(fs)
 	c.ingressFlags(fs)
 	c.authorizerFlags(fs, "")
+	r := roles{ingress: true, authorizer: true}
+	fs.BoolVar(&r.statements, "statements", true, "also run the statements processor and StatementService")
+	fs.BoolVar(&r.web, "web", true, "also serve the store's pages")
 	if err := parse(fs, args); err != nil {
 		return helpOK(err)
 	}
@@ -65,7 +68,7 @@ func runAll(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	return serve(ctx, c, log, roles{ingress: true, authorizer: true, statements: true, web: true}, nil)
+	return serve(ctx, c, log, r, nil)
 }
 
 func runIngress(ctx context.Context, args []string, stdout, stderr io.Writer) error {
