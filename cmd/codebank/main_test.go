@@ -158,6 +158,34 @@ func TestDev(t *testing.T) {
 	if err := run(context.Background(), []string{"statement", addr, c.Number}, &st, io.Discard); err != nil || !strings.Contains(st.String(), "2 purchases, total BRL 13.34") {
 		t.Fatalf("statement = %v:\n%s", err, st.String())
 	}
+	// The store's pages also run alone, in front of this bank.
+	webPort := freePort(t)
+	webCtx, stopWeb := context.WithCancel(context.Background())
+	webDone := make(chan error, 1)
+	go func() {
+		webDone <- run(webCtx, []string{"web", "--brokers", "127.0.0.1" + kafkaPort, "--http-addr", "127.0.0.1" + webPort,
+			"--bank-addr", "127.0.0.1" + grpcPort, "--storage-dir", t.TempDir(), "--log-level", "error"}, io.Discard, io.Discard)
+	}()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		resp, err := http.Get("http://127.0.0.1" + webPort + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("codebank web not ready within a minute")
+		}
+	}
+	if resp, err := http.Get("http://127.0.0.1" + webPort + "/"); err != nil || resp.StatusCode != 200 {
+		t.Errorf("codebank web: GET / = %v %v", resp, err)
+	}
+	stopWeb()
+	if err := <-webDone; err != nil {
+		t.Errorf("codebank web: %v", err)
+	}
+
 	// Kafka Connect indexes the three authorizations within seconds.
 	var figures string
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
