@@ -6,6 +6,7 @@
 package codecs
 
 import (
+	"encoding/json"
 	"fmt"
 
 	"google.golang.org/protobuf/proto"
@@ -35,6 +36,27 @@ func (Proto[M, PM]) Decode(data []byte) (any, error) {
 		return nil, fmt.Errorf("decode %T: %w", m, err)
 	}
 	return m, nil
+}
+
+// JSON is the goka codec of *T as JSON, for records other teams and tools read.
+type JSON[T any] struct{}
+
+// Encode marshals a *T.
+func (JSON[T]) Encode(value any) ([]byte, error) {
+	v, ok := value.(*T)
+	if !ok {
+		return nil, fmt.Errorf("encode %T: got %T", (*T)(nil), value)
+	}
+	return json.Marshal(v)
+}
+
+// Decode unmarshals JSON into a new *T.
+func (JSON[T]) Decode(data []byte) (any, error) {
+	v := new(T)
+	if err := json.Unmarshal(data, v); err != nil {
+		return nil, fmt.Errorf("decode %T: %w", v, err)
+	}
+	return v, nil
 }
 
 // The codecs of Code Bank's protobuf records.

@@ -1,9 +1,6 @@
 package codecs
 
-import (
-	"encoding/json"
-	"fmt"
-)
+import "encoding/json"
 
 // Result is one record of the results topic (documented for every consumer in
 // docs/results-topic.md): the bank's decision on one payment attempt,
@@ -54,22 +51,4 @@ type Result struct {
 }
 
 // ResultCodec is the goka codec of *Result.
-type ResultCodec struct{}
-
-// Encode marshals a *Result as JSON.
-func (ResultCodec) Encode(value any) ([]byte, error) {
-	r, ok := value.(*Result)
-	if !ok {
-		return nil, fmt.Errorf("encode *codecs.Result: got %T", value)
-	}
-	return json.Marshal(r)
-}
-
-// Decode unmarshals JSON into a new *Result.
-func (ResultCodec) Decode(data []byte) (any, error) {
-	var r Result
-	if err := json.Unmarshal(data, &r); err != nil {
-		return nil, fmt.Errorf("decode *codecs.Result: %w", err)
-	}
-	return &r, nil
-}
+type ResultCodec = JSON[Result]

@@ -77,13 +77,7 @@ func (s cardService) IssueCard(ctx context.Context, req *codebankv1.IssueCardReq
 
 // GetCard reads a card through the authorizer, so it sees every decision made before it.
 func (s cardService) GetCard(ctx context.Context, req *codebankv1.GetCardRequest) (*codebankv1.GetCardResponse, error) {
-	number := card.NormalizeNumber(req.GetNumber())
-	var v violations
-	v.number("number", number)
-	if err := v.err(); err != nil {
-		return nil, err
-	}
-	acct, err := s.account(ctx, number)
+	number, acct, err := s.cardOf(ctx, req.GetNumber())
 	if err != nil {
 		return nil, err
 	}

@@ -56,6 +56,18 @@ func (s *Server) account(ctx context.Context, number string) (*eventsv1.Account,
 	return reply.GetAccount(), nil
 }
 
+// cardOf validates the number a request names ("number") and reads its card.
+func (s *Server) cardOf(ctx context.Context, raw string) (string, *eventsv1.Account, error) {
+	number := card.NormalizeNumber(raw)
+	var v violations
+	v.number("number", number)
+	if err := v.err(); err != nil {
+		return "", nil, err
+	}
+	acct, err := s.account(ctx, number)
+	return number, acct, err
+}
+
 // GetStatement returns one page of a month. It first asks the authorizer for the card, whose
 // latest approval in that month the statement must show, and waits up to StatementWait for
 // the statements processor to have placed it: a statement read right after an approved
@@ -133,13 +145,7 @@ func (s statementService) GetStatement(ctx context.Context, req *codebankv1.GetS
 
 // ListStatements lists the months with purchases, newest first.
 func (s statementService) ListStatements(ctx context.Context, req *codebankv1.ListStatementsRequest) (*codebankv1.ListStatementsResponse, error) {
-	number := card.NormalizeNumber(req.GetNumber())
-	var v violations
-	v.number("number", number)
-	if err := v.err(); err != nil {
-		return nil, err
-	}
-	acct, err := s.account(ctx, number)
+	number, acct, err := s.cardOf(ctx, req.GetNumber())
 	if err != nil {
 		return nil, err
 	}

@@ -35,9 +35,8 @@
 package orders
 
 import (
-	"encoding/json"
 	"errors"
-	"fmt"
+	"github.com/codebank/codebank/codecs"
 	"strconv"
 	"time"
 
@@ -252,46 +251,10 @@ func (p *Processor) apply(ctx goka.Context, msg any) {
 
 // EventCodec is the goka codec of *Event, as JSON: the records are few and read by the store
 // alone, and JSON keeps them readable with any Kafka tool.
-type EventCodec struct{}
-
-// Encode marshals an *Event as JSON.
-func (EventCodec) Encode(value any) ([]byte, error) {
-	e, ok := value.(*Event)
-	if !ok {
-		return nil, fmt.Errorf("encode *orders.Event: got %T", value)
-	}
-	return json.Marshal(e)
-}
-
-// Decode unmarshals JSON into a new *Event.
-func (EventCodec) Decode(data []byte) (any, error) {
-	var e Event
-	if err := json.Unmarshal(data, &e); err != nil {
-		return nil, fmt.Errorf("decode *orders.Event: %w", err)
-	}
-	return &e, nil
-}
+type EventCodec = codecs.JSON[Event]
 
 // OrderCodec is the goka codec of *Order, as JSON.
-type OrderCodec struct{}
-
-// Encode marshals an *Order as JSON.
-func (OrderCodec) Encode(value any) ([]byte, error) {
-	o, ok := value.(*Order)
-	if !ok {
-		return nil, fmt.Errorf("encode *orders.Order: got %T", value)
-	}
-	return json.Marshal(o)
-}
-
-// Decode unmarshals JSON into a new *Order.
-func (OrderCodec) Decode(data []byte) (any, error) {
-	var o Order
-	if err := json.Unmarshal(data, &o); err != nil {
-		return nil, fmt.Errorf("decode *orders.Order: %w", err)
-	}
-	return &o, nil
-}
+type OrderCodec = codecs.JSON[Order]
 
 // ErrNotFound is returned by Get (of Store and Memory) for an order id never placed.
 var ErrNotFound = errors.New("order not found")
