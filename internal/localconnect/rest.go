@@ -87,7 +87,8 @@ func firstLines(s string, n int) string {
 
 // PutConnector creates the connector name with config on the Connect
 // cluster whose REST API is at restURL, or updates its configuration (PUT
-// /connectors/NAME/config), then waits until the worker reports that
+// /connectors/NAME/config) unless it already runs with that configuration,
+// then waits until the worker reports that
 // configuration and the connector and all its tasks are RUNNING. It fails
 // at once if the configuration is invalid or the connector or a task FAILED,
 // with the worker's reason. Requests answered 409 (a rebalance is under way)
@@ -104,6 +105,13 @@ func PutConnector(ctx context.Context, restURL, name string, config map[string]s
 		return fmt.Errorf("localconnect: %w", err)
 	}
 	path := "/connectors/" + url.PathEscape(name)
+	// A running connector that already has this configuration is left alone: a PUT would
+	// restart it (its status going UNASSIGNED for a moment) for nothing.
+	if st, err := ConnectorStatus(ctx, restURL, name); err == nil && st.Running() {
+		if current, err := connectorConfig(ctx, restURL, name); err == nil && configIncludes(current, config) {
+			return nil
+		}
+	}
 	for {
 		status, answer, err := do(ctx, http.MethodPut, restURL+path+"/config", body)
 		if err == nil && (status == http.StatusOK || status == http.StatusCreated) {
