@@ -34,6 +34,8 @@ type Config struct {
 	FlushFrequency time.Duration
 	// ClientID prefixes the client id of every Kafka connection.
 	ClientID string
+
+	shared *sharedProducer // set by ShareProducer
 }
 
 func (c Config) withDefaults() Config {
@@ -101,9 +103,11 @@ func (c Config) Sarama() *sarama.Config {
 	s.ChannelBufferSize = 1024
 	s.Consumer.Group.Rebalance.Timeout = 20 * time.Second
 	// A join refused with a retriable error (a group's first join on a fresh coordinator, a
-	// coordinator that moved) is retried after 200ms instead of sarama's 2s, which a starting
-	// or rebalancing processor would otherwise spend idle.
+	// coordinator that moved or is still loading) is retried after 200ms instead of sarama's
+	// 2s, which a starting or rebalancing processor would otherwise spend idle; 60 retries keep
+	// sarama's budget of about 10s before giving up.
 	s.Consumer.Group.Rebalance.Retry.Backoff = 200 * time.Millisecond
+	s.Consumer.Group.Rebalance.Retry.Max = 60
 	s.Metadata.Retry.Backoff = 100 * time.Millisecond
 	return s
 }
@@ -145,9 +149,7 @@ func (c Config) ProcessorOptions(storageDir string, log *slog.Logger) []goka.Pro
 			s.ClientID = clientID
 			return sarama.NewConsumer(brokers, s)
 		}),
-		goka.WithProducerBuilder(func(brokers []string, clientID string, hasher func() hash.Hash32) (goka.Producer, error) {
-			return goka.NewProducer(brokers, c.partitioned(clientID, hasher))
-		}),
+		goka.WithProducerBuilder(c.producer),
 		goka.WithTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(c.Sarama(), c.TopicManagerConfig())),
 		goka.WithStorageBuilder(tablestore.New(storageDir)),
 		goka.WithLogger(Logger(log)),
@@ -158,9 +160,7 @@ func (c Config) ProcessorOptions(storageDir string, log *slog.Logger) []goka.Pro
 // EmitterOptions returns the options of a goka emitter; it partitions like goka processors.
 func (c Config) EmitterOptions(log *slog.Logger) []goka.EmitterOption {
 	return []goka.EmitterOption{
-		goka.WithEmitterProducerBuilder(func(brokers []string, clientID string, hasher func() hash.Hash32) (goka.Producer, error) {
-			return goka.NewProducer(brokers, c.partitioned(clientID, hasher))
-		}),
+		goka.WithEmitterProducerBuilder(c.producer),
 		goka.WithEmitterTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(c.Sarama(), c.TopicManagerConfig())),
 		goka.WithEmitterLogger(Logger(log)),
 		goka.WithEmitterClientID(c.withDefaults().ClientID),
