@@ -22,6 +22,7 @@ import (
 
 	"github.com/lovoo/goka/storage"
 	"github.com/syndtr/goleveldb/leveldb"
+	"github.com/syndtr/goleveldb/leveldb/filter"
 	ldbiter "github.com/syndtr/goleveldb/leveldb/iterator"
 	"github.com/syndtr/goleveldb/leveldb/opt"
 	"github.com/syndtr/goleveldb/leveldb/util"
@@ -42,8 +43,11 @@ func New(dir string) storage.Builder {
 			// Caches sized so that the tables of a million cards fit an authorizer in 150 MB
 			// (six partitions); no compression: a busy authorizer reads a block for nearly
 			// every payment, and decompressing it cost more than the disk it saves.
-			BlockCacheCapacity:     6 << 20,
-			Compression:            opt.NoCompression,
+			BlockCacheCapacity: 6 << 20,
+			Compression:        opt.NoCompression,
+			// A Get looks into every level-0 table that may hold the key; the filter (10 bits a
+			// key, ~1% false positives) answers for the tables that do not.
+			Filter:                 filter.NewBloomFilter(10),
 			WriteBuffer:            4 << 20,
 			OpenFilesCacheCapacity: 64,
 			// Recovery writes a whole table as fast as it can: let level-0 files pile up a
@@ -68,26 +72,33 @@ type entry struct {
 type store struct {
 	db *leveldb.DB
 
+	// flushMu serializes flushes, so batches reach LevelDB in the order they were filled. It
+	// is taken before mu, and held while a batch is written; mu is not, so reads go on
+	// meanwhile (from flushing, then LevelDB).
+	flushMu sync.Mutex
+
 	mu        sync.Mutex
-	batch     leveldb.Batch
-	pending   map[string]entry
+	batch     *leveldb.Batch
+	pending   map[string]entry // the batch's writes, for reads; empty while recovering
+	flushing  map[string]entry // the batch being written, until it is
+	spare     map[string]entry // a cleared map for the next batch
 	bytes     int
 	offset    int64
 	hasOffset bool
 	recovered bool
 	timer     *time.Timer
-	err       error // the last background flush's error, reported by the next call
+	err       error // a failed write: the storage no longer matches the changelog
 }
 
 func newStore(db *leveldb.DB) *store {
-	return &store{db: db, pending: map[string]entry{}}
+	return &store{db: db, batch: new(leveldb.Batch), pending: map[string]entry{}, spare: map[string]entry{}}
 }
 
 func (s *store) Open() error { return nil }
 
 func (s *store) Close() error {
+	err := s.flush()
 	s.mu.Lock()
-	err := s.flushLocked()
 	if s.timer != nil {
 		s.timer.Stop()
 	}
@@ -105,15 +116,23 @@ func (s *store) Has(key string) (bool, error) {
 
 func (s *store) Get(key string) ([]byte, error) {
 	s.mu.Lock()
+	if s.err != nil {
+		defer s.mu.Unlock()
+		return nil, s.err
+	}
 	if !s.recovered && s.batch.Len() > 0 {
 		// Recovered records are not indexed in pending (see write): a read while recovering,
 		// which goka does not do, writes them first.
-		if err := s.flushLocked(); err != nil {
-			s.mu.Unlock()
+		s.mu.Unlock()
+		if err := s.flush(); err != nil {
 			return nil, err
 		}
+		s.mu.Lock()
 	}
 	e, ok := s.pending[key]
+	if !ok {
+		e, ok = s.flushing[key]
+	}
 	s.mu.Unlock()
 	if ok {
 		if e.deleted {
@@ -141,9 +160,8 @@ func (s *store) Delete(key string) error {
 
 func (s *store) write(key string, e entry) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if err := s.err; err != nil {
-		s.err = nil
+		s.mu.Unlock()
 		return err
 	}
 	if e.deleted {
@@ -158,40 +176,64 @@ func (s *store) write(key string, e entry) error {
 		s.pending[key] = e
 	}
 	s.bytes += len(key) + len(e.value)
-	if s.batch.Len() >= batchRecords || s.bytes >= batchBytes {
-		return s.flushLocked()
+	full := s.batch.Len() >= batchRecords || s.bytes >= batchBytes
+	if !full {
+		s.armLocked()
 	}
+	s.mu.Unlock()
+	if full {
+		return s.flush()
+	}
+	return nil
+}
+
+// armLocked makes sure a flush comes flushInterval after the batch's first write.
+func (s *store) armLocked() {
 	if s.timer == nil {
 		s.timer = time.AfterFunc(flushInterval, s.flushLater)
 	} else if s.batch.Len() == 1 {
 		s.timer.Reset(flushInterval)
 	}
-	return nil
 }
 
 func (s *store) flushLater() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.flushLocked(); err != nil {
-		s.err = err
-	}
+	_ = s.flush() // a failure is kept in s.err and returned by every later call
 }
 
-// flushLocked writes the batch, with the offset it reaches once recovered.
-func (s *store) flushLocked() error {
+// flush writes the batch, with the offset it reaches once recovered, while reads and writes
+// go on.
+func (s *store) flush() error {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	s.mu.Lock()
+	if s.err != nil {
+		defer s.mu.Unlock()
+		return s.err
+	}
 	if s.recovered && s.hasOffset {
 		s.batch.Put([]byte(offsetKey), []byte(strconv.FormatInt(s.offset, 10)))
 		s.hasOffset = false
 	}
 	if s.batch.Len() == 0 {
+		s.mu.Unlock()
 		return nil
 	}
-	if err := s.db.Write(&s.batch, nil); err != nil {
-		return fmt.Errorf("write table storage: %w", err)
-	}
-	s.batch.Reset()
-	clear(s.pending)
+	b := s.batch
+	s.batch = new(leveldb.Batch)
+	s.flushing, s.pending, s.spare = s.pending, s.spare, nil
 	s.bytes = 0
+	s.mu.Unlock()
+
+	err := s.db.Write(b, nil)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.flushing)
+	s.spare, s.flushing = s.flushing, nil
+	if err != nil {
+		s.err = fmt.Errorf("write table storage: %w", err)
+		return s.err
+	}
 	return nil
 }
 
@@ -226,23 +268,19 @@ func (s *store) SetOffset(offset int64) error {
 		// Nothing else pending: store the offset on its own, with the next flush.
 		s.batch.Put([]byte(offsetKey), []byte(strconv.FormatInt(offset, 10)))
 		s.hasOffset = false
-		if s.timer == nil {
-			s.timer = time.AfterFunc(flushInterval, s.flushLater)
-		} else {
-			s.timer.Reset(flushInterval)
-		}
+		s.armLocked()
 	}
 	return nil
 }
 
 func (s *store) MarkRecovered() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.recovered = true
 	if s.offset != 0 || s.hasOffset {
 		s.hasOffset = true
 	}
-	return s.flushLocked()
+	s.mu.Unlock()
+	return s.flush()
 }
 
 func (s *store) Iterator() (storage.Iterator, error) {
@@ -260,12 +298,6 @@ func (s *store) IteratorWithRange(start, limit []byte) (storage.Iterator, error)
 		return &iterator{s.db.NewIterator(&util.Range{Start: start, Limit: limit}, nil)}, nil
 	}
 	return &iterator{s.db.NewIterator(util.BytesPrefix(start), nil)}, nil
-}
-
-func (s *store) flush() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.flushLocked()
 }
 
 // iterator adapts LevelDB's iterator to goka's, skipping the offset key.

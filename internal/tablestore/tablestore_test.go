@@ -82,3 +82,52 @@ func TestOffsetDefault(t *testing.T) {
 		t.Errorf("GetOffset of a new storage = %d, want the default -2", off)
 	}
 }
+
+// TestReadsDuringFlush: every read sees the latest write of its key, while batches are written
+// by the timer and by full batches, and while other keys are read at the same time.
+func TestReadsDuringFlush(t *testing.T) {
+	st, err := New(t.TempDir())("table", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.MarkRecovered(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { // another partition's reader: never blocks the writer's reads
+		for {
+			select {
+			case <-done:
+				return
+			default:
+				st.Get("other")
+			}
+		}
+	}()
+	defer close(done)
+	for i := 0; i < 3*batchRecords; i++ {
+		key := fmt.Sprint("k", i%500)
+		want := fmt.Sprint(i)
+		if err := st.Set(key, []byte(want)); err != nil {
+			t.Fatal(err)
+		}
+		st.SetOffset(int64(i))
+		if v, err := st.Get(key); err != nil || string(v) != want {
+			t.Fatalf("after Set(%s, %s): Get = %q, %v", key, want, v, err)
+		}
+		if i%1000 == 0 {
+			time.Sleep(flushInterval / 5) // let the timer flush now and then
+		}
+	}
+	time.Sleep(3 * flushInterval)
+	for k := 0; k < 500; k++ {
+		want := fmt.Sprint(3*batchRecords - 500 + k)
+		if v, _ := st.Get(fmt.Sprint("k", k)); string(v) != want {
+			t.Fatalf("after the last flush, Get(k%d) = %q, want %s", k, v, want)
+		}
+	}
+	if off, _ := st.GetOffset(-1); off != 3*batchRecords-1 {
+		t.Fatalf("GetOffset = %d", off)
+	}
+}
