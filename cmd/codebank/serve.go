@@ -198,7 +198,8 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles, onReady fun
 	if err != nil {
 		return err
 	}
-	kc, topo := c.kafka(), c.topology()
+	// One producer for every processor and emitter of the process (see ShareProducer).
+	kc, topo := c.kafka().ShareProducer(), c.topology()
 	reg := newRegistry()
 
 	// Topics.
@@ -272,6 +273,9 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles, onReady fun
 			return err
 		}
 		defer bank.Close()
+		if err := bank.Register(reg); err != nil {
+			return err
+		}
 		g.Go(func() error { return bank.Run(ctx) })
 		ready = append(ready, bank.Ready)
 		if c.Pprof {
