@@ -11,9 +11,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/lovoo/goka"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/codebank/codebank/internal/kafkaconf"
 	"github.com/codebank/codebank/processors"
@@ -35,8 +37,25 @@ type KafkaBank struct {
 	partition int32
 	replyKey  string
 	corr      *Correlator
+	legs      *prometheus.HistogramVec // nil until Register
 	ready     atomic.Bool
 	closeOnce sync.Once
+}
+
+// Register exports, on reg, how long each leg of a payment's trip through Kafka takes:
+//
+//	codebank_ingress_payment_leg_seconds{leg="request"}  request written → decision (authorizer's clock)
+//	codebank_ingress_payment_leg_seconds{leg="reply"}    decision → reply back at the waiting call
+//
+// The two legs compare this host's clock with the authorizer's, so on different hosts they are
+// off by the clocks' skew; their sum, and codebank_ingress_request_seconds, are not.
+func (b *KafkaBank) Register(reg prometheus.Registerer) error {
+	b.legs = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "codebank_ingress_payment_leg_seconds",
+		Help:    "Time of each leg of a payment through Kafka: request (written to decided) and reply (decided to back at the call).",
+		Buckets: []float64{.0005, .001, .002, .003, .005, .0075, .01, .015, .025, .05, .1, .25, 1},
+	}, []string{"leg"})
+	return reg.Register(b.legs)
 }
 
 // NewKafkaBank connects to Kafka and starts reading replies from replyPartition of the replies
@@ -175,6 +194,7 @@ func (b *KafkaBank) Command(ctx context.Context, number string, cmd *eventsv1.Ca
 func (b *KafkaBank) call(ctx context.Context, e *goka.Emitter, key, id string, msg any) (*eventsv1.Reply, error) {
 	reply, cancel := b.corr.Wait(id)
 	defer cancel()
+	start := time.Now()
 	sent := make(chan error, 1)
 	promise, err := e.Emit(key, msg)
 	if err != nil {
@@ -184,6 +204,11 @@ func (b *KafkaBank) call(ctx context.Context, e *goka.Emitter, key, id string, m
 	for {
 		select {
 		case r := <-reply:
+			if b.legs != nil && r.GetPayment() != nil && !r.GetPayment().GetDuplicate() {
+				decided := time.UnixMicro(r.GetPayment().GetOutcome().GetDecidedAtUnixUs())
+				b.legs.WithLabelValues("request").Observe(decided.Sub(start).Seconds())
+				b.legs.WithLabelValues("reply").Observe(time.Since(decided).Seconds())
+			}
 			return r, nil
 		case err := <-sent:
 			if err != nil {

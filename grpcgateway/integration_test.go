@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -236,7 +237,18 @@ func TestREST(t *testing.T) {
 		if err != nil || resp.StatusCode != 200 {
 			t.Errorf("GET %s = %v %v", path, resp.StatusCode, err)
 		}
+		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
+		if path != "/metrics" {
+			continue
+		}
+		// The payments above went through both legs, each observed once per decided payment.
+		for _, leg := range []string{"request", "reply"} {
+			m := regexp.MustCompile(`codebank_ingress_payment_leg_seconds_count\{leg="` + leg + `"\} (\d+)`).FindSubmatch(body)
+			if m == nil || string(m[1]) == "0" {
+				t.Errorf("/metrics has no %s leg observations: %q", leg, m)
+			}
+		}
 	}
 }
 

@@ -78,6 +78,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var procs []*loadgen.ProcStat
 	addrs := []string{*addr}
 	var pprofAddrs []string
+	var ingressHTTP []string // the started ingresses' HTTP addresses, for their metrics
+	var legsBefore legTotals
+	method := "Authorize"
+	if *api == "legacy" {
+		method = "legacy.Payment"
+	}
 	if *addr == "" {
 		dir, err := os.MkdirTemp("", "codebank-bench-")
 		if err != nil {
@@ -125,6 +131,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				procs = append(procs, &loadgen.ProcStat{Name: fmt.Sprintf("ingress+authorizer %d", i), PID: p.Process.Pid})
 				addrs = append(addrs, grpcAddr)
 				pprofAddrs = append(pprofAddrs, httpAddr)
+				ingressHTTP = append(ingressHTTP, httpAddr)
 				continue
 			}
 			a, err := startChild(ctx, self, *gomaxprocs, filepath.Join(dir, fmt.Sprintf("authorizer-%d.log", i)),
@@ -149,6 +156,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				&loadgen.ProcStat{Name: fmt.Sprintf("ingress %d", i), PID: in.Process.Pid})
 			addrs = append(addrs, grpcAddr)
 			pprofAddrs = append(pprofAddrs, ops, httpAddr)
+			ingressHTTP = append(ingressHTTP, httpAddr)
 		}
 	}
 	procs = append(procs, &loadgen.ProcStat{Name: "load generator", PID: os.Getpid()})
@@ -228,6 +236,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		for _, p := range procs {
 			p.Start()
 		}
+		legsBefore, _ = scrapeLegs(ingressHTTP, method)
 		if *profile != "" {
 			for i, a := range pprofAddrs {
 				go fetchProfile(a, filepath.Join(*profile, fmt.Sprintf("cpu-%d.pprof", i)), min(30*time.Second, steps[last].Duration-5*time.Second))
@@ -253,8 +262,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	stopSampling()
 	sampler.Wait()
+	legsAfter, err := scrapeLegs(ingressHTTP, method)
 
 	printBench(stdout, results, procs, *instances, *partitions, *acks, *flush)
+	if len(ingressHTTP) > 0 && err == nil && legsBefore != nil && len(results) > 0 {
+		printLegs(stdout, legsBefore, legsAfter, results[len(results)-1].Mean())
+	}
 	return nil
 }
 

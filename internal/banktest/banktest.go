@@ -101,7 +101,11 @@ func StartIngress(t testing.TB, d Deployment, replyPartition int, cfg grpcgatewa
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpcgateway.New(cfg, bank, Keys(t), prometheus.NewRegistry(), Logger(), opts...)
+	reg := prometheus.NewRegistry()
+	if err := bank.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	srv := grpcgateway.New(cfg, bank, Keys(t), reg, Logger(), opts...)
 	gl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -65,6 +65,18 @@ func (r Result) Achieved() float64 {
 }
 
 // Quantile returns the latency at q (0..1).
+func (r Result) Mean() time.Duration {
+	if len(r.Latencies) == 0 {
+		return 0
+	}
+	var sum time.Duration
+	for _, d := range r.Latencies {
+		sum += d
+	}
+	return sum / time.Duration(len(r.Latencies))
+}
+
+// Quantile returns the q-quantile of the successful calls' latencies.
 func (r Result) Quantile(q float64) time.Duration {
 	if len(r.Latencies) == 0 {
 		return 0
