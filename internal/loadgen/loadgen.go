@@ -64,7 +64,7 @@ func (r Result) Achieved() float64 {
 	return float64(ok) / r.Step.Duration.Seconds()
 }
 
-// Quantile returns the latency at q (0..1).
+// Mean returns the mean latency of the successful calls.
 func (r Result) Mean() time.Duration {
 	if len(r.Latencies) == 0 {
 		return 0
@@ -76,7 +76,7 @@ func (r Result) Mean() time.Duration {
 	return sum / time.Duration(len(r.Latencies))
 }
 
-// Quantile returns the q-quantile of the successful calls' latencies.
+// Quantile returns the latency at q (0..1).
 func (r Result) Quantile(q float64) time.Duration {
 	if len(r.Latencies) == 0 {
 		return 0
