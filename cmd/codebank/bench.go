@@ -33,7 +33,7 @@ const benchSecret = "benchmark-secret-of-the-bank"
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("bench", "bench [flags]", stderr)
-	schedule := fs.String("schedule", "~2000:10s,10000:60s", "load steps RATE:DURATION, comma-separated; ~ marks warm-up steps")
+	schedule := fs.String("schedule", "~2000:30s,7000:60s,10000:60s", "load steps RATE:DURATION, comma-separated; ~ marks warm-up steps (default: 30 s for the processes to settle after the cards are issued, then the two rates of the targets)")
 	ncards := fs.Int("cards", 100_000, "cards issued before the load")
 	hotFraction := fs.Float64("hot-fraction", 0.01, "fraction of cards that are hot")
 	hotShare := fs.Float64("hot-share", 0.2, "share of payments that go to hot cards")

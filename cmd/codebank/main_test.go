@@ -212,4 +212,13 @@ func TestDev(t *testing.T) {
 	if err := run(context.Background(), []string{"cards", "get", c.Number, addr}, &card, io.Discard); err != nil || !strings.Contains(card.String(), "Used:       BRL 13.34") {
 		t.Fatalf("cards get after restart = %v:\n%s", err, card.String())
 	}
+
+	// The load generator, open loop against the running bank: every call answered.
+	var bench bytes.Buffer
+	if err := run(context.Background(), []string{"bench", addr, "--cards", "40", "--schedule", "~20:1s,50:3s"}, &bench, io.Discard); err != nil {
+		t.Fatalf("bench: %v\n%s", err, bench.String())
+	}
+	if !strings.Contains(bench.String(), "| 50 | 50 | 150 | 0 |") {
+		t.Errorf("bench did not send 150 calls at 50/s without errors:\n%s", bench.String())
+	}
 }
