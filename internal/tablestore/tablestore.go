@@ -10,6 +10,11 @@
 // changelog: after a crash goka resumes from the stored offset and replays what the last batch
 // had not written yet. Nothing is lost; the storage is a cache of the changelog.
 //
+// A batch is written outside the store's lock, so reads go on meanwhile, from the overlay of
+// the batch being written. While a table recovers nothing reads it, and the overlay is not
+// kept. A failed write is the storage's error from then on: the processor stops, and its
+// restart recovers from the last offset written.
+//
 // Its main type is the Builder returned by New.
 package tablestore
 
