@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/debug"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -45,7 +46,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	flush := fs.Duration("flush-frequency", 0, "producer flush frequency of the started processes")
 	maxInFlight := fs.Int("max-inflight", 20_000, "most requests outstanding at once")
 	conns := fs.Int("conns", 4, "gRPC connections per ingress")
-	profile := fs.String("profile", "", "directory for CPU profiles of the started processes during the last step")
+	profile := fs.String("profile", "", "directory for CPU profiles of the started processes and the load generator (loadgen.pprof) during the last step")
 	addr := fs.String("addr", "", "load an already running Code Bank at this gRPC address instead of starting one")
 	gomaxprocs := fs.String("gomaxprocs", "1", "GOMAXPROCS of the started processes: 1, as they share the machine's cores with the broker and each other (empty: Go's default)")
 	gogc := fs.Int("gogc", 400, "GOGC of the started processes and the load generator: fewer collections for more memory")
@@ -241,6 +242,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			for i, a := range pprofAddrs {
 				go fetchProfile(a, filepath.Join(*profile, fmt.Sprintf("cpu-%d.pprof", i)), min(30*time.Second, steps[last].Duration-5*time.Second))
 			}
+			go profileSelf(filepath.Join(*profile, "loadgen.pprof"), min(30*time.Second, steps[last].Duration-5*time.Second))
 		}
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
@@ -413,4 +415,19 @@ func fetchProfile(addr, file string, d time.Duration) {
 	}
 	defer f.Close()
 	io.Copy(f, resp.Body)
+}
+
+// profileSelf writes a CPU profile of the load generator itself, over d.
+func profileSelf(file string, d time.Duration) {
+	os.MkdirAll(filepath.Dir(file), 0o755)
+	f, err := os.Create(file)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	if pprof.StartCPUProfile(f) != nil {
+		return
+	}
+	time.Sleep(d)
+	pprof.StopCPUProfile()
 }
