@@ -11,8 +11,10 @@
 // had not written yet. Nothing is lost; the storage is a cache of the changelog.
 //
 // A batch is written outside the store's lock, so reads go on meanwhile, from the overlay of
-// the batch being written. While a table recovers nothing reads it, and the overlay is not
-// kept. A failed write is the storage's error from then on: the processor stops, and its
+// the batch being written. Before goka marks the storage recovered the overlay is not kept (a
+// processor's table is not read while it recovers, and a million map entries cost time and
+// memory); a read then writes the batch and waits for it instead. Goka's views never mark
+// their storage recovered, so their reads always take that way. A failed write is the storage's error from then on: the processor stops, and its
 // restart recovers from the last offset written.
 //
 // Its main type is the Builder returned by New.
@@ -125,14 +127,16 @@ func (s *store) Get(key string) ([]byte, error) {
 		defer s.mu.Unlock()
 		return nil, s.err
 	}
-	if !s.recovered && s.batch.Len() > 0 {
-		// Recovered records are not indexed in pending (see write): a read while recovering,
-		// which goka does not do, writes them first.
+	if !s.recovered {
+		// Records written before MarkRecovered are not indexed in pending (see write): a
+		// read then writes them first, and waits for a batch already on its way. Goka's
+		// processors never read before recovery; its views never mark their storage
+		// recovered, so every view read takes this way.
 		s.mu.Unlock()
 		if err := s.flush(); err != nil {
 			return nil, err
 		}
-		s.mu.Lock()
+		return s.dbGet(key)
 	}
 	e, ok := s.pending[key]
 	if !ok {
@@ -145,6 +149,10 @@ func (s *store) Get(key string) ([]byte, error) {
 		}
 		return e.value, nil
 	}
+	return s.dbGet(key)
+}
+
+func (s *store) dbGet(key string) ([]byte, error) {
 	v, err := s.db.Get([]byte(key), nil)
 	if err == leveldb.ErrNotFound {
 		return nil, nil

@@ -131,3 +131,31 @@ func TestReadsDuringFlush(t *testing.T) {
 		t.Fatalf("GetOffset = %d", off)
 	}
 }
+
+// TestViewReadsDuringFlush: a goka view never marks its storage recovered, so its reads must
+// see every earlier write even while a batch is on its way to LevelDB.
+func TestViewReadsDuringFlush(t *testing.T) {
+	st, err := New(t.TempDir())("table", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	s := st.(*store)
+	for i := 0; i < 2000; i++ {
+		want := fmt.Sprint(i)
+		if err := st.Set("k", []byte(want)); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { s.flushLater(); close(done) }() // the timer's flush, racing the read
+		for taken := false; !taken; {               // until the flush has taken the batch
+			s.mu.Lock()
+			taken = s.batch.Len() == 0
+			s.mu.Unlock()
+		}
+		if v, err := st.Get("k"); err != nil || string(v) != want {
+			t.Fatalf("write %d: Get = %q, %v", i, v, err)
+		}
+		<-done
+	}
+}
