@@ -176,7 +176,7 @@ func (c Config) ViewOptions(storageDir string, log *slog.Logger) []goka.ViewOpti
 			return sarama.NewConsumer(brokers, s)
 		}),
 		goka.WithViewTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(c.Sarama(), c.TopicManagerConfig())),
-		goka.WithViewStorageBuilder(tablestore.New(storageDir)),
+		goka.WithViewStorageBuilder(tablestore.NewView(storageDir)),
 		goka.WithViewLogger(Logger(log)),
 		goka.WithViewClientID(c.withDefaults().ClientID),
 		goka.WithViewAutoReconnect(),

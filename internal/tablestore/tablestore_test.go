@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/lovoo/goka/storage"
 )
 
 func TestStore(t *testing.T) {
@@ -132,10 +134,17 @@ func TestReadsDuringFlush(t *testing.T) {
 	}
 }
 
-// TestViewReadsDuringFlush: a goka view never marks its storage recovered, so its reads must
-// see every earlier write even while a batch is on its way to LevelDB.
-func TestViewReadsDuringFlush(t *testing.T) {
-	st, err := New(t.TempDir())("table", 0)
+// TestUnrecoveredReadsDuringFlush: reads before MarkRecovered (a view's, always) see every
+// earlier write even while a batch is on its way to LevelDB, with the overlay (NewView) and
+// without it (New).
+func TestUnrecoveredReadsDuringFlush(t *testing.T) {
+	for name, b := range map[string]func(string) storage.Builder{"New": New, "NewView": NewView} {
+		t.Run(name, func(t *testing.T) { unrecoveredReadsDuringFlush(t, b) })
+	}
+}
+
+func unrecoveredReadsDuringFlush(t *testing.T, builder func(string) storage.Builder) {
+	st, err := builder(t.TempDir())("table", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
