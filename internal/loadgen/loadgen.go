@@ -87,8 +87,8 @@ func (r Result) Quantile(q float64) time.Duration {
 // Run sends requests following the schedule; do is called at each request's intended time,
 // with the request's sequence number, on a goroutine of its own: an idle worker left from an
 // earlier request, or a new one when every worker is busy, so requests never wait for each
-// other. (Reusing workers spares each request a new goroutine and the growth of its stack,
-// which cost the load generator a sixth of its CPU.) At most maxInFlight requests are
+// other. (Reusing workers spares each request a new goroutine and the growth of its stack:
+// about a tenth of the load generator's CPU, measured.) At most maxInFlight requests are
 // outstanding; one that cannot start counts as error "overload" (the load generator itself is
 // saturated). It returns one Result per measured step.
 func Run(ctx context.Context, steps []Step, maxInFlight int, do func(ctx context.Context, seq int) Outcome) []Result {
