@@ -9,11 +9,14 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -113,8 +116,12 @@ func Last4(number string) string {
 }
 
 // Keys derives card tokens and CVVs from the bank's secret. The zero value is not usable.
+// Keys is safe for concurrent use; copies share their pool of keyed HMAC states.
 type Keys struct {
 	secret []byte
+	// macs holds keyed HMAC-SHA256 states: a Reset one costs two block hashes fewer than
+	// hmac.New, and the ingress derives a token and a CVV on every payment.
+	macs *sync.Pool
 }
 
 // NewKeys returns Keys for a bank secret of at least 16 bytes.
@@ -122,35 +129,65 @@ func NewKeys(secret string) (Keys, error) {
 	if len(secret) < 16 {
 		return Keys{}, errors.New("bank secret must be at least 16 bytes")
 	}
-	return Keys{secret: []byte(secret)}, nil
+	key := []byte(secret)
+	return Keys{secret: key, macs: &sync.Pool{New: func() any { return hmac.New(sha256.New, key) }}}, nil
 }
 
-func (k Keys) mac(domain string, parts ...string) []byte {
-	m := hmac.New(sha256.New, k.secret)
-	m.Write([]byte(domain))
+// mac returns HMAC-SHA256(secret, domain 0 part1 0 part2 ...) into out, which must hold
+// sha256.Size bytes.
+func (k Keys) mac(out *[sha256.Size]byte, domain string, parts ...string) {
+	var buf [96]byte
+	msg := append(buf[:0], domain...)
 	for _, p := range parts {
-		m.Write([]byte{0})
-		m.Write([]byte(p))
+		msg = append(msg, 0)
+		msg = append(msg, p...)
 	}
-	return m.Sum(nil)
+	m := k.macs.Get().(hash.Hash)
+	m.Reset()
+	m.Write(msg)
+	m.Sum(out[:0])
+	k.macs.Put(m)
 }
 
 // Token returns a stable, non-reversible identifier of a card number (22 URL-safe characters),
 // used to group a card's records in analytics and statements without the number itself.
 func (k Keys) Token(number string) string {
-	return base64.RawURLEncoding.EncodeToString(k.mac("card-token", number)[:16])
+	var sum [sha256.Size]byte
+	k.mac(&sum, "card-token", number)
+	return base64.RawURLEncoding.EncodeToString(sum[:16])
 }
 
 // CVV returns the 3-digit verification value of a card: an HMAC of its number and expiry under
 // the bank secret, so the bank verifies a CVV by recomputing it and never stores it.
 func (k Keys) CVV(number string, exp Expiry) string {
-	sum := k.mac("cvv", number, fmt.Sprintf("%02d/%04d", exp.Month, exp.Year))
-	return fmt.Sprintf("%03d", binary.BigEndian.Uint32(sum[:4])%1000)
+	var cvv [3]byte
+	k.cvv(&cvv, number, exp)
+	return string(cvv[:])
 }
+
+func (k Keys) cvv(out *[3]byte, number string, exp Expiry) {
+	// The expiry as MM/YYYY, the form the derivation has always used.
+	var e [7]byte
+	if exp.Month >= 0 && exp.Month <= 99 && exp.Year >= 0 && exp.Year <= 9999 {
+		e = [7]byte{digit(exp.Month / 10), digit(exp.Month), '/',
+			digit(exp.Year / 1000), digit(exp.Year / 100), digit(exp.Year / 10), digit(exp.Year)}
+	} else {
+		copy(e[:], fmt.Sprintf("%02d/%04d", exp.Month, exp.Year)) // never a valid card; kept total
+	}
+	var sum [sha256.Size]byte
+	k.mac(&sum, "cvv", number, string(e[:]))
+	v := binary.BigEndian.Uint32(sum[:4]) % 1000
+	*out = [3]byte{digit(int(v / 100)), digit(int(v / 10)), digit(int(v))}
+}
+
+// digit returns the ASCII digit of n's last decimal place.
+func digit(n int) byte { return byte('0' + n%10) }
 
 // VerifyCVV reports whether cvv is the card's CVV, in constant time.
 func (k Keys) VerifyCVV(number string, exp Expiry, cvv string) bool {
-	return hmac.Equal([]byte(k.CVV(number, exp)), []byte(cvv))
+	var want [3]byte
+	k.cvv(&want, number, exp)
+	return len(cvv) == len(want) && subtle.ConstantTimeCompare(want[:], []byte(cvv)) == 1
 }
 
 // Expiry is a card's month and four-digit year of expiry.

@@ -1,6 +1,12 @@
 package card
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 )
@@ -120,4 +126,89 @@ func TestNormalizeHolder(t *testing.T) {
 	if NormalizeHolder("  maria  da Silva ") != NormalizeHolder("MARIA DA SILVA") {
 		t.Error("NormalizeHolder does not fold case and spaces")
 	}
+}
+
+// TestKeysDerivationIsStable pins the token and CVV derivation: cards already issued keep their
+// CVV and their statements and analytics their token. The golden values were derived by the
+// first implementation; the reference below is that implementation, written plainly.
+func TestKeysDerivationIsStable(t *testing.T) {
+	k, err := NewKeys("0123456789abcdef0123")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range []struct {
+		number, token, cvvNov31, cvvJan30 string
+	}{
+		{"4111111111111111", "gzNcUY7KgaoXOFX_qNg2gQ", "192", "363"},
+		{"5454545454545454", "JIpE73r2AbZTSYgxNyjxeA", "210", "190"},
+	} {
+		if got := k.Token(g.number); got != g.token {
+			t.Errorf("Token(%s) = %q, want %q", g.number, got, g.token)
+		}
+		if got := k.CVV(g.number, Expiry{Month: 11, Year: 2031}); got != g.cvvNov31 {
+			t.Errorf("CVV(%s, 11/2031) = %q, want %q", g.number, got, g.cvvNov31)
+		}
+		if got := k.CVV(g.number, Expiry{Month: 1, Year: 2030}); got != g.cvvJan30 {
+			t.Errorf("CVV(%s, 01/2030) = %q, want %q", g.number, got, g.cvvJan30)
+		}
+	}
+
+	secret := []byte("0123456789abcdef0123")
+	ref := func(domain string, parts ...string) []byte {
+		m := hmac.New(sha256.New, secret)
+		m.Write([]byte(domain))
+		for _, p := range parts {
+			m.Write([]byte{0})
+			m.Write([]byte(p))
+		}
+		return m.Sum(nil)
+	}
+	// Concurrent callers share the pool of HMAC states; every answer must match the reference.
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := range 500 {
+				number, _ := NewNumber(DefaultBIN)
+				exp := Expiry{Month: 1 + (i+w)%12, Year: 2026 + i%30}
+				wantToken := base64.RawURLEncoding.EncodeToString(ref("card-token", number)[:16])
+				wantCVV := fmt.Sprintf("%03d", binary.BigEndian.Uint32(ref("cvv", number, fmt.Sprintf("%02d/%04d", exp.Month, exp.Year))[:4])%1000)
+				if got := k.Token(number); got != wantToken {
+					t.Errorf("Token(%s) = %q, want %q", number, got, wantToken)
+					return
+				}
+				if got := k.CVV(number, exp); got != wantCVV {
+					t.Errorf("CVV(%s, %v) = %q, want %q", number, exp, got, wantCVV)
+					return
+				}
+				if !k.VerifyCVV(number, exp, wantCVV) || k.VerifyCVV(number, exp, wantCVV+"0") || k.VerifyCVV(number, exp, "") {
+					t.Errorf("VerifyCVV(%s, %v) disagrees with CVV %s", number, exp, wantCVV)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func BenchmarkKeys(b *testing.B) {
+	k, err := NewKeys("0123456789abcdef0123")
+	if err != nil {
+		b.Fatal(err)
+	}
+	exp := Expiry{Month: 11, Year: 2031}
+	cvv := k.CVV("5454545454545454", exp)
+	b.Run("Token", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			k.Token("5454545454545454")
+		}
+	})
+	b.Run("VerifyCVV", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if !k.VerifyCVV("5454545454545454", exp, cvv) {
+				b.Fatal("VerifyCVV rejected the card's CVV")
+			}
+		}
+	})
 }
