@@ -18,6 +18,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // NumberLength is the length of every card number the bank issues and accepts.
@@ -226,4 +228,31 @@ func (e Expiry) String() string {
 // do not matter.
 func NormalizeHolder(name string) string {
 	return strings.ToUpper(strings.Join(strings.Fields(name), " "))
+}
+
+// SameHolder reports whether two holder names are the same after NormalizeHolder, without
+// building either normalized string (the authorizer compares one on every payment).
+func SameHolder(a, b string) bool {
+	for {
+		a, b = strings.TrimLeftFunc(a, unicode.IsSpace), strings.TrimLeftFunc(b, unicode.IsSpace)
+		if a == "" || b == "" {
+			return a == b
+		}
+		// Compare one field of each, rune by rune, as strings.ToUpper would map them.
+		for {
+			ra, na := utf8.DecodeRuneInString(a)
+			rb, nb := utf8.DecodeRuneInString(b)
+			endA, endB := a == "" || unicode.IsSpace(ra), b == "" || unicode.IsSpace(rb)
+			if endA || endB {
+				if endA != endB {
+					return false
+				}
+				break
+			}
+			if ra != rb && unicode.ToUpper(ra) != unicode.ToUpper(rb) {
+				return false
+			}
+			a, b = a[na:], b[nb:]
+		}
+	}
 }

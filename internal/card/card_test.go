@@ -126,6 +126,26 @@ func TestNormalizeHolder(t *testing.T) {
 	if NormalizeHolder("  maria  da Silva ") != NormalizeHolder("MARIA DA SILVA") {
 		t.Error("NormalizeHolder does not fold case and spaces")
 	}
+	names := []string{"", " ", "MARIA DA SILVA", "  maria  da Silva ", "maria da silva", "MARIA DA SILV",
+		"MARIA DASILVA", "MARIA DA SILVA X", "maria\tda\nsilva", "josé müller", "JOSÉ MÜLLER", "JOSE MULLER",
+		"\u00a0ana\u2003lee\u00a0", "ANA LEE", "ana lee\xff", "ANA LEE\xfe", "A", "a ", "ǆ", "Ǆ", "ǅ", "ß", "SS"}
+	for _, a := range names {
+		for _, b := range names {
+			if got, want := SameHolder(a, b), NormalizeHolder(a) == NormalizeHolder(b); got != want {
+				t.Errorf("SameHolder(%q, %q) = %v, NormalizeHolder says %v", a, b, got, want)
+			}
+		}
+	}
+}
+
+func FuzzSameHolder(f *testing.F) {
+	f.Add("maria  da Silva", "MARIA DA SILVA")
+	f.Add("ana\xff", "ANA\xfe")
+	f.Fuzz(func(t *testing.T, a, b string) {
+		if got, want := SameHolder(a, b), NormalizeHolder(a) == NormalizeHolder(b); got != want {
+			t.Errorf("SameHolder(%q, %q) = %v, NormalizeHolder says %v", a, b, got, want)
+		}
+	})
 }
 
 // TestKeysDerivationIsStable pins the token and CVV derivation: cards already issued keep their

@@ -46,7 +46,7 @@ func Decide(a *eventsv1.Account, r *eventsv1.PaymentRequested, now time.Time) (o
 		out.Reason = codebankv1.RejectReason_REJECT_REASON_CARD_EXPIRED
 	case !r.GetCvvMatch():
 		out.Reason = codebankv1.RejectReason_REJECT_REASON_CVV_MISMATCH
-	case card.NormalizeHolder(r.GetHolderName()) != card.NormalizeHolder(a.GetHolderName()):
+	case !card.SameHolder(r.GetHolderName(), a.GetHolderName()):
 		out.Reason = codebankv1.RejectReason_REJECT_REASON_HOLDER_MISMATCH
 	case r.GetAmountCents() <= 0 || r.GetAmountCents() > Available(a):
 		out.Reason = codebankv1.RejectReason_REJECT_REASON_INSUFFICIENT_CREDIT
