@@ -42,7 +42,7 @@ bench: ## The load test (30 s warm-up, then 7,000 and 10,000 Authorize/s for 60 
 	$(GO) run ./cmd/codebank bench
 	GOMEMLIMIT=120MiB $(GO) run ./cmd/codebank bench --recovery 1000000 --gogc 100
 	$(GO) test -count=1 -run '^$$' -bench 'LowLoad|StatementLag' -benchtime 1000x ./grpcgateway/
-	$(GO) test -count=1 -run '^$$' -bench 'Correlator|Decide|Codec' -benchmem ./codecs/ ./processors/... ./grpcgateway/
+	$(GO) test -count=1 -run '^$$' -bench 'Correlator|Decide|Codec|Keys' -benchmem ./codecs/ ./processors/... ./grpcgateway/ ./internal/card/
 	$(GO) test -count=1 -run '^$$' -bench IndexingLag -benchtime 30x ./analytics/
 
 ##@ Contract
