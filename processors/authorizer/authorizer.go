@@ -34,13 +34,15 @@ import (
 
 // Processor is the authorizer. Build it with New, define its goka group with Graph.
 type Processor struct {
-	topo    processors.Topology
-	keys    card.Keys
-	now     func() time.Time
-	keep    int
-	keepFor time.Duration
-	log     *slog.Logger
-	m       metrics
+	topo processors.Topology
+	// replies and results are the output streams, named once: every payment emits to both.
+	replies, results goka.Stream
+	keys             card.Keys
+	now              func() time.Time
+	keep             int
+	keepFor          time.Duration
+	log              *slog.Logger
+	m                metrics
 }
 
 // Option configures a Processor.
@@ -65,7 +67,8 @@ func WithRegisterer(r prometheus.Registerer) Option {
 
 // New returns an authorizer for the topology; keys derive the card tokens of results.
 func New(topo processors.Topology, keys card.Keys, opts ...Option) *Processor {
-	p := &Processor{topo: topo, keys: keys, now: time.Now, keep: DefaultKeep, keepFor: DefaultKeepFor, log: slog.Default()}
+	p := &Processor{topo: topo, keys: keys, now: time.Now, keep: DefaultKeep, keepFor: DefaultKeepFor, log: slog.Default(),
+		replies: goka.Stream(topo.Replies().Name), results: goka.Stream(topo.Results().Name)}
 	for _, o := range opts {
 		o(p)
 	}
@@ -107,7 +110,7 @@ func (p *Processor) pay(ctx goka.Context, msg any) {
 		ctx.SetValue(acct)
 	}
 	if req.GetReplyKey() != "" {
-		ctx.Emit(goka.Stream(p.topo.Replies().Name), req.GetReplyKey(), &eventsv1.Reply{
+		ctx.Emit(p.replies, req.GetReplyKey(), &eventsv1.Reply{
 			CorrelationId: req.GetTransactionId(),
 			Body:          &eventsv1.Reply_Payment{Payment: &eventsv1.PaymentReply{Outcome: out, Duplicate: dup}},
 		})
@@ -117,7 +120,7 @@ func (p *Processor) pay(ctx goka.Context, msg any) {
 	// by transaction id.
 	number := ctx.Key()
 	token := p.keys.Token(number)
-	ctx.Emit(goka.Stream(p.topo.Results().Name), token, p.result(number, token, acct, req, out))
+	ctx.Emit(p.results, token, p.result(number, token, acct, req, out))
 
 	if dup {
 		p.m.duplicates.Inc()
@@ -191,7 +194,7 @@ func (p *Processor) command(ctx goka.Context, msg any) {
 	}
 	p.m.commands.WithLabelValues(name, strings.ToLower(strings.TrimPrefix(reply.Result.String(), "CARD_RESULT_"))).Inc()
 	if cmd.GetReplyKey() != "" {
-		ctx.Emit(goka.Stream(p.topo.Replies().Name), cmd.GetReplyKey(), &eventsv1.Reply{
+		ctx.Emit(p.replies, cmd.GetReplyKey(), &eventsv1.Reply{
 			CorrelationId: cmd.GetCommandId(),
 			Body:          &eventsv1.Reply_Card{Card: reply},
 		})
