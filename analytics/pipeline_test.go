@@ -160,8 +160,8 @@ func TestIndexEveryAuthorizationOnce(t *testing.T) {
 		}
 		var doc map[string]any
 		json.Unmarshal(h.Source, &doc)
-		if doc["transaction_id"] != h.Id {
-			t.Fatalf("document id %s is not its transaction id %v", h.Id, doc["transaction_id"])
+		if key := fmt.Sprint(doc["card_token"], ":", doc["transaction_id"]); doc["payment_key"] != h.Id || key != h.Id {
+			t.Fatalf("document id %s is not its payment key %v (%s)", h.Id, doc["payment_key"], key)
 		}
 	}
 

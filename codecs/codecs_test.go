@@ -36,7 +36,7 @@ func TestProtoRoundTrip(t *testing.T) {
 	}{
 		{PaymentRequested, &eventsv1.PaymentRequested{TransactionId: "tx-1", HolderName: "MARIA", ExpiryMonth: 11, ExpiryYear: 2030, CvvMatch: true, AmountCents: 1234, Store: "Code Store", Description: "book", RequestedAtUnixUs: 1, ReplyKey: "r0", Channel: eventsv1.Channel_CHANNEL_LEGACY}},
 		{CardCommand, &eventsv1.CardCommand{CommandId: "c-1", ReplyKey: "r1", Command: &eventsv1.CardCommand_Issue{Issue: &eventsv1.IssueCard{HolderName: "JOSE", LimitCents: 100000, Currency: "BRL", ExpiryMonth: 1, ExpiryYear: 2031}}}},
-		{Account, &eventsv1.Account{HolderName: "JOSE", LimitCents: 100, UsedCents: 50, Status: codebankv1.CardStatus_CARD_STATUS_ACTIVE, Recent: []byte{1, 2, 3}}},
+		{Account, &eventsv1.Account{HolderName: "JOSE", LimitCents: 100, UsedCents: 50, Status: codebankv1.CardStatus_CARD_STATUS_ACTIVE, Outcomes: []byte{1, 2, 3}, Approvals: 2}},
 		{Reply, &eventsv1.Reply{CorrelationId: "x", Body: &eventsv1.Reply_Payment{Payment: &eventsv1.PaymentReply{Outcome: &eventsv1.Outcome{TransactionId: "x", AmountCents: 5}, Duplicate: true}}}},
 	}
 	for _, tt := range tests {
@@ -57,7 +57,7 @@ func TestProtoWrongType(t *testing.T) {
 }
 
 func TestResultRoundTrip(t *testing.T) {
-	in := &Result{TransactionID: "tx", CardToken: "tok", CardMasked: "545454******1234", CardBIN: "545454", Status: "rejected", Reason: "insufficient_credit", AmountCents: 1234, Amount: "12.34", Currency: "BRL", Store: "Code Store", Description: "Produtos: x", Channel: "api", RequestedAt: "2026-11-25T10:00:00.000001Z", AuthorizedAt: "2026-11-25T10:00:00.002Z", ProcessingMs: 1.999, AvailableCents: 10, LimitCents: 100}
+	in := &Result{PaymentKey: "tok:tx", TransactionID: "tx", CardToken: "tok", CardMasked: "545454******1234", CardBIN: "545454", Status: "rejected", Reason: "insufficient_credit", AmountCents: 1234, Amount: "12.34", Currency: "BRL", Store: "Code Store", Description: "Produtos: x", Channel: "api", RequestedAt: "2026-11-25T10:00:00.000001Z", AuthorizedAt: "2026-11-25T10:00:00.002Z", ProcessingMs: 1.999, AvailableCents: 10, LimitCents: 100}
 	got := roundTrip(t, ResultCodec{}, in).(*Result)
 	if *got != *in {
 		t.Errorf("round trip: got %+v, want %+v", got, in)

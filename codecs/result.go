@@ -1,6 +1,12 @@
 package codecs
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"strings"
+
+	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
+	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
+)
 
 // Result is one record of the results topic (documented for every consumer in
 // docs/results-topic.md): the bank's decision on one payment attempt,
@@ -9,9 +15,13 @@ import "encoding/json"
 // Its key is CardToken. The full card number never appears in it.
 //
 // A payment redelivered or retried with the same transaction id yields the same record again,
-// identical field for field: consumers dedupe by TransactionID.
+// identical field for field: consumers dedupe by PaymentKey.
 type Result struct {
-	// TransactionID is the payment's idempotency key, unique per card.
+	// PaymentKey identifies the payment everywhere downstream (see PaymentKey): statements
+	// dedupe by it, the search index uses it as the document id, the audit counts by it.
+	PaymentKey string `json:"payment_key"`
+	// TransactionID is the payment's idempotency key, chosen by the client, unique per card
+	// (the same id on two cards is two payments).
 	TransactionID string `json:"transaction_id"`
 	// CardToken identifies the card without revealing its number (HMAC under the bank secret).
 	CardToken string `json:"card_token"`
@@ -19,10 +29,11 @@ type Result struct {
 	CardMasked string `json:"card_masked"`
 	// CardBIN is the issuer prefix, the first six digits.
 	CardBIN string `json:"card_bin"`
-	// Status is "approved" or "rejected".
+	// Status is StatusApproved or StatusRejected.
 	Status string `json:"status"`
 	// Reason is why a payment was rejected, empty when approved: card_not_found, card_expired,
-	// expiry_mismatch, cvv_mismatch, holder_mismatch, card_blocked, insufficient_credit.
+	// expiry_mismatch, cvv_mismatch, holder_mismatch, card_blocked, insufficient_credit,
+	// account_unavailable (ReasonName).
 	Reason string `json:"reason,omitempty"`
 	// AmountCents is the amount asked for, in minor units.
 	AmountCents int64 `json:"amount_cents"`
@@ -52,3 +63,41 @@ type Result struct {
 
 // ResultCodec is the goka codec of *Result.
 type ResultCodec = JSON[Result]
+
+// PaymentKey returns the key that identifies a payment everywhere downstream of the authorizer:
+// the card token and the transaction id, "TOKEN:TRANSACTION_ID". A card token never holds a
+// colon, so the key splits back unambiguously at the first one.
+func PaymentKey(cardToken, transactionID string) string {
+	return cardToken + ":" + transactionID
+}
+
+// The statuses of results.
+const (
+	StatusApproved = "approved"
+	StatusRejected = "rejected"
+)
+
+// TimeFormat is the layout of the times in results: RFC 3339 in UTC with microseconds.
+const TimeFormat = "2006-01-02T15:04:05.000000Z07:00"
+
+// StatusName is the name of a payment status in results and metrics: StatusApproved.
+func StatusName(s codebankv1.PaymentStatus) string {
+	return strings.ToLower(strings.TrimPrefix(s.String(), "PAYMENT_STATUS_"))
+}
+
+// ReasonName is the lower-case name of a reject reason in results and metrics:
+// "insufficient_credit"; empty for none.
+func ReasonName(r codebankv1.RejectReason) string {
+	if r == codebankv1.RejectReason_REJECT_REASON_UNSPECIFIED {
+		return ""
+	}
+	return strings.ToLower(strings.TrimPrefix(r.String(), "REJECT_REASON_"))
+}
+
+// ChannelName is the name of a channel in results and metrics: "api" or "legacy".
+func ChannelName(c eventsv1.Channel) string {
+	if c == eventsv1.Channel_CHANNEL_LEGACY {
+		return "legacy"
+	}
+	return "api"
+}

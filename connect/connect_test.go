@@ -18,7 +18,7 @@ func TestOpenSearchSinkConfig(t *testing.T) {
 		"topics":                            "results",
 		"opensearch.url":                    "http://127.0.0.1:9200",
 		"index.name":                        "results-v1",
-		"document.id.field":                 "transaction_id",
+		"document.id.field":                 "payment_key",
 		"value.converter":                   "org.apache.kafka.connect.storage.StringConverter",
 		"errors.tolerance":                  "all",
 		"errors.deadletterqueue.topic.name": "results-dlq",

@@ -17,6 +17,8 @@ import (
 	"github.com/lovoo/goka"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/codebank/codebank/codecs"
+	"github.com/codebank/codebank/internal/card"
 	"github.com/codebank/codebank/internal/kafkaconf"
 	"github.com/codebank/codebank/processors"
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
@@ -27,45 +29,82 @@ import (
 // from its own partition of the replies topic. Each replica reads one partition, so replies
 // are never broadcast to every replica; replicas that share a partition (more replicas than
 // partitions) still each see only answers they can match, and drop the rest.
-type KafkaBank struct {
-	topo      processors.Topology
-	log       *slog.Logger
-	payments  *goka.Emitter
-	commands  *goka.Emitter
-	consumer  sarama.Consumer
-	replies   sarama.PartitionConsumer
-	partition int32
-	replyKey  string
-	corr      *Correlator
-	legs      *prometheus.HistogramVec // nil until Register
-	ready     atomic.Bool
-	closeOnce sync.Once
-}
-
-// Register exports, on reg, how long each leg of a payment's trip through Kafka takes:
+//
+// Every call waits under a correlation id the bank generates for it (Correlator.NewID) and is
+// handed only a reply for its own card, transaction and amount. A reply that does not decode,
+// breaks its contract or names a call it does not answer is copied to the ingress's dead-letter
+// topic of the replies (processors.Topology.DeadLetters).
+//
+// Metrics (registered by NewKafkaBank):
 //
 //	codebank_ingress_payment_leg_seconds{leg="request"}  request written → decision (authorizer's clock)
 //	codebank_ingress_payment_leg_seconds{leg="reply"}    decision → reply back at the waiting call
+//	codebank_ingress_bank_inflight                       calls waiting for the authorizer
+//	codebank_ingress_overloaded_total                    calls refused because MaxInFlight calls were waiting
+//	codebank_dead_letters_total{group="ingress",topic}   replies dead-lettered
 //
 // The two legs compare this host's clock with the authorizer's, so on different hosts they are
 // off by the clocks' skew; their sum, and codebank_ingress_request_seconds, are not.
-func (b *KafkaBank) Register(reg prometheus.Registerer) error {
-	b.legs = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "codebank_ingress_payment_leg_seconds",
-		Help:    "Time of each leg of a payment through Kafka: request (written to decided) and reply (decided to back at the call).",
-		Buckets: []float64{.0005, .001, .002, .003, .005, .0075, .01, .015, .025, .05, .1, .25, 1},
-	}, []string{"leg"})
-	return reg.Register(b.legs)
+type KafkaBank struct {
+	topo        processors.Topology
+	keys        card.Keys
+	log         *slog.Logger
+	payments    *goka.Emitter
+	commands    *goka.Emitter
+	consumer    sarama.Consumer
+	replies     sarama.PartitionConsumer
+	dead        *processors.DeadLetterWriter
+	partition   int32
+	replyKey    string
+	corr        *Correlator
+	maxInFlight int64
+	inflight    atomic.Int64
+	m           bankMetrics
+	ready       atomic.Bool
+	closeOnce   sync.Once
 }
 
-// NewKafkaBank connects to Kafka and starts reading replies from replyPartition of the replies
-// topic; a negative replyPartition picks one (see ReplyPartition). Run must be called to
+// DefaultMaxInFlight is the default of BankConfig.MaxInFlight: at 10,000 payments a second and
+// a quarter of a second each, about 2,500 calls wait at once.
+const DefaultMaxInFlight = 20_000
+
+// BankConfig configures a KafkaBank.
+type BankConfig struct {
+	// ReplyPartition is the partition of the replies topic this replica reads; negative picks one
+	// (see ReplyPartition).
+	ReplyPartition int
+	// MaxInFlight is how many calls may wait for the authorizer at once; beyond it a call fails
+	// at once with ErrOverloaded (default DefaultMaxInFlight).
+	MaxInFlight int
+	// Registerer receives the bank's metrics (default: a private registry).
+	Registerer prometheus.Registerer
+	// Log is the logger (default slog.Default()).
+	Log *slog.Logger
+}
+
+type bankMetrics struct {
+	legs       *prometheus.HistogramVec
+	inflight   prometheus.GaugeFunc
+	overloaded prometheus.Counter
+}
+
+// NewKafkaBank connects to Kafka and starts reading replies from its partition of the replies
+// topic. keys derive the card tokens that replies are checked against. Run must be called to
 // deliver replies.
-func NewKafkaBank(cfg kafkaconf.Config, topo processors.Topology, replyPartition int, log *slog.Logger) (*KafkaBank, error) {
+func NewKafkaBank(kc kafkaconf.Config, topo processors.Topology, keys card.Keys, cfg BankConfig) (*KafkaBank, error) {
+	log := cfg.Log
 	if log == nil {
 		log = slog.Default()
 	}
+	reg := cfg.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = DefaultMaxInFlight
+	}
 	replies := topo.Replies()
+	replyPartition := cfg.ReplyPartition
 	if replyPartition < 0 {
 		replyPartition = ReplyPartition(replies.Partitions)
 	}
@@ -76,25 +115,47 @@ func NewKafkaBank(cfg kafkaconf.Config, topo processors.Topology, replyPartition
 	if err != nil {
 		return nil, err
 	}
-	b := &KafkaBank{topo: topo, log: log, partition: int32(replyPartition), replyKey: key, corr: NewCorrelator()}
+	b := &KafkaBank{topo: topo, keys: keys, log: log, partition: int32(replyPartition), replyKey: key, corr: NewCorrelator(),
+		maxInFlight: int64(cfg.MaxInFlight)}
+	b.m = bankMetrics{
+		legs: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "codebank_ingress_payment_leg_seconds",
+			Help:    "Time of each leg of a payment through Kafka: request (written to decided) and reply (decided to back at the call).",
+			Buckets: []float64{.0005, .001, .002, .003, .005, .0075, .01, .015, .025, .05, .1, .25, 1},
+		}, []string{"leg"}),
+		inflight: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "codebank_ingress_bank_inflight", Help: "Calls waiting for the authorizer's answer.",
+		}, func() float64 { return float64(b.inflight.Load()) }),
+		overloaded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "codebank_ingress_overloaded_total", Help: "Calls refused with RESOURCE_EXHAUSTED because the limit of calls in flight was reached.",
+		}),
+	}
+	if err := registerAll(reg, b.m.legs, b.m.inflight, b.m.overloaded); err != nil {
+		return nil, err
+	}
 
-	b.consumer, err = sarama.NewConsumer(cfg.Brokers, cfg.Sarama())
+	b.consumer, err = sarama.NewConsumer(kc.Brokers, kc.Sarama())
 	if err != nil {
 		return nil, fmt.Errorf("create reply consumer: %w", err)
 	}
 	// Replies only matter to calls waiting now: start at the end of the partition.
 	b.replies, err = b.consumer.ConsumePartition(replies.Name, b.partition, sarama.OffsetNewest)
 	if err != nil {
-		b.consumer.Close()
+		b.Close()
 		return nil, fmt.Errorf("consume %s/%d: %w", replies.Name, b.partition, err)
 	}
+	in := topo.Input(processors.ConsumerIngress, replies)
+	if b.dead, err = processors.NewDeadLetterWriter(kc, processors.ConsumerIngress, in, processors.NewDeadLetters(reg, log), log); err != nil {
+		b.Close()
+		return nil, err
+	}
 	payments, commands := topo.PaymentRequests(), topo.CardCommands()
-	b.payments, err = goka.NewEmitter(cfg.Brokers, goka.Stream(payments.Name), payments.Codec, cfg.EmitterOptions(log)...)
+	b.payments, err = goka.NewEmitter(kc.Brokers, goka.Stream(payments.Name), payments.Codec, kc.EmitterOptions(log)...)
 	if err != nil {
 		b.Close()
 		return nil, fmt.Errorf("create emitter for %s: %w", payments.Name, err)
 	}
-	b.commands, err = goka.NewEmitter(cfg.Brokers, goka.Stream(commands.Name), commands.Codec, cfg.EmitterOptions(log)...)
+	b.commands, err = goka.NewEmitter(kc.Brokers, goka.Stream(commands.Name), commands.Codec, kc.EmitterOptions(log)...)
 	if err != nil {
 		b.Close()
 		return nil, fmt.Errorf("create emitter for %s: %w", commands.Name, err)
@@ -102,6 +163,15 @@ func NewKafkaBank(cfg kafkaconf.Config, topo processors.Topology, replyPartition
 	b.ready.Store(true)
 	log.Info("ingress reading replies", "topic", replies.Name, "partition", b.partition, "reply_key", key)
 	return b, nil
+}
+
+func registerAll(reg prometheus.Registerer, cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ReplyPartition picks the replies partition of this replica: the ordinal of a StatefulSet pod
@@ -149,52 +219,104 @@ func (b *KafkaBank) Run(ctx context.Context) error {
 			if !ok {
 				return errors.New("reply consumer closed")
 			}
-			v, err := codec.Decode(msg.Value)
-			if err != nil {
-				b.log.Warn("undecodable reply", "offset", msg.Offset, "err", err)
-				continue
+			if err := b.deliver(codec, msg); err != nil {
+				b.dead.Write(msg.Topic, msg.Partition, msg.Offset, msg.Key, msg.Value, goka.HeadersFromSarama(msg.Headers), err)
 			}
-			b.corr.Deliver(v.(*eventsv1.Reply))
 		}
 	}
+}
+
+// ErrReplyMismatch is why a reply that names a waiting call but does not answer it is
+// dead-lettered.
+var ErrReplyMismatch = errors.New("reply does not answer the call it names (card, transaction or amount differ)")
+
+// deliver hands one reply record to its call; an error says why the record is dead-lettered.
+func (b *KafkaBank) deliver(codec goka.Codec, msg *sarama.ConsumerMessage) error {
+	if msg.Value == nil {
+		return nil
+	}
+	v, err := codec.Decode(msg.Value)
+	if err != nil {
+		return err
+	}
+	r := v.(*eventsv1.Reply)
+	if err := codecs.CheckReply(r); err != nil {
+		return err
+	}
+	if b.corr.Deliver(r) == Mismatched {
+		return ErrReplyMismatch
+	}
+	return nil
 }
 
 // Ready reports whether the bank can take requests.
 func (b *KafkaBank) Ready() bool { return b.ready.Load() }
 
-// ErrUnavailable is returned when a request could not be written to Kafka.
-var ErrUnavailable = errors.New("payment network unavailable")
+// Errors of KafkaBank's calls.
+var (
+	// ErrUnavailable is returned when a request could not be written to Kafka.
+	ErrUnavailable = errors.New("payment network unavailable")
+	// ErrOverloaded is returned, at once, when BankConfig.MaxInFlight calls are already
+	// waiting.
+	ErrOverloaded = errors.New("too many calls in flight")
+	// ErrRefused is returned (wrapped, with the authorizer's message) when the authorizer
+	// refused a request as malformed.
+	ErrRefused = errors.New("request refused by the authorizer")
+)
 
-// Pay writes a payment request for the card and waits for its decision.
+// Pay writes a payment request for the card and waits for its decision: a reply for this card,
+// transaction id and amount.
 func (b *KafkaBank) Pay(ctx context.Context, number string, req *eventsv1.PaymentRequested) (*eventsv1.PaymentReply, error) {
+	token := b.keys.Token(number)
 	req.ReplyKey = b.replyKey
-	r, err := b.call(ctx, b.payments, number, req.GetTransactionId(), req)
+	req.CorrelationId = b.corr.NewID()
+	start := time.Now()
+	r, err := b.call(ctx, b.payments, number, req.CorrelationId, req, func(r *eventsv1.Reply) bool {
+		if e := r.GetError(); e != nil {
+			return e.GetCardToken() == token
+		}
+		p := r.GetPayment()
+		return p != nil && p.GetCardToken() == token &&
+			p.GetOutcome().GetTransactionId() == req.GetTransactionId() && p.GetOutcome().GetAmountCents() == req.GetAmountCents()
+	})
 	if err != nil {
 		return nil, err
 	}
-	if r.GetPayment() == nil {
-		return nil, fmt.Errorf("reply to payment %s has no payment body", req.GetTransactionId())
+	p := r.GetPayment()
+	if !p.GetDuplicate() && !p.GetConflict() {
+		decided := time.UnixMicro(p.GetOutcome().GetDecidedAtUnixUs())
+		b.m.legs.WithLabelValues("request").Observe(decided.Sub(start).Seconds())
+		b.m.legs.WithLabelValues("reply").Observe(time.Since(decided).Seconds())
 	}
-	return r.GetPayment(), nil
+	return p, nil
 }
 
-// Command writes a card command and waits for its answer.
+// Command writes a card command and waits for its answer: a reply about this card.
 func (b *KafkaBank) Command(ctx context.Context, number string, cmd *eventsv1.CardCommand) (*eventsv1.CardReply, error) {
+	token := b.keys.Token(number)
 	cmd.ReplyKey = b.replyKey
-	r, err := b.call(ctx, b.commands, number, cmd.GetCommandId(), cmd)
+	cmd.CommandId = b.corr.NewID()
+	r, err := b.call(ctx, b.commands, number, cmd.CommandId, cmd, func(r *eventsv1.Reply) bool {
+		if e := r.GetError(); e != nil {
+			return e.GetCardToken() == token
+		}
+		return r.GetCard() != nil && r.GetCard().GetCardToken() == token
+	})
 	if err != nil {
 		return nil, err
-	}
-	if r.GetCard() == nil {
-		return nil, fmt.Errorf("reply to command %s has no card body", cmd.GetCommandId())
 	}
 	return r.GetCard(), nil
 }
 
-func (b *KafkaBank) call(ctx context.Context, e *goka.Emitter, key, id string, msg any) (*eventsv1.Reply, error) {
-	reply, cancel := b.corr.Wait(id)
+func (b *KafkaBank) call(ctx context.Context, e *goka.Emitter, key, id string, msg any, accept func(*eventsv1.Reply) bool) (*eventsv1.Reply, error) {
+	if b.inflight.Add(1) > b.maxInFlight {
+		b.inflight.Add(-1)
+		b.m.overloaded.Inc()
+		return nil, ErrOverloaded
+	}
+	defer b.inflight.Add(-1)
+	reply, cancel := b.corr.Wait(id, accept)
 	defer cancel()
-	start := time.Now()
 	sent := make(chan error, 1)
 	promise, err := e.Emit(key, msg)
 	if err != nil {
@@ -204,10 +326,8 @@ func (b *KafkaBank) call(ctx context.Context, e *goka.Emitter, key, id string, m
 	for {
 		select {
 		case r := <-reply:
-			if b.legs != nil && r.GetPayment() != nil && !r.GetPayment().GetDuplicate() {
-				decided := time.UnixMicro(r.GetPayment().GetOutcome().GetDecidedAtUnixUs())
-				b.legs.WithLabelValues("request").Observe(decided.Sub(start).Seconds())
-				b.legs.WithLabelValues("reply").Observe(time.Since(decided).Seconds())
+			if e := r.GetError(); e != nil {
+				return nil, fmt.Errorf("%w: %s", ErrRefused, e.GetMessage())
 			}
 			return r, nil
 		case err := <-sent:
@@ -230,6 +350,9 @@ func (b *KafkaBank) Close() error {
 			if e != nil {
 				errs = append(errs, e.Finish())
 			}
+		}
+		if b.dead != nil {
+			errs = append(errs, b.dead.Close())
 		}
 		if b.replies != nil {
 			errs = append(errs, b.replies.Close())

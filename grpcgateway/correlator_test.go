@@ -1,7 +1,6 @@
 package grpcgateway
 
 import (
-	"strconv"
 	"testing"
 
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
@@ -9,26 +8,41 @@ import (
 
 func TestCorrelator(t *testing.T) {
 	c := NewCorrelator()
-	a, cancelA := c.Wait("tx")
-	b, cancelB := c.Wait("tx")
-	other, cancelOther := c.Wait("other")
+	idA, idB := c.NewID(), c.NewID()
+	if idA == idB || NewCorrelator().NewID() == idA {
+		t.Fatalf("ids %q, %q repeat", idA, idB)
+	}
+	forA := func(r *eventsv1.Reply) bool { return r.GetPayment().GetCardToken() == "card-a" }
+	a, cancelA := c.Wait(idA, forA)
+	other, cancelOther := c.Wait(idB, func(*eventsv1.Reply) bool { return true })
 	defer cancelA()
-	defer cancelB()
 	if c.Pending() != 2 {
 		t.Fatalf("Pending() = %d, want 2", c.Pending())
 	}
-	if !c.Deliver(&eventsv1.Reply{CorrelationId: "tx"}) {
-		t.Fatal("Deliver found no waiter")
+	reply := func(id, token string) *eventsv1.Reply {
+		return &eventsv1.Reply{CorrelationId: id, Body: &eventsv1.Reply_Payment{Payment: &eventsv1.PaymentReply{CardToken: token}}}
 	}
-	if (<-a).GetCorrelationId() != "tx" || (<-b).GetCorrelationId() != "tx" {
-		t.Fatal("both waiters should get the reply")
+	// A reply under A's id for another card is not A's answer: A keeps waiting.
+	if got := c.Deliver(reply(idA, "card-b")); got != Mismatched {
+		t.Fatalf("Deliver(forged) = %v, want Mismatched", got)
 	}
-	if c.Deliver(&eventsv1.Reply{CorrelationId: "tx"}) {
-		t.Error("a second reply found a waiter")
+	select {
+	case r := <-a:
+		t.Fatalf("the call got a reply that is not its answer: %v", r)
+	default:
+	}
+	if got := c.Deliver(reply(idA, "card-a")); got != Delivered {
+		t.Fatalf("Deliver(answer) = %v, want Delivered", got)
+	}
+	if r := <-a; r.GetPayment().GetCardToken() != "card-a" {
+		t.Fatalf("the call got %v", r)
+	}
+	if got := c.Deliver(reply(idA, "card-a")); got != Unclaimed {
+		t.Errorf("a second reply = %v, want Unclaimed", got)
 	}
 	cancelOther()
-	if c.Deliver(&eventsv1.Reply{CorrelationId: "other"}) {
-		t.Error("a canceled waiter got a reply")
+	if got := c.Deliver(reply(idB, "x")); got != Unclaimed {
+		t.Errorf("a reply to a canceled call = %v, want Unclaimed", got)
 	}
 	select {
 	case r := <-other:
@@ -56,13 +70,12 @@ func TestReplyKey(t *testing.T) {
 
 func BenchmarkCorrelator(b *testing.B) {
 	c := NewCorrelator()
+	accept := func(*eventsv1.Reply) bool { return true }
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
-		i := 0
 		for pb.Next() {
-			id := strconv.Itoa(i) + "-tx"
-			i++
-			ch, cancel := c.Wait(id)
+			id := c.NewID()
+			ch, cancel := c.Wait(id, accept)
 			c.Deliver(&eventsv1.Reply{CorrelationId: id})
 			<-ch
 			cancel()

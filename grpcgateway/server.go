@@ -30,8 +30,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -55,7 +57,19 @@ type Config struct {
 	BIN string
 	// CardYears is how many years new cards are valid (default 5).
 	CardYears int
+	// MaxMessageBytes bounds a gRPC request message and a REST request body (default
+	// DefaultMaxMessageBytes); a larger one is refused (RESOURCE_EXHAUSTED, HTTP 413).
+	MaxMessageBytes int
+	// MaxConcurrentStreams bounds the calls one gRPC connection may have open at once (default
+	// DefaultMaxConcurrentStreams); further calls on it wait for one to finish.
+	MaxConcurrentStreams uint32
 }
+
+// Defaults of Config's limits. Every request of the API fits in a few hundred bytes.
+const (
+	DefaultMaxMessageBytes      = 64 << 10
+	DefaultMaxConcurrentStreams = 1000
+)
 
 func (c Config) withDefaults() Config {
 	if c.GRPCAddr == "" {
@@ -75,6 +89,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CardYears <= 0 {
 		c.CardYears = 5
+	}
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if c.MaxConcurrentStreams == 0 {
+		c.MaxConcurrentStreams = DefaultMaxConcurrentStreams
 	}
 	return c
 }
@@ -126,7 +146,16 @@ func New(cfg Config, bank Bank, keys card.Keys, reg *prometheus.Registry, log *s
 		o(s)
 	}
 	s.metrics = newServerMetrics(reg)
-	s.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(s.metrics.interceptor))
+	s.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(s.metrics.interceptor),
+		grpc.MaxRecvMsgSize(s.cfg.MaxMessageBytes),
+		grpc.MaxConcurrentStreams(s.cfg.MaxConcurrentStreams),
+		// Clients may ping an idle connection at most every 10 s; one that pings more often is
+		// disconnected (GOAWAY "too_many_pings") instead of keeping the server busy.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		// The server pings a connection silent for 2 minutes and drops it if no answer comes
+		// within 20 s: a vanished client does not hold its connection for good.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
+	)
 	if !s.noPayments {
 		codebankv1.RegisterCardServiceServer(s.grpc, cardService{Server: s})
 		codebankv1.RegisterPaymentServiceServer(s.grpc, paymentService{Server: s})
@@ -138,7 +167,7 @@ func New(cfg Config, bank Bank, keys card.Keys, reg *prometheus.Registry, log *s
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
-	s.http = &http.Server{Addr: s.cfg.HTTPAddr, Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+	s.http = NewHTTPServer(s.httpHandler(), s.cfg.RequestTimeout)
 	return s
 }
 
@@ -167,7 +196,7 @@ func (s *Server) httpHandler() http.Handler {
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/", s.metrics.countHTTP(gw))
+	mux.Handle("/", s.metrics.countHTTP(LimitBody(gw, int64(s.cfg.MaxMessageBytes))))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
@@ -227,6 +256,35 @@ func (s *Server) ServeListeners(ctx context.Context, grpcL, httpL net.Listener) 
 		return s.http.Shutdown(shutdownCtx)
 	})
 	return g.Wait()
+}
+
+// NewHTTPServer returns an http.Server for handler whose timeouts bound what a slow or idle
+// client can hold: headers within 10 s, the whole request within 30 s, the answer written
+// within requestTimeout and 10 s, and an idle keep-alive connection for 2 minutes.
+func NewHTTPServer(handler http.Handler, requestTimeout time.Duration) *http.Server {
+	return &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      requestTimeout + 10*time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+}
+
+// LimitBody refuses a request whose body is over max bytes: with 413 and a message at once when
+// its Content-Length says so, and by failing the read (http.MaxBytesReader) when it does not.
+func LimitBody(next http.Handler, max int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > max {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusRequestEntityTooLarge)
+			fmt.Fprintf(w, `{"code":%d,"message":"request body of %d bytes is over the limit of %d bytes"}`+"\n", codes.ResourceExhausted, r.ContentLength, max)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, max)
+		next.ServeHTTP(w, r)
+	})
 }
 
 type serverMetrics struct {

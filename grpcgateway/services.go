@@ -56,19 +56,19 @@ func (s cardService) IssueCard(ctx context.Context, req *codebankv1.IssueCardReq
 		if err != nil {
 			return nil, status.Errorf(codes.Internal, "generate card number: %v", err)
 		}
-		cmdID := uuid.NewString()
 		reply, err := s.bank.Command(ctx, number, &eventsv1.CardCommand{
-			CommandId: cmdID, RequestedAtUnixUs: s.now().UnixMicro(),
+			RequestedAtUnixUs: s.now().UnixMicro(),
 			Command: &eventsv1.CardCommand_Issue{Issue: &eventsv1.IssueCard{
 				HolderName: holder, LimitCents: req.GetLimitCents(), Currency: s.cfg.Currency,
 				ExpiryMonth: int32(exp.Month), ExpiryYear: int32(exp.Year),
 			}},
 		})
 		if err != nil {
-			return nil, s.callError(err, "issue card (command "+cmdID+")")
+			return nil, s.callError(err, "issue card")
 		}
-		if reply.GetResult() == eventsv1.CardResult_CARD_RESULT_ALREADY_EXISTS {
-			continue
+		switch reply.GetResult() {
+		case eventsv1.CardResult_CARD_RESULT_ALREADY_EXISTS, eventsv1.CardResult_CARD_RESULT_UNAVAILABLE:
+			continue // the number is taken, or its account is damaged: another number
 		}
 		return &codebankv1.IssueCardResponse{Card: s.toCard(number, reply.GetAccount()), Cvv: s.keys.CVV(number, exp)}, nil
 	}
@@ -134,6 +134,9 @@ func (s paymentService) Authorize(ctx context.Context, req *codebankv1.Authorize
 		return nil, err
 	}
 	out := reply.GetOutcome()
+	if reply.GetConflict() {
+		return nil, conflict(txID)
+	}
 	return &codebankv1.AuthorizeResponse{
 		TransactionId: out.GetTransactionId(), Status: out.GetStatus(), Reason: out.GetReason(),
 		AvailableCents: out.GetAvailableCents(), AmountCents: out.GetAmountCents(),
@@ -196,6 +199,8 @@ func (s legacyService) Payment(ctx context.Context, req *paymentpb.PaymentReques
 		return nil, err
 	}
 	switch out := reply.GetOutcome(); {
+	case reply.GetConflict(): // never with the generated id; kept total
+		return nil, status.Error(codes.FailedPrecondition, LegacyRejected)
 	case out.GetStatus() == codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED:
 		return &emptypb.Empty{}, nil
 	case out.GetReason() == codebankv1.RejectReason_REJECT_REASON_CARD_NOT_FOUND:
@@ -203,6 +208,12 @@ func (s legacyService) Payment(ctx context.Context, req *paymentpb.PaymentReques
 	default:
 		return nil, status.Error(codes.FailedPrecondition, LegacyRejected)
 	}
+}
+
+// conflict is the error of a transaction id that the card already used for another payment.
+func conflict(txID string) error {
+	return status.Errorf(codes.AlreadyExists, "transaction_id %q: this card already has a payment with this transaction id "+
+		"and another amount, store or description; nothing was charged (use a new transaction id for a new payment)", txID)
 }
 
 // deadline bounds a call by the configured request timeout.
@@ -220,6 +231,11 @@ func (s *Server) callError(err error, what string) error {
 		return status.Errorf(codes.Canceled, "%s: canceled", what)
 	case errors.Is(err, ErrUnavailable):
 		return status.Errorf(codes.Unavailable, "%s: %v", what, err)
+	case errors.Is(err, ErrOverloaded):
+		return status.Errorf(codes.ResourceExhausted, "%s: the bank is at its limit of calls in flight; retry with the same id after a short pause", what)
+	case errors.Is(err, ErrRefused):
+		s.log.Error("authorizer refused a request", "what", what, "err", err)
+		return status.Errorf(codes.Internal, "%s: %v", what, err)
 	default:
 		s.log.Error("call to authorizer failed", "what", what, "err", err)
 		return status.Errorf(codes.Internal, "%s: %v", what, err)

@@ -6,12 +6,10 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/codebank/codebank/internal/card"
-	"github.com/codebank/codebank/processors/authorizer"
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
@@ -44,14 +42,17 @@ func (s *Server) account(ctx context.Context, number string) (*eventsv1.Account,
 	ctx, cancel := s.deadline(ctx)
 	defer cancel()
 	reply, err := s.bank.Command(ctx, number, &eventsv1.CardCommand{
-		CommandId: uuid.NewString(), RequestedAtUnixUs: s.now().UnixMicro(),
-		Command: &eventsv1.CardCommand_Get{Get: &eventsv1.GetCard{}},
+		RequestedAtUnixUs: s.now().UnixMicro(),
+		Command:           &eventsv1.CardCommand_Get{Get: &eventsv1.GetCard{}},
 	})
 	if err != nil {
-		return nil, s.callError(err, "get card")
+		return nil, s.callError(err, "get card "+card.Mask(number))
 	}
-	if reply.GetResult() == eventsv1.CardResult_CARD_RESULT_NOT_FOUND {
+	switch reply.GetResult() {
+	case eventsv1.CardResult_CARD_RESULT_NOT_FOUND:
 		return nil, status.Errorf(codes.NotFound, "card %s not found", card.Mask(number))
+	case eventsv1.CardResult_CARD_RESULT_UNAVAILABLE:
+		return nil, status.Errorf(codes.Unavailable, "card %s: its account cannot be read; the bank has been alerted", card.Mask(number))
 	}
 	return reply.GetAccount(), nil
 }
@@ -69,8 +70,8 @@ func (s *Server) cardOf(ctx context.Context, raw string) (string, *eventsv1.Acco
 }
 
 // GetStatement returns one page of a month. It first asks the authorizer for the card, whose
-// latest approval in that month the statement must show, and waits up to StatementWait for
-// the statements processor to have placed it: a statement read right after an approved
+// count of approvals the statement must reach, and waits up to StatementWait for the
+// statements processor to have applied them: a statement read right after an approved
 // Authorize shows that purchase.
 func (s statementService) GetStatement(ctx context.Context, req *codebankv1.GetStatementRequest) (*codebankv1.GetStatementResponse, error) {
 	number := card.NormalizeNumber(req.GetNumber())
@@ -106,7 +107,6 @@ func (s statementService) GetStatement(ctx context.Context, req *codebankv1.GetS
 		return nil, err
 	}
 	token := s.keys.Token(number)
-	target := latestApproval(acct, month)
 
 	resp := &codebankv1.GetStatementResponse{
 		MaskedNumber: card.Mask(number), HolderName: acct.GetHolderName(), Month: month,
@@ -118,11 +118,12 @@ func (s statementService) GetStatement(ctx context.Context, req *codebankv1.GetS
 		if err != nil {
 			return nil, status.Errorf(codes.Unavailable, "read statement: %v", err)
 		}
-		var total, count int64
+		var total, count, applied int64
 		for _, m := range st.GetMonths() {
 			if m.GetMonth() == month {
 				total, count = m.GetTotalCents(), m.GetCount()
 			}
+			applied += m.GetCount()
 		}
 		want := max(min(size, count-from), 0)
 		var lines []*codebankv1.StatementLine
@@ -131,7 +132,7 @@ func (s statementService) GetStatement(ctx context.Context, req *codebankv1.GetS
 				return nil, status.Errorf(codes.Unavailable, "read statement: %v", err)
 			}
 		}
-		caughtUp := (target == 0 || hasApplied(st, target)) && int64(len(lines)) == want
+		caughtUp := applied >= acct.GetApprovals() && int64(len(lines)) == want
 		if caughtUp || time.Now().After(deadline) || ctx.Err() != nil {
 			resp.Lines, resp.TotalCents, resp.Count, resp.UpToDate = lines, total, count, caughtUp
 			if from+int64(len(lines)) < count {
@@ -164,27 +165,4 @@ func (s statementService) ListStatements(ctx context.Context, req *codebankv1.Li
 		return 1
 	})
 	return resp, nil
-}
-
-// latestApproval returns the transaction id hash of the account's latest approval decided in
-// month; 0 for none.
-func latestApproval(a *eventsv1.Account, month string) uint64 {
-	recent := authorizer.RecentOutcomes(a)
-	for i := len(recent) - 1; i >= 0; i-- {
-		o := recent[i]
-		if o.Status == codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED &&
-			time.UnixMicro(o.DecidedAtUnixUs).UTC().Format(monthLayout) == month {
-			return o.TxHash
-		}
-	}
-	return 0
-}
-
-func hasApplied(st *eventsv1.StatementCard, txHash uint64) bool {
-	for _, a := range st.GetRecent() {
-		if authorizer.TxHash(a.GetTransactionId()) == txHash {
-			return true
-		}
-	}
-	return false
 }

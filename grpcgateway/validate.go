@@ -3,23 +3,21 @@ package grpcgateway
 import (
 	"fmt"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/codebank/codebank/codecs"
 	"github.com/codebank/codebank/internal/card"
-	"github.com/codebank/codebank/internal/money"
 )
 
-// Lengths accepted for text fields, in characters.
+// Lengths accepted for text fields, in characters: the records' contract (package codecs).
 const (
-	MaxHolderLen      = 64
-	MaxStoreLen       = 100
-	MaxDescriptionLen = 500
-	MaxTxIDLen        = 64
+	MaxHolderLen      = codecs.MaxHolderLen
+	MaxStoreLen       = codecs.MaxStoreLen
+	MaxDescriptionLen = codecs.MaxDescriptionLen
+	MaxTxIDLen        = codecs.MaxTransactionIDLen
 )
 
 // violations collects what is wrong with a request, field by field.
@@ -47,15 +45,8 @@ func (v violations) err() error {
 }
 
 func (v *violations) text(field, s string, maxLen int) {
-	switch n := utf8.RuneCountInString(s); {
-	case !utf8.ValidString(s):
-		v.add(field, "must be valid UTF-8")
-	case strings.TrimSpace(s) == "":
-		v.add(field, "is required")
-	case n > maxLen:
-		v.add(field, "must be at most %d characters, got %d", maxLen, n)
-	case strings.IndexFunc(s, unicode.IsControl) >= 0:
-		v.add(field, "must not contain control characters")
+	if err := codecs.CheckText(s, maxLen); err != nil {
+		v.add(field, "%v", err)
 	}
 }
 
@@ -78,11 +69,8 @@ func (v *violations) expiry(monthField, yearField string, month, year int32) {
 }
 
 func (v *violations) cents(field string, c int64) {
-	switch {
-	case c <= 0:
-		v.add(field, "must be greater than zero, got %d", c)
-	case c > money.MaxCents:
-		v.add(field, "must be at most %d, got %d", money.MaxCents, c)
+	if err := codecs.CheckCents(c); err != nil {
+		v.add(field, "%v", err)
 	}
 }
 
@@ -92,18 +80,12 @@ func (v *violations) cvv(field, cvv string) {
 	}
 }
 
+// transactionID checks an optional transaction id (the bank generates one when it is empty).
 func (v *violations) transactionID(field, id string) {
 	if id == "" {
 		return
 	}
-	if len(id) > MaxTxIDLen {
-		v.add(field, "must be at most %d characters", MaxTxIDLen)
-		return
-	}
-	for _, r := range id {
-		if !(r == '-' || r == '_' || r == '.' || r == ':' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
-			v.add(field, "may contain only letters, digits and . _ : -")
-			return
-		}
+	if err := codecs.CheckTransactionID(id); err != nil {
+		v.add(field, "%v", err)
 	}
 }

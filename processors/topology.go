@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -139,9 +140,80 @@ func (t Topology) StatementsTable() Topic {
 		Config: map[string]string{"cleanup.policy": "compact", "segment.ms": strconv.FormatInt(time.Hour.Milliseconds(), 10)}}
 }
 
+// The consumers of Code Bank's topics, by the name their dead-letter topics carry.
+const (
+	ConsumerAuthorizer = "authorizer" // the authorizer group
+	ConsumerStatements = "statements" // the statements group
+	ConsumerIngress    = "ingress"    // each ingress replica's reader of its replies partition
+	ConsumerDashboard  = "dashboard"  // the dashboard page's feed of results
+	ConsumerConnect    = "connect"    // Kafka Connect's sink into the search index
+)
+
+// Input is a topic a consumer reads and the dead-letter topic where it copies the records of it
+// that it cannot use.
+type Input struct {
+	Topic       Topic
+	DeadLetters Topic
+}
+
+// Consumer is one reader of Code Bank's topics.
+type Consumer struct {
+	// Name is the consumer's name (Consumer* constants).
+	Name string
+	// Inputs are the topics it reads.
+	Inputs []Input
+}
+
+// DeadLetters is the dead-letter topic of consumer for input: "<prefix><consumer>.<input>.dlq",
+// e.g. "authorizer.payment-requests.dlq". It receives, unchanged (key, value and headers), each
+// record of input that the consumer could not decode or that broke its contract, with headers
+// naming the source topic, partition, offset and the error (processors.DeadLetterHeaders).
+// Read by people; kept 30 days.
+func (t Topology) DeadLetters(consumer string, input Topic) Topic {
+	return Topic{Name: t.Prefix + consumer + "." + strings.TrimPrefix(input.Name, t.Prefix) + ".dlq", Key: "as in " + input.Name,
+		Codec: codecs.Bytes{}, Partitions: 1,
+		Config: map[string]string{"retention.ms": strconv.FormatInt((30 * 24 * time.Hour).Milliseconds(), 10)}}
+}
+
+func (t Topology) input(consumer string, topic Topic) Input {
+	return Input{Topic: topic, DeadLetters: t.DeadLetters(consumer, topic)}
+}
+
+// Consumers returns every consumer of the bank's topics with the topics it reads. (The store
+// declares its own: orders.Consumers.)
+func (t Topology) Consumers() []Consumer {
+	results := t.Results()
+	return []Consumer{
+		{Name: ConsumerAuthorizer, Inputs: []Input{t.input(ConsumerAuthorizer, t.PaymentRequests()), t.input(ConsumerAuthorizer, t.CardCommands())}},
+		{Name: ConsumerStatements, Inputs: []Input{t.input(ConsumerStatements, results), t.input(ConsumerStatements, t.StatementsLoop())}},
+		{Name: ConsumerIngress, Inputs: []Input{t.input(ConsumerIngress, t.Replies())}},
+		{Name: ConsumerDashboard, Inputs: []Input{t.input(ConsumerDashboard, results)}},
+		{Name: ConsumerConnect, Inputs: []Input{{Topic: results, DeadLetters: t.ResultDeadLetters()}}},
+	}
+}
+
+// Input returns the input of consumer that reads topic; it panics when there is none, a
+// mistake in the code that names them.
+func (t Topology) Input(consumer string, topic Topic) Input {
+	for _, c := range t.Consumers() {
+		for _, in := range c.Inputs {
+			if c.Name == consumer && in.Topic.Name == topic.Name {
+				return in
+			}
+		}
+	}
+	panic("processors: " + consumer + " does not read " + topic.Name)
+}
+
 // All returns every topic of the deployment.
 func (t Topology) All() []Topic {
-	return []Topic{t.PaymentRequests(), t.CardCommands(), t.AuthorizerTable(), t.Results(), t.Replies(), t.StatementsLoop(), t.StatementsTable(), t.ResultDeadLetters()}
+	all := []Topic{t.PaymentRequests(), t.CardCommands(), t.AuthorizerTable(), t.Results(), t.Replies(), t.StatementsLoop(), t.StatementsTable()}
+	for _, c := range t.Consumers() {
+		for _, in := range c.Inputs {
+			all = append(all, in.DeadLetters)
+		}
+	}
+	return all
 }
 
 // ErrPartitionMismatch is returned by Ensure when an existing topic has another partition

@@ -69,7 +69,7 @@ func (s *Server) product(w http.ResponseWriter, r *http.Request) {
 		s.notFound(w, r)
 		return
 	}
-	form := checkoutForm{OrderID: newOrderID(), Product: p.Slug, Quantity: "1"}
+	form := checkoutForm{OrderID: s.newOrderID(), Product: p.Slug, Quantity: "1"}
 	s.renderProduct(w, http.StatusOK, p, form, nil, "")
 }
 

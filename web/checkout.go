@@ -2,9 +2,12 @@ package web
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base32"
 	"errors"
+	"fmt"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -63,18 +66,38 @@ type cardInput struct {
 }
 
 // orderIDPattern matches newOrderID's ids; they are valid bank transaction ids.
-var orderIDPattern = regexp.MustCompile(`^order-[a-z2-7]{16}$`)
+var orderIDPattern = regexp.MustCompile(`^order-[a-z2-7]{16}-[a-z2-7]{16}$`)
 
 var idEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
 
-// newOrderID returns a new random order id, "order-" and 16 characters (80 bits). The
-// product page puts it in the checkout form, so that every submission of that form, a
-// double click included, is the same order and the same transaction for the bank.
-func newOrderID() string {
+// newOrderID returns a new order id: "order-", 16 random characters (80 bits), "-" and 16
+// characters (80 bits) of their HMAC under the store's key. The product page puts it in the
+// checkout form, so that every submission of that form, a double click included, is the same
+// order and the same transaction for the bank; and the checkout pays only for ids it issued.
+func (s *Server) newOrderID() string {
 	var b [10]byte
 	rand.Read(b[:])
-	return "order-" + strings.ToLower(idEncoding.EncodeToString(b[:]))
+	id := "order-" + strings.ToLower(idEncoding.EncodeToString(b[:]))
+	return id + "-" + s.orderSig(id)
 }
+
+func (s *Server) orderSig(id string) string {
+	m := hmac.New(sha256.New, s.orderKey)
+	m.Write([]byte(id))
+	return strings.ToLower(idEncoding.EncodeToString(m.Sum(nil)[:10]))
+}
+
+// issued reports whether id is an order id this store issued (newOrderID).
+func (s *Server) issued(id string) bool {
+	if !orderIDPattern.MatchString(id) {
+		return false
+	}
+	body, sig := id[:len(id)-17], id[len(id)-16:]
+	return hmac.Equal([]byte(sig), []byte(s.orderSig(body)))
+}
+
+// msgNotIssued says why a checkout form with an order id the store did not issue is refused.
+const msgNotIssued = "This order form has expired or was not issued by the store. Check the details and pay again."
 
 // validateCard checks the card fields and adds a message per field at fault to errs.
 func validateCard(f checkoutForm, now time.Time, errs map[string]string) cardInput {
@@ -167,8 +190,7 @@ func validateQuantity(s string, errs map[string]string) int {
 
 // checkout validates the form, places the order and pays for it.
 func (s *Server) checkout(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil {
-		http.Error(w, "bad form", http.StatusBadRequest)
+	if !parseForm(w, r) {
 		return
 	}
 	f := parseCheckout(r)
@@ -177,15 +199,21 @@ func (s *Server) checkout(w http.ResponseWriter, r *http.Request) {
 		s.notFound(w, r)
 		return
 	}
-	if !orderIDPattern.MatchString(f.OrderID) {
-		f.OrderID = newOrderID()
-	}
 	errs := map[string]string{}
 	qty := validateQuantity(f.Quantity, errs)
 	c := validateCard(f, s.now(), errs)
-	if len(errs) > 0 {
+	issued := s.issued(f.OrderID)
+	if !issued {
+		f.OrderID = s.newOrderID() // the form shown again is one the store issued
+	}
+	switch {
+	case len(errs) > 0:
 		s.checkouts.WithLabelValues("invalid").Inc()
 		s.renderProduct(w, http.StatusUnprocessableEntity, p, f, errs, "")
+		return
+	case !issued:
+		s.checkouts.WithLabelValues("invalid").Inc()
+		s.renderProduct(w, http.StatusBadRequest, p, f, nil, msgNotIssued)
 		return
 	}
 	items := []orders.Item{{Slug: p.Slug, Name: p.Name, PriceCents: p.PriceCents, Quantity: qty}}
@@ -255,11 +283,22 @@ func (s *Server) pay(w http.ResponseWriter, r *http.Request, id string, items []
 		AmountCents: o.TotalCents, Store: s.cfg.StoreName, Description: description(o.Items),
 	})
 	cancel()
+	if err == nil {
+		if mismatch := s.checkAnswer(base, o, masked, resp); mismatch != "" {
+			err = errors.New(mismatch)
+		}
+	}
 	if err != nil {
 		why, result := orders.ErrorUnreachable, "unreachable"
 		fieldErrs, general := bankViolations(err)
-		if fieldErrs != nil || general != "" {
+		switch {
+		case fieldErrs != nil || general != "":
 			why, result = orders.ErrorInvalid, "invalid"
+		case status.Code(err) == codes.AlreadyExists || resp != nil:
+			// The bank holds another payment under this order's id, or answered for another
+			// payment: the order is not marked paid, and people look at it.
+			why, result = orders.ErrorMismatch, "mismatch"
+			log.Error("bank's answer is not about this order; not marked paid", "err", err)
 		}
 		s.checkouts.WithLabelValues(result).Inc()
 		log.Warn("bank did not decide", "code", status.Code(err).String(), "err", err)
@@ -289,6 +328,30 @@ func (s *Server) pay(w http.ResponseWriter, r *http.Request, id string, items []
 		return
 	}
 	s.redirectToOrder(w, r, id)
+}
+
+// checkAnswer returns what, if anything, makes the bank's answer not an answer to this
+// attempt at order o: another transaction, amount or card, or a replay of an earlier attempt
+// when the store never made one.
+func (s *Server) checkAnswer(ctx context.Context, o *orders.Order, masked string, resp *codebankv1.AuthorizeResponse) string {
+	switch {
+	case resp.GetTransactionId() != o.ID:
+		return "the answer is for another transaction"
+	case resp.GetAmountCents() != o.TotalCents:
+		return fmt.Sprintf("the answer is for %d cents, the order is for %d", resp.GetAmountCents(), o.TotalCents)
+	case resp.GetMaskedNumber() != masked:
+		return "the answer is for another card"
+	case resp.GetDuplicate():
+		// A replay is the answer to an earlier attempt at this order: there must have been one.
+		// (With a double click, the other click's placement is in before its request was
+		// decided, so the order read now counts it.)
+		ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+		defer cancel()
+		if now, err := s.orders.Get(ctx, o.ID); err == nil && now.Attempts < 2 {
+			return "the bank replayed an earlier payment for an order the store paid only once"
+		}
+	}
+	return ""
 }
 
 func (s *Server) redirectToOrder(w http.ResponseWriter, r *http.Request, id string) {

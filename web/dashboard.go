@@ -14,9 +14,11 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/lovoo/goka"
 
 	"github.com/codebank/codebank/codecs"
 	"github.com/codebank/codebank/internal/kafkaconf"
+	"github.com/codebank/codebank/processors"
 )
 
 // The dashboard's window and its bounds.
@@ -101,11 +103,14 @@ type ReasonCount struct {
 
 // Feed reads the results topic (processors.Topology.Results, JSON records of
 // docs/results-topic.md) from every partition, starting WindowSeconds back, and keeps rolling
-// aggregates for the dashboard in memory. Records are deduplicated by card token and
-// transaction id, as the topic's contract asks. Build it with NewFeed and Run it; a Feed
-// without Run can be fed with Add.
+// aggregates for the dashboard in memory. Records are deduplicated by payment key, as the
+// topic's contract asks; one that does not decode or breaks the contract is copied to the
+// dashboard's dead-letter topic of the results (processors.ConsumerDashboard) and skipped.
+// Build it with NewFeed and Run it; a Feed without Run can be fed with Add.
 type Feed struct {
 	kc        kafkaconf.Config
+	in        processors.Input
+	dead      *processors.DeadLetters
 	topic     string
 	log       *slog.Logger
 	now       func() time.Time
@@ -115,12 +120,17 @@ type Feed struct {
 	agg aggregate
 }
 
-// NewFeed returns a feed of the results topic named topic.
-func NewFeed(kc kafkaconf.Config, topic string, log *slog.Logger) *Feed {
+// NewFeed returns a feed of the results topic of topo; dead counts and logs the records it
+// dead-letters (nil: a private registry).
+func NewFeed(kc kafkaconf.Config, topo processors.Topology, dead *processors.DeadLetters, log *slog.Logger) *Feed {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Feed{kc: kc, topic: topic, log: log, now: time.Now}
+	if dead == nil {
+		dead = processors.NewDeadLetters(nil, log)
+	}
+	in := topo.Input(processors.ConsumerDashboard, topo.Results())
+	return &Feed{kc: kc, in: in, dead: dead, topic: in.Topic.Name, log: log, now: time.Now}
 }
 
 // Add counts one result.
@@ -175,6 +185,11 @@ func (f *Feed) consume(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("partitions of %s: %w", f.topic, err)
 	}
+	dead, err := processors.NewDeadLetterWriter(f.kc, processors.ConsumerDashboard, f.in, f.dead, f.log)
+	if err != nil {
+		return err
+	}
+	defer dead.Close()
 	since := f.now().Add(-WindowSeconds * time.Second).UnixMilli()
 	stopped := make(chan error, len(parts))
 	ctx, cancel := context.WithCancel(ctx)
@@ -196,7 +211,7 @@ func (f *Feed) consume(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			defer pc.AsyncClose()
-			stopped <- f.read(ctx, pc)
+			stopped <- f.read(ctx, pc, dead)
 		}()
 	}
 	f.connected.Store(true)
@@ -209,7 +224,7 @@ func (f *Feed) consume(ctx context.Context) error {
 }
 
 // read adds the records of one partition until ctx ends or the partition consumer stops.
-func (f *Feed) read(ctx context.Context, pc sarama.PartitionConsumer) error {
+func (f *Feed) read(ctx context.Context, pc sarama.PartitionConsumer, dead *processors.DeadLetterWriter) error {
 	for {
 		select {
 		case <-ctx.Done():
@@ -218,9 +233,15 @@ func (f *Feed) read(ctx context.Context, pc sarama.PartitionConsumer) error {
 			if !ok {
 				return errors.New("partition consumer closed")
 			}
+			if m.Value == nil {
+				continue
+			}
 			v, err := codecs.ResultCodec{}.Decode(m.Value)
+			if err == nil {
+				err = codecs.CheckResult(string(m.Key), v.(*codecs.Result))
+			}
 			if err != nil {
-				f.log.Debug("skip a result that does not decode", "partition", m.Partition, "offset", m.Offset, "err", err)
+				dead.Write(m.Topic, m.Partition, m.Offset, m.Key, m.Value, goka.HeadersFromSarama(m.Headers), err)
 				continue
 			}
 			f.Add(v.(*codecs.Result))
@@ -258,7 +279,7 @@ func (a *aggregate) add(r *codecs.Result, now time.Time) {
 	if sec <= nowSec-WindowSeconds {
 		return
 	}
-	key := r.CardToken + "|" + r.TransactionID
+	key := r.PaymentKey
 	if a.seen == nil {
 		a.seen = map[string]int64{}
 	}
@@ -277,7 +298,7 @@ func (a *aggregate) add(r *codecs.Result, now time.Time) {
 	a.seen[key] = sec
 	b.keys = append(b.keys, key)
 	b.latency[latencyBucket(r.ProcessingMs)]++
-	if r.Status == "approved" {
+	if r.Status == codecs.StatusApproved {
 		b.approved++
 		if b.stores == nil {
 			b.stores = map[string]StoreAmount{}

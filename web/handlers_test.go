@@ -22,6 +22,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/codebank/codebank/codecs"
+	"github.com/codebank/codebank/internal/card"
+	"github.com/codebank/codebank/processors"
 	"github.com/codebank/codebank/processors/orders"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
@@ -70,6 +72,9 @@ func (f *fakeBank) Authorize(ctx context.Context, req *codebankv1.AuthorizeReque
 	if err != nil {
 		return nil, err
 	}
+	if resp.MaskedNumber == "" { // as the real bank answers
+		resp.MaskedNumber = card.Mask(card.NormalizeNumber(req.GetCard().GetNumber()))
+	}
 	if f.decided == nil {
 		f.decided = map[string]*codebankv1.AuthorizeResponse{}
 	}
@@ -108,11 +113,12 @@ func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	bank := &fakeBank{}
 	mem := orders.NewMemory(func() time.Time { return testNow })
-	feed := NewFeed(kafkaTestConfig, "unused", nil)
+	feed := NewFeed(kafkaTestConfig, processors.Topology{Prefix: "unused-"}, nil, quietLog())
 	feed.now = func() time.Time { return testNow }
 	srv := New(Config{
 		DemoCards:      []DemoCard{{Number: goodNumber, Holder: goodHolder, Expiry: "11/31", CVV: "755"}},
 		RequestTimeout: 2 * time.Second,
+		OrderSecret:    testOrderSecret,
 	}, Deps{Payments: bank, Statements: bank, Orders: mem, Dashboard: feed, Now: func() time.Time { return testNow }, Log: quietLog()})
 	srv.orderWait = 100 * time.Millisecond
 	return &fixture{bank: bank, orders: mem, feed: feed, h: srv.Handler()}
@@ -134,12 +140,18 @@ func (f *fixture) post(t *testing.T, path string, form url.Values) (*http.Respon
 	return rec.Result(), rec.Body.String()
 }
 
+// testOrderSecret signs the order ids of the handler tests' store.
+var testOrderSecret = []byte("order secret of the store tests")
+
+// newOrderID returns an order id the handler tests' store issued.
+func newOrderID() string { return (&Server{orderKey: testOrderSecret}).newOrderID() }
+
 func checkoutForm0(orderID string) url.Values {
 	return url.Values{"order_id": {orderID}, "product": {"stoneware-mug"}, "quantity": {"2"},
 		"holder": {goodHolder}, "number": {"5454 5406 8756 8555"}, "expiry": {"11/31"}, "cvv": {"755"}}
 }
 
-var hiddenOrderID = regexp.MustCompile(`name="order_id" value="(order-[a-z2-7]{16})"`)
+var hiddenOrderID = regexp.MustCompile(`name="order_id" value="(order-[a-z2-7]{16}-[a-z2-7]{16})"`)
 
 // fieldError returns the error shown next to a field, or "".
 func fieldError(body, field string) string {
@@ -319,6 +331,75 @@ func TestCheckoutApproved(t *testing.T) {
 	}
 }
 
+// TestCheckoutRefusesOrderIDsItDidNotIssue posts checkout forms whose order id the store did
+// not sign: none is paid, and the form comes back with an id the store did issue.
+func TestCheckoutRefusesOrderIDsItDidNotIssue(t *testing.T) {
+	f := newFixture(t)
+	other := (&Server{orderKey: []byte("another store's order secret")}).newOrderID()
+	genuine := newOrderID()
+	for name, id := range map[string]string{
+		"forged signature":         genuine[:len(genuine)-16] + strings.Repeat("a", 16),
+		"signed by another secret": other,
+		"an id of the old format":  "order-" + strings.Repeat("a", 16),
+		"a client's own id":        "order-1",
+		"no id":                    "",
+	} {
+		t.Run(name, func(t *testing.T) {
+			resp, body := f.post(t, "/checkout", checkoutForm0(id))
+			if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, htmlEscape(msgNotIssued)) {
+				t.Fatalf("checkout = %d, want 400 saying %q", resp.StatusCode, msgNotIssued)
+			}
+			m := hiddenOrderID.FindStringSubmatch(body)
+			if m == nil || m[1] == id || !(&Server{orderKey: testOrderSecret}).issued(m[1]) {
+				t.Errorf("the form came back with order id %v, want a new one the store issued", m)
+			}
+		})
+	}
+	if n := f.bank.callCount(); n != 0 {
+		t.Errorf("the bank was called %d times for orders the store did not issue", n)
+	}
+}
+
+// TestCheckoutChecksTheBanksAnswer makes the bank answer for another payment: the order is
+// never marked paid, and its page says so without offering to pay again.
+func TestCheckoutChecksTheBanksAnswer(t *testing.T) {
+	approve := func(change func(*codebankv1.AuthorizeResponse)) func(*codebankv1.AuthorizeRequest) (*codebankv1.AuthorizeResponse, error) {
+		return func(req *codebankv1.AuthorizeRequest) (*codebankv1.AuthorizeResponse, error) {
+			resp, _ := approveAll(req)
+			resp.MaskedNumber = card.Mask(card.NormalizeNumber(req.GetCard().GetNumber()))
+			change(resp)
+			return resp, nil
+		}
+	}
+	tests := map[string]func(*codebankv1.AuthorizeRequest) (*codebankv1.AuthorizeResponse, error){
+		"another amount":                    approve(func(r *codebankv1.AuthorizeResponse) { r.AmountCents++ }),
+		"another transaction":               approve(func(r *codebankv1.AuthorizeResponse) { r.TransactionId = "order-other" }),
+		"another card":                      approve(func(r *codebankv1.AuthorizeResponse) { r.MaskedNumber = "411111******1111" }),
+		"a replay of an attempt never made": approve(func(r *codebankv1.AuthorizeResponse) { r.Duplicate = true }),
+		"the id used for another payment": func(*codebankv1.AuthorizeRequest) (*codebankv1.AuthorizeResponse, error) {
+			return nil, status.Error(codes.AlreadyExists, "transaction_id: another payment")
+		},
+	}
+	for name, decide := range tests {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t)
+			f.bank.decide = decide
+			id := newOrderID()
+			if resp, _ := f.post(t, "/checkout", checkoutForm0(id)); resp.StatusCode != http.StatusSeeOther {
+				t.Fatalf("checkout = %d", resp.StatusCode)
+			}
+			o, _ := f.orders.Get(context.Background(), id)
+			if o.Decided() || o.LastError != orders.ErrorMismatch {
+				t.Fatalf("order = %+v, want pending with %s", o, orders.ErrorMismatch)
+			}
+			_, body := f.get(t, "/orders/"+id)
+			if !strings.Contains(body, "did not match this order") || strings.Contains(body, `action="/orders/`+id+`/pay"`) {
+				t.Errorf("order page does not say the answer did not match, or offers to pay again")
+			}
+		})
+	}
+}
+
 func TestCheckoutRejected(t *testing.T) {
 	reasons := map[codebankv1.RejectReason]string{
 		codebankv1.RejectReason_REJECT_REASON_INSUFFICIENT_CREDIT: "Insufficient credit on this card",
@@ -333,7 +414,8 @@ func TestCheckoutRejected(t *testing.T) {
 		t.Run(reason.String(), func(t *testing.T) {
 			f := newFixture(t)
 			f.bank.decide = func(req *codebankv1.AuthorizeRequest) (*codebankv1.AuthorizeResponse, error) {
-				return &codebankv1.AuthorizeResponse{TransactionId: req.GetTransactionId(), Status: codebankv1.PaymentStatus_PAYMENT_STATUS_REJECTED, Reason: reason}, nil
+				return &codebankv1.AuthorizeResponse{TransactionId: req.GetTransactionId(), Status: codebankv1.PaymentStatus_PAYMENT_STATUS_REJECTED, Reason: reason,
+					AmountCents: req.GetAmountCents()}, nil
 			}
 			id := newOrderID()
 			if resp, _ := f.post(t, "/checkout", checkoutForm0(id)); resp.StatusCode != http.StatusSeeOther {
@@ -632,7 +714,7 @@ func TestStatementData(t *testing.T) {
 }
 
 func result(tx, status, reason, store string, amount int64, at time.Time, ms float64) *codecs.Result {
-	return &codecs.Result{TransactionID: tx, CardToken: "tok", Status: status, Reason: reason, Store: store, AmountCents: amount,
+	return &codecs.Result{PaymentKey: codecs.PaymentKey("tok", tx), TransactionID: tx, CardToken: "tok", Status: status, Reason: reason, Store: store, AmountCents: amount,
 		AuthorizedAt: at.UTC().Format(time.RFC3339Nano), ProcessingMs: ms}
 }
 

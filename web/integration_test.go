@@ -54,7 +54,7 @@ func startStack(t *testing.T, demo func(codebankv1.CardServiceClient) []web.Demo
 	s := &stack{d: d, cards: codebankv1.NewCardServiceClient(in.Conn), payments: codebankv1.NewPaymentServiceClient(in.Conn),
 		stmts: codebankv1.NewStatementServiceClient(in.Conn)}
 	s.store = startStore(t, d)
-	s.feed = web.NewFeed(d.Kafka, d.Topo.Results().Name, banktest.Logger())
+	s.feed = web.NewFeed(d.Kafka, d.Topo, nil, banktest.Logger())
 	runUntilCleanup(t, "dashboard feed", s.feed.Run)
 	var cards []web.DemoCard
 	if demo != nil {
@@ -113,7 +113,7 @@ func runUntilCleanup(t *testing.T, what string, run func(context.Context) error)
 // startOrders runs an instance of the orders group with its storage in dir.
 func startOrders(t *testing.T, d banktest.Deployment, dir string) *running {
 	t.Helper()
-	proc, err := goka.NewProcessor(d.Kafka.Brokers, orders.New(d.Topo).Graph(), d.Kafka.ProcessorOptions(dir, banktest.Logger())...)
+	proc, err := goka.NewProcessor(d.Kafka.Brokers, orders.New(d.Topo, nil).Graph(), d.Kafka.ProcessorOptions(dir, banktest.Logger())...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,6 +44,8 @@ func (p orderPage) Message() string {
 		return "We could not reach the bank, try again. You will not be charged twice."
 	case o.LastError == orders.ErrorInvalid:
 		return "The bank could not accept the card details. Check them and try again."
+	case o.LastError == orders.ErrorMismatch:
+		return "The bank's answer did not match this order, so it is not marked as paid. Please contact us before paying again."
 	default:
 		return "The bank has not answered yet. If this does not change, pay again below: you will not be charged twice."
 	}
@@ -52,8 +54,11 @@ func (p orderPage) Message() string {
 // Last4 is the card's last four digits.
 func (p orderPage) Last4() string { return card.Last4(p.Order.CardMasked) }
 
-// Retry reports whether the page offers to pay again.
-func (p orderPage) Retry() bool { return !p.Order.Decided() }
+// Retry reports whether the page offers to pay again: not after an answer that did not match
+// the order, which another attempt would only repeat.
+func (p orderPage) Retry() bool {
+	return !p.Order.Decided() && p.Order.LastError != orders.ErrorMismatch
+}
 
 // Waiting reports whether an attempt may be in flight: the page then refreshes itself.
 func (p orderPage) Waiting() bool { return !p.Order.Decided() && p.Order.LastError == "" }
@@ -93,8 +98,7 @@ func (s *Server) retry(w http.ResponseWriter, r *http.Request) {
 		s.notFound(w, r)
 		return
 	}
-	if err := r.ParseForm(); err != nil {
-		http.Error(w, "bad form", http.StatusBadRequest)
+	if !parseForm(w, r) {
 		return
 	}
 	o, err := s.orders.Get(r.Context(), id)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codebank/codebank/codecs"
 	"github.com/codebank/codebank/internal/banktest"
 	"github.com/codebank/codebank/internal/kafkatest"
 	"github.com/codebank/codebank/processors/orders"
@@ -61,8 +62,14 @@ func TestOrdersStore(t *testing.T) {
 	if err != nil || o.Status != orders.StatusApproved || o.Attempts != 5 {
 		t.Fatalf("Decide = %+v, %v; want approved after 5 attempts", o, err)
 	}
-	if o, _ := st.Place(ctxT(t), "order-2", orders.Placement{}); o.Status != orders.StatusApproved {
-		t.Errorf("a placement after the decision changed the order: %+v", o)
+	if o, err := st.Place(ctxT(t), "order-2", orders.Placement{Items: []orders.Item{{Slug: "x", PriceCents: 1, Quantity: 1}}, CardMasked: "x"}); err != nil ||
+		o.Status != orders.StatusApproved || o.TotalCents != 11980 {
+		t.Errorf("a placement after the decision changed the order: %+v, %v", o, err)
+	}
+	// A placement the orders group would refuse is refused at once, not after a wait.
+	start := time.Now()
+	if _, err := st.Place(ctxT(t), "order-3", orders.Placement{}); !errors.Is(err, codecs.ErrContract) || time.Since(start) > time.Second {
+		t.Errorf("empty placement = %v after %v, want a contract error at once", err, time.Since(start))
 	}
 
 	// Another replica's view sees the orders.
@@ -90,7 +97,7 @@ func TestOrdersSurviveRestart(t *testing.T) {
 	for !st.Ready() {
 		time.Sleep(20 * time.Millisecond)
 	}
-	ids := []string{"order-" + strings.Repeat("a", 16), "order-" + strings.Repeat("b", 16)} // the store's id format
+	ids := []string{"order-" + strings.Repeat("a", 16) + "-" + strings.Repeat("c", 16), "order-" + strings.Repeat("b", 16) + "-" + strings.Repeat("d", 16)} // the store's id format
 	st.Place(ctxT(t), ids[0], orders.Placement{Items: []orders.Item{mug}, Currency: "BRL", CardMasked: "545454******8555"})
 	st.Decide(ctxT(t), ids[0], orders.Decision{Status: orders.StatusApproved, TransactionID: ids[0]})
 	st.Place(ctxT(t), ids[1], orders.Placement{Items: []orders.Item{mug}, Currency: "BRL", CardMasked: "545454******8555"})

@@ -83,8 +83,7 @@ func parseStatementForm(r *http.Request) statementForm {
 // statement shows a card's month. The card number comes in a POST body, never in a URL, so
 // it stays out of browser histories and access logs.
 func (s *Server) statement(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil {
-		http.Error(w, "bad form", http.StatusBadRequest)
+	if !parseForm(w, r) {
 		return
 	}
 	f := parseStatementForm(r)
@@ -99,7 +98,12 @@ func (s *Server) statement(w http.ResponseWriter, r *http.Request) {
 // {"error": ..., "fields": {...}}.
 func (s *Server) statementData(w http.ResponseWriter, r *http.Request) {
 	if err := r.ParseForm(); err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "bad form"})
+		code := http.StatusBadRequest
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			code = http.StatusRequestEntityTooLarge
+		}
+		writeJSON(w, code, map[string]any{"error": "bad form: " + err.Error()})
 		return
 	}
 	f := parseStatementForm(r)

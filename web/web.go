@@ -27,15 +27,17 @@
 //
 // Metrics (registered by New when Deps.Registerer is set):
 //
-//	codebank_web_checkouts_total{result}  payments attempted by the store, by result:
-//	                                      approved, rejected, invalid, unreachable, store_error
+//	codebank_web_checkouts_total{result}  payments attempted by the store, by result: approved,
+//	                                      rejected, invalid, unreachable, mismatch, store_error
 package web
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"html/template"
 	"io/fs"
@@ -77,6 +79,11 @@ type Config struct {
 	StatementRefresh time.Duration
 	// Catalog is the products on sale (default: Catalog()).
 	Catalog []Product
+	// OrderSecret signs the order ids the store puts in its checkout forms, so that a checkout
+	// pays only for an order the store issued (at least 16 bytes). Replicas behind one address
+	// share it; when empty, each Server picks a random one, and a form issued before a restart
+	// or by another replica is refused and shown again with a new id.
+	OrderSecret []byte
 }
 
 // DemoCard is a card a visitor may use in the store.
@@ -162,6 +169,8 @@ type Server struct {
 	checkouts *prometheus.CounterVec
 	// orderWait is how long an order page waits for an order it does not know yet.
 	orderWait time.Duration
+	// orderKey signs order ids (Config.OrderSecret).
+	orderKey []byte
 	// demo replaces cfg.DemoCards once set (SetDemoCards).
 	demo atomic.Pointer[[]DemoCard]
 }
@@ -190,6 +199,11 @@ func New(cfg Config, deps Deps) *Server {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.orderKey = s.cfg.OrderSecret
+	if len(s.orderKey) < 16 {
+		s.orderKey = make([]byte, 32)
+		rand.Read(s.orderKey)
+	}
 	s.products = make(map[string]Product, len(s.cfg.Catalog))
 	for _, p := range s.cfg.Catalog {
 		s.products[p.Slug] = p
@@ -215,12 +229,12 @@ func New(cfg Config, deps Deps) *Server {
 func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /{$}", s.catalog)
 	mux.HandleFunc("GET /products/{slug}", s.product)
-	mux.HandleFunc("POST /checkout", s.checkout)
+	mux.Handle("POST /checkout", limitForm(s.checkout))
 	mux.HandleFunc("GET /orders/{id}", s.order)
-	mux.HandleFunc("POST /orders/{id}/pay", s.retry)
+	mux.Handle("POST /orders/{id}/pay", limitForm(s.retry))
 	mux.HandleFunc("GET /statement", s.statementForm)
-	mux.HandleFunc("POST /statement", s.statement)
-	mux.HandleFunc("POST /statement/data", s.statementData)
+	mux.Handle("POST /statement", limitForm(s.statement))
+	mux.Handle("POST /statement/data", limitForm(s.statementData))
 	mux.HandleFunc("GET /dashboard", s.dashboardPage)
 	mux.HandleFunc("GET /dashboard/data", s.dashboardData)
 	mux.Handle("GET /static/", s.staticFiles())
@@ -233,6 +247,37 @@ func (s *Server) Handler() http.Handler {
 	s.Register(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.notFound(w, r) })
 	return mux
+}
+
+// MaxFormBytes bounds the body of the pages' forms, which hold a few short fields.
+const MaxFormBytes = 16 << 10
+
+// limitForm refuses a form body over MaxFormBytes with 413 before its handler parses it.
+func limitForm(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > MaxFormBytes {
+			http.Error(w, fmt.Sprintf("form of %d bytes is over the limit of %d bytes", r.ContentLength, MaxFormBytes), http.StatusRequestEntityTooLarge)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, MaxFormBytes)
+		h(w, r)
+	})
+}
+
+// parseForm parses a POST form; on failure it answers 413 (over MaxFormBytes) or 400 with the
+// reason, and returns false.
+func parseForm(w http.ResponseWriter, r *http.Request) bool {
+	err := r.ParseForm()
+	if err == nil {
+		return true
+	}
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		http.Error(w, fmt.Sprintf("form over the limit of %d bytes", MaxFormBytes), http.StatusRequestEntityTooLarge)
+		return false
+	}
+	http.Error(w, "bad form: "+err.Error(), http.StatusBadRequest)
+	return false
 }
 
 func (s *Server) staticFiles() http.Handler {

@@ -34,7 +34,10 @@ type config struct {
 	HTTPAddr       string
 	RequestTimeout time.Duration
 	ReplyPartition int
+	MaxInFlight    int
 	Currency       string
+
+	StoreSecret string
 
 	AuthorizerHTTPAddr string
 	StorageDir         string
@@ -112,8 +115,14 @@ func (c *config) ingressFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", ":50051", "gRPC listen address")
 	fs.StringVar(&c.HTTPAddr, "http-addr", ":8080", "REST gateway, /healthz, /readyz and /metrics listen address")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", 5*time.Second, "longest wait for the authorizer's answer")
+	fs.IntVar(&c.MaxInFlight, "max-inflight", grpcgateway.DefaultMaxInFlight, "calls that may wait for the authorizer at once; beyond it calls get RESOURCE_EXHAUSTED at once")
 	fs.IntVar(&c.ReplyPartition, "reply-partition", -1, "partition of the replies topic this replica reads; -1 picks one (StatefulSet ordinal, else random)")
 	fs.StringVar(&c.Currency, "currency", "BRL", "ISO 4217 currency of new cards")
+}
+
+// storeFlags registers the flags of the store's pages.
+func (c *config) storeFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.StoreSecret, "store-secret", "", "secret signing the store's order ids (at least 16 bytes; replicas share it); random when empty")
 }
 
 func (c *config) authorizerFlags(fs *flag.FlagSet, httpDefault string) {
@@ -165,6 +174,9 @@ func (c *config) logger(w io.Writer) (*slog.Logger, error) {
 func (c config) logValue() slog.Value {
 	if c.Secret != "" {
 		c.Secret = "***"
+	}
+	if c.StoreSecret != "" {
+		c.StoreSecret = "***"
 	}
 	return slog.AnyValue(c)
 }

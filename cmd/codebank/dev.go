@@ -46,6 +46,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs := newFlagSet("dev", "dev [flags]", stderr)
 	c.kafkaFlags(fs)
 	c.ingressFlags(fs)
+	c.storeFlags(fs)
 	dataDir := fs.String("data-dir", ".data", "where the local servers' data, the processors' storage and the demo cards are kept")
 	kafkaPort := fs.Int("kafka-port", 9092, "port of the local Kafka broker")
 	withAnalytics := fs.Bool("analytics", true, "also run OpenSearch and Kafka Connect, indexing every authorization (false: lighter)")

@@ -29,6 +29,7 @@ var commands = map[string]command{
 	"analytics":  {"print the bank's key figures from the search index: analytics [--since 1h]", runAnalytics},
 	"bench":      {"open-loop load test: starts Kafka and Code Bank, issues cards, reports rate, latency, CPU and RSS", runBench},
 	"setup":      {"create Code Bank's Kafka topics and exit", runSetup},
+	"audit":      {"check the books from the topics: every card's used credit, statement and index documents", runAudit},
 	"dev":        {"start a local Kafka, run everything and seed demo cards (make run)", runDev},
 	"statement":  {"print a card's statement: statement NUMBER [--month 2026-11]", runStatement},
 	"cards":      {"issue or read cards: cards issue --holder NAME --limit 1000.00 | cards get NUMBER", runCards},

@@ -20,7 +20,9 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/codebank/codebank/analytics"
+	"github.com/codebank/codebank/codecs"
 	"github.com/codebank/codebank/grpcgateway"
+	"github.com/codebank/codebank/internal/card"
 	"github.com/codebank/codebank/internal/kafkaconf"
 	"github.com/codebank/codebank/processors"
 	"github.com/codebank/codebank/processors/authorizer"
@@ -61,6 +63,7 @@ func runAll(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	r := roles{ingress: true, authorizer: true}
 	fs.BoolVar(&r.statements, "statements", true, "also run the statements processor and StatementService")
 	fs.BoolVar(&r.web, "web", true, "also serve the store's pages")
+	c.storeFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return helpOK(err)
 	}
@@ -219,7 +222,7 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles, onReady fun
 		}
 		g.Go(func() error {
 			if err := proc.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-				return fmt.Errorf("authorizer: %w", err)
+				return fmt.Errorf("authorizer: %s", card.Redact(err.Error())) // goka's errors name record keys
 			}
 			return nil
 		})
@@ -240,14 +243,14 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles, onReady fun
 		if err != nil {
 			return fmt.Errorf("create statements processor: %w", err)
 		}
-		view, err := goka.NewView(kc.Brokers, goka.Table(topo.StatementsTable().Name), topo.StatementsTable().Codec,
+		view, err := goka.NewView(kc.Brokers, goka.Table(topo.StatementsTable().Name), codecs.Lenient(topo.StatementsTable().Codec),
 			kc.ViewOptions(filepath.Join(c.StorageDir, "views"), log)...)
 		if err != nil {
 			return fmt.Errorf("create statements view: %w", err)
 		}
 		g.Go(func() error {
 			if err := proc.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-				return fmt.Errorf("statements processor: %w", err)
+				return fmt.Errorf("statements processor: %s", card.Redact(err.Error()))
 			}
 			return nil
 		})
@@ -268,14 +271,12 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles, onReady fun
 	// The API, or the authorizer's own health and metrics endpoint.
 	st := started{}
 	if r.api() {
-		bank, err := grpcgateway.NewKafkaBank(kc, topo, c.ReplyPartition, log)
+		bank, err := grpcgateway.NewKafkaBank(kc, topo, keys, grpcgateway.BankConfig{
+			ReplyPartition: c.ReplyPartition, MaxInFlight: c.MaxInFlight, Registerer: reg, Log: log})
 		if err != nil {
 			return err
 		}
 		defer bank.Close()
-		if err := bank.Register(reg); err != nil {
-			return err
-		}
 		g.Go(func() error { return bank.Run(ctx) })
 		ready = append(ready, bank.Ready)
 		if c.Pprof {
@@ -371,7 +372,7 @@ func opsMux(reg *prometheus.Registry, ready []func() bool, notReady string, with
 
 // serveHTTP serves handler on l until ctx ends, then shuts down gracefully.
 func serveHTTP(ctx context.Context, l net.Listener, handler http.Handler) error {
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	srv := grpcgateway.NewHTTPServer(handler, 30*time.Second)
 	done := make(chan error, 1)
 	go func() {
 		<-ctx.Done()

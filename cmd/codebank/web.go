@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/codebank/codebank/internal/card"
 	"github.com/codebank/codebank/internal/kafkaconf"
 	"github.com/codebank/codebank/processors"
 	"github.com/codebank/codebank/processors/orders"
@@ -35,7 +36,8 @@ func startStore(ctx context.Context, g *errgroup.Group, c config, kc kafkaconf.C
 	if err != nil {
 		return nil, err
 	}
-	proc, err := goka.NewProcessor(kc.Brokers, orders.New(topo).Graph(), kc.ProcessorOptions(c.StorageDir, log)...)
+	dead := processors.NewDeadLetters(reg, log)
+	proc, err := goka.NewProcessor(kc.Brokers, orders.New(topo, dead).Graph(), kc.ProcessorOptions(c.StorageDir, log)...)
 	if err != nil {
 		return nil, fmt.Errorf("create orders processor: %w", err)
 	}
@@ -43,10 +45,10 @@ func startStore(ctx context.Context, g *errgroup.Group, c config, kc kafkaconf.C
 	if err != nil {
 		return nil, err
 	}
-	feed := web.NewFeed(kc, topo.Results().Name, log)
+	feed := web.NewFeed(kc, topo, dead, log)
 	g.Go(func() error {
 		if err := proc.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-			return fmt.Errorf("orders processor: %w", err)
+			return fmt.Errorf("orders processor: %s", card.Redact(err.Error()))
 		}
 		return nil
 	})
@@ -73,7 +75,7 @@ func startStore(ctx context.Context, g *errgroup.Group, c config, kc kafkaconf.C
 		stmts.Close()
 		return nil
 	})
-	return web.New(web.Config{}, web.Deps{
+	return web.New(web.Config{OrderSecret: []byte(c.StoreSecret)}, web.Deps{
 		Payments: codebankv1.NewPaymentServiceClient(bank), Statements: codebankv1.NewStatementServiceClient(stmts),
 		Orders: store, Dashboard: feed, Log: log, Registerer: reg,
 	}), nil
@@ -88,6 +90,7 @@ func runWeb(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&c.StorageDir, "storage-dir", "/var/lib/codebank", "directory of the orders' local storage")
 	bankAddr := fs.String("bank-addr", "localhost:50051", "gRPC address of the bank's ingress (payments)")
 	statementsAddr := fs.String("statements-addr", "", "gRPC address serving statements (default: --bank-addr)")
+	c.storeFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return helpOK(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/codebank/codebank/codecs"
 	"github.com/codebank/codebank/grpcgateway"
 	"github.com/codebank/codebank/internal/card"
 	"github.com/codebank/codebank/internal/kafkaconf"
@@ -97,12 +98,9 @@ type Ingress struct {
 // pick one) and returns it with a gRPC client connection. It is stopped when the test ends.
 func StartIngress(t testing.TB, d Deployment, replyPartition int, cfg grpcgateway.Config, opts ...grpcgateway.Option) *Ingress {
 	t.Helper()
-	bank, err := grpcgateway.NewKafkaBank(d.Kafka, d.Topo, replyPartition, Logger())
-	if err != nil {
-		t.Fatal(err)
-	}
 	reg := prometheus.NewRegistry()
-	if err := bank.Register(reg); err != nil {
+	bank, err := grpcgateway.NewKafkaBank(d.Kafka, d.Topo, Keys(t), grpcgateway.BankConfig{ReplyPartition: replyPartition, Registerer: reg, Log: Logger()})
+	if err != nil {
 		t.Fatal(err)
 	}
 	srv := grpcgateway.New(cfg, bank, Keys(t), reg, Logger(), opts...)
@@ -202,7 +200,7 @@ func (p *Processor) Stop(t testing.TB) {
 func StartStatementsView(t testing.TB, d Deployment) *statements.Reader {
 	t.Helper()
 	table := d.Topo.StatementsTable()
-	view, err := goka.NewView(d.Kafka.Brokers, goka.Table(table.Name), table.Codec, d.Kafka.ViewOptions(t.TempDir(), Logger())...)
+	view, err := goka.NewView(d.Kafka.Brokers, goka.Table(table.Name), codecs.Lenient(table.Codec), d.Kafka.ViewOptions(t.TempDir(), Logger())...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -109,6 +109,50 @@ func Mask(number string) string {
 	return strings.Repeat("*", len(number)-4) + number[len(number)-4:]
 }
 
+// Redact masks, in free text such as an error message, every run of 13 to 19 digits that
+// passes the Luhn check (anything that could be a card number) as Mask would, and leaves the
+// rest of s as it is.
+func Redact(s string) string {
+	var b []byte // nil until something is masked
+	start := -1
+	for i := 0; i <= len(s); i++ {
+		if i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			if start < 0 {
+				start = i
+			}
+			continue
+		}
+		if start >= 0 {
+			if run := s[start:i]; len(run) >= 13 && len(run) <= 19 && luhnSum(run)%10 == 0 {
+				if b == nil {
+					b = append(make([]byte, 0, len(s)), s[:start]...)
+				}
+				b = append(b, maskRun(run)...)
+			} else if b != nil {
+				b = append(b, run...)
+			}
+			start = -1
+		}
+		if i < len(s) && b != nil {
+			b = append(b, s[i])
+		}
+	}
+	if b == nil {
+		return s
+	}
+	return string(b)
+}
+
+// maskRun masks a run of digits keeping at most its first 6 and last 4, and always hiding at
+// least half of it.
+func maskRun(run string) string {
+	if len(run) == NumberLength {
+		return Mask(run)
+	}
+	head, tail := min(6, len(run)/4), min(4, len(run)/4)
+	return run[:head] + strings.Repeat("*", len(run)-head-tail) + run[len(run)-tail:]
+}
+
 // Last4 returns the last four digits of a card number.
 func Last4(number string) string {
 	if len(number) < 4 {
@@ -148,6 +192,15 @@ func (k Keys) mac(out *[sha256.Size]byte, domain string, parts ...string) {
 	m.Write(msg)
 	m.Sum(out[:0])
 	k.macs.Put(m)
+}
+
+// Digest returns a 128-bit keyed digest of parts under domain (HMAC-SHA256 under the bank
+// secret, truncated): collision-resistant, and not computable without the secret, so nobody
+// can choose inputs that collide. Domains keep the digests of different uses apart.
+func (k Keys) Digest(domain string, parts ...string) [16]byte {
+	var sum [sha256.Size]byte
+	k.mac(&sum, domain, parts...)
+	return [16]byte(sum[:16])
 }
 
 // Token returns a stable, non-reversible identifier of a card number (22 URL-safe characters),

@@ -241,10 +241,10 @@ func ids(docs map[string]map[string]any) []string {
 }
 
 func result(id, status string, cents int) string {
-	return fmt.Sprintf(`{"transaction_id":%q,"card_token":"tok","card_masked":"545454******1234","card_bin":"545454",`+
+	return fmt.Sprintf(`{"payment_key":"tok:%s","transaction_id":%q,"card_token":"tok","card_masked":"545454******1234","card_bin":"545454",`+
 		`"status":%q,"amount_cents":%d,"amount":%d.%02d,"currency":"BRL","store":"Corner Bakery","description":"bread",`+
 		`"channel":"api","requested_at":"2026-11-25T10:00:00.000000Z","authorized_at":"2026-11-25T10:00:00.004000Z",`+
-		`"processing_ms":4,"available_cents":100000,"limit_cents":200000}`, id, status, cents, cents/100, cents%100)
+		`"processing_ms":4,"available_cents":100000,"limit_cents":200000}`, id, id, status, cents, cents/100, cents%100)
 }
 
 // TestOpenSearchSink runs the connector of connect/opensearch-sink.json on a
@@ -273,7 +273,7 @@ func TestOpenSearchSink(t *testing.T) {
 
 	// The same record twice (a producer retry, a redelivery) and another:
 	// two documents, whose ids are the transaction ids.
-	t.Run("DocumentIDIsTransactionID", func(t *testing.T) {
+	t.Run("DocumentIDIsPaymentKey", func(t *testing.T) {
 		name := kafkatest.Name(t)
 		topic, index := name, strings.ToLower(name)
 		createTopic(t, topic, 2)
@@ -288,10 +288,10 @@ func TestOpenSearchSink(t *testing.T) {
 		t.Logf("records indexed after %s", time.Since(begin).Round(time.Millisecond))
 
 		docs := documents(t, es, index)
-		if got := ids(docs); !slices.Equal(got, []string{"tx-a", "tx-b"}) {
-			t.Fatalf("document ids %v, want [tx-a tx-b]", got)
+		if got := ids(docs); !slices.Equal(got, []string{"tok:tx-a", "tok:tx-b"}) {
+			t.Fatalf("document ids %v, want [tok:tx-a tok:tx-b]", got)
 		}
-		if g, _ := json.Marshal(docs["tx-a"]); string(g) != mustCanon(t, a) {
+		if g, _ := json.Marshal(docs["tok:tx-a"]); string(g) != mustCanon(t, a) {
 			t.Errorf("document tx-a = %s, want %s", g, mustCanon(t, a))
 		}
 		if n, err := es.Count(index).Do(ctx); err != nil || n != 2 {
@@ -326,9 +326,9 @@ func TestOpenSearchSink(t *testing.T) {
 			t.Fatalf("create index: %v", err)
 		}
 		bad := []string{
-			`{"transaction_id":"tx-bad-json",`,                        // not JSON
-			`{"transaction_id":"tx-conflict","amount_cents":"a lot"}`, // refused by the mapping
-			`{"amount_cents":5}`,                                      // no transaction_id
+			`{"transaction_id":"tx-bad-json",`,                         // not JSON
+			`{"payment_key":"tok:tx-conflict","amount_cents":"a lot"}`, // refused by the mapping
+			`{"amount_cents":5}`,                                       // no payment_key
 		}
 		produce(t, topic, result("tx-c", "approved", 500), bad[0], bad[1], bad[2], result("tx-d", "approved", 700))
 		if err := w.PutConnector(ctx, name, sinkConfig(topic, index)); err != nil {
@@ -337,7 +337,7 @@ func TestOpenSearchSink(t *testing.T) {
 		dead := consume(t, topic+"-dlq", 3)
 		waitConsumed(t, name, topic)
 
-		wantReason := []string{"not valid JSON", "mapper_parsing_exception", `no string or integer field "transaction_id"`}
+		wantReason := []string{"not valid JSON", "mapper_parsing_exception", `no string or integer field "payment_key"`}
 		for i, m := range dead {
 			t.Logf("dead letter %d: %s; headers: %s=%s, %s=%s, %s=%s", i, m.Value,
 				"stage", header(m, "__connect.errors.stage"),
@@ -362,8 +362,8 @@ func TestOpenSearchSink(t *testing.T) {
 				t.Errorf("dead letter %d: connector name %q", i, got)
 			}
 		}
-		if got := ids(documents(t, es, index)); !slices.Equal(got, []string{"tx-c", "tx-d"}) {
-			t.Errorf("document ids %v, want [tx-c tx-d]", got)
+		if got := ids(documents(t, es, index)); !slices.Equal(got, []string{"tok:tx-c", "tok:tx-d"}) {
+			t.Errorf("document ids %v, want [tok:tx-c tok:tx-d]", got)
 		}
 		if st, err := ConnectorStatus(ctx, w.URL(), name); err != nil || !st.Running() {
 			t.Errorf("after dead letters: ConnectorStatus = %+v, %v", st, err)
@@ -411,8 +411,8 @@ func TestOpenSearchSink(t *testing.T) {
 		}
 		up.Store(true)
 		waitConsumed(t, name, topic)
-		if got := ids(documents(t, es, index)); !slices.Equal(got, []string{"tx-g", "tx-h"}) {
-			t.Errorf("document ids %v, want [tx-g tx-h]", got)
+		if got := ids(documents(t, es, index)); !slices.Equal(got, []string{"tok:tx-g", "tok:tx-h"}) {
+			t.Errorf("document ids %v, want [tok:tx-g tok:tx-h]", got)
 		}
 		t.Logf("%d requests refused during the outage", refused.Load())
 	})
@@ -442,7 +442,7 @@ func TestOpenSearchSink(t *testing.T) {
 		stopWorker(t, w)
 		// Documents changed behind the worker's back stay so: only new
 		// records are indexed after the restart.
-		if _, err := es.Delete().Index(index).Id("tx-e").Refresh("true").Do(ctx); err != nil {
+		if _, err := es.Delete().Index(index).Id("tok:tx-e").Refresh("true").Do(ctx); err != nil {
 			t.Fatalf("delete: %v", err)
 		}
 		produce(t, topic, result("tx-f", "approved", 2))
@@ -460,8 +460,8 @@ func TestOpenSearchSink(t *testing.T) {
 			time.Sleep(200 * time.Millisecond)
 		}
 		waitConsumed(t, name, topic)
-		if got := ids(documents(t, es, index)); !slices.Equal(got, []string{"tx-f"}) {
-			t.Errorf("document ids %v, want [tx-f]", got)
+		if got := ids(documents(t, es, index)); !slices.Equal(got, []string{"tok:tx-f"}) {
+			t.Errorf("document ids %v, want [tok:tx-f]", got)
 		}
 	})
 	stopWorker(t, w)

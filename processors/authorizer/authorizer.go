@@ -7,16 +7,37 @@
 // instance decides them one at a time: concurrent payments can never spend past a limit.
 // Decide is the pure decision; Processor's callbacks only decode, decide, store and emit.
 //
+// # Idempotency
+//
+// A transaction id is an idempotency key scoped to its card: the account remembers its latest
+// outcomes (DefaultKeep, DefaultKeepFor) under a keyed digest of the transaction id with one of
+// the parameters (Fingerprint). A request repeating both is answered with the original outcome
+// and charged nothing; one repeating the id with other parameters is refused as a conflict,
+// decides nothing and publishes no result.
+//
+// # Records it cannot use
+//
+// Inputs are read through processors.DeadLetters: a record that does not decode or breaks its
+// contract (codecs.CheckPaymentRequested, codecs.CheckCardCommand) goes to the group's
+// dead-letter topic for its input, and one that carries a reply key gets an error reply at once.
+// An account that does not decode, or whose amounts make no sense, fails its card closed: its
+// payments are rejected with REJECT_REASON_ACCOUNT_UNAVAILABLE and its commands answered
+// CARD_RESULT_UNAVAILABLE, and the stored value is left for an operator to repair.
+//
 // Metrics (registered by New):
 //
 //	codebank_authorizer_decisions_total{status,reason,channel}  payments decided
 //	codebank_authorizer_duplicates_total                         requests answered with an earlier outcome
+//	codebank_authorizer_conflicts_total                          requests refused: transaction id reused with other parameters
 //	codebank_authorizer_commands_total{command,result}           card commands handled
 //	codebank_authorizer_processing_seconds                       ingress acceptance to decision
+//	codebank_dead_letters_total{group="authorizer",topic}        records dead-lettered (processors.DeadLetters)
 package authorizer
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"time"
@@ -42,6 +63,8 @@ type Processor struct {
 	keep             int
 	keepFor          time.Duration
 	log              *slog.Logger
+	reg              prometheus.Registerer
+	dead             *processors.DeadLetters
 	m                metrics
 }
 
@@ -60,137 +83,190 @@ func WithKeep(n int, d time.Duration) Option {
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(p *Processor) { p.log = l } }
 
-// WithRegisterer registers the processor's metrics (default: a private registry).
-func WithRegisterer(r prometheus.Registerer) Option {
-	return func(p *Processor) { p.m = newMetrics(r) }
-}
+// WithRegisterer registers the processor's metrics on r (default: a private registry).
+func WithRegisterer(r prometheus.Registerer) Option { return func(p *Processor) { p.reg = r } }
 
-// New returns an authorizer for the topology; keys derive the card tokens of results.
+// New returns an authorizer for the topology; keys derive the card tokens of results and the
+// fingerprints of payments.
 func New(topo processors.Topology, keys card.Keys, opts ...Option) *Processor {
 	p := &Processor{topo: topo, keys: keys, now: time.Now, keep: DefaultKeep, keepFor: DefaultKeepFor, log: slog.Default(),
 		replies: goka.Stream(topo.Replies().Name), results: goka.Stream(topo.Results().Name)}
 	for _, o := range opts {
 		o(p)
 	}
-	if p.m.decisions == nil {
-		p.m = newMetrics(prometheus.NewRegistry())
+	if p.reg == nil {
+		p.reg = prometheus.NewRegistry()
 	}
+	p.m = newMetrics(p.reg)
+	p.dead = processors.NewDeadLetters(p.reg, p.log)
 	return p
 }
 
-// Graph returns the authorizer's goka group: payment requests and card commands in, the
-// account table persisted, replies and results out.
+// Graph returns the authorizer's goka group: payment requests and card commands in (each with
+// its dead-letter topic), the account table persisted, replies and results out.
 func (p *Processor) Graph() *goka.GroupGraph {
-	payments, commands := p.topo.PaymentRequests(), p.topo.CardCommands()
+	payments := p.topo.Input(processors.ConsumerAuthorizer, p.topo.PaymentRequests())
+	commands := p.topo.Input(processors.ConsumerAuthorizer, p.topo.CardCommands())
 	table, replies, results := p.topo.AuthorizerTable(), p.topo.Replies(), p.topo.Results()
-	return goka.DefineGroup(p.topo.AuthorizerGroup(),
-		goka.Input(goka.Stream(payments.Name), payments.Codec, p.pay),
-		goka.Input(goka.Stream(commands.Name), commands.Codec, p.command),
-		goka.Persist(table.Codec),
+	edges := append(p.dead.Input(processors.ConsumerAuthorizer, payments, p.pay),
+		p.dead.Input(processors.ConsumerAuthorizer, commands, p.command)...)
+	edges = append(edges,
+		goka.Persist(codecs.Lenient(table.Codec)),
 		goka.Output(goka.Stream(replies.Name), replies.Codec),
 		goka.Output(goka.Stream(results.Name), results.Codec),
 	)
+	return goka.DefineGroup(p.topo.AuthorizerGroup(), edges...)
 }
 
-func account(ctx goka.Context) *eventsv1.Account {
-	if v := ctx.Value(); v != nil {
-		return v.(*eventsv1.Account)
+// account returns the card's account: nil for none, or an error when the stored value does not
+// decode or breaks its contract.
+func account(ctx goka.Context) (*eventsv1.Account, error) {
+	switch v := ctx.Value().(type) {
+	case nil:
+		return nil, nil
+	case *eventsv1.Account:
+		if err := codecs.CheckAccount(v); err != nil {
+			return nil, err
+		}
+		return v, nil
+	case *codecs.Undecodable:
+		return nil, v
+	default:
+		return nil, fmt.Errorf("account of type %T", v)
 	}
+}
+
+// refuse answers a request that breaks its contract with an error reply, when it says where
+// to (a reply key and a correlation id).
+func (p *Processor) refuse(ctx goka.Context, replyKey, correlationID string, err error) {
+	if replyKey == "" || correlationID == "" {
+		return
+	}
+	ctx.Emit(p.replies, replyKey, &eventsv1.Reply{CorrelationId: correlationID, Body: &eventsv1.Reply_Error{
+		Error: &eventsv1.ReplyError{Message: card.Redact(err.Error()), CardToken: p.keys.Token(ctx.Key())}}})
+}
+
+// pay decides one payment request (key: card number).
+func (p *Processor) pay(ctx goka.Context, msg any) error {
+	req := msg.(*eventsv1.PaymentRequested)
+	number := ctx.Key()
+	if err := codecs.CheckPaymentRequested(number, req); err != nil {
+		p.refuse(ctx, req.GetReplyKey(), req.GetCorrelationId(), err)
+		return err
+	}
+	token := p.keys.Token(number)
+	now := p.now()
+	acct, err := account(ctx)
+	var (
+		out  *eventsv1.Outcome
+		kind = Fresh
+	)
+	if err != nil {
+		out = Unavailable(req, now)
+		p.log.Error("account unreadable: payment rejected", "card", card.Mask(number), "err", card.Redact(err.Error()))
+	} else {
+		fp := FingerprintOf(p.keys, req)
+		out, kind = Decide(acct, req, fp, now)
+		if acct != nil && kind == Fresh {
+			Record(acct, out, fp, p.keep, p.keepFor)
+			ctx.SetValue(acct)
+		}
+	}
+	if req.GetReplyKey() != "" && req.GetCorrelationId() != "" {
+		ctx.Emit(p.replies, req.GetReplyKey(), &eventsv1.Reply{
+			CorrelationId: req.GetCorrelationId(),
+			Body: &eventsv1.Reply_Payment{Payment: &eventsv1.PaymentReply{Outcome: out, CardToken: token,
+				Duplicate: kind == Duplicate, Conflict: kind == Conflict}},
+		})
+	}
+	switch kind {
+	case Conflict:
+		// Nothing was decided: a result would stand for another payment under the same key.
+		p.m.conflicts.Inc()
+		return nil
+	case Duplicate:
+		// Published again, identical to the original record: if the original was lost with a
+		// crash before it was acknowledged, this is what delivers it; consumers dedupe by
+		// payment key.
+		p.m.duplicates.Inc()
+	default:
+		p.m.decisions.WithLabelValues(codecs.StatusName(out.GetStatus()), codecs.ReasonName(out.GetReason()), codecs.ChannelName(req.GetChannel())).Inc()
+		p.m.processing.Observe(float64(out.GetDecidedAtUnixUs()-out.GetRequestedAtUnixUs()) / 1e6)
+	}
+	ctx.Emit(p.results, token, p.result(number, token, acct, req, out))
 	return nil
 }
 
-// pay decides one payment request.
-func (p *Processor) pay(ctx goka.Context, msg any) {
-	req := msg.(*eventsv1.PaymentRequested)
-	acct := account(ctx)
-	now := p.now()
-	out, dup := Decide(acct, req, now)
-	if acct != nil && !dup {
-		Record(acct, out, p.keep, p.keepFor)
-		ctx.SetValue(acct)
-	}
-	if req.GetReplyKey() != "" {
-		ctx.Emit(p.replies, req.GetReplyKey(), &eventsv1.Reply{
-			CorrelationId: req.GetTransactionId(),
-			Body:          &eventsv1.Reply_Payment{Payment: &eventsv1.PaymentReply{Outcome: out, Duplicate: dup}},
-		})
-	}
-	// A duplicate is published again, identical to the original record: if the original was
-	// lost with a crash before it was acknowledged, this is what delivers it; consumers dedupe
-	// by transaction id.
-	number := ctx.Key()
-	token := p.keys.Token(number)
-	ctx.Emit(p.results, token, p.result(number, token, acct, req, out))
-
-	if dup {
-		p.m.duplicates.Inc()
-		return
-	}
-	p.m.decisions.WithLabelValues(StatusName(out.GetStatus()), ReasonName(out.GetReason()), ChannelName(req.GetChannel())).Inc()
-	if req.GetRequestedAtUnixUs() > 0 {
-		p.m.processing.Observe(float64(out.GetDecidedAtUnixUs()-req.GetRequestedAtUnixUs()) / 1e6)
-	}
-}
-
 func (p *Processor) result(number, token string, acct *eventsv1.Account, req *eventsv1.PaymentRequested, out *eventsv1.Outcome) *codecs.Result {
-	requested, decided := time.UnixMicro(req.GetRequestedAtUnixUs()).UTC(), time.UnixMicro(out.GetDecidedAtUnixUs()).UTC()
+	requested, decided := time.UnixMicro(out.GetRequestedAtUnixUs()).UTC(), time.UnixMicro(out.GetDecidedAtUnixUs()).UTC()
 	return &codecs.Result{
+		PaymentKey:     codecs.PaymentKey(token, out.GetTransactionId()),
 		TransactionID:  out.GetTransactionId(),
 		CardToken:      token,
 		CardMasked:     card.Mask(number),
 		CardBIN:        number[:min(6, len(number))],
-		Status:         StatusName(out.GetStatus()),
-		Reason:         ReasonName(out.GetReason()),
+		Status:         codecs.StatusName(out.GetStatus()),
+		Reason:         codecs.ReasonName(out.GetReason()),
 		AmountCents:    out.GetAmountCents(),
 		Amount:         json.Number(money.Format(out.GetAmountCents())),
 		Currency:       acct.GetCurrency(),
 		Store:          req.GetStore(),
 		Description:    req.GetDescription(),
-		Channel:        ChannelName(req.GetChannel()),
-		RequestedAt:    requested.Format(TimeFormat),
-		AuthorizedAt:   decided.Format(TimeFormat),
-		ProcessingMs:   float64(out.GetDecidedAtUnixUs()-req.GetRequestedAtUnixUs()) / 1e3,
+		Channel:        codecs.ChannelName(req.GetChannel()),
+		RequestedAt:    requested.Format(codecs.TimeFormat),
+		AuthorizedAt:   decided.Format(codecs.TimeFormat),
+		ProcessingMs:   float64(out.GetDecidedAtUnixUs()-out.GetRequestedAtUnixUs()) / 1e3,
 		AvailableCents: out.GetAvailableCents(),
 		LimitCents:     acct.GetLimitCents(),
 	}
 }
 
-// TimeFormat is the layout of the times in results: RFC 3339 in UTC with microseconds.
-const TimeFormat = "2006-01-02T15:04:05.000000Z07:00"
-
-// command handles one card command.
-func (p *Processor) command(ctx goka.Context, msg any) {
+// command handles one card command (key: card number).
+func (p *Processor) command(ctx goka.Context, msg any) error {
 	cmd := msg.(*eventsv1.CardCommand)
-	acct := account(ctx)
-	reply := &eventsv1.CardReply{Result: eventsv1.CardResult_CARD_RESULT_OK, Account: acct}
-	name := "unknown"
+	number := ctx.Key()
+	if err := codecs.CheckCardCommand(number, cmd); err != nil {
+		p.refuse(ctx, cmd.GetReplyKey(), cmd.GetCommandId(), err)
+		return err
+	}
+	acct, err := account(ctx)
+	reply := &eventsv1.CardReply{Result: eventsv1.CardResult_CARD_RESULT_OK, Account: acct, CardToken: p.keys.Token(number)}
+	var name string
 	switch c := cmd.GetCommand().(type) {
 	case *eventsv1.CardCommand_Issue:
 		name = "issue"
-		if acct != nil {
+		switch {
+		case err != nil:
+			reply.Result = eventsv1.CardResult_CARD_RESULT_UNAVAILABLE
+		case acct != nil:
 			reply.Result = eventsv1.CardResult_CARD_RESULT_ALREADY_EXISTS
 			reply.Account = nil
-			break
+		default:
+			acct = &eventsv1.Account{
+				HolderName:     strings.TrimSpace(c.Issue.GetHolderName()),
+				LimitCents:     c.Issue.GetLimitCents(),
+				Currency:       c.Issue.GetCurrency(),
+				ExpiryMonth:    c.Issue.GetExpiryMonth(),
+				ExpiryYear:     c.Issue.GetExpiryYear(),
+				Status:         codebankv1.CardStatus_CARD_STATUS_ACTIVE,
+				IssuedAtUnixUs: p.now().UnixMicro(),
+			}
+			ctx.SetValue(acct)
+			reply.Account = acct
 		}
-		acct = &eventsv1.Account{
-			HolderName:     strings.TrimSpace(c.Issue.GetHolderName()),
-			LimitCents:     c.Issue.GetLimitCents(),
-			Currency:       c.Issue.GetCurrency(),
-			ExpiryMonth:    c.Issue.GetExpiryMonth(),
-			ExpiryYear:     c.Issue.GetExpiryYear(),
-			Status:         codebankv1.CardStatus_CARD_STATUS_ACTIVE,
-			IssuedAtUnixUs: p.now().UnixMicro(),
-		}
-		ctx.SetValue(acct)
-		reply.Account = acct
 	case *eventsv1.CardCommand_Get:
 		name = "get"
-		if acct == nil {
+		switch {
+		case err != nil:
+			reply.Result = eventsv1.CardResult_CARD_RESULT_UNAVAILABLE
+		case acct == nil:
 			reply.Result = eventsv1.CardResult_CARD_RESULT_NOT_FOUND
 		}
 	default:
-		p.log.Warn("unknown card command", "command_id", cmd.GetCommandId())
-		return
+		return errors.New("card command: unknown command") // CheckCardCommand refuses it first
+	}
+	if err != nil {
+		p.log.Error("account unreadable: card command refused", "card", card.Mask(number), "command", name, "err", card.Redact(err.Error()))
 	}
 	p.m.commands.WithLabelValues(name, strings.ToLower(strings.TrimPrefix(reply.Result.String(), "CARD_RESULT_"))).Inc()
 	if cmd.GetReplyKey() != "" {
@@ -199,33 +275,13 @@ func (p *Processor) command(ctx goka.Context, msg any) {
 			Body:          &eventsv1.Reply_Card{Card: reply},
 		})
 	}
-}
-
-// StatusName is the lower-case name of a payment status in results and metrics: "approved".
-func StatusName(s codebankv1.PaymentStatus) string {
-	return strings.ToLower(strings.TrimPrefix(s.String(), "PAYMENT_STATUS_"))
-}
-
-// ReasonName is the lower-case name of a reject reason in results and metrics:
-// "insufficient_credit"; empty for none.
-func ReasonName(r codebankv1.RejectReason) string {
-	if r == codebankv1.RejectReason_REJECT_REASON_UNSPECIFIED {
-		return ""
-	}
-	return strings.ToLower(strings.TrimPrefix(r.String(), "REJECT_REASON_"))
-}
-
-// ChannelName is the name of a channel in results and metrics: "api" or "legacy".
-func ChannelName(c eventsv1.Channel) string {
-	if c == eventsv1.Channel_CHANNEL_LEGACY {
-		return "legacy"
-	}
-	return "api"
+	return nil
 }
 
 type metrics struct {
 	decisions  *prometheus.CounterVec
 	duplicates prometheus.Counter
+	conflicts  prometheus.Counter
 	commands   *prometheus.CounterVec
 	processing prometheus.Histogram
 }
@@ -236,7 +292,10 @@ func newMetrics(r prometheus.Registerer) metrics {
 			Name: "codebank_authorizer_decisions_total", Help: "Payments decided, by status, reason and channel.",
 		}, []string{"status", "reason", "channel"}),
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "codebank_authorizer_duplicates_total", Help: "Requests answered with the outcome of an earlier request with the same transaction id.",
+			Name: "codebank_authorizer_duplicates_total", Help: "Requests answered with the outcome of an earlier request with the same card, transaction id and parameters.",
+		}),
+		conflicts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "codebank_authorizer_conflicts_total", Help: "Requests refused because their card already has a payment with the same transaction id and other parameters.",
 		}),
 		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "codebank_authorizer_commands_total", Help: "Card commands handled, by command and result.",
@@ -247,6 +306,6 @@ func newMetrics(r prometheus.Registerer) metrics {
 			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}),
 	}
-	r.MustRegister(m.decisions, m.duplicates, m.commands, m.processing)
+	r.MustRegister(m.decisions, m.duplicates, m.conflicts, m.commands, m.processing)
 	return m
 }

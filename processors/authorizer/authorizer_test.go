@@ -2,6 +2,8 @@ package authorizer
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,35 +50,37 @@ func TestProcessorIssueAndPay(t *testing.T) {
 	replies := tt.NewQueueTracker(topo.Replies().Name)
 	results := tt.NewQueueTracker(topo.Results().Name)
 
-	tt.Consume(topo.CardCommands().Name, number, &eventsv1.CardCommand{CommandId: "c1", ReplyKey: "r0",
-		Command: &eventsv1.CardCommand_Issue{Issue: &eventsv1.IssueCard{HolderName: "Maria Silva", LimitCents: 10000, Currency: "BRL", ExpiryMonth: 11, ExpiryYear: 2030}}})
+	tt.Consume(topo.CardCommands().Name, number, issueCommand("c1", "Maria Silva", 10000))
 	key, v, ok := replies.Next()
 	if !ok || key != "r0" {
 		t.Fatalf("no reply to issue (key %q)", key)
 	}
-	if r := v.(*eventsv1.Reply); r.GetCorrelationId() != "c1" || r.GetCard().GetResult() != eventsv1.CardResult_CARD_RESULT_OK {
+	if r := v.(*eventsv1.Reply); r.GetCorrelationId() != "c1" || r.GetCard().GetResult() != eventsv1.CardResult_CARD_RESULT_OK ||
+		r.GetCard().GetCardToken() != keys.Token(number) {
 		t.Fatalf("issue reply = %v", r)
 	}
 
 	// Issuing the same number again is refused and changes nothing.
-	tt.Consume(topo.CardCommands().Name, number, &eventsv1.CardCommand{CommandId: "c2", ReplyKey: "r0",
-		Command: &eventsv1.CardCommand_Issue{Issue: &eventsv1.IssueCard{HolderName: "Other", LimitCents: 1}}})
+	tt.Consume(topo.CardCommands().Name, number, issueCommand("c2", "Other", 1))
 	if _, v, _ := replies.Next(); v.(*eventsv1.Reply).GetCard().GetResult() != eventsv1.CardResult_CARD_RESULT_ALREADY_EXISTS {
 		t.Fatalf("second issue reply = %v", v)
 	}
 
+	calls := 0
 	pay := func(tx string, amount int64) *eventsv1.PaymentReply {
 		t.Helper()
-		tt.Consume(topo.PaymentRequests().Name, number, &eventsv1.PaymentRequested{TransactionId: tx, HolderName: "maria silva",
-			ExpiryMonth: 11, ExpiryYear: 2030, CvvMatch: true, AmountCents: amount, Store: "Code Store", Description: "x",
-			RequestedAtUnixUs: now.Add(-time.Millisecond).UnixMicro(), ReplyKey: "r1"})
+		calls++
+		corr := fmt.Sprint("call-", calls)
+		req := payment(tx, amount)
+		req.CorrelationId = corr
+		tt.Consume(topo.PaymentRequests().Name, number, req)
 		key, v, ok := replies.Next()
 		if !ok || key != "r1" {
 			t.Fatalf("no reply to payment %s", tx)
 		}
 		r := v.(*eventsv1.Reply)
-		if r.GetCorrelationId() != tx {
-			t.Fatalf("reply correlation = %q, want %q", r.GetCorrelationId(), tx)
+		if r.GetCorrelationId() != corr || r.GetPayment().GetCardToken() != keys.Token(number) {
+			t.Fatalf("reply correlation = %q, token %q; want %q, the card's", r.GetCorrelationId(), r.GetPayment().GetCardToken(), corr)
 		}
 		return r.GetPayment()
 	}
@@ -90,12 +94,16 @@ func TestProcessorIssueAndPay(t *testing.T) {
 	if r := pay("tx-1", 6000); !r.GetDuplicate() || r.GetOutcome().GetStatus() != codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED {
 		t.Fatalf("retry of tx-1 = %v, want the original approval replayed", r)
 	}
+	if r := pay("tx-1", 7000); !r.GetConflict() || r.GetOutcome().GetStatus() != codebankv1.PaymentStatus_PAYMENT_STATUS_UNSPECIFIED {
+		t.Fatalf("tx-1 again for another amount = %v, want a conflict", r)
+	}
 	acct := tt.TableValue(goka.Table(topo.AuthorizerTable().Name), number).(*eventsv1.Account)
-	if acct.GetUsedCents() != 6000 {
-		t.Fatalf("used = %d, want 6000 (charged once)", acct.GetUsedCents())
+	if acct.GetUsedCents() != 6000 || acct.GetApprovals() != 1 {
+		t.Fatalf("used = %d, approvals = %d; want 6000, 1 (charged once)", acct.GetUsedCents(), acct.GetApprovals())
 	}
 
-	// Every decision is published, keyed by the card token, without the card number.
+	// Every decision is published, keyed by the card token, without the card number; the
+	// conflict decided nothing and published nothing.
 	var got []*codecs.Result
 	for {
 		key, v, ok := results.Next()
@@ -112,6 +120,7 @@ func TestProcessorIssueAndPay(t *testing.T) {
 	}
 	first := got[0]
 	if first.Status != "approved" || first.AmountCents != 6000 || first.Amount != "60.00" || first.CardMasked != "411111******1111" ||
+		first.PaymentKey != keys.Token(number)+":tx-1" ||
 		first.Currency != "BRL" || first.ProcessingMs != 1 || first.AuthorizedAt != "2026-11-25T12:00:00.000000Z" {
 		t.Errorf("first result = %+v", first)
 	}
@@ -126,7 +135,7 @@ func TestProcessorIssueAndPay(t *testing.T) {
 func TestProcessorUnknownCard(t *testing.T) {
 	tt, topo, _ := startTester(t)
 	replies := tt.NewQueueTracker(topo.Replies().Name)
-	tt.Consume(topo.PaymentRequests().Name, number, &eventsv1.PaymentRequested{TransactionId: "tx", AmountCents: 1, ReplyKey: "r"})
+	tt.Consume(topo.PaymentRequests().Name, number, payment("tx", 1))
 	_, v, ok := replies.Next()
 	if !ok || v.(*eventsv1.Reply).GetPayment().GetOutcome().GetReason() != codebankv1.RejectReason_REJECT_REASON_CARD_NOT_FOUND {
 		t.Fatalf("reply = %v, want card not found", v)
@@ -138,4 +147,133 @@ func TestProcessorUnknownCard(t *testing.T) {
 	if _, v, _ := replies.Next(); v.(*eventsv1.Reply).GetCard().GetResult() != eventsv1.CardResult_CARD_RESULT_NOT_FOUND {
 		t.Fatalf("get reply = %v, want not found", v)
 	}
+}
+
+// TestPoisonRecords feeds the authorizer records it cannot use: each goes to the dead-letter
+// topic of its input with headers saying where it came from and why, a request that says where
+// to reply gets an error reply, and the processor goes on deciding.
+func TestPoisonRecords(t *testing.T) {
+	tt, topo, _ := startTester(t)
+	replies := tt.NewQueueTracker(topo.Replies().Name)
+	payDLQ := tt.NewQueueTracker(topo.DeadLetters(processors.ConsumerAuthorizer, topo.PaymentRequests()).Name)
+	cmdDLQ := tt.NewQueueTracker(topo.DeadLetters(processors.ConsumerAuthorizer, topo.CardCommands()).Name)
+	tt.Consume(topo.CardCommands().Name, number, issueCommand("c1", "Maria Silva", 10000))
+	replies.Next()
+
+	noAmount := payment("tx-bad", 0)
+	noAmount.CorrelationId = "call-bad"
+	tests := []struct {
+		name     string
+		topic    string
+		key      string
+		value    any
+		dlq      *tester.QueueTracker
+		errorFor string // correlation id of the expected error reply
+		wantErr  string
+	}{
+		{"undecodable payment", topo.PaymentRequests().Name, number, &codecs.Frame{Raw: []byte("\xff\xff not protobuf")}, payDLQ, "", "decode"},
+		{"payment without amount", topo.PaymentRequests().Name, number, noAmount, payDLQ, "call-bad", "amount_cents"},
+		{"payment keyed by no card", topo.PaymentRequests().Name, "not-a-card", payment("tx-2", 100), payDLQ, "call-tx-2", "key must be a card number"},
+		{"undecodable command", topo.CardCommands().Name, number, &codecs.Frame{Raw: []byte{0x0a, 0xff}}, cmdDLQ, "", "decode"},
+		{"command without command", topo.CardCommands().Name, number, &eventsv1.CardCommand{CommandId: "c-bad", ReplyKey: "r1"}, cmdDLQ, "c-bad", "command is required"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			raw, err := topo.PaymentRequests().Codec.Encode(tc.value)
+			if f, ok := tc.value.(*codecs.Frame); ok {
+				raw, err = f.Raw, nil
+			} else if c, ok := tc.value.(*eventsv1.CardCommand); ok {
+				raw, err = topo.CardCommands().Codec.Encode(c)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.Consume(tc.topic, tc.key, tc.value)
+			h, key, v, ok := tc.dlq.NextWithHeaders()
+			if !ok {
+				t.Fatal("nothing dead-lettered")
+			}
+			if key != tc.key || string(v.([]byte)) != string(raw) {
+				t.Errorf("dead letter = %q %x, want the record unchanged: %q %x", key, v, tc.key, raw)
+			}
+			if string(h[processors.HeaderSourceTopic]) != tc.topic || string(h[processors.HeaderConsumer]) != processors.ConsumerAuthorizer ||
+				!strings.Contains(string(h[processors.HeaderError]), tc.wantErr) || h[processors.HeaderSourceOffset] == nil || h[processors.HeaderSourcePartition] == nil {
+				t.Errorf("dead letter headers = %q", h)
+			}
+			if strings.Contains(string(h[processors.HeaderError]), number) {
+				t.Errorf("dead letter error names the card number: %s", h[processors.HeaderError])
+			}
+			if tc.errorFor == "" {
+				return
+			}
+			_, v, ok = replies.Next()
+			if r := v.(*eventsv1.Reply); !ok || r.GetCorrelationId() != tc.errorFor || r.GetError() == nil {
+				t.Fatalf("reply = %v, want an error reply to %s", v, tc.errorFor)
+			}
+		})
+	}
+	if _, v, ok := replies.Next(); ok {
+		t.Errorf("unexpected reply %v", v)
+	}
+	// The partitions flow on.
+	req := payment("tx-good", 100)
+	req.CorrelationId = "call-good"
+	tt.Consume(topo.PaymentRequests().Name, number, req)
+	if _, v, ok := replies.Next(); !ok || v.(*eventsv1.Reply).GetPayment().GetOutcome().GetStatus() != codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED {
+		t.Fatalf("reply after the poison = %v, want approved", v)
+	}
+}
+
+// TestUnreadableAccountFailsClosed stores an account that does not decode, and one over its
+// limit: their payments are rejected as account unavailable, never "card not found", their
+// commands answered unavailable, and the stored values left as they are.
+func TestUnreadableAccountFailsClosed(t *testing.T) {
+	tt, topo, _ := startTester(t)
+	replies := tt.NewQueueTracker(topo.Replies().Name)
+	results := tt.NewQueueTracker(topo.Results().Name)
+	table := goka.Table(topo.AuthorizerTable().Name)
+	const other = "5454545454545454"
+	tt.SetTableValue(table, number, &codecs.Undecodable{Raw: []byte("garbage")})
+	overLimit := &eventsv1.Account{HolderName: "Maria Silva", LimitCents: 100, UsedCents: 200, Currency: "BRL", ExpiryMonth: 11, ExpiryYear: 2030,
+		Status: codebankv1.CardStatus_CARD_STATUS_ACTIVE}
+	tt.SetTableValue(table, other, overLimit)
+
+	for _, n := range []string{number, other} {
+		req := payment("tx-1", 1)
+		req.CorrelationId = "call-" + n
+		tt.Consume(topo.PaymentRequests().Name, n, req)
+		_, v, _ := replies.Next()
+		if out := v.(*eventsv1.Reply).GetPayment().GetOutcome(); out.GetReason() != codebankv1.RejectReason_REJECT_REASON_ACCOUNT_UNAVAILABLE {
+			t.Errorf("payment on a damaged account = %v, want rejected as account unavailable", out)
+		}
+		if _, v, _ := results.Next(); v.(*codecs.Result).Reason != "account_unavailable" {
+			t.Errorf("result = %+v, want reason account_unavailable", v)
+		}
+		tt.Consume(topo.CardCommands().Name, n, &eventsv1.CardCommand{CommandId: "g-" + n, ReplyKey: "r", Command: &eventsv1.CardCommand_Get{Get: &eventsv1.GetCard{}}})
+		if _, v, _ := replies.Next(); v.(*eventsv1.Reply).GetCard().GetResult() != eventsv1.CardResult_CARD_RESULT_UNAVAILABLE {
+			t.Errorf("get of a damaged account = %v, want unavailable", v)
+		}
+		tt.Consume(topo.CardCommands().Name, n, issueCommand("i-"+n, "Someone Else", 100000))
+		if _, v, _ := replies.Next(); v.(*eventsv1.Reply).GetCard().GetResult() != eventsv1.CardResult_CARD_RESULT_UNAVAILABLE {
+			t.Errorf("issue over a damaged account = %v, want unavailable", v)
+		}
+	}
+	if v, ok := tt.TableValue(table, number).(*codecs.Undecodable); !ok || string(v.Raw) != "garbage" {
+		t.Errorf("damaged account = %v, want it left as it was", tt.TableValue(table, number))
+	}
+	if v := tt.TableValue(table, other).(*eventsv1.Account); v.GetUsedCents() != 200 {
+		t.Errorf("over-limit account = %v, want it left as it was", v)
+	}
+}
+
+// payment returns a valid payment request on the card of number, replying to r1.
+func payment(tx string, amount int64) *eventsv1.PaymentRequested {
+	return &eventsv1.PaymentRequested{TransactionId: tx, HolderName: "maria silva",
+		ExpiryMonth: 11, ExpiryYear: 2030, CvvMatch: true, AmountCents: amount, Store: "Code Store", Description: "x",
+		RequestedAtUnixUs: now.Add(-time.Millisecond).UnixMicro(), ReplyKey: "r1", CorrelationId: "call-" + tx}
+}
+
+func issueCommand(id, holder string, limit int64) *eventsv1.CardCommand {
+	return &eventsv1.CardCommand{CommandId: id, ReplyKey: "r0",
+		Command: &eventsv1.CardCommand_Issue{Issue: &eventsv1.IssueCard{HolderName: holder, LimitCents: limit, Currency: "BRL", ExpiryMonth: 11, ExpiryYear: 2030}}}
 }

@@ -12,7 +12,8 @@ func BenchmarkDecide(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		r.TransactionId = strconv.Itoa(i)
-		out, _ := Decide(a, r, now)
-		Record(a, out, DefaultKeep, DefaultKeepFor)
+		f := FingerprintOf(testKeys, r)
+		out, _ := Decide(a, r, f, now)
+		Record(a, out, f, DefaultKeep, DefaultKeepFor)
 	}
 }

@@ -16,22 +16,43 @@ const DefaultKeep = 128
 // DefaultKeepFor is how long outcomes are remembered at most.
 const DefaultKeepFor = 24 * time.Hour
 
-// Decide returns the bank's decision on a payment request for an account, which is nil when
-// the card does not exist. It changes nothing. When the account already holds an outcome for
-// the request's transaction id, Decide returns that outcome and duplicate is true.
+// Kind says how a payment request relates to the outcomes its card remembers.
+type Kind int
+
+const (
+	// Fresh requests are decided now.
+	Fresh Kind = iota
+	// Duplicate requests repeat the transaction id and the parameters of a remembered outcome:
+	// that outcome is the answer, and nothing is charged again.
+	Duplicate
+	// Conflict requests repeat the transaction id of a remembered outcome with other parameters
+	// (amount, store, description or channel): refused, nothing is decided or charged.
+	Conflict
+)
+
+// Decide returns the bank's decision on a payment request, with fingerprint fp, for an account
+// which is nil when the card does not exist. It changes nothing.
 //
-// The checks run in this order: unknown card, blocked card, expiry not the card's, card
-// expired at the time of the request, CVV, holder name, available credit.
-func Decide(a *eventsv1.Account, r *eventsv1.PaymentRequested, now time.Time) (out *eventsv1.Outcome, duplicate bool) {
-	if prev, ok := findRecent(a, r.GetTransactionId()); ok {
-		return prev.outcome(r.GetTransactionId()), true
+// When the account remembers an outcome for fp.ID, Decide returns that outcome and Duplicate if
+// the parameters match, or a bare outcome (the request's transaction id, amount and times) and
+// Conflict if they do not. Otherwise the checks run in this order: unknown card, blocked card,
+// expiry not the card's, card expired at the time of the request, CVV, holder name, available
+// credit.
+func Decide(a *eventsv1.Account, r *eventsv1.PaymentRequested, fp Fingerprint, now time.Time) (*eventsv1.Outcome, Kind) {
+	if prev, ok := findOutcome(a, fp.ID); ok {
+		if prev.fp.Params != fp.Params || prev.amountCents != r.GetAmountCents() {
+			return &eventsv1.Outcome{TransactionId: r.GetTransactionId(), AmountCents: r.GetAmountCents(),
+				DecidedAtUnixUs: now.UnixMicro(), RequestedAtUnixUs: r.GetRequestedAtUnixUs()}, Conflict
+		}
+		return prev.outcome(r.GetTransactionId()), Duplicate
 	}
-	out = &eventsv1.Outcome{
-		TransactionId:   r.GetTransactionId(),
-		Status:          codebankv1.PaymentStatus_PAYMENT_STATUS_REJECTED,
-		AmountCents:     r.GetAmountCents(),
-		AvailableCents:  Available(a),
-		DecidedAtUnixUs: now.UnixMicro(),
+	out := &eventsv1.Outcome{
+		TransactionId:     r.GetTransactionId(),
+		Status:            codebankv1.PaymentStatus_PAYMENT_STATUS_REJECTED,
+		AmountCents:       r.GetAmountCents(),
+		AvailableCents:    Available(a),
+		DecidedAtUnixUs:   now.UnixMicro(),
+		RequestedAtUnixUs: r.GetRequestedAtUnixUs(),
 	}
 	requestedAt := time.UnixMicro(r.GetRequestedAtUnixUs())
 	exp := card.Expiry{Month: int(a.GetExpiryMonth()), Year: int(a.GetExpiryYear())}
@@ -54,16 +75,28 @@ func Decide(a *eventsv1.Account, r *eventsv1.PaymentRequested, now time.Time) (o
 		out.Status = codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED
 		out.AvailableCents = Available(a) - r.GetAmountCents()
 	}
-	return out, false
+	return out, Fresh
 }
 
-// Record applies a new outcome to its account: an approved amount is charged, and the outcome
-// is remembered, keeping at most keep outcomes and none older than keepFor.
-func Record(a *eventsv1.Account, out *eventsv1.Outcome, keep int, keepFor time.Duration) {
+// Unavailable returns the decision on a payment request for a card whose account cannot be
+// read: rejected, charging nothing. The card fails closed until its account is repaired.
+func Unavailable(r *eventsv1.PaymentRequested, now time.Time) *eventsv1.Outcome {
+	return &eventsv1.Outcome{
+		TransactionId: r.GetTransactionId(), Status: codebankv1.PaymentStatus_PAYMENT_STATUS_REJECTED,
+		Reason: codebankv1.RejectReason_REJECT_REASON_ACCOUNT_UNAVAILABLE, AmountCents: r.GetAmountCents(),
+		DecidedAtUnixUs: now.UnixMicro(), RequestedAtUnixUs: r.GetRequestedAtUnixUs(),
+	}
+}
+
+// Record applies a fresh outcome of a request with fingerprint fp to its account: an approved
+// amount is charged and counted, and the outcome is remembered, keeping at most keep outcomes
+// and none decided more than keepFor before it.
+func Record(a *eventsv1.Account, out *eventsv1.Outcome, fp Fingerprint, keep int, keepFor time.Duration) {
 	if out.GetStatus() == codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED {
 		a.UsedCents += out.GetAmountCents()
+		a.Approvals++
 	}
-	a.Recent = appendRecent(a.Recent, out, keep, out.GetDecidedAtUnixUs()-keepFor.Microseconds())
+	a.Outcomes = appendOutcome(a.Outcomes, out, fp, keep, out.GetDecidedAtUnixUs()-keepFor.Microseconds())
 }
 
 // Available returns the credit left on an account; 0 for nil.

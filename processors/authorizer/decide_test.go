@@ -7,11 +7,22 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/codebank/codebank/internal/card"
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
 
 var now = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+var testKeys = func() card.Keys {
+	k, err := card.NewKeys("a test secret of the bank")
+	if err != nil {
+		panic(err)
+	}
+	return k
+}()
+
+func fp(r *eventsv1.PaymentRequested) Fingerprint { return FingerprintOf(testKeys, r) }
 
 func testAccount() *eventsv1.Account {
 	return &eventsv1.Account{HolderName: "Maria Silva", LimitCents: 10000, UsedCents: 2000, Currency: "BRL",
@@ -71,9 +82,9 @@ func TestDecide(t *testing.T) {
 				tt.request(r)
 			}
 			before := fmt.Sprint(a)
-			out, dup := Decide(a, r, now)
-			if dup {
-				t.Fatal("duplicate = true, want false")
+			out, kind := Decide(a, r, fp(r), now)
+			if kind != Fresh {
+				t.Fatalf("kind = %v, want Fresh", kind)
 			}
 			if out.GetStatus() != tt.wantStatus || out.GetReason() != tt.wantReason || out.GetAvailableCents() != tt.wantAvailable {
 				t.Errorf("Decide() = %v %v available %d; want %v %v available %d", out.GetStatus(), out.GetReason(), out.GetAvailableCents(), tt.wantStatus, tt.wantReason, tt.wantAvailable)
@@ -91,25 +102,93 @@ func TestDecide(t *testing.T) {
 func TestRecordAndDuplicates(t *testing.T) {
 	a := testAccount()
 	r := testRequest()
-	out, _ := Decide(a, r, now)
-	Record(a, out, DefaultKeep, DefaultKeepFor)
-	if a.GetUsedCents() != 7000 {
-		t.Fatalf("used = %d after approval, want 7000", a.GetUsedCents())
+	out, _ := Decide(a, r, fp(r), now)
+	Record(a, out, fp(r), DefaultKeep, DefaultKeepFor)
+	if a.GetUsedCents() != 7000 || a.GetApprovals() != 1 {
+		t.Fatalf("used = %d, approvals = %d after approval, want 7000, 1", a.GetUsedCents(), a.GetApprovals())
 	}
-	again, dup := Decide(a, r, now.Add(time.Second))
-	if !dup || !proto.Equal(again, out) {
-		t.Fatalf("Decide(same tx) = %v, %v; want the original outcome, true", again, dup)
+	again, kind := Decide(a, r, fp(r), now.Add(time.Second))
+	if kind != Duplicate || !proto.Equal(again, out) {
+		t.Fatalf("Decide(same tx) = %v, %v; want the original outcome, Duplicate", again, kind)
 	}
 	// A rejected outcome is remembered too and changes no balance.
 	r2 := testRequest()
 	r2.TransactionId, r2.AmountCents = "tx-2", 999999
-	out2, _ := Decide(a, r2, now)
-	Record(a, out2, DefaultKeep, DefaultKeepFor)
-	if a.GetUsedCents() != 7000 {
-		t.Fatalf("used = %d after rejection, want 7000", a.GetUsedCents())
+	out2, _ := Decide(a, r2, fp(r2), now)
+	Record(a, out2, fp(r2), DefaultKeep, DefaultKeepFor)
+	if a.GetUsedCents() != 7000 || a.GetApprovals() != 1 {
+		t.Fatalf("used = %d, approvals = %d after rejection, want 7000, 1", a.GetUsedCents(), a.GetApprovals())
 	}
-	if got, dup := Decide(a, r2, now); !dup || got.GetStatus() != codebankv1.PaymentStatus_PAYMENT_STATUS_REJECTED {
-		t.Fatalf("retry of a rejected tx = %v, %v; want the rejection replayed", got, dup)
+	if got, kind := Decide(a, r2, fp(r2), now); kind != Duplicate || got.GetStatus() != codebankv1.PaymentStatus_PAYMENT_STATUS_REJECTED {
+		t.Fatalf("retry of a rejected tx = %v, %v; want the rejection replayed", got, kind)
+	}
+}
+
+func TestReusedTransactionID(t *testing.T) {
+	a := testAccount()
+	r := testRequest()
+	out, _ := Decide(a, r, fp(r), now)
+	Record(a, out, fp(r), DefaultKeep, DefaultKeepFor)
+	tests := []struct {
+		name   string
+		change func(*eventsv1.PaymentRequested)
+		want   Kind
+	}{
+		{"same parameters", func(*eventsv1.PaymentRequested) {}, Duplicate},
+		{"same parameters, other verification data", func(r *eventsv1.PaymentRequested) { r.CvvMatch, r.HolderName = false, "x" }, Duplicate},
+		{"another amount", func(r *eventsv1.PaymentRequested) { r.AmountCents++ }, Conflict},
+		{"another store", func(r *eventsv1.PaymentRequested) { r.Store = "Other Store" }, Conflict},
+		{"another description", func(r *eventsv1.PaymentRequested) { r.Description = "two books" }, Conflict},
+		{"another channel", func(r *eventsv1.PaymentRequested) { r.Channel = eventsv1.Channel_CHANNEL_LEGACY }, Conflict},
+		{"another id", func(r *eventsv1.PaymentRequested) { r.TransactionId = "tx-other" }, Fresh},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := testRequest()
+			tt.change(r)
+			before := fmt.Sprint(a)
+			got, kind := Decide(a, r, fp(r), now.Add(time.Minute))
+			if kind != tt.want {
+				t.Fatalf("kind = %v, want %v", kind, tt.want)
+			}
+			if kind == Conflict && (got.GetStatus() != codebankv1.PaymentStatus_PAYMENT_STATUS_UNSPECIFIED ||
+				got.GetTransactionId() != r.GetTransactionId() || got.GetAmountCents() != r.GetAmountCents()) {
+				t.Errorf("conflict outcome = %v, want the request's id and amount and no decision", got)
+			}
+			if after := fmt.Sprint(a); after != before {
+				t.Errorf("Decide changed the account")
+			}
+		})
+	}
+	// The same id on another card's account is another payment.
+	other := testAccount()
+	if _, kind := Decide(other, r, fp(r), now); kind != Fresh {
+		t.Errorf("same id on another card: kind = %v, want Fresh", kind)
+	}
+}
+
+func TestFingerprintIsKeyed(t *testing.T) {
+	r := testRequest()
+	other, err := card.NewKeys("another secret of another bank")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if FingerprintOf(testKeys, r) == FingerprintOf(other, r) {
+		t.Error("two secrets give one fingerprint")
+	}
+	r2 := testRequest()
+	r2.Store = "Other"
+	if a, b := FingerprintOf(testKeys, r), FingerprintOf(testKeys, r2); a.ID != b.ID || a.Params == b.Params {
+		t.Errorf("fingerprints of one id with two stores: %v, %v; want one ID, two Params", a, b)
+	}
+}
+
+func TestUnavailable(t *testing.T) {
+	r := testRequest()
+	out := Unavailable(r, now)
+	if out.GetStatus() != codebankv1.PaymentStatus_PAYMENT_STATUS_REJECTED || out.GetReason() != codebankv1.RejectReason_REJECT_REASON_ACCOUNT_UNAVAILABLE ||
+		out.GetAmountCents() != r.GetAmountCents() || out.GetAvailableCents() != 0 {
+		t.Errorf("Unavailable() = %v", out)
 	}
 }
 
@@ -119,25 +198,26 @@ func TestRecordBounds(t *testing.T) {
 	for i := 0; i < 10; i++ {
 		r := testRequest()
 		r.TransactionId = fmt.Sprint("tx-", i)
-		out, _ := Decide(a, r, now.Add(time.Duration(i)*time.Hour))
-		Record(a, out, 4, 5*time.Hour)
+		out, _ := Decide(a, r, fp(r), now.Add(time.Duration(i)*time.Hour))
+		Record(a, out, fp(r), 4, 5*time.Hour)
 	}
-	kept := RecentOutcomes(a)
+	id := func(tx string) [16]byte { r := testRequest(); r.TransactionId = tx; return fp(r).ID }
+	kept := rememberedOutcomes(a)
 	if len(kept) != 4 {
 		t.Fatalf("kept %d outcomes, want 4", len(kept))
 	}
-	if kept[0].TxHash != TxHash("tx-6") || kept[3].TxHash != TxHash("tx-9") || kept[3].AmountCents != 5000 || kept[3].Status != codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED {
+	if kept[0].fp.ID != id("tx-6") || kept[3].fp.ID != id("tx-9") || kept[3].amountCents != 5000 || kept[3].status != codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED {
 		t.Errorf("kept %+v, want tx-6..tx-9", kept)
 	}
 	// Age bound: a new outcome 10h later drops every older one but itself.
 	r := testRequest()
 	r.TransactionId = "late"
-	out, _ := Decide(a, r, now.Add(20*time.Hour))
-	Record(a, out, 4, 5*time.Hour)
-	if kept := RecentOutcomes(a); len(kept) != 1 || kept[0].TxHash != TxHash("late") {
+	out, _ := Decide(a, r, fp(r), now.Add(20*time.Hour))
+	Record(a, out, fp(r), 4, 5*time.Hour)
+	if kept := rememberedOutcomes(a); len(kept) != 1 || kept[0].fp.ID != id("late") {
 		t.Errorf("kept %+v, want only the newest", kept)
 	}
-	if a.GetUsedCents() != 2000+11*5000 {
-		t.Errorf("used = %d, want %d", a.GetUsedCents(), 2000+11*5000)
+	if a.GetUsedCents() != 2000+11*5000 || a.GetApprovals() != 11 {
+		t.Errorf("used = %d, approvals = %d; want %d, 11", a.GetUsedCents(), a.GetApprovals(), 2000+11*5000)
 	}
 }

@@ -36,12 +36,15 @@ package orders
 
 import (
 	"errors"
-	"github.com/codebank/codebank/codecs"
+	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/lovoo/goka"
 
+	"github.com/codebank/codebank/codecs"
+	"github.com/codebank/codebank/internal/money"
 	"github.com/codebank/codebank/processors"
 )
 
@@ -73,6 +76,10 @@ const (
 	// ErrorInvalid: the bank refused the request as invalid (INVALID_ARGUMENT); nothing was
 	// charged.
 	ErrorInvalid = "invalid_request"
+	// ErrorMismatch: the bank's answer was not about this order (another amount, card or
+	// transaction, or a replay of an attempt the store never made); the order is not marked
+	// paid, and people must look at it.
+	ErrorMismatch = "bank_mismatch"
 )
 
 // Item is one product line of an order.
@@ -223,31 +230,119 @@ func Table(t processors.Topology) processors.Topic {
 		Config: map[string]string{"cleanup.policy": "compact", "segment.ms": strconv.FormatInt(time.Hour.Milliseconds(), 10)}}
 }
 
-// Topics returns the topics of the orders group, which Ensure creates.
-func Topics(t processors.Topology) []processors.Topic { return []processors.Topic{Events(t), Table(t)} }
+// ConsumerOrders is the orders group's name among consumers (processors.Consumer): its
+// dead-letter topic is "<prefix>store-orders.store-order-events.dlq".
+const ConsumerOrders = "store-orders"
+
+// Consumers returns the store's consumers of its topics: the orders group.
+func Consumers(t processors.Topology) []processors.Consumer {
+	events := Events(t)
+	return []processors.Consumer{{Name: ConsumerOrders, Inputs: []processors.Input{{Topic: events, DeadLetters: t.DeadLetters(ConsumerOrders, events)}}}}
+}
+
+// Topics returns the topics of the orders group, which Ensure creates: its events, its table
+// and its dead-letter topic.
+func Topics(t processors.Topology) []processors.Topic {
+	topics := []processors.Topic{Events(t), Table(t)}
+	for _, c := range Consumers(t) {
+		for _, in := range c.Inputs {
+			topics = append(topics, in.DeadLetters)
+		}
+	}
+	return topics
+}
 
 // Processor is the orders group. Build it with New and run its Graph with goka.NewProcessor.
 type Processor struct {
 	topo processors.Topology
+	dead *processors.DeadLetters
 }
 
-// New returns the orders processor of a deployment.
-func New(topo processors.Topology) *Processor { return &Processor{topo: topo} }
+// New returns the orders processor of a deployment; dead counts and logs the events it
+// dead-letters (nil: a private registry and slog.Default()).
+func New(topo processors.Topology, dead *processors.DeadLetters) *Processor {
+	if dead == nil {
+		dead = processors.NewDeadLetters(nil, nil)
+	}
+	return &Processor{topo: topo, dead: dead}
+}
 
-// Graph returns the orders group: events in, orders persisted.
+// Graph returns the orders group: events in (with their dead-letter topic), orders persisted.
 func (p *Processor) Graph() *goka.GroupGraph {
-	events, table := Events(p.topo), Table(p.topo)
-	return goka.DefineGroup(Group(p.topo),
-		goka.Input(goka.Stream(events.Name), events.Codec, p.apply),
-		goka.Persist(table.Codec),
-	)
+	events := Consumers(p.topo)[0].Inputs[0]
+	edges := append(p.dead.Input(ConsumerOrders, events, p.apply), goka.Persist(codecs.Lenient(Table(p.topo).Codec)))
+	return goka.DefineGroup(Group(p.topo), edges...)
 }
 
-// apply handles one event (key: order id).
-func (p *Processor) apply(ctx goka.Context, msg any) {
-	o, _ := ctx.Value().(*Order)
-	ctx.SetValue(Apply(o, ctx.Key(), msg.(*Event), ctx.Offset()))
+// apply handles one event (key: order id). An event that breaks its contract, or whose order
+// in the table does not decode, is dead-lettered.
+func (p *Processor) apply(ctx goka.Context, msg any) error {
+	e := msg.(*Event)
+	if err := CheckEvent(ctx.Key(), e); err != nil {
+		return err
+	}
+	var o *Order
+	switch v := ctx.Value().(type) {
+	case nil:
+	case *Order:
+		o = v
+	case *codecs.Undecodable:
+		return fmt.Errorf("order unreadable: %w", v)
+	default:
+		return fmt.Errorf("order of type %T", v)
+	}
+	ctx.SetValue(Apply(o, ctx.Key(), e, ctx.Offset()))
+	return nil
 }
+
+// CheckEvent checks an order event (key: order id) against its contract.
+func CheckEvent(key string, e *Event) error {
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	if codecs.CheckTransactionID(key) != nil {
+		bad("key must be an order id")
+	}
+	if e.At.IsZero() {
+		bad("at is required")
+	}
+	switch e.Kind {
+	case EventPlaced:
+		if len(e.Items) == 0 || len(e.Items) > MaxItems {
+			bad("items must be 1-%d", MaxItems)
+		}
+		for i, it := range e.Items {
+			if it.Slug == "" || it.PriceCents <= 0 || it.PriceCents > money.MaxCents || it.Quantity < 1 || it.Quantity > MaxItemQuantity {
+				bad("items[%d] needs a slug, a price of 1 to the bank's maximum and a quantity of 1-%d", i, MaxItemQuantity)
+			}
+		}
+		if len(problems) == 0 && (e.TotalCents != Total(e.Items) || codecs.CheckCents(e.TotalCents) != nil) {
+			bad("total_cents must be the items' total, 1 to the bank's maximum")
+		}
+		if e.CardMasked == "" {
+			bad("card_masked is required")
+		}
+	case EventDecided:
+		if e.Status != StatusApproved && e.Status != StatusRejected {
+			bad("status must be approved or rejected")
+		}
+	case EventFailed:
+		if e.Error == "" {
+			bad("error is required")
+		}
+	default:
+		bad("kind must be placed, decided or failed")
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("order event: %w: %s", codecs.ErrContract, strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// Bounds of an order event's items: within them, a total never overflows.
+const (
+	MaxItems        = 100
+	MaxItemQuantity = 1000
+)
 
 // EventCodec is the goka codec of *Event, as JSON: the records are few and read by the store
 // alone, and JSON keeps them readable with any Kafka tool.

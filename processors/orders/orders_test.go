@@ -11,6 +11,7 @@ import (
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/tester"
 
+	"github.com/codebank/codebank/codecs"
 	"github.com/codebank/codebank/processors"
 )
 
@@ -71,10 +72,11 @@ func TestApply(t *testing.T) {
 	}
 }
 
-func TestProcessor(t *testing.T) {
+func startProcessor(t *testing.T) (*tester.Tester, processors.Topology) {
+	t.Helper()
 	tt := tester.New(t)
 	topo := processors.Topology{Prefix: "unit-"}
-	proc, err := goka.NewProcessor(nil, New(topo).Graph(), goka.WithTester(tt))
+	proc, err := goka.NewProcessor(nil, New(topo, nil).Graph(), goka.WithTester(tt))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,11 +89,16 @@ func TestProcessor(t *testing.T) {
 			t.Error(err)
 		}
 	})
+	return tt, topo
+}
+
+func TestProcessor(t *testing.T) {
+	tt, topo := startProcessor(t)
 	events, table := Events(topo).Name, goka.Table(Table(topo).Name)
 	tt.Consume(events, "order-1", place)
 	tt.Consume(events, "order-2", place)
 	tt.Consume(events, "order-1", &Event{Kind: EventDecided, At: t0, Status: StatusApproved, TransactionID: "order-1"})
-	tt.Consume(events, "order-1", &Event{Kind: EventPlaced, At: t0}) // a second click, after the answer
+	tt.Consume(events, "order-1", place) // a second click, after the answer
 
 	o1, o2 := tt.TableValue(table, "order-1").(*Order), tt.TableValue(table, "order-2").(*Order)
 	if o1.Status != StatusApproved || o1.Attempts != 1 || o1.TotalCents != 11980 || o1.ID != "order-1" {
@@ -102,6 +109,43 @@ func TestProcessor(t *testing.T) {
 	}
 	if o1.Offset <= o2.Offset {
 		t.Errorf("order-1 offset %d, order-2 offset %d: want the latest event's offset", o1.Offset, o2.Offset)
+	}
+}
+
+// TestPoisonEvents feeds the orders group events it cannot use: each goes to its dead-letter
+// topic, and the group goes on.
+func TestPoisonEvents(t *testing.T) {
+	tt, topo := startProcessor(t)
+	events, table := Events(topo).Name, goka.Table(Table(topo).Name)
+	dlq := tt.NewQueueTracker(topo.DeadLetters(ConsumerOrders, Events(topo)).Name)
+	tt.SetTableValue(table, "order-damaged", &codecs.Undecodable{Raw: []byte("{")})
+	overflow := &Event{Kind: EventPlaced, At: t0, Items: []Item{{Slug: "x", PriceCents: 1 << 61, Quantity: 8}}, TotalCents: 0, CardMasked: "x"}
+	tests := []struct {
+		name, key string
+		value     any
+		wantErr   string
+	}{
+		{"not JSON", "order-1", &codecs.Frame{Raw: []byte("{")}, "decode"},
+		{"unknown kind", "order-1", &Event{Kind: "shipped", At: t0}, "kind"},
+		{"placement without items", "order-1", &Event{Kind: EventPlaced, At: t0, CardMasked: "x"}, "items"},
+		{"total that overflows", "order-1", overflow, "price"},
+		{"wrong total", "order-1", &Event{Kind: EventPlaced, At: t0, Items: []Item{mug}, TotalCents: 1, CardMasked: "x"}, "total_cents"},
+		{"decision without status", "order-1", &Event{Kind: EventDecided, At: t0}, "status"},
+		{"key that is no order id", "order 1/..", place, "key"},
+		{"order damaged in the table", "order-damaged", place, "order unreadable"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tt.Consume(events, tc.key, tc.value)
+			h, key, _, ok := dlq.NextWithHeaders()
+			if !ok || key != tc.key || !strings.Contains(string(h[processors.HeaderError]), tc.wantErr) {
+				t.Fatalf("dead letter = %q %v %q, want one about %s", key, ok, h[processors.HeaderError], tc.wantErr)
+			}
+		})
+	}
+	tt.Consume(events, "order-1", place)
+	if o := tt.TableValue(table, "order-1").(*Order); o.Attempts != 1 || o.TotalCents != 11980 {
+		t.Errorf("order after the poison = %+v, want placed once", o)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/storage"
 
+	"github.com/codebank/codebank/codecs"
 	"github.com/codebank/codebank/internal/kafkaconf"
 	"github.com/codebank/codebank/processors"
 )
@@ -51,7 +52,7 @@ func NewStore(kc kafkaconf.Config, topo processors.Topology, storageDir string, 
 	if storageDir == "" {
 		opts = append(opts, goka.WithViewStorageBuilder(storage.MemoryBuilder()))
 	}
-	view, err := goka.NewView(kc.Brokers, goka.Table(table.Name), table.Codec, opts...)
+	view, err := goka.NewView(kc.Brokers, goka.Table(table.Name), codecs.Lenient(table.Codec), opts...)
 	if err != nil {
 		em.Finish()
 		return nil, fmt.Errorf("create orders view: %w", err)
@@ -86,11 +87,24 @@ func (s *Store) Get(ctx context.Context, id string) (*Order, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read order: %w", err)
 	}
-	o, ok := v.(*Order)
-	if !ok || o == nil {
-		return nil, ErrNotFound
+	return orderOf(v)
+}
+
+// ErrUnreadable is returned (wrapped) for an order whose stored state does not decode.
+var ErrUnreadable = errors.New("order unreadable")
+
+// orderOf returns the order of a view value: ErrNotFound for none, ErrUnreadable for a value
+// that does not decode.
+func orderOf(v any) (*Order, error) {
+	switch v := v.(type) {
+	case *Order:
+		if v != nil {
+			return v, nil
+		}
+	case *codecs.Undecodable:
+		return nil, fmt.Errorf("%w: %w", ErrUnreadable, v)
 	}
-	return o, nil
+	return nil, ErrNotFound
 }
 
 // Place records an attempt to pay for an order (creating the order as pending the first
@@ -114,6 +128,9 @@ func (s *Store) Fail(ctx context.Context, id, why string) (*Order, error) {
 // write emits an event and waits until the view shows it applied: the order's offset reaches
 // the event's. An order's events share a partition, so offsets order them.
 func (s *Store) write(ctx context.Context, id string, e *Event) (*Order, error) {
+	if err := CheckEvent(id, e); err != nil {
+		return nil, err // the orders group would dead-letter it, and the wait below never end
+	}
 	if !s.view.Recovered() {
 		return nil, ErrNotReady
 	}
@@ -147,7 +164,11 @@ func (s *Store) write(ctx context.Context, id string, e *Event) (*Order, error) 
 		if err != nil {
 			return nil, fmt.Errorf("read order: %w", err)
 		}
-		if o, ok := v.(*Order); ok && o != nil && o.Offset >= w.offset {
+		o, err := orderOf(v)
+		if errors.Is(err, ErrUnreadable) {
+			return nil, err
+		}
+		if err == nil && o.Offset >= w.offset {
 			return o, nil
 		}
 		select {

@@ -5,6 +5,8 @@ import (
 
 	"github.com/lovoo/goka"
 
+	"github.com/codebank/codebank/codecs"
+
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
@@ -15,19 +17,21 @@ type Reader struct {
 	view *goka.View
 }
 
-// NewReader returns a Reader over a view of processors.Topology.StatementsTable.
+// NewReader returns a Reader over a view of processors.Topology.StatementsTable, read with a
+// codecs.Lenient codec.
 func NewReader(view *goka.View) *Reader { return &Reader{view: view} }
 
 // Ready reports whether the view has caught up with the table once.
 func (r *Reader) Ready() bool { return r.view.Recovered() }
 
-// Card returns a card's statement state; empty for a card with no purchases.
+// Card returns a card's statement state; empty for a card with no purchases, an error
+// wrapping ErrUnreadable when the stored state does not decode.
 func (r *Reader) Card(token string) (*eventsv1.StatementCard, error) {
 	v, err := r.view.Get(token)
 	if err != nil {
 		return nil, fmt.Errorf("read statement state: %w", err)
 	}
-	return cardState(v), nil
+	return cardState(v)
 }
 
 // Lines returns up to n lines of a card's month from line number from on, stopping early at a
@@ -39,8 +43,13 @@ func (r *Reader) Lines(token, month string, from, n int64) ([]*codebankv1.Statem
 		if err != nil {
 			return nil, fmt.Errorf("read statement page: %w", err)
 		}
-		e, _ := v.(*eventsv1.StatementEntry)
-		page := e.GetPage().GetLines()
+		var page []*codebankv1.StatementLine
+		switch e := v.(type) {
+		case *eventsv1.StatementEntry:
+			page = e.GetPage().GetLines()
+		case *codecs.Undecodable:
+			return nil, fmt.Errorf("read statement page: %w: %w", ErrUnreadable, e)
+		}
 		for slot := int(no % PageSize); slot < len(page) && no < from+n; slot++ {
 			if page[slot] == nil {
 				return lines, nil

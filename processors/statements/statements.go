@@ -20,19 +20,31 @@
 // # Exactly once, in effect
 //
 // A result is applied once: a redelivered one (its offset is at or below the card's
-// last_offset) or one the authorizer published again (its transaction id is among the card's
+// last_offset) or one the authorizer published again (its payment key is among the card's
 // recent ones) changes no total; its line is placed again at the same line number, which
 // overwrites the identical line. Rejected results never reach a statement.
 //
+// # Records it cannot use
+//
+// Both inputs are read through processors.DeadLetters: a result that does not decode or breaks
+// docs/results-topic.md, a placement that breaks its contract, and a record whose card state or
+// page in the table does not decode are copied to the group's dead-letter topic for their input,
+// and the partition flows on. The Reader fails a card whose stored state does not decode
+// (ErrUnreadable) rather than showing it empty.
+//
 // Metrics (registered by New):
 //
-//	codebank_statements_lines_total       purchases added to statements
-//	codebank_statements_duplicates_total  results applied before, ignored
+//	codebank_statements_lines_total                         purchases added to statements
+//	codebank_statements_duplicates_total                    results applied before, ignored
+//	codebank_dead_letters_total{group="statements",topic}   records dead-lettered (processors.DeadLetters)
 package statements
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/lovoo/goka"
@@ -59,6 +71,7 @@ const MonthLayout = "2006-01"
 type Processor struct {
 	topo processors.Topology
 	log  *slog.Logger
+	dead *processors.DeadLetters
 	m    metrics
 }
 
@@ -70,18 +83,18 @@ func New(topo processors.Topology, reg prometheus.Registerer, log *slog.Logger) 
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Processor{topo: topo, log: log, m: newMetrics(reg)}
+	return &Processor{topo: topo, log: log, m: newMetrics(reg), dead: processors.NewDeadLetters(reg, log)}
 }
 
-// Graph returns the statements group: results in, placements looped back to pages, the table
-// persisted.
+// Graph returns the statements group: results in, placements looped back to pages (each input
+// with its dead-letter topic), the table persisted.
 func (p *Processor) Graph() *goka.GroupGraph {
-	results, loop, table := p.topo.Results(), p.topo.StatementsLoop(), p.topo.StatementsTable()
-	return goka.DefineGroup(p.topo.StatementsGroup(),
-		goka.Input(goka.Stream(results.Name), results.Codec, p.apply),
-		goka.Loop(loop.Codec, p.place),
-		goka.Persist(table.Codec),
-	)
+	results := p.topo.Input(processors.ConsumerStatements, p.topo.Results())
+	loop := p.topo.Input(processors.ConsumerStatements, p.topo.StatementsLoop())
+	edges := append(p.dead.Input(processors.ConsumerStatements, results, p.apply),
+		p.dead.Loop(processors.ConsumerStatements, loop, p.place)...)
+	edges = append(edges, goka.Persist(codecs.Lenient(p.topo.StatementsTable().Codec)))
+	return goka.DefineGroup(p.topo.StatementsGroup(), edges...)
 }
 
 // PageKey is the table key of page n of a card's month.
@@ -89,49 +102,91 @@ func PageKey(token, month string, n int64) string {
 	return fmt.Sprintf("%s|%s|%04d", token, month, n)
 }
 
+// ErrUnreadable is returned (wrapped) for a card whose stored statement state or page does not
+// decode: its statement cannot be shown, nor results applied to it, until it is repaired.
+var ErrUnreadable = errors.New("statement state unreadable")
+
 // apply handles one result of the authorizer (key: card token).
-func (p *Processor) apply(ctx goka.Context, msg any) {
+func (p *Processor) apply(ctx goka.Context, msg any) error {
 	r := msg.(*codecs.Result)
-	if r.Status != "approved" {
-		return
+	if err := codecs.CheckResult(ctx.Key(), r); err != nil {
+		return err
+	}
+	if r.Status != codecs.StatusApproved {
+		return nil
 	}
 	token := ctx.Key()
-	card := cardState(ctx.Value())
-	line, month, err := lineOf(r)
+	card, err := cardState(ctx.Value())
 	if err != nil {
-		p.log.Error("result cannot go on a statement", "transaction_id", r.TransactionID, "err", err)
-		return
+		return err
 	}
-	if prev := applied(card, r.TransactionID); prev != nil || ctx.Offset() <= card.GetLastOffset() && card.GetLastOffset() > 0 {
+	line, month := lineOf(r)
+	if prev := applied(card, r.PaymentKey); prev != nil || ctx.Offset() <= card.GetLastOffset() && card.GetLastOffset() > 0 {
 		p.m.duplicates.Inc()
 		if prev != nil {
 			ctx.Loopback(PageKey(token, prev.GetMonth(), prev.GetLineNo()/PageSize), &eventsv1.StatementLinePlacement{LineNo: prev.GetLineNo(), Line: line})
 		}
-		return
+		return nil
 	}
-	lineNo := Add(card, r.TransactionID, month, r.AmountCents)
+	lineNo := Add(card, r.PaymentKey, r.TransactionID, month, r.AmountCents)
 	card.LastOffset = ctx.Offset()
 	ctx.SetValue(&eventsv1.StatementEntry{Entry: &eventsv1.StatementEntry_Card{Card: card}})
 	ctx.Loopback(PageKey(token, month, lineNo/PageSize), &eventsv1.StatementLinePlacement{LineNo: lineNo, Line: line})
 	p.m.lines.Inc()
+	return nil
 }
 
 // place puts a line on its page (key: card token|month|page).
-func (p *Processor) place(ctx goka.Context, msg any) {
+func (p *Processor) place(ctx goka.Context, msg any) error {
 	pl := msg.(*eventsv1.StatementLinePlacement)
+	if err := CheckPlacement(ctx.Key(), pl); err != nil {
+		return err
+	}
 	var page *eventsv1.StatementPage
-	if v, ok := ctx.Value().(*eventsv1.StatementEntry); ok && v.GetPage() != nil {
-		page = v.GetPage()
-	} else {
+	switch v := ctx.Value().(type) {
+	case nil:
 		page = &eventsv1.StatementPage{}
+	case *eventsv1.StatementEntry:
+		if page = v.GetPage(); page == nil {
+			return fmt.Errorf("%w: the page's key holds a card state", ErrUnreadable)
+		}
+	case *codecs.Undecodable:
+		return fmt.Errorf("%w: page: %w", ErrUnreadable, v)
+	default:
+		return fmt.Errorf("%w: page of type %T", ErrUnreadable, v)
 	}
 	Place(page, pl)
 	ctx.SetValue(&eventsv1.StatementEntry{Entry: &eventsv1.StatementEntry_Page{Page: page}})
+	return nil
+}
+
+// CheckPlacement checks a loopback record against its contract: its key names the page that
+// holds its line number (PageKey), and it carries a line.
+func CheckPlacement(key string, pl *eventsv1.StatementLinePlacement) error {
+	parts := strings.Split(key, "|")
+	var problems []string
+	if len(parts) != 3 || parts[0] == "" {
+		problems = append(problems, "key must be card token|YYYY-MM|page")
+	} else {
+		if t, err := time.Parse(MonthLayout, parts[1]); err != nil || t.Format(MonthLayout) != parts[1] {
+			problems = append(problems, "key must name a month YYYY-MM")
+		}
+		if n, err := strconv.ParseInt(parts[2], 10, 64); err != nil || pl.GetLineNo() < 0 || n != pl.GetLineNo()/PageSize {
+			problems = append(problems, "line_no must be on the key's page")
+		}
+	}
+	if pl.GetLine() == nil {
+		problems = append(problems, "line is required")
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("statement line placement: %w: %s", codecs.ErrContract, strings.Join(problems, "; "))
+	}
+	return nil
 }
 
 // Add records a new line of amount in month on a card's state and returns its line number in
 // the month.
-func Add(card *eventsv1.StatementCard, txID, month string, amount int64) int64 {
+func Add(card *eventsv1.StatementCard, paymentKey, txID, month string, amount int64) int64 {
 	var mt *eventsv1.MonthTotal
 	for _, m := range card.GetMonths() {
 		if m.GetMonth() == month {
@@ -145,7 +200,7 @@ func Add(card *eventsv1.StatementCard, txID, month string, amount int64) int64 {
 	lineNo := mt.Count
 	mt.Count++
 	mt.TotalCents += amount
-	card.Recent = append(card.Recent, &eventsv1.AppliedLine{TransactionId: txID, Month: month, LineNo: lineNo})
+	card.Recent = append(card.Recent, &eventsv1.AppliedLine{PaymentKey: paymentKey, TransactionId: txID, Month: month, LineNo: lineNo})
 	if n := len(card.Recent) - keepApplied; n > 0 {
 		card.Recent = append(card.Recent[:0:0], card.Recent[n:]...)
 	}
@@ -161,31 +216,49 @@ func Place(page *eventsv1.StatementPage, pl *eventsv1.StatementLinePlacement) {
 	page.Lines[slot] = pl.GetLine()
 }
 
-func cardState(v any) *eventsv1.StatementCard {
-	if e, ok := v.(*eventsv1.StatementEntry); ok && e.GetCard() != nil {
-		return e.GetCard()
+// cardState returns the card's state from a table value: empty for none, an error wrapping
+// ErrUnreadable for a value that does not decode or is not a card's state.
+func cardState(v any) (*eventsv1.StatementCard, error) {
+	switch v := v.(type) {
+	case nil:
+		return &eventsv1.StatementCard{}, nil
+	case *eventsv1.StatementEntry:
+		if v.GetCard() == nil {
+			return nil, fmt.Errorf("%w: the card's key holds a page", ErrUnreadable)
+		}
+		return v.GetCard(), nil
+	case *codecs.Undecodable:
+		return nil, fmt.Errorf("%w: %w", ErrUnreadable, v)
+	default:
+		return nil, fmt.Errorf("%w: value of type %T", ErrUnreadable, v)
 	}
-	return &eventsv1.StatementCard{}
 }
 
-func applied(card *eventsv1.StatementCard, txID string) *eventsv1.AppliedLine {
+func applied(card *eventsv1.StatementCard, paymentKey string) *eventsv1.AppliedLine {
 	for i := len(card.GetRecent()) - 1; i >= 0; i-- {
-		if card.Recent[i].GetTransactionId() == txID {
+		if card.Recent[i].GetPaymentKey() == paymentKey {
 			return card.Recent[i]
 		}
 	}
 	return nil
 }
 
-func lineOf(r *codecs.Result) (*codebankv1.StatementLine, string, error) {
-	t, err := time.Parse(time.RFC3339Nano, r.AuthorizedAt)
-	if err != nil {
-		return nil, "", fmt.Errorf("authorized_at %q: %w", r.AuthorizedAt, err)
+// Applied returns the number of purchases on a card's statement, over every month.
+func Applied(card *eventsv1.StatementCard) int64 {
+	var n int64
+	for _, m := range card.GetMonths() {
+		n += m.GetCount()
 	}
+	return n
+}
+
+// lineOf returns the statement line of a result that passed codecs.CheckResult, and its month.
+func lineOf(r *codecs.Result) (*codebankv1.StatementLine, string) {
+	t, _ := time.Parse(time.RFC3339Nano, r.AuthorizedAt)
 	return &codebankv1.StatementLine{
 		TransactionId: r.TransactionID, AuthorizedAtUnixMs: t.UnixMilli(),
 		Store: r.Store, Description: r.Description, AmountCents: r.AmountCents,
-	}, t.UTC().Format(MonthLayout), nil
+	}, t.UTC().Format(MonthLayout)
 }
 
 type metrics struct {

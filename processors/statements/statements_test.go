@@ -2,6 +2,7 @@ package statements
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/lovoo/goka"
@@ -10,6 +11,7 @@ import (
 	"github.com/codebank/codebank/codecs"
 	"github.com/codebank/codebank/processors"
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
+	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
 
 func start(t *testing.T) (*tester.Tester, processors.Topology) {
@@ -33,7 +35,12 @@ func start(t *testing.T) (*tester.Tester, processors.Topology) {
 }
 
 func result(tx, status, at string, amount int64) *codecs.Result {
-	return &codecs.Result{TransactionID: tx, CardToken: "tok", Status: status, AmountCents: amount, Store: "Code Store", Description: "d", AuthorizedAt: at}
+	r := &codecs.Result{PaymentKey: codecs.PaymentKey("tok", tx), TransactionID: tx, CardToken: "tok", Status: status, AmountCents: amount,
+		Store: "Code Store", Description: "d", AuthorizedAt: at}
+	if status == codecs.StatusRejected {
+		r.Reason = "insufficient_credit"
+	}
+	return r
 }
 
 func TestStatementsProcessor(t *testing.T) {
@@ -83,7 +90,57 @@ func TestPlaceIsIdempotent(t *testing.T) {
 		t.Fatalf("page has %d slots, want 3", len(page.GetLines()))
 	}
 	card := &eventsv1.StatementCard{}
-	if Add(card, "x", "2026-11", 5) != 0 || Add(card, "y", "2026-11", 5) != 1 || Add(card, "z", "2026-12", 5) != 0 {
+	if Add(card, "t:x", "x", "2026-11", 5) != 0 || Add(card, "t:y", "y", "2026-11", 5) != 1 || Add(card, "t:z", "z", "2026-12", 5) != 0 {
 		t.Fatal("line numbers must count per month from 0")
+	}
+}
+
+// TestPoisonRecords feeds the statements group records it cannot use: each goes to the
+// dead-letter topic of its input, and the group goes on applying results.
+func TestPoisonRecords(t *testing.T) {
+	tt, topo := start(t)
+	table := goka.Table(topo.StatementsTable().Name)
+	results, loop := topo.Results(), topo.StatementsLoop()
+	resultsDLQ := tt.NewQueueTracker(topo.DeadLetters(processors.ConsumerStatements, results).Name)
+	loopDLQ := tt.NewQueueTracker(topo.DeadLetters(processors.ConsumerStatements, loop).Name)
+
+	wrongKey := result("w", "approved", "2026-11-02T10:00:00.000000Z", 5)
+	wrongKey.PaymentKey = "other:w"
+	tt.SetTableValue(table, "damaged", &codecs.Undecodable{Raw: []byte("garbage")})
+	damaged := result("x", "approved", "2026-11-02T10:00:00.000000Z", 5)
+	damaged.CardToken, damaged.PaymentKey = "damaged", "damaged:x"
+	tests := []struct {
+		name    string
+		topic   string
+		key     string
+		value   any
+		dlq     *tester.QueueTracker
+		wantErr string
+	}{
+		{"not JSON", results.Name, "tok", &codecs.Frame{Raw: []byte("not json")}, resultsDLQ, "decode"},
+		{"no status", results.Name, "tok", result("s", "", "2026-11-02T10:00:00.000000Z", 5), resultsDLQ, "status"},
+		{"payment key of another card", results.Name, "tok", wrongKey, resultsDLQ, "payment_key"},
+		{"no time", results.Name, "tok", result("t", "approved", "yesterday", 5), resultsDLQ, "authorized_at"},
+		{"card state damaged", results.Name, "damaged", damaged, resultsDLQ, "statement state unreadable"},
+		{"placement on the wrong page", loop.Name, PageKey("tok", "2026-11", 3), &eventsv1.StatementLinePlacement{LineNo: 5, Line: &codebankv1.StatementLine{}}, loopDLQ, "line_no"},
+		{"placement without a line", loop.Name, PageKey("tok", "2026-11", 0), &eventsv1.StatementLinePlacement{LineNo: 5}, loopDLQ, "line is required"},
+		{"placement key without a month", loop.Name, "tok|nov|0000", &eventsv1.StatementLinePlacement{Line: &codebankv1.StatementLine{}}, loopDLQ, "month"},
+		{"undecodable placement", loop.Name, PageKey("tok", "2026-11", 0), &codecs.Frame{Raw: []byte{0xff}}, loopDLQ, "decode"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tt.Consume(tc.topic, tc.key, tc.value)
+			h, key, _, ok := tc.dlq.NextWithHeaders()
+			if !ok || key != tc.key {
+				t.Fatalf("dead letter = %q, %v; want the record of %q", key, ok, tc.key)
+			}
+			if got := string(h[processors.HeaderError]); !strings.Contains(got, tc.wantErr) || string(h[processors.HeaderSourceTopic]) != tc.topic {
+				t.Errorf("dead letter headers = %q, want an error about %s", h, tc.wantErr)
+			}
+		})
+	}
+	tt.Consume(results.Name, "tok", result("ok", "approved", "2026-11-02T10:00:00.000000Z", 7))
+	if got := Applied(tt.TableValue(table, "tok").(*eventsv1.StatementEntry).GetCard()); got != 1 {
+		t.Errorf("applied %d purchases after the poison, want 1", got)
 	}
 }

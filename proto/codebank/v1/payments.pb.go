@@ -95,6 +95,10 @@ const (
 	RejectReason_REJECT_REASON_CARD_BLOCKED RejectReason = 6
 	// REJECT_REASON_INSUFFICIENT_CREDIT: the amount exceeds the available credit.
 	RejectReason_REJECT_REASON_INSUFFICIENT_CREDIT RejectReason = 7
+	// REJECT_REASON_ACCOUNT_UNAVAILABLE: the bank cannot read the card's account (its stored
+	// state is damaged); nothing was charged, and the card's payments are refused until the
+	// bank repairs it.
+	RejectReason_REJECT_REASON_ACCOUNT_UNAVAILABLE RejectReason = 8
 )
 
 // Enum value maps for RejectReason.
@@ -108,6 +112,7 @@ var (
 		5: "REJECT_REASON_HOLDER_MISMATCH",
 		6: "REJECT_REASON_CARD_BLOCKED",
 		7: "REJECT_REASON_INSUFFICIENT_CREDIT",
+		8: "REJECT_REASON_ACCOUNT_UNAVAILABLE",
 	}
 	RejectReason_value = map[string]int32{
 		"REJECT_REASON_UNSPECIFIED":         0,
@@ -118,6 +123,7 @@ var (
 		"REJECT_REASON_HOLDER_MISMATCH":     5,
 		"REJECT_REASON_CARD_BLOCKED":        6,
 		"REJECT_REASON_INSUFFICIENT_CREDIT": 7,
+		"REJECT_REASON_ACCOUNT_UNAVAILABLE": 8,
 	}
 )
 
@@ -234,7 +240,8 @@ func (x *CardDetails) GetCvv() string {
 type AuthorizeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// transaction_id is the idempotency key chosen by the client (1-64 characters of
-	// [A-Za-z0-9._:-]); the bank generates one when it is empty.
+	// [A-Za-z0-9._:-]), unique per card; the bank generates one when it is empty. The same id on
+	// two cards is two payments.
 	TransactionId string `protobuf:"bytes,1,opt,name=transaction_id,json=transactionId,proto3" json:"transaction_id,omitempty"`
 	// card identifies and authenticates the card.
 	Card *CardDetails `protobuf:"bytes,2,opt,name=card,proto3" json:"card,omitempty"`
@@ -454,7 +461,7 @@ const file_codebank_v1_payments_proto_rawDesc = "" +
 	"\rPaymentStatus\x12\x1e\n" +
 	"\x1aPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17PAYMENT_STATUS_APPROVED\x10\x01\x12\x1b\n" +
-	"\x17PAYMENT_STATUS_REJECTED\x10\x02*\x9c\x02\n" +
+	"\x17PAYMENT_STATUS_REJECTED\x10\x02*\xc3\x02\n" +
 	"\fRejectReason\x12\x1d\n" +
 	"\x19REJECT_REASON_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cREJECT_REASON_CARD_NOT_FOUND\x10\x01\x12\x1e\n" +
@@ -463,7 +470,8 @@ const file_codebank_v1_payments_proto_rawDesc = "" +
 	"\x1aREJECT_REASON_CVV_MISMATCH\x10\x04\x12!\n" +
 	"\x1dREJECT_REASON_HOLDER_MISMATCH\x10\x05\x12\x1e\n" +
 	"\x1aREJECT_REASON_CARD_BLOCKED\x10\x06\x12%\n" +
-	"!REJECT_REASON_INSUFFICIENT_CREDIT\x10\a2u\n" +
+	"!REJECT_REASON_INSUFFICIENT_CREDIT\x10\a\x12%\n" +
+	"!REJECT_REASON_ACCOUNT_UNAVAILABLE\x10\b2u\n" +
 	"\x0ePaymentService\x12c\n" +
 	"\tAuthorize\x12\x1d.codebank.v1.AuthorizeRequest\x1a\x1e.codebank.v1.AuthorizeResponse\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/paymentsB;Z9github.com/codebank/codebank/proto/codebank/v1;codebankv1b\x06proto3"
 

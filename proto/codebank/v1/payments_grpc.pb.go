@@ -29,8 +29,12 @@ const (
 // PaymentService authorizes card payments synchronously.
 type PaymentServiceClient interface {
 	// Authorize approves or rejects a payment and answers once the decision is final. A rejection
-	// is a normal answer (status REJECTED with a reason), not an error. Calling again with the same
-	// transaction_id never charges twice and returns the original outcome.
+	// is a normal answer (status REJECTED with a reason), not an error. The transaction_id is an
+	// idempotency key scoped to the card: calling again with the same card, transaction_id, amount
+	// and store never charges twice and returns the original outcome (duplicate = true); the same
+	// card and transaction_id with another amount or store is refused with ALREADY_EXISTS (HTTP
+	// 409) and charges nothing. Beyond the ingress's limit of calls in flight the call is refused at
+	// once with RESOURCE_EXHAUSTED.
 	Authorize(ctx context.Context, in *AuthorizeRequest, opts ...grpc.CallOption) (*AuthorizeResponse, error)
 }
 
@@ -59,8 +63,12 @@ func (c *paymentServiceClient) Authorize(ctx context.Context, in *AuthorizeReque
 // PaymentService authorizes card payments synchronously.
 type PaymentServiceServer interface {
 	// Authorize approves or rejects a payment and answers once the decision is final. A rejection
-	// is a normal answer (status REJECTED with a reason), not an error. Calling again with the same
-	// transaction_id never charges twice and returns the original outcome.
+	// is a normal answer (status REJECTED with a reason), not an error. The transaction_id is an
+	// idempotency key scoped to the card: calling again with the same card, transaction_id, amount
+	// and store never charges twice and returns the original outcome (duplicate = true); the same
+	// card and transaction_id with another amount or store is refused with ALREADY_EXISTS (HTTP
+	// 409) and charges nothing. Beyond the ingress's limit of calls in flight the call is refused at
+	// once with RESOURCE_EXHAUSTED.
 	Authorize(context.Context, *AuthorizeRequest) (*AuthorizeResponse, error)
 	mustEmbedUnimplementedPaymentServiceServer()
 }

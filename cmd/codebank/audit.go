@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/codebank/codebank/analytics"
+	"github.com/codebank/codebank/internal/audit"
+	"github.com/codebank/codebank/processors/orders"
+)
+
+// exitDiscrepancies is the exit status of an audit that found the books do not balance.
+const exitDiscrepancies = 3
+
+func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var c config
+	fs := newFlagSet("audit", "audit [flags]", stderr)
+	c.kafkaFlags(fs)
+	searchURL := fs.String("search-url", "", "Elasticsearch/OpenSearch URL: also check that the index holds one document per payment")
+	index := fs.String("index", analytics.DefaultIndex, "index the results topic is indexed into")
+	wait := fs.Duration("wait", 0, "audit again, once a second, for up to this long while the books do not balance (consumers catching up)")
+	maxShown := fs.Int("max", 20, "discrepancies listed at most")
+	if err := parse(fs, args); err != nil {
+		return helpOK(err)
+	}
+	log, err := c.logger(stderr)
+	if err != nil {
+		return err
+	}
+	keys, err := c.keys(log)
+	if err != nil {
+		return err
+	}
+	kc := c.kafka()
+	if err := kc.Validate(); err != nil {
+		return err
+	}
+	cfg := audit.Config{Kafka: kc, Topo: c.topology(), Keys: keys, Index: *index, Consumers: orders.Consumers(c.topology())}
+	if *searchURL != "" {
+		if cfg.Search, err = analytics.NewClient(*searchURL); err != nil {
+			return err
+		}
+	}
+	deadline := time.Now().Add(*wait)
+	for {
+		rep, err := audit.Run(ctx, cfg)
+		if err != nil {
+			return fmt.Errorf("audit: %w", err)
+		}
+		if rep.OK() || time.Now().After(deadline) {
+			rep.Write(stdout, *maxShown)
+			if !rep.OK() {
+				return exitError{code: exitDiscrepancies, msg: fmt.Sprintf("audit: %d discrepancies", len(rep.Problems))}
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}

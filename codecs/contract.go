@@ -1,0 +1,226 @@
+package codecs
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/codebank/codebank/internal/card"
+	"github.com/codebank/codebank/internal/money"
+	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
+)
+
+// The contract of a record is what its consumers may rely on beyond its decoding: required
+// fields, ranges, a key that matches the value. The ingress checks a request against the same
+// limits before it writes it; a consumer refuses (dead-letters) a record that breaks its
+// contract instead of acting on it. No error of this file contains a card number.
+
+// Limits of text fields, in characters.
+const (
+	MaxTransactionIDLen = 64
+	MaxHolderLen        = 64
+	MaxStoreLen         = 100
+	MaxDescriptionLen   = 500
+	// MaxCorrelationIDLen bounds the ids the ingress generates to correlate replies.
+	MaxCorrelationIDLen = 64
+)
+
+// ErrContract is wrapped by the errors of the Check functions: the record breaks its topic's
+// contract.
+var ErrContract = errors.New("record breaks its contract")
+
+// problems collects what is wrong with a record, field by field.
+type problems []string
+
+func (p *problems) add(field, format string, args ...any) {
+	*p = append(*p, field+" "+fmt.Sprintf(format, args...))
+}
+
+func (p problems) err(record string) error {
+	if len(p) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s: %w: %s", record, ErrContract, strings.Join(p, "; "))
+}
+
+// CheckText reports what is wrong with a required text field of at most max characters:
+// invalid UTF-8, blank, too long, or holding control characters.
+func CheckText(s string, max int) error {
+	switch n := utf8.RuneCountInString(s); {
+	case !utf8.ValidString(s):
+		return errors.New("must be valid UTF-8")
+	case strings.TrimSpace(s) == "":
+		return errors.New("is required")
+	case n > max:
+		return fmt.Errorf("must be at most %d characters, got %d", max, n)
+	case strings.IndexFunc(s, unicode.IsControl) >= 0:
+		return errors.New("must not contain control characters")
+	}
+	return nil
+}
+
+// CheckTransactionID reports what is wrong with a transaction id: 1-64 characters of
+// [A-Za-z0-9._:-].
+func CheckTransactionID(id string) error {
+	switch {
+	case id == "":
+		return errors.New("is required")
+	case len(id) > MaxTransactionIDLen:
+		return fmt.Errorf("must be at most %d characters", MaxTransactionIDLen)
+	}
+	for _, r := range id {
+		if !(r == '-' || r == '_' || r == '.' || r == ':' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+			return errors.New("may contain only letters, digits and . _ : -")
+		}
+	}
+	return nil
+}
+
+// CheckCents reports what is wrong with an amount: it must be 1 to money.MaxCents.
+func CheckCents(c int64) error {
+	switch {
+	case c <= 0:
+		return fmt.Errorf("must be greater than zero, got %d", c)
+	case c > money.MaxCents:
+		return fmt.Errorf("must be at most %d, got %d", money.MaxCents, c)
+	}
+	return nil
+}
+
+func (p *problems) check(field string, err error) {
+	if err != nil {
+		p.add(field, "%v", err)
+	}
+}
+
+func (p *problems) cardKey(key string) {
+	if card.ValidateNumber(key) != nil {
+		p.add("key", "must be a card number") // the key itself is never quoted
+	}
+}
+
+func (p *problems) expiry(month, year int32) {
+	if month < 1 || month > 12 {
+		p.add("expiry_month", "must be 1-12, got %d", month)
+	}
+	if year < 2000 || year > 2100 {
+		p.add("expiry_year", "must be a four-digit year, got %d", year)
+	}
+}
+
+func (p *problems) correlation(field, id string, required bool) {
+	switch {
+	case id == "" && required:
+		p.add(field, "is required")
+	case len(id) > MaxCorrelationIDLen:
+		p.add(field, "must be at most %d characters", MaxCorrelationIDLen)
+	}
+}
+
+// CheckPaymentRequested checks a payment request (key: card number) against its contract.
+func CheckPaymentRequested(key string, r *eventsv1.PaymentRequested) error {
+	var p problems
+	p.cardKey(key)
+	p.check("transaction_id", CheckTransactionID(r.GetTransactionId()))
+	p.check("holder_name", CheckText(r.GetHolderName(), MaxHolderLen))
+	p.expiry(r.GetExpiryMonth(), r.GetExpiryYear())
+	p.check("amount_cents", CheckCents(r.GetAmountCents()))
+	p.check("store", CheckText(r.GetStore(), MaxStoreLen))
+	p.check("description", CheckText(r.GetDescription(), MaxDescriptionLen))
+	if r.GetRequestedAtUnixUs() <= 0 {
+		p.add("requested_at_unix_us", "is required")
+	}
+	if _, ok := eventsv1.Channel_name[int32(r.GetChannel())]; !ok {
+		p.add("channel", "unknown: %d", r.GetChannel())
+	}
+	p.correlation("correlation_id", r.GetCorrelationId(), r.GetReplyKey() != "")
+	if len(r.GetReplyKey()) > MaxCorrelationIDLen {
+		p.add("reply_key", "must be at most %d characters", MaxCorrelationIDLen)
+	}
+	return p.err("payment request")
+}
+
+// CheckCardCommand checks a card command (key: card number) against its contract.
+func CheckCardCommand(key string, c *eventsv1.CardCommand) error {
+	var p problems
+	p.cardKey(key)
+	p.correlation("command_id", c.GetCommandId(), true)
+	if len(c.GetReplyKey()) > MaxCorrelationIDLen {
+		p.add("reply_key", "must be at most %d characters", MaxCorrelationIDLen)
+	}
+	switch cmd := c.GetCommand().(type) {
+	case *eventsv1.CardCommand_Issue:
+		p.check("issue.holder_name", CheckText(cmd.Issue.GetHolderName(), MaxHolderLen))
+		p.check("issue.limit_cents", CheckCents(cmd.Issue.GetLimitCents()))
+		if cur := cmd.Issue.GetCurrency(); len(cur) != 3 || strings.Trim(cur, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != "" {
+			p.add("issue.currency", "must be an ISO 4217 code")
+		}
+		p.expiry(cmd.Issue.GetExpiryMonth(), cmd.Issue.GetExpiryYear())
+	case *eventsv1.CardCommand_Get:
+	default:
+		p.add("command", "is required")
+	}
+	return p.err("card command")
+}
+
+// CheckAccount checks an authorizer table value: an account whose amounts make no sense is
+// treated like one that does not decode, and fails its card closed.
+func CheckAccount(a *eventsv1.Account) error {
+	var p problems
+	if err := CheckCents(a.GetLimitCents()); err != nil {
+		p.add("limit_cents", "%v", err)
+	}
+	if a.GetUsedCents() < 0 || a.GetUsedCents() > a.GetLimitCents() {
+		p.add("used_cents", "must be 0 to the limit")
+	}
+	if a.GetApprovals() < 0 {
+		p.add("approvals", "must not be negative")
+	}
+	return p.err("account")
+}
+
+// CheckReply checks a reply: it names its call and has a body.
+func CheckReply(r *eventsv1.Reply) error {
+	var p problems
+	p.correlation("correlation_id", r.GetCorrelationId(), true)
+	if r.GetBody() == nil {
+		p.add("body", "is required")
+	}
+	return p.err("reply")
+}
+
+// CheckResult checks a results record (key: card token) against docs/results-topic.md.
+func CheckResult(key string, r *Result) error {
+	var p problems
+	if r.CardToken == "" || key != r.CardToken {
+		p.add("key", "must be the record's card_token")
+	}
+	p.check("transaction_id", CheckTransactionID(r.TransactionID))
+	if r.PaymentKey != PaymentKey(r.CardToken, r.TransactionID) {
+		p.add("payment_key", "must be card_token:transaction_id")
+	}
+	switch r.Status {
+	case StatusApproved:
+		if r.Reason != "" {
+			p.add("reason", "must be empty when approved")
+		}
+	case StatusRejected:
+		if r.Reason == "" {
+			p.add("reason", "is required when rejected")
+		}
+	default:
+		p.add("status", "must be %s or %s", StatusApproved, StatusRejected)
+	}
+	p.check("amount_cents", CheckCents(r.AmountCents))
+	if _, err := time.Parse(time.RFC3339Nano, r.AuthorizedAt); err != nil {
+		p.add("authorized_at", "must be an RFC 3339 time")
+	}
+	if r.Status == StatusApproved {
+		p.check("store", CheckText(r.Store, MaxStoreLen))
+		p.check("description", CheckText(r.Description, MaxDescriptionLen))
+	}
+	return p.err("result")
+}

@@ -1,0 +1,519 @@
+// Package audit checks Code Bank's books from its topics alone, as `codebank audit` does for an
+// operator: it replays the results topic and reads the authorizer's and the statements' tables
+// (and, when asked, the search index) and checks, for every card, that
+//
+//   - its account decodes and is not over its limit;
+//   - the approved results sum to the account's used credit;
+//   - its statement's months hold exactly the approved results: totals, counts and every line;
+//   - no payment key was applied twice (two different approvals under one key);
+//   - the search index holds one document per payment.
+//
+// Results that do not decode or break docs/results-topic.md are counted, not booked: every
+// consumer dead-letters them. Its main types are Config and Report.
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/olivere/elastic/v7"
+
+	"github.com/codebank/codebank/codecs"
+	"github.com/codebank/codebank/internal/card"
+	"github.com/codebank/codebank/internal/kafkaconf"
+	"github.com/codebank/codebank/internal/money"
+	"github.com/codebank/codebank/processors"
+	"github.com/codebank/codebank/processors/statements"
+	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
+)
+
+// Config says what to audit.
+type Config struct {
+	// Kafka reaches the cluster.
+	Kafka kafkaconf.Config
+	// Topo names the deployment's topics.
+	Topo processors.Topology
+	// Keys derive card tokens from the numbers that key the authorizer's table.
+	Keys card.Keys
+	// Search, when set, is checked to hold one document per payment in Index.
+	Search *elastic.Client
+	Index  string
+	// Consumers are consumers beyond the bank's whose dead-letter topics are counted (the
+	// store's).
+	Consumers []processors.Consumer
+}
+
+// Report is what an audit found.
+type Report struct {
+	// Results is the number of records read from the results topic; Payments the distinct
+	// payment keys among them, Replays the records that repeated one identically, Refused the
+	// records that do not decode or break the contract.
+	Results, Payments, Replays, Refused int
+	// Approved is the number of approved payments and ApprovedCents their sum.
+	Approved      int
+	ApprovedCents int64
+	// Cards is the number of cards with an account.
+	Cards int
+	// Documents is the number of documents in the index; -1 when it was not checked.
+	Documents int64
+	// DeadLetters counts the records of each dead-letter topic that has any.
+	DeadLetters map[string]int64
+	// Partial is set when retention has removed the oldest results: used credit is then not
+	// compared with them.
+	Partial bool
+	// Problems are the discrepancies found, card numbers masked.
+	Problems []string
+}
+
+// OK reports whether the books balance.
+func (r *Report) OK() bool { return len(r.Problems) == 0 }
+
+// Write prints the report, listing at most max problems.
+func (r *Report) Write(w io.Writer, max int) {
+	fmt.Fprintf(w, "results:   %d records: %d payments (%d approved, %s), %d replays, %d refused by the contract\n",
+		r.Results, r.Payments, r.Approved, money.Format(r.ApprovedCents), r.Replays, r.Refused)
+	fmt.Fprintf(w, "accounts:  %d cards\n", r.Cards)
+	if r.Documents >= 0 {
+		fmt.Fprintf(w, "index:     %d documents\n", r.Documents)
+	}
+	names := make([]string, 0, len(r.DeadLetters))
+	for n := range r.DeadLetters {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "dead letters: %d in %s\n", r.DeadLetters[n], n)
+	}
+	if r.Partial {
+		fmt.Fprintln(w, "note: retention removed the oldest results; used credit was not compared with them")
+	}
+	if r.OK() {
+		fmt.Fprintln(w, "OK: the books balance")
+		return
+	}
+	fmt.Fprintf(w, "FAILED: %d discrepancies\n", len(r.Problems))
+	for i, p := range r.Problems {
+		if i == max {
+			fmt.Fprintf(w, "  ... and %d more\n", len(r.Problems)-max)
+			break
+		}
+		fmt.Fprintln(w, "  "+p)
+	}
+}
+
+// books are one card's figures from the results.
+type books struct {
+	masked        string
+	approvedCents int64
+	approved      int64
+	months        map[string]*monthBooks
+}
+
+type monthBooks struct{ cents, count int64 }
+
+type accountInfo struct {
+	masked string
+	acct   *eventsv1.Account
+	err    error
+}
+
+// Run audits the deployment once.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	client, err := sarama.NewClient(cfg.Kafka.Brokers, cfg.Kafka.Sarama())
+	if err != nil {
+		return nil, fmt.Errorf("connect to Kafka: %w", err)
+	}
+	defer client.Close()
+	rep := &Report{Documents: -1, DeadLetters: map[string]int64{}}
+
+	// The results: every payment once, and each card's books.
+	payments := map[string]*codecs.Result{}
+	cards := map[string]*books{}
+	results := cfg.Topo.Results()
+	partial, err := readTopic(ctx, client, results.Name, func(m *sarama.ConsumerMessage) {
+		if m.Value == nil {
+			return
+		}
+		rep.Results++
+		v, err := results.Codec.Decode(m.Value)
+		if err == nil {
+			err = codecs.CheckResult(string(m.Key), v.(*codecs.Result))
+		}
+		if err != nil {
+			rep.Refused++
+			return
+		}
+		r := v.(*codecs.Result)
+		if prev, ok := payments[r.PaymentKey]; ok {
+			if prev.Status == r.Status && prev.AmountCents == r.AmountCents && prev.AuthorizedAt == r.AuthorizedAt {
+				rep.Replays++
+			} else {
+				rep.Problems = append(rep.Problems, fmt.Sprintf("payment %s (card %s): two different results, %s %s at %s and %s %s at %s",
+					r.PaymentKey, r.CardMasked, prev.Status, money.Format(prev.AmountCents), prev.AuthorizedAt, r.Status, money.Format(r.AmountCents), r.AuthorizedAt))
+			}
+			if prev.Status == codecs.StatusApproved || r.Status != codecs.StatusApproved {
+				return
+			}
+			// A rejection replaced by an approval under one key: book the approval (and the
+			// discrepancy above stands).
+		}
+		payments[r.PaymentKey] = r
+		if r.Status != codecs.StatusApproved {
+			return
+		}
+		b := cards[r.CardToken]
+		if b == nil {
+			b = &books{masked: r.CardMasked, months: map[string]*monthBooks{}}
+			cards[r.CardToken] = b
+		}
+		at, _ := time.Parse(time.RFC3339Nano, r.AuthorizedAt)
+		month := at.UTC().Format(statements.MonthLayout)
+		mb := b.months[month]
+		if mb == nil {
+			mb = &monthBooks{}
+			b.months[month] = mb
+		}
+		b.approved++
+		b.approvedCents += r.AmountCents
+		mb.count++
+		mb.cents += r.AmountCents
+	})
+	if err != nil {
+		return nil, err
+	}
+	rep.Partial = partial
+	rep.Payments = len(payments)
+	for _, b := range cards {
+		rep.Approved += int(b.approved)
+		rep.ApprovedCents += b.approvedCents
+	}
+
+	// The accounts: latest value per card number.
+	accounts := map[string]*accountInfo{}
+	table := cfg.Topo.AuthorizerTable()
+	if _, err := readTopic(ctx, client, table.Name, func(m *sarama.ConsumerMessage) {
+		number := string(m.Key)
+		token := cfg.Keys.Token(number)
+		if m.Value == nil {
+			delete(accounts, token)
+			return
+		}
+		info := &accountInfo{masked: card.Mask(number)}
+		v, err := table.Codec.Decode(m.Value)
+		if err == nil {
+			info.acct = v.(*eventsv1.Account)
+		} else {
+			info.err = err
+		}
+		accounts[token] = info
+	}); err != nil {
+		return nil, err
+	}
+	rep.Cards = len(accounts)
+
+	// The statements: card states and pages, latest value per key.
+	stmtCards := map[string]*eventsv1.StatementCard{}
+	pages := map[string]*eventsv1.StatementPage{}
+	unreadable := map[string]bool{}
+	stable := cfg.Topo.StatementsTable()
+	if _, err := readTopic(ctx, client, stable.Name, func(m *sarama.ConsumerMessage) {
+		key := string(m.Key)
+		token, _, isPage := strings.Cut(key, "|")
+		if m.Value == nil {
+			delete(stmtCards, key)
+			delete(pages, key)
+			return
+		}
+		v, err := stable.Codec.Decode(m.Value)
+		if err != nil {
+			unreadable[token] = true
+			return
+		}
+		e := v.(*eventsv1.StatementEntry)
+		if isPage {
+			pages[key] = e.GetPage()
+		} else {
+			stmtCards[key] = e.GetCard()
+		}
+	}); err != nil {
+		return nil, err
+	}
+
+	// Every card, in a stable order.
+	tokens := map[string]bool{}
+	for t := range cards {
+		tokens[t] = true
+	}
+	for t := range accounts {
+		tokens[t] = true
+	}
+	for t := range stmtCards {
+		tokens[t] = true
+	}
+	sorted := make([]string, 0, len(tokens))
+	for t := range tokens {
+		sorted = append(sorted, t)
+	}
+	slices.Sort(sorted)
+	for _, token := range sorted {
+		rep.Problems = append(rep.Problems, checkCard(token, cards[token], accounts[token], stmtCards[token], pages, unreadable[token], partial)...)
+	}
+
+	if err := countDeadLetters(client, cfg, rep); err != nil {
+		return nil, err
+	}
+	if cfg.Search != nil {
+		if err := checkIndex(ctx, cfg.Search, cfg.Index, payments, rep); err != nil {
+			return nil, err
+		}
+	}
+	return rep, nil
+}
+
+// checkCard returns the discrepancies of one card.
+func checkCard(token string, b *books, a *accountInfo, st *eventsv1.StatementCard, pages map[string]*eventsv1.StatementPage, unreadable, partial bool) []string {
+	if b == nil {
+		b = &books{months: map[string]*monthBooks{}}
+	}
+	name := b.masked
+	if a != nil {
+		name = a.masked
+	}
+	if name == "" {
+		name = "with token " + token
+	}
+	var out []string
+	bad := func(format string, args ...any) { out = append(out, "card "+name+": "+fmt.Sprintf(format, args...)) }
+
+	switch {
+	case a == nil:
+		if b.approved > 0 {
+			bad("%d approved results (%s) but no account", b.approved, money.Format(b.approvedCents))
+		}
+	case a.err != nil:
+		bad("account does not decode: %v", a.err)
+	default:
+		used, limit := a.acct.GetUsedCents(), a.acct.GetLimitCents()
+		if used > limit {
+			bad("used %s is over its limit %s", money.Format(used), money.Format(limit))
+		}
+		if used < 0 {
+			bad("used %s is negative", money.Format(used))
+		}
+		if !partial && used != b.approvedCents {
+			bad("used %s, but its approved results sum to %s (%d payments)", money.Format(used), money.Format(b.approvedCents), b.approved)
+		}
+	}
+
+	if unreadable {
+		bad("statement state does not decode")
+		return out
+	}
+	if st == nil {
+		if b.approved > 0 {
+			bad("no statement, but %d approved results (%s)", b.approved, money.Format(b.approvedCents))
+		}
+		return out
+	}
+	months := map[string]bool{}
+	for m := range b.months {
+		months[m] = true
+	}
+	for _, m := range st.GetMonths() {
+		months[m.GetMonth()] = true
+	}
+	sorted := make([]string, 0, len(months))
+	for m := range months {
+		sorted = append(sorted, m)
+	}
+	slices.Sort(sorted)
+	for _, month := range sorted {
+		want := b.months[month]
+		if want == nil {
+			want = &monthBooks{}
+		}
+		var got *eventsv1.MonthTotal
+		for _, m := range st.GetMonths() {
+			if m.GetMonth() == month {
+				got = m
+			}
+		}
+		if got.GetCount() != want.count || got.GetTotalCents() != want.cents {
+			bad("statement of %s shows %d purchases (%s), its approved results are %d (%s)",
+				month, got.GetCount(), money.Format(got.GetTotalCents()), want.count, money.Format(want.cents))
+		}
+		var lines, cents int64
+		for no := int64(0); no < got.GetCount(); no++ {
+			page := pages[statements.PageKey(token, month, no/statements.PageSize)]
+			slot := int(no % statements.PageSize)
+			if slot >= len(page.GetLines()) || page.GetLines()[slot] == nil {
+				bad("statement of %s: line %d is missing", month, no)
+				continue
+			}
+			lines++
+			cents += page.GetLines()[slot].GetAmountCents()
+		}
+		if lines == got.GetCount() && cents != got.GetTotalCents() {
+			bad("statement of %s: its lines sum to %s, its total is %s", month, money.Format(cents), money.Format(got.GetTotalCents()))
+		}
+	}
+	return out
+}
+
+// countDeadLetters counts the records of every dead-letter topic.
+func countDeadLetters(client sarama.Client, cfg Config, rep *Report) error {
+	seen := map[string]bool{}
+	for _, c := range append(cfg.Topo.Consumers(), cfg.Consumers...) {
+		for _, in := range c.Inputs {
+			name := in.DeadLetters.Name
+			if seen[name] {
+				continue
+			}
+			seen[name] = true
+			n, err := records(client, name)
+			if errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if n > 0 {
+				rep.DeadLetters[name] = n
+			}
+		}
+	}
+	return nil
+}
+
+// records returns how many records a topic holds.
+func records(client sarama.Client, topic string) (int64, error) {
+	parts, err := client.Partitions(topic)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, p := range parts {
+		oldest, err := client.GetOffset(topic, p, sarama.OffsetOldest)
+		if err != nil {
+			return 0, err
+		}
+		newest, err := client.GetOffset(topic, p, sarama.OffsetNewest)
+		if err != nil {
+			return 0, err
+		}
+		n += newest - oldest
+	}
+	return n, nil
+}
+
+// checkIndex compares the index's document ids with the payment keys.
+func checkIndex(ctx context.Context, c *elastic.Client, index string, payments map[string]*codecs.Result, rep *Report) error {
+	if _, err := c.Refresh(index).Do(ctx); err != nil && !elastic.IsNotFound(err) {
+		return fmt.Errorf("refresh %s: %w", index, err)
+	}
+	ids := map[string]bool{}
+	scroll := c.Scroll(index).Size(1000).FetchSource(false)
+	defer scroll.Clear(context.Background())
+	for {
+		res, err := scroll.Do(ctx)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if elastic.IsNotFound(err) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read index %s: %w", index, err)
+		}
+		for _, h := range res.Hits.Hits {
+			ids[h.Id] = true
+		}
+	}
+	rep.Documents = int64(len(ids))
+	var missing, extra []string
+	for key := range payments {
+		if !ids[key] {
+			missing = append(missing, key)
+		}
+	}
+	for id := range ids {
+		if payments[id] == nil {
+			extra = append(extra, id)
+		}
+	}
+	slices.Sort(missing)
+	slices.Sort(extra)
+	if len(missing) > 0 {
+		rep.Problems = append(rep.Problems, fmt.Sprintf("index %s: %d payments have no document, e.g. %s", index, len(missing), strings.Join(missing[:min(3, len(missing))], ", ")))
+	}
+	if len(extra) > 0 {
+		rep.Problems = append(rep.Problems, fmt.Sprintf("index %s: %d documents are no payment's, e.g. %s", index, len(extra), strings.Join(extra[:min(3, len(extra))], ", ")))
+	}
+	return nil
+}
+
+// idle is how long a partition may stay silent before its high water mark is reached.
+const idle = 10 * time.Second
+
+// readTopic hands fn every record of a topic up to the high water marks read at the start, one
+// partition after another. partial reports that retention removed a partition's oldest records.
+func readTopic(ctx context.Context, client sarama.Client, topic string, fn func(*sarama.ConsumerMessage)) (partial bool, err error) {
+	consumer, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		return false, err
+	}
+	defer consumer.Close()
+	parts, err := client.Partitions(topic)
+	if err != nil {
+		return false, fmt.Errorf("partitions of %s: %w", topic, err)
+	}
+	for _, p := range parts {
+		oldest, err := client.GetOffset(topic, p, sarama.OffsetOldest)
+		if err != nil {
+			return false, err
+		}
+		newest, err := client.GetOffset(topic, p, sarama.OffsetNewest)
+		if err != nil {
+			return false, err
+		}
+		partial = partial || oldest > 0
+		if newest <= oldest {
+			continue
+		}
+		pc, err := consumer.ConsumePartition(topic, p, oldest)
+		if err != nil {
+			return false, fmt.Errorf("read %s/%d: %w", topic, p, err)
+		}
+		err = func() error {
+			defer pc.Close()
+			timer := time.NewTimer(idle)
+			defer timer.Stop()
+			for {
+				select {
+				case m := <-pc.Messages():
+					fn(m)
+					if m.Offset >= newest-1 {
+						return nil
+					}
+					timer.Reset(idle)
+				case err := <-pc.Errors():
+					return fmt.Errorf("read %s/%d: %w", topic, p, err)
+				case <-timer.C:
+					return fmt.Errorf("read %s/%d: no record for %v before offset %d", topic, p, idle, newest)
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+		}()
+		if err != nil {
+			return false, err
+		}
+	}
+	return partial, nil
+}
