@@ -155,6 +155,8 @@ func New(cfg Config, bank Bank, keys card.Keys, reg *prometheus.Registry, log *s
 		// The server pings a connection silent for 2 minutes and drops it if no answer comes
 		// within 20 s: a vanished client does not hold its connection for good.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
+		// A connection must complete its HTTP/2 handshake within 10 s.
+		grpc.ConnectionTimeout(10*time.Second),
 	)
 	if !s.noPayments {
 		codebankv1.RegisterCardServiceServer(s.grpc, cardService{Server: s})

@@ -352,7 +352,7 @@ func checkCard(token string, b *books, a *accountInfo, st *eventsv1.StatementCar
 		for no := int64(0); no < got.GetCount(); no++ {
 			page := pages[statements.PageKey(token, month, no/statements.PageSize)]
 			slot := int(no % statements.PageSize)
-			if slot >= len(page.GetLines()) || page.GetLines()[slot] == nil {
+			if slot >= len(page.GetLines()) || page.GetLines()[slot].GetTransactionId() == "" { // an empty slot decodes as an empty line
 				bad("statement of %s: line %d is missing", month, no)
 				continue
 			}

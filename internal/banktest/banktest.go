@@ -75,31 +75,43 @@ func StartAuthorizer(t testing.TB, d Deployment, dir string, opts ...authorizer.
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	opts = append([]authorizer.Option{authorizer.WithLogger(Logger())}, opts...)
+	reg := prometheus.NewRegistry()
+	opts = append([]authorizer.Option{authorizer.WithLogger(Logger()), authorizer.WithRegisterer(reg)}, opts...)
 	p := authorizer.New(d.Topo, Keys(t), opts...)
 	proc, err := goka.NewProcessor(d.Kafka.Brokers, p.Graph(), d.Kafka.ProcessorOptions(dir, Logger())...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return run(t, proc, "authorizer")
+	return Run(t, proc, "authorizer", reg)
 }
 
 // Ingress is a running ingress replica.
 type Ingress struct {
-	Bank    *grpcgateway.KafkaBank
-	Server  *grpcgateway.Server
-	Conn    *grpc.ClientConn
-	HTTPURL string
-	cancel  context.CancelFunc
-	done    chan error
+	Bank     *grpcgateway.KafkaBank
+	Server   *grpcgateway.Server
+	Conn     *grpc.ClientConn
+	HTTPURL  string
+	GRPCAddr string
+	// Registry holds the replica's metrics.
+	Registry *prometheus.Registry
+	cancel   context.CancelFunc
+	done     chan error
 }
 
 // StartIngress runs an ingress replica reading replyPartition of the replies topic (negative:
 // pick one) and returns it with a gRPC client connection. It is stopped when the test ends.
 func StartIngress(t testing.TB, d Deployment, replyPartition int, cfg grpcgateway.Config, opts ...grpcgateway.Option) *Ingress {
 	t.Helper()
+	return StartIngressWith(t, d, grpcgateway.BankConfig{ReplyPartition: replyPartition}, cfg, opts...)
+}
+
+// StartIngressWith is StartIngress with the bank's whole configuration (its registry and logger
+// are the test's).
+func StartIngressWith(t testing.TB, d Deployment, bc grpcgateway.BankConfig, cfg grpcgateway.Config, opts ...grpcgateway.Option) *Ingress {
+	t.Helper()
 	reg := prometheus.NewRegistry()
-	bank, err := grpcgateway.NewKafkaBank(d.Kafka, d.Topo, Keys(t), grpcgateway.BankConfig{ReplyPartition: replyPartition, Registerer: reg, Log: Logger()})
+	bc.Registerer, bc.Log = reg, Logger()
+	bank, err := grpcgateway.NewKafkaBank(d.Kafka, d.Topo, Keys(t), bc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +125,8 @@ func StartIngress(t testing.TB, d Deployment, replyPartition int, cfg grpcgatewa
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	in := &Ingress{Bank: bank, Server: srv, HTTPURL: "http://" + hl.Addr().String(), cancel: cancel, done: make(chan error, 2)}
+	in := &Ingress{Bank: bank, Server: srv, HTTPURL: "http://" + hl.Addr().String(), GRPCAddr: gl.Addr().String(), Registry: reg,
+		cancel: cancel, done: make(chan error, 2)}
 	go func() { in.done <- bank.Run(ctx) }()
 	go func() { in.done <- srv.ServeListeners(ctx, gl, hl) }()
 	in.Conn, err = grpc.NewClient(gl.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -143,9 +156,11 @@ func StartIngress(t testing.TB, d Deployment, replyPartition int, cfg grpcgatewa
 
 // Processor is a running goka processor.
 type Processor struct {
-	Proc   *goka.Processor
-	cancel context.CancelFunc
-	done   chan error
+	Proc *goka.Processor
+	// Registry holds the processor's metrics.
+	Registry *prometheus.Registry
+	cancel   context.CancelFunc
+	done     chan error
 }
 
 // StartStatements runs a statements processor instance with its storage in dir (t.TempDir()
@@ -155,18 +170,20 @@ func StartStatements(t testing.TB, d Deployment, dir string) *Processor {
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	proc, err := goka.NewProcessor(d.Kafka.Brokers, statements.New(d.Topo, nil, Logger()).Graph(), d.Kafka.ProcessorOptions(dir, Logger())...)
+	reg := prometheus.NewRegistry()
+	proc, err := goka.NewProcessor(d.Kafka.Brokers, statements.New(d.Topo, reg, Logger()).Graph(), d.Kafka.ProcessorOptions(dir, Logger())...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return run(t, proc, "statements processor")
+	return Run(t, proc, "statements processor", reg)
 }
 
-// run runs a goka processor until the test ends and waits until it is ready.
-func run(t testing.TB, proc *goka.Processor, what string) *Processor {
+// Run runs a goka processor until the test ends and waits until it is ready; reg is where
+// its metrics are.
+func Run(t testing.TB, proc *goka.Processor, what string, reg *prometheus.Registry) *Processor {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &Processor{Proc: proc, cancel: cancel, done: make(chan error, 1)}
+	p := &Processor{Proc: proc, Registry: reg, cancel: cancel, done: make(chan error, 1)}
 	go func() { p.done <- proc.Run(ctx) }()
 	t.Cleanup(func() { p.Stop(t) })
 	readyCtx, readyCancel := context.WithTimeout(ctx, 60*time.Second)
@@ -221,4 +238,35 @@ func StartStatementsView(t testing.TB, d Deployment) *statements.Reader {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return r
+}
+
+// Value returns the value of the counter or gauge name with exactly these labels in reg; 0
+// when there is none.
+func Value(t testing.TB, reg prometheus.Gatherer, name string, labels map[string]string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	metric:
+		for _, m := range f.GetMetric() {
+			if len(m.GetLabel()) != len(labels) {
+				continue
+			}
+			for _, l := range m.GetLabel() {
+				if labels[l.GetName()] != l.GetValue() {
+					continue metric
+				}
+			}
+			if m.GetGauge() != nil {
+				return m.GetGauge().GetValue()
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
 }

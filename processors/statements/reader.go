@@ -51,7 +51,7 @@ func (r *Reader) Lines(token, month string, from, n int64) ([]*codebankv1.Statem
 			return nil, fmt.Errorf("read statement page: %w: %w", ErrUnreadable, e)
 		}
 		for slot := int(no % PageSize); slot < len(page) && no < from+n; slot++ {
-			if page[slot] == nil {
+			if page[slot].GetTransactionId() == "" { // not placed yet: a nil slot decodes as an empty line
 				return lines, nil
 			}
 			lines = append(lines, page[slot])

@@ -1,0 +1,163 @@
+package grpcgateway_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/codebank/codebank/grpcgateway"
+	"github.com/codebank/codebank/internal/banktest"
+	"github.com/codebank/codebank/internal/kafkatest"
+	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
+)
+
+// TestCallsInFlightLimit: with the authorizer away, calls wait up to the ingress's limit; the
+// next is refused at once with RESOURCE_EXHAUSTED (HTTP 429), and the waiting ones get their
+// answers when the authorizer is back.
+func TestCallsInFlightLimit(t *testing.T) {
+	t.Parallel()
+	d := banktest.NewDeployment(t, brokerAddr, kafkatest.Name(t), 3, 2)
+	a := banktest.StartAuthorizer(t, d, "")
+	const limit = 4
+	in := banktest.StartIngressWith(t, d, grpcgateway.BankConfig{ReplyPartition: 0, MaxInFlight: limit}, grpcgateway.Config{RequestTimeout: 30 * time.Second})
+	cards, payments := codebankv1.NewCardServiceClient(in.Conn), codebankv1.NewPaymentServiceClient(in.Conn)
+	c := issue(t, cards, "Maria Silva", 100_000)
+	a.Stop(t)
+
+	var wg sync.WaitGroup
+	answers := make(chan error, limit)
+	for i := range limit {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := payments.Authorize(context.Background(), &codebankv1.AuthorizeRequest{TransactionId: fmt.Sprint("wait-", i), Card: details(c),
+				AmountCents: 100, Store: "Code Store", Description: "x"})
+			answers <- err
+		}()
+	}
+	for deadline := time.Now().Add(10 * time.Second); banktest.Value(t, in.Registry, "codebank_ingress_bank_inflight", nil) < limit; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the calls did not all start waiting")
+		}
+	}
+	start := time.Now()
+	_, err := payments.Authorize(ctxT(t), &codebankv1.AuthorizeRequest{TransactionId: "one-too-many", Card: details(c), AmountCents: 100, Store: "Code Store", Description: "x"})
+	if status.Code(err) != codes.ResourceExhausted || time.Since(start) > time.Second {
+		t.Errorf("call beyond the limit = %v after %v, want RESOURCE_EXHAUSTED at once", err, time.Since(start))
+	}
+	get, err := http.Get(in.HTTPURL + "/v1/cards/" + c.GetCard().GetNumber())
+	if err != nil {
+		t.Fatal(err)
+	}
+	get.Body.Close()
+	if get.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("REST call beyond the limit = %d, want 429", get.StatusCode)
+	}
+	banktest.StartAuthorizer(t, d, "")
+	wg.Wait()
+	close(answers)
+	for err := range answers {
+		if err != nil {
+			t.Errorf("a waiting call: %v", err)
+		}
+	}
+	if got := used(t, cards, c.GetCard().GetNumber()); got != limit*100 {
+		t.Errorf("used %d, want %d", got, limit*100)
+	}
+}
+
+// TestOversizeRequests: a gRPC message or a REST body over the limit is refused with the
+// documented error, quickly, and nothing reaches Kafka.
+func TestOversizeRequests(t *testing.T) {
+	t.Parallel()
+	b := startBank(t)
+	c := issue(t, b.cards, "Maria Silva", 100_000)
+	huge := strings.Repeat("x", grpcgateway.DefaultMaxMessageBytes+1)
+	_, err := b.payments.Authorize(ctxT(t), &codebankv1.AuthorizeRequest{Card: details(c), AmountCents: 100, Store: "Code Store", Description: huge})
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("gRPC message over the limit = %v, want RESOURCE_EXHAUSTED", err)
+	}
+	body := `{"card":{"number":"` + c.GetCard().GetNumber() + `"},"amount_cents":100,"store":"Code Store","description":"` + huge + `"}`
+	resp, err := http.Post(b.in.HTTPURL+"/v1/payments", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(msg), "over the limit") {
+		t.Errorf("REST body over the limit = %d %s, want 413 saying so", resp.StatusCode, msg)
+	}
+	// Without a Content-Length the body is cut at the limit while it is read.
+	resp, err = http.Post(b.in.HTTPURL+"/v1/payments", "application/json", io.MultiReader(strings.NewReader(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(msg), "too large") {
+		t.Errorf("streamed REST body over the limit = %d %s, want 400 saying it is too large", resp.StatusCode, msg)
+	}
+	if got := used(t, b.cards, c.GetCard().GetNumber()); got != 0 {
+		t.Errorf("used %d after refused requests, want 0", got)
+	}
+}
+
+// TestSlowClients holds connections that send half a request, or nothing, to both ports: the
+// bank goes on answering others at once, and closes them once their time is up.
+func TestSlowClients(t *testing.T) {
+	t.Parallel()
+	b := startBank(t)
+	c := issue(t, b.cards, "Maria Silva", 100_000)
+	httpAddr := strings.TrimPrefix(b.in.HTTPURL, "http://")
+	var slow []net.Conn
+	for i := range 40 {
+		target := httpAddr
+		if i%2 == 1 {
+			target = b.in.GRPCAddr
+		}
+		conn, err := net.Dial("tcp", target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if target == httpAddr {
+			fmt.Fprintf(conn, "POST /v1/payments HTTP/1.1\r\nHost: bank\r\nContent-Type: appl") // and nothing more
+		}
+		slow = append(slow, conn)
+	}
+	defer func() {
+		for _, c := range slow {
+			c.Close()
+		}
+	}()
+	start := time.Now()
+	for i := range 5 {
+		r, err := b.payments.Authorize(ctxT(t), &codebankv1.AuthorizeRequest{Card: details(c), AmountCents: int64(100 + i), Store: "Code Store", Description: "x"})
+		if err != nil || r.GetStatus() != codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED {
+			t.Fatalf("payment beside slow clients = %v, %v", r, err)
+		}
+	}
+	if resp, err := http.Get(b.in.HTTPURL + "/v1/cards/" + c.GetCard().GetNumber()); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("REST beside slow clients = %v, %v", resp, err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("6 calls beside 40 slow clients took %v", took)
+	}
+	// Each slow connection is closed by the server: headers are due within 10 s, the HTTP/2
+	// handshake within 10 s.
+	for i, conn := range slow {
+		conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+		if _, err := io.Copy(io.Discard, conn); err != nil { // nil at the server's close
+			t.Errorf("slow connection %d was not closed by the server: %v", i, err)
+		}
+	}
+	t.Logf("40 slow connections closed by the server %v after they opened", time.Since(start).Round(time.Second))
+}

@@ -1,0 +1,168 @@
+package e2e_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/lovoo/goka"
+	"github.com/olivere/elastic/v7"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/codebank/codebank/analytics"
+	"github.com/codebank/codebank/grpcgateway"
+	"github.com/codebank/codebank/internal/audit"
+	"github.com/codebank/codebank/internal/banktest"
+	"github.com/codebank/codebank/internal/kafkatest"
+	"github.com/codebank/codebank/processors"
+	"github.com/codebank/codebank/processors/orders"
+	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
+	"github.com/codebank/codebank/web"
+)
+
+// wholeBank is every component of `codebank all` and its analytics, in the test's process, on
+// the package's servers: the authorizer, the statements processor and its view, an ingress
+// serving statements too, the store's orders group and store, the dashboard's feed, and the
+// Kafka Connect sink into an index of its own.
+type wholeBank struct {
+	d          banktest.Deployment
+	auth       *banktest.Processor
+	stmts      *banktest.Processor
+	orders     *banktest.Processor
+	in         *banktest.Ingress
+	store      *orders.Store
+	feedReg    *prometheus.Registry
+	index      string
+	search     *elastic.Client
+	cards      codebankv1.CardServiceClient
+	payments   codebankv1.PaymentServiceClient
+	statements codebankv1.StatementServiceClient
+}
+
+func startWholeBank(t *testing.T, cfg grpcgateway.Config) *wholeBank {
+	t.Helper()
+	name := kafkatest.Name(t)
+	d := banktest.NewDeployment(t, brokerAddr, name, 3, 2)
+	b := &wholeBank{d: d, index: analytics.DefaultIndex + "-" + strings.ToLower(name), feedReg: prometheus.NewRegistry()}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	admin, err := sarama.NewClusterAdmin(d.Kafka.Brokers, d.Kafka.Sarama())
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = orders.Ensure(ctx, admin, d.Topo)
+	admin.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	b.auth = banktest.StartAuthorizer(t, d, "")
+	b.stmts = banktest.StartStatements(t, d, "")
+	reader := banktest.StartStatementsView(t, d)
+	b.in = banktest.StartIngress(t, d, 0, cfg, grpcgateway.WithStatements(reader))
+	b.cards = codebankv1.NewCardServiceClient(b.in.Conn)
+	b.payments = codebankv1.NewPaymentServiceClient(b.in.Conn)
+	b.statements = codebankv1.NewStatementServiceClient(b.in.Conn)
+
+	ordersReg := prometheus.NewRegistry()
+	proc, err := goka.NewProcessor(d.Kafka.Brokers, orders.New(d.Topo, processors.NewDeadLetters(ordersReg, banktest.Logger())).Graph(),
+		d.Kafka.ProcessorOptions(t.TempDir(), banktest.Logger())...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.orders = banktest.Run(t, proc, "orders processor", ordersReg)
+	if b.store, err = orders.NewStore(d.Kafka, d.Topo, "", banktest.Logger()); err != nil {
+		t.Fatal(err)
+	}
+	feed := web.NewFeed(d.Kafka, d.Topo, processors.NewDeadLetters(b.feedReg, banktest.Logger()), banktest.Logger())
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 2)
+	go func() { done <- b.store.Run(runCtx) }()
+	go func() { done <- feed.Run(runCtx) }()
+	t.Cleanup(func() {
+		stop()
+		for range 2 {
+			if err := <-done; err != nil {
+				t.Errorf("store or feed stopped with: %v", err)
+			}
+		}
+		b.store.Close()
+	})
+	for deadline := time.Now().Add(time.Minute); !b.store.Ready() || !feed.Snapshot().Connected; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("orders store or dashboard feed not ready within a minute")
+		}
+	}
+
+	if err := analytics.Setup(ctx, d.Topo, analytics.Sink{SearchURL: searchURL, ConnectURL: connectURL, Index: b.index}); err != nil {
+		t.Fatal(err)
+	}
+	if b.search, err = analytics.NewClient(searchURL); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// auditConfig is the audit of the bank's topics and index.
+func (b *wholeBank) auditConfig(t *testing.T) audit.Config {
+	return audit.Config{Kafka: b.d.Kafka, Topo: b.d.Topo, Keys: banktest.Keys(t), Search: b.search, Index: b.index,
+		Consumers: orders.Consumers(b.d.Topo)}
+}
+
+// balanced audits the books until they balance (consumers and Connect catch up) and returns
+// the report; it fails the test with the discrepancies when they do not within a minute.
+func (b *wholeBank) balanced(t *testing.T) *audit.Report {
+	t.Helper()
+	return balanced(t, b.auditConfig(t))
+}
+
+func balanced(t *testing.T, cfg audit.Config) *audit.Report {
+	t.Helper()
+	var rep *audit.Report
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(time.Second) {
+		var err error
+		rep, err = audit.Run(context.Background(), cfg)
+		if err != nil {
+			t.Fatalf("audit: %v", err)
+		}
+		if rep.OK() {
+			return rep
+		}
+		if time.Now().After(deadline) {
+			var sb strings.Builder
+			rep.Write(&sb, 20)
+			t.Fatalf("the books do not balance a minute after the load:\n%s", sb.String())
+		}
+	}
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func issue(t *testing.T, cards codebankv1.CardServiceClient, holder string, limit int64) *codebankv1.IssueCardResponse {
+	t.Helper()
+	resp, err := cards.IssueCard(ctxT(t), &codebankv1.IssueCardRequest{HolderName: holder, LimitCents: limit})
+	if err != nil {
+		t.Fatalf("IssueCard: %v", err)
+	}
+	return resp
+}
+
+func details(c *codebankv1.IssueCardResponse) *codebankv1.CardDetails {
+	return &codebankv1.CardDetails{Number: c.GetCard().GetNumber(), HolderName: c.GetCard().GetHolderName(),
+		ExpiryMonth: c.GetCard().GetExpiryMonth(), ExpiryYear: c.GetCard().GetExpiryYear(), Cvv: c.GetCvv()}
+}
+
+func used(t *testing.T, cards codebankv1.CardServiceClient, number string) int64 {
+	t.Helper()
+	resp, err := cards.GetCard(ctxT(t), &codebankv1.GetCardRequest{Number: number})
+	if err != nil {
+		t.Fatalf("GetCard: %v", err)
+	}
+	return resp.GetCard().GetUsedCents()
+}
