@@ -31,6 +31,20 @@ test: proto-check lint ## Run every test: unit, goka tester, integration (real K
 unit: ## Run only the tests that need no server (fast)
 	$(GO) test -count=1 ./internal/card/ ./internal/money/ ./codecs/ ./processors/...
 
+# Each fuzz target of `make fuzz` runs this long.
+FUZZTIME ?= 30s
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target (every func Fuzz* of the tests) for FUZZTIME each (default 30s); `make test` runs their seed corpora
+	@log=$$(mktemp); trap 'rm -f $$log' EXIT; \
+	for file in $$(grep -rl --include='*_test.go' '^func Fuzz' --exclude-dir=.git .); do \
+		for name in $$(grep -o '^func Fuzz[A-Za-z0-9_]*' $$file | cut -d' ' -f2); do \
+			if $(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) ./$$(dirname $$file) > $$log 2>&1; then \
+				echo "$$name ($$(dirname $$file)): $$(grep -o 'elapsed: [0-9]*s, execs: [0-9]*' $$log | tail -1), $$(grep -o 'total: [0-9]*' $$log | tail -1) in the corpus"; \
+			else cat $$log; echo "$$name failed"; exit 1; fi; \
+		done; \
+	done
+
 .PHONY: lint
 lint: ## gofmt, go vet and buf lint
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

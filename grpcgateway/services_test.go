@@ -17,16 +17,26 @@ import (
 )
 
 // recordingBank approves everything and records what reached it.
-type recordingBank struct{ payments []*eventsv1.PaymentRequested }
+type recordingBank struct {
+	payments []*eventsv1.PaymentRequested
+	numbers  []string
+}
 
-func (b *recordingBank) Pay(_ context.Context, _ string, req *eventsv1.PaymentRequested) (*eventsv1.PaymentReply, error) {
+func (b *recordingBank) Pay(_ context.Context, number string, req *eventsv1.PaymentRequested) (*eventsv1.PaymentReply, error) {
 	b.payments = append(b.payments, req)
+	b.numbers = append(b.numbers, number)
 	return &eventsv1.PaymentReply{Outcome: &eventsv1.Outcome{TransactionId: req.GetTransactionId(), Status: codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED, AmountCents: req.GetAmountCents()}}, nil
 }
 
-func (b *recordingBank) Command(context.Context, string, *eventsv1.CardCommand) (*eventsv1.CardReply, error) {
+func (b *recordingBank) Command(_ context.Context, number string, _ *eventsv1.CardCommand) (*eventsv1.CardReply, error) {
+	if number == knownCard {
+		return &eventsv1.CardReply{Result: eventsv1.CardResult_CARD_RESULT_OK, Account: &eventsv1.Account{HolderName: "Ana", LimitCents: 100}}, nil
+	}
 	return &eventsv1.CardReply{Result: eventsv1.CardResult_CARD_RESULT_NOT_FOUND}, nil
 }
+
+// knownCard is the one card recordingBank has.
+const knownCard = "4111111111111111"
 
 func (b *recordingBank) Ready() bool { return true }
 

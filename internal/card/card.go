@@ -110,8 +110,8 @@ func Mask(number string) string {
 }
 
 // Redact masks, in free text such as an error message, every run of 13 to 19 digits that
-// passes the Luhn check (anything that could be a card number) as Mask would, and leaves the
-// rest of s as it is.
+// passes the Luhn check (anything that could be a card number) and every longer run of digits
+// (which could hide one), as Mask would, and leaves the rest of s as it is.
 func Redact(s string) string {
 	var b []byte // nil until something is masked
 	start := -1
@@ -123,7 +123,7 @@ func Redact(s string) string {
 			continue
 		}
 		if start >= 0 {
-			if run := s[start:i]; len(run) >= 13 && len(run) <= 19 && luhnSum(run)%10 == 0 {
+			if run := s[start:i]; len(run) > 19 || len(run) >= 13 && luhnSum(run)%10 == 0 {
 				if b == nil {
 					b = append(make([]byte, 0, len(s)), s[:start]...)
 				}

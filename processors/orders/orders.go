@@ -188,7 +188,8 @@ func Apply(o *Order, id string, e *Event, off int64) *Order {
 	}
 	switch e.Kind {
 	case EventPlaced:
-		if o == nil {
+		if len(n.Items) == 0 { // the first placement (an attempt's failure may come first)
+			n.PlacedAt = e.At
 			n.Items = append([]Item(nil), e.Items...)
 			n.TotalCents, n.Currency, n.CardMasked = e.TotalCents, e.Currency, e.CardMasked
 		}

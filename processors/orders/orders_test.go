@@ -45,6 +45,8 @@ func TestApply(t *testing.T) {
 			Order{Status: StatusPending, LastError: ErrorUnreachable, Items: []Item{mug}, TotalCents: 11980, Currency: "BRL", CardMasked: "545454******8555", Attempts: 1, UpdatedAt: at(1)}},
 		{"retry keeps the first placement's items and clears the error", []*Event{place, unreachable, retry},
 			Order{Status: StatusPending, Items: []Item{mug}, TotalCents: 11980, Currency: "BRL", CardMasked: "545454******8555", Attempts: 2, UpdatedAt: at(3)}},
+		{"a failure before the first placement keeps the placement's items", []*Event{unreachable, place},
+			Order{Status: StatusPending, Items: []Item{mug}, TotalCents: 11980, Currency: "BRL", CardMasked: "545454******8555", Attempts: 1, UpdatedAt: t0}},
 		{"a decision is final", []*Event{place, approve, retry, unreachable, reject},
 			Order{Status: StatusApproved, Items: []Item{mug}, TotalCents: 11980, Currency: "BRL", CardMasked: "545454******8555", Attempts: 1,
 				TransactionID: "order-1", DecidedAt: at(2), UpdatedAt: at(2)}},
