@@ -122,7 +122,9 @@ func FuzzLegacyPayment(f *testing.F) {
 // emptyStatements is a statement reader with nothing on any card.
 type emptyStatements struct{}
 
-func (emptyStatements) Card(string) (*eventsv1.StatementCard, error) { return &eventsv1.StatementCard{}, nil }
+func (emptyStatements) Card(string) (*eventsv1.StatementCard, error) {
+	return &eventsv1.StatementCard{}, nil
+}
 func (emptyStatements) Lines(string, string, int64, int64) ([]*codebankv1.StatementLine, error) {
 	return nil, nil
 }
