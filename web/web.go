@@ -80,9 +80,9 @@ type Config struct {
 	// Catalog is the products on sale (default: Catalog()).
 	Catalog []Product
 	// OrderSecret signs the order ids the store puts in its checkout forms, so that a checkout
-	// pays only for an order the store issued (at least 16 bytes). Replicas behind one address
-	// share it; when empty, each Server picks a random one, and a form issued before a restart
-	// or by another replica is refused and shown again with a new id.
+	// pays only for an order the store issued (16 random bytes or more). Replicas behind one
+	// address share it; when empty, each Server picks a random one, and a form issued before a
+	// restart or by another replica is refused and shown again with a new id.
 	OrderSecret []byte
 }
 
@@ -200,7 +200,7 @@ func New(cfg Config, deps Deps) *Server {
 		s.now = time.Now
 	}
 	s.orderKey = s.cfg.OrderSecret
-	if len(s.orderKey) < 16 {
+	if len(s.orderKey) == 0 {
 		s.orderKey = make([]byte, 32)
 		rand.Read(s.orderKey)
 	}

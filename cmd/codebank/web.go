@@ -27,6 +27,9 @@ import (
 // the bank at bankAddr (payments) and statementsAddr (statements).
 func startStore(ctx context.Context, g *errgroup.Group, c config, kc kafkaconf.Config, topo processors.Topology, bankAddr, statementsAddr string,
 	reg prometheus.Registerer, log *slog.Logger, ready *[]func() bool) (*web.Server, error) {
+	if c.StoreSecret != "" && len(c.StoreSecret) < 16 {
+		return nil, fmt.Errorf("%w: --store-secret (CODEBANK_STORE_SECRET) must be at least 16 bytes", errUsage)
+	}
 	admin, err := sarama.NewClusterAdmin(kc.Brokers, kc.Sarama())
 	if err != nil {
 		return nil, fmt.Errorf("connect to Kafka: %w", err)
