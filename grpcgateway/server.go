@@ -68,7 +68,7 @@ type Config struct {
 // Defaults of Config's limits. Every request of the API fits in a few hundred bytes.
 const (
 	DefaultMaxMessageBytes      = 64 << 10
-	DefaultMaxConcurrentStreams = 1000
+	DefaultMaxConcurrentStreams = 5000
 )
 
 func (c Config) withDefaults() Config {

@@ -63,7 +63,7 @@ func benchRecovery(ctx context.Context, stdout io.Writer, n, partitions int, gom
 		number, _ := card.NewNumber(card.DefaultBIN)
 		acct := &eventsv1.Account{HolderName: "Holder " + strconv.Itoa(i), LimitCents: 100_000, UsedCents: int64(i % 90_000), Currency: "BRL",
 			ExpiryMonth: 11, ExpiryYear: 2031, Status: codebankv1.CardStatus_CARD_STATUS_ACTIVE, IssuedAtUnixUs: now.UnixMicro(),
-			Outcomes: make([]byte, 3*58)}
+			Outcomes: make([]byte, 3*47)}
 		v, err := topo.AuthorizerTable().Codec.Encode(acct)
 		if err != nil {
 			return err

@@ -164,9 +164,16 @@ func Last4(number string) string {
 // Keys derives card tokens and CVVs from the bank's secret. The zero value is not usable.
 // Keys is safe for concurrent use; copies share their pool of keyed HMAC states.
 type Keys struct {
-	// macs holds HMAC-SHA256 states keyed with the bank secret: a Reset one costs two block
-	// hashes fewer than hmac.New, and the ingress derives a token and a CVV on every payment.
+	// macs holds *macState: HMAC-SHA256 states keyed with the bank secret (a Reset one costs two
+	// block hashes fewer than hmac.New, and the ingress derives a token and a CVV on every
+	// payment), each with a buffer for the message.
 	macs *sync.Pool
+}
+
+type macState struct {
+	h   hash.Hash
+	msg []byte
+	sum [sha256.Size]byte // Sum writes here: a caller's array would escape to the heap
 }
 
 // NewKeys returns Keys for a bank secret of at least 16 bytes.
@@ -175,22 +182,24 @@ func NewKeys(secret string) (Keys, error) {
 		return Keys{}, errors.New("bank secret must be at least 16 bytes")
 	}
 	key := []byte(secret)
-	return Keys{macs: &sync.Pool{New: func() any { return hmac.New(sha256.New, key) }}}, nil
+	return Keys{macs: &sync.Pool{New: func() any { return &macState{h: hmac.New(sha256.New, key), msg: make([]byte, 0, 256)} }}}, nil
 }
 
 // mac returns HMAC-SHA256(secret, domain 0 part1 0 part2 ...) into out, which must hold
 // sha256.Size bytes.
 func (k Keys) mac(out *[sha256.Size]byte, domain string, parts ...string) {
-	var buf [96]byte
-	msg := append(buf[:0], domain...)
+	m := k.macs.Get().(*macState)
+	msg := append(m.msg[:0], domain...)
 	for _, p := range parts {
 		msg = append(msg, 0)
 		msg = append(msg, p...)
 	}
-	m := k.macs.Get().(hash.Hash)
-	m.Reset()
-	m.Write(msg)
-	m.Sum(out[:0])
+	m.h.Reset()
+	m.h.Write(msg)
+	*out = [sha256.Size]byte(m.h.Sum(m.sum[:0]))
+	if cap(msg) <= 4096 { // keep the buffer unless an odd input grew it large
+		m.msg = msg
+	}
 	k.macs.Put(m)
 }
 

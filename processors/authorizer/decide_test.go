@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/codebank/codebank/internal/card"
+	"github.com/codebank/codebank/internal/money"
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
@@ -219,5 +220,25 @@ func TestRecordBounds(t *testing.T) {
 	}
 	if a.GetUsedCents() != 2000+11*5000 || a.GetApprovals() != 11 {
 		t.Errorf("used = %d, approvals = %d; want %d, 11", a.GetUsedCents(), a.GetApprovals(), 2000+11*5000)
+	}
+}
+
+// TestOutcomesAtTheirBounds: an outcome of the largest amount the bank takes, on an account of
+// the largest limit, is remembered and replayed exactly.
+func TestOutcomesAtTheirBounds(t *testing.T) {
+	a := testAccount()
+	a.LimitCents, a.UsedCents = money.MaxCents, 0
+	for _, amount := range []int64{money.MaxCents, 1} {
+		r := testRequest()
+		r.TransactionId, r.AmountCents, r.RequestedAtUnixUs = fmt.Sprint("tx-", amount), amount, 1
+		out, _ := Decide(a, r, fp(r), now)
+		Record(a, out, fp(r), DefaultKeep, DefaultKeepFor)
+		again, kind := Decide(a, r, fp(r), now.Add(time.Hour))
+		if kind != Duplicate || !proto.Equal(again, out) {
+			t.Errorf("replay of %v = %v, %v", out, again, kind)
+		}
+	}
+	if a.GetUsedCents() != money.MaxCents {
+		t.Errorf("used %d, want %d", a.GetUsedCents(), money.MaxCents)
 	}
 }

@@ -542,7 +542,7 @@ type Account struct {
 	IssuedAtUnixUs int64 `protobuf:"varint,8,opt,name=issued_at_unix_us,json=issuedAtUnixUs,proto3" json:"issued_at_unix_us,omitempty"`
 	// outcomes holds the outcomes of the card's latest transactions, oldest first, so that a
 	// redelivered or retried request is answered with its original outcome and charged once, and
-	// a reused transaction id with other parameters is refused. Packed, 58 bytes an outcome (see
+	// a reused transaction id with other parameters is refused. Packed, 47 bytes an outcome (see
 	// processors/authorizer/outcomes.go): a busy card's account is decoded and encoded for every
 	// payment, and a repeated message would cost an allocation per remembered outcome.
 	Outcomes []byte `protobuf:"bytes,11,opt,name=outcomes,proto3" json:"outcomes,omitempty"`
