@@ -6,6 +6,7 @@
 package kafkaconf
 
 import (
+	"context"
 	"fmt"
 	"hash"
 	"log/slog"
@@ -13,8 +14,10 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-	"github.com/codebank/codebank/internal/tablestore"
 	"github.com/lovoo/goka"
+
+	"github.com/codebank/codebank/internal/card"
+	"github.com/codebank/codebank/internal/tablestore"
 )
 
 // Config says how to reach and use the Kafka cluster.
@@ -184,7 +187,8 @@ func (c Config) ViewOptions(storageDir string, log *slog.Logger) []goka.ViewOpti
 }
 
 // Logger adapts slog to goka's logger; goka's messages are logged at debug level, with
-// "component=goka".
+// "component=goka", and with anything that could be a card number masked (goka names record
+// keys, and some keys are card numbers).
 func Logger(log *slog.Logger) goka.Logger {
 	if log == nil {
 		log = slog.Default()
@@ -194,8 +198,14 @@ func Logger(log *slog.Logger) goka.Logger {
 
 type gokaLogger struct{ log *slog.Logger }
 
-func (l gokaLogger) Print(v ...any)   { l.log.Debug(strings.TrimSpace(fmt.Sprint(v...))) }
-func (l gokaLogger) Println(v ...any) { l.log.Debug(strings.TrimSpace(fmt.Sprintln(v...))) }
+func (l gokaLogger) Print(v ...any)   { l.debug(fmt.Sprint(v...)) }
+func (l gokaLogger) Println(v ...any) { l.debug(fmt.Sprintln(v...)) }
 func (l gokaLogger) Printf(format string, v ...any) {
-	l.log.Debug(strings.TrimSpace(fmt.Sprintf(format, v...)))
+	l.debug(fmt.Sprintf(format, v...))
+}
+
+func (l gokaLogger) debug(msg string) {
+	if l.log.Enabled(context.Background(), slog.LevelDebug) {
+		l.log.Debug(card.Redact(strings.TrimSpace(msg)))
+	}
 }
