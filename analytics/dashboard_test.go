@@ -302,7 +302,7 @@ func checkAggregation(t *testing.T, id string, raw json.RawMessage) {
 // server, on an index made with the index template and holding results records.
 func TestDashboardPanelsRun(t *testing.T) {
 	ctx := context.Background()
-	c, err := analytics.NewClient(searchURL)
+	c, err := analytics.NewClient(servers.SearchURL)
 	if err != nil {
 		t.Fatal(err)
 	}

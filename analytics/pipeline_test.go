@@ -17,7 +17,6 @@ import (
 	"github.com/codebank/codebank/grpcgateway"
 	"github.com/codebank/codebank/internal/banktest"
 	"github.com/codebank/codebank/internal/kafkatest"
-	"github.com/codebank/codebank/internal/localsearch"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
 
@@ -34,18 +33,18 @@ type pipeline struct {
 func startPipeline(t testing.TB) *pipeline {
 	t.Helper()
 	name := kafkatest.Name(t)
-	d := banktest.NewDeployment(t, brokerAddr, name, 3, 2)
+	d := banktest.NewDeployment(t, servers.Broker, name, 3, 2)
 	banktest.StartAuthorizer(t, d, "")
 	in := banktest.StartIngress(t, d, 0, grpcgateway.Config{})
 	p := &pipeline{d: d, index: analytics.DefaultIndex + "-" + strings.ToLower(name), statuses: map[string]int{},
 		cards: codebankv1.NewCardServiceClient(in.Conn), payments: codebankv1.NewPaymentServiceClient(in.Conn)}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := analytics.Setup(ctx, d.Topo, analytics.Sink{SearchURL: searchURL, ConnectURL: connectURL, Index: p.index}); err != nil {
+	if err := analytics.Setup(ctx, d.Topo, analytics.Sink{SearchURL: servers.SearchURL, ConnectURL: servers.ConnectURL, Index: p.index}); err != nil {
 		t.Fatal(err)
 	}
 	var err error
-	if p.search, err = analytics.NewClient(searchURL); err != nil {
+	if p.search, err = analytics.NewClient(servers.SearchURL); err != nil {
 		t.Fatal(err)
 	}
 	return p
@@ -127,7 +126,7 @@ func (p *pipeline) countByStatus(t *testing.T) map[string]int {
 // connectREST calls the Kafka Connect REST API.
 func connectREST(t *testing.T, method, path string) {
 	t.Helper()
-	req, _ := http.NewRequest(method, connectURL+path, nil)
+	req, _ := http.NewRequest(method, servers.ConnectURL+path, nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -197,7 +196,7 @@ func TestIndexEveryAuthorizationOnce(t *testing.T) {
 func waitState(t *testing.T, name, state string) {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		resp, err := http.Get(connectURL + "/connectors/" + name + "/status")
+		resp, err := http.Get(servers.ConnectURL + "/connectors/" + name + "/status")
 		if err == nil {
 			var st struct {
 				Connector struct {
@@ -222,18 +221,16 @@ func TestSearchServerDown(t *testing.T) {
 	p := startPipeline(t)
 	p.pay(t, 10)
 	p.waitCount(t, 10, time.Minute)
-	if err := searchNode.Stop(); err != nil {
+	if err := servers.StopSearch(); err != nil {
 		t.Fatal(err)
 	}
 	p.pay(t, 15)
 	time.Sleep(2 * time.Second) // the connector meets the outage and retries
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	node, err := localsearch.Start(ctx, searchOpts)
-	if err != nil {
+	if err := servers.StartSearch(ctx); err != nil {
 		t.Fatal(err)
 	}
-	searchNode = node
 	p.waitCount(t, 25, 2*time.Minute)
 }
 
@@ -241,7 +238,7 @@ func TestSearchServerDown(t *testing.T) {
 // reason, and the records after it are indexed.
 func TestDeadLetters(t *testing.T) {
 	p := startPipeline(t)
-	producer, err := sarama.NewSyncProducer([]string{brokerAddr}, p.d.Kafka.Sarama())
+	producer, err := sarama.NewSyncProducer([]string{servers.Broker}, p.d.Kafka.Sarama())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +251,7 @@ func TestDeadLetters(t *testing.T) {
 	p.pay(t, 5)
 	p.waitCount(t, 5, time.Minute)
 
-	consumer, err := sarama.NewConsumer([]string{brokerAddr}, p.d.Kafka.Sarama())
+	consumer, err := sarama.NewConsumer([]string{servers.Broker}, p.d.Kafka.Sarama())
 	if err != nil {
 		t.Fatal(err)
 	}

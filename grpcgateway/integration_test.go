@@ -1,7 +1,6 @@
 package grpcgateway_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -49,26 +48,6 @@ func startBank(t *testing.T) *bank {
 		payments: codebankv1.NewPaymentServiceClient(in.Conn), legacy: paymentpb.NewPaymentServiceClient(in.Conn)}
 }
 
-func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-func issue(t *testing.T, cards codebankv1.CardServiceClient, holder string, limit int64) *codebankv1.IssueCardResponse {
-	t.Helper()
-	resp, err := cards.IssueCard(ctxT(t), &codebankv1.IssueCardRequest{HolderName: holder, LimitCents: limit})
-	if err != nil {
-		t.Fatalf("IssueCard: %v", err)
-	}
-	return resp
-}
-
-func details(c *codebankv1.IssueCardResponse) *codebankv1.CardDetails {
-	return &codebankv1.CardDetails{Number: c.GetCard().GetNumber(), HolderName: c.GetCard().GetHolderName(),
-		ExpiryMonth: c.GetCard().GetExpiryMonth(), ExpiryYear: c.GetCard().GetExpiryYear(), Cvv: c.GetCvv()}
-}
-
 func authorize(t *testing.T, p codebankv1.PaymentServiceClient, req *codebankv1.AuthorizeRequest) *codebankv1.AuthorizeResponse {
 	t.Helper()
 	if req.Store == "" {
@@ -79,15 +58,6 @@ func authorize(t *testing.T, p codebankv1.PaymentServiceClient, req *codebankv1.
 		t.Fatalf("Authorize: %v", err)
 	}
 	return resp
-}
-
-func used(t *testing.T, cards codebankv1.CardServiceClient, number string) int64 {
-	t.Helper()
-	resp, err := cards.GetCard(ctxT(t), &codebankv1.GetCardRequest{Number: number})
-	if err != nil {
-		t.Fatalf("GetCard: %v", err)
-	}
-	return resp.GetCard().GetUsedCents()
 }
 
 func TestIssueAndPay(t *testing.T) {
@@ -549,3 +519,11 @@ func TestRedeliveryAppliesOnce(t *testing.T) {
 		t.Errorf("results topic holds %d records, want 20 + 20 replayed + 1", got)
 	}
 }
+
+// Short names for the harness's helpers.
+var (
+	ctxT    = banktest.Ctx
+	issue   = banktest.Issue
+	details = banktest.Details
+	used    = banktest.Used
+)

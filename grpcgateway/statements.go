@@ -52,7 +52,7 @@ func (s *Server) account(ctx context.Context, number string) (*eventsv1.Account,
 	case eventsv1.CardResult_CARD_RESULT_NOT_FOUND:
 		return nil, status.Errorf(codes.NotFound, "card %s not found", card.Mask(number))
 	case eventsv1.CardResult_CARD_RESULT_UNAVAILABLE:
-		return nil, status.Errorf(codes.Unavailable, "card %s: its account cannot be read; the bank has been alerted", card.Mask(number))
+		return nil, status.Errorf(codes.Unavailable, "card %s: its stored account cannot be read; nothing was changed", card.Mask(number))
 	}
 	return reply.GetAccount(), nil
 }

@@ -4,7 +4,6 @@ import (
 	"testing"
 
 	"github.com/IBM/sarama"
-	"github.com/lovoo/goka"
 
 	"github.com/codebank/codebank/internal/kafkaconf"
 )
@@ -96,16 +95,4 @@ func DeleteGroup(t testing.TB, kc kafkaconf.Config, group string) {
 	if err := admin.DeleteConsumerGroup(group); err != nil {
 		t.Fatalf("delete group %s: %v", group, err)
 	}
-}
-
-// Partition returns the partition of key in a topic of n partitions as goka (and every
-// producer of Code Bank) puts it: FNV-1a, as int32, modulo n, made non-negative.
-func Partition(key string, n int) int32 {
-	h := goka.DefaultHasher()()
-	h.Write([]byte(key))
-	p := int32(h.Sum32()) % int32(n)
-	if p < 0 {
-		p = -p
-	}
-	return p
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/codebank/codebank/processors"
 	"github.com/codebank/codebank/processors/authorizer"
 	"github.com/codebank/codebank/processors/statements"
+	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
 
 // Secret is the bank secret of test deployments.
@@ -269,4 +270,37 @@ func Value(t testing.TB, reg prometheus.Gatherer, name string, labels map[string
 		}
 	}
 	return 0
+}
+
+// Ctx returns a context for one call of a test: it ends after 30 s or with the test.
+func Ctx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// Issue issues a card through the card service and returns it with its CVV.
+func Issue(t testing.TB, cards codebankv1.CardServiceClient, holder string, limit int64) *codebankv1.IssueCardResponse {
+	t.Helper()
+	resp, err := cards.IssueCard(Ctx(t), &codebankv1.IssueCardRequest{HolderName: holder, LimitCents: limit})
+	if err != nil {
+		t.Fatalf("IssueCard: %v", err)
+	}
+	return resp
+}
+
+// Details returns what a checkout sends to pay with an issued card.
+func Details(c *codebankv1.IssueCardResponse) *codebankv1.CardDetails {
+	return &codebankv1.CardDetails{Number: c.GetCard().GetNumber(), HolderName: c.GetCard().GetHolderName(),
+		ExpiryMonth: c.GetCard().GetExpiryMonth(), ExpiryYear: c.GetCard().GetExpiryYear(), Cvv: c.GetCvv()}
+}
+
+// Used returns a card's used credit, read through the card service.
+func Used(t testing.TB, cards codebankv1.CardServiceClient, number string) int64 {
+	t.Helper()
+	resp, err := cards.GetCard(Ctx(t), &codebankv1.GetCardRequest{Number: number})
+	if err != nil {
+		t.Fatalf("GetCard: %v", err)
+	}
+	return resp.GetCard().GetUsedCents()
 }

@@ -1,26 +1,19 @@
 package card
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 )
 
+var digitRuns = regexp.MustCompile(`[0-9]+`)
+
 // cardRun reports whether s holds a run of 13 to 19 digits that passes the Luhn check, or a
 // longer run: text that could carry a card number.
 func cardRun(s string) (string, bool) {
-	start := -1
-	for i := 0; i <= len(s); i++ {
-		if i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			if start < 0 {
-				start = i
-			}
-			continue
-		}
-		if start >= 0 {
-			if run := s[start:i]; len(run) > 19 || len(run) >= 13 && luhnSum(run)%10 == 0 {
-				return run, true
-			}
-			start = -1
+	for _, run := range digitRuns.FindAllString(s, -1) {
+		if len(run) > 19 || len(run) >= 13 && luhnSum(run)%10 == 0 {
+			return run, true
 		}
 	}
 	return "", false

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/lovoo/goka"
 
 	"github.com/codebank/codebank/codecs"
 	"github.com/codebank/codebank/grpcgateway"
@@ -44,7 +45,7 @@ func codebankAudit(t *testing.T, d banktest.Deployment, args ...string) (string,
 // passes before and exits non-zero naming each after.
 func TestAuditFindsCorruptedBooks(t *testing.T) {
 	t.Parallel()
-	d := banktest.NewDeployment(t, brokerAddr, kafkatest.Name(t), 3, 2)
+	d := banktest.NewDeployment(t, servers.Broker, kafkatest.Name(t), 3, 2)
 	banktest.StartAuthorizer(t, d, "")
 	banktest.StartStatements(t, d, "")
 	in := banktest.StartIngress(t, d, 0, grpcgateway.Config{})
@@ -71,15 +72,17 @@ func TestAuditFindsCorruptedBooks(t *testing.T) {
 	}
 
 	keys := banktest.Keys(t)
-	producer, err := sarama.NewSyncProducer(d.Kafka.Brokers, d.Kafka.Sarama())
+	cfg := d.Kafka.Sarama()
+	cfg.Producer.Return.Successes = true
+	cfg.Producer.Partitioner = sarama.NewCustomHashPartitioner(goka.DefaultHasher()) // as goka, so each key lands where its owner reads it
+	producer, err := sarama.NewSyncProducer(d.Kafka.Brokers, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer producer.Close()
 	send := func(topic, key string, value []byte) {
 		t.Helper()
-		if _, _, err := producer.SendMessage(&sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(key), Value: sarama.ByteEncoder(value),
-			Partition: banktest.Partition(key, 3)}); err != nil {
+		if _, _, err := producer.SendMessage(&sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(key), Value: sarama.ByteEncoder(value)}); err != nil {
 			t.Fatal(err)
 		}
 	}

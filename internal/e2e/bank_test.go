@@ -44,7 +44,7 @@ type wholeBank struct {
 func startWholeBank(t *testing.T, cfg grpcgateway.Config) *wholeBank {
 	t.Helper()
 	name := kafkatest.Name(t)
-	d := banktest.NewDeployment(t, brokerAddr, name, 3, 2)
+	d := banktest.NewDeployment(t, servers.Broker, name, 3, 2)
 	b := &wholeBank{d: d, index: analytics.DefaultIndex + "-" + strings.ToLower(name), feedReg: prometheus.NewRegistry()}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -96,10 +96,10 @@ func startWholeBank(t *testing.T, cfg grpcgateway.Config) *wholeBank {
 		}
 	}
 
-	if err := analytics.Setup(ctx, d.Topo, analytics.Sink{SearchURL: searchURL, ConnectURL: connectURL, Index: b.index}); err != nil {
+	if err := analytics.Setup(ctx, d.Topo, analytics.Sink{SearchURL: servers.SearchURL, ConnectURL: servers.ConnectURL, Index: b.index}); err != nil {
 		t.Fatal(err)
 	}
-	if b.search, err = analytics.NewClient(searchURL); err != nil {
+	if b.search, err = analytics.NewClient(servers.SearchURL); err != nil {
 		t.Fatal(err)
 	}
 	return b
@@ -138,31 +138,10 @@ func balanced(t *testing.T, cfg audit.Config) *audit.Report {
 	}
 }
 
-func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-func issue(t *testing.T, cards codebankv1.CardServiceClient, holder string, limit int64) *codebankv1.IssueCardResponse {
-	t.Helper()
-	resp, err := cards.IssueCard(ctxT(t), &codebankv1.IssueCardRequest{HolderName: holder, LimitCents: limit})
-	if err != nil {
-		t.Fatalf("IssueCard: %v", err)
-	}
-	return resp
-}
-
-func details(c *codebankv1.IssueCardResponse) *codebankv1.CardDetails {
-	return &codebankv1.CardDetails{Number: c.GetCard().GetNumber(), HolderName: c.GetCard().GetHolderName(),
-		ExpiryMonth: c.GetCard().GetExpiryMonth(), ExpiryYear: c.GetCard().GetExpiryYear(), Cvv: c.GetCvv()}
-}
-
-func used(t *testing.T, cards codebankv1.CardServiceClient, number string) int64 {
-	t.Helper()
-	resp, err := cards.GetCard(ctxT(t), &codebankv1.GetCardRequest{Number: number})
-	if err != nil {
-		t.Fatalf("GetCard: %v", err)
-	}
-	return resp.GetCard().GetUsedCents()
-}
+// Short names for the harness's helpers.
+var (
+	ctxT    = banktest.Ctx
+	issue   = banktest.Issue
+	details = banktest.Details
+	used    = banktest.Used
+)

@@ -132,7 +132,7 @@ func TestSharedTransactionIDs(t *testing.T) {
 // never handed them, and gets its own answer once the authorizer is back.
 func TestForgedRepliesNeverReachTheCaller(t *testing.T) {
 	t.Parallel()
-	d := banktest.NewDeployment(t, brokerAddr, kafkatest.Name(t), 3, 2)
+	d := banktest.NewDeployment(t, servers.Broker, kafkatest.Name(t), 3, 2)
 	auth := banktest.StartAuthorizer(t, d, "")
 	in := banktest.StartIngress(t, d, 0, grpcgateway.Config{RequestTimeout: 30 * time.Second})
 	cards, payments := codebankv1.NewCardServiceClient(in.Conn), codebankv1.NewPaymentServiceClient(in.Conn)
@@ -213,7 +213,11 @@ func waitForRequest(t *testing.T, d banktest.Deployment, number, tx string) *eve
 	}
 	defer consumer.Close()
 	topic := d.Topo.PaymentRequests().Name
-	p := banktest.Partition(number, d.Topo.PaymentRequests().Partitions)
+	p, err := sarama.NewCustomHashPartitioner(goka.DefaultHasher())(topic).Partition(&sarama.ProducerMessage{Key: sarama.StringEncoder(number)},
+		int32(d.Topo.PaymentRequests().Partitions))
+	if err != nil {
+		t.Fatal(err)
+	}
 	pc, err := consumer.ConsumePartition(topic, p, sarama.OffsetOldest)
 	if err != nil {
 		t.Fatal(err)

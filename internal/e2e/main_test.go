@@ -3,31 +3,24 @@ package e2e_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
-	"github.com/codebank/codebank/internal/localconnect"
-	"github.com/codebank/codebank/internal/localkafka"
-	"github.com/codebank/codebank/internal/localsearch"
+	"github.com/codebank/codebank/internal/kafkatest"
 )
 
-// The servers every test of the package shares, and the codebank binary.
+// servers are the real servers every test of the package shares; binary is the codebank
+// binary, built for the tests that run the bank as processes.
 var (
-	brokerAddr string
-	searchURL  string
-	connectURL string
-	binary     string
+	servers kafkatest.Servers
+	binary  string
 )
 
 func TestMain(m *testing.M) {
-	code := func() int {
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-		defer cancel()
+	os.Exit(func() int {
 		dir, err := os.MkdirTemp("", "e2e-test-")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -35,45 +28,14 @@ func TestMain(m *testing.M) {
 		}
 		defer os.RemoveAll(dir)
 		binary = filepath.Join(dir, "codebank")
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
 		build := exec.CommandContext(ctx, "go", "build", "-o", binary, "github.com/codebank/codebank/cmd/codebank")
 		build.Stdout, build.Stderr = os.Stderr, os.Stderr
 		if err := build.Run(); err != nil {
 			fmt.Fprintf(os.Stderr, "cannot build codebank for the end-to-end tests: %v\n", err)
 			return 1
 		}
-		broker, err := localkafka.Start(ctx, localkafka.Options{})
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "cannot start a Kafka broker for the end-to-end tests: %v\n", err)
-			return 1
-		}
-		defer broker.Stop()
-		brokerAddr = broker.Addr()
-		node, err := localsearch.Start(ctx, localsearch.Options{DataDir: filepath.Join(dir, "search"), HTTPPort: freePort()})
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "cannot start the search server for the end-to-end tests: %v\n", err)
-			return 1
-		}
-		defer node.Stop()
-		searchURL = node.URL()
-		worker, err := localconnect.Start(ctx, localconnect.Options{Brokers: brokerAddr, GroupID: "e2e-test-connect"})
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "cannot start Kafka Connect for the end-to-end tests: %v\n", err)
-			return 1
-		}
-		defer worker.Stop()
-		connectURL = worker.URL()
-		return m.Run()
-	}()
-	os.Exit(code)
-}
-
-func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0
-	}
-	defer l.Close()
-	_, p, _ := net.SplitHostPort(l.Addr().String())
-	n, _ := strconv.Atoi(p)
-	return n
+		return kafkatest.RunWithAnalytics(m, &servers, "e2e-test-connect")
+	}())
 }
