@@ -11,4 +11,6 @@ import (
 // and a Kafka Connect worker.
 var servers kafkatest.Servers
 
-func TestMain(m *testing.M) { os.Exit(kafkatest.RunWithAnalytics(m, &servers, "analytics-test-connect")) }
+func TestMain(m *testing.M) {
+	os.Exit(kafkatest.RunWithAnalytics(m, &servers, "analytics-test-connect"))
+}
