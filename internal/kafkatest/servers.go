@@ -90,4 +90,3 @@ func freePort() int {
 	n, _ := strconv.Atoi(p)
 	return n
 }
-
