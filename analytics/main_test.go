@@ -4,13 +4,13 @@ import (
 	"os"
 	"testing"
 
-	"github.com/codebank/codebank/internal/kafkatest"
+	"github.com/codebank/codebank/internal/banktest"
 )
 
 // servers are the real servers every test of the package shares: a search node, a Kafka broker
 // and a Kafka Connect worker.
-var servers kafkatest.Servers
+var servers banktest.Servers
 
 func TestMain(m *testing.M) {
-	os.Exit(kafkatest.RunWithAnalytics(m, &servers, "analytics-test-connect"))
+	os.Exit(banktest.RunWithAnalytics(m, &servers, "analytics-test-connect"))
 }

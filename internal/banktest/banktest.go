@@ -1,6 +1,7 @@
 // Package banktest runs Code Bank's components in-process against a real Kafka broker, for
 // integration tests: an authorizer instance (StartAuthorizer) and an ingress replica
-// (StartIngress) serving gRPC and HTTP on free loopback ports.
+// (StartIngress) serving gRPC and HTTP on free loopback ports; and, for the analytics side,
+// the broker, search node and Kafka Connect worker a test package shares (RunWithAnalytics).
 package banktest
 
 import (

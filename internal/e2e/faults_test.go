@@ -142,7 +142,7 @@ func tail(s string, n int) string {
 	return s
 }
 
-func addr() string { return "127.0.0.1:" + strconv.Itoa(kafkatest.FreePort()) }
+func addr() string { return "127.0.0.1:" + strconv.Itoa(banktest.FreePort()) }
 
 // payer is one client paying in a loop, retrying every call with the same transaction id until
 // it gets the bank's final answer, like a careful checkout.
@@ -218,7 +218,7 @@ func TestFaultsUnderLoad(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	kafkaDir := t.TempDir()
-	kafkaOpts := localkafka.Options{DataDir: kafkaDir, Port: kafkatest.FreePort(), ControllerPort: kafkatest.FreePort()}
+	kafkaOpts := localkafka.Options{DataDir: kafkaDir, Port: banktest.FreePort(), ControllerPort: banktest.FreePort()}
 	broker, err := localkafka.Start(ctx, kafkaOpts)
 	if err != nil {
 		t.Fatal(err)

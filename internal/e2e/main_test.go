@@ -9,13 +9,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/codebank/codebank/internal/kafkatest"
+	"github.com/codebank/codebank/internal/banktest"
 )
 
 // servers are the real servers every test of the package shares; binary is the codebank
 // binary, built for the tests that run the bank as processes.
 var (
-	servers kafkatest.Servers
+	servers banktest.Servers
 	binary  string
 )
 
@@ -36,6 +36,6 @@ func TestMain(m *testing.M) {
 			fmt.Fprintf(os.Stderr, "cannot build codebank for the end-to-end tests: %v\n", err)
 			return 1
 		}
-		return kafkatest.RunWithAnalytics(m, &servers, "e2e-test-connect")
+		return banktest.RunWithAnalytics(m, &servers, "e2e-test-connect")
 	}())
 }

@@ -1,4 +1,4 @@
-package kafkatest
+package banktest
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/codebank/codebank/internal/localconnect"
 	"github.com/codebank/codebank/internal/localkafka"
@@ -27,13 +28,13 @@ type Servers struct {
 
 // RunWithAnalytics starts a broker, a search node and a Kafka Connect worker (its group
 // connectGroup) for the tests of a package, fills *s, runs m, stops them and returns the exit
-// code. Like Run, it fails the tests, never skips them, when a server does not start:
+// code. Like kafkatest.Run, it fails the tests, never skips them, when a server does not start:
 //
-//	func TestMain(m *testing.M) { os.Exit(kafkatest.RunWithAnalytics(m, &servers, "mypkg-connect")) }
+//	func TestMain(m *testing.M) { os.Exit(banktest.RunWithAnalytics(m, &servers, "mypkg-connect")) }
 func RunWithAnalytics(m *testing.M, s *Servers, connectGroup string) int {
-	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	dir, err := os.MkdirTemp("", "kafkatest-")
+	dir, err := os.MkdirTemp("", "banktest-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -41,7 +42,7 @@ func RunWithAnalytics(m *testing.M, s *Servers, connectGroup string) int {
 	defer os.RemoveAll(dir)
 	broker, err := localkafka.Start(ctx, localkafka.Options{})
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "kafkatest: cannot start a Kafka broker: %v\n", err)
+		fmt.Fprintf(os.Stderr, "banktest: cannot start a Kafka broker: %v\n", err)
 		return 1
 	}
 	defer broker.Stop()
@@ -49,14 +50,14 @@ func RunWithAnalytics(m *testing.M, s *Servers, connectGroup string) int {
 	// A data dir and a port of its own, so a test can stop the node and start it again.
 	s.searchOpts = localsearch.Options{DataDir: filepath.Join(dir, "search"), HTTPPort: freePort()}
 	if s.search, err = localsearch.Start(ctx, s.searchOpts); err != nil {
-		fmt.Fprintf(os.Stderr, "kafkatest: cannot start the search server: %v\n", err)
+		fmt.Fprintf(os.Stderr, "banktest: cannot start the search server: %v\n", err)
 		return 1
 	}
 	defer func() { s.search.Stop() }()
 	s.SearchURL = s.search.URL()
 	worker, err := localconnect.Start(ctx, localconnect.Options{Brokers: s.Broker, GroupID: connectGroup})
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "kafkatest: cannot start Kafka Connect: %v\n", err)
+		fmt.Fprintf(os.Stderr, "banktest: cannot start Kafka Connect: %v\n", err)
 		return 1
 	}
 	defer worker.Stop()
