@@ -32,8 +32,8 @@ type Result struct {
 	// Status is StatusApproved or StatusRejected.
 	Status string `json:"status"`
 	// Reason is why a payment was rejected, empty when approved: card_not_found, card_expired,
-	// expiry_mismatch, cvv_mismatch, holder_mismatch, card_blocked, insufficient_credit,
-	// account_unavailable (ReasonName).
+	// expiry_mismatch, cvv_mismatch, holder_mismatch, card_blocked, insufficient_credit
+	// (ReasonName).
 	Reason string `json:"reason,omitempty"`
 	// AmountCents is the amount asked for, in minor units.
 	AmountCents int64 `json:"amount_cents"`

@@ -21,7 +21,8 @@
 // contract (codecs.CheckPaymentRequested, codecs.CheckCardCommand) goes to the group's
 // dead-letter topic for its input, and one that carries a reply key gets an error reply at once.
 // An account that does not decode, or whose amounts make no sense, fails its card closed: its
-// payments are rejected with REJECT_REASON_ACCOUNT_UNAVAILABLE and its commands answered
+// payments are answered rejected with REJECT_REASON_ACCOUNT_UNAVAILABLE, undecided (no result is
+// published, nothing remembered: a retry after the repair is decided), its commands answered
 // CARD_RESULT_UNAVAILABLE, and the stored value is left for an operator to repair.
 //
 // Metrics (registered by New):
@@ -29,6 +30,7 @@
 //	codebank_authorizer_decisions_total{status,reason,channel}  payments decided
 //	codebank_authorizer_duplicates_total                         requests answered with an earlier outcome
 //	codebank_authorizer_conflicts_total                          requests refused: transaction id reused with other parameters
+//	codebank_authorizer_unavailable_total                        payments refused undecided: the card's account cannot be read
 //	codebank_authorizer_commands_total{command,result}           card commands handled
 //	codebank_authorizer_processing_seconds                       ingress acceptance to decision
 //	codebank_dead_letters_total{group="authorizer",topic}        records dead-lettered (processors.DeadLetters)
@@ -179,12 +181,17 @@ func (p *Processor) pay(ctx goka.Context, msg any) error {
 				Duplicate: kind == Duplicate, Conflict: kind == Conflict}},
 		})
 	}
-	switch kind {
-	case Conflict:
+	switch {
+	case kind == Conflict:
 		// Nothing was decided: a result would stand for another payment under the same key.
 		p.m.conflicts.Inc()
 		return nil
-	case Duplicate:
+	case err != nil:
+		// Nothing was decided either: once the account is repaired, a retry with the same id is
+		// decided, and its result is the payment's only one.
+		p.m.unavailable.Inc()
+		return nil
+	case kind == Duplicate:
 		// Published again, identical to the original record: if the original was lost with a
 		// crash before it was acknowledged, this is what delivers it; consumers dedupe by
 		// payment key.
@@ -279,11 +286,12 @@ func (p *Processor) command(ctx goka.Context, msg any) error {
 }
 
 type metrics struct {
-	decisions  *prometheus.CounterVec
-	duplicates prometheus.Counter
-	conflicts  prometheus.Counter
-	commands   *prometheus.CounterVec
-	processing prometheus.Histogram
+	decisions   *prometheus.CounterVec
+	duplicates  prometheus.Counter
+	conflicts   prometheus.Counter
+	unavailable prometheus.Counter
+	commands    *prometheus.CounterVec
+	processing  prometheus.Histogram
 }
 
 func newMetrics(r prometheus.Registerer) metrics {
@@ -297,6 +305,9 @@ func newMetrics(r prometheus.Registerer) metrics {
 		conflicts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "codebank_authorizer_conflicts_total", Help: "Requests refused because their card already has a payment with the same transaction id and other parameters.",
 		}),
+		unavailable: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "codebank_authorizer_unavailable_total", Help: "Payments rejected undecided because the card's stored account cannot be read.",
+		}),
 		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "codebank_authorizer_commands_total", Help: "Card commands handled, by command and result.",
 		}, []string{"command", "result"}),
@@ -306,6 +317,6 @@ func newMetrics(r prometheus.Registerer) metrics {
 			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}),
 	}
-	r.MustRegister(m.decisions, m.duplicates, m.conflicts, m.commands, m.processing)
+	r.MustRegister(m.decisions, m.duplicates, m.conflicts, m.unavailable, m.commands, m.processing)
 	return m
 }

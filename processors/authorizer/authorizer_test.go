@@ -246,8 +246,8 @@ func TestUnreadableAccountFailsClosed(t *testing.T) {
 		if out := v.(*eventsv1.Reply).GetPayment().GetOutcome(); out.GetReason() != codebankv1.RejectReason_REJECT_REASON_ACCOUNT_UNAVAILABLE {
 			t.Errorf("payment on a damaged account = %v, want rejected as account unavailable", out)
 		}
-		if _, v, _ := results.Next(); v.(*codecs.Result).Reason != "account_unavailable" {
-			t.Errorf("result = %+v, want reason account_unavailable", v)
+		if _, v, ok := results.Next(); ok {
+			t.Errorf("result %+v published for a payment on a damaged account, which decided nothing", v)
 		}
 		tt.Consume(topo.CardCommands().Name, n, &eventsv1.CardCommand{CommandId: "g-" + n, ReplyKey: "r", Command: &eventsv1.CardCommand_Get{Get: &eventsv1.GetCard{}}})
 		if _, v, _ := replies.Next(); v.(*eventsv1.Reply).GetCard().GetResult() != eventsv1.CardResult_CARD_RESULT_UNAVAILABLE {
