@@ -286,6 +286,10 @@ func (s *Server) pay(w http.ResponseWriter, r *http.Request, id string, items []
 	if err == nil {
 		if mismatch := s.checkAnswer(base, o, masked, resp); mismatch != "" {
 			err = errors.New(mismatch)
+		} else if resp.GetReason() == codebankv1.RejectReason_REJECT_REASON_ACCOUNT_UNAVAILABLE {
+			// Not a decision: the bank could not read the card's account, and a retry with the
+			// same id is decided once it can.
+			err, resp = status.Error(codes.Unavailable, "the bank could not read the card's account"), nil
 		}
 	}
 	if err != nil {

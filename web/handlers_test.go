@@ -433,6 +433,26 @@ func TestCheckoutRejected(t *testing.T) {
 	}
 }
 
+// TestCheckoutAccountUnavailable: the bank could not read the card's account and decided
+// nothing: the order stays pending, to be paid again, not rejected.
+func TestCheckoutAccountUnavailable(t *testing.T) {
+	f := newFixture(t)
+	f.bank.decide = func(req *codebankv1.AuthorizeRequest) (*codebankv1.AuthorizeResponse, error) {
+		return &codebankv1.AuthorizeResponse{TransactionId: req.GetTransactionId(), Status: codebankv1.PaymentStatus_PAYMENT_STATUS_REJECTED,
+			Reason: codebankv1.RejectReason_REJECT_REASON_ACCOUNT_UNAVAILABLE, AmountCents: req.GetAmountCents()}, nil
+	}
+	id := newOrderID()
+	if resp, _ := f.post(t, "/checkout", checkoutForm0(id)); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("checkout = %d", resp.StatusCode)
+	}
+	if o, _ := f.orders.Get(context.Background(), id); o.Decided() || o.LastError != orders.ErrorUnreachable {
+		t.Fatalf("order = %+v, want pending, to be paid again", o)
+	}
+	if _, body := f.get(t, "/orders/"+id); !strings.Contains(body, `action="/orders/`+id+`/pay"`) {
+		t.Error("the order page offers no retry")
+	}
+}
+
 func TestCheckoutBankUnreachableThenRetry(t *testing.T) {
 	f := newFixture(t)
 	f.bank.decide = func(*codebankv1.AuthorizeRequest) (*codebankv1.AuthorizeResponse, error) {

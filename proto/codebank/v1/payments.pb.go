@@ -97,7 +97,8 @@ const (
 	RejectReason_REJECT_REASON_INSUFFICIENT_CREDIT RejectReason = 7
 	// REJECT_REASON_ACCOUNT_UNAVAILABLE: the bank cannot read the card's account (its stored
 	// state is damaged); nothing was charged, and the card's payments are refused until the
-	// bank repairs it.
+	// bank repairs it. The payment was not decided: the same transaction id may be tried again
+	// later, and is then decided.
 	RejectReason_REJECT_REASON_ACCOUNT_UNAVAILABLE RejectReason = 8
 )
 
