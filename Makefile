@@ -15,7 +15,7 @@ TEST_TIMEOUT ?= 20m
 
 .PHONY: run
 run: ## Run Code Bank locally (Kafka, authorizer, ingress), seeded with demo cards; state in .data/
-	$(GO) run ./cmd/codebank dev
+	$(GO) run ./cmd/codebank-dev run
 
 ##@ Develop
 
@@ -29,7 +29,7 @@ test: proto-check lint ## Run every test: unit, goka tester, integration (real K
 
 .PHONY: unit
 unit: ## Run only the tests that need no server (fast)
-	$(GO) test -count=1 ./internal/card/ ./internal/money/ ./codecs/ ./processors/...
+	$(GO) test -count=1 ./internal/card/ ./internal/money/ ./codecs/ ./processors/... ./web/store/
 
 # Each fuzz target of `make fuzz` runs this long.
 FUZZTIME ?= 30s
@@ -53,8 +53,8 @@ lint: ## gofmt, go vet and buf lint
 
 .PHONY: bench
 bench: ## The load test (30 s warm-up, then 7,000 and 10,000 Authorize/s for 60 s each, on a local broker), the recovery of 1M accounts, and the Go benchmarks; see BENCHMARKS.md
-	$(GO) run ./cmd/codebank bench
-	GOMEMLIMIT=120MiB $(GO) run ./cmd/codebank bench --recovery 1000000 --gogc 100
+	$(GO) run ./cmd/codebank-dev bench
+	GOMEMLIMIT=120MiB $(GO) run ./cmd/codebank-dev bench --recovery 1000000 --gogc 100
 	$(GO) test -count=1 -run '^$$' -bench 'LowLoad|StatementLag' -benchtime 1000x ./grpcgateway/
 	$(GO) test -count=1 -run '^$$' -bench 'Correlator|Decide|Codec|Keys' -benchmem ./codecs/ ./processors/... ./grpcgateway/ ./internal/card/
 	$(GO) test -count=1 -run '^$$' -bench IndexingLag -benchtime 30x ./analytics/

@@ -4,7 +4,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/codebank/codebank/internal/banktest"
+	"github.com/codebank/codebank/internal/testenv/banktest"
 )
 
 // servers are the real servers every test of the package shares: a search node, a Kafka broker

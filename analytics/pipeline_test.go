@@ -14,9 +14,8 @@ import (
 	"github.com/olivere/elastic/v7"
 
 	"github.com/codebank/codebank/analytics"
-	"github.com/codebank/codebank/grpcgateway"
-	"github.com/codebank/codebank/internal/banktest"
-	"github.com/codebank/codebank/internal/kafkatest"
+	"github.com/codebank/codebank/internal/testenv/banktest"
+	"github.com/codebank/codebank/internal/testenv/kafkatest"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
 
@@ -35,7 +34,7 @@ func startPipeline(t testing.TB) *pipeline {
 	name := kafkatest.Name(t)
 	d := banktest.NewDeployment(t, servers.Broker, name, 3, 2)
 	banktest.StartAuthorizer(t, d, "")
-	in := banktest.StartIngress(t, d, 0, grpcgateway.Config{})
+	in := banktest.StartIngress(t, d, banktest.IngressOptions{})
 	p := &pipeline{d: d, index: analytics.DefaultIndex + "-" + strings.ToLower(name), statuses: map[string]int{},
 		cards: codebankv1.NewCardServiceClient(in.Conn), payments: codebankv1.NewPaymentServiceClient(in.Conn)}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/codebank/codebank/connect"
-	"github.com/codebank/codebank/internal/localconnect"
 	"github.com/codebank/codebank/processors"
 )
 
@@ -46,7 +45,7 @@ func Setup(ctx context.Context, topo processors.Topology, s Sink) error {
 	if err != nil {
 		return err
 	}
-	if err := localconnect.PutConnector(ctx, s.ConnectURL, ConnectorName(topo), cfg); err != nil {
+	if err := connect.PutConnector(ctx, s.ConnectURL, ConnectorName(topo), cfg); err != nil {
 		return fmt.Errorf("register connector: %w", err)
 	}
 	return nil

@@ -1,7 +1,8 @@
 // Package connect holds what Kafka Connect needs to index Code Bank's
 // results into OpenSearch: the connector configuration users apply
-// (opensearch-sink.json) and the Java source of the sink connector it names
-// (opensearch-sink/*.java). See README.md.
+// (opensearch-sink.json), the Java source of the sink connector it names
+// (opensearch-sink/*.java), and a client of a Connect cluster's REST API that
+// registers it (PutConnector, ConnectorStatus, DeleteConnector). See README.md.
 package connect
 
 import (

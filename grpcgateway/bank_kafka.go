@@ -70,12 +70,22 @@ const DefaultMaxInFlight = 20_000
 
 // BankConfig configures a KafkaBank.
 type BankConfig struct {
+	// Kafka reaches the cluster.
+	Kafka kafkaconf.Config
+	// Topology names the deployment's topics.
+	Topology processors.Topology
 	// ReplyPartition is the partition of the replies topic this replica reads; negative picks one
 	// (see ReplyPartition).
 	ReplyPartition int
 	// MaxInFlight is how many calls may wait for the authorizer at once; beyond it a call fails
 	// at once with ErrOverloaded (default DefaultMaxInFlight).
 	MaxInFlight int
+}
+
+// BankDeps are a KafkaBank's collaborators.
+type BankDeps struct {
+	// Keys derive the card tokens that replies are checked against.
+	Keys card.Keys
 	// Registerer receives the bank's metrics (default: a private registry).
 	Registerer prometheus.Registerer
 	// Log is the logger (default slog.Default()).
@@ -89,17 +99,17 @@ type bankMetrics struct {
 }
 
 // NewKafkaBank connects to Kafka and starts reading replies from its partition of the replies
-// topic. keys derive the card tokens that replies are checked against. Run must be called to
-// deliver replies.
-func NewKafkaBank(kc kafkaconf.Config, topo processors.Topology, keys card.Keys, cfg BankConfig) (*KafkaBank, error) {
-	log := cfg.Log
+// topic. Run must be called to deliver replies.
+func NewKafkaBank(cfg BankConfig, deps BankDeps) (*KafkaBank, error) {
+	log := deps.Log
 	if log == nil {
 		log = slog.Default()
 	}
-	reg := cfg.Registerer
+	reg := deps.Registerer
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
+	kc, topo, keys := cfg.Kafka, cfg.Topology, deps.Keys
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = DefaultMaxInFlight
 	}

@@ -6,9 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/codebank/codebank/grpcgateway"
-	"github.com/codebank/codebank/internal/banktest"
-	"github.com/codebank/codebank/internal/kafkatest"
+	"github.com/codebank/codebank/internal/testenv/banktest"
+	"github.com/codebank/codebank/internal/testenv/kafkatest"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 	paymentpb "github.com/codebank/codebank/proto/payment"
 )
@@ -76,7 +75,7 @@ func benchBank(b *testing.B) (banktest.Deployment, *banktest.Ingress, *codebankv
 	b.Helper()
 	d := banktest.NewDeployment(b, brokerAddr, kafkatest.Name(b), 6, 2)
 	banktest.StartAuthorizer(b, d, "")
-	in := banktest.StartIngress(b, d, 0, grpcgateway.Config{})
+	in := banktest.StartIngress(b, d, banktest.IngressOptions{})
 	c, err := codebankv1.NewCardServiceClient(in.Conn).IssueCard(context.Background(), &codebankv1.IssueCardRequest{HolderName: "Bench Card", LimitCents: 100_000_000_000})
 	if err != nil {
 		b.Fatal(err)

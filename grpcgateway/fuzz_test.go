@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -128,6 +127,13 @@ func (emptyStatements) Card(string) (*eventsv1.StatementCard, error) {
 func (emptyStatements) Lines(string, string, int64, int64) ([]*codebankv1.StatementLine, error) {
 	return nil, nil
 }
+func (emptyStatements) Await(ctx context.Context, check func() (bool, error)) error {
+	if done, err := check(); done || err != nil {
+		return err
+	}
+	<-ctx.Done() // nothing ever changes
+	return ctx.Err()
+}
 
 // FuzzGetStatement: a statement request is refused with INVALID_ARGUMENT naming its fields, or
 // answered for a month that is YYYY-MM with a next page token that is a line number.
@@ -138,7 +144,7 @@ func FuzzGetStatement(f *testing.F) {
 	f.Add("4111", "2026-1", "abc", int32(1))
 	f.Fuzz(func(t *testing.T, number, month, token string, size int32) {
 		keys, _ := card.NewKeys("unit test secret of the bank")
-		s := New(Config{}, &recordingBank{}, keys, prometheus.NewRegistry(), nil, WithStatements(emptyStatements{}))
+		s := New(Config{}, Deps{Bank: &recordingBank{}, Keys: keys, Statements: emptyStatements{}})
 		resp, err := statementService{Server: s}.GetStatement(context.Background(), &codebankv1.GetStatementRequest{Number: number, Month: month, PageToken: token, PageSize: size})
 		if err != nil {
 			if !refusedWell(err) && status.Code(err) != codes.NotFound {

@@ -19,9 +19,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/codebank/codebank/grpcgateway"
-	"github.com/codebank/codebank/internal/banktest"
 	"github.com/codebank/codebank/internal/card"
-	"github.com/codebank/codebank/internal/kafkatest"
+	"github.com/codebank/codebank/internal/testenv/banktest"
+	"github.com/codebank/codebank/internal/testenv/kafkatest"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 	paymentpb "github.com/codebank/codebank/proto/payment"
 )
@@ -43,7 +43,7 @@ func startBank(t *testing.T) *bank {
 	t.Helper()
 	d := banktest.NewDeployment(t, brokerAddr, kafkatest.Name(t), 3, 2)
 	banktest.StartAuthorizer(t, d, "")
-	in := banktest.StartIngress(t, d, 0, grpcgateway.Config{})
+	in := banktest.StartIngress(t, d, banktest.IngressOptions{})
 	return &bank{d: d, in: in, cards: codebankv1.NewCardServiceClient(in.Conn),
 		payments: codebankv1.NewPaymentServiceClient(in.Conn), legacy: paymentpb.NewPaymentServiceClient(in.Conn)}
 }
@@ -374,7 +374,7 @@ func TestTimeoutThenRetry(t *testing.T) {
 	d := banktest.NewDeployment(t, brokerAddr, kafkatest.Name(t), 3, 2)
 	dir := t.TempDir()
 	a := banktest.StartAuthorizer(t, d, dir)
-	in := banktest.StartIngress(t, d, 0, grpcgateway.Config{RequestTimeout: 2 * time.Second})
+	in := banktest.StartIngress(t, d, banktest.IngressOptions{Config: grpcgateway.Config{RequestTimeout: 2 * time.Second}})
 	cards, payments := codebankv1.NewCardServiceClient(in.Conn), codebankv1.NewPaymentServiceClient(in.Conn)
 	c := issue(t, cards, "Maria Silva", 10_000)
 	a.Stop(t)
@@ -401,7 +401,7 @@ func TestReplicas(t *testing.T) {
 	d := banktest.NewDeployment(t, brokerAddr, kafkatest.Name(t), 4, 2)
 	banktest.StartAuthorizer(t, d, "")
 	banktest.StartAuthorizer(t, d, "")
-	ins := []*banktest.Ingress{banktest.StartIngress(t, d, 0, grpcgateway.Config{}), banktest.StartIngress(t, d, 1, grpcgateway.Config{})}
+	ins := []*banktest.Ingress{banktest.StartIngress(t, d, banktest.IngressOptions{}), banktest.StartIngress(t, d, banktest.IngressOptions{ReplyPartition: 1})}
 	var issued []*codebankv1.IssueCardResponse
 	for i := 0; i < 8; i++ {
 		issued = append(issued, issue(t, codebankv1.NewCardServiceClient(ins[i%2].Conn), fmt.Sprintf("Holder %c", 'A'+i), 100_000))
@@ -458,7 +458,7 @@ func TestAuthorizerRestartKeepsBalances(t *testing.T) {
 	d := banktest.NewDeployment(t, brokerAddr, kafkatest.Name(t), 3, 2)
 	dir := t.TempDir()
 	a := banktest.StartAuthorizer(t, d, dir)
-	in := banktest.StartIngress(t, d, 0, grpcgateway.Config{})
+	in := banktest.StartIngress(t, d, banktest.IngressOptions{})
 	cards, payments := codebankv1.NewCardServiceClient(in.Conn), codebankv1.NewPaymentServiceClient(in.Conn)
 	want := map[string]int64{}
 	var issued []*codebankv1.IssueCardResponse
@@ -493,7 +493,7 @@ func TestRedeliveryAppliesOnce(t *testing.T) {
 	d := banktest.NewDeployment(t, brokerAddr, kafkatest.Name(t), 3, 2)
 	dir := t.TempDir()
 	a := banktest.StartAuthorizer(t, d, dir)
-	in := banktest.StartIngress(t, d, 0, grpcgateway.Config{})
+	in := banktest.StartIngress(t, d, banktest.IngressOptions{})
 	cards, payments := codebankv1.NewCardServiceClient(in.Conn), codebankv1.NewPaymentServiceClient(in.Conn)
 	c := issue(t, cards, "Maria Silva", 10_000)
 	var approved int64

@@ -15,8 +15,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/codebank/codebank/grpcgateway"
-	"github.com/codebank/codebank/internal/banktest"
-	"github.com/codebank/codebank/internal/kafkatest"
+	"github.com/codebank/codebank/internal/testenv/banktest"
+	"github.com/codebank/codebank/internal/testenv/kafkatest"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
 
@@ -28,7 +28,7 @@ func TestCallsInFlightLimit(t *testing.T) {
 	d := banktest.NewDeployment(t, brokerAddr, kafkatest.Name(t), 3, 2)
 	a := banktest.StartAuthorizer(t, d, "")
 	const limit = 4
-	in := banktest.StartIngressWith(t, d, grpcgateway.BankConfig{ReplyPartition: 0, MaxInFlight: limit}, grpcgateway.Config{RequestTimeout: 30 * time.Second})
+	in := banktest.StartIngress(t, d, banktest.IngressOptions{MaxInFlight: limit, Config: grpcgateway.Config{RequestTimeout: 30 * time.Second}})
 	cards, payments := codebankv1.NewCardServiceClient(in.Conn), codebankv1.NewPaymentServiceClient(in.Conn)
 	c := issue(t, cards, "Maria Silva", 100_000)
 	a.Stop(t)

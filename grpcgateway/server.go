@@ -27,7 +27,6 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -45,10 +44,9 @@ import (
 
 // Config configures the ingress.
 type Config struct {
-	// GRPCAddr is the gRPC listen address (default ":50051").
-	GRPCAddr string
-	// HTTPAddr is the REST, health and metrics listen address (default ":8080").
-	HTTPAddr string
+	// StatementsOnly leaves out the card and payment services (the original contract's too): a
+	// server of StatementService alone.
+	StatementsOnly bool
 	// RequestTimeout bounds the wait for the authorizer's answer (default 5s).
 	RequestTimeout time.Duration
 	// Currency is the ISO 4217 code of new cards (default "BRL").
@@ -72,12 +70,6 @@ const (
 )
 
 func (c Config) withDefaults() Config {
-	if c.GRPCAddr == "" {
-		c.GRPCAddr = ":50051"
-	}
-	if c.HTTPAddr == "" {
-		c.HTTPAddr = ":8080"
-	}
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = 5 * time.Second
 	}
@@ -102,50 +94,51 @@ func (c Config) withDefaults() Config {
 // Server serves the ingress's gRPC and HTTP APIs.
 type Server struct {
 	cfg  Config
+	deps Deps
 	bank Bank
 	keys card.Keys
 	log  *slog.Logger
 	now  func() time.Time
-	reg  *prometheus.Registry
 
 	grpc       *grpc.Server
 	health     *health.Server
 	http       *http.Server
 	metrics    serverMetrics
-	extra      []func(*http.ServeMux)
 	statements StatementReader
-	noPayments bool
 }
 
-// Option configures a Server.
-type Option func(*Server)
-
-// WithClock sets the clock that stamps requests (default time.Now); tests inject one.
-func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
-
-// WithHTTPHandler adds routes to the HTTP server (other components of `codebank all` use it).
-func WithHTTPHandler(register func(*http.ServeMux)) Option {
-	return func(s *Server) { s.extra = append(s.extra, register) }
+// Deps are the Server's collaborators.
+type Deps struct {
+	// Bank carries requests to the authorizer (KafkaBank).
+	Bank Bank
+	// Statements, when set, serves codebank.v1.StatementService.
+	Statements StatementReader
+	// Keys derive CVVs and card tokens.
+	Keys card.Keys
+	// Registerer receives the metrics of the package doc (default: a private registry).
+	Registerer prometheus.Registerer
+	// Log is the logger (default slog.Default()).
+	Log *slog.Logger
+	// Now is the clock that stamps requests (default time.Now); tests set one.
+	Now func() time.Time
+	// Routes are added to the HTTP server beside the REST gateway under /v1/: the process's
+	// operations endpoints (OpsRoutes), the store's pages.
+	Routes []func(*http.ServeMux)
 }
 
-// WithStatements serves codebank.v1.StatementService from r.
-func WithStatements(r StatementReader) Option { return func(s *Server) { s.statements = r } }
-
-// WithoutPayments leaves out the card and payment services (the original contract's too): a
-// statements-only server.
-func WithoutPayments() Option { return func(s *Server) { s.noPayments = true } }
-
-// New returns a Server that sends requests to bank. Its metrics go to reg, which /metrics
-// serves.
-func New(cfg Config, bank Bank, keys card.Keys, reg *prometheus.Registry, log *slog.Logger, opts ...Option) *Server {
-	if log == nil {
-		log = slog.Default()
+// New returns a Server.
+func New(cfg Config, deps Deps) *Server {
+	if deps.Log == nil {
+		deps.Log = slog.Default()
 	}
-	s := &Server{cfg: cfg.withDefaults(), bank: bank, keys: keys, log: log, now: time.Now, reg: reg}
-	for _, o := range opts {
-		o(s)
+	if deps.Now == nil {
+		deps.Now = time.Now
 	}
-	s.metrics = newServerMetrics(reg)
+	if deps.Registerer == nil {
+		deps.Registerer = prometheus.NewRegistry()
+	}
+	s := &Server{cfg: cfg.withDefaults(), deps: deps, bank: deps.Bank, keys: deps.Keys, log: deps.Log, now: deps.Now, statements: deps.Statements}
+	s.metrics = newServerMetrics(deps.Registerer)
 	s.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(s.metrics.interceptor),
 		grpc.MaxRecvMsgSize(s.cfg.MaxMessageBytes),
 		grpc.MaxConcurrentStreams(s.cfg.MaxConcurrentStreams),
@@ -158,7 +151,7 @@ func New(cfg Config, bank Bank, keys card.Keys, reg *prometheus.Registry, log *s
 		// A connection must complete its HTTP/2 handshake within 10 s.
 		grpc.ConnectionTimeout(10*time.Second),
 	)
-	if !s.noPayments {
+	if !s.cfg.StatementsOnly {
 		codebankv1.RegisterCardServiceServer(s.grpc, cardService{Server: s})
 		codebankv1.RegisterPaymentServiceServer(s.grpc, paymentService{Server: s})
 		paymentpb.RegisterPaymentServiceServer(s.grpc, legacyService{Server: s})
@@ -173,13 +166,6 @@ func New(cfg Config, bank Bank, keys card.Keys, reg *prometheus.Registry, log *s
 	return s
 }
 
-// GRPCServer returns the gRPC server, for tests that serve it on their own listener.
-func (s *Server) GRPCServer() *grpc.Server { return s.grpc }
-
-// HTTPHandler returns the HTTP handler: the REST gateway under /v1/, /healthz, /readyz and
-// /metrics.
-func (s *Server) HTTPHandler() http.Handler { return s.http.Handler }
-
 func (s *Server) httpHandler() http.Handler {
 	gw := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
@@ -189,7 +175,7 @@ func (s *Server) httpHandler() http.Handler {
 	)
 	ctx := context.Background()
 	// In-process registration: REST calls run the same handlers as gRPC, without a second hop.
-	if !s.noPayments {
+	if !s.cfg.StatementsOnly {
 		_ = codebankv1.RegisterCardServiceHandlerServer(ctx, gw, cardService{Server: s})
 		_ = codebankv1.RegisterPaymentServiceHandlerServer(ctx, gw, paymentService{Server: s})
 	}
@@ -199,40 +185,15 @@ func (s *Server) httpHandler() http.Handler {
 
 	mux := http.NewServeMux()
 	mux.Handle("/", s.metrics.countHTTP(LimitBody(gw, int64(s.cfg.MaxMessageBytes))))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if !s.bank.Ready() {
-			http.Error(w, "not ready: not connected to Kafka", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
-	for _, register := range s.extra {
+	for _, register := range s.deps.Routes {
 		register(mux)
 	}
 	return mux
 }
 
-// Serve listens on the configured addresses and serves until ctx ends, then stops gracefully:
-// calls in progress get their answers.
-func (s *Server) Serve(ctx context.Context) error {
-	gl, err := net.Listen("tcp", s.cfg.GRPCAddr)
-	if err != nil {
-		return fmt.Errorf("listen gRPC: %w", err)
-	}
-	hl, err := net.Listen("tcp", s.cfg.HTTPAddr)
-	if err != nil {
-		gl.Close()
-		return fmt.Errorf("listen HTTP: %w", err)
-	}
-	return s.ServeListeners(ctx, gl, hl)
-}
-
-// ServeListeners is Serve on listeners the caller made.
-func (s *Server) ServeListeners(ctx context.Context, grpcL, httpL net.Listener) error {
+// Serve serves gRPC on grpcL and HTTP on httpL until ctx ends, then stops gracefully: calls in
+// progress get their answers.
+func (s *Server) Serve(ctx context.Context, grpcL, httpL net.Listener) error {
 	s.log.Info("ingress listening", "grpc", grpcL.Addr().String(), "http", httpL.Addr().String())
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	g, ctx := errgroup.WithContext(ctx)

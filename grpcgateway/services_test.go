@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -46,7 +45,7 @@ func newTestServer(t *testing.T) (*Server, *recordingBank, card.Keys) {
 		t.Fatal(err)
 	}
 	bank := &recordingBank{}
-	return New(Config{}, bank, keys, prometheus.NewRegistry(), nil), bank, keys
+	return New(Config{}, Deps{Bank: bank, Keys: keys}), bank, keys
 }
 
 func TestLegacyValidation(t *testing.T) {

@@ -18,6 +18,9 @@ import (
 type StatementReader interface {
 	Card(token string) (*eventsv1.StatementCard, error)
 	Lines(token, month string, from, n int64) ([]*codebankv1.StatementLine, error)
+	// Await calls check until it reports done or fails, again each time the statements change,
+	// until ctx ends.
+	Await(ctx context.Context, check func() (bool, error)) error
 }
 
 // Statement paging and waiting.
@@ -112,36 +115,40 @@ func (s statementService) GetStatement(ctx context.Context, req *codebankv1.GetS
 		MaskedNumber: card.Mask(number), HolderName: acct.GetHolderName(), Month: month,
 		AvailableCents: acct.GetLimitCents() - acct.GetUsedCents(), LimitCents: acct.GetLimitCents(), Currency: acct.GetCurrency(),
 	}
-	deadline := time.Now().Add(StatementWait)
-	for {
+	// Read the page, again each time the statements change, until the card's statement counts
+	// all its approvals or StatementWait has passed.
+	wait, cancel := context.WithTimeout(ctx, StatementWait)
+	defer cancel()
+	err = s.statements.Await(wait, func() (bool, error) {
 		st, err := s.statements.Card(token)
 		if err != nil {
-			return nil, status.Errorf(codes.Unavailable, "read statement: %v", err)
+			return false, err
 		}
-		var total, count, applied int64
+		var applied int64
+		resp.TotalCents, resp.Count = 0, 0
 		for _, m := range st.GetMonths() {
 			if m.GetMonth() == month {
-				total, count = m.GetTotalCents(), m.GetCount()
+				resp.TotalCents, resp.Count = m.GetTotalCents(), m.GetCount()
 			}
 			applied += m.GetCount()
 		}
-		want := max(min(size, count-from), 0)
-		var lines []*codebankv1.StatementLine
+		want := max(min(size, resp.GetCount()-from), 0)
+		resp.Lines = nil
 		if want > 0 {
-			if lines, err = s.statements.Lines(token, month, from, want); err != nil {
-				return nil, status.Errorf(codes.Unavailable, "read statement: %v", err)
+			if resp.Lines, err = s.statements.Lines(token, month, from, want); err != nil {
+				return false, err
 			}
 		}
-		caughtUp := applied >= acct.GetApprovals() && int64(len(lines)) == want
-		if caughtUp || time.Now().After(deadline) || ctx.Err() != nil {
-			resp.Lines, resp.TotalCents, resp.Count, resp.UpToDate = lines, total, count, caughtUp
-			if from+int64(len(lines)) < count {
-				resp.NextPageToken = strconv.FormatInt(from+int64(len(lines)), 10)
-			}
-			return resp, nil
-		}
-		time.Sleep(5 * time.Millisecond)
+		resp.UpToDate = applied >= acct.GetApprovals() && int64(len(resp.Lines)) == want
+		return resp.UpToDate, nil
+	})
+	if err != nil && wait.Err() == nil {
+		return nil, status.Errorf(codes.Unavailable, "read statement: %v", err)
 	}
+	if next := from + int64(len(resp.GetLines())); next < resp.GetCount() {
+		resp.NextPageToken = strconv.FormatInt(next, 10)
+	}
+	return resp, nil
 }
 
 // ListStatements lists the months with purchases, newest first.

@@ -11,9 +11,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/codebank/codebank/grpcgateway"
-	"github.com/codebank/codebank/internal/banktest"
-	"github.com/codebank/codebank/internal/kafkatest"
+	"github.com/codebank/codebank/internal/testenv/banktest"
+	"github.com/codebank/codebank/internal/testenv/kafkatest"
 	"github.com/codebank/codebank/processors/authorizer"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
@@ -54,9 +53,9 @@ func TestStatementsAcrossMonths(t *testing.T) {
 	t.Parallel()
 	d := banktest.NewDeployment(t, brokerAddr, kafkatest.Name(t), 3, 2)
 	clk := newClock(time.Date(2026, 10, 15, 12, 0, 0, 0, time.UTC))
-	banktest.StartAuthorizer(t, d, "", authorizer.WithClock(clk.now))
+	banktest.StartAuthorizerWith(t, d, "", authorizer.Deps{Now: clk.now})
 	banktest.StartStatements(t, d, "")
-	in := banktest.StartIngress(t, d, 0, grpcgateway.Config{}, grpcgateway.WithStatements(banktest.StartStatementsView(t, d)))
+	in := banktest.StartIngress(t, d, banktest.IngressOptions{Statements: banktest.StartStatementsView(t, d)})
 	cards, payments := codebankv1.NewCardServiceClient(in.Conn), codebankv1.NewPaymentServiceClient(in.Conn)
 	stmts := codebankv1.NewStatementServiceClient(in.Conn)
 	c := issue(t, cards, "Maria Silva", 10_000)
@@ -136,7 +135,7 @@ func TestStatementsRestartMidStream(t *testing.T) {
 	banktest.StartAuthorizer(t, d, "")
 	dir := t.TempDir()
 	sp := banktest.StartStatements(t, d, dir)
-	in := banktest.StartIngress(t, d, 0, grpcgateway.Config{}, grpcgateway.WithStatements(banktest.StartStatementsView(t, d)))
+	in := banktest.StartIngress(t, d, banktest.IngressOptions{Statements: banktest.StartStatementsView(t, d)})
 	cards, payments := codebankv1.NewCardServiceClient(in.Conn), codebankv1.NewPaymentServiceClient(in.Conn)
 	stmts := codebankv1.NewStatementServiceClient(in.Conn)
 	var issued []*codebankv1.IssueCardResponse
@@ -197,8 +196,8 @@ func TestStatementsTwoInstances(t *testing.T) {
 	banktest.StartStatements(t, d, "")
 	banktest.StartStatements(t, d, "")
 	ins := []*banktest.Ingress{
-		banktest.StartIngress(t, d, 0, grpcgateway.Config{}, grpcgateway.WithStatements(banktest.StartStatementsView(t, d))),
-		banktest.StartIngress(t, d, 1, grpcgateway.Config{}, grpcgateway.WithStatements(banktest.StartStatementsView(t, d))),
+		banktest.StartIngress(t, d, banktest.IngressOptions{Statements: banktest.StartStatementsView(t, d)}),
+		banktest.StartIngress(t, d, banktest.IngressOptions{ReplyPartition: 1, Statements: banktest.StartStatementsView(t, d)}),
 	}
 	cards, payments := codebankv1.NewCardServiceClient(ins[0].Conn), codebankv1.NewPaymentServiceClient(ins[0].Conn)
 	month := time.Now().UTC().Format("2006-01")

@@ -170,9 +170,26 @@ type Consumer struct {
 // naming the source topic, partition, offset and the error (processors.DeadLetterHeaders).
 // Read by people; kept 30 days.
 func (t Topology) DeadLetters(consumer string, input Topic) Topic {
-	return Topic{Name: t.Prefix + consumer + "." + strings.TrimPrefix(input.Name, t.Prefix) + ".dlq", Key: "as in " + input.Name,
+	return DeadLetterTopic(t.Prefix, consumer, input)
+}
+
+// DeadLetterTopic is the dead-letter topic of consumer for input in a deployment whose names
+// start with prefix (Topology.DeadLetters); the store's topology uses it too.
+func DeadLetterTopic(prefix, consumer string, input Topic) Topic {
+	return Topic{Name: prefix + consumer + "." + strings.TrimPrefix(input.Name, prefix) + ".dlq", Key: "as in " + input.Name,
 		Codec: codecs.Bytes{}, Partitions: 1,
 		Config: map[string]string{"retention.ms": strconv.FormatInt((30 * 24 * time.Hour).Milliseconds(), 10)}}
+}
+
+// DeadLetterTopics returns the dead-letter topics of consumers.
+func DeadLetterTopics(consumers []Consumer) []Topic {
+	var out []Topic
+	for _, c := range consumers {
+		for _, in := range c.Inputs {
+			out = append(out, in.DeadLetters)
+		}
+	}
+	return out
 }
 
 func (t Topology) input(consumer string, topic Topic) Input {
@@ -180,7 +197,7 @@ func (t Topology) input(consumer string, topic Topic) Input {
 }
 
 // Consumers returns every consumer of the bank's topics with the topics it reads. (The store
-// declares its own: orders.Consumers.)
+// declares its own: store.Consumers.)
 func (t Topology) Consumers() []Consumer {
 	results := t.Results()
 	return []Consumer{
@@ -207,13 +224,8 @@ func (t Topology) Input(consumer string, topic Topic) Input {
 
 // All returns every topic of the deployment.
 func (t Topology) All() []Topic {
-	all := []Topic{t.PaymentRequests(), t.CardCommands(), t.AuthorizerTable(), t.Results(), t.Replies(), t.StatementsLoop(), t.StatementsTable()}
-	for _, c := range t.Consumers() {
-		for _, in := range c.Inputs {
-			all = append(all, in.DeadLetters)
-		}
-	}
-	return all
+	return append([]Topic{t.PaymentRequests(), t.CardCommands(), t.AuthorizerTable(), t.Results(), t.Replies(), t.StatementsLoop(), t.StatementsTable()},
+		DeadLetterTopics(t.Consumers())...)
 }
 
 // ErrPartitionMismatch is returned by Ensure when an existing topic has another partition
@@ -265,6 +277,26 @@ func CreateTopics(ctx context.Context, admin sarama.ClusterAdmin, replication in
 		created = append(created, topic.Name)
 	}
 	return waitForTopics(ctx, admin, created)
+}
+
+// MissingTopics returns the names of the topics among topics that do not exist, and an error
+// wrapping ErrPartitionMismatch when one exists with another partition count.
+func MissingTopics(admin sarama.ClusterAdmin, topics []Topic) ([]string, error) {
+	existing, err := admin.ListTopics()
+	if err != nil {
+		return nil, fmt.Errorf("list topics: %w", err)
+	}
+	var missing []string
+	for _, topic := range topics {
+		d, ok := existing[topic.Name]
+		switch {
+		case !ok:
+			missing = append(missing, topic.Name)
+		case int(d.NumPartitions) != topic.Partitions:
+			return nil, fmt.Errorf("%s: %w: %d, want %d", topic.Name, ErrPartitionMismatch, d.NumPartitions, topic.Partitions)
+		}
+	}
+	return missing, nil
 }
 
 // waitForTopics waits until the cluster's metadata lists every topic: creation is

@@ -14,8 +14,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/codebank/codebank/internal/banktest"
-	"github.com/codebank/codebank/internal/chromium"
+	"github.com/codebank/codebank/internal/devenv/chromium"
+	"github.com/codebank/codebank/internal/testenv/banktest"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 	"github.com/codebank/codebank/web"
 )
@@ -28,7 +28,7 @@ type browser struct {
 	dir  string // screenshots
 }
 
-// newBrowser starts Chromium (installing it if needed: see internal/chromium) with one tab.
+// newBrowser starts Chromium (installing it if needed: see internal/devenv/chromium) with one tab.
 // The browser test is never skipped: without a browser it fails and says what to install.
 func newBrowser(t *testing.T, base string) *browser {
 	t.Helper()

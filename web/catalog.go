@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/codebank/codebank/processors/orders"
+	"github.com/codebank/codebank/web/store"
 )
 
 // Product is one product on sale.
@@ -84,7 +84,7 @@ func (s *Server) renderProduct(w http.ResponseWriter, code int, p Product, form 
 }
 
 // description is what the bank's statement says was bought: "Produtos: 2x Stoneware Mug".
-func description(items []orders.Item) string {
+func description(items []store.Item) string {
 	names := make([]string, len(items))
 	for i, it := range items {
 		names[i] = it.Name

@@ -21,8 +21,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/codebank/codebank/internal/card"
-	"github.com/codebank/codebank/processors/orders"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
+	"github.com/codebank/codebank/web/store"
 )
 
 // MaxQuantity is the most units of a product one order may hold.
@@ -216,7 +216,7 @@ func (s *Server) checkout(w http.ResponseWriter, r *http.Request) {
 		s.renderProduct(w, http.StatusBadRequest, p, f, nil, msgNotIssued)
 		return
 	}
-	items := []orders.Item{{Slug: p.Slug, Name: p.Name, PriceCents: p.PriceCents, Quantity: qty}}
+	items := []store.Item{{Slug: p.Slug, Name: p.Name, PriceCents: p.PriceCents, Quantity: qty}}
 	s.pay(w, r, f.OrderID, items, c, func(code int, errs map[string]string, general string) {
 		s.renderProduct(w, code, p, f, errs, general)
 	})
@@ -229,7 +229,7 @@ func (s *Server) checkout(w http.ResponseWriter, r *http.Request) {
 // any step leaves a pending order whose retry, with the same id, the bank charges at most
 // once. The steps run to the end even if the browser goes away (a second click on "Pay"
 // cancels the first request): an attempt is never left half-way.
-func (s *Server) pay(w http.ResponseWriter, r *http.Request, id string, items []orders.Item, c cardInput,
+func (s *Server) pay(w http.ResponseWriter, r *http.Request, id string, items []store.Item, c cardInput,
 	formError func(code int, errs map[string]string, general string)) {
 	base := context.WithoutCancel(r.Context())
 	step := func() (context.Context, context.CancelFunc) { return context.WithTimeout(base, s.cfg.RequestTimeout) }
@@ -240,8 +240,8 @@ func (s *Server) pay(w http.ResponseWriter, r *http.Request, id string, items []
 	existing, err := s.orders.Get(ctx, id)
 	cancel()
 	switch {
-	case errors.Is(err, orders.ErrNotFound):
-	case errors.Is(err, orders.ErrNotReady):
+	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, store.ErrNotReady):
 		formError(http.StatusServiceUnavailable, nil, msgNotReady)
 		return
 	case err != nil:
@@ -262,7 +262,7 @@ func (s *Server) pay(w http.ResponseWriter, r *http.Request, id string, items []
 	}
 
 	ctx, cancel = step()
-	o, err := s.orders.Place(ctx, id, orders.Placement{Items: items, Currency: s.cfg.Currency, CardMasked: masked})
+	o, err := s.orders.Place(ctx, id, store.Placement{Items: items, Currency: s.cfg.Currency, CardMasked: masked})
 	cancel()
 	if err != nil {
 		log.Error("place order", "err", err)
@@ -293,15 +293,15 @@ func (s *Server) pay(w http.ResponseWriter, r *http.Request, id string, items []
 		}
 	}
 	if err != nil {
-		why, result := orders.ErrorUnreachable, "unreachable"
+		why, result := store.ErrorUnreachable, "unreachable"
 		fieldErrs, general := bankViolations(err)
 		switch {
 		case fieldErrs != nil || general != "":
-			why, result = orders.ErrorInvalid, "invalid"
+			why, result = store.ErrorInvalid, "invalid"
 		case status.Code(err) == codes.AlreadyExists || resp != nil:
 			// The bank holds another payment under this order's id, or answered for another
 			// payment: the order is not marked paid, and people look at it.
-			why, result = orders.ErrorMismatch, "mismatch"
+			why, result = store.ErrorMismatch, "mismatch"
 			log.Error("bank's answer is not about this order; not marked paid", "err", err)
 		}
 		s.checkouts.WithLabelValues(result).Inc()
@@ -311,7 +311,7 @@ func (s *Server) pay(w http.ResponseWriter, r *http.Request, id string, items []
 			log.Error("record failed attempt", "err", ferr)
 		}
 		cancel()
-		if why == orders.ErrorInvalid {
+		if why == store.ErrorInvalid {
 			formError(http.StatusUnprocessableEntity, fieldErrs, general)
 			return
 		}
@@ -327,7 +327,7 @@ func (s *Server) pay(w http.ResponseWriter, r *http.Request, id string, items []
 		// The bank has decided, the store could not record it: show the answer now; the order
 		// stays pending, and a retry gets the same answer from the bank.
 		log.Error("record decision", "status", d.Status, "err", err)
-		local := orders.Apply(o, id, &orders.Event{Kind: orders.EventDecided, At: s.now().UTC(), Status: d.Status, Reason: d.Reason, TransactionID: d.TransactionID}, o.Offset)
+		local := store.Apply(o, id, &store.Event{Kind: store.EventDecided, At: s.now().UTC(), Status: d.Status, Reason: d.Reason, TransactionID: d.TransactionID}, o.Offset)
 		s.renderOrder(w, http.StatusOK, orderPage{Order: local})
 		return
 	}
@@ -337,7 +337,7 @@ func (s *Server) pay(w http.ResponseWriter, r *http.Request, id string, items []
 // checkAnswer returns what, if anything, makes the bank's answer not an answer to this
 // attempt at order o: another transaction, amount or card, or a replay of an earlier attempt
 // when the store never made one.
-func (s *Server) checkAnswer(ctx context.Context, o *orders.Order, masked string, resp *codebankv1.AuthorizeResponse) string {
+func (s *Server) checkAnswer(ctx context.Context, o *store.Order, masked string, resp *codebankv1.AuthorizeResponse) string {
 	switch {
 	case resp.GetTransactionId() != o.ID:
 		return "the answer is for another transaction"
@@ -363,10 +363,10 @@ func (s *Server) redirectToOrder(w http.ResponseWriter, r *http.Request, id stri
 }
 
 // decisionOf turns the bank's answer into the order's decision.
-func decisionOf(resp *codebankv1.AuthorizeResponse) orders.Decision {
-	d := orders.Decision{Status: orders.StatusApproved, TransactionID: resp.GetTransactionId()}
+func decisionOf(resp *codebankv1.AuthorizeResponse) store.Decision {
+	d := store.Decision{Status: store.StatusApproved, TransactionID: resp.GetTransactionId()}
 	if resp.GetStatus() != codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED {
-		d.Status, d.Reason = orders.StatusRejected, reasonCode(resp.GetReason())
+		d.Status, d.Reason = store.StatusRejected, reasonCode(resp.GetReason())
 	}
 	return d
 }

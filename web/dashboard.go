@@ -15,6 +15,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/lovoo/goka"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/codebank/codebank/codecs"
 	"github.com/codebank/codebank/internal/kafkaconf"
@@ -120,17 +121,29 @@ type Feed struct {
 	agg aggregate
 }
 
-// NewFeed returns a feed of the results topic of topo; dead counts and logs the records it
-// dead-letters (nil: a private registry).
-func NewFeed(kc kafkaconf.Config, topo processors.Topology, dead *processors.DeadLetters, log *slog.Logger) *Feed {
-	if log == nil {
-		log = slog.Default()
+// FeedConfig says which results topic a Feed reads.
+type FeedConfig struct {
+	// Kafka reaches the cluster.
+	Kafka kafkaconf.Config
+	// Topology names the bank's topics.
+	Topology processors.Topology
+}
+
+// FeedDeps are a Feed's collaborators.
+type FeedDeps struct {
+	// Registerer receives codebank_dead_letters_total (default: a private registry).
+	Registerer prometheus.Registerer
+	// Log is the logger (default slog.Default()).
+	Log *slog.Logger
+}
+
+// NewFeed returns a feed of the results topic.
+func NewFeed(cfg FeedConfig, deps FeedDeps) *Feed {
+	if deps.Log == nil {
+		deps.Log = slog.Default()
 	}
-	if dead == nil {
-		dead = processors.NewDeadLetters(nil, log)
-	}
-	in := topo.Input(processors.ConsumerDashboard, topo.Results())
-	return &Feed{kc: kc, in: in, dead: dead, topic: in.Topic.Name, log: log, now: time.Now}
+	in := cfg.Topology.Input(processors.ConsumerDashboard, cfg.Topology.Results())
+	return &Feed{kc: cfg.Kafka, in: in, dead: processors.NewDeadLetters(deps.Registerer, deps.Log), topic: in.Topic.Name, log: deps.Log, now: time.Now}
 }
 
 // Add counts one result.

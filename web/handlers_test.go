@@ -24,11 +24,11 @@ import (
 	"github.com/codebank/codebank/codecs"
 	"github.com/codebank/codebank/internal/card"
 	"github.com/codebank/codebank/processors"
-	"github.com/codebank/codebank/processors/orders"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
+	"github.com/codebank/codebank/web/store"
 )
 
-// The handler tests run against a fake bank and orders.Memory; integration_test.go runs the
+// The handler tests run against a fake bank and store.Memory; integration_test.go runs the
 // same pages against the real bank on Kafka, in a browser.
 
 var testNow = time.Date(2026, 11, 25, 10, 30, 0, 0, time.UTC)
@@ -104,7 +104,7 @@ func (f *fakeBank) callCount() int {
 
 type fixture struct {
 	bank   *fakeBank
-	orders *orders.Memory
+	orders *store.Memory
 	feed   *Feed
 	h      http.Handler
 }
@@ -112,8 +112,8 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	bank := &fakeBank{}
-	mem := orders.NewMemory(func() time.Time { return testNow })
-	feed := NewFeed(kafkaTestConfig, processors.Topology{Prefix: "unused-"}, nil, quietLog())
+	mem := store.NewMemory(func() time.Time { return testNow })
+	feed := NewFeed(FeedConfig{Kafka: kafkaTestConfig, Topology: processors.Topology{Prefix: "unused-"}}, FeedDeps{Log: quietLog()})
 	feed.now = func() time.Time { return testNow }
 	srv := New(Config{
 		DemoCards:      []DemoCard{{Number: goodNumber, Holder: goodHolder, Expiry: "11/31", CVV: "755"}},
@@ -310,7 +310,7 @@ func TestCheckoutApproved(t *testing.T) {
 		t.Errorf("card sent = %v", c)
 	}
 	o, err := f.orders.Get(context.Background(), id)
-	if err != nil || o.Status != orders.StatusApproved || o.CardMasked != "545454******8555" || o.TotalCents != 11980 || o.TransactionID != id {
+	if err != nil || o.Status != store.StatusApproved || o.CardMasked != "545454******8555" || o.TotalCents != 11980 || o.TransactionID != id {
 		t.Fatalf("order = %+v, %v", o, err)
 	}
 	stored, _ := json.Marshal(o)
@@ -389,8 +389,8 @@ func TestCheckoutChecksTheBanksAnswer(t *testing.T) {
 				t.Fatalf("checkout = %d", resp.StatusCode)
 			}
 			o, _ := f.orders.Get(context.Background(), id)
-			if o.Decided() || o.LastError != orders.ErrorMismatch {
-				t.Fatalf("order = %+v, want pending with %s", o, orders.ErrorMismatch)
+			if o.Decided() || o.LastError != store.ErrorMismatch {
+				t.Fatalf("order = %+v, want pending with %s", o, store.ErrorMismatch)
 			}
 			_, body := f.get(t, "/orders/"+id)
 			if !strings.Contains(body, "did not match this order") || strings.Contains(body, `action="/orders/`+id+`/pay"`) {
@@ -422,7 +422,7 @@ func TestCheckoutRejected(t *testing.T) {
 				t.Fatalf("checkout = %d", resp.StatusCode)
 			}
 			o, _ := f.orders.Get(context.Background(), id)
-			if o.Status != orders.StatusRejected || o.Reason != strings.ToLower(strings.TrimPrefix(reason.String(), "REJECT_REASON_")) {
+			if o.Status != store.StatusRejected || o.Reason != strings.ToLower(strings.TrimPrefix(reason.String(), "REJECT_REASON_")) {
 				t.Errorf("order = %+v", o)
 			}
 			_, body := f.get(t, "/orders/"+id)
@@ -445,7 +445,7 @@ func TestCheckoutAccountUnavailable(t *testing.T) {
 	if resp, _ := f.post(t, "/checkout", checkoutForm0(id)); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("checkout = %d", resp.StatusCode)
 	}
-	if o, _ := f.orders.Get(context.Background(), id); o.Decided() || o.LastError != orders.ErrorUnreachable {
+	if o, _ := f.orders.Get(context.Background(), id); o.Decided() || o.LastError != store.ErrorUnreachable {
 		t.Fatalf("order = %+v, want pending, to be paid again", o)
 	}
 	if _, body := f.get(t, "/orders/"+id); !strings.Contains(body, `action="/orders/`+id+`/pay"`) {
@@ -464,7 +464,7 @@ func TestCheckoutBankUnreachableThenRetry(t *testing.T) {
 		t.Fatalf("checkout with the bank down = %d to %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
 	o, _ := f.orders.Get(context.Background(), id)
-	if o.Status != orders.StatusPending || o.LastError != orders.ErrorUnreachable || o.TotalCents != 11980 {
+	if o.Status != store.StatusPending || o.LastError != store.ErrorUnreachable || o.TotalCents != 11980 {
 		t.Fatalf("order = %+v, want pending, bank unreachable", o)
 	}
 	_, body := f.get(t, "/orders/"+id)
@@ -499,7 +499,7 @@ func TestCheckoutBankUnreachableThenRetry(t *testing.T) {
 		t.Fatalf("retry = %d", resp.StatusCode)
 	}
 	o, _ = f.orders.Get(context.Background(), id)
-	if o.Status != orders.StatusApproved || o.Attempts != 2 || o.LastError != "" {
+	if o.Status != store.StatusApproved || o.Attempts != 2 || o.LastError != "" {
 		t.Errorf("order after retry = %+v", o)
 	}
 	for _, c := range f.bank.calls {
@@ -520,7 +520,7 @@ func TestCheckoutBankTimeout(t *testing.T) {
 	}
 	id := newOrderID()
 	f.post(t, "/checkout", checkoutForm0(id))
-	if o, _ := f.orders.Get(context.Background(), id); o.Status != orders.StatusPending || o.LastError != orders.ErrorUnreachable {
+	if o, _ := f.orders.Get(context.Background(), id); o.Status != store.StatusPending || o.LastError != store.ErrorUnreachable {
 		t.Errorf("order after a timeout = %+v", o)
 	}
 }
@@ -554,7 +554,7 @@ func TestCheckoutBankInvalidArgument(t *testing.T) {
 	if !strings.Contains(body, "store is required") {
 		t.Error("the violation of a field the form lacks is not shown")
 	}
-	if o, _ := f.orders.Get(context.Background(), id); o.Status != orders.StatusPending || o.LastError != orders.ErrorInvalid {
+	if o, _ := f.orders.Get(context.Background(), id); o.Status != store.StatusPending || o.LastError != store.ErrorInvalid {
 		t.Errorf("order = %+v, want pending, invalid", o)
 	}
 }
@@ -595,7 +595,7 @@ func TestDoubleSubmit(t *testing.T) {
 	if f.bank.charged != 11980 {
 		t.Errorf("charged %d, want 11980 once", f.bank.charged)
 	}
-	if o, _ := f.orders.Get(context.Background(), id); o.Status != orders.StatusApproved {
+	if o, _ := f.orders.Get(context.Background(), id); o.Status != store.StatusApproved {
 		t.Errorf("order = %+v", o)
 	}
 	// The form submitted once more, after the answer: the bank is not asked again.
@@ -608,21 +608,21 @@ func TestDoubleSubmit(t *testing.T) {
 
 func TestOrderPage(t *testing.T) {
 	f := newFixture(t)
-	base := orders.Order{Items: []orders.Item{{Slug: "dot-grid-notebook", Name: "Dot-Grid Notebook", PriceCents: 3990, Quantity: 3}},
+	base := store.Order{Items: []store.Item{{Slug: "dot-grid-notebook", Name: "Dot-Grid Notebook", PriceCents: 3990, Quantity: 3}},
 		TotalCents: 11970, Currency: "BRL", CardMasked: "545454******8555", PlacedAt: testNow, Attempts: 1}
 	tests := []struct {
 		name   string
-		mutate func(*orders.Order)
+		mutate func(*store.Order)
 		want   []string
 		retry  bool
 	}{
-		{"approved", func(o *orders.Order) { o.Status = orders.StatusApproved; o.DecidedAt = testNow },
+		{"approved", func(o *store.Order) { o.Status = store.StatusApproved; o.DecidedAt = testNow },
 			[]string{">Approved<", "The bank approved the payment", "See it on your statement"}, false},
-		{"rejected", func(o *orders.Order) { o.Status, o.Reason = orders.StatusRejected, "insufficient_credit" },
+		{"rejected", func(o *store.Order) { o.Status, o.Reason = store.StatusRejected, "insufficient_credit" },
 			[]string{">Rejected<", "Insufficient credit on this card", "Try again with another card"}, false},
-		{"unreachable", func(o *orders.Order) { o.Status, o.LastError = orders.StatusPending, orders.ErrorUnreachable },
+		{"unreachable", func(o *store.Order) { o.Status, o.LastError = store.StatusPending, store.ErrorUnreachable },
 			[]string{">Not paid yet<", "We could not reach the bank, try again."}, true},
-		{"in flight", func(o *orders.Order) { o.Status = orders.StatusPending },
+		{"in flight", func(o *store.Order) { o.Status = store.StatusPending },
 			[]string{">Waiting for the bank<", `http-equiv="refresh"`}, true},
 	}
 	for _, tt := range tests {
@@ -775,7 +775,7 @@ func TestStaticAndMux(t *testing.T) {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "gateway") })
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "metrics") })
-	New(Config{}, Deps{Orders: orders.NewMemory(nil)}).Register(mux)
+	New(Config{}, Deps{Orders: store.NewMemory(nil)}).Register(mux)
 	for path, want := range map[string]string{"/v1/cards/1": "gateway", "/healthz": "ok", "/metrics": "metrics", "/": "Code Store", "/dashboard": "Dashboard"} {
 		rec := httptest.NewRecorder()
 		mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))

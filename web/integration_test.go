@@ -11,15 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
-	"github.com/lovoo/goka"
-
-	"github.com/codebank/codebank/grpcgateway"
-	"github.com/codebank/codebank/internal/banktest"
-	"github.com/codebank/codebank/internal/kafkatest"
-	"github.com/codebank/codebank/processors/orders"
+	"github.com/codebank/codebank/internal/testenv/banktest"
+	"github.com/codebank/codebank/internal/testenv/kafkatest"
+	"github.com/codebank/codebank/processors"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 	"github.com/codebank/codebank/web"
+	"github.com/codebank/codebank/web/store"
 )
 
 // The integration tests share one real Kafka broker and run Code Bank in-process (banktest);
@@ -35,7 +32,7 @@ type stack struct {
 	cards    codebankv1.CardServiceClient
 	payments codebankv1.PaymentServiceClient
 	stmts    codebankv1.StatementServiceClient
-	store    *orders.Store
+	store    *store.Orders
 	feed     *web.Feed
 	url      string
 }
@@ -46,15 +43,14 @@ type stack struct {
 func startStack(t *testing.T, demo func(codebankv1.CardServiceClient) []web.DemoCard) *stack {
 	t.Helper()
 	d := banktest.NewDeployment(t, brokerAddr, kafkatest.Name(t), 3, 2)
-	ensureOrders(t, d)
 	banktest.StartAuthorizer(t, d, "")
 	banktest.StartStatements(t, d, "")
-	in := banktest.StartIngress(t, d, 0, grpcgateway.Config{}, grpcgateway.WithStatements(banktest.StartStatementsView(t, d)))
+	in := banktest.StartIngress(t, d, banktest.IngressOptions{Statements: banktest.StartStatementsView(t, d)})
 	startOrders(t, d, t.TempDir())
 	s := &stack{d: d, cards: codebankv1.NewCardServiceClient(in.Conn), payments: codebankv1.NewPaymentServiceClient(in.Conn),
 		stmts: codebankv1.NewStatementServiceClient(in.Conn)}
 	s.store = startStore(t, d)
-	s.feed = web.NewFeed(d.Kafka, d.Topo, nil, banktest.Logger())
+	s.feed = web.NewFeed(web.FeedConfig{Kafka: d.Kafka, Topology: d.Topo}, web.FeedDeps{Log: banktest.Logger()})
 	runUntilCleanup(t, "dashboard feed", s.feed.Run)
 	var cards []web.DemoCard
 	if demo != nil {
@@ -65,18 +61,6 @@ func startStack(t *testing.T, demo func(codebankv1.CardServiceClient) []web.Demo
 	t.Cleanup(hs.Close)
 	s.url = hs.URL
 	return s
-}
-
-func ensureOrders(t *testing.T, d banktest.Deployment) {
-	t.Helper()
-	admin, err := sarama.NewClusterAdmin(d.Kafka.Brokers, d.Kafka.Sarama())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	if err := orders.Ensure(context.Background(), admin, d.Topo); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // running is a component started by a test, stopped by stop or when the test ends.
@@ -111,48 +95,26 @@ func runUntilCleanup(t *testing.T, what string, run func(context.Context) error)
 }
 
 // startOrders runs an instance of the orders group with its storage in dir.
-func startOrders(t *testing.T, d banktest.Deployment, dir string) *running {
+func startOrders(t *testing.T, d banktest.Deployment, dir string) *banktest.Processor {
 	t.Helper()
-	proc, err := goka.NewProcessor(d.Kafka.Brokers, orders.New(d.Topo, nil).Graph(), d.Kafka.ProcessorOptions(dir, banktest.Logger())...)
+	g, err := processors.NewGroup(d.Kafka, store.New(d.Store, store.Deps{Log: banktest.Logger()}).Graph(), dir, banktest.Logger())
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := runUntilCleanup(t, "orders processor", proc.Run)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := proc.WaitForReadyContext(ctx); err != nil {
-		t.Fatalf("orders processor not ready: %v", err)
-	}
-	return r
+	return banktest.Run(t, g, "orders processor", nil)
 }
 
 // startStore runs an orders store (emitter and view) and waits until its view has recovered.
-func startStore(t *testing.T, d banktest.Deployment) *orders.Store {
+func startStore(t *testing.T, d banktest.Deployment) *store.Orders {
 	t.Helper()
-	st, err := orders.NewStore(d.Kafka, d.Topo, "", banktest.Logger())
+	st, err := store.NewOrders(d.Kafka, d.Store, "", banktest.Logger())
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := runUntilCleanup(t, "orders store", st.Run)
 	t.Cleanup(func() { r.stop(t); st.Close() })
-	for deadline := time.Now().Add(60 * time.Second); !st.Ready(); {
-		if time.Now().After(deadline) {
-			t.Fatal("orders view not recovered within 60s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	banktest.WaitFor(t, time.Minute, "the orders view to recover", st.Ready)
 	return st
-}
-
-func issue(t *testing.T, cards codebankv1.CardServiceClient, holder string, limit int64) *codebankv1.IssueCardResponse {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	resp, err := cards.IssueCard(ctx, &codebankv1.IssueCardRequest{HolderName: holder, LimitCents: limit})
-	if err != nil {
-		t.Fatalf("IssueCard: %v", err)
-	}
-	return resp
 }
 
 func demoCard(c *codebankv1.IssueCardResponse) web.DemoCard {
@@ -196,3 +158,5 @@ func contains(s string, subs ...string) bool {
 	}
 	return true
 }
+
+var issue = banktest.Issue

@@ -6,12 +6,12 @@ import (
 	"time"
 
 	"github.com/codebank/codebank/internal/card"
-	"github.com/codebank/codebank/processors/orders"
+	"github.com/codebank/codebank/web/store"
 )
 
 // orderPage is the data of the order page.
 type orderPage struct {
-	Order *orders.Order
+	Order *store.Order
 	// Retry form of a pending order: what was typed, and the errors.
 	Form    checkoutForm
 	Errors  map[string]string
@@ -21,9 +21,9 @@ type orderPage struct {
 // Status is the order's state as a word for the page and its tests.
 func (p orderPage) Status() string {
 	switch {
-	case p.Order.Status == orders.StatusApproved:
+	case p.Order.Status == store.StatusApproved:
 		return "Approved"
-	case p.Order.Status == orders.StatusRejected:
+	case p.Order.Status == store.StatusRejected:
 		return "Rejected"
 	case p.Order.LastError != "":
 		return "Not paid yet"
@@ -36,15 +36,15 @@ func (p orderPage) Status() string {
 func (p orderPage) Message() string {
 	o := p.Order
 	switch {
-	case o.Status == orders.StatusApproved:
+	case o.Status == store.StatusApproved:
 		return "The bank approved the payment. Thank you for your order!"
-	case o.Status == orders.StatusRejected:
+	case o.Status == store.StatusRejected:
 		return reasonText(o.Reason)
-	case o.LastError == orders.ErrorUnreachable:
+	case o.LastError == store.ErrorUnreachable:
 		return "We could not reach the bank, try again. You will not be charged twice."
-	case o.LastError == orders.ErrorInvalid:
+	case o.LastError == store.ErrorInvalid:
 		return "The bank could not accept the card details. Check them and try again."
-	case o.LastError == orders.ErrorMismatch:
+	case o.LastError == store.ErrorMismatch:
 		return "The bank's answer did not match this order, so it is not marked as paid. Please contact us before paying again."
 	default:
 		return "The bank has not answered yet. If this does not change, pay again below: you will not be charged twice."
@@ -57,7 +57,7 @@ func (p orderPage) Last4() string { return card.Last4(p.Order.CardMasked) }
 // Retry reports whether the page offers to pay again: not after an answer that did not match
 // the order, which another attempt would only repeat.
 func (p orderPage) Retry() bool {
-	return !p.Order.Decided() && p.Order.LastError != orders.ErrorMismatch
+	return !p.Order.Decided() && p.Order.LastError != store.ErrorMismatch
 }
 
 // Waiting reports whether an attempt may be in flight: the page then refreshes itself.
@@ -72,7 +72,7 @@ func (s *Server) order(w http.ResponseWriter, r *http.Request) {
 	o, err := s.orders.Get(r.Context(), id)
 	// Right after a checkout on another replica this replica's view may not have the order
 	// yet: wait a moment before saying there is none.
-	for deadline := time.Now().Add(s.orderWait); errors.Is(err, orders.ErrNotFound) && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(s.orderWait); errors.Is(err, store.ErrNotFound) && time.Now().Before(deadline); {
 		select {
 		case <-r.Context().Done():
 			return
@@ -81,7 +81,7 @@ func (s *Server) order(w http.ResponseWriter, r *http.Request) {
 		o, err = s.orders.Get(r.Context(), id)
 	}
 	switch {
-	case errors.Is(err, orders.ErrNotFound):
+	case errors.Is(err, store.ErrNotFound):
 		s.notFound(w, r)
 	case err != nil:
 		s.unavailable(w, err, "read order", id)
@@ -103,7 +103,7 @@ func (s *Server) retry(w http.ResponseWriter, r *http.Request) {
 	}
 	o, err := s.orders.Get(r.Context(), id)
 	switch {
-	case errors.Is(err, orders.ErrNotFound):
+	case errors.Is(err, store.ErrNotFound):
 		s.notFound(w, r)
 		return
 	case err != nil:
@@ -138,7 +138,7 @@ func (s *Server) renderOrder(w http.ResponseWriter, code int, p orderPage) {
 
 // unavailable answers 503 when the order store cannot be read.
 func (s *Server) unavailable(w http.ResponseWriter, err error, what, id string) {
-	if !errors.Is(err, orders.ErrNotReady) {
+	if !errors.Is(err, store.ErrNotReady) {
 		s.log.Error(what, "order_id", id, "err", err)
 	}
 	s.render(w, http.StatusServiceUnavailable, "unavailable.html", page{Title: "Try again in a moment", Nav: "store"})

@@ -1,7 +1,6 @@
 package web_test
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -12,34 +11,29 @@ import (
 	"time"
 
 	"github.com/codebank/codebank/codecs"
-	"github.com/codebank/codebank/internal/banktest"
-	"github.com/codebank/codebank/internal/kafkatest"
-	"github.com/codebank/codebank/processors/orders"
+	"github.com/codebank/codebank/internal/testenv/banktest"
+	"github.com/codebank/codebank/internal/testenv/kafkatest"
 	"github.com/codebank/codebank/web"
+	"github.com/codebank/codebank/web/store"
 )
 
-func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+var ctxT = banktest.Ctx
 
-var mug = orders.Item{Slug: "stoneware-mug", Name: "Stoneware Mug", PriceCents: 5990, Quantity: 2}
+var mug = store.Item{Slug: "stoneware-mug", Name: "Stoneware Mug", PriceCents: 5990, Quantity: 2}
 
 // TestOrdersStore checks the orders store on the real broker: read-your-writes, concurrent
 // placements of one order (a double click), and a second replica's view.
 func TestOrdersStore(t *testing.T) {
 	t.Parallel()
 	d := banktest.NewDeployment(t, brokerAddr, kafkatest.Name(t), 3, 2)
-	ensureOrders(t, d)
 	startOrders(t, d, t.TempDir())
 	st := startStore(t, d)
 
-	if _, err := st.Get(ctxT(t), "order-missing"); !errors.Is(err, orders.ErrNotFound) {
+	if _, err := st.Get(ctxT(t), "order-missing"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("Get of a missing order = %v, want ErrNotFound", err)
 	}
-	o, err := st.Place(ctxT(t), "order-1", orders.Placement{Items: []orders.Item{mug}, Currency: "BRL", CardMasked: "545454******8555"})
-	if err != nil || o.Status != orders.StatusPending || o.TotalCents != 11980 || o.Attempts != 1 {
+	o, err := st.Place(ctxT(t), "order-1", store.Placement{Items: []store.Item{mug}, Currency: "BRL", CardMasked: "545454******8555"})
+	if err != nil || o.Status != store.StatusPending || o.TotalCents != 11980 || o.Attempts != 1 {
 		t.Fatalf("Place = %+v, %v", o, err)
 	}
 	if got, err := st.Get(ctxT(t), "order-1"); err != nil || got.Offset != o.Offset {
@@ -52,32 +46,32 @@ func TestOrdersStore(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := st.Place(ctxT(t), "order-2", orders.Placement{Items: []orders.Item{mug}, CardMasked: "545454******8555"}); err != nil {
+			if _, err := st.Place(ctxT(t), "order-2", store.Placement{Items: []store.Item{mug}, CardMasked: "545454******8555"}); err != nil {
 				t.Error(err)
 			}
 		}()
 	}
 	wg.Wait()
-	o, err = st.Decide(ctxT(t), "order-2", orders.Decision{Status: orders.StatusApproved, TransactionID: "order-2"})
-	if err != nil || o.Status != orders.StatusApproved || o.Attempts != 5 {
+	o, err = st.Decide(ctxT(t), "order-2", store.Decision{Status: store.StatusApproved, TransactionID: "order-2"})
+	if err != nil || o.Status != store.StatusApproved || o.Attempts != 5 {
 		t.Fatalf("Decide = %+v, %v; want approved after 5 attempts", o, err)
 	}
-	if o, err := st.Place(ctxT(t), "order-2", orders.Placement{Items: []orders.Item{{Slug: "x", PriceCents: 1, Quantity: 1}}, CardMasked: "x"}); err != nil ||
-		o.Status != orders.StatusApproved || o.TotalCents != 11980 {
+	if o, err := st.Place(ctxT(t), "order-2", store.Placement{Items: []store.Item{{Slug: "x", PriceCents: 1, Quantity: 1}}, CardMasked: "x"}); err != nil ||
+		o.Status != store.StatusApproved || o.TotalCents != 11980 {
 		t.Errorf("a placement after the decision changed the order: %+v, %v", o, err)
 	}
 	// A placement the orders group would refuse is refused at once, not after a wait.
 	start := time.Now()
-	if _, err := st.Place(ctxT(t), "order-3", orders.Placement{}); !errors.Is(err, codecs.ErrContract) || time.Since(start) > time.Second {
+	if _, err := st.Place(ctxT(t), "order-3", store.Placement{}); !errors.Is(err, codecs.ErrContract) || time.Since(start) > time.Second {
 		t.Errorf("empty placement = %v after %v, want a contract error at once", err, time.Since(start))
 	}
 
 	// Another replica's view sees the orders.
 	replica := startStore(t, d)
-	if o, err := replica.Get(ctxT(t), "order-2"); err != nil || o.Status != orders.StatusApproved {
+	if o, err := replica.Get(ctxT(t), "order-2"); err != nil || o.Status != store.StatusApproved {
 		t.Errorf("replica Get = %+v, %v", o, err)
 	}
-	if o, err := replica.Fail(ctxT(t), "order-1", orders.ErrorUnreachable); err != nil || o.LastError != orders.ErrorUnreachable {
+	if o, err := replica.Fail(ctxT(t), "order-1", store.ErrorUnreachable); err != nil || o.LastError != store.ErrorUnreachable {
 		t.Errorf("replica Fail = %+v, %v", o, err)
 	}
 }
@@ -87,41 +81,38 @@ func TestOrdersStore(t *testing.T) {
 func TestOrdersSurviveRestart(t *testing.T) {
 	t.Parallel()
 	d := banktest.NewDeployment(t, brokerAddr, kafkatest.Name(t), 3, 2)
-	ensureOrders(t, d)
 	proc := startOrders(t, d, t.TempDir())
-	st, err := orders.NewStore(d.Kafka, d.Topo, "", banktest.Logger())
+	st, err := store.NewOrders(d.Kafka, d.Store, "", banktest.Logger())
 	if err != nil {
 		t.Fatal(err)
 	}
 	run := runUntilCleanup(t, "orders store", st.Run)
-	for !st.Ready() {
-		time.Sleep(20 * time.Millisecond)
-	}
+	banktest.WaitFor(t, time.Minute, "the orders view to recover", st.Ready)
 	ids := []string{"order-" + strings.Repeat("a", 16) + "-" + strings.Repeat("c", 16), "order-" + strings.Repeat("b", 16) + "-" + strings.Repeat("d", 16)} // the store's id format
-	st.Place(ctxT(t), ids[0], orders.Placement{Items: []orders.Item{mug}, Currency: "BRL", CardMasked: "545454******8555"})
-	st.Decide(ctxT(t), ids[0], orders.Decision{Status: orders.StatusApproved, TransactionID: ids[0]})
-	st.Place(ctxT(t), ids[1], orders.Placement{Items: []orders.Item{mug}, Currency: "BRL", CardMasked: "545454******8555"})
-	if _, err := st.Fail(ctxT(t), ids[1], orders.ErrorUnreachable); err != nil {
+	st.Place(ctxT(t), ids[0], store.Placement{Items: []store.Item{mug}, Currency: "BRL", CardMasked: "545454******8555"})
+	st.Decide(ctxT(t), ids[0], store.Decision{Status: store.StatusApproved, TransactionID: ids[0]})
+	st.Place(ctxT(t), ids[1], store.Placement{Items: []store.Item{mug}, Currency: "BRL", CardMasked: "545454******8555"})
+	if _, err := st.Fail(ctxT(t), ids[1], store.ErrorUnreachable); err != nil {
 		t.Fatal(err)
 	}
 
 	// Restart: everything stops; the new instances have empty local storage.
 	run.stop(t)
 	st.Close()
-	proc.stop(t)
+	proc.Stop(t)
 	startOrders(t, d, t.TempDir())
 	again := startStore(t, d)
 
 	approved, err := again.Get(ctxT(t), ids[0])
-	if err != nil || approved.Status != orders.StatusApproved || approved.TotalCents != 11980 || approved.CardMasked != "545454******8555" {
+	if err != nil || approved.Status != store.StatusApproved || approved.TotalCents != 11980 || approved.CardMasked != "545454******8555" {
 		t.Fatalf("approved order after restart = %+v, %v", approved, err)
 	}
 	pending, err := again.Get(ctxT(t), ids[1])
-	if err != nil || pending.Status != orders.StatusPending || pending.LastError != orders.ErrorUnreachable {
+	if err != nil || pending.Status != store.StatusPending || pending.LastError != store.ErrorUnreachable {
 		t.Fatalf("pending order after restart = %+v, %v", pending, err)
 	}
 	// The restarted group goes on applying events.
-	if o, err := again.Decide(ctxT(t), ids[1], orders.Decision{Status: orders.StatusRejected, Reason: "insufficient_credit"}); err != nil || o.Status != orders.StatusRejected {
+	if o, err := again.Decide(ctxT(t), ids[1], store.Decision{Status: store.StatusRejected, Reason: "insufficient_credit"}); err != nil || o.Status != store.StatusRejected {
 		t.Fatalf("Decide after restart = %+v, %v", o, err)
 	}
 	// And the order page shows it.

@@ -37,21 +37,23 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/codebank/codebank/internal/money"
-	"github.com/codebank/codebank/processors/orders"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
+	"github.com/codebank/codebank/web/store"
 )
 
 //go:embed templates/*.html
@@ -69,9 +71,12 @@ type Config struct {
 	Currency string
 	// CurrencySymbol is written before amounts (default "R$").
 	CurrencySymbol string
-	// DemoCards are shown on a help panel so a visitor can try the store at once (`make run`
-	// prints and passes them). None: no panel.
+	// DemoCards are shown on a help panel so a visitor can try the store at once. None: no
+	// panel.
 	DemoCards []DemoCard
+	// DemoCardsFile, when set, is a JSON array of DemoCard that `make run` writes once it has
+	// issued the demo cards; the panel shows it whenever it exists.
+	DemoCardsFile string
 	// RequestTimeout bounds one call to the bank and one order write (default 10s; the bank
 	// answers within its own request timeout, 5s by default).
 	RequestTimeout time.Duration
@@ -117,17 +122,17 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// OrderStore keeps orders (orders.Store on Kafka; orders.Memory in tests).
+// OrderStore keeps orders (store.Store on Kafka; store.Memory in tests).
 type OrderStore interface {
-	// Get returns an order, or an error wrapping orders.ErrNotFound.
-	Get(ctx context.Context, id string) (*orders.Order, error)
+	// Get returns an order, or an error wrapping store.ErrNotFound.
+	Get(ctx context.Context, id string) (*store.Order, error)
 	// Place records an attempt to pay (creating a pending order the first time) and returns
 	// the order, which an earlier attempt may have decided already.
-	Place(ctx context.Context, id string, p orders.Placement) (*orders.Order, error)
+	Place(ctx context.Context, id string, p store.Placement) (*store.Order, error)
 	// Decide records the bank's answer.
-	Decide(ctx context.Context, id string, d orders.Decision) (*orders.Order, error)
-	// Fail records that an attempt got no answer (orders.ErrorUnreachable, ErrorInvalid).
-	Fail(ctx context.Context, id, why string) (*orders.Order, error)
+	Decide(ctx context.Context, id string, d store.Decision) (*store.Order, error)
+	// Fail records that an attempt got no answer (store.ErrorUnreachable, ErrorInvalid).
+	Fail(ctx context.Context, id, why string) (*store.Order, error)
 }
 
 // Dashboard gives the dashboard its figures (Feed).
@@ -171,19 +176,30 @@ type Server struct {
 	orderWait time.Duration
 	// orderKey signs order ids (Config.OrderSecret).
 	orderKey []byte
-	// demo replaces cfg.DemoCards once set (SetDemoCards).
-	demo atomic.Pointer[[]DemoCard]
+	// demo caches DemoCardsFile by its modification time.
+	demo struct {
+		sync.Mutex
+		mod   time.Time
+		cards []DemoCard
+	}
 }
 
-// SetDemoCards replaces the demo cards shown on the help panel: `make run` issues them only once
-// the bank is up, after the Server is built.
-func (s *Server) SetDemoCards(cards []DemoCard) { s.demo.Store(&cards) }
-
 func (s *Server) demoCards() []DemoCard {
-	if d := s.demo.Load(); d != nil {
-		return *d
+	if s.cfg.DemoCardsFile == "" {
+		return s.cfg.DemoCards
 	}
-	return s.cfg.DemoCards
+	s.demo.Lock()
+	defer s.demo.Unlock()
+	st, err := os.Stat(s.cfg.DemoCardsFile)
+	if err != nil || st.ModTime().Equal(s.demo.mod) {
+		return s.demo.cards
+	}
+	b, err := os.ReadFile(s.cfg.DemoCardsFile)
+	var cards []DemoCard
+	if err == nil && json.Unmarshal(b, &cards) == nil {
+		s.demo.mod, s.demo.cards = st.ModTime(), cards
+	}
+	return s.demo.cards
 }
 
 // New returns a Server. It panics if the embedded templates do not parse, which a test of

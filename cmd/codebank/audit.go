@@ -8,7 +8,7 @@ import (
 
 	"github.com/codebank/codebank/analytics"
 	"github.com/codebank/codebank/internal/audit"
-	"github.com/codebank/codebank/processors/orders"
+	"github.com/codebank/codebank/internal/cli"
 )
 
 // exitDiscrepancies is the exit status of an audit that found the books do not balance.
@@ -16,14 +16,14 @@ const exitDiscrepancies = 3
 
 func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var c config
-	fs := newFlagSet("audit", "audit [flags]", stderr)
+	fs := cli.NewFlagSet("codebank audit [flags]", stderr)
 	c.kafkaFlags(fs)
 	searchURL := fs.String("search-url", "", "Elasticsearch/OpenSearch URL: also check that the index holds one document per payment")
 	index := fs.String("index", analytics.DefaultIndex, "index the results topic is indexed into")
 	wait := fs.Duration("wait", 0, "audit again, once a second, for up to this long while the books do not balance (consumers catching up)")
 	maxShown := fs.Int("max", 20, "discrepancies listed at most")
-	if err := parse(fs, args); err != nil {
-		return helpOK(err)
+	if err := cli.Parse(fs, args); err != nil {
+		return cli.HelpOK(err)
 	}
 	log, err := c.logger(stderr)
 	if err != nil {
@@ -37,7 +37,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := kc.Validate(); err != nil {
 		return err
 	}
-	cfg := audit.Config{Kafka: kc, Topo: c.topology(), Keys: keys, Index: *index, Consumers: orders.Consumers(c.topology())}
+	cfg := audit.Config{Kafka: kc, Topo: c.topology(), Keys: keys, Index: *index, Consumers: c.storeTopology().Consumers()}
 	if *searchURL != "" {
 		if cfg.Search, err = analytics.NewClient(*searchURL); err != nil {
 			return err

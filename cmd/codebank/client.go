@@ -9,10 +9,10 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/codebank/codebank/internal/card"
+	"github.com/codebank/codebank/internal/cli"
 	"github.com/codebank/codebank/internal/money"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
@@ -28,14 +28,6 @@ func (e exitError) ExitCode() int { return e.code }
 
 // exitRejected is the exit status of `codebank pay` when the bank rejects the payment.
 const exitRejected = 2
-
-func dial(addr string) (*grpc.ClientConn, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", addr, err)
-	}
-	return conn, nil
-}
 
 // rpcError makes a gRPC error readable: "INVALID_ARGUMENT: ...".
 func rpcError(err error) error {
@@ -60,7 +52,7 @@ func codeName(s string) string {
 func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
-		if err := parse(fs, args); err != nil {
+		if err := cli.Parse(fs, args); err != nil {
 			return nil, err
 		}
 		args = fs.Args()
@@ -78,19 +70,19 @@ func runCards(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 			return nil
 		}
-		return errUsage
+		return cli.ErrUsage
 	}
 	sub, args := args[0], args[1:]
-	fs := newFlagSet("cards "+sub, map[string]string{"issue": "cards issue --holder NAME --limit 1000.00", "get": "cards get NUMBER"}[sub], stderr)
+	fs := cli.NewFlagSet("codebank "+map[string]string{"issue": "cards issue --holder NAME --limit 1000.00", "get": "cards get NUMBER"}[sub], stderr)
 	addr := fs.String("addr", "localhost:50051", "Code Bank gRPC address")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the bank")
 	holder := fs.String("holder", "", "holder name (issue)")
 	limit := fs.String("limit", "", "credit limit in currency units, e.g. 1000.00 (issue)")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
-		return helpOK(err)
+		return cli.HelpOK(err)
 	}
-	conn, err := dial(*addr)
+	conn, err := cli.Dial(*addr)
 	if err != nil {
 		return err
 	}
@@ -101,7 +93,7 @@ func runCards(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	if sub == "issue" {
 		if len(pos) > 0 {
-			return fmt.Errorf("%w: cards issue takes no arguments, got %q", errUsage, pos)
+			return fmt.Errorf("%w: cards issue takes no arguments, got %q", cli.ErrUsage, pos)
 		}
 		cents, err := money.Parse(*limit)
 		if err != nil {
@@ -116,7 +108,7 @@ func runCards(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return nil
 	}
 	if len(pos) != 1 {
-		return fmt.Errorf("%w: cards get takes one card NUMBER", errUsage)
+		return fmt.Errorf("%w: cards get takes one card NUMBER", cli.ErrUsage)
 	}
 	resp, err := cards.GetCard(ctx, &codebankv1.GetCardRequest{Number: pos[0]})
 	if err != nil {
@@ -127,25 +119,13 @@ func runCards(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 func printCard(w io.Writer, c *codebankv1.Card) {
-	fmt.Fprintf(w, "Card:       %s\n", spaced(c.GetNumber()))
+	fmt.Fprintf(w, "Card:       %s\n", card.Grouped(c.GetNumber()))
 	fmt.Fprintf(w, "Holder:     %s\n", c.GetHolderName())
 	fmt.Fprintf(w, "Expires:    %02d/%02d\n", c.GetExpiryMonth(), c.GetExpiryYear()%100)
 	fmt.Fprintf(w, "Status:     %s\n", strings.TrimPrefix(c.GetStatus().String(), "CARD_STATUS_"))
 	fmt.Fprintf(w, "Limit:      %s %s\n", c.GetCurrency(), money.Format(c.GetLimitCents()))
 	fmt.Fprintf(w, "Used:       %s %s\n", c.GetCurrency(), money.Format(c.GetUsedCents()))
 	fmt.Fprintf(w, "Available:  %s %s\n", c.GetCurrency(), money.Format(c.GetAvailableCents()))
-}
-
-// spaced writes a card number in groups of four digits.
-func spaced(n string) string {
-	var b strings.Builder
-	for i := 0; i < len(n); i += 4 {
-		if i > 0 {
-			b.WriteByte(' ')
-		}
-		b.WriteString(n[i:min(i+4, len(n))])
-	}
-	return b.String()
 }
 
 // parseExpiry reads MM/YY or MM/YYYY.
@@ -160,7 +140,7 @@ func parseExpiry(s string) (month, year int32, err error) {
 }
 
 func runPay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("pay", "pay --card NUMBER --holder NAME --exp MM/YY --cvv CVV --amount 12.34 --store NAME", stderr)
+	fs := cli.NewFlagSet("codebank pay --card NUMBER --holder NAME --exp MM/YY --cvv CVV --amount 12.34 --store NAME", stderr)
 	addr := fs.String("addr", "localhost:50051", "Code Bank gRPC address")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the bank")
 	number := fs.String("card", "", "card number")
@@ -171,11 +151,11 @@ func runPay(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	store := fs.String("store", "", "store name")
 	desc := fs.String("description", "", "what is bought (default: a purchase at STORE)")
 	txID := fs.String("tx", "", "transaction id (idempotency key); generated when empty")
-	if err := parse(fs, args); err != nil {
-		return helpOK(err)
+	if err := cli.Parse(fs, args); err != nil {
+		return cli.HelpOK(err)
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+		return fmt.Errorf("%w: unexpected arguments %q", cli.ErrUsage, fs.Args())
 	}
 	month, year, err := parseExpiry(*exp)
 	if err != nil {
@@ -188,7 +168,7 @@ func runPay(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *desc == "" {
 		*desc = "purchase at " + *store
 	}
-	conn, err := dial(*addr)
+	conn, err := cli.Dial(*addr)
 	if err != nil {
 		return err
 	}
@@ -220,18 +200,18 @@ func runPay(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 }
 
 func runStatement(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("statement", "statement NUMBER [--month 2026-11]", stderr)
+	fs := cli.NewFlagSet("codebank statement NUMBER [--month 2026-11]", stderr)
 	addr := fs.String("addr", "localhost:50051", "Code Bank gRPC address serving statements")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the bank")
 	month := fs.String("month", "", "month, YYYY-MM (default: the current one)")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
-		return helpOK(err)
+		return cli.HelpOK(err)
 	}
 	if len(pos) != 1 {
-		return fmt.Errorf("%w: statement takes one card NUMBER", errUsage)
+		return fmt.Errorf("%w: statement takes one card NUMBER", cli.ErrUsage)
 	}
-	conn, err := dial(*addr)
+	conn, err := cli.Dial(*addr)
 	if err != nil {
 		return err
 	}

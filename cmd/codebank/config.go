@@ -1,12 +1,10 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 	"time"
 
@@ -14,6 +12,7 @@ import (
 	"github.com/codebank/codebank/internal/card"
 	"github.com/codebank/codebank/internal/kafkaconf"
 	"github.com/codebank/codebank/processors"
+	"github.com/codebank/codebank/web/store"
 )
 
 // devSecret is the bank secret used when none is configured: fine for a laptop, never for a
@@ -37,64 +36,17 @@ type config struct {
 	MaxInFlight    int
 	Currency       string
 
-	StoreSecret string
+	StoreSecret    string
+	DemoCardsFile  string
+	BankAddr       string
+	StatementsAddr string
 
-	AuthorizerHTTPAddr string
-	StorageDir         string
-	Secret             string
-	LogFormat          string
-	LogLevel           string
-	Pprof              bool
+	StorageDir string
+	Secret     string
+	LogFormat  string
+	LogLevel   string
+	Pprof      bool
 }
-
-// newFlagSet returns a flag set whose usage lists flags with their environment variables.
-func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: codebank %s\n\nFlags (each also read from the environment variable shown):\n", synopsis)
-		fs.VisitAll(func(f *flag.Flag) {
-			def := ""
-			if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" {
-				def = " (default " + f.DefValue + ")"
-			}
-			fmt.Fprintf(stderr, "  --%s  [%s]\n      %s%s\n", f.Name, envName(f.Name), f.Usage, def)
-		})
-	}
-	return fs
-}
-
-func envName(flagName string) string {
-	return "CODEBANK_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
-}
-
-// parse parses args, then fills every flag not given on the command line from its
-// environment variable.
-func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return errHelp
-		}
-		return fmt.Errorf("%w: %v", errUsage, err)
-	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	var err error
-	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] || err != nil {
-			return
-		}
-		if v, ok := os.LookupEnv(envName(f.Name)); ok {
-			if e := f.Value.Set(v); e != nil {
-				err = fmt.Errorf("%s=%q: %v", envName(f.Name), v, e)
-			}
-		}
-	})
-	return err
-}
-
-// errHelp is returned by parse after printing help: the command exits 0.
-var errHelp = fmt.Errorf("%w: help", errUsage)
 
 // kafkaFlags registers the flags every role that talks to Kafka needs.
 func (c *config) kafkaFlags(fs *flag.FlagSet) {
@@ -111,23 +63,26 @@ func (c *config) kafkaFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve /debug/pprof/ on the HTTP port")
 }
 
-func (c *config) ingressFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.GRPCAddr, "grpc-addr", ":50051", "gRPC listen address")
-	fs.StringVar(&c.HTTPAddr, "http-addr", ":8080", "REST gateway, /healthz, /readyz and /metrics listen address")
+// ingressFlags registers the flags of a role that serves the bank's API, listening on the
+// addresses given by default.
+func (c *config) ingressFlags(fs *flag.FlagSet, grpcAddr, httpAddr string) {
+	fs.StringVar(&c.GRPCAddr, "grpc-addr", grpcAddr, "gRPC listen address")
+	fs.StringVar(&c.HTTPAddr, "http-addr", httpAddr, "REST gateway, /healthz, /readyz and /metrics listen address")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", 5*time.Second, "longest wait for the authorizer's answer")
 	fs.IntVar(&c.MaxInFlight, "max-inflight", grpcgateway.DefaultMaxInFlight, "calls that may wait for the authorizer at once; beyond it calls get RESOURCE_EXHAUSTED at once")
 	fs.IntVar(&c.ReplyPartition, "reply-partition", -1, "partition of the replies topic this replica reads; -1 picks one (StatefulSet ordinal, else random)")
 	fs.StringVar(&c.Currency, "currency", "BRL", "ISO 4217 currency of new cards")
 }
 
-// storeFlags registers the flags of the store's pages.
-func (c *config) storeFlags(fs *flag.FlagSet) {
+// webFlags registers the flags of the pages.
+func (c *config) webFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.StoreSecret, "store-secret", "", "secret signing the store's order ids (at least 16 bytes; replicas share it); random when empty")
+	fs.StringVar(&c.DemoCardsFile, "demo-cards", "", "JSON file of demo cards for the store's help panel (make run writes it)")
 }
 
-func (c *config) authorizerFlags(fs *flag.FlagSet, httpDefault string) {
-	fs.StringVar(&c.StorageDir, "storage-dir", "/var/lib/codebank", "directory of the authorizer's local table storage (one per instance)")
-	fs.StringVar(&c.AuthorizerHTTPAddr, "authorizer-http-addr", httpDefault, "authorizer /healthz, /readyz and /metrics listen address (empty: none)")
+// storageFlag registers the directory of a role's local table storage.
+func (c *config) storageFlag(fs *flag.FlagSet) {
+	fs.StringVar(&c.StorageDir, "storage-dir", "/var/lib/codebank", "directory of the local table storage (one per instance)")
 }
 
 func (c *config) kafka() kafkaconf.Config {
@@ -141,8 +96,12 @@ func (c *config) topology() processors.Topology {
 	return processors.Topology{Prefix: c.Prefix, Partitions: c.Partitions, ReplyPartitions: c.ReplyPartitions, Replication: c.Replication}
 }
 
-func (c *config) ingress() grpcgateway.Config {
-	return grpcgateway.Config{GRPCAddr: c.GRPCAddr, HTTPAddr: c.HTTPAddr, RequestTimeout: c.RequestTimeout, Currency: c.Currency}
+func (c *config) storeTopology() store.Topology {
+	return store.Topology{Prefix: c.Prefix, Partitions: c.Partitions, Replication: c.Replication}
+}
+
+func (c *config) ingress(r roles) grpcgateway.Config {
+	return grpcgateway.Config{StatementsOnly: !r.ingress, RequestTimeout: c.RequestTimeout, Currency: c.Currency}
 }
 
 // keys returns the card keys; without a configured secret, the development one, with a warning.

@@ -3,60 +3,27 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
-	"net"
-	"net/http"
-	"os"
-	"path/filepath"
+	"os/exec"
 	"strings"
-	"sync"
 	"testing"
-	"time"
+
+	"github.com/codebank/codebank/internal/cli"
 )
-
-// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func freePort(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()[strings.LastIndex(l.Addr().String(), ":"):]
-}
 
 func TestHelp(t *testing.T) {
 	var out bytes.Buffer
-	if err := run(context.Background(), []string{"--help"}, &out, &out); err != nil || !strings.Contains(out.String(), "Commands:") {
+	if err := program.Run(context.Background(), []string{"--help"}, &out, &out); err != nil || !strings.Contains(out.String(), "Commands:") {
 		t.Fatalf("codebank --help = %v: %s", err, out.String())
 	}
-	for name := range commands {
+	for name := range program.Commands {
 		var out bytes.Buffer
-		err := run(context.Background(), []string{name, "--help"}, &out, &out)
+		err := program.Run(context.Background(), []string{name, "--help"}, &out, &out)
 		if err != nil || !strings.Contains(out.String(), "Usage: codebank "+name) {
 			t.Errorf("codebank %s --help = %v: %q", name, err, out.String())
 		}
 	}
-	if err := run(context.Background(), []string{"nope"}, io.Discard, io.Discard); err == nil {
+	if err := program.Run(context.Background(), []string{"nope"}, io.Discard, io.Discard); err == nil {
 		t.Error("unknown command succeeded")
 	}
 }
@@ -65,160 +32,39 @@ func TestEnvironment(t *testing.T) {
 	t.Setenv("CODEBANK_PARTITIONS", "9")
 	t.Setenv("CODEBANK_BROKERS", "a:1,b:2")
 	var c config
-	fs := newFlagSet("x", "x", io.Discard)
+	fs := cli.NewFlagSet("codebank x", io.Discard)
 	c.kafkaFlags(fs)
-	if err := parse(fs, []string{"--brokers", "flag:3"}); err != nil {
+	if err := cli.Parse(fs, []string{"--brokers", "flag:3"}); err != nil {
 		t.Fatal(err)
 	}
 	if c.Partitions != 9 || c.Brokers != "flag:3" {
 		t.Errorf("partitions %d brokers %q: want 9 from the environment and the flag over the environment", c.Partitions, c.Brokers)
 	}
 	t.Setenv("CODEBANK_REPLICATION", "many")
-	if err := parse(fs, nil); err == nil || !strings.Contains(err.Error(), "CODEBANK_REPLICATION") {
+	if err := cli.Parse(fs, nil); err == nil || !strings.Contains(err.Error(), "CODEBANK_REPLICATION") {
 		t.Errorf("bad environment value: %v, want an error naming the variable", err)
 	}
 }
 
-// TestDev runs what `make run` runs, on a fresh data dir, and pays with a printed demo card
-// through the CLI, gRPC and REST; then restarts it and finds the same cards and balances.
-func TestDev(t *testing.T) {
-	dir := t.TempDir()
-	grpcPort, httpPort, kafkaPort, searchPort, connectPort := freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)
-	start := func() (context.CancelFunc, chan error, *syncBuffer) {
-		ctx, cancel := context.WithCancel(context.Background())
-		out := &syncBuffer{}
-		done := make(chan error, 1)
-		go func() {
-			done <- run(ctx, []string{"dev", "--data-dir", dir, "--kafka-port", kafkaPort[1:], "--grpc-addr", "127.0.0.1" + grpcPort,
-				"--http-addr", "127.0.0.1" + httpPort, "--search-port", searchPort[1:], "--connect-port", connectPort[1:], "--log-level", "error"}, out, io.Discard)
-		}()
-		for deadline := time.Now().Add(3 * time.Minute); !strings.Contains(out.String(), "Code Bank is ready"); {
-			select {
-			case err := <-done:
-				t.Fatalf("dev stopped: %v\n%s", err, out.String())
-			default:
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no ready message:\n%s", out.String())
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		return cancel, done, out
-	}
-	stop := func(cancel context.CancelFunc, done chan error) {
-		cancel()
-		if err := <-done; err != nil {
-			t.Fatalf("dev: %v", err)
-		}
-	}
-
-	cancel, done, out := start()
-	var cards []demoCard
-	b, err := os.ReadFile(filepath.Join(dir, "demo-cards.json"))
-	if err != nil || json.Unmarshal(b, &cards) != nil || len(cards) != 3 {
-		t.Fatalf("demo cards: %v %s", err, b)
-	}
-	if !strings.Contains(out.String(), spaced(cards[0].Number)) {
-		t.Errorf("demo card %s not printed:\n%s", cards[0].Number, out.String())
-	}
-	c := cards[0]
-	addr := "--addr=127.0.0.1" + grpcPort
-	var pay bytes.Buffer
-	if err := run(context.Background(), []string{"pay", addr, "--card", c.Number, "--holder", c.Holder, "--exp", c.Expiry, "--cvv", c.CVV, "--amount", "12.34", "--store", "Code Store"}, &pay, io.Discard); err != nil || !strings.HasPrefix(pay.String(), "APPROVED") {
-		t.Fatalf("pay = %v: %s", err, pay.String())
-	}
-	pay.Reset()
-	err = run(context.Background(), []string{"pay", addr, "--card", c.Number, "--holder", c.Holder, "--exp", c.Expiry, "--cvv", c.CVV, "--amount", "999999", "--store", "Code Store"}, &pay, io.Discard)
-	var ec exitCoder
-	if !errors.As(err, &ec) || ec.ExitCode() != exitRejected || !strings.Contains(pay.String(), "insufficient credit") {
-		t.Fatalf("pay over the limit = %v: %s", err, pay.String())
-	}
-	body := fmt.Sprintf(`{"card":{"number":%q,"holder_name":%q,"expiry_month":%s,"expiry_year":20%s,"cvv":%q},"amount_cents":100,"store":"Code Store","description":"REST"}`,
-		c.Number, c.Holder, strings.TrimLeft(c.Expiry[:2], "0"), c.Expiry[3:], c.CVV)
-	resp, err := http.Post("http://127.0.0.1"+httpPort+"/v1/payments", "application/json", strings.NewReader(body))
+// TestProductionBinaryImports: the production binary, which the image ships, links none of the
+// developer tools: no local server launcher, test harness or load generator.
+func TestProductionBinaryImports(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("go list -deps: %v", err)
 	}
-	raw, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || !strings.Contains(string(raw), "PAYMENT_STATUS_APPROVED") {
-		t.Fatalf("REST payment = %d %s", resp.StatusCode, raw)
-	}
-	// The store is served beside the API, with the demo cards on its help panel.
-	page, err := http.Get("http://127.0.0.1" + httpPort + "/products/stoneware-mug")
-	if err != nil {
-		t.Fatal(err)
-	}
-	html, _ := io.ReadAll(page.Body)
-	page.Body.Close()
-	if page.StatusCode != 200 || !strings.Contains(string(html), "Code Store") || !strings.Contains(string(html), c.Number[12:]) {
-		t.Errorf("product page: %d, want Code Store with the demo card ending %s", page.StatusCode, c.Number[12:])
-	}
-	var st bytes.Buffer
-	if err := run(context.Background(), []string{"statement", addr, c.Number}, &st, io.Discard); err != nil || !strings.Contains(st.String(), "2 purchases, total BRL 13.34") {
-		t.Fatalf("statement = %v:\n%s", err, st.String())
-	}
-	// The store's pages also run alone, in front of this bank.
-	webPort := freePort(t)
-	webCtx, stopWeb := context.WithCancel(context.Background())
-	webDone := make(chan error, 1)
-	go func() {
-		webDone <- run(webCtx, []string{"web", "--brokers", "127.0.0.1" + kafkaPort, "--http-addr", "127.0.0.1" + webPort,
-			"--bank-addr", "127.0.0.1" + grpcPort, "--storage-dir", t.TempDir(), "--log-level", "error"}, io.Discard, io.Discard)
-	}()
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
-		resp, err := http.Get("http://127.0.0.1" + webPort + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
+	var prod []string
+	for _, pkg := range strings.Fields(string(out)) {
+		if strings.HasPrefix(pkg, "github.com/codebank/codebank/") {
+			prod = append(prod, pkg)
+		}
+		for _, dev := range []string{"/internal/devenv/", "/internal/testenv/", "/cmd/codebank-dev"} {
+			if strings.Contains(pkg, "github.com/codebank/codebank"+dev) {
+				t.Errorf("codebank links %s", pkg)
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("codebank web not ready within a minute")
-		}
 	}
-	if resp, err := http.Get("http://127.0.0.1" + webPort + "/"); err != nil || resp.StatusCode != 200 {
-		t.Errorf("codebank web: GET / = %v %v", resp, err)
-	}
-	stopWeb()
-	if err := <-webDone; err != nil {
-		t.Errorf("codebank web: %v", err)
-	}
-
-	// Kafka Connect indexes the three authorizations within seconds.
-	var figures string
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
-		var an bytes.Buffer
-		if err := run(context.Background(), []string{"analytics", "--search-url", "http://127.0.0.1" + searchPort}, &an, io.Discard); err == nil {
-			figures = an.String()
-			if strings.Contains(figures, "total            3 ") {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the index does not hold the 3 authorizations:\n%s", figures)
-		}
-	}
-	if !strings.Contains(figures, "approved         2") || !strings.Contains(figures, "insufficient credit") {
-		t.Errorf("analytics:\n%s", figures)
-	}
-	stop(cancel, done)
-
-	// A restart keeps the cards and their balances.
-	cancel, done, _ = start()
-	defer stop(cancel, done)
-	var card bytes.Buffer
-	if err := run(context.Background(), []string{"cards", "get", c.Number, addr}, &card, io.Discard); err != nil || !strings.Contains(card.String(), "Used:       BRL 13.34") {
-		t.Fatalf("cards get after restart = %v:\n%s", err, card.String())
-	}
-
-	// The load generator, open loop against the running bank: every call answered.
-	var bench bytes.Buffer
-	if err := run(context.Background(), []string{"bench", addr, "--cards", "40", "--schedule", "~20:1s,50:3s"}, &bench, io.Discard); err != nil {
-		t.Fatalf("bench: %v\n%s", err, bench.String())
-	}
-	if !strings.Contains(bench.String(), "| 50 | 50 | 150 | 0 |") {
-		t.Errorf("bench did not send 150 calls at 50/s without errors:\n%s", bench.String())
+	if len(prod) < 10 {
+		t.Fatalf("go list found only %v", prod)
 	}
 }

@@ -3,31 +3,31 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"path/filepath"
 	"time"
 
 	"github.com/IBM/sarama"
-	"github.com/lovoo/goka"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/codebank/codebank/analytics"
-	"github.com/codebank/codebank/codecs"
 	"github.com/codebank/codebank/grpcgateway"
 	"github.com/codebank/codebank/internal/card"
+	"github.com/codebank/codebank/internal/cli"
 	"github.com/codebank/codebank/internal/kafkaconf"
 	"github.com/codebank/codebank/processors"
 	"github.com/codebank/codebank/processors/authorizer"
 	"github.com/codebank/codebank/processors/statements"
+	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 	"github.com/codebank/codebank/web"
+	"github.com/codebank/codebank/web/store"
 )
 
 // roles says which components a process runs.
@@ -35,7 +35,7 @@ type roles struct {
 	ingress    bool
 	authorizer bool
 	statements bool
-	web        bool // the store's pages, beside the API
+	web        bool // the store's pages and the bank's statement and dashboard pages
 }
 
 func (r roles) String() string {
@@ -46,101 +46,82 @@ func (r roles) String() string {
 		return "ingress"
 	case r.statements:
 		return "statements"
+	case r.web:
+		return "web"
 	default:
 		return "authorizer"
 	}
 }
 
-// api reports whether the process serves a gRPC/REST API.
+// api reports whether the process serves the bank's gRPC/REST API.
 func (r roles) api() bool { return r.ingress || r.statements }
 
-func runAll(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var c config
-	fs := newFlagSet("all", "all [flags]", stderr)
-	c.kafkaFlags(fs)
-	c.ingressFlags(fs)
-	c.authorizerFlags(fs, "")
-	r := roles{ingress: true, authorizer: true}
-	fs.BoolVar(&r.statements, "statements", true, "also run the statements processor and StatementService")
-	fs.BoolVar(&r.web, "web", true, "also serve the store's pages")
-	c.storeFlags(fs)
-	if err := parse(fs, args); err != nil {
-		return helpOK(err)
+// roleCommand returns the command that runs roles r, with the flags that register adds to the
+// Kafka ones (and may change r by).
+func roleCommand(name string, r roles, register func(*flag.FlagSet, *config, *roles)) func(context.Context, []string, io.Writer, io.Writer) error {
+	return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+		var c config
+		fs := cli.NewFlagSet("codebank "+name+" [flags]", stderr)
+		c.kafkaFlags(fs)
+		register(fs, &c, &r)
+		if err := cli.Parse(fs, args); err != nil {
+			return cli.HelpOK(err)
+		}
+		log, err := c.logger(stderr)
+		if err != nil {
+			return err
+		}
+		return serve(ctx, c, log, r)
 	}
-	log, err := c.logger(stderr)
-	if err != nil {
-		return err
-	}
-	return serve(ctx, c, log, r, nil)
 }
 
-func runIngress(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var c config
-	fs := newFlagSet("ingress", "ingress [flags]", stderr)
-	c.kafkaFlags(fs)
-	c.ingressFlags(fs)
-	if err := parse(fs, args); err != nil {
-		return helpOK(err)
-	}
-	log, err := c.logger(stderr)
-	if err != nil {
-		return err
-	}
-	return serve(ctx, c, log, roles{ingress: true}, nil)
-}
-
-func runAuthorizer(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var c config
-	fs := newFlagSet("authorizer", "authorizer [flags]", stderr)
-	c.kafkaFlags(fs)
-	c.authorizerFlags(fs, ":8081")
-	if err := parse(fs, args); err != nil {
-		return helpOK(err)
-	}
-	log, err := c.logger(stderr)
-	if err != nil {
-		return err
-	}
-	return serve(ctx, c, log, roles{authorizer: true}, nil)
-}
-
-func runStatements(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var c config
-	fs := newFlagSet("statements", "statements [flags]", stderr)
-	c.kafkaFlags(fs)
-	c.ingressFlags(fs)
-	c.authorizerFlags(fs, "")
-	fs.Lookup("grpc-addr").DefValue, fs.Lookup("http-addr").DefValue = ":50052", ":8082"
-	c.GRPCAddr, c.HTTPAddr = ":50052", ":8082"
-	if err := parse(fs, args); err != nil {
-		return helpOK(err)
-	}
-	log, err := c.logger(stderr)
-	if err != nil {
-		return err
-	}
-	return serve(ctx, c, log, roles{statements: true}, nil)
-}
+var (
+	runAll = roleCommand("all", roles{ingress: true, authorizer: true}, func(fs *flag.FlagSet, c *config, r *roles) {
+		c.ingressFlags(fs, ":50051", ":8080")
+		c.storageFlag(fs)
+		fs.BoolVar(&r.statements, "statements", true, "also run the statements processor and StatementService")
+		fs.BoolVar(&r.web, "web", true, "also serve the store's and the bank's pages")
+		c.webFlags(fs)
+	})
+	runIngress = roleCommand("ingress", roles{ingress: true}, func(fs *flag.FlagSet, c *config, _ *roles) {
+		c.ingressFlags(fs, ":50051", ":8080")
+	})
+	runAuthorizer = roleCommand("authorizer", roles{authorizer: true}, func(fs *flag.FlagSet, c *config, _ *roles) {
+		c.storageFlag(fs)
+		fs.StringVar(&c.HTTPAddr, "authorizer-http-addr", ":8081", "/healthz, /readyz and /metrics listen address (empty: none)")
+	})
+	runStatements = roleCommand("statements", roles{statements: true}, func(fs *flag.FlagSet, c *config, _ *roles) {
+		c.ingressFlags(fs, ":50052", ":8082")
+		c.storageFlag(fs)
+	})
+	runWeb = roleCommand("web", roles{web: true}, func(fs *flag.FlagSet, c *config, _ *roles) {
+		fs.StringVar(&c.HTTPAddr, "http-addr", ":8090", "listen address of the pages, /healthz, /readyz and /metrics")
+		c.storageFlag(fs)
+		fs.StringVar(&c.BankAddr, "bank-addr", "localhost:50051", "gRPC address of the bank's ingress (payments)")
+		fs.StringVar(&c.StatementsAddr, "statements-addr", "", "gRPC address serving statements (default: --bank-addr)")
+		c.webFlags(fs)
+	})
+)
 
 func runSetup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var c config
-	fs := newFlagSet("setup", "setup [flags]", stderr)
+	fs := cli.NewFlagSet("codebank setup [flags]", stderr)
 	c.kafkaFlags(fs)
 	var sink analytics.Sink
 	fs.StringVar(&sink.SearchURL, "search-url", "", "Elasticsearch/OpenSearch URL: create the results index template there")
 	fs.StringVar(&sink.ConnectURL, "connect-url", "", "Kafka Connect REST URL: register the connector that indexes the results topic (needs --search-url)")
 	fs.StringVar(&sink.Index, "index", analytics.DefaultIndex, "index the results topic is indexed into")
-	if err := parse(fs, args); err != nil {
-		return helpOK(err)
-	}
-	if err := ensureTopics(ctx, c.kafka(), c.topology()); err != nil {
-		return err
-	}
-	for _, t := range c.topology().All() {
-		fmt.Fprintf(stdout, "%-32s %3d partitions  key: %s\n", t.Name, t.Partitions, t.Key)
+	if err := cli.Parse(fs, args); err != nil {
+		return cli.HelpOK(err)
 	}
 	if sink.ConnectURL != "" && sink.SearchURL == "" {
-		return fmt.Errorf("%w: --connect-url needs --search-url", errUsage)
+		return fmt.Errorf("%w: --connect-url needs --search-url", cli.ErrUsage)
+	}
+	if err := createTopics(ctx, c.kafka(), c.topology(), c.storeTopology()); err != nil {
+		return err
+	}
+	for _, t := range append(c.topology().All(), c.storeTopology().All()...) {
+		fmt.Fprintf(stdout, "%-44s %3d partitions  key: %s\n", t.Name, t.Partitions, t.Key)
 	}
 	if sink.SearchURL != "" {
 		if err := analytics.Setup(ctx, c.topology(), sink); err != nil {
@@ -154,16 +135,47 @@ func runSetup(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return nil
 }
 
-// helpOK turns the help request into a clean exit.
-func helpOK(err error) error {
-	if errors.Is(err, errHelp) {
-		return nil
-	}
-	return err
+// createTopics creates the bank's and the store's topics, waiting up to a minute for the
+// cluster.
+func createTopics(ctx context.Context, kc kafkaconf.Config, topo processors.Topology, st store.Topology) error {
+	return withAdmin(ctx, kc, func(admin sarama.ClusterAdmin) (bool, error) {
+		if err := topo.Ensure(ctx, admin); err != nil {
+			return errors.Is(err, processors.ErrPartitionMismatch), err
+		}
+		err := st.Ensure(ctx, admin)
+		return errors.Is(err, processors.ErrPartitionMismatch), err
+	})
 }
 
-// ensureTopics creates the deployment's topics, waiting up to a minute for the cluster.
-func ensureTopics(ctx context.Context, kc kafkaconf.Config, topo processors.Topology) error {
+// waitForTopics waits until every topic exists with its partition count: `codebank setup`
+// creates them, and a serving role never does.
+func waitForTopics(ctx context.Context, kc kafkaconf.Config, topics []processors.Topic, log *slog.Logger) error {
+	warned := false
+	for {
+		var missing []string
+		err := withAdmin(ctx, kc, func(admin sarama.ClusterAdmin) (bool, error) {
+			var err error
+			missing, err = processors.MissingTopics(admin, topics)
+			return errors.Is(err, processors.ErrPartitionMismatch), err
+		})
+		if err != nil || len(missing) == 0 {
+			return err
+		}
+		if !warned {
+			log.Warn("waiting for the topics: run codebank setup", "missing", missing)
+			warned = true
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// withAdmin calls do with a cluster admin until it succeeds or says its error is final, for
+// up to a minute while the cluster cannot be reached.
+func withAdmin(ctx context.Context, kc kafkaconf.Config, do func(sarama.ClusterAdmin) (final bool, err error)) error {
 	if err := kc.Validate(); err != nil {
 		return err
 	}
@@ -172,176 +184,164 @@ func ensureTopics(ctx context.Context, kc kafkaconf.Config, topo processors.Topo
 	for {
 		admin, err := sarama.NewClusterAdmin(kc.Brokers, kc.Sarama())
 		if err == nil {
-			err = topo.Ensure(ctx, admin)
+			var final bool
+			final, err = do(admin)
 			admin.Close()
-			if err == nil || errors.Is(err, processors.ErrPartitionMismatch) {
+			if err == nil || final {
 				return err
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("create topics: %w", err)
+			return fmt.Errorf("kafka at %v: %w", kc.Brokers, err)
 		case <-time.After(time.Second):
 		}
 	}
 }
 
-// started is what serve hands to an onReady callback.
-type started struct {
-	grpcAddr string
-	httpAddr string
-	web      *web.Server // nil without the store
-}
-
-// serve runs the chosen roles until ctx ends. onReady, when set, runs once everything is up.
-func serve(ctx context.Context, c config, log *slog.Logger, r roles, onReady func(context.Context, started) error) error {
+// serve runs the chosen roles until ctx ends. It builds every component first, then starts
+// them together under one errgroup that owns every goroutine, and waits for them.
+func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
 	// Configuration.
 	log.Info("starting codebank", "role", r.String(), "config", c.logValue())
-	keys, err := c.keys(log)
-	if err != nil {
-		return err
-	}
-	// One producer for every processor and emitter of the process (see ShareProducer).
-	kc, topo := c.kafka().ShareProducer(), c.topology()
+	kc, topo := c.kafka().ShareProducer(), c.topology() // one producer for the process (ShareProducer)
 	reg := newRegistry()
+	var keys card.Keys
+	if r.api() || r.authorizer {
+		var err error
+		if keys, err = c.keys(log); err != nil {
+			return err
+		}
+	}
 
-	// Topics.
-	if err := ensureTopics(ctx, kc, topo); err != nil {
+	// Topics: created by `codebank setup`; every role waits for them.
+	topics := topo.All()
+	if r.web {
+		topics = append(topics, c.storeTopology().All()...)
+	}
+	if err := waitForTopics(ctx, kc, topics, log); err != nil {
 		return err
 	}
 
-	g, ctx := errgroup.WithContext(ctx)
-	ready := []func() bool{}
-
-	// Authorizer.
+	// Components, all built before any starts.
+	var p process
+	defer p.close(log)
 	if r.authorizer {
-		a := authorizer.New(topo, keys, authorizer.WithRegisterer(reg), authorizer.WithLogger(log))
-		proc, err := goka.NewProcessor(kc.Brokers, a.Graph(), kc.ProcessorOptions(c.StorageDir, log)...)
-		if err != nil {
-			return fmt.Errorf("create authorizer: %w", err)
-		}
-		g.Go(func() error {
-			if err := proc.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-				return fmt.Errorf("authorizer: %s", card.Redact(err.Error())) // goka's errors name record keys
-			}
-			return nil
-		})
-		g.Go(func() error {
-			if err := proc.WaitForReadyContext(ctx); err == nil {
-				log.Info("authorizer ready", "group", topo.AuthorizerGroup())
-			}
-			return nil
-		})
-		ready = append(ready, proc.Recovered)
-	}
-
-	// Statements: the processor, and a view of its table that serves the API.
-	var srvOpts []grpcgateway.Option
-	if r.statements {
-		sp := statements.New(topo, reg, log)
-		proc, err := goka.NewProcessor(kc.Brokers, sp.Graph(), kc.ProcessorOptions(c.StorageDir, log)...)
-		if err != nil {
-			return fmt.Errorf("create statements processor: %w", err)
-		}
-		view, err := goka.NewView(kc.Brokers, goka.Table(topo.StatementsTable().Name), codecs.Lenient(topo.StatementsTable().Codec),
-			kc.ViewOptions(filepath.Join(c.StorageDir, "views"), log)...)
-		if err != nil {
-			return fmt.Errorf("create statements view: %w", err)
-		}
-		g.Go(func() error {
-			if err := proc.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-				return fmt.Errorf("statements processor: %s", card.Redact(err.Error()))
-			}
-			return nil
-		})
-		g.Go(func() error {
-			if err := view.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-				return fmt.Errorf("statements view: %w", err)
-			}
-			return nil
-		})
-		reader := statements.NewReader(view)
-		ready = append(ready, proc.Recovered, reader.Ready)
-		srvOpts = append(srvOpts, grpcgateway.WithStatements(reader))
-		if !r.ingress {
-			srvOpts = append(srvOpts, grpcgateway.WithoutPayments())
-		}
-	}
-
-	// The API, or the authorizer's own health and metrics endpoint.
-	st := started{}
-	if r.api() {
-		bank, err := grpcgateway.NewKafkaBank(kc, topo, keys, grpcgateway.BankConfig{
-			ReplyPartition: c.ReplyPartition, MaxInFlight: c.MaxInFlight, Registerer: reg, Log: log})
+		a := authorizer.New(authorizer.Config{Topology: topo}, authorizer.Deps{Keys: keys, Registerer: reg, Log: log})
+		g, err := processors.NewGroup(kc, a.Graph(), c.StorageDir, log)
 		if err != nil {
 			return err
 		}
-		defer bank.Close()
-		g.Go(func() error { return bank.Run(ctx) })
-		ready = append(ready, bank.Ready)
-		if c.Pprof {
-			srvOpts = append(srvOpts, grpcgateway.WithHTTPHandler(registerPprof))
-		}
-		gl, err := net.Listen("tcp", c.GRPCAddr)
+		p.add("authorizer", g.Run, g.Ready)
+	}
+	var reader *statements.Reader
+	if r.statements {
+		sp := statements.New(statements.Config{Topology: topo}, statements.Deps{Registerer: reg, Log: log})
+		g, err := processors.NewGroup(kc, sp.Graph(), c.StorageDir, log)
 		if err != nil {
-			return fmt.Errorf("listen gRPC: %w", err)
+			return err
 		}
-		hl, err := net.Listen("tcp", c.HTTPAddr)
+		view, err := processors.NewView(kc, topo.StatementsTable(), filepath.Join(c.StorageDir, "views"), log)
 		if err != nil {
-			gl.Close()
-			return fmt.Errorf("listen HTTP: %w", err)
+			return err
 		}
-		st = started{grpcAddr: gl.Addr().String(), httpAddr: hl.Addr().String()}
-		if r.web {
-			// The store is a client of the bank like any checkout: it calls this process's own
-			// gRPC port.
-			self := loopback(st.grpcAddr)
-			if st.web, err = startStore(ctx, g, c, kc, topo, self, self, reg, log, &ready); err != nil {
-				return err
-			}
-			srvOpts = append(srvOpts, grpcgateway.WithHTTPHandler(st.web.Register))
+		reader = statements.NewReader(view)
+		p.add("statements", g.Run, g.Ready)
+		p.add("statements view", view.Run, view.Ready)
+	}
+	var grpcL, httpL net.Listener
+	var err error
+	if r.api() {
+		if grpcL, err = p.listen(c.GRPCAddr); err != nil {
+			return err
 		}
-		srv := grpcgateway.New(c.ingress(), readyBank{bank, ready}, keys, reg, log, srvOpts...)
-		g.Go(func() error { return srv.ServeListeners(ctx, gl, hl) })
-	} else if c.AuthorizerHTTPAddr != "" {
-		g.Go(func() error { return serveOps(ctx, c.AuthorizerHTTPAddr, reg, ready, c.Pprof, log) })
+	}
+	if c.HTTPAddr != "" {
+		if httpL, err = p.listen(c.HTTPAddr); err != nil {
+			return err
+		}
+	}
+	routes := []func(*http.ServeMux){grpcgateway.OpsRoutes(reg, p.ready, "starting: recovering state or reaching Kafka", c.Pprof)}
+	if r.web {
+		bankAddr, statementsAddr := c.BankAddr, c.StatementsAddr
+		if r.ingress { // the store is a client of the bank like any checkout: it calls this process's own port
+			bankAddr, statementsAddr = cli.Loopback(grpcL.Addr().String()), cli.Loopback(grpcL.Addr().String())
+		}
+		pages, err := newPages(c, kc, bankAddr, statementsAddr, reg, log, &p)
+		if err != nil {
+			return err
+		}
+		routes = append(routes, pages.Register)
+	}
+	var server func(context.Context) error
+	switch {
+	case r.api():
+		bank, err := grpcgateway.NewKafkaBank(grpcgateway.BankConfig{Kafka: kc, Topology: topo, ReplyPartition: c.ReplyPartition, MaxInFlight: c.MaxInFlight},
+			grpcgateway.BankDeps{Keys: keys, Registerer: reg, Log: log})
+		if err != nil {
+			return err
+		}
+		p.add("replies", bank.Run, bank.Ready)
+		p.closeWith(bank.Close)
+		srv := grpcgateway.New(c.ingress(r), grpcgateway.Deps{Bank: bank, Statements: reader, Keys: keys, Registerer: reg, Log: log, Routes: routes})
+		server = func(ctx context.Context) error { return srv.Serve(ctx, grpcL, httpL) }
+	case httpL != nil:
+		mux := http.NewServeMux()
+		for _, register := range routes {
+			register(mux)
+		}
+		log.Info("listening", "http", httpL.Addr().String())
+		server = func(ctx context.Context) error { return serveHTTP(ctx, httpL, mux) }
 	}
 
-	if onReady != nil {
-		g.Go(func() error {
-			for !allReady(ready) {
-				select {
-				case <-ctx.Done():
-					return nil
-				case <-time.After(100 * time.Millisecond):
-				}
-			}
-			return onReady(ctx, st)
-		})
+	// Start, then wait: errgroup cancels ctx on the first error or on a signal.
+	g, ctx := errgroup.WithContext(ctx)
+	p.start(ctx, g, log)
+	if server != nil {
+		g.Go(func() error { return server(ctx) })
 	}
-
-	// Shutdown: errgroup cancels ctx on the first error or on a signal.
 	err = g.Wait()
 	log.Info("codebank stopped", "role", r.String(), "err", err)
 	return err
 }
 
-func allReady(checks []func() bool) bool {
-	for _, ok := range checks {
-		if !ok() {
-			return false
-		}
+// newPages builds the store's and the bank's pages with what they need beside them: the
+// store's orders group and orders (a view), the dashboard's feed of results, and gRPC clients
+// of the bank at bankAddr (payments) and statementsAddr (statements); it adds them to p.
+func newPages(c config, kc kafkaconf.Config, bankAddr, statementsAddr string, reg prometheus.Registerer, log *slog.Logger, p *process) (*web.Server, error) {
+	if c.StoreSecret != "" && len(c.StoreSecret) < 16 {
+		return nil, fmt.Errorf("%w: --store-secret (CODEBANK_STORE_SECRET) must be at least 16 bytes", cli.ErrUsage)
 	}
-	return true
+	st := c.storeTopology()
+	g, err := processors.NewGroup(kc, store.New(st, store.Deps{Registerer: reg, Log: log}).Graph(), c.StorageDir, log)
+	if err != nil {
+		return nil, err
+	}
+	orders, err := store.NewOrders(kc, st, filepath.Join(c.StorageDir, "orders-view"), log)
+	if err != nil {
+		return nil, err
+	}
+	p.closeWith(orders.Close)
+	feed := web.NewFeed(web.FeedConfig{Kafka: kc, Topology: c.topology()}, web.FeedDeps{Registerer: reg, Log: log})
+	bank, err := cli.Dial(bankAddr)
+	if err != nil {
+		return nil, err
+	}
+	p.closeWith(bank.Close)
+	stmts := bank
+	if statementsAddr != "" && statementsAddr != bankAddr {
+		if stmts, err = cli.Dial(statementsAddr); err != nil {
+			return nil, err
+		}
+		p.closeWith(stmts.Close)
+	}
+	p.add("orders", g.Run, g.Ready)
+	p.add("orders view", orders.Run, orders.Ready)
+	p.add("dashboard feed", feed.Run, nil)
+	return web.New(web.Config{OrderSecret: []byte(c.StoreSecret), DemoCardsFile: c.DemoCardsFile},
+		web.Deps{Payments: codebankv1.NewPaymentServiceClient(bank), Statements: codebankv1.NewStatementServiceClient(stmts),
+			Orders: orders, Dashboard: feed, Log: log, Registerer: reg}), nil
 }
-
-// readyBank is the ingress's bank, ready only when every component of the process is.
-type readyBank struct {
-	*grpcgateway.KafkaBank
-	checks []func() bool
-}
-
-func (b readyBank) Ready() bool { return allReady(b.checks) }
 
 // newRegistry returns the process's metrics registry, with the Go runtime's and the process's
 // own collectors.
@@ -349,25 +349,6 @@ func newRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return reg
-}
-
-// opsMux serves /healthz, /readyz (ready when every check is; notReady says why not) and
-// /metrics, and /debug/pprof/ with withPprof.
-func opsMux(reg *prometheus.Registry, ready []func() bool, notReady string, withPprof bool) *http.ServeMux {
-	mux := http.NewServeMux()
-	if withPprof {
-		registerPprof(mux)
-	}
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if !allReady(ready) {
-			http.Error(w, "not ready: "+notReady, http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	return mux
 }
 
 // serveHTTP serves handler on l until ctx ends, then shuts down gracefully.
@@ -384,22 +365,4 @@ func serveHTTP(ctx context.Context, l net.Listener, handler http.Handler) error 
 		return err
 	}
 	return <-done
-}
-
-// serveOps serves the ops endpoints of a process without the ingress.
-func serveOps(ctx context.Context, addr string, reg *prometheus.Registry, ready []func() bool, withPprof bool, log *slog.Logger) error {
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("listen HTTP: %w", err)
-	}
-	log.Info("ops endpoint listening", "http", l.Addr().String())
-	return serveHTTP(ctx, l, opsMux(reg, ready, "recovering state", withPprof))
-}
-
-// registerPprof serves the runtime profiles under /debug/pprof/.
-func registerPprof(mux *http.ServeMux) {
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 }

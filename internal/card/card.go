@@ -153,6 +153,18 @@ func maskRun(run string) string {
 	return run[:head] + strings.Repeat("*", len(run)-head-tail) + run[len(run)-tail:]
 }
 
+// Grouped writes a card number in groups of four digits, as on the card: 5454 5406 8756 8555.
+func Grouped(number string) string {
+	var b strings.Builder
+	for i := 0; i < len(number); i += 4 {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(number[i:min(i+4, len(number))])
+	}
+	return b.String()
+}
+
 // Last4 returns the last four digits of a card number.
 func Last4(number string) string {
 	if len(number) < 4 {

@@ -170,8 +170,8 @@ func (c Config) EmitterOptions(log *slog.Logger) []goka.EmitterOption {
 	}
 }
 
-// ViewOptions returns the options of a goka view whose local storage lives under storageDir.
-func (c Config) ViewOptions(storageDir string, log *slog.Logger) []goka.ViewOption {
+// ViewOptions returns the options of a goka view but its storage (processors.NewView adds it).
+func (c Config) ViewOptions(log *slog.Logger) []goka.ViewOption {
 	return []goka.ViewOption{
 		goka.WithViewConsumerSaramaBuilder(func(brokers []string, clientID string) (sarama.Consumer, error) {
 			s := c.Sarama()
@@ -179,7 +179,6 @@ func (c Config) ViewOptions(storageDir string, log *slog.Logger) []goka.ViewOpti
 			return sarama.NewConsumer(brokers, s)
 		}),
 		goka.WithViewTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(c.Sarama(), c.TopicManagerConfig())),
-		goka.WithViewStorageBuilder(tablestore.NewView(storageDir)),
 		goka.WithViewLogger(Logger(log)),
 		goka.WithViewClientID(c.withDefaults().ClientID),
 		goka.WithViewAutoReconnect(),

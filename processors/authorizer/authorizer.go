@@ -57,59 +57,64 @@ import (
 
 // Processor is the authorizer. Build it with New, define its goka group with Graph.
 type Processor struct {
-	topo processors.Topology
+	cfg  Config
+	deps Deps
 	// replies and results are the output streams, named once: every payment emits to both.
 	replies, results goka.Stream
-	keys             card.Keys
-	now              func() time.Time
-	keep             int
-	keepFor          time.Duration
-	log              *slog.Logger
-	reg              prometheus.Registerer
 	dead             *processors.DeadLetters
 	m                metrics
 }
 
-// Option configures a Processor.
-type Option func(*Processor)
-
-// WithClock sets the clock that stamps decisions (default time.Now); tests inject one.
-func WithClock(now func() time.Time) Option { return func(p *Processor) { p.now = now } }
-
-// WithKeep sets how many outcomes per card, and for how long at most, are remembered for
-// idempotency (default DefaultKeep, DefaultKeepFor).
-func WithKeep(n int, d time.Duration) Option {
-	return func(p *Processor) { p.keep, p.keepFor = n, d }
+// Config configures the authorizer.
+type Config struct {
+	// Topology names the deployment's topics and groups.
+	Topology processors.Topology
+	// Keep is how many outcomes a card remembers for idempotency, and KeepFor for how long at
+	// most (default DefaultKeep, DefaultKeepFor).
+	Keep    int
+	KeepFor time.Duration
 }
 
-// WithLogger sets the logger (default slog.Default()).
-func WithLogger(l *slog.Logger) Option { return func(p *Processor) { p.log = l } }
+// Deps are the authorizer's collaborators.
+type Deps struct {
+	// Keys derive the card tokens of replies and results and the fingerprints of payments.
+	Keys card.Keys
+	// Registerer receives the metrics of the package doc (default: a private registry).
+	Registerer prometheus.Registerer
+	// Log is the logger (default slog.Default()).
+	Log *slog.Logger
+	// Now is the clock that stamps decisions (default time.Now); tests set one.
+	Now func() time.Time
+}
 
-// WithRegisterer registers the processor's metrics on r (default: a private registry).
-func WithRegisterer(r prometheus.Registerer) Option { return func(p *Processor) { p.reg = r } }
-
-// New returns an authorizer for the topology; keys derive the card tokens of results and the
-// fingerprints of payments.
-func New(topo processors.Topology, keys card.Keys, opts ...Option) *Processor {
-	p := &Processor{topo: topo, keys: keys, now: time.Now, keep: DefaultKeep, keepFor: DefaultKeepFor, log: slog.Default(),
-		replies: goka.Stream(topo.Replies().Name), results: goka.Stream(topo.Results().Name)}
-	for _, o := range opts {
-		o(p)
+// New returns an authorizer.
+func New(cfg Config, deps Deps) *Processor {
+	if cfg.Keep <= 0 {
+		cfg.Keep = DefaultKeep
 	}
-	if p.reg == nil {
-		p.reg = prometheus.NewRegistry()
+	if cfg.KeepFor <= 0 {
+		cfg.KeepFor = DefaultKeepFor
 	}
-	p.m = newMetrics(p.reg)
-	p.dead = processors.NewDeadLetters(p.reg, p.log)
-	return p
+	if deps.Registerer == nil {
+		deps.Registerer = prometheus.NewRegistry()
+	}
+	if deps.Log == nil {
+		deps.Log = slog.Default()
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	return &Processor{cfg: cfg, deps: deps, m: newMetrics(deps.Registerer), dead: processors.NewDeadLetters(deps.Registerer, deps.Log),
+		replies: goka.Stream(cfg.Topology.Replies().Name), results: goka.Stream(cfg.Topology.Results().Name)}
 }
 
 // Graph returns the authorizer's goka group: payment requests and card commands in (each with
 // its dead-letter topic), the account table persisted, replies and results out.
 func (p *Processor) Graph() *goka.GroupGraph {
-	payments := p.topo.Input(processors.ConsumerAuthorizer, p.topo.PaymentRequests())
-	commands := p.topo.Input(processors.ConsumerAuthorizer, p.topo.CardCommands())
-	table, replies, results := p.topo.AuthorizerTable(), p.topo.Replies(), p.topo.Results()
+	topo := p.cfg.Topology
+	payments := topo.Input(processors.ConsumerAuthorizer, topo.PaymentRequests())
+	commands := topo.Input(processors.ConsumerAuthorizer, topo.CardCommands())
+	table, replies, results := topo.AuthorizerTable(), topo.Replies(), topo.Results()
 	edges := append(p.dead.Input(processors.ConsumerAuthorizer, payments, p.pay),
 		p.dead.Input(processors.ConsumerAuthorizer, commands, p.command)...)
 	edges = append(edges,
@@ -117,7 +122,7 @@ func (p *Processor) Graph() *goka.GroupGraph {
 		goka.Output(goka.Stream(replies.Name), replies.Codec),
 		goka.Output(goka.Stream(results.Name), results.Codec),
 	)
-	return goka.DefineGroup(p.topo.AuthorizerGroup(), edges...)
+	return goka.DefineGroup(topo.AuthorizerGroup(), edges...)
 }
 
 // account returns the card's account: nil for none, or an error when the stored value does not
@@ -145,7 +150,7 @@ func (p *Processor) refuse(ctx goka.Context, replyKey, correlationID string, err
 		return
 	}
 	ctx.Emit(p.replies, replyKey, &eventsv1.Reply{CorrelationId: correlationID, Body: &eventsv1.Reply_Error{
-		Error: &eventsv1.ReplyError{Message: card.Redact(err.Error()), CardToken: p.keys.Token(ctx.Key())}}})
+		Error: &eventsv1.ReplyError{Message: card.Redact(err.Error()), CardToken: p.deps.Keys.Token(ctx.Key())}}})
 }
 
 // pay decides one payment request (key: card number).
@@ -156,8 +161,8 @@ func (p *Processor) pay(ctx goka.Context, msg any) error {
 		p.refuse(ctx, req.GetReplyKey(), req.GetCorrelationId(), err)
 		return err
 	}
-	token := p.keys.Token(number)
-	now := p.now()
+	token := p.deps.Keys.Token(number)
+	now := p.deps.Now()
 	acct, err := account(ctx)
 	var (
 		out  *eventsv1.Outcome
@@ -165,12 +170,12 @@ func (p *Processor) pay(ctx goka.Context, msg any) error {
 	)
 	if err != nil {
 		out = Unavailable(req, now)
-		p.log.Error("account unreadable: payment rejected", "card", card.Mask(number), "err", card.Redact(err.Error()))
+		p.deps.Log.Error("account unreadable: payment rejected", "card", card.Mask(number), "err", card.Redact(err.Error()))
 	} else {
-		fp := FingerprintOf(p.keys, req)
+		fp := FingerprintOf(p.deps.Keys, req)
 		out, kind = Decide(acct, req, fp, now)
 		if acct != nil && kind == Fresh {
-			Record(acct, out, fp, p.keep, p.keepFor)
+			Record(acct, out, fp, p.cfg.Keep, p.cfg.KeepFor)
 			ctx.SetValue(acct)
 		}
 	}
@@ -237,7 +242,7 @@ func (p *Processor) command(ctx goka.Context, msg any) error {
 		return err
 	}
 	acct, err := account(ctx)
-	reply := &eventsv1.CardReply{Result: eventsv1.CardResult_CARD_RESULT_OK, Account: acct, CardToken: p.keys.Token(number)}
+	reply := &eventsv1.CardReply{Result: eventsv1.CardResult_CARD_RESULT_OK, Account: acct, CardToken: p.deps.Keys.Token(number)}
 	var name string
 	switch c := cmd.GetCommand().(type) {
 	case *eventsv1.CardCommand_Issue:
@@ -256,7 +261,7 @@ func (p *Processor) command(ctx goka.Context, msg any) error {
 				ExpiryMonth:    c.Issue.GetExpiryMonth(),
 				ExpiryYear:     c.Issue.GetExpiryYear(),
 				Status:         codebankv1.CardStatus_CARD_STATUS_ACTIVE,
-				IssuedAtUnixUs: p.now().UnixMicro(),
+				IssuedAtUnixUs: p.deps.Now().UnixMicro(),
 			}
 			ctx.SetValue(acct)
 			reply.Account = acct
@@ -273,7 +278,7 @@ func (p *Processor) command(ctx goka.Context, msg any) error {
 		return errors.New("card command: unknown command") // CheckCardCommand refuses it first
 	}
 	if err != nil {
-		p.log.Error("account unreadable: card command refused", "card", card.Mask(number), "command", name, "err", card.Redact(err.Error()))
+		p.deps.Log.Error("account unreadable: card command refused", "card", card.Mask(number), "command", name, "err", card.Redact(err.Error()))
 	}
 	p.m.commands.WithLabelValues(name, strings.ToLower(strings.TrimPrefix(reply.Result.String(), "CARD_RESULT_"))).Inc()
 	if cmd.GetReplyKey() != "" {

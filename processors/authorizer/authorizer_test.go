@@ -28,7 +28,7 @@ func startTester(t *testing.T) (*tester.Tester, processors.Topology, card.Keys) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := New(topo, keys, WithClock(func() time.Time { return now }))
+	p := New(Config{Topology: topo}, Deps{Keys: keys, Now: func() time.Time { return now }})
 	proc, err := goka.NewProcessor(nil, p.Graph(), goka.WithTester(tt))
 	if err != nil {
 		t.Fatal(err)

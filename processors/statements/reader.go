@@ -1,28 +1,32 @@
 package statements
 
 import (
+	"context"
 	"fmt"
 
-	"github.com/lovoo/goka"
-
 	"github.com/codebank/codebank/codecs"
-
+	"github.com/codebank/codebank/processors"
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
 
-// Reader reads statements from a goka view of the statements table. Every replica holding a
-// view answers for every card.
+// Reader reads statements from a view of the statements table. Every replica holding a view
+// answers for every card.
 type Reader struct {
-	view *goka.View
+	view *processors.View
 }
 
-// NewReader returns a Reader over a view of processors.Topology.StatementsTable, read with a
-// codecs.Lenient codec.
-func NewReader(view *goka.View) *Reader { return &Reader{view: view} }
+// NewReader returns a Reader over a view of processors.Topology.StatementsTable.
+func NewReader(view *processors.View) *Reader { return &Reader{view: view} }
 
 // Ready reports whether the view has caught up with the table once.
-func (r *Reader) Ready() bool { return r.view.Recovered() }
+func (r *Reader) Ready() bool { return r.view.Ready() }
+
+// Await calls check until it reports done or fails, again each time the statements change,
+// until ctx ends (processors.View.Await).
+func (r *Reader) Await(ctx context.Context, check func() (bool, error)) error {
+	return r.view.Await(ctx, check)
+}
 
 // Card returns a card's statement state; empty for a card with no purchases, an error
 // wrapping ErrUnreadable when the stored state does not decode.

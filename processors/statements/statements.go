@@ -69,32 +69,47 @@ const MonthLayout = "2006-01"
 
 // Processor builds statements. Build it with New, define its goka group with Graph.
 type Processor struct {
-	topo processors.Topology
+	cfg  Config
 	log  *slog.Logger
 	dead *processors.DeadLetters
 	m    metrics
 }
 
-// New returns a statements processor for the topology; its metrics go to reg (nil: none).
-func New(topo processors.Topology, reg prometheus.Registerer, log *slog.Logger) *Processor {
-	if reg == nil {
-		reg = prometheus.NewRegistry()
+// Config configures the statements processor.
+type Config struct {
+	// Topology names the deployment's topics and groups.
+	Topology processors.Topology
+}
+
+// Deps are the statements processor's collaborators.
+type Deps struct {
+	// Registerer receives the metrics of the package doc (default: a private registry).
+	Registerer prometheus.Registerer
+	// Log is the logger (default slog.Default()).
+	Log *slog.Logger
+}
+
+// New returns a statements processor.
+func New(cfg Config, deps Deps) *Processor {
+	if deps.Registerer == nil {
+		deps.Registerer = prometheus.NewRegistry()
 	}
-	if log == nil {
-		log = slog.Default()
+	if deps.Log == nil {
+		deps.Log = slog.Default()
 	}
-	return &Processor{topo: topo, log: log, m: newMetrics(reg), dead: processors.NewDeadLetters(reg, log)}
+	return &Processor{cfg: cfg, log: deps.Log, m: newMetrics(deps.Registerer), dead: processors.NewDeadLetters(deps.Registerer, deps.Log)}
 }
 
 // Graph returns the statements group: results in, placements looped back to pages (each input
 // with its dead-letter topic), the table persisted.
 func (p *Processor) Graph() *goka.GroupGraph {
-	results := p.topo.Input(processors.ConsumerStatements, p.topo.Results())
-	loop := p.topo.Input(processors.ConsumerStatements, p.topo.StatementsLoop())
+	topo := p.cfg.Topology
+	results := topo.Input(processors.ConsumerStatements, topo.Results())
+	loop := topo.Input(processors.ConsumerStatements, topo.StatementsLoop())
 	edges := append(p.dead.Input(processors.ConsumerStatements, results, p.apply),
 		p.dead.Loop(processors.ConsumerStatements, loop, p.place)...)
-	edges = append(edges, goka.Persist(codecs.Lenient(p.topo.StatementsTable().Codec)))
-	return goka.DefineGroup(p.topo.StatementsGroup(), edges...)
+	edges = append(edges, goka.Persist(codecs.Lenient(topo.StatementsTable().Codec)))
+	return goka.DefineGroup(topo.StatementsGroup(), edges...)
 }
 
 // PageKey is the table key of page n of a card's month.

@@ -18,7 +18,7 @@ func start(t *testing.T) (*tester.Tester, processors.Topology) {
 	t.Helper()
 	tt := tester.New(t)
 	topo := processors.Topology{Prefix: "unit-"}
-	proc, err := goka.NewProcessor(nil, New(topo, nil, nil).Graph(), goka.WithTester(tt))
+	proc, err := goka.NewProcessor(nil, New(Config{Topology: topo}, Deps{}).Graph(), goka.WithTester(tt))
 	if err != nil {
 		t.Fatal(err)
 	}

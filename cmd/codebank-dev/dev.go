@@ -1,0 +1,237 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/codebank/codebank/analytics"
+	"github.com/codebank/codebank/internal/card"
+	"github.com/codebank/codebank/internal/cli"
+	"github.com/codebank/codebank/internal/devenv/localconnect"
+	"github.com/codebank/codebank/internal/devenv/localkafka"
+	"github.com/codebank/codebank/internal/devenv/localsearch"
+	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
+)
+
+// demoCard is a card seeded by `codebank-dev run`, kept in DATA_DIR/demo-cards.json so that the
+// same cards are shown after a restart.
+type demoCard struct {
+	Number string `json:"number"`
+	Holder string `json:"holder"`
+	Expiry string `json:"expiry"`
+	CVV    string `json:"cvv"`
+}
+
+var demoHolders = []struct {
+	name  string
+	limit int64
+}{
+	{"Maria Silva", 100_000},
+	{"Joao Souza", 500_000},
+	{"Ana Costa", 20_000},
+}
+
+func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := cli.NewFlagSet("codebank-dev run [flags]", stderr)
+	dataDir := fs.String("data-dir", ".data", "where the local servers' data, the processors' storage and the demo cards are kept")
+	codebank := fs.String("codebank", "", "the codebank binary to run (default: built into DATA_DIR/bin)")
+	grpcAddr := fs.String("grpc-addr", ":50051", "gRPC listen address of the bank")
+	httpAddr := fs.String("http-addr", ":8080", "REST, pages, /healthz, /readyz and /metrics listen address of the bank")
+	kafkaPort := fs.Int("kafka-port", 9092, "port of the local Kafka broker")
+	withAnalytics := fs.Bool("analytics", true, "also run OpenSearch and Kafka Connect, indexing every authorization (false: lighter)")
+	searchPort := fs.Int("search-port", 9200, "HTTP port of the local OpenSearch")
+	connectPort := fs.Int("connect-port", 8083, "REST port of the local Kafka Connect worker")
+	if err := cli.Parse(fs, args); err != nil {
+		return cli.HelpOK(err)
+	}
+	abs, err := filepath.Abs(*dataDir)
+	if err != nil {
+		return err
+	}
+	bin := *codebank
+	if bin == "" {
+		fmt.Fprintln(stdout, "Building codebank...")
+		if bin, err = buildCodebank(ctx, filepath.Join(abs, "bin")); err != nil {
+			return err
+		}
+	}
+
+	fmt.Fprintf(stdout, "Starting a local Kafka broker (data in %s)...\n", filepath.Join(abs, "kafka"))
+	broker, err := localkafka.Start(ctx, localkafka.Options{DataDir: filepath.Join(abs, "kafka"), Port: *kafkaPort, ControllerPort: *kafkaPort + 1})
+	if err != nil {
+		return fmt.Errorf("start local Kafka: %w", err)
+	}
+	defer func() {
+		fmt.Fprintln(stdout, "Stopping the local Kafka broker...")
+		broker.Stop()
+	}()
+	setup := []string{"setup", "--brokers", broker.Addr()}
+	var sink *analytics.Sink
+	if *withAnalytics {
+		fmt.Fprintf(stdout, "Starting OpenSearch and Kafka Connect (--analytics=false skips them)...\n")
+		node, worker, err := startAnalytics(ctx, abs, broker.Addr(), *searchPort, *connectPort)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			fmt.Fprintln(stdout, "Stopping Kafka Connect and OpenSearch...")
+			worker.Stop()
+			node.Stop()
+		}()
+		sink = &analytics.Sink{SearchURL: node.URL(), ConnectURL: worker.URL(), Index: analytics.DefaultIndex}
+		setup = append(setup, "--search-url", sink.SearchURL, "--connect-url", sink.ConnectURL, "--index", sink.Index)
+	}
+	// Quiet, readable logs unless asked otherwise.
+	var env []string
+	for name, value := range map[string]string{"log-format": "text", "log-level": "warn"} {
+		if _, ok := os.LookupEnv(cli.EnvName(name)); !ok {
+			env = append(env, cli.EnvName(name)+"="+value)
+		}
+	}
+	setupCmd := exec.CommandContext(ctx, bin, setup...)
+	setupCmd.Env = append(os.Environ(), env...)
+	if out, err := setupCmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("codebank setup: %v\n%s", err, out)
+	}
+
+	cardsFile := filepath.Join(abs, "demo-cards.json")
+	bank, err := startChild(bin, "", env, "all", "--brokers", broker.Addr(), "--storage-dir", filepath.Join(abs, "authorizer"),
+		"--grpc-addr", *grpcAddr, "--http-addr", *httpAddr, "--demo-cards", cardsFile)
+	if err != nil {
+		return err
+	}
+	defer bank.stop()
+	if err := bank.waitReady(ctx, "http://"+cli.Loopback(*httpAddr)+"/readyz", 3*time.Minute); err != nil {
+		return err
+	}
+	cards, err := seedDemoCards(ctx, *grpcAddr, cardsFile)
+	if err != nil {
+		return fmt.Errorf("seed demo cards: %w", err)
+	}
+	printReady(stdout, *grpcAddr, *httpAddr, cards, sink)
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-bank.exited:
+		bank.exited <- err
+		return fmt.Errorf("codebank stopped: %v", err)
+	}
+}
+
+// startAnalytics starts the local OpenSearch node and Kafka Connect worker, in parallel.
+func startAnalytics(ctx context.Context, dataDir, brokers string, searchPort, connectPort int) (*localsearch.Node, *localconnect.Worker, error) {
+	var (
+		node    *localsearch.Node
+		worker  *localconnect.Worker
+		nodeErr error
+		wg      sync.WaitGroup
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		node, nodeErr = localsearch.Start(ctx, localsearch.Options{DataDir: filepath.Join(dataDir, "opensearch"), HTTPPort: searchPort})
+	}()
+	worker, err := localconnect.Start(ctx, localconnect.Options{DataDir: filepath.Join(dataDir, "connect"), Brokers: brokers, RESTPort: connectPort})
+	wg.Wait()
+	if err != nil || nodeErr != nil {
+		if worker != nil {
+			worker.Stop()
+		}
+		if node != nil {
+			node.Stop()
+		}
+		return nil, nil, fmt.Errorf("start analytics servers: %w", errors.Join(err, nodeErr))
+	}
+	return node, worker, nil
+}
+
+// seedDemoCards returns the demo cards, issuing them the first time.
+func seedDemoCards(ctx context.Context, grpcAddr, file string) ([]demoCard, error) {
+	conn, err := cli.Dial(cli.Loopback(grpcAddr))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	client := codebankv1.NewCardServiceClient(conn)
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+
+	var cards []demoCard
+	if b, err := os.ReadFile(file); err == nil {
+		if err := json.Unmarshal(b, &cards); err != nil {
+			return nil, fmt.Errorf("read %s: %w", file, err)
+		}
+		if len(cards) > 0 {
+			_, err := client.GetCard(ctx, &codebankv1.GetCardRequest{Number: cards[0].Number})
+			if err == nil {
+				return cards, nil
+			}
+			if status.Code(err) != codes.NotFound {
+				return nil, err
+			}
+		}
+		cards = nil // the Kafka data was wiped: issue new ones
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	for _, h := range demoHolders {
+		resp, err := client.IssueCard(ctx, &codebankv1.IssueCardRequest{HolderName: h.name, LimitCents: h.limit})
+		if err != nil {
+			return nil, err
+		}
+		cd := resp.GetCard()
+		cards = append(cards, demoCard{Number: cd.GetNumber(), Holder: cd.GetHolderName(),
+			Expiry: fmt.Sprintf("%02d/%02d", cd.GetExpiryMonth(), cd.GetExpiryYear()%100), CVV: resp.GetCvv()})
+	}
+	b, _ := json.MarshalIndent(cards, "", "  ")
+	return cards, os.WriteFile(file, b, 0o600)
+}
+
+func printReady(w io.Writer, grpcAddr, httpAddr string, cards []demoCard, sink *analytics.Sink) {
+	fmt.Fprintln(w, "\nDemo cards:")
+	fmt.Fprintf(w, "  %-19s  %-12s  %-5s  %-3s\n", "NUMBER", "HOLDER", "EXP", "CVV")
+	for _, d := range cards {
+		fmt.Fprintf(w, "  %-19s  %-12s  %-5s  %-3s\n", card.Grouped(d.Number), d.Holder, d.Expiry, d.CVV)
+	}
+	d := cards[0]
+	fmt.Fprintf(w, `
+Try it:
+  go run ./cmd/codebank pay --card %s --holder %q --exp %s --cvv %s --amount 12.34 --store "Code Store"
+  go run ./cmd/codebank cards get %s
+  curl -s localhost%s/v1/payments -d '{"card":{"number":"%s","holder_name":"%s","expiry_month":%s,"expiry_year":%s,"cvv":"%s"},"amount_cents":1234,"store":"Code Store","description":"Produtos: livro"}'
+  grpcurl -plaintext localhost%s list
+
+`, d.Number, d.Holder, d.Expiry, d.CVV, d.Number, port(httpAddr), d.Number, d.Holder, strings.TrimLeft(d.Expiry[:2], "0"), "20"+d.Expiry[3:], d.CVV,
+		port(grpcAddr))
+	if sink != nil {
+		fmt.Fprintf(w, `
+Analytics: every authorization is indexed by Kafka Connect (%s) into %s/%s
+  go run ./cmd/codebank analytics --search-url %s
+  curl -s '%s/%s/_search?size=3&sort=authorized_at:desc'
+  Kibana: curl -X POST KIBANA/api/saved_objects/_import?overwrite=true -H 'kbn-xsrf: true' --form file=@analytics/kibana/codebank-dashboard.ndjson
+`, sink.ConnectURL, sink.SearchURL, sink.Index, sink.SearchURL, sink.SearchURL, sink.Index)
+	}
+	fmt.Fprintf(w, "\nCode Store: http://localhost%s/   statement: http://localhost%s/statement   dashboard: http://localhost%s/dashboard\n",
+		port(httpAddr), port(httpAddr), port(httpAddr))
+	fmt.Fprintf(w, "Code Bank is ready: gRPC localhost%s, REST http://localhost%s (Ctrl-C stops it; state is kept in .data)\n",
+		port(grpcAddr), port(httpAddr))
+}
+
+func port(addr string) string {
+	if i := strings.LastIndex(addr, ":"); i >= 0 {
+		return addr[i:]
+	}
+	return addr
+}

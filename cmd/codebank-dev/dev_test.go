@@ -1,0 +1,196 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/codebank/codebank/internal/card"
+)
+
+// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func freePort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()[strings.LastIndex(l.Addr().String(), ":"):]
+}
+
+// TestRun runs what `make run` runs, on a fresh data dir, and pays with a printed demo card
+// through the CLI, gRPC and REST; then restarts it and finds the same cards and balances.
+func TestRun(t *testing.T) {
+	dir := t.TempDir()
+	grpcPort, httpPort, kafkaPort, searchPort, connectPort := freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)
+	start := func() (context.CancelFunc, chan error, *syncBuffer) {
+		ctx, cancel := context.WithCancel(context.Background())
+		out := &syncBuffer{}
+		done := make(chan error, 1)
+		go func() {
+			done <- program.Run(ctx, []string{"run", "--data-dir", dir, "--kafka-port", kafkaPort[1:], "--grpc-addr", "127.0.0.1" + grpcPort,
+				"--http-addr", "127.0.0.1" + httpPort, "--search-port", searchPort[1:], "--connect-port", connectPort[1:]}, out, io.Discard)
+		}()
+		for deadline := time.Now().Add(3 * time.Minute); !strings.Contains(out.String(), "Code Bank is ready"); {
+			select {
+			case err := <-done:
+				t.Fatalf("dev stopped: %v\n%s", err, out.String())
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no ready message:\n%s", out.String())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		return cancel, done, out
+	}
+	stop := func(cancel context.CancelFunc, done chan error) {
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("dev: %v", err)
+		}
+	}
+
+	cancel, done, out := start()
+	var cards []demoCard
+	b, err := os.ReadFile(filepath.Join(dir, "demo-cards.json"))
+	if err != nil || json.Unmarshal(b, &cards) != nil || len(cards) != 3 {
+		t.Fatalf("demo cards: %v %s", err, b)
+	}
+	if !strings.Contains(out.String(), card.Grouped(cards[0].Number)) {
+		t.Errorf("demo card %s not printed:\n%s", cards[0].Number, out.String())
+	}
+	c := cards[0]
+	addr := "--addr=127.0.0.1" + grpcPort
+	// codebank, as `make run` built it: the CLI and the other roles.
+	codebank := func(stdout io.Writer, args ...string) error {
+		cmd := exec.Command(filepath.Join(dir, "bin", "codebank"), args...)
+		cmd.Stdout, cmd.Stderr = stdout, io.Discard
+		return cmd.Run()
+	}
+	var pay bytes.Buffer
+	if err := codebank(&pay, "pay", addr, "--card", c.Number, "--holder", c.Holder, "--exp", c.Expiry, "--cvv", c.CVV, "--amount", "12.34", "--store", "Code Store"); err != nil || !strings.HasPrefix(pay.String(), "APPROVED") {
+		t.Fatalf("pay = %v: %s", err, pay.String())
+	}
+	pay.Reset()
+	err = codebank(&pay, "pay", addr, "--card", c.Number, "--holder", c.Holder, "--exp", c.Expiry, "--cvv", c.CVV, "--amount", "999999", "--store", "Code Store")
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(pay.String(), "insufficient credit") {
+		t.Fatalf("pay over the limit = %v: %s", err, pay.String())
+	}
+	body := fmt.Sprintf(`{"card":{"number":%q,"holder_name":%q,"expiry_month":%s,"expiry_year":20%s,"cvv":%q},"amount_cents":100,"store":"Code Store","description":"REST"}`,
+		c.Number, c.Holder, strings.TrimLeft(c.Expiry[:2], "0"), c.Expiry[3:], c.CVV)
+	resp, err := http.Post("http://127.0.0.1"+httpPort+"/v1/payments", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(raw), "PAYMENT_STATUS_APPROVED") {
+		t.Fatalf("REST payment = %d %s", resp.StatusCode, raw)
+	}
+	// The store is served beside the API, with the demo cards on its help panel.
+	page, err := http.Get("http://127.0.0.1" + httpPort + "/products/stoneware-mug")
+	if err != nil {
+		t.Fatal(err)
+	}
+	html, _ := io.ReadAll(page.Body)
+	page.Body.Close()
+	if page.StatusCode != 200 || !strings.Contains(string(html), "Code Store") || !strings.Contains(string(html), c.Number[12:]) {
+		t.Errorf("product page: %d, want Code Store with the demo card ending %s", page.StatusCode, c.Number[12:])
+	}
+	var st bytes.Buffer
+	if err := codebank(&st, "statement", addr, c.Number); err != nil || !strings.Contains(st.String(), "2 purchases, total BRL 13.34") {
+		t.Fatalf("statement = %v:\n%s", err, st.String())
+	}
+	// The store's pages also run alone, in front of this bank.
+	webPort := freePort(t)
+	webRole, err := startChild(filepath.Join(dir, "bin", "codebank"), filepath.Join(t.TempDir(), "web.log"), nil, "web", "--brokers", "127.0.0.1"+kafkaPort,
+		"--http-addr", "127.0.0.1"+webPort, "--bank-addr", "127.0.0.1"+grpcPort, "--storage-dir", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		resp, err := http.Get("http://127.0.0.1" + webPort + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("codebank web not ready within a minute")
+		}
+	}
+	if resp, err := http.Get("http://127.0.0.1" + webPort + "/"); err != nil || resp.StatusCode != 200 {
+		t.Errorf("codebank web: GET / = %v %v", resp, err)
+	}
+	if err := webRole.stop(); err != nil {
+		t.Errorf("codebank web: %v", err)
+	}
+
+	// Kafka Connect indexes the three authorizations within seconds.
+	var figures string
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		var an bytes.Buffer
+		if err := codebank(&an, "analytics", "--search-url", "http://127.0.0.1"+searchPort); err == nil {
+			figures = an.String()
+			if strings.Contains(figures, "total            3 ") {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the index does not hold the 3 authorizations:\n%s", figures)
+		}
+	}
+	if !strings.Contains(figures, "approved         2") || !strings.Contains(figures, "insufficient credit") {
+		t.Errorf("analytics:\n%s", figures)
+	}
+	stop(cancel, done)
+
+	// A restart keeps the cards and their balances.
+	cancel, done, _ = start()
+	defer stop(cancel, done)
+	var got bytes.Buffer
+	if err := codebank(&got, "cards", "get", c.Number, addr); err != nil || !strings.Contains(got.String(), "Used:       BRL 13.34") {
+		t.Fatalf("cards get after restart = %v:\n%s", err, got.String())
+	}
+
+	// The load generator, open loop against the running bank: every call answered.
+	var bench bytes.Buffer
+	if err := program.Run(context.Background(), []string{"bench", addr, "--cards", "40", "--schedule", "~20:1s,50:3s"}, &bench, io.Discard); err != nil {
+		t.Fatalf("bench: %v\n%s", err, bench.String())
+	}
+	if !strings.Contains(bench.String(), "| 50 | 50 | 150 | 0 |") {
+		t.Errorf("bench did not send 150 calls at 50/s without errors:\n%s", bench.String())
+	}
+}

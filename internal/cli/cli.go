@@ -1,0 +1,172 @@
+// Package cli is what Code Bank's binaries share of a command line: subcommands chosen by the
+// first argument (Program), and flags that can each be set by an environment variable as well
+// (--reply-partition is CODEBANK_REPLY_PARTITION).
+//
+// Its main types are Program and Command.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// Errors of a command line.
+var (
+	// ErrUsage marks an error whose message is a usage text, already complete.
+	ErrUsage = errors.New("usage")
+	// ErrHelp is returned by Parse after printing help: the command exits 0 (HelpOK).
+	ErrHelp = fmt.Errorf("%w: help", ErrUsage)
+)
+
+// Command is one subcommand of a program.
+type Command struct {
+	// Summary is its line in the program's usage.
+	Summary string
+	// Run runs it with the arguments after its name.
+	Run func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+// Program is a binary of subcommands.
+type Program struct {
+	// Name is the binary's name, Title its first usage line.
+	Name, Title string
+	// Commands are its subcommands, by name.
+	Commands map[string]Command
+}
+
+// Main runs the command named by os.Args[1] until it returns or SIGINT or SIGTERM ends its
+// context, then exits: 0 when it succeeded, the status an error chooses (an error with an
+// ExitCode method), or 1.
+func (p Program) Main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := p.Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err == nil {
+		return
+	}
+	if !errors.Is(err, ErrUsage) {
+		fmt.Fprintln(os.Stderr, p.Name+":", err)
+	}
+	var ec interface{ ExitCode() int }
+	if errors.As(err, &ec) {
+		os.Exit(ec.ExitCode())
+	}
+	os.Exit(1)
+}
+
+// Run runs the command args names.
+func (p Program) Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		p.usage(stdout)
+		if len(args) == 0 {
+			return ErrUsage
+		}
+		return nil
+	}
+	cmd, ok := p.Commands[args[0]]
+	if !ok {
+		p.usage(stderr)
+		return fmt.Errorf("unknown command %q", args[0])
+	}
+	return cmd.Run(ctx, args[1:], stdout, stderr)
+}
+
+func (p Program) usage(w io.Writer) {
+	fmt.Fprintf(w, "%s\n\nUsage: %s COMMAND [flags]\n\nCommands:\n", p.Title, p.Name)
+	names := make([]string, 0, len(p.Commands))
+	for n := range p.Commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-11s %s\n", n, p.Commands[n].Summary)
+	}
+	fmt.Fprintf(w, "\nRun '%s COMMAND --help' for a command's flags. Every flag can also be set\nwith an environment variable: --reply-partition is CODEBANK_REPLY_PARTITION.\n", p.Name)
+}
+
+// NewFlagSet returns a flag set whose usage, "Usage: " and synopsis, lists its flags with their
+// environment variables.
+func NewFlagSet(synopsis string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(strings.Fields(synopsis + " x")[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: %s\n\nFlags (each also read from the environment variable shown):\n", synopsis)
+		fs.VisitAll(func(f *flag.Flag) {
+			def := ""
+			if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" {
+				def = " (default " + f.DefValue + ")"
+			}
+			fmt.Fprintf(stderr, "  --%s  [%s]\n      %s%s\n", f.Name, EnvName(f.Name), f.Usage, def)
+		})
+	}
+	return fs
+}
+
+// EnvName is the environment variable of a flag: CODEBANK_ and its name in upper case, with
+// underscores for dashes.
+func EnvName(flagName string) string {
+	return "CODEBANK_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// Parse parses args, then fills every flag not given on the command line from its environment
+// variable. It returns ErrHelp after printing help, and an error wrapping ErrUsage for a bad
+// command line.
+func Parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return ErrHelp
+		}
+		return fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] || err != nil {
+			return
+		}
+		if v, ok := os.LookupEnv(EnvName(f.Name)); ok {
+			if e := f.Value.Set(v); e != nil {
+				err = fmt.Errorf("%s=%q: %v", EnvName(f.Name), v, e)
+			}
+		}
+	})
+	return err
+}
+
+// HelpOK turns the help request into a clean exit.
+func HelpOK(err error) error {
+	if errors.Is(err, ErrHelp) {
+		return nil
+	}
+	return err
+}
+
+// Dial connects to a Code Bank gRPC address, without TLS.
+func Dial(addr string) (*grpc.ClientConn, error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", addr, err)
+	}
+	return conn, nil
+}
+
+// Loopback turns a listen address like "[::]:50051" or ":50051" into one a local client can
+// dial: "localhost:50051".
+func Loopback(addr string) string {
+	if i := strings.LastIndex(addr, ":"); i >= 0 {
+		return "localhost" + addr[i:]
+	}
+	return addr
+}

@@ -1,0 +1,310 @@
+// Package localconnect fetches, starts and stops a Kafka Connect worker in
+// distributed mode, with Code Bank's OpenSearch sink connector (package
+// github.com/codebank/codebank/connect) in its plugin.path, for local
+// development and integration tests, without Docker.
+//
+// The worker jars come from Maven Central and the connector is compiled from
+// its source once, both cached, so only Java 17+ (a JDK) and Maven need to be
+// installed. A distributed worker keeps connector configurations, sink
+// offsets and statuses in Kafka topics named after Options.GroupID, so a
+// restarted worker with the same GroupID resumes its connectors by itself.
+// Connectors are created over REST: see connect.PutConnector.
+package localconnect
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/codebank/codebank/connect"
+	"github.com/codebank/codebank/internal/devenv/jvm"
+)
+
+const (
+	defaultHeapMB  = 512
+	defaultGroupID = "codebank-connect"
+	// startTimeout bounds the wait for a started worker to be ready.
+	startTimeout = 120 * time.Second
+	// stopTimeout bounds the orderly shutdown before SIGKILL.
+	stopTimeout = 30 * time.Second
+)
+
+// Options configures Start.
+type Options struct {
+	// CacheDir is the jar cache root; default $CODEBANK_CACHE_DIR, else
+	// os.UserCacheDir()/codebank. Jars go into CacheDir/connect-<version>.
+	CacheDir string
+	// DataDir holds worker.properties (written on every start) and
+	// worker.log. If empty, a temporary directory is created and removed by
+	// Stop. The worker's state lives in Kafka, not here.
+	DataDir string
+	// Brokers is the Kafka bootstrap address list, e.g. "127.0.0.1:9092".
+	// Required.
+	Brokers string
+	// RESTPort is the REST API port on 127.0.0.1; 0 picks a free port.
+	RESTPort int
+	// GroupID is the worker group's group.id and the prefix of its internal
+	// topics GroupID-configs, GroupID-offsets and GroupID-status
+	// (replication factor 1); default "codebank-connect". Workers sharing it
+	// share connectors.
+	GroupID string
+	// HeapMB is the maximum Java heap in MiB; default 512.
+	HeapMB int
+	// Logger receives progress messages; default slog.Default().
+	Logger *slog.Logger
+}
+
+// Worker is a running Kafka Connect worker started by Start.
+type Worker struct {
+	port    int
+	dataDir jvm.DataDir
+	log     *slog.Logger
+	proc    *jvm.Process
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// bindFailureRE finds the port in Jetty's "Failed to bind to
+// /127.0.0.1:PORT" message (which jvm.Process takes to mean the port is in
+// use only if the log also says "Address already in use").
+var bindFailureRE = regexp.MustCompile(`Failed to bind to [^\s]*:([0-9]+)`)
+
+// Start fetches the jars and builds the connector if needed, starts a
+// distributed worker as a child java process and waits until its REST API
+// answers, GET /health reports it ready and GET /connector-plugins lists the
+// OpenSearch sink. ctx bounds the start-up only (including a first fetch);
+// the worker runs until Stop is called or the calling process dies. If the
+// worker exits or is not ready within two minutes, the error includes the
+// tail of worker.log.
+func Start(ctx context.Context, opts Options) (*Worker, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if opts.Brokers == "" {
+		return nil, errors.New("localconnect: Options.Brokers is empty")
+	}
+	if opts.GroupID == "" {
+		opts.GroupID = defaultGroupID
+	}
+	if opts.HeapMB <= 0 {
+		opts.HeapMB = defaultHeapMB
+	}
+	java, err := jvm.FindJava(javaMajor, true)
+	if err != nil {
+		return nil, fmt.Errorf("localconnect: %w", err)
+	}
+	in, err := fetch(ctx, opts.CacheDir, java, log)
+	if err != nil {
+		return nil, err
+	}
+
+	dataDir, err := jvm.NewDataDir(opts.DataDir, "localconnect-")
+	if err != nil {
+		return nil, fmt.Errorf("localconnect: %w", err)
+	}
+
+	w, err := jvm.OnFreePorts([]int{opts.RESTPort}, func(p []int) (*Worker, error) {
+		return launch(ctx, java, in, dataDir, p[0], opts, log)
+	}, func(port int) {
+		log.Info("localconnect: the picked port was taken before the worker bound it, retrying with another", "port", port)
+	})
+	if err != nil {
+		dataDir.Remove()
+		return nil, fmt.Errorf("localconnect: %w", err)
+	}
+	return w, nil
+}
+
+// launch writes worker.properties, starts the java process and waits for
+// the worker to be ready.
+func launch(ctx context.Context, java *jvm.Java, in *jvm.Installation, dataDir jvm.DataDir, port int, opts Options, log *slog.Logger) (*Worker, error) {
+	start := time.Now()
+	propsFile := filepath.Join(dataDir.Path, "worker.properties")
+	if err := os.WriteFile(propsFile, []byte(workerProperties(opts.Brokers, opts.GroupID, port, in.Extra)), 0o644); err != nil {
+		return nil, err
+	}
+	classpath := filepath.Join(in.Libs, "*")
+	w := &Worker{port: port, dataDir: dataDir, log: log}
+	proc, err := jvm.StartProcess(jvm.Command{
+		Java:      java,
+		Options:   jvmArgs(opts.HeapMB),
+		CDS:       jvm.NewClassData(filepath.Join(in.Dir, "cds"), "worker", java, classpath),
+		Classpath: classpath,
+		Main:      "org.apache.kafka.connect.cli.ConnectDistributed",
+		Args:      []string{propsFile},
+		Dir:       dataDir.Path,
+		Log:       filepath.Join(dataDir.Path, "worker.log"),
+		Banner: fmt.Sprintf("=== localconnect: %s starting Kafka Connect %s on 127.0.0.1:%d (group %s, brokers %s) ===",
+			time.Now().Format(time.RFC3339), Version, port, opts.GroupID, opts.Brokers),
+		Name:        "worker",
+		Addr:        w.URL(),
+		BindFailure: bindFailureRE,
+	})
+	if err != nil {
+		return nil, err
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	if err := proc.WaitReady(ctx, startTimeout, "not ready", func() error { return probe(client, w.URL()) }); err != nil {
+		return nil, err
+	}
+	w.proc = proc
+	log.Info("localconnect: worker started", "url", w.URL(), "version", Version, "group", opts.GroupID,
+		"took", time.Since(start).Round(time.Millisecond))
+	return w, nil
+}
+
+// jvmArgs returns the worker's JVM options: those of Kafka's
+// connect-distributed.sh with a smaller heap, C1-only JIT compilation (a
+// faster start for the small loads of local use), no hsperfdata file, and
+// slf4j-simple logging at WARN (INFO for the sink connector) to worker.log.
+func jvmArgs(heapMB int) []string {
+	return []string{
+		"-Xms" + strconv.Itoa(min(128, heapMB)) + "m",
+		"-Xmx" + strconv.Itoa(heapMB) + "m",
+		"-XX:+UseG1GC",
+		"-XX:MaxGCPauseMillis=20",
+		"-XX:InitiatingHeapOccupancyPercent=35",
+		"-XX:+ExplicitGCInvokesConcurrent",
+		"-XX:TieredStopAtLevel=1",
+		"-XX:-UsePerfData",
+		"-Djava.awt.headless=true",
+		"-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+		"-Dorg.slf4j.simpleLogger.log.codebank.connect=info",
+		"-Dorg.slf4j.simpleLogger.showDateTime=true",
+		"-Dorg.slf4j.simpleLogger.dateTimeFormat=yyyy-MM-dd'T'HH:mm:ss.SSSXXX",
+	}
+}
+
+// workerProperties renders the distributed worker's configuration.
+func workerProperties(brokers, groupID string, port int, pluginPath string) string {
+	p := map[string]string{
+		"bootstrap.servers": brokers,
+		"group.id":          groupID,
+		// The sink parses JSON itself; most Connect users expect strings.
+		"key.converter":   "org.apache.kafka.connect.storage.StringConverter",
+		"value.converter": "org.apache.kafka.connect.storage.StringConverter",
+		// Internal topics, one partition each on a single local broker.
+		"config.storage.topic":              groupID + "-configs",
+		"offset.storage.topic":              groupID + "-offsets",
+		"status.storage.topic":              groupID + "-status",
+		"config.storage.replication.factor": "1",
+		"offset.storage.replication.factor": "1",
+		"status.storage.replication.factor": "1",
+		"offset.storage.partitions":         "1",
+		"status.storage.partitions":         "1",
+		"listeners":                         "http://127.0.0.1:" + strconv.Itoa(port),
+		"rest.advertised.host.name":         "127.0.0.1",
+		"rest.advertised.port":              strconv.Itoa(port),
+		"plugin.path":                       pluginPath,
+		// Plugins declare themselves in META-INF/services: no classpath scan.
+		"plugin.discovery": "service_load",
+		// Sink offsets are committed every second instead of every minute,
+		// so a restarted worker redelivers little.
+		"offset.flush.interval.ms": "1000",
+		// A restarted lone worker gets its connectors back at once instead
+		// of after the default five minutes.
+		"scheduled.rebalance.max.delay.ms": "0",
+	}
+	var buf bytes.Buffer
+	buf.WriteString("# Written by localconnect on every start.\n")
+	for _, k := range slices.Sorted(maps.Keys(p)) {
+		fmt.Fprintf(&buf, "%s=%s\n", k, jvm.EscapeProperty(p[k]))
+	}
+	return buf.String()
+}
+
+// probe succeeds if the worker at url answers GET / and GET /health with
+// 200 (GET /health answers 503 until the worker has joined its group and
+// read its configuration topic) and GET /connector-plugins lists the sink.
+func probe(client *http.Client, url string) error {
+	for _, path := range []string{"/", "/health"} {
+		if _, err := get(client, url+path); err != nil {
+			return err
+		}
+	}
+	body, err := get(client, url+"/connector-plugins")
+	if err != nil {
+		return err
+	}
+	var plugins []struct {
+		Class string `json:"class"`
+	}
+	if err := json.Unmarshal(body, &plugins); err != nil {
+		return fmt.Errorf("GET %s/connector-plugins: %w", url, err)
+	}
+	for _, p := range plugins {
+		if p.Class == connect.OpenSearchSinkClass {
+			return nil
+		}
+	}
+	return fmt.Errorf("GET %s/connector-plugins does not list %s: %s", url, connect.OpenSearchSinkClass, body)
+}
+
+func get(client *http.Client, url string) ([]byte, error) {
+	resp, err := client.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s: %s", url, resp.Status, bytes.TrimSpace(body))
+	}
+	return body, nil
+}
+
+// URL returns the worker's REST address, "http://127.0.0.1:PORT".
+func (w *Worker) URL() string { return "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(w.port)) }
+
+// DataDir returns the directory holding worker.properties and worker.log.
+func (w *Worker) DataDir() string { return w.dataDir.Path }
+
+// PutConnector creates or updates the connector name with config on this
+// worker and waits until it and all its tasks are RUNNING: see the function
+// PutConnector.
+func (w *Worker) PutConnector(ctx context.Context, name string, config map[string]string) error {
+	return connect.PutConnector(ctx, w.URL(), name, config)
+}
+
+// Stop shuts the worker down: it sends SIGTERM for an orderly shutdown
+// (tasks stop and commit their offsets), waits up to 30 seconds, then sends
+// SIGKILL. It removes the DataDir if Start created it. It returns an error if
+// the worker had to be killed or had already exited on its own (with the
+// tail of worker.log). Stop is safe to call more than once; later calls
+// return the first call's result.
+func (w *Worker) Stop() error {
+	w.stopOnce.Do(func() { w.stopErr = w.stop() })
+	return w.stopErr
+}
+
+func (w *Worker) stop() error {
+	start := time.Now()
+	var errs []error
+	if err := w.proc.Stop(stopTimeout); err != nil {
+		errs = append(errs, fmt.Errorf("localconnect: %w", err))
+	}
+	if err := w.dataDir.Remove(); err != nil {
+		errs = append(errs, fmt.Errorf("localconnect: removing data dir: %w", err))
+	}
+	w.log.Info("localconnect: worker stopped", "url", w.URL(), "took", time.Since(start).Round(time.Millisecond))
+	return errors.Join(errs...)
+}

@@ -1,0 +1,272 @@
+// Package localsearch fetches, starts and stops a single local OpenSearch
+// node that speaks the Elasticsearch 7 REST API, for local development and
+// integration tests, without Docker.
+//
+// The node is OpenSearch 2.19 (see Version) run from its Maven Central jars
+// with the modules transport-netty4 (HTTP), analysis-common, mapper-extras
+// and reindex, and no security plugin: plain HTTP on 127.0.0.1, no users. It
+// reports version 7.10.2 on GET / (compatibility.override_main_response_version),
+// so Elasticsearch 7 clients such as github.com/olivere/elastic/v7 (with
+// sniffing off) accept it.
+//
+// Only Java 17+ (a JDK: a small main class is compiled once) and Maven need
+// to be installed. Start launches the node as a child java process and
+// returns once GET /_cluster/health answers green or yellow; Node.Stop shuts
+// it down.
+package localsearch
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/codebank/codebank/internal/devenv/jvm"
+)
+
+const (
+	defaultHeapMB = 512
+	// startTimeout bounds the wait for a started node to answer.
+	startTimeout = 120 * time.Second
+	// stopTimeout bounds the orderly shutdown before SIGKILL.
+	stopTimeout = 30 * time.Second
+	// clusterName is fixed: a data directory belongs to its cluster.
+	clusterName = "localsearch"
+)
+
+// Options configures Start. The zero value starts a node in a temporary
+// directory on a free port.
+type Options struct {
+	// CacheDir is the jar cache root; default $CODEBANK_CACHE_DIR, else
+	// os.UserCacheDir()/codebank. Jars go into CacheDir/opensearch-<version>.
+	CacheDir string
+	// DataDir holds the node's data (DataDir/data), its configuration
+	// (DataDir/config/opensearch.yml, written on every start) and node.log.
+	// If empty, a temporary directory is created and removed by Stop; else
+	// indices survive restarts on the same DataDir.
+	DataDir string
+	// HTTPPort is the HTTP port on 127.0.0.1; 0 picks a free port. The
+	// node-to-node transport port is the first free one of 9300-9400.
+	HTTPPort int
+	// HeapMB is the maximum Java heap in MiB; default 512.
+	HeapMB int
+	// Logger receives progress messages; default slog.Default().
+	Logger *slog.Logger
+}
+
+// Node is a running OpenSearch node started by Start.
+type Node struct {
+	port    int
+	dataDir jvm.DataDir
+	log     *slog.Logger
+	proc    *jvm.Process
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// bindFailureRE finds the port in OpenSearch's "BindHttpException: Failed to
+// bind to 127.0.0.1:PORT" message.
+var bindFailureRE = regexp.MustCompile(`BindHttpException[^\n]*Failed to bind to [^\s\]]*:([0-9]+)`)
+
+// Start fetches the jars and compiles the node class if needed, starts the
+// node as a child java process and waits until GET /_cluster/health answers
+// green or yellow. ctx bounds the start-up only (including a first fetch);
+// the node runs until Stop is called or the calling process dies. If the
+// node exits or does not answer within two minutes, the error includes the
+// tail of node.log.
+func Start(ctx context.Context, opts Options) (*Node, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if opts.HeapMB <= 0 {
+		opts.HeapMB = defaultHeapMB
+	}
+	java, err := jvm.FindJava(javaMajor, true)
+	if err != nil {
+		return nil, fmt.Errorf("localsearch: %w", err)
+	}
+	in, err := fetch(ctx, opts.CacheDir, java, log)
+	if err != nil {
+		return nil, err
+	}
+
+	dataDir, err := jvm.NewDataDir(opts.DataDir, "localsearch-")
+	if err == nil {
+		if err = os.MkdirAll(filepath.Join(dataDir.Path, "config"), 0o755); err != nil {
+			dataDir.Remove()
+			err = fmt.Errorf("data dir: %w", err)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("localsearch: %w", err)
+	}
+
+	n, err := jvm.OnFreePorts([]int{opts.HTTPPort}, func(p []int) (*Node, error) {
+		return launch(ctx, java, in, dataDir, p[0], opts, log)
+	}, func(port int) {
+		log.Info("localsearch: the picked port was taken before the node bound it, retrying with another", "port", port)
+	})
+	if err != nil {
+		dataDir.Remove()
+		return nil, fmt.Errorf("localsearch: %w", err)
+	}
+	return n, nil
+}
+
+// launch writes opensearch.yml, starts the java process and waits for the
+// node to answer.
+func launch(ctx context.Context, java *jvm.Java, in *jvm.Installation, dataDir jvm.DataDir, port int, opts Options, log *slog.Logger) (*Node, error) {
+	start := time.Now()
+	if err := os.WriteFile(filepath.Join(dataDir.Path, "config", "opensearch.yml"), []byte(nodeConfig(dataDir.Path, port)), 0o644); err != nil {
+		return nil, err
+	}
+	n := &Node{port: port, dataDir: dataDir, log: log}
+	proc, err := jvm.StartProcess(jvm.Command{
+		Java:      java,
+		Options:   jvmArgs(opts.HeapMB, dataDir.Path),
+		CDS:       jvm.NewClassData(filepath.Join(in.Dir, "cds"), "node", java, classpath(in)),
+		Classpath: classpath(in),
+		Main:      nodeMainClass,
+		Args:      []string{dataDir.Path},
+		Dir:       dataDir.Path,
+		Log:       filepath.Join(dataDir.Path, "node.log"),
+		Banner: fmt.Sprintf("=== localsearch: %s starting OpenSearch %s on 127.0.0.1:%d ===",
+			time.Now().Format(time.RFC3339), Version, port),
+		Name:        "node",
+		Addr:        n.HostPort(),
+		BindFailure: bindFailureRE,
+	})
+	if err != nil {
+		return nil, err
+	}
+	client := &http.Client{Timeout: 3 * time.Second}
+	health := n.URL() + "/_cluster/health"
+	if err := proc.WaitReady(ctx, startTimeout, "no green or yellow cluster health", func() error { return probe(client, health) }); err != nil {
+		return nil, err
+	}
+	n.proc = proc
+	log.Info("localsearch: node started", "url", n.URL(), "version", Version, "dataDir", dataDir.Path,
+		"took", time.Since(start).Round(time.Millisecond))
+	return n, nil
+}
+
+// jvmArgs returns the node's JVM options: those of OpenSearch's jvm.options
+// that matter here, a small heap, and C1-only JIT compilation, which halves
+// the start-up time on a small machine at the cost of peak speed that local
+// development and tests do not need.
+func jvmArgs(heapMB int, dataDir string) []string {
+	return []string{
+		"-Xms" + strconv.Itoa(min(256, heapMB)) + "m",
+		"-Xmx" + strconv.Itoa(heapMB) + "m",
+		"-Xss1m",
+		"-XX:+UseG1GC",
+		"-XX:TieredStopAtLevel=1",
+		"-XX:-UsePerfData",
+		"-XX:+HeapDumpOnOutOfMemoryError",
+		"-XX:HeapDumpPath=" + dataDir,
+		"-Djava.awt.headless=true",
+		"-Dfile.encoding=UTF-8",
+		"-Djna.nosys=true",
+		"-Dio.netty.noUnsafe=true",
+		"-Dio.netty.noKeySetOptimization=true",
+		"-Dio.netty.recycler.maxCapacityPerThread=0",
+		"-Dlog4j.shutdownHookEnabled=false",
+		"-Dlog4j2.disable.jmx=true",
+	}
+}
+
+// nodeConfig renders opensearch.yml. Values are JSON strings, which YAML
+// reads as they are.
+func nodeConfig(dataDir string, port int) string {
+	var buf bytes.Buffer
+	buf.WriteString("# Written by localsearch on every start.\n")
+	set := func(k string, v any) {
+		b, _ := json.Marshal(v)
+		fmt.Fprintf(&buf, "%s: %s\n", k, b)
+	}
+	set("cluster.name", clusterName)
+	set("node.name", clusterName)
+	set("path.data", filepath.Join(dataDir, "data"))
+	set("path.logs", filepath.Join(dataDir, "logs"))
+	set("discovery.type", "single-node")
+	set("network.host", "127.0.0.1")
+	set("http.port", port)
+	set("compatibility.override_main_response_version", true)
+	set("cluster.routing.allocation.disk.threshold_enabled", false)
+	set("action.auto_create_index", true)
+	set("logger.level", "WARN")
+	return buf.String()
+}
+
+// probe succeeds if url answers a cluster health of green or yellow.
+func probe(client *http.Client, url string) error {
+	resp, err := client.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, body)
+	}
+	var health struct {
+		Status string `json:"status"`
+	}
+	if err := json.Unmarshal(body, &health); err != nil {
+		return fmt.Errorf("GET %s: %w", url, err)
+	}
+	if health.Status != "green" && health.Status != "yellow" {
+		return fmt.Errorf("cluster health is %q", health.Status)
+	}
+	return nil
+}
+
+// URL returns the node's HTTP address, "http://127.0.0.1:PORT".
+func (n *Node) URL() string { return "http://" + n.HostPort() }
+
+// HostPort returns the node's HTTP address as "127.0.0.1:PORT", the form
+// that clients configured with host addresses instead of URLs take.
+func (n *Node) HostPort() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(n.port)) }
+
+// DataDir returns the directory holding the node's data, configuration and
+// node.log.
+func (n *Node) DataDir() string { return n.dataDir.Path }
+
+// Stop shuts the node down: it sends SIGTERM for an orderly shutdown, waits
+// up to 30 seconds, then sends SIGKILL. It removes the DataDir if Start
+// created it. It returns an error if the node had to be killed or had
+// already exited on its own (with the tail of node.log). Stop is safe to call
+// more than once; later calls return the first call's result.
+func (n *Node) Stop() error {
+	n.stopOnce.Do(func() { n.stopErr = n.stop() })
+	return n.stopErr
+}
+
+func (n *Node) stop() error {
+	start := time.Now()
+	var errs []error
+	if err := n.proc.Stop(stopTimeout); err != nil {
+		errs = append(errs, fmt.Errorf("localsearch: %w", err))
+	}
+	if err := n.dataDir.Remove(); err != nil {
+		errs = append(errs, fmt.Errorf("localsearch: removing data dir: %w", err))
+	}
+	n.log.Info("localsearch: node stopped", "url", n.URL(), "took", time.Since(start).Round(time.Millisecond))
+	return errors.Join(errs...)
+}

@@ -1,0 +1,155 @@
+package processors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/lovoo/goka"
+	"github.com/lovoo/goka/storage"
+
+	"github.com/codebank/codebank/codecs"
+	"github.com/codebank/codebank/internal/card"
+	"github.com/codebank/codebank/internal/kafkaconf"
+	"github.com/codebank/codebank/internal/tablestore"
+)
+
+// Group runs one goka group of Code Bank: every role and every test builds and runs its
+// processors this way. Build it with NewGroup and run it with Run.
+type Group struct {
+	name string
+	proc *goka.Processor
+}
+
+// NewGroup returns the group of graph, with kc's configuration and its local table storage
+// under storageDir.
+func NewGroup(kc kafkaconf.Config, graph *goka.GroupGraph, storageDir string, log *slog.Logger) (*Group, error) {
+	proc, err := goka.NewProcessor(kc.Brokers, graph, kc.ProcessorOptions(storageDir, log)...)
+	if err != nil {
+		return nil, fmt.Errorf("create group %s: %w", graph.Group(), err)
+	}
+	return &Group{name: string(graph.Group()), proc: proc}, nil
+}
+
+// Run runs the group until ctx ends (then it returns nil) or the group fails. goka's errors
+// name record keys, some of which are card numbers: the error returned masks them.
+func (g *Group) Run(ctx context.Context) error {
+	if err := g.proc.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("group %s: %s", g.name, card.Redact(err.Error()))
+	}
+	return nil
+}
+
+// Ready reports whether the group has recovered its tables and is processing.
+func (g *Group) Ready() bool { return g.proc.Recovered() }
+
+// WaitReady waits until the group is ready or ctx ends.
+func (g *Group) WaitReady(ctx context.Context) error { return g.proc.WaitForReadyContext(ctx) }
+
+// View is a goka view of one of Code Bank's tables, read leniently (a value that does not
+// decode reads as a *codecs.Undecodable, for its key alone) and able to wake a reader when it
+// changes (Await). Build it with NewView and run it with Run.
+type View struct {
+	name string
+	view *goka.View
+
+	mu      sync.Mutex
+	changed chan struct{} // closed at the next write to the view's storage
+}
+
+// NewView returns a view of table whose local copy lives under storageDir, or in memory when
+// storageDir is empty (it then recovers the table at every start).
+func NewView(kc kafkaconf.Config, table Topic, storageDir string, log *slog.Logger) (*View, error) {
+	v := &View{name: table.Name}
+	builder := storage.MemoryBuilder()
+	if storageDir != "" {
+		builder = tablestore.NewView(storageDir)
+	}
+	opts := append(kc.ViewOptions(log), goka.WithViewStorageBuilder(v.notifying(builder)))
+	view, err := goka.NewView(kc.Brokers, goka.Table(table.Name), codecs.Lenient(table.Codec), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("create view of %s: %w", table.Name, err)
+	}
+	v.view = view
+	return v, nil
+}
+
+// Run runs the view until ctx ends (then it returns nil) or the view fails.
+func (v *View) Run(ctx context.Context) error {
+	if err := v.view.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("view of %s: %s", v.name, card.Redact(err.Error()))
+	}
+	return nil
+}
+
+// Ready reports whether the view has caught up with its table once.
+func (v *View) Ready() bool { return v.view.Recovered() }
+
+// Get returns the value of key: nil for none, a *codecs.Undecodable for a value that does not
+// decode.
+func (v *View) Get(key string) (any, error) { return v.view.Get(key) }
+
+// Await calls check until it reports done or fails, calling it again each time the view
+// changes, until ctx ends (then it returns ctx's error).
+func (v *View) Await(ctx context.Context, check func() (done bool, err error)) error {
+	for {
+		changed := v.changes() // before the check: a change during it wakes the wait below
+		done, err := check()
+		if err != nil || done {
+			return err
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (v *View) changes() <-chan struct{} {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.changed == nil {
+		v.changed = make(chan struct{})
+	}
+	return v.changed
+}
+
+func (v *View) notify() {
+	v.mu.Lock()
+	if v.changed != nil {
+		close(v.changed)
+		v.changed = nil
+	}
+	v.mu.Unlock()
+}
+
+// notifying wraps a storage builder so that every write to the view's storage wakes Await.
+func (v *View) notifying(b storage.Builder) storage.Builder {
+	return func(topic string, partition int32) (storage.Storage, error) {
+		st, err := b(topic, partition)
+		if err != nil {
+			return nil, err
+		}
+		return notifyingStorage{Storage: st, notify: v.notify}, nil
+	}
+}
+
+type notifyingStorage struct {
+	storage.Storage
+	notify func()
+}
+
+func (s notifyingStorage) Set(key string, value []byte) error {
+	err := s.Storage.Set(key, value)
+	s.notify()
+	return err
+}
+
+func (s notifyingStorage) Delete(key string) error {
+	err := s.Storage.Delete(key)
+	s.notify()
+	return err
+}
