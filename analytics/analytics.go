@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/olivere/elastic/v7"
+
+	"github.com/codebank/codebank/codecs"
 )
 
 // DefaultIndex is the index Kafka Connect writes the results topic to.
@@ -90,7 +92,7 @@ type Bucket struct {
 
 // KeyFigures computes the figures of authorizations decided in [from, to).
 func KeyFigures(ctx context.Context, c *elastic.Client, index string, from, to time.Time) (*Figures, error) {
-	approved := elastic.NewTermQuery("status", "approved")
+	approved := elastic.NewTermQuery("status", codecs.StatusApproved)
 	search := c.Search(index).Size(0).TrackTotalHits(true).
 		Query(elastic.NewRangeQuery("authorized_at").Gte(from.UTC().Format(time.RFC3339Nano)).Lt(to.UTC().Format(time.RFC3339Nano))).
 		Aggregation("status", elastic.NewTermsAggregation().Field("status").Size(5)).
@@ -111,9 +113,9 @@ func KeyFigures(ctx context.Context, c *elastic.Client, index string, from, to t
 	if st, ok := res.Aggregations.Terms("status"); ok {
 		for _, b := range st.Buckets {
 			switch fmt.Sprint(b.Key) {
-			case "approved":
+			case codecs.StatusApproved:
 				f.Approved = b.DocCount
-			case "rejected":
+			case codecs.StatusRejected:
 				f.Rejected = b.DocCount
 			}
 		}
@@ -183,7 +185,7 @@ func (f *Figures) Format(currency string) string {
 	if len(f.RejectionReasons) > 0 {
 		fmt.Fprintf(&b, "\n  rejection reasons\n")
 		for _, r := range f.RejectionReasons {
-			fmt.Fprintf(&b, "    %-28s %d\n", strings.ReplaceAll(r.Key, "_", " "), r.Count)
+			fmt.Fprintf(&b, "    %-28s %d\n", codecs.ReasonOf(r.Key).Label, r.Count)
 		}
 	}
 	if !f.LatestAuthorized.IsZero() {

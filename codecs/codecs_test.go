@@ -67,3 +67,16 @@ func TestResultRoundTrip(t *testing.T) {
 		t.Errorf("JSON %s lacks %s", b, want)
 	}
 }
+
+// TestReasons: every reject reason of the public API has its words.
+func TestReasons(t *testing.T) {
+	for n := range codebankv1.RejectReason_name {
+		code := ReasonName(codebankv1.RejectReason(n))
+		if _, ok := reasons[code]; !ok {
+			t.Errorf("reject reason %q has no words in reasons", code)
+		}
+	}
+	if r := ReasonOf("something_new"); r.Label != "something_new" || r.Customer == "" {
+		t.Errorf("ReasonOf(unknown) = %+v", r)
+	}
+}

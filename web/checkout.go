@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/codebank/codebank/codecs"
 	"github.com/codebank/codebank/internal/card"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 	"github.com/codebank/codebank/web/store"
@@ -366,39 +367,9 @@ func (s *Server) redirectToOrder(w http.ResponseWriter, r *http.Request, id stri
 func decisionOf(resp *codebankv1.AuthorizeResponse) store.Decision {
 	d := store.Decision{Status: store.StatusApproved, TransactionID: resp.GetTransactionId()}
 	if resp.GetStatus() != codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED {
-		d.Status, d.Reason = store.StatusRejected, reasonCode(resp.GetReason())
+		d.Status, d.Reason = store.StatusRejected, codecs.ReasonName(resp.GetReason())
 	}
 	return d
-}
-
-// reasonCode is the results topic's name of a reason: insufficient_credit.
-func reasonCode(r codebankv1.RejectReason) string {
-	if r == codebankv1.RejectReason_REJECT_REASON_UNSPECIFIED {
-		return "unspecified"
-	}
-	return strings.ToLower(strings.TrimPrefix(r.String(), "REJECT_REASON_"))
-}
-
-// reasonText says why a payment was rejected, in a customer's words.
-func reasonText(code string) string {
-	switch code {
-	case "insufficient_credit":
-		return "Insufficient credit on this card"
-	case "cvv_mismatch":
-		return "Check the CVV"
-	case "expiry_mismatch":
-		return "Check the expiry date"
-	case "card_expired":
-		return "This card has expired"
-	case "holder_mismatch":
-		return "Check the name on the card"
-	case "card_not_found":
-		return "Card not recognised"
-	case "card_blocked":
-		return "This card is blocked"
-	default:
-		return "The bank declined this payment"
-	}
 }
 
 // formFields maps the bank's field names (google.rpc.BadRequest) to the form's, with the

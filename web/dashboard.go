@@ -386,7 +386,7 @@ func (a *aggregate) snapshot(now time.Time) DashboardData {
 		d.Stores = d.Stores[:topStores]
 	}
 	for k, n := range reasons {
-		d.Reasons = append(d.Reasons, ReasonCount{Reason: k, Label: reasonLabel(k), Count: n})
+		d.Reasons = append(d.Reasons, ReasonCount{Reason: k, Label: codecs.ReasonOf(k).Label, Count: n})
 	}
 	slices.SortFunc(d.Reasons, func(a, b ReasonCount) int {
 		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Reason, b.Reason))
@@ -418,29 +418,6 @@ func percentile(hist []int64, total int64, q float64) float64 {
 		}
 	}
 	return 0
-}
-
-// reasonLabel names a rejection reason on the dashboard, for people watching the bank.
-func reasonLabel(code string) string {
-	switch code {
-	case "insufficient_credit":
-		return "Insufficient credit"
-	case "cvv_mismatch":
-		return "Wrong CVV"
-	case "expiry_mismatch":
-		return "Wrong expiry"
-	case "card_expired":
-		return "Card expired"
-	case "holder_mismatch":
-		return "Wrong holder name"
-	case "card_not_found":
-		return "Unknown card"
-	case "card_blocked":
-		return "Card blocked"
-	case "":
-		return "Unspecified"
-	}
-	return code
 }
 
 // dashboardView is the data of the dashboard page.

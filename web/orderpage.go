@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/codebank/codebank/codecs"
 	"github.com/codebank/codebank/internal/card"
 	"github.com/codebank/codebank/web/store"
 )
@@ -39,7 +40,7 @@ func (p orderPage) Message() string {
 	case o.Status == store.StatusApproved:
 		return "The bank approved the payment. Thank you for your order!"
 	case o.Status == store.StatusRejected:
-		return reasonText(o.Reason)
+		return codecs.ReasonOf(o.Reason).Customer
 	case o.LastError == store.ErrorUnreachable:
 		return "We could not reach the bank, try again. You will not be charged twice."
 	case o.LastError == store.ErrorInvalid:

@@ -51,6 +51,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/codebank/codebank/codecs"
 	"github.com/codebank/codebank/internal/money"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 	"github.com/codebank/codebank/web/store"
@@ -336,7 +337,7 @@ func (s *Server) parsePages() map[string]*template.Template {
 		"money":  s.money,
 		"static": func(name string) string { return "/static/" + name + "?v=" + s.version },
 		"spaced": spaced,
-		"reason": reasonText,
+		"reason": func(code string) string { return codecs.ReasonOf(code).Customer },
 		"date":   func(t time.Time) string { return t.UTC().Format("2 Jan 2006, 15:04 UTC") },
 		"field":  field,
 		"focus":  focus,

@@ -104,7 +104,7 @@ func TestRun(t *testing.T) {
 	pay.Reset()
 	err = codebank(&pay, "pay", addr, "--card", c.Number, "--holder", c.Holder, "--exp", c.Expiry, "--cvv", c.CVV, "--amount", "999999", "--store", "Code Store")
 	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(pay.String(), "insufficient credit") {
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(pay.String(), "Insufficient credit") {
 		t.Fatalf("pay over the limit = %v: %s", err, pay.String())
 	}
 	body := fmt.Sprintf(`{"card":{"number":%q,"holder_name":%q,"expiry_month":%s,"expiry_year":20%s,"cvv":%q},"amount_cents":100,"store":"Code Store","description":"REST"}`,
@@ -172,7 +172,7 @@ func TestRun(t *testing.T) {
 			t.Fatalf("the index does not hold the 3 authorizations:\n%s", figures)
 		}
 	}
-	if !strings.Contains(figures, "approved         2") || !strings.Contains(figures, "insufficient credit") {
+	if !strings.Contains(figures, "approved         2") || !strings.Contains(figures, "Insufficient credit") {
 		t.Errorf("analytics:\n%s", figures)
 	}
 	stop(cancel, done)

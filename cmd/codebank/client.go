@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/grpc/status"
 
+	"github.com/codebank/codebank/codecs"
 	"github.com/codebank/codebank/internal/card"
 	"github.com/codebank/codebank/internal/cli"
 	"github.com/codebank/codebank/internal/money"
@@ -186,7 +187,7 @@ func runPay(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	status := strings.TrimPrefix(resp.GetStatus().String(), "PAYMENT_STATUS_")
 	fmt.Fprintf(stdout, "%s  %s at %s on %s\n", status, money.Format(resp.GetAmountCents()), *store, resp.GetMaskedNumber())
 	if resp.GetStatus() == codebankv1.PaymentStatus_PAYMENT_STATUS_REJECTED {
-		fmt.Fprintf(stdout, "Reason:     %s\n", strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(resp.GetReason().String(), "REJECT_REASON_")), "_", " "))
+		fmt.Fprintf(stdout, "Reason:     %s\n", codecs.ReasonOf(codecs.ReasonName(resp.GetReason())).Label)
 	}
 	fmt.Fprintf(stdout, "Available:  %s\n", money.Format(resp.GetAvailableCents()))
 	fmt.Fprintf(stdout, "Transaction: %s\n", resp.GetTransactionId())

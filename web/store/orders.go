@@ -59,9 +59,9 @@ const (
 	// StatusPending orders have no answer from the bank yet.
 	StatusPending Status = "pending"
 	// StatusApproved orders were charged to the card.
-	StatusApproved Status = "approved"
+	StatusApproved Status = codecs.StatusApproved
 	// StatusRejected orders were refused by the bank; Reason says why.
-	StatusRejected Status = "rejected"
+	StatusRejected Status = codecs.StatusRejected
 )
 
 // Kinds of events.

@@ -1,0 +1,34 @@
+package codecs
+
+// Reason is a reject reason as the results record names it (Result.Reason), with the words the
+// bank's people and a customer read for it: the one place the pages, the dashboard and the
+// terminal's figures take them from.
+type Reason struct {
+	// Code is the reason in results and metrics: "insufficient_credit" (ReasonName).
+	Code string
+	// Label names it for people watching the bank (dashboards, analytics).
+	Label string
+	// Customer says it to the customer at a checkout.
+	Customer string
+}
+
+var reasons = map[string]Reason{
+	"insufficient_credit": {"insufficient_credit", "Insufficient credit", "Insufficient credit on this card"},
+	"cvv_mismatch":        {"cvv_mismatch", "Wrong CVV", "Check the CVV"},
+	"expiry_mismatch":     {"expiry_mismatch", "Wrong expiry", "Check the expiry date"},
+	"card_expired":        {"card_expired", "Card expired", "This card has expired"},
+	"holder_mismatch":     {"holder_mismatch", "Wrong holder name", "Check the name on the card"},
+	"card_not_found":      {"card_not_found", "Unknown card", "Card not recognised"},
+	"card_blocked":        {"card_blocked", "Card blocked", "This card is blocked"},
+	"account_unavailable": {"account_unavailable", "Account unavailable", "The bank could not check this card now. Try again later: you will not be charged twice"},
+	"":                    {"", "Unspecified", "The bank declined this payment"},
+}
+
+// ReasonOf returns the reason named code; an unknown code is labelled as itself and told to a
+// customer as a plain decline.
+func ReasonOf(code string) Reason {
+	if r, ok := reasons[code]; ok {
+		return r
+	}
+	return Reason{Code: code, Label: code, Customer: reasons[""].Customer}
+}
