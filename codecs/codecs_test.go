@@ -8,7 +8,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
-	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
 
 var (
@@ -36,7 +35,7 @@ func TestProtoRoundTrip(t *testing.T) {
 	}{
 		{PaymentRequested, &eventsv1.PaymentRequested{TransactionId: "tx-1", HolderName: "MARIA", ExpiryMonth: 11, ExpiryYear: 2030, CvvMatch: true, AmountCents: 1234, Store: "Code Store", Description: "book", RequestedAtUnixUs: 1, ReplyKey: "r0", Channel: eventsv1.Channel_CHANNEL_LEGACY}},
 		{CardCommand, &eventsv1.CardCommand{CommandId: "c-1", ReplyKey: "r1", Command: &eventsv1.CardCommand_Issue{Issue: &eventsv1.IssueCard{HolderName: "JOSE", LimitCents: 100000, Currency: "BRL", ExpiryMonth: 1, ExpiryYear: 2031}}}},
-		{Account, &eventsv1.Account{HolderName: "JOSE", LimitCents: 100, UsedCents: 50, Status: codebankv1.CardStatus_CARD_STATUS_ACTIVE, Outcomes: []byte{1, 2, 3}, Approvals: 2}},
+		{Account, &eventsv1.Account{HolderName: "JOSE", LimitCents: 100, UsedCents: 50, Status: eventsv1.CardStatus_CARD_STATUS_ACTIVE, Outcomes: []byte{1, 2, 3}, Approvals: 2}},
 		{Reply, &eventsv1.Reply{CorrelationId: "x", Body: &eventsv1.Reply_Payment{Payment: &eventsv1.PaymentReply{Outcome: &eventsv1.Outcome{TransactionId: "x", AmountCents: 5}, Duplicate: true}}}},
 	}
 	for _, tt := range tests {
@@ -70,8 +69,8 @@ func TestResultRoundTrip(t *testing.T) {
 
 // TestReasons: every reject reason of the public API has its words.
 func TestReasons(t *testing.T) {
-	for n := range codebankv1.RejectReason_name {
-		code := ReasonName(codebankv1.RejectReason(n))
+	for n := range eventsv1.RejectReason_name {
+		code := ReasonName(eventsv1.RejectReason(n))
 		if _, ok := reasons[code]; !ok {
 			t.Errorf("reject reason %q has no words in reasons", code)
 		}

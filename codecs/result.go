@@ -5,7 +5,6 @@ import (
 	"strings"
 
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
-	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
 
 // Result is one record of the results topic (documented for every consumer in
@@ -80,15 +79,22 @@ const (
 // TimeFormat is the layout of the times in results: RFC 3339 in UTC with microseconds.
 const TimeFormat = "2006-01-02T15:04:05.000000Z07:00"
 
+// enum is a protobuf enum: the stored records' (eventsv1) or the public API's (codebankv1),
+// which share names and numbers.
+type enum interface {
+	~int32
+	String() string
+}
+
 // StatusName is the name of a payment status in results and metrics: StatusApproved.
-func StatusName(s codebankv1.PaymentStatus) string {
+func StatusName[S enum](s S) string {
 	return strings.ToLower(strings.TrimPrefix(s.String(), "PAYMENT_STATUS_"))
 }
 
 // ReasonName is the lower-case name of a reject reason in results and metrics:
 // "insufficient_credit"; empty for none.
-func ReasonName(r codebankv1.RejectReason) string {
-	if r == codebankv1.RejectReason_REJECT_REASON_UNSPECIFIED {
+func ReasonName[R enum](r R) string {
+	if r == 0 {
 		return ""
 	}
 	return strings.ToLower(strings.TrimPrefix(r.String(), "REJECT_REASON_"))

@@ -124,7 +124,7 @@ type emptyStatements struct{}
 func (emptyStatements) Card(string) (*eventsv1.StatementCard, error) {
 	return &eventsv1.StatementCard{}, nil
 }
-func (emptyStatements) Lines(string, string, int64, int64) ([]*codebankv1.StatementLine, error) {
+func (emptyStatements) Lines(string, string, int64, int64) ([]*eventsv1.StatementLine, error) {
 	return nil, nil
 }
 func (emptyStatements) Await(ctx context.Context, check func() (bool, error)) error {

@@ -89,7 +89,7 @@ func (s *Server) toCard(number string, a *eventsv1.Account) *codebankv1.Card {
 		Number: number, MaskedNumber: card.Mask(number), HolderName: a.GetHolderName(),
 		ExpiryMonth: a.GetExpiryMonth(), ExpiryYear: a.GetExpiryYear(),
 		LimitCents: a.GetLimitCents(), UsedCents: a.GetUsedCents(), AvailableCents: a.GetLimitCents() - a.GetUsedCents(),
-		Currency: a.GetCurrency(), Status: a.GetStatus(), IssuedAtUnixMs: a.GetIssuedAtUnixUs() / 1000,
+		Currency: a.GetCurrency(), Status: publicCardStatus(a.GetStatus()), IssuedAtUnixMs: a.GetIssuedAtUnixUs() / 1000,
 	}
 }
 
@@ -138,7 +138,7 @@ func (s paymentService) Authorize(ctx context.Context, req *codebankv1.Authorize
 		return nil, conflict(txID)
 	}
 	return &codebankv1.AuthorizeResponse{
-		TransactionId: out.GetTransactionId(), Status: out.GetStatus(), Reason: out.GetReason(),
+		TransactionId: out.GetTransactionId(), Status: publicStatus(out.GetStatus()), Reason: publicReason(out.GetReason()),
 		AvailableCents: out.GetAvailableCents(), AmountCents: out.GetAmountCents(),
 		AuthorizedAtUnixMs: out.GetDecidedAtUnixUs() / 1000, MaskedNumber: card.Mask(number), Duplicate: reply.GetDuplicate(),
 	}, nil
@@ -201,9 +201,9 @@ func (s legacyService) Payment(ctx context.Context, req *paymentpb.PaymentReques
 	switch out := reply.GetOutcome(); {
 	case reply.GetConflict(): // never with the generated id; kept total
 		return nil, status.Error(codes.FailedPrecondition, LegacyRejected)
-	case out.GetStatus() == codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED:
+	case out.GetStatus() == eventsv1.PaymentStatus_PAYMENT_STATUS_APPROVED:
 		return &emptypb.Empty{}, nil
-	case out.GetReason() == codebankv1.RejectReason_REJECT_REASON_CARD_NOT_FOUND:
+	case out.GetReason() == eventsv1.RejectReason_REJECT_REASON_CARD_NOT_FOUND:
 		return nil, status.Error(codes.FailedPrecondition, LegacyUnknownCard)
 	default:
 		return nil, status.Error(codes.FailedPrecondition, LegacyRejected)

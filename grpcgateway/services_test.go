@@ -24,7 +24,7 @@ type recordingBank struct {
 func (b *recordingBank) Pay(_ context.Context, number string, req *eventsv1.PaymentRequested) (*eventsv1.PaymentReply, error) {
 	b.payments = append(b.payments, req)
 	b.numbers = append(b.numbers, number)
-	return &eventsv1.PaymentReply{Outcome: &eventsv1.Outcome{TransactionId: req.GetTransactionId(), Status: codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED, AmountCents: req.GetAmountCents()}}, nil
+	return &eventsv1.PaymentReply{Outcome: &eventsv1.Outcome{TransactionId: req.GetTransactionId(), Status: eventsv1.PaymentStatus_PAYMENT_STATUS_APPROVED, AmountCents: req.GetAmountCents()}}, nil
 }
 
 func (b *recordingBank) Command(_ context.Context, number string, _ *eventsv1.CardCommand) (*eventsv1.CardReply, error) {

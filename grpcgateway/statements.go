@@ -17,7 +17,7 @@ import (
 // StatementReader reads the statements processor's state (statements.Reader is the real one).
 type StatementReader interface {
 	Card(token string) (*eventsv1.StatementCard, error)
-	Lines(token, month string, from, n int64) ([]*codebankv1.StatementLine, error)
+	Lines(token, month string, from, n int64) ([]*eventsv1.StatementLine, error)
 	// Await calls check until it reports done or fails, again each time the statements change,
 	// until ctx ends.
 	Await(ctx context.Context, check func() (bool, error)) error
@@ -135,9 +135,11 @@ func (s statementService) GetStatement(ctx context.Context, req *codebankv1.GetS
 		want := max(min(size, resp.GetCount()-from), 0)
 		resp.Lines = nil
 		if want > 0 {
-			if resp.Lines, err = s.statements.Lines(token, month, from, want); err != nil {
+			lines, err := s.statements.Lines(token, month, from, want)
+			if err != nil {
 				return false, err
 			}
+			resp.Lines = publicLines(lines)
 		}
 		resp.UpToDate = applied >= acct.GetApprovals() && int64(len(resp.Lines)) == want
 		return resp.UpToDate, nil

@@ -19,7 +19,6 @@ import (
 	"github.com/codebank/codebank/internal/kafkaconf"
 	"github.com/codebank/codebank/processors"
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
-	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
 
 // benchRecovery fills the authorizer's table with n accounts, then measures how long a fresh
@@ -68,7 +67,7 @@ func benchRecovery(ctx context.Context, stdout io.Writer, self string, n, partit
 	for i := 0; i < n; i++ {
 		number, _ := card.NewNumber(card.DefaultBIN)
 		acct := &eventsv1.Account{HolderName: "Holder " + strconv.Itoa(i), LimitCents: 100_000, UsedCents: int64(i % 90_000), Currency: "BRL",
-			ExpiryMonth: 11, ExpiryYear: 2031, Status: codebankv1.CardStatus_CARD_STATUS_ACTIVE, IssuedAtUnixUs: now.UnixMicro(),
+			ExpiryMonth: 11, ExpiryYear: 2031, Status: eventsv1.CardStatus_CARD_STATUS_ACTIVE, IssuedAtUnixUs: now.UnixMicro(),
 			Outcomes: make([]byte, 3*47)}
 		v, err := topo.AuthorizerTable().Codec.Encode(acct)
 		if err != nil {

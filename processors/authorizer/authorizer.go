@@ -52,7 +52,6 @@ import (
 	"github.com/codebank/codebank/internal/money"
 	"github.com/codebank/codebank/processors"
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
-	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
 
 // Processor is the authorizer. Build it with New, define its goka group with Graph.
@@ -260,7 +259,7 @@ func (p *Processor) command(ctx goka.Context, msg any) error {
 				Currency:       c.Issue.GetCurrency(),
 				ExpiryMonth:    c.Issue.GetExpiryMonth(),
 				ExpiryYear:     c.Issue.GetExpiryYear(),
-				Status:         codebankv1.CardStatus_CARD_STATUS_ACTIVE,
+				Status:         eventsv1.CardStatus_CARD_STATUS_ACTIVE,
 				IssuedAtUnixUs: p.deps.Now().UnixMicro(),
 			}
 			ctx.SetValue(acct)

@@ -14,7 +14,6 @@ import (
 	"github.com/codebank/codebank/internal/card"
 	"github.com/codebank/codebank/processors"
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
-	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
 
 const number = "4111111111111111"
@@ -85,16 +84,16 @@ func TestProcessorIssueAndPay(t *testing.T) {
 		return r.GetPayment()
 	}
 
-	if r := pay("tx-1", 6000); r.GetOutcome().GetStatus() != codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED || r.GetOutcome().GetAvailableCents() != 4000 {
+	if r := pay("tx-1", 6000); r.GetOutcome().GetStatus() != eventsv1.PaymentStatus_PAYMENT_STATUS_APPROVED || r.GetOutcome().GetAvailableCents() != 4000 {
 		t.Fatalf("pay 60.00 = %v, want approved with 40.00 left", r)
 	}
-	if r := pay("tx-2", 6000); r.GetOutcome().GetReason() != codebankv1.RejectReason_REJECT_REASON_INSUFFICIENT_CREDIT {
+	if r := pay("tx-2", 6000); r.GetOutcome().GetReason() != eventsv1.RejectReason_REJECT_REASON_INSUFFICIENT_CREDIT {
 		t.Fatalf("pay 60.00 again = %v, want insufficient credit", r)
 	}
-	if r := pay("tx-1", 6000); !r.GetDuplicate() || r.GetOutcome().GetStatus() != codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED {
+	if r := pay("tx-1", 6000); !r.GetDuplicate() || r.GetOutcome().GetStatus() != eventsv1.PaymentStatus_PAYMENT_STATUS_APPROVED {
 		t.Fatalf("retry of tx-1 = %v, want the original approval replayed", r)
 	}
-	if r := pay("tx-1", 7000); !r.GetConflict() || r.GetOutcome().GetStatus() != codebankv1.PaymentStatus_PAYMENT_STATUS_UNSPECIFIED {
+	if r := pay("tx-1", 7000); !r.GetConflict() || r.GetOutcome().GetStatus() != eventsv1.PaymentStatus_PAYMENT_STATUS_UNSPECIFIED {
 		t.Fatalf("tx-1 again for another amount = %v, want a conflict", r)
 	}
 	acct := tt.TableValue(goka.Table(topo.AuthorizerTable().Name), number).(*eventsv1.Account)
@@ -137,7 +136,7 @@ func TestProcessorUnknownCard(t *testing.T) {
 	replies := tt.NewQueueTracker(topo.Replies().Name)
 	tt.Consume(topo.PaymentRequests().Name, number, payment("tx", 1))
 	_, v, ok := replies.Next()
-	if !ok || v.(*eventsv1.Reply).GetPayment().GetOutcome().GetReason() != codebankv1.RejectReason_REJECT_REASON_CARD_NOT_FOUND {
+	if !ok || v.(*eventsv1.Reply).GetPayment().GetOutcome().GetReason() != eventsv1.RejectReason_REJECT_REASON_CARD_NOT_FOUND {
 		t.Fatalf("reply = %v, want card not found", v)
 	}
 	if tt.TableValue(goka.Table(topo.AuthorizerTable().Name), number) != nil {
@@ -219,7 +218,7 @@ func TestPoisonRecords(t *testing.T) {
 	req := payment("tx-good", 100)
 	req.CorrelationId = "call-good"
 	tt.Consume(topo.PaymentRequests().Name, number, req)
-	if _, v, ok := replies.Next(); !ok || v.(*eventsv1.Reply).GetPayment().GetOutcome().GetStatus() != codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED {
+	if _, v, ok := replies.Next(); !ok || v.(*eventsv1.Reply).GetPayment().GetOutcome().GetStatus() != eventsv1.PaymentStatus_PAYMENT_STATUS_APPROVED {
 		t.Fatalf("reply after the poison = %v, want approved", v)
 	}
 }
@@ -235,7 +234,7 @@ func TestUnreadableAccountFailsClosed(t *testing.T) {
 	const other = "5454545454545454"
 	tt.SetTableValue(table, number, &codecs.Undecodable{Raw: []byte("garbage")})
 	overLimit := &eventsv1.Account{HolderName: "Maria Silva", LimitCents: 100, UsedCents: 200, Currency: "BRL", ExpiryMonth: 11, ExpiryYear: 2030,
-		Status: codebankv1.CardStatus_CARD_STATUS_ACTIVE}
+		Status: eventsv1.CardStatus_CARD_STATUS_ACTIVE}
 	tt.SetTableValue(table, other, overLimit)
 
 	for _, n := range []string{number, other} {
@@ -243,7 +242,7 @@ func TestUnreadableAccountFailsClosed(t *testing.T) {
 		req.CorrelationId = "call-" + n
 		tt.Consume(topo.PaymentRequests().Name, n, req)
 		_, v, _ := replies.Next()
-		if out := v.(*eventsv1.Reply).GetPayment().GetOutcome(); out.GetReason() != codebankv1.RejectReason_REJECT_REASON_ACCOUNT_UNAVAILABLE {
+		if out := v.(*eventsv1.Reply).GetPayment().GetOutcome(); out.GetReason() != eventsv1.RejectReason_REJECT_REASON_ACCOUNT_UNAVAILABLE {
 			t.Errorf("payment on a damaged account = %v, want rejected as account unavailable", out)
 		}
 		if _, v, ok := results.Next(); ok {

@@ -5,7 +5,6 @@ import (
 
 	"github.com/codebank/codebank/internal/card"
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
-	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
 
 // DefaultKeep is how many of a card's latest outcomes its account remembers, so that a
@@ -48,7 +47,7 @@ func Decide(a *eventsv1.Account, r *eventsv1.PaymentRequested, fp Fingerprint, n
 	}
 	out := &eventsv1.Outcome{
 		TransactionId:     r.GetTransactionId(),
-		Status:            codebankv1.PaymentStatus_PAYMENT_STATUS_REJECTED,
+		Status:            eventsv1.PaymentStatus_PAYMENT_STATUS_REJECTED,
 		AmountCents:       r.GetAmountCents(),
 		AvailableCents:    Available(a),
 		DecidedAtUnixUs:   now.UnixMicro(),
@@ -58,21 +57,21 @@ func Decide(a *eventsv1.Account, r *eventsv1.PaymentRequested, fp Fingerprint, n
 	exp := card.Expiry{Month: int(a.GetExpiryMonth()), Year: int(a.GetExpiryYear())}
 	switch {
 	case a == nil:
-		out.Reason = codebankv1.RejectReason_REJECT_REASON_CARD_NOT_FOUND
-	case a.GetStatus() == codebankv1.CardStatus_CARD_STATUS_BLOCKED:
-		out.Reason = codebankv1.RejectReason_REJECT_REASON_CARD_BLOCKED
+		out.Reason = eventsv1.RejectReason_REJECT_REASON_CARD_NOT_FOUND
+	case a.GetStatus() == eventsv1.CardStatus_CARD_STATUS_BLOCKED:
+		out.Reason = eventsv1.RejectReason_REJECT_REASON_CARD_BLOCKED
 	case r.GetExpiryMonth() != a.GetExpiryMonth() || r.GetExpiryYear() != a.GetExpiryYear():
-		out.Reason = codebankv1.RejectReason_REJECT_REASON_EXPIRY_MISMATCH
+		out.Reason = eventsv1.RejectReason_REJECT_REASON_EXPIRY_MISMATCH
 	case exp.Expired(requestedAt):
-		out.Reason = codebankv1.RejectReason_REJECT_REASON_CARD_EXPIRED
+		out.Reason = eventsv1.RejectReason_REJECT_REASON_CARD_EXPIRED
 	case !r.GetCvvMatch():
-		out.Reason = codebankv1.RejectReason_REJECT_REASON_CVV_MISMATCH
+		out.Reason = eventsv1.RejectReason_REJECT_REASON_CVV_MISMATCH
 	case !card.SameHolder(r.GetHolderName(), a.GetHolderName()):
-		out.Reason = codebankv1.RejectReason_REJECT_REASON_HOLDER_MISMATCH
+		out.Reason = eventsv1.RejectReason_REJECT_REASON_HOLDER_MISMATCH
 	case r.GetAmountCents() <= 0 || r.GetAmountCents() > Available(a):
-		out.Reason = codebankv1.RejectReason_REJECT_REASON_INSUFFICIENT_CREDIT
+		out.Reason = eventsv1.RejectReason_REJECT_REASON_INSUFFICIENT_CREDIT
 	default:
-		out.Status = codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED
+		out.Status = eventsv1.PaymentStatus_PAYMENT_STATUS_APPROVED
 		out.AvailableCents = Available(a) - r.GetAmountCents()
 	}
 	return out, Fresh
@@ -82,8 +81,8 @@ func Decide(a *eventsv1.Account, r *eventsv1.PaymentRequested, fp Fingerprint, n
 // read: rejected, charging nothing. The card fails closed until its account is repaired.
 func Unavailable(r *eventsv1.PaymentRequested, now time.Time) *eventsv1.Outcome {
 	return &eventsv1.Outcome{
-		TransactionId: r.GetTransactionId(), Status: codebankv1.PaymentStatus_PAYMENT_STATUS_REJECTED,
-		Reason: codebankv1.RejectReason_REJECT_REASON_ACCOUNT_UNAVAILABLE, AmountCents: r.GetAmountCents(),
+		TransactionId: r.GetTransactionId(), Status: eventsv1.PaymentStatus_PAYMENT_STATUS_REJECTED,
+		Reason: eventsv1.RejectReason_REJECT_REASON_ACCOUNT_UNAVAILABLE, AmountCents: r.GetAmountCents(),
 		DecidedAtUnixUs: now.UnixMicro(), RequestedAtUnixUs: r.GetRequestedAtUnixUs(),
 	}
 }
@@ -92,7 +91,7 @@ func Unavailable(r *eventsv1.PaymentRequested, now time.Time) *eventsv1.Outcome 
 // amount is charged and counted, and the outcome is remembered, keeping at most keep outcomes
 // and none decided more than keepFor before it.
 func Record(a *eventsv1.Account, out *eventsv1.Outcome, fp Fingerprint, keep int, keepFor time.Duration) {
-	if out.GetStatus() == codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED {
+	if out.GetStatus() == eventsv1.PaymentStatus_PAYMENT_STATUS_APPROVED {
 		a.UsedCents += out.GetAmountCents()
 		a.Approvals++
 	}

@@ -10,7 +10,6 @@ import (
 	"github.com/codebank/codebank/internal/card"
 	"github.com/codebank/codebank/internal/money"
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
-	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
 
 var now = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
@@ -27,7 +26,7 @@ func fp(r *eventsv1.PaymentRequested) Fingerprint { return FingerprintOf(testKey
 
 func testAccount() *eventsv1.Account {
 	return &eventsv1.Account{HolderName: "Maria Silva", LimitCents: 10000, UsedCents: 2000, Currency: "BRL",
-		ExpiryMonth: 11, ExpiryYear: 2030, Status: codebankv1.CardStatus_CARD_STATUS_ACTIVE}
+		ExpiryMonth: 11, ExpiryYear: 2030, Status: eventsv1.CardStatus_CARD_STATUS_ACTIVE}
 }
 
 func testRequest() *eventsv1.PaymentRequested {
@@ -37,40 +36,40 @@ func testRequest() *eventsv1.PaymentRequested {
 
 func TestDecide(t *testing.T) {
 	const (
-		approved = codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED
-		rejected = codebankv1.PaymentStatus_PAYMENT_STATUS_REJECTED
+		approved = eventsv1.PaymentStatus_PAYMENT_STATUS_APPROVED
+		rejected = eventsv1.PaymentStatus_PAYMENT_STATUS_REJECTED
 	)
 	tests := []struct {
 		name          string
 		account       func(*eventsv1.Account) *eventsv1.Account
 		request       func(*eventsv1.PaymentRequested)
-		wantStatus    codebankv1.PaymentStatus
-		wantReason    codebankv1.RejectReason
+		wantStatus    eventsv1.PaymentStatus
+		wantReason    eventsv1.RejectReason
 		wantAvailable int64
 	}{
 		{"within limit", nil, nil, approved, 0, 3000},
 		{"exactly the available credit", nil, func(r *eventsv1.PaymentRequested) { r.AmountCents = 8000 }, approved, 0, 0},
-		{"one cent over", nil, func(r *eventsv1.PaymentRequested) { r.AmountCents = 8001 }, rejected, codebankv1.RejectReason_REJECT_REASON_INSUFFICIENT_CREDIT, 8000},
-		{"zero amount", nil, func(r *eventsv1.PaymentRequested) { r.AmountCents = 0 }, rejected, codebankv1.RejectReason_REJECT_REASON_INSUFFICIENT_CREDIT, 8000},
-		{"unknown card", func(*eventsv1.Account) *eventsv1.Account { return nil }, nil, rejected, codebankv1.RejectReason_REJECT_REASON_CARD_NOT_FOUND, 0},
+		{"one cent over", nil, func(r *eventsv1.PaymentRequested) { r.AmountCents = 8001 }, rejected, eventsv1.RejectReason_REJECT_REASON_INSUFFICIENT_CREDIT, 8000},
+		{"zero amount", nil, func(r *eventsv1.PaymentRequested) { r.AmountCents = 0 }, rejected, eventsv1.RejectReason_REJECT_REASON_INSUFFICIENT_CREDIT, 8000},
+		{"unknown card", func(*eventsv1.Account) *eventsv1.Account { return nil }, nil, rejected, eventsv1.RejectReason_REJECT_REASON_CARD_NOT_FOUND, 0},
 		{"blocked", func(a *eventsv1.Account) *eventsv1.Account {
-			a.Status = codebankv1.CardStatus_CARD_STATUS_BLOCKED
+			a.Status = eventsv1.CardStatus_CARD_STATUS_BLOCKED
 			return a
-		}, nil, rejected, codebankv1.RejectReason_REJECT_REASON_CARD_BLOCKED, 8000},
-		{"wrong expiry month", nil, func(r *eventsv1.PaymentRequested) { r.ExpiryMonth = 10 }, rejected, codebankv1.RejectReason_REJECT_REASON_EXPIRY_MISMATCH, 8000},
-		{"wrong expiry year", nil, func(r *eventsv1.PaymentRequested) { r.ExpiryYear = 2031 }, rejected, codebankv1.RejectReason_REJECT_REASON_EXPIRY_MISMATCH, 8000},
+		}, nil, rejected, eventsv1.RejectReason_REJECT_REASON_CARD_BLOCKED, 8000},
+		{"wrong expiry month", nil, func(r *eventsv1.PaymentRequested) { r.ExpiryMonth = 10 }, rejected, eventsv1.RejectReason_REJECT_REASON_EXPIRY_MISMATCH, 8000},
+		{"wrong expiry year", nil, func(r *eventsv1.PaymentRequested) { r.ExpiryYear = 2031 }, rejected, eventsv1.RejectReason_REJECT_REASON_EXPIRY_MISMATCH, 8000},
 		{"expired", func(a *eventsv1.Account) *eventsv1.Account { a.ExpiryMonth, a.ExpiryYear = 10, 2026; return a },
-			func(r *eventsv1.PaymentRequested) { r.ExpiryMonth, r.ExpiryYear = 10, 2026 }, rejected, codebankv1.RejectReason_REJECT_REASON_CARD_EXPIRED, 8000},
+			func(r *eventsv1.PaymentRequested) { r.ExpiryMonth, r.ExpiryYear = 10, 2026 }, rejected, eventsv1.RejectReason_REJECT_REASON_CARD_EXPIRED, 8000},
 		{"valid through its expiry month", func(a *eventsv1.Account) *eventsv1.Account { a.ExpiryMonth, a.ExpiryYear = 11, 2026; return a },
 			func(r *eventsv1.PaymentRequested) { r.ExpiryMonth, r.ExpiryYear = 11, 2026 }, approved, 0, 3000},
-		{"cvv mismatch", nil, func(r *eventsv1.PaymentRequested) { r.CvvMatch = false }, rejected, codebankv1.RejectReason_REJECT_REASON_CVV_MISMATCH, 8000},
-		{"holder mismatch", nil, func(r *eventsv1.PaymentRequested) { r.HolderName = "Mario Silva" }, rejected, codebankv1.RejectReason_REJECT_REASON_HOLDER_MISMATCH, 8000},
+		{"cvv mismatch", nil, func(r *eventsv1.PaymentRequested) { r.CvvMatch = false }, rejected, eventsv1.RejectReason_REJECT_REASON_CVV_MISMATCH, 8000},
+		{"holder mismatch", nil, func(r *eventsv1.PaymentRequested) { r.HolderName = "Mario Silva" }, rejected, eventsv1.RejectReason_REJECT_REASON_HOLDER_MISMATCH, 8000},
 		{"holder case and spaces do not matter", nil, func(r *eventsv1.PaymentRequested) { r.HolderName = "  maria   silva " }, approved, 0, 3000},
 		{"blocked wins over insufficient credit", func(a *eventsv1.Account) *eventsv1.Account {
-			a.Status = codebankv1.CardStatus_CARD_STATUS_BLOCKED
+			a.Status = eventsv1.CardStatus_CARD_STATUS_BLOCKED
 			return a
 		},
-			func(r *eventsv1.PaymentRequested) { r.AmountCents = 1e6 }, rejected, codebankv1.RejectReason_REJECT_REASON_CARD_BLOCKED, 8000},
+			func(r *eventsv1.PaymentRequested) { r.AmountCents = 1e6 }, rejected, eventsv1.RejectReason_REJECT_REASON_CARD_BLOCKED, 8000},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -120,7 +119,7 @@ func TestRecordAndDuplicates(t *testing.T) {
 	if a.GetUsedCents() != 7000 || a.GetApprovals() != 1 {
 		t.Fatalf("used = %d, approvals = %d after rejection, want 7000, 1", a.GetUsedCents(), a.GetApprovals())
 	}
-	if got, kind := Decide(a, r2, fp(r2), now); kind != Duplicate || got.GetStatus() != codebankv1.PaymentStatus_PAYMENT_STATUS_REJECTED {
+	if got, kind := Decide(a, r2, fp(r2), now); kind != Duplicate || got.GetStatus() != eventsv1.PaymentStatus_PAYMENT_STATUS_REJECTED {
 		t.Fatalf("retry of a rejected tx = %v, %v; want the rejection replayed", got, kind)
 	}
 }
@@ -152,7 +151,7 @@ func TestReusedTransactionID(t *testing.T) {
 			if kind != tt.want {
 				t.Fatalf("kind = %v, want %v", kind, tt.want)
 			}
-			if kind == Conflict && (got.GetStatus() != codebankv1.PaymentStatus_PAYMENT_STATUS_UNSPECIFIED ||
+			if kind == Conflict && (got.GetStatus() != eventsv1.PaymentStatus_PAYMENT_STATUS_UNSPECIFIED ||
 				got.GetTransactionId() != r.GetTransactionId() || got.GetAmountCents() != r.GetAmountCents()) {
 				t.Errorf("conflict outcome = %v, want the request's id and amount and no decision", got)
 			}
@@ -187,7 +186,7 @@ func TestFingerprintIsKeyed(t *testing.T) {
 func TestUnavailable(t *testing.T) {
 	r := testRequest()
 	out := Unavailable(r, now)
-	if out.GetStatus() != codebankv1.PaymentStatus_PAYMENT_STATUS_REJECTED || out.GetReason() != codebankv1.RejectReason_REJECT_REASON_ACCOUNT_UNAVAILABLE ||
+	if out.GetStatus() != eventsv1.PaymentStatus_PAYMENT_STATUS_REJECTED || out.GetReason() != eventsv1.RejectReason_REJECT_REASON_ACCOUNT_UNAVAILABLE ||
 		out.GetAmountCents() != r.GetAmountCents() || out.GetAvailableCents() != 0 {
 		t.Errorf("Unavailable() = %v", out)
 	}
@@ -207,7 +206,7 @@ func TestRecordBounds(t *testing.T) {
 	if len(kept) != 4 {
 		t.Fatalf("kept %d outcomes, want 4", len(kept))
 	}
-	if kept[0].fp.ID != id("tx-6") || kept[3].fp.ID != id("tx-9") || kept[3].amountCents != 5000 || kept[3].status != codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED {
+	if kept[0].fp.ID != id("tx-6") || kept[3].fp.ID != id("tx-9") || kept[3].amountCents != 5000 || kept[3].status != eventsv1.PaymentStatus_PAYMENT_STATUS_APPROVED {
 		t.Errorf("kept %+v, want tx-6..tx-9", kept)
 	}
 	// Age bound: a new outcome 10h later drops every older one but itself.

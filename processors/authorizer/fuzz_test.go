@@ -8,7 +8,6 @@ import (
 
 	"github.com/codebank/codebank/codecs"
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
-	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
 
 // FuzzDecide decodes an account and a payment request from arbitrary bytes, as the authorizer
@@ -56,7 +55,7 @@ func FuzzDecide(f *testing.F) {
 			return
 		}
 		Record(a, out, fp, DefaultKeep, DefaultKeepFor)
-		approved := out.GetStatus() == codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED
+		approved := out.GetStatus() == eventsv1.PaymentStatus_PAYMENT_STATUS_APPROVED
 		charged := int64(0)
 		if approved {
 			charged = r.GetAmountCents()

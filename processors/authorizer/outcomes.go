@@ -6,7 +6,6 @@ import (
 	"github.com/codebank/codebank/codecs"
 	"github.com/codebank/codebank/internal/card"
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
-	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
 
 // An account remembers its latest outcomes packed in Account.outcomes, oldest first, each in
@@ -39,8 +38,8 @@ func FingerprintOf(keys card.Keys, r *eventsv1.PaymentRequested) Fingerprint {
 // remembered is one remembered outcome.
 type remembered struct {
 	fp                Fingerprint
-	status            codebankv1.PaymentStatus
-	reason            codebankv1.RejectReason
+	status            eventsv1.PaymentStatus
+	reason            eventsv1.RejectReason
 	amountCents       int64
 	availableCents    int64
 	decidedAtUnixUs   int64
@@ -67,7 +66,7 @@ func entryAt(b []byte, i int) remembered {
 	decided := int64(binary.BigEndian.Uint64(e[31:]))
 	return remembered{
 		fp:     Fingerprint{ID: [16]byte(e[:16]), Params: binary.BigEndian.Uint32(e[16:])},
-		status: codebankv1.PaymentStatus(e[20] >> 4), reason: codebankv1.RejectReason(e[20] & 0x0f),
+		status: eventsv1.PaymentStatus(e[20] >> 4), reason: eventsv1.RejectReason(e[20] & 0x0f),
 		amountCents: int64(uint40(e[21:])), availableCents: int64(uint40(e[26:])),
 		decidedAtUnixUs: decided, requestedAtUnixUs: int64(binary.BigEndian.Uint64(e[39:])),
 	}

@@ -7,7 +7,6 @@ import (
 
 	"github.com/codebank/codebank/codecs"
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
-	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
 
 // FuzzResult decodes a results record from arbitrary bytes as the statements processor reads
@@ -45,8 +44,8 @@ func FuzzResult(f *testing.F) {
 // its contract puts its line at its slot of a page never longer than PageSize, and placing it
 // again changes nothing.
 func FuzzPlace(f *testing.F) {
-	pl, _ := codecs.StatementLinePlacement.Encode(&eventsv1.StatementLinePlacement{LineNo: 205, Line: &codebankv1.StatementLine{TransactionId: "x", AmountCents: 1}})
-	page, _ := codecs.StatementEntry.Encode(&eventsv1.StatementEntry{Entry: &eventsv1.StatementEntry_Page{Page: &eventsv1.StatementPage{Lines: []*codebankv1.StatementLine{{}, {}}}}})
+	pl, _ := codecs.StatementLinePlacement.Encode(&eventsv1.StatementLinePlacement{LineNo: 205, Line: &eventsv1.StatementLine{TransactionId: "x", AmountCents: 1}})
+	page, _ := codecs.StatementEntry.Encode(&eventsv1.StatementEntry{Entry: &eventsv1.StatementEntry_Page{Page: &eventsv1.StatementPage{Lines: []*eventsv1.StatementLine{{}, {}}}}})
 	f.Add(PageKey("tok", "2026-11", 2), pl, page)
 	f.Add(PageKey("tok", "2026-11", 0), pl, []byte{})
 	f.Add("tok|2026-13|0000", pl, page)

@@ -7,7 +7,6 @@ import (
 	"github.com/codebank/codebank/codecs"
 	"github.com/codebank/codebank/processors"
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
-	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
 
 // Reader reads statements from a view of the statements table. Every replica holding a view
@@ -40,14 +39,14 @@ func (r *Reader) Card(token string) (*eventsv1.StatementCard, error) {
 
 // Lines returns up to n lines of a card's month from line number from on, stopping early at a
 // line not placed yet.
-func (r *Reader) Lines(token, month string, from, n int64) ([]*codebankv1.StatementLine, error) {
-	var lines []*codebankv1.StatementLine
+func (r *Reader) Lines(token, month string, from, n int64) ([]*eventsv1.StatementLine, error) {
+	var lines []*eventsv1.StatementLine
 	for no := from; no < from+n; {
 		v, err := r.view.Get(PageKey(token, month, no/PageSize))
 		if err != nil {
 			return nil, fmt.Errorf("read statement page: %w", err)
 		}
-		var page []*codebankv1.StatementLine
+		var page []*eventsv1.StatementLine
 		switch e := v.(type) {
 		case *eventsv1.StatementEntry:
 			page = e.GetPage().GetLines()

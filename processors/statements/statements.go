@@ -53,7 +53,6 @@ import (
 	"github.com/codebank/codebank/codecs"
 	"github.com/codebank/codebank/processors"
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
-	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
 
 // PageSize is the number of lines in one stored page of a month.
@@ -268,9 +267,9 @@ func Applied(card *eventsv1.StatementCard) int64 {
 }
 
 // lineOf returns the statement line of a result that passed codecs.CheckResult, and its month.
-func lineOf(r *codecs.Result) (*codebankv1.StatementLine, string) {
+func lineOf(r *codecs.Result) (*eventsv1.StatementLine, string) {
 	t, _ := time.Parse(time.RFC3339Nano, r.AuthorizedAt)
-	return &codebankv1.StatementLine{
+	return &eventsv1.StatementLine{
 		TransactionId: r.TransactionID, AuthorizedAtUnixMs: t.UnixMilli(),
 		Store: r.Store, Description: r.Description, AmountCents: r.AmountCents,
 	}, t.UTC().Format(MonthLayout)

@@ -11,7 +11,6 @@ import (
 	"github.com/codebank/codebank/codecs"
 	"github.com/codebank/codebank/processors"
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
-	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
 
 func start(t *testing.T) (*tester.Tester, processors.Topology) {
@@ -122,9 +121,9 @@ func TestPoisonRecords(t *testing.T) {
 		{"payment key of another card", results.Name, "tok", wrongKey, resultsDLQ, "payment_key"},
 		{"no time", results.Name, "tok", result("t", "approved", "yesterday", 5), resultsDLQ, "authorized_at"},
 		{"card state damaged", results.Name, "damaged", damaged, resultsDLQ, "statement state unreadable"},
-		{"placement on the wrong page", loop.Name, PageKey("tok", "2026-11", 3), &eventsv1.StatementLinePlacement{LineNo: 5, Line: &codebankv1.StatementLine{}}, loopDLQ, "line_no"},
+		{"placement on the wrong page", loop.Name, PageKey("tok", "2026-11", 3), &eventsv1.StatementLinePlacement{LineNo: 5, Line: &eventsv1.StatementLine{}}, loopDLQ, "line_no"},
 		{"placement without a line", loop.Name, PageKey("tok", "2026-11", 0), &eventsv1.StatementLinePlacement{LineNo: 5}, loopDLQ, "line is required"},
-		{"placement key without a month", loop.Name, "tok|nov|0000", &eventsv1.StatementLinePlacement{Line: &codebankv1.StatementLine{}}, loopDLQ, "month"},
+		{"placement key without a month", loop.Name, "tok|nov|0000", &eventsv1.StatementLinePlacement{Line: &eventsv1.StatementLine{}}, loopDLQ, "month"},
 		{"undecodable placement", loop.Name, PageKey("tok", "2026-11", 0), &codecs.Frame{Raw: []byte{0xff}}, loopDLQ, "decode"},
 	}
 	for _, tc := range tests {

@@ -116,7 +116,7 @@ func TestAuditFindsCorruptedBooks(t *testing.T) {
 	second := issued[1].GetCard().GetNumber()
 	send(d.Topo.AuthorizerTable().Name, second, encode(&eventsv1.Account{HolderName: "Joao Souza", LimitCents: 100_000, UsedCents: 150_000,
 		Currency: "BRL", ExpiryMonth: issued[1].GetCard().GetExpiryMonth(), ExpiryYear: issued[1].GetCard().GetExpiryYear(),
-		Status: codebankv1.CardStatus_CARD_STATUS_ACTIVE}, codecs.Account))
+		Status: eventsv1.CardStatus_CARD_STATUS_ACTIVE}, codecs.Account))
 
 	// 3. The third card's statement page without its first line.
 	third := issued[2].GetCard().GetNumber()

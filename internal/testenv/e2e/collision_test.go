@@ -156,7 +156,7 @@ func TestForgedRepliesNeverReachTheCaller(t *testing.T) {
 	forge := func(token string, amount int64) *eventsv1.Reply {
 		return &eventsv1.Reply{CorrelationId: req.GetCorrelationId(), Body: &eventsv1.Reply_Payment{Payment: &eventsv1.PaymentReply{
 			CardToken: token, Outcome: &eventsv1.Outcome{TransactionId: "order-77", AmountCents: amount,
-				Status: codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED, DecidedAtUnixUs: time.Now().UnixMicro()}}}}
+				Status: eventsv1.PaymentStatus_PAYMENT_STATUS_APPROVED, DecidedAtUnixUs: time.Now().UnixMicro()}}}}
 	}
 	forged := []*eventsv1.Reply{
 		forge(keys.Token(other.GetCard().GetNumber()), 2_500), // another card

@@ -1,0 +1,28 @@
+package grpcgateway
+
+import (
+	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
+	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
+)
+
+// The records Code Bank's components exchange (proto/codebank/events/v1) have enums and a
+// statement line of their own, so that the public API and the stored records change apart. They
+// keep the public ones' names and numbers (TestEventsKeepPublicNumbers); these turn them into
+// the public API's at its edge.
+
+func publicCardStatus(s eventsv1.CardStatus) codebankv1.CardStatus { return codebankv1.CardStatus(s) }
+
+func publicStatus(s eventsv1.PaymentStatus) codebankv1.PaymentStatus {
+	return codebankv1.PaymentStatus(s)
+}
+
+func publicReason(r eventsv1.RejectReason) codebankv1.RejectReason { return codebankv1.RejectReason(r) }
+
+func publicLines(lines []*eventsv1.StatementLine) []*codebankv1.StatementLine {
+	out := make([]*codebankv1.StatementLine, len(lines))
+	for i, l := range lines {
+		out[i] = &codebankv1.StatementLine{TransactionId: l.GetTransactionId(), AuthorizedAtUnixMs: l.GetAuthorizedAtUnixMs(),
+			Store: l.GetStore(), Description: l.GetDescription(), AmountCents: l.GetAmountCents()}
+	}
+	return out
+}
