@@ -44,11 +44,9 @@ func TestCallsInFlightLimit(t *testing.T) {
 			answers <- err
 		}()
 	}
-	for deadline := time.Now().Add(10 * time.Second); banktest.Value(t, in.Registry, "codebank_ingress_bank_inflight", nil) < limit; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the calls did not all start waiting")
-		}
-	}
+	banktest.WaitFor(t, 10*time.Second, "the calls to start waiting", func() bool {
+		return banktest.Value(t, in.Registry, "codebank_ingress_bank_inflight", nil) == limit
+	})
 	start := time.Now()
 	_, err := payments.Authorize(ctxT(t), &codebankv1.AuthorizeRequest{TransactionId: "one-too-many", Card: details(c), AmountCents: 100, Store: "Code Store", Description: "x"})
 	if status.Code(err) != codes.ResourceExhausted || time.Since(start) > time.Second {

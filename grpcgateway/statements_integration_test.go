@@ -145,8 +145,9 @@ func TestStatementsRestartMidStream(t *testing.T) {
 	// Payments flow on every card until the processor has been stopped and started three times.
 	approved := make([][]string, len(issued))
 	var (
-		wg   sync.WaitGroup
-		stop atomic.Bool
+		wg    sync.WaitGroup
+		stop  atomic.Bool
+		count atomic.Int64
 	)
 	for i := range issued {
 		wg.Add(1)
@@ -155,19 +156,26 @@ func TestStatementsRestartMidStream(t *testing.T) {
 			for j := 0; !stop.Load(); j++ {
 				r := authorize(t, payments, &codebankv1.AuthorizeRequest{Card: details(issued[i]), AmountCents: int64(100 + j%50)})
 				approved[i] = append(approved[i], r.GetTransactionId())
+				count.Add(1)
 			}
 		}()
 	}
-	pause := func() { time.Sleep(400 * time.Millisecond) }
-	pause()
+	// Each step waits for 30 more payments: some are approved while the processor is down,
+	// some while it recovers, some while it runs.
+	progress := func(what string) {
+		t.Helper()
+		from := count.Load()
+		banktest.WaitFor(t, 30*time.Second, "30 payments "+what, func() bool { return count.Load() >= from+30 })
+	}
+	progress("before the first stop")
 	sp.Stop(t)
-	pause()
+	progress("while the processor is stopped")
 	sp = banktest.StartStatements(t, d, dir)
-	pause()
+	progress("after its restart")
 	sp.Stop(t)
-	pause()
+	progress("while it is stopped again")
 	banktest.StartStatements(t, d, t.TempDir()) // and once more, on empty storage
-	pause()
+	progress("after it started on empty storage")
 	stop.Store(true)
 	wg.Wait()
 	month := time.Now().UTC().Format("2006-01")
@@ -181,9 +189,6 @@ func TestStatementsRestartMidStream(t *testing.T) {
 			t.Errorf("card %d: statement has %d lines, want the %d approved, in order", i, len(got), len(approved[i]))
 		}
 		t.Logf("card %d: %d payments, all on the statement once", i, len(got))
-		if len(got) < 20 {
-			t.Errorf("card %d: only %d payments made while the processor restarted", i, len(got))
-		}
 	}
 }
 

@@ -36,10 +36,16 @@ func TestStore(t *testing.T) {
 	if err := st.MarkRecovered(); err != nil {
 		t.Fatal(err)
 	}
-	// Running: a write is flushed within flushInterval, with the offset.
+	// Running: the timer writes a write to LevelDB within flushInterval, with the offset, with
+	// no Close to flush it.
 	st.Set("late", []byte("x"))
 	st.SetOffset(25_000)
-	time.Sleep(3 * flushInterval)
+	s := st.(*store)
+	waitFlushed(t, s, func() bool {
+		v, _ := s.dbGet("late")
+		off, _ := s.dbGet(offsetKey)
+		return string(v) == "x" && len(off) > 0
+	})
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -118,15 +124,16 @@ func TestReadsDuringFlush(t *testing.T) {
 		if v, err := st.Get(key); err != nil || string(v) != want {
 			t.Fatalf("after Set(%s, %s): Get = %q, %v", key, want, v, err)
 		}
-		if i%1000 == 0 {
-			time.Sleep(flushInterval / 5) // let the timer flush now and then
+		if i%1000 == 0 { // let the timer write a batch now and then, between full batches
+			waitFlushed(t, st.(*store), func() bool { return true })
 		}
 	}
-	time.Sleep(3 * flushInterval)
+	s := st.(*store)
+	waitFlushed(t, s, func() bool { return true })
 	for k := 0; k < 500; k++ {
 		want := fmt.Sprint(3*batchRecords - 500 + k)
-		if v, _ := st.Get(fmt.Sprint("k", k)); string(v) != want {
-			t.Fatalf("after the last flush, Get(k%d) = %q, want %s", k, v, want)
+		if v, _ := s.dbGet(fmt.Sprint("k", k)); string(v) != want {
+			t.Fatalf("after the last flush, LevelDB holds k%d = %q, want %s", k, v, want)
 		}
 	}
 	if off, _ := st.GetOffset(-1); off != 3*batchRecords-1 {
@@ -166,5 +173,22 @@ func unrecoveredReadsDuringFlush(t *testing.T, builder func(string) storage.Buil
 			t.Fatalf("write %d: Get = %q, %v", i, v, err)
 		}
 		<-done
+	}
+}
+
+// waitFlushed waits until the store's timer has written its batch (nothing is pending) and
+// written reports true, for at most a second: the timer is due within flushInterval.
+func waitFlushed(t *testing.T, s *store, written func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Second); ; time.Sleep(flushInterval / 10) {
+		s.mu.Lock()
+		pending := s.batch.Len() > 0 || len(s.flushing) > 0
+		s.mu.Unlock()
+		if !pending && written() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the timer did not write the batch within a second (flush interval %v)", flushInterval)
+		}
 	}
 }

@@ -174,12 +174,9 @@ func TestForgedRepliesNeverReachTheCaller(t *testing.T) {
 	}
 	emitter.Finish()
 	in2 := d.Topo.Input(processors.ConsumerIngress, d.Topo.Replies())
-	for deadline := time.Now().Add(20 * time.Second); banktest.Value(t, in.Registry, "codebank_dead_letters_total",
-		map[string]string{"group": "ingress", "topic": in2.Topic.Name}) < float64(len(forged)); time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the forged replies were not dead-lettered")
-		}
-	}
+	banktest.WaitFor(t, 20*time.Second, "the forged replies to be dead-lettered", func() bool {
+		return banktest.Value(t, in.Registry, "codebank_dead_letters_total", map[string]string{"group": "ingress", "topic": in2.Topic.Name}) == float64(len(forged))
+	})
 	select {
 	case a := <-answered:
 		t.Fatalf("the caller got a forged reply: %v, %v", a.r, a.err)
