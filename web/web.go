@@ -5,7 +5,7 @@
 // The store is a separate client of the bank: it calls PaymentService.Authorize over gRPC like
 // any checkout and waits for the answer, with the order id as the transaction id, so a double
 // click on "Pay" or a retry after "could not reach the bank" is charged once. Orders are kept
-// on Kafka by package processors/orders. Pages are html/template files and static assets
+// on Kafka by package web/store. Pages are html/template files and static assets
 // embedded with go:embed: no build step, a small CSS file and a few small scripts.
 //
 // Its main types are Server (New, Handler, Register) and Feed, which aggregates the results

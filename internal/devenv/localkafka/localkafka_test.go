@@ -220,7 +220,7 @@ func TestStartFailsOnBadConfig(t *testing.T) {
 }
 
 // TestMissingTools checks that Fetch and Start report missing tools with
-// Kafka's install hints (internal/jvm tests the checks themselves).
+// Kafka's install hints (internal/devenv/jvm tests the checks themselves).
 func TestMissingTools(t *testing.T) {
 	ctx := context.Background()
 	cache := t.TempDir()
