@@ -9,9 +9,12 @@
 // sharing archive. StartProcess starts a Command as a Process: a java child
 // process in its own process group, logging to a file, that
 // Process.WaitReady waits for and Process.Stop shuts down. DataDir is the
-// directory a server runs in, and OnFreePorts picks its ports.
+// directory a server runs in, and OnFreePorts picks its ports. Launch and
+// Server are what the launchers share around these: the data directory,
+// the ports, the retry and the stop.
 //
-// Errors carry no package prefix: callers add theirs.
+// Errors carry no package prefix (but Launch's and Server's, which are
+// given theirs): callers add theirs.
 package jvm
 
 import (

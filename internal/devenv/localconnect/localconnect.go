@@ -27,7 +27,6 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/codebank/codebank/connect"
@@ -70,13 +69,8 @@ type Options struct {
 
 // Worker is a running Kafka Connect worker started by Start.
 type Worker struct {
-	port    int
-	dataDir jvm.DataDir
-	log     *slog.Logger
-	proc    *jvm.Process
-
-	stopOnce sync.Once
-	stopErr  error
+	port int
+	srv  *jvm.Server
 }
 
 // bindFailureRE finds the port in Jetty's "Failed to bind to
@@ -114,21 +108,10 @@ func Start(ctx context.Context, opts Options) (*Worker, error) {
 		return nil, err
 	}
 
-	dataDir, err := jvm.NewDataDir(opts.DataDir, "localconnect-")
-	if err != nil {
-		return nil, fmt.Errorf("localconnect: %w", err)
-	}
-
-	w, err := jvm.OnFreePorts([]int{opts.RESTPort}, func(p []int) (*Worker, error) {
-		return launch(ctx, java, in, dataDir, p[0], opts, log)
-	}, func(port int) {
-		log.Info("localconnect: the picked port was taken before the worker bound it, retrying with another", "port", port)
-	})
-	if err != nil {
-		dataDir.Remove()
-		return nil, fmt.Errorf("localconnect: %w", err)
-	}
-	return w, nil
+	return jvm.Launch("localconnect", "worker", opts.DataDir, []int{opts.RESTPort}, log,
+		func(dataDir jvm.DataDir, p []int) (*Worker, error) {
+			return launch(ctx, java, in, dataDir, p[0], opts, log)
+		})
 }
 
 // launch writes worker.properties, starts the java process and waits for
@@ -140,7 +123,7 @@ func launch(ctx context.Context, java *jvm.Java, in *jvm.Installation, dataDir j
 		return nil, err
 	}
 	classpath := filepath.Join(in.Libs, "*")
-	w := &Worker{port: port, dataDir: dataDir, log: log}
+	w := &Worker{port: port}
 	proc, err := jvm.StartProcess(jvm.Command{
 		Java:      java,
 		Options:   jvmArgs(opts.HeapMB),
@@ -163,7 +146,7 @@ func launch(ctx context.Context, java *jvm.Java, in *jvm.Installation, dataDir j
 	if err := proc.WaitReady(ctx, startTimeout, "not ready", func() error { return probe(client, w.URL()) }); err != nil {
 		return nil, err
 	}
-	w.proc = proc
+	w.srv = &jvm.Server{Pkg: "localconnect", Name: "worker", Dir: dataDir, Proc: proc, Log: log}
 	log.Info("localconnect: worker started", "url", w.URL(), "version", Version, "group", opts.GroupID,
 		"took", time.Since(start).Round(time.Millisecond))
 	return w, nil
@@ -276,7 +259,7 @@ func get(client *http.Client, url string) ([]byte, error) {
 func (w *Worker) URL() string { return "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(w.port)) }
 
 // DataDir returns the directory holding worker.properties and worker.log.
-func (w *Worker) DataDir() string { return w.dataDir.Path }
+func (w *Worker) DataDir() string { return w.srv.Dir.Path }
 
 // PutConnector creates or updates the connector name with config on this
 // worker and waits until it and all its tasks are RUNNING: see the function
@@ -291,20 +274,4 @@ func (w *Worker) PutConnector(ctx context.Context, name string, config map[strin
 // the worker had to be killed or had already exited on its own (with the
 // tail of worker.log). Stop is safe to call more than once; later calls
 // return the first call's result.
-func (w *Worker) Stop() error {
-	w.stopOnce.Do(func() { w.stopErr = w.stop() })
-	return w.stopErr
-}
-
-func (w *Worker) stop() error {
-	start := time.Now()
-	var errs []error
-	if err := w.proc.Stop(stopTimeout); err != nil {
-		errs = append(errs, fmt.Errorf("localconnect: %w", err))
-	}
-	if err := w.dataDir.Remove(); err != nil {
-		errs = append(errs, fmt.Errorf("localconnect: removing data dir: %w", err))
-	}
-	w.log.Info("localconnect: worker stopped", "url", w.URL(), "took", time.Since(start).Round(time.Millisecond))
-	return errors.Join(errs...)
-}
+func (w *Worker) Stop() error { return w.srv.Stop(stopTimeout, "url", w.URL()) }

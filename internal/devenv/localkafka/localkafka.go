@@ -24,7 +24,6 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -75,13 +74,8 @@ type Options struct {
 
 // Broker is a running single-node Kafka broker started by Start.
 type Broker struct {
-	addr    string
-	dataDir jvm.DataDir
-	log     *slog.Logger
-	proc    *jvm.Process
-
-	stopOnce sync.Once
-	stopErr  error
+	addr string
+	srv  *jvm.Server
 }
 
 // bindFailureRE finds the port in the broker's "Socket server failed to
@@ -113,21 +107,10 @@ func Start(ctx context.Context, opts Options) (*Broker, error) {
 	if err != nil {
 		return nil, err
 	}
-	dataDir, err := jvm.NewDataDir(opts.DataDir, "localkafka-")
-	if err != nil {
-		return nil, fmt.Errorf("localkafka: %w", err)
-	}
-
-	b, err := jvm.OnFreePorts([]int{opts.Port, opts.ControllerPort}, func(p []int) (*Broker, error) {
-		return launch(ctx, java, in, dataDir, p[0], p[1], opts, log)
-	}, func(port int) {
-		log.Info("localkafka: a picked port was taken before the broker bound it, retrying with other ports", "port", port)
-	})
-	if err != nil {
-		dataDir.Remove()
-		return nil, fmt.Errorf("localkafka: %w", err)
-	}
-	return b, nil
+	return jvm.Launch("localkafka", "broker", opts.DataDir, []int{opts.Port, opts.ControllerPort}, log,
+		func(dataDir jvm.DataDir, p []int) (*Broker, error) {
+			return launch(ctx, java, in, dataDir, p[0], p[1], opts, log)
+		})
 }
 
 // launch writes server.properties, formats the storage if needed, starts
@@ -184,7 +167,7 @@ func launch(ctx context.Context, java *jvm.Java, in *jvm.Installation, dataDir j
 	}
 	log.Info("localkafka: broker started", "addr", addr, "version", opts.Version, "dataDir", dataDir.Path,
 		"took", time.Since(start).Round(time.Millisecond))
-	return &Broker{addr: addr, dataDir: dataDir, log: log, proc: proc}, nil
+	return &Broker{addr: addr, srv: &jvm.Server{Pkg: "localkafka", Name: "broker", Dir: dataDir, Proc: proc, Log: log}}, nil
 }
 
 // jvmArgs returns the broker's JVM options: the defaults of Kafka's
@@ -281,30 +264,14 @@ func (b *Broker) Addr() string { return b.addr }
 
 // DataDir returns the directory holding the broker's storage,
 // server.properties and broker.log.
-func (b *Broker) DataDir() string { return b.dataDir.Path }
+func (b *Broker) DataDir() string { return b.srv.Dir.Path }
 
 // PID returns the process id of the broker's JVM, for resource accounting.
-func (b *Broker) PID() int { return b.proc.PID() }
+func (b *Broker) PID() int { return b.srv.Proc.PID() }
 
 // Stop shuts the broker down: it sends SIGTERM for a controlled shutdown,
 // waits up to 30 seconds, then sends SIGKILL. It removes the DataDir if Start
 // created it. It returns an error if the broker had to be killed or had
 // already exited on its own (with the tail of broker.log). Stop is safe to
 // call more than once; later calls return the first call's result.
-func (b *Broker) Stop() error {
-	b.stopOnce.Do(func() { b.stopErr = b.stop() })
-	return b.stopErr
-}
-
-func (b *Broker) stop() error {
-	start := time.Now()
-	var errs []error
-	if err := b.proc.Stop(stopTimeout); err != nil {
-		errs = append(errs, fmt.Errorf("localkafka: %w", err))
-	}
-	if err := b.dataDir.Remove(); err != nil {
-		errs = append(errs, fmt.Errorf("localkafka: removing data dir: %w", err))
-	}
-	b.log.Info("localkafka: broker stopped", "addr", b.addr, "took", time.Since(start).Round(time.Millisecond))
-	return errors.Join(errs...)
-}
+func (b *Broker) Stop() error { return b.srv.Stop(stopTimeout, "addr", b.addr) }

@@ -19,7 +19,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -29,7 +28,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/codebank/codebank/internal/devenv/jvm"
@@ -67,13 +65,8 @@ type Options struct {
 
 // Node is a running OpenSearch node started by Start.
 type Node struct {
-	port    int
-	dataDir jvm.DataDir
-	log     *slog.Logger
-	proc    *jvm.Process
-
-	stopOnce sync.Once
-	stopErr  error
+	port int
+	srv  *jvm.Server
 }
 
 // bindFailureRE finds the port in OpenSearch's "BindHttpException: Failed to
@@ -103,37 +96,24 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		return nil, err
 	}
 
-	dataDir, err := jvm.NewDataDir(opts.DataDir, "localsearch-")
-	if err == nil {
-		if err = os.MkdirAll(filepath.Join(dataDir.Path, "config"), 0o755); err != nil {
-			dataDir.Remove()
-			err = fmt.Errorf("data dir: %w", err)
-		}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("localsearch: %w", err)
-	}
-
-	n, err := jvm.OnFreePorts([]int{opts.HTTPPort}, func(p []int) (*Node, error) {
-		return launch(ctx, java, in, dataDir, p[0], opts, log)
-	}, func(port int) {
-		log.Info("localsearch: the picked port was taken before the node bound it, retrying with another", "port", port)
-	})
-	if err != nil {
-		dataDir.Remove()
-		return nil, fmt.Errorf("localsearch: %w", err)
-	}
-	return n, nil
+	return jvm.Launch("localsearch", "node", opts.DataDir, []int{opts.HTTPPort}, log,
+		func(dataDir jvm.DataDir, p []int) (*Node, error) {
+			return launch(ctx, java, in, dataDir, p[0], opts, log)
+		})
 }
 
 // launch writes opensearch.yml, starts the java process and waits for the
 // node to answer.
 func launch(ctx context.Context, java *jvm.Java, in *jvm.Installation, dataDir jvm.DataDir, port int, opts Options, log *slog.Logger) (*Node, error) {
 	start := time.Now()
-	if err := os.WriteFile(filepath.Join(dataDir.Path, "config", "opensearch.yml"), []byte(nodeConfig(dataDir.Path, port)), 0o644); err != nil {
+	config := filepath.Join(dataDir.Path, "config")
+	if err := os.MkdirAll(config, 0o755); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(config, "opensearch.yml"), []byte(nodeConfig(dataDir.Path, port)), 0o644); err != nil {
 		return nil, err
 	}
-	n := &Node{port: port, dataDir: dataDir, log: log}
+	n := &Node{port: port}
 	proc, err := jvm.StartProcess(jvm.Command{
 		Java:      java,
 		Options:   jvmArgs(opts.HeapMB, dataDir.Path),
@@ -157,7 +137,7 @@ func launch(ctx context.Context, java *jvm.Java, in *jvm.Installation, dataDir j
 	if err := proc.WaitReady(ctx, startTimeout, "no green or yellow cluster health", func() error { return probe(client, health) }); err != nil {
 		return nil, err
 	}
-	n.proc = proc
+	n.srv = &jvm.Server{Pkg: "localsearch", Name: "node", Dir: dataDir, Proc: proc, Log: log}
 	log.Info("localsearch: node started", "url", n.URL(), "version", Version, "dataDir", dataDir.Path,
 		"took", time.Since(start).Round(time.Millisecond))
 	return n, nil
@@ -246,27 +226,11 @@ func (n *Node) HostPort() string { return net.JoinHostPort("127.0.0.1", strconv.
 
 // DataDir returns the directory holding the node's data, configuration and
 // node.log.
-func (n *Node) DataDir() string { return n.dataDir.Path }
+func (n *Node) DataDir() string { return n.srv.Dir.Path }
 
 // Stop shuts the node down: it sends SIGTERM for an orderly shutdown, waits
 // up to 30 seconds, then sends SIGKILL. It removes the DataDir if Start
 // created it. It returns an error if the node had to be killed or had
 // already exited on its own (with the tail of node.log). Stop is safe to call
 // more than once; later calls return the first call's result.
-func (n *Node) Stop() error {
-	n.stopOnce.Do(func() { n.stopErr = n.stop() })
-	return n.stopErr
-}
-
-func (n *Node) stop() error {
-	start := time.Now()
-	var errs []error
-	if err := n.proc.Stop(stopTimeout); err != nil {
-		errs = append(errs, fmt.Errorf("localsearch: %w", err))
-	}
-	if err := n.dataDir.Remove(); err != nil {
-		errs = append(errs, fmt.Errorf("localsearch: removing data dir: %w", err))
-	}
-	n.log.Info("localsearch: node stopped", "url", n.URL(), "took", time.Since(start).Round(time.Millisecond))
-	return errors.Join(errs...)
-}
+func (n *Node) Stop() error { return n.srv.Stop(stopTimeout, "url", n.URL()) }
