@@ -14,8 +14,10 @@ import (
 	"github.com/olivere/elastic/v7"
 
 	"github.com/codebank/codebank/analytics"
+	"github.com/codebank/codebank/connect"
 	"github.com/codebank/codebank/internal/testenv/banktest"
 	"github.com/codebank/codebank/internal/testenv/kafkatest"
+	"github.com/codebank/codebank/internal/testenv/wait"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
 
@@ -89,23 +91,20 @@ func mustAtoi(s string) int {
 func (p *pipeline) waitCount(t *testing.T, want int64, within time.Duration) {
 	t.Helper()
 	ctx := context.Background()
-	var got int64
-	for deadline := time.Now().Add(within); ; time.Sleep(250 * time.Millisecond) {
+	wait.For(t, within, fmt.Sprintf("the index to hold %d documents", want), func() error {
 		p.search.Refresh(p.index).Do(ctx)
-		n, err := p.search.Count(p.index).Do(ctx)
-		if err == nil {
-			got = n
-			if got > want {
-				t.Fatalf("index holds %d documents, more than the %d authorizations", got, want)
-			}
-			if got == want {
-				return
-			}
+		got, err := p.search.Count(p.index).Do(ctx)
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("index holds %d documents after %v, want %d", got, within, want)
+		if got > want {
+			t.Fatalf("index holds %d documents, more than the %d authorizations", got, want)
 		}
-	}
+		if got < want {
+			return fmt.Errorf("it holds %d", got)
+		}
+		return nil
+	})
 }
 
 func (p *pipeline) countByStatus(t *testing.T) map[string]int {
@@ -170,11 +169,11 @@ func TestIndexEveryAuthorizationOnce(t *testing.T) {
 	connectREST(t, "DELETE", "/connectors/"+name+"/offsets")
 	connectREST(t, "PUT", "/connectors/"+name+"/resume")
 	// Every document is written again (its version goes up), and the count stays N.
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(250 * time.Millisecond) {
+	wait.For(t, time.Minute, "every document to be written again after the replay", func() error {
 		p.search.Refresh(p.index).Do(context.Background())
 		r, err := p.search.Search(p.index).Size(n).Version(true).Do(context.Background())
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		rewritten := 0
 		for _, h := range r.Hits.Hits {
@@ -182,36 +181,26 @@ func TestIndexEveryAuthorizationOnce(t *testing.T) {
 				rewritten++
 			}
 		}
-		if rewritten == n {
-			break
+		if rewritten < n {
+			return fmt.Errorf("%d of %d were", rewritten, n)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d documents were written again after the replay", rewritten, n)
-		}
-	}
+		return nil
+	})
 	p.waitCount(t, n, 10*time.Second)
 }
 
 func waitState(t *testing.T, name, state string) {
 	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		resp, err := http.Get(servers.ConnectURL + "/connectors/" + name + "/status")
-		if err == nil {
-			var st struct {
-				Connector struct {
-					State string `json:"state"`
-				} `json:"connector"`
-			}
-			json.NewDecoder(resp.Body).Decode(&st)
-			resp.Body.Close()
-			if st.Connector.State == state {
-				return
-			}
+	wait.For(t, 30*time.Second, "connector "+name+" to be "+state, func() error {
+		st, err := connect.ConnectorStatus(context.Background(), servers.ConnectURL, name)
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("connector %s not %s", name, state)
+		if st.Connector.State != state {
+			return fmt.Errorf("it is %s", st.Connector.State)
 		}
-	}
+		return nil
+	})
 }
 
 // TestSearchServerDown: payments made while the search server is down are all indexed once it

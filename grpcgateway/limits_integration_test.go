@@ -17,6 +17,7 @@ import (
 	"github.com/codebank/codebank/grpcgateway"
 	"github.com/codebank/codebank/internal/testenv/banktest"
 	"github.com/codebank/codebank/internal/testenv/kafkatest"
+	"github.com/codebank/codebank/internal/testenv/wait"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
 
@@ -44,7 +45,7 @@ func TestCallsInFlightLimit(t *testing.T) {
 			answers <- err
 		}()
 	}
-	banktest.WaitFor(t, 10*time.Second, "the calls to start waiting", func() bool {
+	wait.Until(t, 10*time.Second, "the calls to start waiting", func() bool {
 		return banktest.Value(t, in.Registry, "codebank_ingress_bank_inflight", nil) == limit
 	})
 	start := time.Now()

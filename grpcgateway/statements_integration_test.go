@@ -13,6 +13,7 @@ import (
 
 	"github.com/codebank/codebank/internal/testenv/banktest"
 	"github.com/codebank/codebank/internal/testenv/kafkatest"
+	"github.com/codebank/codebank/internal/testenv/wait"
 	"github.com/codebank/codebank/processors/authorizer"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
@@ -165,7 +166,7 @@ func TestStatementsRestartMidStream(t *testing.T) {
 	progress := func(what string) {
 		t.Helper()
 		from := count.Load()
-		banktest.WaitFor(t, 30*time.Second, "30 payments "+what, func() bool { return count.Load() >= from+30 })
+		wait.Until(t, 30*time.Second, "30 payments "+what, func() bool { return count.Load() >= from+30 })
 	}
 	progress("before the first stop")
 	sp.Stop(t)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/codebank/codebank/internal/devenv/chromium"
 	"github.com/codebank/codebank/internal/testenv/banktest"
+	"github.com/codebank/codebank/internal/testenv/wait"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 	"github.com/codebank/codebank/web"
 )
@@ -101,15 +102,14 @@ func eval[T any](b *browser, js string) T {
 func (b *browser) waitText(sel, want string, within time.Duration) string {
 	b.t.Helper()
 	var got string
-	for deadline := time.Now().Add(within); ; time.Sleep(100 * time.Millisecond) {
+	wait.For(b.t, within, fmt.Sprintf("%s to say %q", sel, want), func() error {
 		got = eval[string](b, fmt.Sprintf(`(document.querySelector(%q) || {}).textContent || ""`, sel))
-		if strings.Contains(got, want) {
-			return got
+		if !strings.Contains(got, want) {
+			return fmt.Errorf("it says %q", got)
 		}
-		if time.Now().After(deadline) {
-			b.t.Fatalf("%s says %q after %s, want %q", sel, got, within, want)
-		}
-	}
+		return nil
+	})
+	return got
 }
 
 // shot saves a screenshot of the whole page as name.png.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/codebank/codebank/internal/testenv/banktest"
 	"github.com/codebank/codebank/internal/testenv/kafkatest"
+	"github.com/codebank/codebank/internal/testenv/wait"
 	"github.com/codebank/codebank/processors"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 	"github.com/codebank/codebank/web"
@@ -113,7 +114,7 @@ func startStore(t *testing.T, d banktest.Deployment) *store.Orders {
 	}
 	r := runUntilCleanup(t, "orders store", st.Run)
 	t.Cleanup(func() { r.stop(t); st.Close() })
-	banktest.WaitFor(t, time.Minute, "the orders view to recover", st.Ready)
+	wait.Until(t, time.Minute, "the orders view to recover", st.Ready)
 	return st
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/codebank/codebank/codecs"
 	"github.com/codebank/codebank/internal/testenv/banktest"
 	"github.com/codebank/codebank/internal/testenv/kafkatest"
+	"github.com/codebank/codebank/internal/testenv/wait"
 	"github.com/codebank/codebank/web"
 	"github.com/codebank/codebank/web/store"
 )
@@ -87,7 +88,7 @@ func TestOrdersSurviveRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	run := runUntilCleanup(t, "orders store", st.Run)
-	banktest.WaitFor(t, time.Minute, "the orders view to recover", st.Ready)
+	wait.Until(t, time.Minute, "the orders view to recover", st.Ready)
 	ids := []string{"order-" + strings.Repeat("a", 16) + "-" + strings.Repeat("c", 16), "order-" + strings.Repeat("b", 16) + "-" + strings.Repeat("d", 16)} // the store's id format
 	st.Place(ctxT(t), ids[0], store.Placement{Items: []store.Item{mug}, Currency: "BRL", CardMasked: "545454******8555"})
 	st.Decide(ctxT(t), ids[0], store.Decision{Status: store.StatusApproved, TransactionID: ids[0]})

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/codebank/codebank/internal/card"
+	"github.com/codebank/codebank/internal/testenv/wait"
 )
 
 // syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
@@ -60,17 +61,17 @@ func TestRun(t *testing.T) {
 			done <- program.Run(ctx, []string{"run", "--data-dir", dir, "--kafka-port", kafkaPort[1:], "--grpc-addr", "127.0.0.1" + grpcPort,
 				"--http-addr", "127.0.0.1" + httpPort, "--search-port", searchPort[1:], "--connect-port", connectPort[1:]}, out, io.Discard)
 		}()
-		for deadline := time.Now().Add(3 * time.Minute); !strings.Contains(out.String(), "Code Bank is ready"); {
+		wait.For(t, 3*time.Minute, "the ready message", func() error {
 			select {
 			case err := <-done:
-				t.Fatalf("dev stopped: %v\n%s", err, out.String())
+				t.Fatalf("codebank-dev run stopped: %v\n%s", err, out.String())
 			default:
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no ready message:\n%s", out.String())
+			if !strings.Contains(out.String(), "Code Bank is ready") {
+				return fmt.Errorf("it says:\n%s", out.String())
 			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			return nil
+		})
 		return cancel, done, out
 	}
 	stop := func(cancel context.CancelFunc, done chan error) {
@@ -139,17 +140,8 @@ func TestRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
-		resp, err := http.Get("http://127.0.0.1" + webPort + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("codebank web not ready within a minute")
-		}
+	if err := webRole.waitReady(context.Background(), "http://127.0.0.1"+webPort+"/readyz", time.Minute); err != nil {
+		t.Fatalf("codebank web: %v", err)
 	}
 	if resp, err := http.Get("http://127.0.0.1" + webPort + "/"); err != nil || resp.StatusCode != 200 {
 		t.Errorf("codebank web: GET / = %v %v", resp, err)
@@ -160,18 +152,16 @@ func TestRun(t *testing.T) {
 
 	// Kafka Connect indexes the three authorizations within seconds.
 	var figures string
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+	wait.For(t, 30*time.Second, "the index to hold the 3 authorizations", func() error {
 		var an bytes.Buffer
-		if err := codebank(&an, "analytics", "--search-url", "http://127.0.0.1"+searchPort); err == nil {
-			figures = an.String()
-			if strings.Contains(figures, "total            3 ") {
-				break
-			}
+		if err := codebank(&an, "analytics", "--search-url", "http://127.0.0.1"+searchPort); err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the index does not hold the 3 authorizations:\n%s", figures)
+		if figures = an.String(); !strings.Contains(figures, "total            3 ") {
+			return fmt.Errorf("codebank analytics says:\n%s", figures)
 		}
-	}
+		return nil
+	})
 	if !strings.Contains(figures, "approved         2") || !strings.Contains(figures, "Insufficient credit") {
 		t.Errorf("analytics:\n%s", figures)
 	}

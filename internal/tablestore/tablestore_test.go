@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/lovoo/goka/storage"
+
+	"github.com/codebank/codebank/internal/testenv/wait"
 )
 
 func TestStore(t *testing.T) {
@@ -180,15 +182,10 @@ func unrecoveredReadsDuringFlush(t *testing.T, builder func(string) storage.Buil
 // written reports true, for at most a second: the timer is due within flushInterval.
 func waitFlushed(t *testing.T, s *store, written func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(time.Second); ; time.Sleep(flushInterval / 10) {
+	wait.Until(t, time.Second, fmt.Sprintf("the timer to write the batch (flush interval %v)", flushInterval), func() bool {
 		s.mu.Lock()
 		pending := s.batch.Len() > 0 || len(s.flushing) > 0
 		s.mu.Unlock()
-		if !pending && written() {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the timer did not write the batch within a second (flush interval %v)", flushInterval)
-		}
-	}
+		return !pending && written()
+	})
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/codebank/codebank/connect"
 	"github.com/codebank/codebank/internal/devenv/localsearch"
 	"github.com/codebank/codebank/internal/testenv/kafkatest"
+	"github.com/codebank/codebank/internal/testenv/wait"
 )
 
 var (
@@ -139,8 +140,7 @@ func waitConsumed(t *testing.T, name, topic string) {
 	if err != nil {
 		t.Fatalf("Partitions: %v", err)
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	wait.For(t, time.Minute, "connector "+name+" to consume "+topic, func() error {
 		var behind []string
 		offsets, err := admin.ListConsumerGroupOffsets("connect-"+name, map[string][]int32{topic: parts})
 		if err != nil {
@@ -155,14 +155,11 @@ func waitConsumed(t *testing.T, name, topic string) {
 				behind = append(behind, fmt.Sprintf("partition %d at %v of %d", p, b, end))
 			}
 		}
-		if len(behind) == 0 {
-			return
+		if len(behind) > 0 {
+			return fmt.Errorf("behind: %v", behind)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("connector %s has not consumed %s within 60s: %v", name, topic, behind)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // consume returns the first n records of topic (one partition).
@@ -173,19 +170,14 @@ func consume(t *testing.T, topic string, n int) []*sarama.ConsumerMessage {
 		t.Fatalf("NewConsumer: %v", err)
 	}
 	defer c.Close()
-	deadline := time.After(60 * time.Second)
 	var pc sarama.PartitionConsumer
-	for pc == nil {
-		// The dead letter topic appears with the first dead letter.
-		if pc, err = c.ConsumePartition(topic, 0, sarama.OffsetOldest); err != nil {
-			select {
-			case <-deadline:
-				t.Fatalf("ConsumePartition %s: %v", topic, err)
-			case <-time.After(200 * time.Millisecond):
-			}
-		}
-	}
+	// The dead letter topic appears with the first dead letter.
+	wait.For(t, 30*time.Second, "topic "+topic, func() (err error) {
+		pc, err = c.ConsumePartition(topic, 0, sarama.OffsetOldest)
+		return err
+	})
 	defer pc.Close()
+	deadline := time.After(60 * time.Second)
 	var out []*sarama.ConsumerMessage
 	for len(out) < n {
 		select {
@@ -396,12 +388,7 @@ func TestOpenSearchSink(t *testing.T) {
 		if err := w.PutConnector(ctx, name, c); err != nil {
 			t.Fatalf("PutConnector: %v", err)
 		}
-		for deadline := time.Now().Add(30 * time.Second); refused.Load() < 3; {
-			if time.Now().After(deadline) {
-				t.Fatalf("the connector sent %d requests within 30s, want 3 or more", refused.Load())
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		wait.Until(t, 30*time.Second, "the connector to send 3 requests or more", func() bool { return refused.Load() >= 3 })
 		time.Sleep(1500 * time.Millisecond) // more than offset.flush.interval.ms
 		if st, err := connect.ConnectorStatus(ctx, w.URL(), name); err != nil || !st.Running() {
 			t.Errorf("during the outage: ConnectorStatus = %+v, %v", st, err)
@@ -448,17 +435,13 @@ func TestOpenSearchSink(t *testing.T) {
 		produce(t, topic, result("tx-f", "approved", 2))
 
 		w = startWorker(t, Options{Brokers: brokerAddr, GroupID: group})
-		deadline := time.Now().Add(60 * time.Second)
-		for {
+		wait.For(t, time.Minute, "the connector to run after the restart", func() error {
 			st, err := connect.ConnectorStatus(ctx, w.URL(), name)
-			if err == nil && st.Running() {
-				break
+			if err == nil && !st.Running() {
+				err = fmt.Errorf("status %+v", st)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("connector not running after restart: %+v, %v", st, err)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
+			return err
+		})
 		waitConsumed(t, name, topic)
 		if got := ids(documents(t, es, index)); !slices.Equal(got, []string{"tok:tx-f"}) {
 			t.Errorf("document ids %v, want [tok:tx-f]", got)

@@ -20,6 +20,7 @@ import (
 	"github.com/codebank/codebank/grpcgateway"
 	"github.com/codebank/codebank/internal/card"
 	"github.com/codebank/codebank/internal/kafkaconf"
+	"github.com/codebank/codebank/internal/testenv/wait"
 	"github.com/codebank/codebank/processors"
 	"github.com/codebank/codebank/processors/authorizer"
 	"github.com/codebank/codebank/processors/statements"
@@ -237,7 +238,7 @@ func StartView(t testing.TB, d Deployment, table processors.Topic) *processors.V
 			t.Errorf("view stopped with: %v", err)
 		}
 	})
-	WaitFor(t, time.Minute, "the view of "+table.Name+" to recover", view.Ready)
+	wait.Until(t, time.Minute, "the view of "+table.Name+" to recover", view.Ready)
 	return view
 }
 
@@ -246,19 +247,6 @@ func StartView(t testing.TB, d Deployment, table processors.Topic) *processors.V
 func StartStatementsView(t testing.TB, d Deployment) *statements.Reader {
 	t.Helper()
 	return statements.NewReader(StartView(t, d, d.Topo.StatementsTable()))
-}
-
-// WaitFor waits until cond holds, checking it every 20 ms, and fails the test naming what it
-// waited for when it does not within the time given.
-func WaitFor(t testing.TB, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %v for %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // Value returns the value of the counter or gauge name with exactly these labels in reg; 0

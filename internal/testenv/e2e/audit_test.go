@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/codebank/codebank/internal/card"
 	"github.com/codebank/codebank/internal/testenv/banktest"
 	"github.com/codebank/codebank/internal/testenv/kafkatest"
+	"github.com/codebank/codebank/internal/testenv/wait"
 	"github.com/codebank/codebank/processors/statements"
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
@@ -61,12 +63,13 @@ func TestAuditFindsCorruptedBooks(t *testing.T) {
 	}
 	var out string
 	var code int
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
-		if out, code = codebankAudit(t, d); code == 0 || time.Now().After(deadline) {
-			break
+	wait.For(t, 30*time.Second, "codebank audit to find the books sound", func() error {
+		if out, code = codebankAudit(t, d); code != 0 {
+			return fmt.Errorf("exit %d:\n%s", code, out)
 		}
-	}
-	if code != 0 || !strings.Contains(out, "OK: the books balance") || !strings.Contains(out, "6 payments (6 approved, 90.00)") {
+		return nil
+	})
+	if !strings.Contains(out, "OK: the books balance") || !strings.Contains(out, "6 payments (6 approved, 90.00)") {
 		t.Fatalf("audit of sound books = exit %d:\n%s", code, out)
 	}
 
@@ -101,7 +104,7 @@ func TestAuditFindsCorruptedBooks(t *testing.T) {
 	}
 	defer client.Close()
 	var original *codecs.Result
-	for _, m := range readUntil(t, client, d.Topo.Results().Name, 6, time.Now().Add(20*time.Second)) {
+	for _, m := range readAtLeast(t, client, d.Topo.Results().Name, 6, 20*time.Second) {
 		if string(m.Key) == keys.Token(first) {
 			v, _ := codecs.ResultCodec{}.Decode(m.Value)
 			original = v.(*codecs.Result)
@@ -123,7 +126,7 @@ func TestAuditFindsCorruptedBooks(t *testing.T) {
 	month := time.Now().UTC().Format(statements.MonthLayout)
 	pageKey := statements.PageKey(keys.Token(third), month, 0)
 	var page *eventsv1.StatementPage
-	for _, m := range readUntil(t, client, d.Topo.StatementsTable().Name, 1, time.Now().Add(20*time.Second)) {
+	for _, m := range readAtLeast(t, client, d.Topo.StatementsTable().Name, 1, 20*time.Second) {
 		if string(m.Key) == pageKey {
 			v, _ := codecs.StatementEntry.Decode(m.Value)
 			page = v.(*eventsv1.StatementEntry).GetPage()

@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/codebank/codebank/internal/audit"
 	"github.com/codebank/codebank/internal/testenv/banktest"
 	"github.com/codebank/codebank/internal/testenv/kafkatest"
+	"github.com/codebank/codebank/internal/testenv/wait"
 	"github.com/codebank/codebank/processors"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 	"github.com/codebank/codebank/web"
@@ -78,7 +80,7 @@ func startWholeBank(t *testing.T, cfg grpcgateway.Config) *wholeBank {
 		}
 		b.orders.Close()
 	})
-	banktest.WaitFor(t, time.Minute, "the orders and the dashboard's feed", func() bool { return b.orders.Ready() && feed.Snapshot().Connected })
+	wait.Until(t, time.Minute, "the orders and the dashboard's feed", func() bool { return b.orders.Ready() && feed.Snapshot().Connected })
 
 	if err := analytics.Setup(ctx, d.Topo, analytics.Sink{SearchURL: servers.SearchURL, ConnectURL: servers.ConnectURL, Index: b.index}); err != nil {
 		t.Fatal(err)
@@ -105,21 +107,19 @@ func (b *wholeBank) balanced(t *testing.T) *audit.Report {
 func balanced(t *testing.T, cfg audit.Config) *audit.Report {
 	t.Helper()
 	var rep *audit.Report
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(time.Second) {
+	wait.For(t, time.Minute, "the books to balance after the load", func() error {
 		var err error
-		rep, err = audit.Run(context.Background(), cfg)
-		if err != nil {
+		if rep, err = audit.Run(context.Background(), cfg); err != nil {
 			t.Fatalf("audit: %v", err)
 		}
-		if rep.OK() {
-			return rep
-		}
-		if time.Now().After(deadline) {
+		if !rep.OK() {
 			var sb strings.Builder
 			rep.Write(&sb, 20)
-			t.Fatalf("the books do not balance a minute after the load:\n%s", sb.String())
+			return errors.New(sb.String())
 		}
-	}
+		return nil
+	})
+	return rep
 }
 
 // Short names for the harness's helpers.

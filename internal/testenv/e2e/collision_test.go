@@ -21,6 +21,7 @@ import (
 	"github.com/codebank/codebank/internal/card"
 	"github.com/codebank/codebank/internal/testenv/banktest"
 	"github.com/codebank/codebank/internal/testenv/kafkatest"
+	"github.com/codebank/codebank/internal/testenv/wait"
 	"github.com/codebank/codebank/processors"
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
@@ -174,7 +175,7 @@ func TestForgedRepliesNeverReachTheCaller(t *testing.T) {
 	}
 	emitter.Finish()
 	in2 := d.Topo.Input(processors.ConsumerIngress, d.Topo.Replies())
-	banktest.WaitFor(t, 20*time.Second, "the forged replies to be dead-lettered", func() bool {
+	wait.Until(t, 20*time.Second, "the forged replies to be dead-lettered", func() bool {
 		return banktest.Value(t, in.Registry, "codebank_dead_letters_total", map[string]string{"group": "ingress", "topic": in2.Topic.Name}) == float64(len(forged))
 	})
 	select {

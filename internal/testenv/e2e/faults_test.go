@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -24,6 +25,7 @@ import (
 	"github.com/codebank/codebank/internal/kafkaconf"
 	"github.com/codebank/codebank/internal/testenv/banktest"
 	"github.com/codebank/codebank/internal/testenv/kafkatest"
+	"github.com/codebank/codebank/internal/testenv/wait"
 	"github.com/codebank/codebank/processors"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 	"github.com/codebank/codebank/web/store"
@@ -120,19 +122,18 @@ func (r *role) stop(t *testing.T) {
 // waitReady waits until the role's readyz answers 200.
 func (r *role) waitReady(t *testing.T, within time.Duration) time.Duration {
 	t.Helper()
-	start := time.Now()
-	for deadline := start.Add(within); ; time.Sleep(100 * time.Millisecond) {
-		if resp, err := http.Get(r.readyz); err == nil {
+	return wait.For(t, within, r.name+" to be ready", func() error {
+		resp, err := http.Get(r.readyz)
+		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return time.Since(start)
+				return nil
 			}
+			err = errors.New(resp.Status)
 		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(r.logFile)
-			t.Fatalf("%s not ready within %v; its log:\n%s", r.name, within, tail(string(b), 3000))
-		}
-	}
+		b, _ := os.ReadFile(r.logFile)
+		return fmt.Errorf("%v; its log:\n%s", err, tail(string(b), 3000))
+	})
 }
 
 func tail(s string, n int) string {
@@ -156,6 +157,29 @@ type payer struct {
 	phase    string
 	inflight atomic.Int64
 	stuck    error
+}
+
+// decide waits until the clients have had n more final answers: the bank is deciding.
+func (p *payer) decide(t *testing.T, n int) {
+	t.Helper()
+	decided := func() int {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.calls
+	}
+	from := decided()
+	wait.For(t, 2*time.Minute, fmt.Sprintf("%d more final answers", n), func() error {
+		p.mu.Lock()
+		stuck := p.stuck
+		p.mu.Unlock()
+		if stuck != nil {
+			t.Fatal(stuck)
+		}
+		if got := decided() - from; got < n {
+			return fmt.Errorf("%d so far", got)
+		}
+		return nil
+	})
 }
 
 func (p *payer) setPhase(name string) {
@@ -263,12 +287,12 @@ func TestFaultsUnderLoad(t *testing.T) {
 			p.run(loadCtx, i, codebankv1.NewPaymentServiceClient(conn), cards)
 		}()
 	}
-	time.Sleep(3 * time.Second)
+	p.decide(t, 500)
 	for i := 1; i <= 3; i++ {
 		p.setPhase(fmt.Sprintf("authorizer kill -9 #%d", i))
 		auth.kill9(t)
 		t.Logf("authorizer killed (#%d); ready again after %v", i, auth.waitReady(t, 2*time.Minute).Round(time.Millisecond))
-		time.Sleep(3 * time.Second)
+		p.decide(t, 500)
 	}
 	p.setPhase("broker kill -9")
 	syscall.Kill(broker.PID(), syscall.SIGKILL)
@@ -281,14 +305,14 @@ func TestFaultsUnderLoad(t *testing.T) {
 		r.waitReady(t, 2*time.Minute)
 	}
 	t.Log("broker killed and restarted; every role ready again")
-	time.Sleep(5 * time.Second)
+	p.decide(t, 500)
 	p.setPhase("ingress kill -9")
 	inflight := p.inflight.Load()
 	in.kill9(t)
 	t.Logf("ingress killed with %d calls in flight; ready again after %v", inflight, in.waitReady(t, time.Minute).Round(time.Millisecond))
-	time.Sleep(3 * time.Second)
+	p.decide(t, 500)
 	p.setPhase("steady after the faults")
-	time.Sleep(2 * time.Second)
+	p.decide(t, 500)
 	stopLoad()
 	wg.Wait()
 	if p.stuck != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/codebank/codebank/codecs"
 	"github.com/codebank/codebank/grpcgateway"
 	"github.com/codebank/codebank/internal/testenv/banktest"
+	"github.com/codebank/codebank/internal/testenv/wait"
 	"github.com/codebank/codebank/processors"
 	"github.com/codebank/codebank/processors/statements"
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
@@ -137,7 +138,7 @@ func TestPoisonNeverStopsTheBank(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(time.Second)
+	wait.Until(t, 30*time.Second, "the load to run", func() bool { return calls.Load() >= 50 })
 	produced := 0
 	for topic, ps := range poisons {
 		e, err := goka.NewEmitter(b.d.Kafka.Brokers, goka.Stream(topic), codecs.Bytes{}, b.d.Kafka.EmitterOptions(banktest.Logger())...)
@@ -159,7 +160,9 @@ func TestPoisonNeverStopsTheBank(t *testing.T) {
 	if !errors.Is(err, grpcgateway.ErrRefused) || time.Since(start) > 5*time.Second {
 		t.Errorf("malformed request = %v after %v, want refused at once", err, time.Since(start))
 	}
-	time.Sleep(3 * time.Second)
+	// The bank goes on deciding past the poison, on every partition.
+	after := calls.Load()
+	wait.Until(t, time.Minute, "300 more calls after the poison", func() bool { return calls.Load() >= after+300 })
 	close(stop)
 	wg.Wait()
 	if n := failed.Load(); n > 0 {
@@ -180,7 +183,7 @@ func TestPoisonNeverStopsTheBank(t *testing.T) {
 			if c.Name == processors.ConsumerAuthorizer && in.Topic.Name == topo.PaymentRequests().Name {
 				want = append(want, poison{number, nil, "the malformed call"})
 			}
-			got := readUntil(t, client, in.DeadLetters.Name, len(want), deadline)
+			got := readAtLeast(t, client, in.DeadLetters.Name, len(want), time.Until(deadline))
 			for _, p := range want {
 				if !hasDeadLetter(got, c.Name, in.Topic.Name, p) {
 					t.Errorf("%s: the %s record of %s is not in %s with its headers", c.Name, p.what, in.Topic.Name, in.DeadLetters.Name)
@@ -227,43 +230,52 @@ func hasDeadLetter(msgs []*sarama.ConsumerMessage, consumer, topic string, p poi
 	return false
 }
 
-// readUntil reads a topic from the start until it holds n records or the deadline passes.
-func readUntil(t *testing.T, client sarama.Client, topic string, n int, deadline time.Time) []*sarama.ConsumerMessage {
+// readAtLeast reads a topic from the start until it holds n records or more, for at most within.
+func readAtLeast(t *testing.T, client sarama.Client, topic string, n int, within time.Duration) []*sarama.ConsumerMessage {
 	t.Helper()
 	var out []*sarama.ConsumerMessage
-	for ; ; time.Sleep(250 * time.Millisecond) {
-		out = out[:0]
-		parts, err := client.Partitions(topic)
-		if err != nil {
-			t.Fatalf("partitions of %s: %v", topic, err)
+	wait.For(t, within, fmt.Sprintf("%d records on %s", n, topic), func() error {
+		out = readAll(t, client, topic)
+		if len(out) < n {
+			return fmt.Errorf("it holds %d", len(out))
 		}
-		consumer, err := sarama.NewConsumerFromClient(client)
+		return nil
+	})
+	return out
+}
+
+// readAll reads every record a topic holds now.
+func readAll(t *testing.T, client sarama.Client, topic string) []*sarama.ConsumerMessage {
+	t.Helper()
+	parts, err := client.Partitions(topic)
+	if err != nil {
+		t.Fatalf("partitions of %s: %v", topic, err)
+	}
+	consumer, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer consumer.Close()
+	var out []*sarama.ConsumerMessage
+	for _, p := range parts {
+		newest, err := client.GetOffset(topic, p, sarama.OffsetNewest)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, p := range parts {
-			newest, err := client.GetOffset(topic, p, sarama.OffsetNewest)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if newest == 0 {
-				continue
-			}
-			pc, err := consumer.ConsumePartition(topic, p, sarama.OffsetOldest)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for m := range pc.Messages() {
-				out = append(out, m)
-				if m.Offset >= newest-1 {
-					break
-				}
-			}
-			pc.Close()
+		if newest == 0 {
+			continue
 		}
-		consumer.Close()
-		if len(out) >= n || time.Now().After(deadline) {
-			return out
+		pc, err := consumer.ConsumePartition(topic, p, sarama.OffsetOldest)
+		if err != nil {
+			t.Fatal(err)
 		}
+		for m := range pc.Messages() {
+			out = append(out, m)
+			if m.Offset >= newest-1 {
+				break
+			}
+		}
+		pc.Close()
 	}
+	return out
 }
