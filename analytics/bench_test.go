@@ -26,7 +26,7 @@ func BenchmarkIndexingLag(b *testing.B) {
 	req := &codebankv1.AuthorizeRequest{Card: &codebankv1.CardDetails{Number: c.GetCard().GetNumber(), HolderName: "Bench Card",
 		ExpiryMonth: c.GetCard().GetExpiryMonth(), ExpiryYear: c.GetCard().GetExpiryYear(), Cvv: c.GetCvv()},
 		AmountCents: 1, Store: "Code Store", Description: "bench"}
-	token := banktest.Keys(b).Token(c.GetCard().GetNumber())
+	token := c.GetCard().GetCardId()
 	lat := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -36,7 +36,7 @@ func BenchmarkIndexingLag(b *testing.B) {
 		}
 		start := time.Now()
 		for {
-			res, err := p.search.Search(p.index).Query(elastic.NewIdsQuery().Ids(codecs.PaymentKey(token, r.GetTransactionId()))).Size(0).TrackTotalHits(true).Do(ctx)
+			res, err := p.search.Search(p.index).Query(elastic.NewIdsQuery().Ids(codecs.PaymentKey(token, banktest.Merchant, r.GetTransactionId()))).Size(0).TrackTotalHits(true).Do(ctx)
 			if err == nil && res.TotalHits() == 1 {
 				break
 			}

@@ -8,7 +8,7 @@ import (
 
 func BenchmarkCodecPaymentRequested(b *testing.B) {
 	v := &eventsv1.PaymentRequested{TransactionId: "0b8e2c4e-8f7e-4c43-9d55-6f1c0a3b2d11", HolderName: "MARIA SILVA", ExpiryMonth: 11, ExpiryYear: 2030,
-		CvvMatch: true, AmountCents: 1234, Store: "Code Store", Description: "Produtos: livro", RequestedAtUnixUs: 1795602454530000, ReplyKey: "reply-0-12"}
+		CvvKeyIds: []string{"k1"}, AmountCents: 1234, Store: "Code Store", Description: "Produtos: livro", RequestedAtUnixUs: 1795602454530000, ReplyKey: "reply-0-12"}
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		data, err := PaymentRequested.Encode(v)

@@ -33,7 +33,7 @@ func TestProtoRoundTrip(t *testing.T) {
 		codec goka.Codec
 		value proto.Message
 	}{
-		{PaymentRequested, &eventsv1.PaymentRequested{TransactionId: "tx-1", HolderName: "MARIA", ExpiryMonth: 11, ExpiryYear: 2030, CvvMatch: true, AmountCents: 1234, Store: "Code Store", Description: "book", RequestedAtUnixUs: 1, ReplyKey: "r0", Channel: eventsv1.Channel_CHANNEL_LEGACY}},
+		{PaymentRequested, &eventsv1.PaymentRequested{TransactionId: "tx-1", HolderName: "MARIA", ExpiryMonth: 11, ExpiryYear: 2030, CvvKeyIds: []string{"k1"}, AmountCents: 1234, Store: "Code Store", Description: "book", RequestedAtUnixUs: 1, ReplyKey: "r0", Channel: eventsv1.Channel_CHANNEL_LEGACY}},
 		{CardCommand, &eventsv1.CardCommand{CommandId: "c-1", ReplyKey: "r1", Command: &eventsv1.CardCommand_Issue{Issue: &eventsv1.IssueCard{HolderName: "JOSE", LimitCents: 100000, Currency: "BRL", ExpiryMonth: 1, ExpiryYear: 2031}}}},
 		{Account, &eventsv1.Account{HolderName: "JOSE", LimitCents: 100, UsedCents: 50, Status: eventsv1.CardStatus_CARD_STATUS_ACTIVE, Outcomes: []byte{1, 2, 3}, Approvals: 2}},
 		{Reply, &eventsv1.Reply{CorrelationId: "x", Body: &eventsv1.Reply_Payment{Payment: &eventsv1.PaymentReply{Outcome: &eventsv1.Outcome{TransactionId: "x", AmountCents: 5}, Duplicate: true}}}},
@@ -56,7 +56,7 @@ func TestProtoWrongType(t *testing.T) {
 }
 
 func TestResultRoundTrip(t *testing.T) {
-	in := &Result{PaymentKey: "tok:tx", TransactionID: "tx", CardToken: "tok", CardMasked: "545454******1234", CardBIN: "545454", Status: "rejected", Reason: "insufficient_credit", AmountCents: 1234, Amount: "12.34", Currency: "BRL", Store: "Code Store", Description: "Produtos: x", Channel: "api", RequestedAt: "2026-11-25T10:00:00.000001Z", AuthorizedAt: "2026-11-25T10:00:00.002Z", ProcessingMs: 1.999, AvailableCents: 10, LimitCents: 100}
+	in := &Result{PaymentKey: "tok:code-store:tx", TransactionID: "tx", CardToken: "tok", Merchant: "code-store", CardMasked: "545454******1234", CardBIN: "545454", Status: "rejected", Reason: "insufficient_credit", AmountCents: 1234, Amount: "12.34", Currency: "BRL", Store: "Code Store", Description: "Produtos: x", Channel: "api", RequestedAt: "2026-11-25T10:00:00.000001Z", AuthorizedAt: "2026-11-25T10:00:00.002Z", ProcessingMs: 1.999, AvailableCents: 10, LimitCents: 100}
 	got := roundTrip(t, ResultCodec{}, in).(*Result)
 	if *got != *in {
 		t.Errorf("round trip: got %+v, want %+v", got, in)
@@ -77,5 +77,54 @@ func TestReasons(t *testing.T) {
 	}
 	if r := ReasonOf("something_new"); r.Label != "something_new" || r.Customer == "" {
 		t.Errorf("ReasonOf(unknown) = %+v", r)
+	}
+}
+
+// TestContracts: a payment request is keyed by a card token, never a number, and names its
+// merchant; a result's payment key is its card token, merchant and transaction id.
+func TestContracts(t *testing.T) {
+	const token = "gzNcUY7KgaoXOFX_qNg2gQ"
+	good := func() *eventsv1.PaymentRequested {
+		return &eventsv1.PaymentRequested{TransactionId: "tx-1", HolderName: "MARIA", ExpiryMonth: 11, ExpiryYear: 2030, CvvKeyIds: []string{"k1"},
+			AmountCents: 1234, Description: "book", RequestedAtUnixUs: 1, MaskedNumber: "545454******1234", MerchantId: "code-store", MerchantName: "Code Store"}
+	}
+	if err := CheckPaymentRequested(token, good()); err != nil {
+		t.Fatalf("a good request: %v", err)
+	}
+	for name, tc := range map[string]struct {
+		key    string
+		change func(*eventsv1.PaymentRequested)
+		want   string
+	}{
+		"keyed by a card number": {"5454545454545454", nil, "key must be a card token"},
+		"no merchant":            {token, func(r *eventsv1.PaymentRequested) { r.MerchantId = "" }, "merchant_id is required"},
+		"merchant with a colon":  {token, func(r *eventsv1.PaymentRequested) { r.MerchantId = "a:b" }, "merchant_id must be"},
+		"no merchant name":       {token, func(r *eventsv1.PaymentRequested) { r.MerchantName = "" }, "merchant_name is required"},
+		"a full number":          {token, func(r *eventsv1.PaymentRequested) { r.MaskedNumber = "5454545454541234" }, "masked_number must be"},
+		"too many card keys":     {token, func(r *eventsv1.PaymentRequested) { r.CvvKeyIds = make([]string, 9) }, "cvv_key_ids must"},
+	} {
+		r := good()
+		if tc.change != nil {
+			tc.change(r)
+		}
+		err := CheckPaymentRequested(tc.key, r)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "5454545454545454") {
+			t.Errorf("%s: %v, want %q and no number", name, err, tc.want)
+		}
+	}
+	res := &Result{PaymentKey: PaymentKey(token, "code-store", "tx:1"), TransactionID: "tx:1", CardToken: token, Merchant: "code-store",
+		Status: StatusApproved, AmountCents: 1, AuthorizedAt: "2026-11-25T10:00:00.000001Z", Store: "Code Store", Description: "x"}
+	if err := CheckResult(token, res); err != nil {
+		t.Errorf("a good result: %v", err)
+	}
+	res.PaymentKey = token + ":tx:1"
+	if err := CheckResult(token, res); err == nil {
+		t.Error("a result whose payment key leaves out the merchant passed")
+	}
+	if got := StoreName("Code Store", " Centro "); got != "Code Store (Centro)" {
+		t.Errorf("StoreName = %q", got)
+	}
+	if got := StoreName("Code Store", "code store"); got != "Code Store" {
+		t.Errorf("StoreName of the merchant's own name = %q", got)
 	}
 }

@@ -62,6 +62,29 @@ func CheckText(s string, max int) error {
 	return nil
 }
 
+// CheckOptionalText reports what is wrong with an optional text field: as CheckText, but it
+// may be empty.
+func CheckOptionalText(s string, max int) error {
+	if s == "" {
+		return nil
+	}
+	return CheckText(s, max)
+}
+
+// MaxMerchantNameLen bounds a merchant's name, in bytes (apikey checks it too).
+const MaxMerchantNameLen = 60
+
+// checkMerchant checks a merchant id: 1-40 lower-case letters, digits and dashes.
+func checkMerchant(id string) error {
+	if id == "" {
+		return errors.New("is required")
+	}
+	if len(id) > 40 || strings.Trim(id, "abcdefghijklmnopqrstuvwxyz0123456789-") != "" || id[0] == '-' {
+		return errors.New("must be 1-40 lower-case letters, digits and dashes")
+	}
+	return nil
+}
+
 // CheckTransactionID reports what is wrong with a transaction id: 1-64 characters of
 // [A-Za-z0-9._:-].
 func CheckTransactionID(id string) error {
@@ -97,8 +120,28 @@ func (p *problems) check(field string, err error) {
 }
 
 func (p *problems) cardKey(key string) {
-	if card.ValidateNumber(key) != nil {
-		p.add("key", "must be a card number") // the key itself is never quoted
+	if !card.ValidToken(key) {
+		p.add("key", "must be a card token") // the key itself is never quoted: it could be a card number
+	}
+}
+
+// maskedNumber checks a masked card number: six digits, six stars, four digits.
+func (p *problems) maskedNumber(field, m string) {
+	if len(m) != card.NumberLength || strings.Trim(m[:6]+m[12:], "0123456789") != "" || m[6:12] != "******" {
+		p.add(field, "must be a masked card number")
+	}
+}
+
+// cardKeyIDs checks the ids of card keys a CVV matched.
+func (p *problems) cardKeyIDs(field string, ids []string) {
+	if len(ids) > 8 {
+		p.add(field, "must name at most 8 keys")
+	}
+	for _, id := range ids {
+		if id == "" || len(id) > 32 {
+			p.add(field, "must hold card key ids of 1-32 characters")
+			return
+		}
 	}
 }
 
@@ -120,7 +163,7 @@ func (p *problems) correlation(field, id string, required bool) {
 	}
 }
 
-// CheckPaymentRequested checks a payment request (key: card number) against its contract.
+// CheckPaymentRequested checks a payment request (key: card token) against its contract.
 func CheckPaymentRequested(key string, r *eventsv1.PaymentRequested) error {
 	var p problems
 	p.cardKey(key)
@@ -128,7 +171,11 @@ func CheckPaymentRequested(key string, r *eventsv1.PaymentRequested) error {
 	p.check("holder_name", CheckText(r.GetHolderName(), MaxHolderLen))
 	p.expiry(r.GetExpiryMonth(), r.GetExpiryYear())
 	p.check("amount_cents", CheckCents(r.GetAmountCents()))
-	p.check("store", CheckText(r.GetStore(), MaxStoreLen))
+	p.maskedNumber("masked_number", r.GetMaskedNumber())
+	p.cardKeyIDs("cvv_key_ids", r.GetCvvKeyIds())
+	p.check("merchant_id", checkMerchant(r.GetMerchantId()))
+	p.check("merchant_name", CheckText(r.GetMerchantName(), MaxMerchantNameLen))
+	p.check("store", CheckOptionalText(r.GetStore(), MaxStoreLen))
 	p.check("description", CheckText(r.GetDescription(), MaxDescriptionLen))
 	if r.GetRequestedAtUnixUs() <= 0 {
 		p.add("requested_at_unix_us", "is required")
@@ -143,7 +190,7 @@ func CheckPaymentRequested(key string, r *eventsv1.PaymentRequested) error {
 	return p.err("payment request")
 }
 
-// CheckCardCommand checks a card command (key: card number) against its contract.
+// CheckCardCommand checks a card command (key: card token) against its contract.
 func CheckCardCommand(key string, c *eventsv1.CardCommand) error {
 	var p problems
 	p.cardKey(key)
@@ -159,7 +206,14 @@ func CheckCardCommand(key string, c *eventsv1.CardCommand) error {
 			p.add("issue.currency", "must be an ISO 4217 code")
 		}
 		p.expiry(cmd.Issue.GetExpiryMonth(), cmd.Issue.GetExpiryYear())
-	case *eventsv1.CardCommand_Get:
+		p.maskedNumber("issue.masked_number", cmd.Issue.GetMaskedNumber())
+		if id := cmd.Issue.GetCardKeyId(); id == "" || len(id) > 32 {
+			p.add("issue.card_key_id", "must be 1-32 characters")
+		}
+	case *eventsv1.CardCommand_Verify:
+		p.expiry(cmd.Verify.GetExpiryMonth(), cmd.Verify.GetExpiryYear())
+		p.cardKeyIDs("verify.cvv_key_ids", cmd.Verify.GetCvvKeyIds())
+	case *eventsv1.CardCommand_Get, *eventsv1.CardCommand_Block, *eventsv1.CardCommand_Unblock:
 	default:
 		p.add("command", "is required")
 	}
@@ -178,6 +232,9 @@ func CheckAccount(a *eventsv1.Account) error {
 	}
 	if a.GetApprovals() < 0 {
 		p.add("approvals", "must not be negative")
+	}
+	if a.GetVerifyFailures() < 0 {
+		p.add("verify_failures", "must not be negative")
 	}
 	return p.err("account")
 }
@@ -199,8 +256,9 @@ func CheckResult(key string, r *Result) error {
 		p.add("key", "must be the record's card_token")
 	}
 	p.check("transaction_id", CheckTransactionID(r.TransactionID))
-	if r.PaymentKey != PaymentKey(r.CardToken, r.TransactionID) {
-		p.add("payment_key", "must be card_token:transaction_id")
+	p.check("merchant", checkMerchant(r.Merchant))
+	if r.PaymentKey != PaymentKey(r.CardToken, r.Merchant, r.TransactionID) {
+		p.add("payment_key", "must be card_token:merchant:transaction_id")
 	}
 	switch r.Status {
 	case StatusApproved:

@@ -21,6 +21,7 @@ var reasons = map[string]Reason{
 	"card_not_found":      {"card_not_found", "Unknown card", "Card not recognised"},
 	"card_blocked":        {"card_blocked", "Card blocked", "This card is blocked"},
 	"account_unavailable": {"account_unavailable", "Account unavailable", "The bank could not check this card now. Try again later: you will not be charged twice"},
+	"do_not_honor":        {"do_not_honor", "Card data not verified", "The bank declined this card. Check the card number, the expiry date, the CVV and the name on the card"},
 	"":                    {"", "Unspecified", "The bank declined this payment"},
 }
 

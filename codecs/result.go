@@ -19,10 +19,11 @@ type Result struct {
 	// PaymentKey identifies the payment everywhere downstream (see PaymentKey): statements
 	// dedupe by it, the search index uses it as the document id, the audit counts by it.
 	PaymentKey string `json:"payment_key"`
-	// TransactionID is the payment's idempotency key, chosen by the client, unique per card
-	// (the same id on two cards is two payments).
+	// TransactionID is the payment's idempotency key, chosen by the client, unique per merchant
+	// and card (the same id on two cards, or from two merchants, is two payments).
 	TransactionID string `json:"transaction_id"`
-	// CardToken identifies the card without revealing its number (HMAC under the bank secret).
+	// CardToken identifies the card without revealing its number (HMAC under the bank's
+	// tokenization key): the public API's card id.
 	CardToken string `json:"card_token"`
 	// CardMasked is the card number with its middle six digits hidden: 545454******1234.
 	CardMasked string `json:"card_masked"`
@@ -40,7 +41,10 @@ type Result struct {
 	Amount json.Number `json:"amount"`
 	// Currency is the ISO 4217 code of the amounts.
 	Currency string `json:"currency,omitempty"`
-	// Store is the merchant's name.
+	// Merchant is the id of the merchant whose API key asked for the payment.
+	Merchant string `json:"merchant"`
+	// Store is the merchant's name, with the sub-name its checkout gave in parentheses
+	// (StoreName).
 	Store string `json:"store"`
 	// Description says what was bought.
 	Description string `json:"description"`
@@ -64,10 +68,24 @@ type Result struct {
 type ResultCodec = JSON[Result]
 
 // PaymentKey returns the key that identifies a payment everywhere downstream of the authorizer:
-// the card token and the transaction id, "TOKEN:TRANSACTION_ID". A card token never holds a
-// colon, so the key splits back unambiguously at the first one.
-func PaymentKey(cardToken, transactionID string) string {
-	return cardToken + ":" + transactionID
+// the card token, the merchant and the transaction id, "TOKEN:MERCHANT:TRANSACTION_ID". Neither
+// a card token nor a merchant id holds a colon, so the key splits back unambiguously at the
+// first two.
+func PaymentKey(cardToken, merchant, transactionID string) string {
+	return cardToken + ":" + merchant + ":" + transactionID
+}
+
+// StoreName is the store shown on statements and in analytics: the merchant's name (from its
+// API key), with the sub-name its checkout gave in parentheses when there is one that differs.
+func StoreName(merchantName, sub string) string {
+	sub = strings.TrimSpace(sub)
+	switch {
+	case merchantName == "":
+		return sub
+	case sub == "" || strings.EqualFold(sub, merchantName):
+		return merchantName
+	}
+	return merchantName + " (" + sub + ")"
 }
 
 // The statuses of results.

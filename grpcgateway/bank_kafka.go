@@ -18,7 +18,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/codebank/codebank/codecs"
-	"github.com/codebank/codebank/internal/card"
 	"github.com/codebank/codebank/internal/kafkaconf"
 	"github.com/codebank/codebank/processors"
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
@@ -47,7 +46,6 @@ import (
 // off by the clocks' skew; their sum, and codebank_ingress_request_seconds, are not.
 type KafkaBank struct {
 	topo        processors.Topology
-	keys        card.Keys
 	log         *slog.Logger
 	payments    *goka.Emitter
 	commands    *goka.Emitter
@@ -84,8 +82,6 @@ type BankConfig struct {
 
 // BankDeps are a KafkaBank's collaborators.
 type BankDeps struct {
-	// Keys derive the card tokens that replies are checked against.
-	Keys card.Keys
 	// Registerer receives the bank's metrics (default: a private registry).
 	Registerer prometheus.Registerer
 	// Log is the logger (default slog.Default()).
@@ -109,7 +105,7 @@ func NewKafkaBank(cfg BankConfig, deps BankDeps) (*KafkaBank, error) {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	kc, topo, keys := cfg.Kafka, cfg.Topology, deps.Keys
+	kc, topo := cfg.Kafka, cfg.Topology
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = DefaultMaxInFlight
 	}
@@ -125,7 +121,7 @@ func NewKafkaBank(cfg BankConfig, deps BankDeps) (*KafkaBank, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &KafkaBank{topo: topo, keys: keys, log: log, partition: int32(replyPartition), replyKey: key, corr: NewCorrelator(),
+	b := &KafkaBank{topo: topo, log: log, partition: int32(replyPartition), replyKey: key, corr: NewCorrelator(),
 		maxInFlight: int64(cfg.MaxInFlight)}
 	b.m = bankMetrics{
 		legs: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -274,14 +270,13 @@ var (
 	ErrRefused = errors.New("request refused by the authorizer")
 )
 
-// Pay writes a payment request for the card and waits for its decision: a reply for this card,
-// transaction id and amount.
-func (b *KafkaBank) Pay(ctx context.Context, number string, req *eventsv1.PaymentRequested) (*eventsv1.PaymentReply, error) {
-	token := b.keys.Token(number)
+// Pay writes a payment request for the card of token and waits for its decision: a reply for
+// this card, transaction id and amount.
+func (b *KafkaBank) Pay(ctx context.Context, token string, req *eventsv1.PaymentRequested) (*eventsv1.PaymentReply, error) {
 	req.ReplyKey = b.replyKey
 	req.CorrelationId = b.corr.NewID()
 	start := time.Now()
-	r, err := b.call(ctx, b.payments, number, req.CorrelationId, req, func(r *eventsv1.Reply) bool {
+	r, err := b.call(ctx, b.payments, token, req.CorrelationId, req, func(r *eventsv1.Reply) bool {
 		if e := r.GetError(); e != nil {
 			return e.GetCardToken() == token
 		}
@@ -301,12 +296,12 @@ func (b *KafkaBank) Pay(ctx context.Context, number string, req *eventsv1.Paymen
 	return p, nil
 }
 
-// Command writes a card command and waits for its answer: a reply about this card.
-func (b *KafkaBank) Command(ctx context.Context, number string, cmd *eventsv1.CardCommand) (*eventsv1.CardReply, error) {
-	token := b.keys.Token(number)
+// Command writes a card command for the card of token and waits for its answer: a reply about
+// this card.
+func (b *KafkaBank) Command(ctx context.Context, token string, cmd *eventsv1.CardCommand) (*eventsv1.CardReply, error) {
 	cmd.ReplyKey = b.replyKey
 	cmd.CommandId = b.corr.NewID()
-	r, err := b.call(ctx, b.commands, number, cmd.CommandId, cmd, func(r *eventsv1.Reply) bool {
+	r, err := b.call(ctx, b.commands, token, cmd.CommandId, cmd, func(r *eventsv1.Reply) bool {
 		if e := r.GetError(); e != nil {
 			return e.GetCardToken() == token
 		}

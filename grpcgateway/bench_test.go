@@ -101,7 +101,7 @@ func BenchmarkStatementLag(b *testing.B) {
 	payments := codebankv1.NewPaymentServiceClient(in.Conn)
 	ctx := context.Background()
 	req := &codebankv1.AuthorizeRequest{Card: card, AmountCents: 1, Store: "Code Store", Description: "bench"}
-	token := banktest.Keys(b).Token(c.GetCard().GetNumber())
+	token := c.GetCard().GetCardId()
 	month := time.Now().UTC().Format("2006-01")
 	lat := make([]time.Duration, 0, b.N)
 	b.ResetTimer()

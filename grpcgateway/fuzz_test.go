@@ -14,7 +14,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/codebank/codebank/codecs"
-	"github.com/codebank/codebank/internal/card"
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 	paymentpb "github.com/codebank/codebank/proto/payment"
@@ -42,7 +41,7 @@ func accepted(t *testing.T, bank *recordingBank) {
 	if len(bank.payments) != 1 {
 		t.Fatalf("an accepted request sent %d payments", len(bank.payments))
 	}
-	if err := codecs.CheckPaymentRequested(bank.numbers[0], bank.payments[0]); err != nil {
+	if err := codecs.CheckPaymentRequested(bank.tokens[0], bank.payments[0]); err != nil {
 		t.Fatalf("the ingress accepted a request the authorizer refuses: %v (%v)", err, bank.payments[0])
 	}
 }
@@ -56,7 +55,7 @@ func FuzzAuthorize(f *testing.F) {
 	f.Add("x", "4111111111111111", "José", int32(1), int32(99), "000", int64(100_000_000_001), "s", "d")
 	f.Fuzz(func(t *testing.T, tx, number, holder string, month, year int32, cvv string, amount int64, store, desc string) {
 		s, bank, _ := newTestServer(t)
-		_, err := paymentService{Server: s}.Authorize(context.Background(), &codebankv1.AuthorizeRequest{TransactionId: tx,
+		_, err := paymentService{Server: s}.Authorize(merchantCtx(), &codebankv1.AuthorizeRequest{TransactionId: tx,
 			Card:        &codebankv1.CardDetails{Number: number, HolderName: holder, ExpiryMonth: month, ExpiryYear: year, Cvv: cvv},
 			AmountCents: amount, Store: store, Description: desc})
 		if err != nil {
@@ -80,7 +79,9 @@ func FuzzAuthorizeREST(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		s, bank, _ := newTestServer(t)
 		rec := httptest.NewRecorder()
-		s.http.Handler.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v1/payments", bytes.NewReader(body)))
+		req := httptest.NewRequest(http.MethodPost, "/v1/payments", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+unitMerchantKey)
+		s.http.Handler.ServeHTTP(rec, req)
 		switch {
 		case rec.Code == http.StatusOK:
 			accepted(t, bank)
@@ -103,7 +104,7 @@ func FuzzLegacyPayment(f *testing.F) {
 	f.Add("4111111111111111", "Maria", int32(7), int32(2030), int32(1000), 1e9+0.01, "s", "d")
 	f.Fuzz(func(t *testing.T, number, name string, month, year, cvv int32, amount float64, store, desc string) {
 		s, bank, _ := newTestServer(t)
-		_, err := legacyService{Server: s}.Payment(context.Background(), &paymentpb.PaymentRequest{CreditCard: &paymentpb.PaymentRequest_CreditCard{
+		_, err := legacyService{Server: s}.Payment(merchantCtx(), &paymentpb.PaymentRequest{CreditCard: &paymentpb.PaymentRequest_CreditCard{
 			Number: number, Name: name, ExpirationMonth: month, ExpirationYear: year, Cvv: cvv}, Amount: amount, Store: store, Description: desc})
 		if err != nil && status.Code(err) != codes.FailedPrecondition { // the recording bank approves
 			if !refusedWell(err) || len(bank.payments) != 0 {
@@ -141,14 +142,13 @@ func FuzzGetStatement(f *testing.F) {
 	f.Add(knownCard, "2026-11", "", int32(0))
 	f.Add(knownCard, "2026-13", "-1", int32(-5))
 	f.Add(knownCard, "", "99999999999999999999", int32(1001))
-	f.Add("4111", "2026-1", "abc", int32(1))
-	f.Fuzz(func(t *testing.T, number, month, token string, size int32) {
-		keys, _ := card.NewKeys("unit test secret of the bank")
-		s := New(Config{}, Deps{Bank: &recordingBank{}, Keys: keys, Statements: emptyStatements{}})
-		resp, err := statementService{Server: s}.GetStatement(context.Background(), &codebankv1.GetStatementRequest{Number: number, Month: month, PageToken: token, PageSize: size})
+	f.Add("4111111111111111", "2026-1", "abc", int32(1))
+	f.Fuzz(func(t *testing.T, cardID, month, token string, size int32) {
+		s, _, _ := newTestServer(t)
+		resp, err := statementService{Server: s}.GetStatement(context.Background(), &codebankv1.GetStatementRequest{CardId: cardID, Month: month, PageToken: token, PageSize: size})
 		if err != nil {
 			if !refusedWell(err) && status.Code(err) != codes.NotFound {
-				t.Fatalf("GetStatement(%q, %q, %q, %d) = %v; want INVALID_ARGUMENT naming fields, or NOT_FOUND", number, month, token, size, err)
+				t.Fatalf("GetStatement(%q, %q, %q, %d) = %v; want INVALID_ARGUMENT naming fields, or NOT_FOUND", cardID, month, token, size, err)
 			}
 			return
 		}

@@ -75,15 +75,19 @@ func TestIssueAndPay(t *testing.T) {
 		t.Errorf("expiry year %d is not years ahead", c.GetCard().GetExpiryYear())
 	}
 
+	if !card.ValidToken(c.GetCard().GetCardId()) || c.GetCard().GetMaskedNumber() != card.Mask(number) {
+		t.Fatalf("issued card id %q, masked %q", c.GetCard().GetCardId(), c.GetCard().GetMaskedNumber())
+	}
+
 	r := authorize(t, b.payments, &codebankv1.AuthorizeRequest{Card: details(c), AmountCents: 6_000})
-	if r.GetStatus() != codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED || r.GetAvailableCents() != 4_000 || r.GetTransactionId() == "" {
-		t.Fatalf("pay 60.00 of 100.00 = %v, want approved with 40.00 left", r)
+	if r.GetStatus() != codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED || r.GetTransactionId() == "" {
+		t.Fatalf("pay 60.00 of 100.00 = %v, want approved", r)
 	}
 	r = authorize(t, b.payments, &codebankv1.AuthorizeRequest{Card: details(c), AmountCents: 4_001})
-	if r.GetStatus() != codebankv1.PaymentStatus_PAYMENT_STATUS_REJECTED || r.GetReason() != codebankv1.RejectReason_REJECT_REASON_INSUFFICIENT_CREDIT || r.GetAvailableCents() != 4_000 {
+	if r.GetStatus() != codebankv1.PaymentStatus_PAYMENT_STATUS_REJECTED || r.GetReason() != codebankv1.RejectReason_REJECT_REASON_INSUFFICIENT_CREDIT {
 		t.Fatalf("pay 40.01 with 40.00 left = %v, want rejected for insufficient credit", r)
 	}
-	if got := used(t, b.cards, number); got != 6_000 {
+	if got := used(t, b.cards, c); got != 6_000 {
 		t.Fatalf("used = %d after a rejection, want 6000", got)
 	}
 
@@ -92,10 +96,11 @@ func TestIssueAndPay(t *testing.T) {
 		mutate func(*codebankv1.CardDetails)
 		want   codebankv1.RejectReason
 	}{
-		{"cvv", func(d *codebankv1.CardDetails) { d.Cvv = fmt.Sprintf("%03d", (atoi(d.Cvv)+1)%1000) }, codebankv1.RejectReason_REJECT_REASON_CVV_MISMATCH},
-		{"expiry", func(d *codebankv1.CardDetails) { d.ExpiryYear++ }, codebankv1.RejectReason_REJECT_REASON_EXPIRY_MISMATCH},
-		{"holder", func(d *codebankv1.CardDetails) { d.HolderName = "Someone Else" }, codebankv1.RejectReason_REJECT_REASON_HOLDER_MISMATCH},
-		{"unknown card", func(d *codebankv1.CardDetails) { d.Number = "4111111111111111" }, codebankv1.RejectReason_REJECT_REASON_CARD_NOT_FOUND},
+		// Merchants learn only that the card data did not verify, never which part.
+		{"cvv", func(d *codebankv1.CardDetails) { d.Cvv = fmt.Sprintf("%03d", (atoi(d.Cvv)+1)%1000) }, codebankv1.RejectReason_REJECT_REASON_DO_NOT_HONOR},
+		{"expiry", func(d *codebankv1.CardDetails) { d.ExpiryYear++ }, codebankv1.RejectReason_REJECT_REASON_DO_NOT_HONOR},
+		{"holder", func(d *codebankv1.CardDetails) { d.HolderName = "Someone Else" }, codebankv1.RejectReason_REJECT_REASON_DO_NOT_HONOR},
+		{"unknown card", func(d *codebankv1.CardDetails) { d.Number = "4111111111111111" }, codebankv1.RejectReason_REJECT_REASON_DO_NOT_HONOR},
 	}
 	for _, w := range wrong {
 		d := details(c)
@@ -105,11 +110,15 @@ func TestIssueAndPay(t *testing.T) {
 			t.Errorf("wrong %s: got %v %v, want rejected %v", w.name, r.GetStatus(), r.GetReason(), w.want)
 		}
 	}
-	if got := used(t, b.cards, number); got != 6_000 {
+	if got := used(t, b.cards, c); got != 6_000 {
 		t.Fatalf("used = %d after rejections, want 6000", got)
 	}
-	if _, err := b.cards.GetCard(ctxT(t), &codebankv1.GetCardRequest{Number: "4111111111111111"}); status.Code(err) != codes.NotFound {
-		t.Errorf("GetCard(unknown) = %v, want NOT_FOUND", err)
+	if _, err := b.cards.LookupCard(ctxT(t), &codebankv1.LookupCardRequest{Number: "4111111111111111"}); status.Code(err) != codes.NotFound {
+		t.Errorf("LookupCard(unknown) = %v, want NOT_FOUND", err)
+	}
+	if got, err := b.cards.LookupCard(ctxT(t), &codebankv1.LookupCardRequest{Number: number}); err != nil || got.GetCard().GetCardId() != c.GetCard().GetCardId() ||
+		got.GetCard().GetNumber() != "" {
+		t.Errorf("LookupCard = %v, %v; want the card by its id, without its number", got, err)
 	}
 }
 
@@ -131,7 +140,7 @@ func TestLegacyPayment(t *testing.T) {
 	if err != nil {
 		t.Fatalf("legacy Payment within limit = %v, want OK", err)
 	}
-	if got := used(t, b.cards, c.GetCard().GetNumber()); got != 1250 {
+	if got := used(t, b.cards, c); got != 1250 {
 		t.Fatalf("used = %d after a legacy payment of 12.5, want 1250", got)
 	}
 	_, err = b.legacy.Payment(ctxT(t), &paymentpb.PaymentRequest{CreditCard: cc(c.GetCard().GetNumber()), Amount: 100, Store: "Code Store", Description: "x"})
@@ -151,9 +160,15 @@ func TestLegacyPayment(t *testing.T) {
 func TestREST(t *testing.T) {
 	t.Parallel()
 	b := startBank(t)
-	post := func(path, body string) (int, map[string]any) {
+	call := func(method, path, body string) (int, map[string]any) {
 		t.Helper()
-		resp, err := http.Post(b.in.HTTPURL+path, "application/json", strings.NewReader(body))
+		req, _ := http.NewRequest(method, b.in.HTTPURL+path, strings.NewReader(body))
+		key := banktest.AdminKey
+		if path == "/v1/payments" {
+			key = banktest.MerchantKey
+		}
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -161,34 +176,39 @@ func TestREST(t *testing.T) {
 		raw, _ := io.ReadAll(resp.Body)
 		var m map[string]any
 		if err := json.Unmarshal(raw, &m); err != nil {
-			t.Fatalf("POST %s: %d %s is not JSON", path, resp.StatusCode, raw)
+			t.Fatalf("%s %s: %d %s is not JSON", method, path, resp.StatusCode, raw)
 		}
 		return resp.StatusCode, m
 	}
+	post := func(path, body string) (int, map[string]any) { t.Helper(); return call("POST", path, body) }
+	get := func(path string) (int, map[string]any) { t.Helper(); return call("GET", path, "") }
 	code, issued := post("/v1/cards", `{"holder_name":"Ana Costa","limit_cents":20000}`)
 	if code != 200 {
 		t.Fatalf("POST /v1/cards = %d %v", code, issued)
 	}
 	c := issued["card"].(map[string]any)
-	number := c["number"].(string)
-	body := fmt.Sprintf(`{"transaction_id":"rest-1","card":{"number":%q,"holder_name":"Ana Costa","expiry_month":%v,"expiry_year":%v,"cvv":%q},"amount_cents":1999,"store":"Code Store","description":"Produtos: mochila"}`,
+	number, id := c["number"].(string), c["card_id"].(string)
+	body := fmt.Sprintf(`{"transaction_id":"rest-1","card":{"number":%q,"holder_name":"Ana Costa","expiry_month":%v,"expiry_year":%v,"cvv":%q},"amount_cents":1999,"store":"Centro","description":"Produtos: mochila"}`,
 		number, c["expiry_month"], c["expiry_year"], issued["cvv"])
 	code, paid := post("/v1/payments", body)
-	if code != 200 || paid["status"] != "PAYMENT_STATUS_APPROVED" || paid["transaction_id"] != "rest-1" || paid["available_cents"] != "18001" {
+	if code != 200 || paid["status"] != "PAYMENT_STATUS_APPROVED" || paid["transaction_id"] != "rest-1" {
 		t.Fatalf("POST /v1/payments = %d %v", code, paid)
 	}
-	resp, err := http.Get(b.in.HTTPURL + "/v1/cards/" + number)
-	if err != nil {
-		t.Fatal(err)
+	if _, ok := paid["available_cents"]; ok {
+		t.Errorf("POST /v1/payments told the merchant the available credit: %v", paid)
 	}
-	var got map[string]any
-	json.NewDecoder(resp.Body).Decode(&got)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || got["card"].(map[string]any)["used_cents"] != "1999" {
-		t.Fatalf("GET /v1/cards/N = %d %v", resp.StatusCode, got)
+	code, got := get("/v1/cards/" + id)
+	if code != 200 || got["card"].(map[string]any)["used_cents"] != "1999" || got["card"].(map[string]any)["number"] != "" {
+		t.Fatalf("GET /v1/cards/ID = %d %v", code, got)
 	}
 	if _, ok := got["cvv"]; ok {
-		t.Error("GET /v1/cards/N returned a CVV")
+		t.Error("GET /v1/cards/ID returned a CVV")
+	}
+	if code, found := post("/v1/cards:lookup", fmt.Sprintf(`{"number":%q}`, number)); code != 200 || found["card"].(map[string]any)["card_id"] != id {
+		t.Errorf("POST /v1/cards:lookup = %d %v", code, found)
+	}
+	if code, _ := get("/v1/cards/" + number); code != 400 {
+		t.Errorf("GET /v1/cards/NUMBER = %d, want 400: a card is named by its id in URLs", code)
 	}
 
 	// Bad input: 400 naming the field; malformed JSON: 400; unknown route: 404.
@@ -247,7 +267,7 @@ func TestBadInputWritesNothing(t *testing.T) {
 		{"amount_cents", func(r *codebankv1.AuthorizeRequest) { r.AmountCents = 0 }},
 		{"amount_cents", func(r *codebankv1.AuthorizeRequest) { r.AmountCents = -1 }},
 		{"amount_cents", func(r *codebankv1.AuthorizeRequest) { r.AmountCents = 1 << 62 }},
-		{"store", func(r *codebankv1.AuthorizeRequest) { r.Store = "" }},
+		{"store", func(r *codebankv1.AuthorizeRequest) { r.Store = strings.Repeat("s", 101) }},
 		{"description", func(r *codebankv1.AuthorizeRequest) { r.Description = long }},
 		{"transaction_id", func(r *codebankv1.AuthorizeRequest) { r.TransactionId = "has spaces" }},
 	}
@@ -263,12 +283,16 @@ func TestBadInputWritesNothing(t *testing.T) {
 	if !violates(err, "holder_name") || !violates(err, "limit_cents") {
 		t.Errorf("IssueCard with no holder and no limit = %v", err)
 	}
-	_, err = b.cards.GetCard(ctxT(t), &codebankv1.GetCardRequest{Number: "12"})
-	if !violates(err, "number") {
+	_, err = b.cards.GetCard(ctxT(t), &codebankv1.GetCardRequest{CardId: "12"})
+	if !violates(err, "card_id") {
 		t.Errorf("GetCard(12) = %v", err)
 	}
+	_, err = b.cards.LookupCard(ctxT(t), &codebankv1.LookupCardRequest{Number: "12"})
+	if !violates(err, "number") {
+		t.Errorf("LookupCard(12) = %v", err)
+	}
 	_, err = b.legacy.Payment(ctxT(t), &paymentpb.PaymentRequest{Amount: -1})
-	if !violates(err, "creditCard") || !violates(err, "amount") || !violates(err, "store") {
+	if !violates(err, "creditCard") || !violates(err, "amount") || !violates(err, "description") {
 		t.Errorf("legacy Payment with nothing = %v", err)
 	}
 	after := banktest.EndOffsets(t, b.d.Kafka, b.d.Topo.PaymentRequests().Name) + banktest.EndOffsets(t, b.d.Kafka, b.d.Topo.CardCommands().Name)
@@ -329,7 +353,7 @@ func TestConcurrentPaymentsNeverOverspend(t *testing.T) {
 	if len(errs) > 0 {
 		t.Fatalf("%d of %d payments failed, first: %v", len(errs), n, errs[0])
 	}
-	u := used(t, b.cards, c.GetCard().GetNumber())
+	u := used(t, b.cards, c)
 	if u > limit {
 		t.Fatalf("used %d past the limit %d", u, limit)
 	}
@@ -350,7 +374,7 @@ func TestSameTransactionChargesOnce(t *testing.T) {
 	first := authorize(t, b.payments, req)
 	second := authorize(t, b.payments, req)
 	if first.GetStatus() != codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED || second.GetStatus() != first.GetStatus() ||
-		second.GetAvailableCents() != first.GetAvailableCents() || !second.GetDuplicate() || first.GetDuplicate() {
+		second.GetAuthorizedAtUnixMs() != first.GetAuthorizedAtUnixMs() || !second.GetDuplicate() || first.GetDuplicate() {
 		t.Fatalf("first = %v, second = %v; want the same approval, the second marked duplicate", first, second)
 	}
 	var wg sync.WaitGroup
@@ -362,7 +386,7 @@ func TestSameTransactionChargesOnce(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if got := used(t, b.cards, c.GetCard().GetNumber()); got != 3_500 {
+	if got := used(t, b.cards, c); got != 3_500 {
 		t.Fatalf("used = %d, want 3500 (each transaction id charged once)", got)
 	}
 }
@@ -389,7 +413,7 @@ func TestTimeoutThenRetry(t *testing.T) {
 	if r.GetStatus() != codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED || r.GetTransactionId() != "slow-1" {
 		t.Fatalf("retry = %v, want approved", r)
 	}
-	if got := used(t, cards, c.GetCard().GetNumber()); got != 700 {
+	if got := used(t, cards, c); got != 700 {
 		t.Fatalf("used = %d, want 700 (charged once)", got)
 	}
 }
@@ -430,21 +454,22 @@ func TestReplicas(t *testing.T) {
 		t.Error(err)
 	}
 	for i, c := range issued {
-		if got := used(t, codebankv1.NewCardServiceClient(ins[(i+1)%2].Conn), c.GetCard().GetNumber()); got != 2500 {
+		if got := used(t, codebankv1.NewCardServiceClient(ins[(i+1)%2].Conn), c); got != 2500 {
 			t.Errorf("card %d used = %d, want 2500", i, got)
 		}
 	}
 
-	// A card's request, command and table records share one partition, the one goka computes.
-	number := issued[0].GetCard().GetNumber()
+	// A card's request, command and table records share one partition, the one goka computes
+	// from its token.
+	token := issued[0].GetCard().GetCardId()
 	h := goka.DefaultHasher()()
-	h.Write([]byte(number))
+	h.Write([]byte(token))
 	wantPart := int32(h.Sum32()) % int32(d.Topo.Partitions)
 	if wantPart < 0 {
 		wantPart = -wantPart
 	}
 	for _, topic := range []string{d.Topo.PaymentRequests().Name, d.Topo.CardCommands().Name, d.Topo.AuthorizerTable().Name} {
-		got := banktest.PartitionsOfKey(t, d.Kafka, topic, number)
+		got := banktest.PartitionsOfKey(t, d.Kafka, topic, token)
 		if len(got) != 1 || got[0] != wantPart {
 			t.Errorf("%s: card on partitions %v, want only %d", topic, got, wantPart)
 		}
@@ -473,7 +498,7 @@ func TestAuthorizerRestartKeepsBalances(t *testing.T) {
 	check := func(when string) {
 		t.Helper()
 		for _, c := range issued {
-			if got := used(t, cards, c.GetCard().GetNumber()); got != want[c.GetCard().GetNumber()] {
+			if got := used(t, cards, c); got != want[c.GetCard().GetNumber()] {
 				t.Errorf("%s: used = %d, want %d", when, got, want[c.GetCard().GetNumber()])
 			}
 		}
@@ -511,7 +536,7 @@ func TestRedeliveryAppliesOnce(t *testing.T) {
 	if last.GetStatus() != codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED {
 		t.Fatalf("payment after redelivery = %v", last)
 	}
-	if got := used(t, cards, c.GetCard().GetNumber()); got != approved+1 {
+	if got := used(t, cards, c); got != approved+1 {
 		t.Fatalf("used = %d after every request was delivered twice, want %d", got, approved+1)
 	}
 	// Proof that the requests were delivered again: each decision was published twice.

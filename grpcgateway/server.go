@@ -1,7 +1,9 @@
 // Package grpcgateway is Code Bank's ingress: the gRPC services (codebank.v1 CardService and
 // PaymentService, and the original bank's payment.PaymentService) and the same API as
-// REST/JSON through grpc-gateway. It validates every request, writes it to Kafka keyed by card
-// number and answers once the authorizer's reply comes back.
+// REST/JSON through grpc-gateway. It authenticates every caller by API key and checks it
+// against the one table of who may call what (access.go), validates every request, writes it
+// to Kafka keyed by card token and answers once the authorizer's reply comes back. REST calls
+// go through the same gRPC server in process, so they meet the same checks.
 //
 // Its main types are Server, which serves gRPC and HTTP, and KafkaBank, which carries requests
 // to the authorizer and routes replies back (with a Correlator).
@@ -12,16 +14,17 @@
 //	codebank_ingress_request_seconds{method}      gRPC call latency
 //	codebank_ingress_inflight                     calls in progress
 //	codebank_ingress_http_requests_total{code}    HTTP requests served by the gateway, by status
+//	codebank_ingress_denied_total{method,code}    calls refused: UNAUTHENTICATED or PERMISSION_DENIED
 package grpcgateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"path"
 	"strconv"
 	"time"
 
@@ -30,11 +33,14 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/codebank/codebank/internal/card"
@@ -61,6 +67,20 @@ type Config struct {
 	// MaxConcurrentStreams bounds the calls one gRPC connection may have open at once (default
 	// DefaultMaxConcurrentStreams); further calls on it wait for one to finish.
 	MaxConcurrentStreams uint32
+	// Legacy, when set, serves the original bank's contract, whose callers carry no key and
+	// are booked as its merchant: meant to sit behind a mesh that authenticates them.
+	Legacy *Legacy
+	// Reflection serves gRPC server reflection (open to every caller).
+	Reflection bool
+	// TLS, when set, serves gRPC and HTTP over TLS (mutual TLS when it asks for client
+	// certificates).
+	TLS *tls.Config
+}
+
+// Legacy is the merchant the original contract's callers are booked as.
+type Legacy struct {
+	// Merchant is its id, MerchantName its name.
+	Merchant, MerchantName string
 }
 
 // Defaults of Config's limits. Every request of the API fits in a few hundred bytes.
@@ -100,9 +120,12 @@ type Server struct {
 	log  *slog.Logger
 	now  func() time.Time
 
+	auth       Authenticator
 	grpc       *grpc.Server
 	health     *health.Server
 	http       *http.Server
+	inproc     *bufconn.Listener // REST calls reach the gRPC server through it
+	inprocConn *grpc.ClientConn
 	metrics    serverMetrics
 	statements StatementReader
 }
@@ -113,8 +136,11 @@ type Deps struct {
 	Bank Bank
 	// Statements, when set, serves codebank.v1.StatementService.
 	Statements StatementReader
-	// Keys derive CVVs and card tokens.
+	// Keys derive card tokens and CVVs (a statements-only server needs none).
 	Keys card.Keys
+	// APIKeys authenticate callers (apikey.Store); without them every call but the open ones
+	// is refused.
+	APIKeys Authenticator
 	// Registerer receives the metrics of the package doc (default: a private registry).
 	Registerer prometheus.Registerer
 	// Log is the logger (default slog.Default()).
@@ -137,9 +163,12 @@ func New(cfg Config, deps Deps) *Server {
 	if deps.Registerer == nil {
 		deps.Registerer = prometheus.NewRegistry()
 	}
-	s := &Server{cfg: cfg.withDefaults(), deps: deps, bank: deps.Bank, keys: deps.Keys, log: deps.Log, now: deps.Now, statements: deps.Statements}
+	s := &Server{cfg: cfg.withDefaults(), deps: deps, bank: deps.Bank, keys: deps.Keys, auth: deps.APIKeys, log: deps.Log, now: deps.Now,
+		statements: deps.Statements}
 	s.metrics = newServerMetrics(deps.Registerer)
-	s.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(s.metrics.interceptor),
+	opts := []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(s.metrics.interceptor, s.authUnary),
+		grpc.ChainStreamInterceptor(s.authStream),
 		grpc.MaxRecvMsgSize(s.cfg.MaxMessageBytes),
 		grpc.MaxConcurrentStreams(s.cfg.MaxConcurrentStreams),
 		// Clients may ping an idle connection at most every 10 s; one that pings more often is
@@ -149,20 +178,29 @@ func New(cfg Config, deps Deps) *Server {
 		// within 20 s: a vanished client does not hold its connection for good.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
 		// A connection must complete its HTTP/2 handshake within 10 s.
-		grpc.ConnectionTimeout(10*time.Second),
-	)
+		grpc.ConnectionTimeout(10 * time.Second),
+	}
+	if s.cfg.TLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(s.cfg.TLS)))
+	}
+	s.grpc = grpc.NewServer(opts...)
 	if !s.cfg.StatementsOnly {
 		codebankv1.RegisterCardServiceServer(s.grpc, cardService{Server: s})
 		codebankv1.RegisterPaymentServiceServer(s.grpc, paymentService{Server: s})
-		paymentpb.RegisterPaymentServiceServer(s.grpc, legacyService{Server: s})
+		if s.cfg.Legacy != nil {
+			paymentpb.RegisterPaymentServiceServer(s.grpc, legacyService{Server: s})
+		}
 	}
 	if s.statements != nil {
 		codebankv1.RegisterStatementServiceServer(s.grpc, statementService{Server: s})
 	}
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
-	reflection.Register(s.grpc)
+	if s.cfg.Reflection {
+		reflection.Register(s.grpc)
+	}
 	s.http = NewHTTPServer(s.httpHandler(), s.cfg.RequestTimeout)
+	s.http.TLSConfig = s.cfg.TLS
 	return s
 }
 
@@ -173,14 +211,23 @@ func (s *Server) httpHandler() http.Handler {
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 		}),
 	)
+	// REST calls are gRPC calls to this server over an in-memory connection: they meet the
+	// same authentication, access table, limits and metrics as any other.
+	s.inproc = bufconn.Listen(1 << 20)
+	conn, err := grpc.NewClient("passthrough:///in-process",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return s.inproc.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		panic(err) // only a malformed target fails here
+	}
+	s.inprocConn = conn
 	ctx := context.Background()
-	// In-process registration: REST calls run the same handlers as gRPC, without a second hop.
 	if !s.cfg.StatementsOnly {
-		_ = codebankv1.RegisterCardServiceHandlerServer(ctx, gw, cardService{Server: s})
-		_ = codebankv1.RegisterPaymentServiceHandlerServer(ctx, gw, paymentService{Server: s})
+		_ = codebankv1.RegisterCardServiceHandlerClient(ctx, gw, codebankv1.NewCardServiceClient(conn))
+		_ = codebankv1.RegisterPaymentServiceHandlerClient(ctx, gw, codebankv1.NewPaymentServiceClient(conn))
 	}
 	if s.statements != nil {
-		_ = codebankv1.RegisterStatementServiceHandlerServer(ctx, gw, statementService{Server: s})
+		_ = codebankv1.RegisterStatementServiceHandlerClient(ctx, gw, codebankv1.NewStatementServiceClient(conn))
 	}
 
 	mux := http.NewServeMux()
@@ -198,8 +245,13 @@ func (s *Server) Serve(ctx context.Context, grpcL, httpL net.Listener) error {
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.grpc.Serve(grpcL) })
+	g.Go(func() error { return s.grpc.Serve(s.inproc) })
 	g.Go(func() error {
-		if err := s.http.Serve(httpL); !errors.Is(err, http.ErrServerClosed) {
+		serve := s.http.Serve
+		if s.cfg.TLS != nil {
+			serve = func(l net.Listener) error { return s.http.ServeTLS(l, "", "") }
+		}
+		if err := serve(httpL); !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
 		return nil
@@ -216,7 +268,9 @@ func (s *Server) Serve(ctx context.Context, grpcL, httpL net.Listener) error {
 		case <-shutdownCtx.Done():
 			s.grpc.Stop()
 		}
-		return s.http.Shutdown(shutdownCtx)
+		err := s.http.Shutdown(shutdownCtx)
+		s.inprocConn.Close()
+		return err
 	})
 	return g.Wait()
 }
@@ -255,6 +309,7 @@ type serverMetrics struct {
 	latency  *prometheus.HistogramVec
 	inflight prometheus.Gauge
 	http     *prometheus.CounterVec
+	denied   *prometheus.CounterVec
 }
 
 func newServerMetrics(r prometheus.Registerer) serverMetrics {
@@ -272,8 +327,11 @@ func newServerMetrics(r prometheus.Registerer) serverMetrics {
 		http: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "codebank_ingress_http_requests_total", Help: "HTTP requests served by the REST gateway, by status code.",
 		}, []string{"code"}),
+		denied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "codebank_ingress_denied_total", Help: "Calls refused for want of a valid API key (UNAUTHENTICATED) or of the right role (PERMISSION_DENIED), by method.",
+		}, []string{"method", "code"}),
 	}
-	r.MustRegister(m.requests, m.latency, m.inflight, m.http)
+	r.MustRegister(m.requests, m.latency, m.inflight, m.http, m.denied)
 	return m
 }
 
@@ -282,10 +340,7 @@ func (m serverMetrics) interceptor(ctx context.Context, req any, info *grpc.Unar
 	m.inflight.Inc()
 	resp, err := handler(ctx, req)
 	m.inflight.Dec()
-	method := path.Base(info.FullMethod)
-	if pkg := path.Dir(info.FullMethod); pkg == "/payment.PaymentService" {
-		method = "legacy." + method
-	}
+	method := methodLabel(info.FullMethod)
 	m.requests.WithLabelValues(method, status.Code(err).String()).Inc()
 	m.latency.WithLabelValues(method).Observe(time.Since(start).Seconds())
 	return resp, err

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/codebank/codebank/internal/apikey"
 	"github.com/codebank/codebank/internal/card"
 	"github.com/codebank/codebank/internal/money"
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
@@ -18,11 +19,11 @@ import (
 	paymentpb "github.com/codebank/codebank/proto/payment"
 )
 
-// Bank is what the ingress needs of the authorizer: send a request for a card and wait for the
-// answer. KafkaBank is the real one.
+// Bank is what the ingress needs of the authorizer: send a request about a card, named by its
+// token, and wait for the answer. KafkaBank is the real one.
 type Bank interface {
-	Pay(ctx context.Context, number string, req *eventsv1.PaymentRequested) (*eventsv1.PaymentReply, error)
-	Command(ctx context.Context, number string, cmd *eventsv1.CardCommand) (*eventsv1.CardReply, error)
+	Pay(ctx context.Context, token string, req *eventsv1.PaymentRequested) (*eventsv1.PaymentReply, error)
+	Command(ctx context.Context, token string, cmd *eventsv1.CardCommand) (*eventsv1.CardReply, error)
 	Ready() bool
 }
 
@@ -38,14 +39,19 @@ type cardService struct {
 	*Server
 }
 
-// IssueCard generates a number, has the authorizer create the account and returns the card
-// with its CVV. A number already in use (vanishingly rare) is replaced and tried again.
+// IssueCard generates a number, has the authorizer create the account under its token and
+// returns the card with its number and CVV, the only time either is given out. A number whose
+// token is taken (vanishingly rare) is replaced and tried again.
 func (s cardService) IssueCard(ctx context.Context, req *codebankv1.IssueCardRequest) (*codebankv1.IssueCardResponse, error) {
 	var v violations
 	v.text("holder_name", req.GetHolderName(), MaxHolderLen)
 	v.cents("limit_cents", req.GetLimitCents())
 	if err := v.err(); err != nil {
 		return nil, err
+	}
+	keyID := s.keys.CardKeyID()
+	if keyID == "" {
+		return nil, status.Error(codes.FailedPrecondition, "this ingress has no card key: it cannot issue cards")
 	}
 	ctx, cancel := s.deadline(ctx)
 	defer cancel()
@@ -56,41 +62,160 @@ func (s cardService) IssueCard(ctx context.Context, req *codebankv1.IssueCardReq
 		if err != nil {
 			return nil, status.Errorf(codes.Internal, "generate card number: %v", err)
 		}
-		reply, err := s.bank.Command(ctx, number, &eventsv1.CardCommand{
-			RequestedAtUnixUs: s.now().UnixMicro(),
+		token := s.keys.Token(number)
+		reply, err := s.bank.Command(ctx, token, s.command(ctx, &eventsv1.CardCommand{
 			Command: &eventsv1.CardCommand_Issue{Issue: &eventsv1.IssueCard{
 				HolderName: holder, LimitCents: req.GetLimitCents(), Currency: s.cfg.Currency,
-				ExpiryMonth: int32(exp.Month), ExpiryYear: int32(exp.Year),
+				ExpiryMonth: int32(exp.Month), ExpiryYear: int32(exp.Year), MaskedNumber: card.Mask(number), CardKeyId: keyID,
 			}},
-		})
+		}))
 		if err != nil {
 			return nil, s.callError(err, "issue card")
 		}
 		switch reply.GetResult() {
 		case eventsv1.CardResult_CARD_RESULT_ALREADY_EXISTS, eventsv1.CardResult_CARD_RESULT_UNAVAILABLE:
-			continue // the number is taken, or its account is damaged: another number
+			continue // the token is taken, or its account is damaged: another number
 		}
-		return &codebankv1.IssueCardResponse{Card: s.toCard(number, reply.GetAccount()), Cvv: s.keys.CVV(number, exp)}, nil
+		c := toCard(token, reply.GetAccount())
+		c.Number = number
+		cvv, _ := s.keys.CVV(keyID, number, exp)
+		s.audit(ctx, "card issued", token, reply.GetAccount())
+		return &codebankv1.IssueCardResponse{Card: c, Cvv: cvv}, nil
 	}
 	return nil, status.Error(codes.Aborted, "could not find a free card number; try again")
 }
 
 // GetCard reads a card through the authorizer, so it sees every decision made before it.
 func (s cardService) GetCard(ctx context.Context, req *codebankv1.GetCardRequest) (*codebankv1.GetCardResponse, error) {
-	number, acct, err := s.cardOf(ctx, req.GetNumber())
+	token, err := cardID("card_id", req.GetCardId())
 	if err != nil {
 		return nil, err
 	}
-	return &codebankv1.GetCardResponse{Card: s.toCard(number, acct)}, nil
+	acct, err := s.account(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	return &codebankv1.GetCardResponse{Card: toCard(token, acct)}, nil
 }
 
-func (s *Server) toCard(number string, a *eventsv1.Account) *codebankv1.Card {
+// LookupCard reads the card with a number.
+func (s cardService) LookupCard(ctx context.Context, req *codebankv1.LookupCardRequest) (*codebankv1.LookupCardResponse, error) {
+	number := card.NormalizeNumber(req.GetNumber())
+	var v violations
+	v.number("number", number)
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	token := s.keys.Token(number)
+	acct, err := s.account(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	return &codebankv1.LookupCardResponse{Card: toCard(token, acct)}, nil
+}
+
+// BlockCard blocks a card.
+func (s cardService) BlockCard(ctx context.Context, req *codebankv1.BlockCardRequest) (*codebankv1.BlockCardResponse, error) {
+	c, err := s.setStatus(ctx, req.GetCardId(), &eventsv1.CardCommand{Command: &eventsv1.CardCommand_Block{Block: &eventsv1.BlockCard{}}}, "card blocked")
+	if err != nil {
+		return nil, err
+	}
+	return &codebankv1.BlockCardResponse{Card: c}, nil
+}
+
+// UnblockCard makes a card usable again.
+func (s cardService) UnblockCard(ctx context.Context, req *codebankv1.UnblockCardRequest) (*codebankv1.UnblockCardResponse, error) {
+	c, err := s.setStatus(ctx, req.GetCardId(), &eventsv1.CardCommand{Command: &eventsv1.CardCommand_Unblock{Unblock: &eventsv1.UnblockCard{}}}, "card unblocked")
+	if err != nil {
+		return nil, err
+	}
+	return &codebankv1.UnblockCardResponse{Card: c}, nil
+}
+
+func (s cardService) setStatus(ctx context.Context, id string, cmd *eventsv1.CardCommand, what string) (*codebankv1.Card, error) {
+	token, err := cardID("card_id", id)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
+	reply, err := s.bank.Command(ctx, token, s.command(ctx, cmd))
+	if err != nil {
+		return nil, s.callError(err, what)
+	}
+	if err := cardResultError(reply, token); err != nil {
+		return nil, err
+	}
+	s.audit(ctx, what, token, reply.GetAccount())
+	return toCard(token, reply.GetAccount()), nil
+}
+
+// VerifyCard proves a card with its number, expiry and CVV. It answers yes or no and nothing
+// more: a card that does not exist, data that does not match and a blocked card all read no.
+func (s cardService) VerifyCard(ctx context.Context, req *codebankv1.VerifyCardRequest) (*codebankv1.VerifyCardResponse, error) {
+	number := card.NormalizeNumber(req.GetNumber())
+	var v violations
+	v.number("number", number)
+	v.expiry("expiry_month", "expiry_year", req.GetExpiryMonth(), req.GetExpiryYear())
+	v.cvv("cvv", req.GetCvv())
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	exp := card.Expiry{Month: int(req.GetExpiryMonth()), Year: card.NormalizeYear(int(req.GetExpiryYear()))}
+	token := s.keys.Token(number)
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
+	reply, err := s.bank.Command(ctx, token, s.command(ctx, &eventsv1.CardCommand{Command: &eventsv1.CardCommand_Verify{Verify: &eventsv1.VerifyCard{
+		ExpiryMonth: int32(exp.Month), ExpiryYear: int32(exp.Year), CvvKeyIds: s.keys.MatchCVV(number, exp, req.GetCvv()),
+	}}}))
+	if err != nil {
+		return nil, s.callError(err, "verify card")
+	}
+	switch reply.GetResult() {
+	case eventsv1.CardResult_CARD_RESULT_OK:
+		return &codebankv1.VerifyCardResponse{Verified: true, CardId: token, MaskedNumber: card.Mask(number)}, nil
+	case eventsv1.CardResult_CARD_RESULT_UNAVAILABLE:
+		return nil, status.Error(codes.Unavailable, "verify card: the card's stored account cannot be read; try again later")
+	}
+	return &codebankv1.VerifyCardResponse{}, nil
+}
+
+// command stamps a card command with the time and the caller's key id.
+func (s *Server) command(ctx context.Context, cmd *eventsv1.CardCommand) *eventsv1.CardCommand {
+	cmd.RequestedAtUnixUs = s.now().UnixMicro()
+	if p, ok := PrincipalFrom(ctx); ok {
+		cmd.Actor = p.KeyID
+	}
+	return cmd
+}
+
+// audit logs an operator's action with the key that made it.
+func (s *Server) audit(ctx context.Context, what, token string, a *eventsv1.Account) {
+	p, _ := PrincipalFrom(ctx)
+	s.log.Info(what, "card", a.GetMaskedNumber(), "card_id", token, "key_id", p.KeyID, "role", string(p.Role))
+}
+
+// toCard is the public view of an account: never its number.
+func toCard(token string, a *eventsv1.Account) *codebankv1.Card {
 	return &codebankv1.Card{
-		Number: number, MaskedNumber: card.Mask(number), HolderName: a.GetHolderName(),
+		CardId: token, MaskedNumber: a.GetMaskedNumber(), HolderName: a.GetHolderName(),
 		ExpiryMonth: a.GetExpiryMonth(), ExpiryYear: a.GetExpiryYear(),
 		LimitCents: a.GetLimitCents(), UsedCents: a.GetUsedCents(), AvailableCents: a.GetLimitCents() - a.GetUsedCents(),
 		Currency: a.GetCurrency(), Status: publicCardStatus(a.GetStatus()), IssuedAtUnixMs: a.GetIssuedAtUnixUs() / 1000,
+		BlockReason: publicBlockReason(a.GetBlockReason()), VerificationFailures: a.GetVerifyFailures(),
 	}
+}
+
+// cardID validates a card id field; it is the card's token.
+func cardID(field, id string) (string, error) {
+	var v violations
+	switch {
+	case id == "":
+		v.add(field, "is required")
+	case !card.ValidToken(id):
+		v.add(field, "is not a card id: 22 characters of A-Z a-z 0-9 - _, as IssueCard and LookupCard return")
+	}
+	return id, v.err()
 }
 
 // paymentService implements codebank.v1.PaymentService.
@@ -99,7 +224,9 @@ type paymentService struct {
 	*Server
 }
 
-// Authorize validates the request, sends it to the authorizer and waits for the decision.
+// Authorize validates the request, sends it to the authorizer under the caller's merchant and
+// waits for the decision. Merchants are told DO_NOT_HONOR for every reason that would say which
+// card data was wrong, and never the available credit.
 func (s paymentService) Authorize(ctx context.Context, req *codebankv1.AuthorizeRequest) (*codebankv1.AuthorizeResponse, error) {
 	c := req.GetCard()
 	number := card.NormalizeNumber(c.GetNumber())
@@ -114,7 +241,7 @@ func (s paymentService) Authorize(ctx context.Context, req *codebankv1.Authorize
 		v.cvv("card.cvv", c.GetCvv())
 	}
 	v.cents("amount_cents", req.GetAmountCents())
-	v.text("store", req.GetStore(), MaxStoreLen)
+	v.optionalText("store", req.GetStore(), MaxStoreLen)
 	v.text("description", req.GetDescription(), MaxDescriptionLen)
 	if err := v.err(); err != nil {
 		return nil, err
@@ -126,7 +253,7 @@ func (s paymentService) Authorize(ctx context.Context, req *codebankv1.Authorize
 	exp := card.Expiry{Month: int(c.GetExpiryMonth()), Year: card.NormalizeYear(int(c.GetExpiryYear()))}
 	reply, err := s.pay(ctx, number, &eventsv1.PaymentRequested{
 		TransactionId: txID, HolderName: c.GetHolderName(),
-		ExpiryMonth: int32(exp.Month), ExpiryYear: int32(exp.Year), CvvMatch: s.keys.VerifyCVV(number, exp, c.GetCvv()),
+		ExpiryMonth: int32(exp.Month), ExpiryYear: int32(exp.Year), CvvKeyIds: s.keys.MatchCVV(number, exp, c.GetCvv()),
 		AmountCents: req.GetAmountCents(), Store: req.GetStore(), Description: req.GetDescription(),
 		Channel: eventsv1.Channel_CHANNEL_API,
 	})
@@ -138,18 +265,25 @@ func (s paymentService) Authorize(ctx context.Context, req *codebankv1.Authorize
 		return nil, conflict(txID)
 	}
 	return &codebankv1.AuthorizeResponse{
-		TransactionId: out.GetTransactionId(), Status: publicStatus(out.GetStatus()), Reason: publicReason(out.GetReason()),
-		AvailableCents: out.GetAvailableCents(), AmountCents: out.GetAmountCents(),
-		AuthorizedAtUnixMs: out.GetDecidedAtUnixUs() / 1000, MaskedNumber: card.Mask(number), Duplicate: reply.GetDuplicate(),
+		TransactionId: out.GetTransactionId(), Status: publicStatus(out.GetStatus()), Reason: merchantReason(out.GetReason()),
+		AmountCents: out.GetAmountCents(), AuthorizedAtUnixMs: out.GetDecidedAtUnixUs() / 1000, MaskedNumber: card.Mask(number),
+		Duplicate: reply.GetDuplicate(),
 	}, nil
 }
 
-// pay stamps and sends a payment request and waits for its decision.
+// pay stamps a payment request with the card's token and masked number, the caller's merchant
+// and the time, sends it and waits for its decision.
 func (s *Server) pay(ctx context.Context, number string, req *eventsv1.PaymentRequested) (*eventsv1.PaymentReply, error) {
+	p, ok := PrincipalFrom(ctx)
+	if !ok || p.Role != apikey.Merchant || p.Merchant == "" {
+		return nil, status.Error(codes.PermissionDenied, "payments are made by merchants' keys")
+	}
 	ctx, cancel := s.deadline(ctx)
 	defer cancel()
+	req.MerchantId, req.MerchantName = p.Merchant, p.MerchantName
+	req.MaskedNumber = card.Mask(number)
 	req.RequestedAtUnixUs = s.now().UnixMicro()
-	reply, err := s.bank.Pay(ctx, number, req)
+	reply, err := s.bank.Pay(ctx, s.keys.Token(number), req)
 	if err != nil {
 		return nil, s.callError(err, "transaction "+req.GetTransactionId())
 	}
@@ -163,7 +297,8 @@ type legacyService struct {
 }
 
 // Payment serves the original contract: Empty when approved; FAILED_PRECONDITION with the
-// original messages otherwise. Unlike the original, it also checks name, expiry and CVV.
+// original messages otherwise. Unlike the original, it also checks name, expiry and CVV. Its
+// callers are booked as the merchant Config.Legacy names.
 func (s legacyService) Payment(ctx context.Context, req *paymentpb.PaymentRequest) (*emptypb.Empty, error) {
 	c := req.GetCreditCard()
 	number := card.NormalizeNumber(c.GetNumber())
@@ -182,7 +317,7 @@ func (s legacyService) Payment(ctx context.Context, req *paymentpb.PaymentReques
 	if err != nil {
 		v.add("amount", "%v", err)
 	}
-	v.text("store", req.GetStore(), MaxStoreLen)
+	v.optionalText("store", req.GetStore(), MaxStoreLen)
 	v.text("description", req.GetDescription(), MaxDescriptionLen)
 	if err := v.err(); err != nil {
 		return nil, err
@@ -191,7 +326,7 @@ func (s legacyService) Payment(ctx context.Context, req *paymentpb.PaymentReques
 	reply, err := s.pay(ctx, number, &eventsv1.PaymentRequested{
 		TransactionId: uuid.NewString(), HolderName: c.GetName(),
 		ExpiryMonth: int32(exp.Month), ExpiryYear: int32(exp.Year),
-		CvvMatch:    s.keys.VerifyCVV(number, exp, fmt.Sprintf("%03d", c.GetCvv())),
+		CvvKeyIds:   s.keys.MatchCVV(number, exp, fmt.Sprintf("%03d", c.GetCvv())),
 		AmountCents: cents, Store: req.GetStore(), Description: req.GetDescription(),
 		Channel: eventsv1.Channel_CHANNEL_LEGACY,
 	})
@@ -212,8 +347,21 @@ func (s legacyService) Payment(ctx context.Context, req *paymentpb.PaymentReques
 
 // conflict is the error of a transaction id that the card already used for another payment.
 func conflict(txID string) error {
-	return status.Errorf(codes.AlreadyExists, "transaction_id %q: this card already has a payment with this transaction id "+
+	return status.Errorf(codes.AlreadyExists, "transaction_id %q: this card already has a payment of yours with this transaction id "+
 		"and another amount, store or description; nothing was charged (use a new transaction id for a new payment)", txID)
+}
+
+// cardResultError turns a card command's result other than OK into a status.
+func cardResultError(r *eventsv1.CardReply, token string) error {
+	switch r.GetResult() {
+	case eventsv1.CardResult_CARD_RESULT_OK:
+		return nil
+	case eventsv1.CardResult_CARD_RESULT_NOT_FOUND:
+		return status.Errorf(codes.NotFound, "card %s not found", token)
+	case eventsv1.CardResult_CARD_RESULT_UNAVAILABLE:
+		return status.Errorf(codes.Unavailable, "card %s: its stored account cannot be read; nothing was changed", token)
+	}
+	return status.Errorf(codes.Internal, "card %s: %v", token, r.GetResult())
 }
 
 // deadline bounds a call by the configured request timeout.

@@ -3,12 +3,15 @@ package grpcgateway
 import (
 	"context"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/codebank/codebank/internal/apikey"
 	"github.com/codebank/codebank/internal/card"
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
@@ -18,34 +21,56 @@ import (
 // recordingBank approves everything and records what reached it.
 type recordingBank struct {
 	payments []*eventsv1.PaymentRequested
-	numbers  []string
+	tokens   []string
 }
 
-func (b *recordingBank) Pay(_ context.Context, number string, req *eventsv1.PaymentRequested) (*eventsv1.PaymentReply, error) {
+func (b *recordingBank) Pay(_ context.Context, token string, req *eventsv1.PaymentRequested) (*eventsv1.PaymentReply, error) {
 	b.payments = append(b.payments, req)
-	b.numbers = append(b.numbers, number)
+	b.tokens = append(b.tokens, token)
 	return &eventsv1.PaymentReply{Outcome: &eventsv1.Outcome{TransactionId: req.GetTransactionId(), Status: eventsv1.PaymentStatus_PAYMENT_STATUS_APPROVED, AmountCents: req.GetAmountCents()}}, nil
 }
 
-func (b *recordingBank) Command(_ context.Context, number string, _ *eventsv1.CardCommand) (*eventsv1.CardReply, error) {
-	if number == knownCard {
+func (b *recordingBank) Command(_ context.Context, token string, _ *eventsv1.CardCommand) (*eventsv1.CardReply, error) {
+	if token == knownCard {
 		return &eventsv1.CardReply{Result: eventsv1.CardResult_CARD_RESULT_OK, Account: &eventsv1.Account{HolderName: "Ana", LimitCents: 100}}, nil
 	}
 	return &eventsv1.CardReply{Result: eventsv1.CardResult_CARD_RESULT_NOT_FOUND}, nil
 }
 
-// knownCard is the one card recordingBank has.
-const knownCard = "4111111111111111"
+// knownCard is the token of the one card recordingBank has.
+const knownCard = "gzNcUY7KgaoXOFX_qNg2gQ"
 
 func (b *recordingBank) Ready() bool { return true }
 
-func newTestServer(t *testing.T) (*Server, *recordingBank, card.Keys) {
-	keys, err := card.NewKeys("unit test secret of the bank")
+func newTestServer(t testing.TB) (*Server, *recordingBank, card.Keys) {
+	keys, err := card.NewKeys([]byte("unit tests' tokenization key, 32 bytes"), card.CardKey{ID: "k1", Secret: []byte("unit tests' card key k1, 32 bytes!")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	bank := &recordingBank{}
-	return New(Config{}, Deps{Bank: bank, Keys: keys}), bank, keys
+	s := New(Config{Legacy: &Legacy{Merchant: "code-store", MerchantName: "Code Store"}}, Deps{Bank: bank, Keys: keys, APIKeys: unitKeys,
+		Statements: emptyStatements{}})
+	// REST reaches the services through the gRPC server in process.
+	go s.grpc.Serve(s.inproc)
+	t.Cleanup(func() { s.inprocConn.Close(); s.grpc.Stop() })
+	return s, bank, keys
+}
+
+// The unit tests' API keys: a merchant's and an admin's.
+var unitMerchantKey, unitAdminKey, unitKeys = func() (string, string, *apikey.Set) {
+	m, _ := apikey.New("store-1")
+	a, _ := apikey.New("ops-1")
+	set, err := apikey.Parse(strings.NewReader(apikey.Line(apikey.Principal{KeyID: "store-1", Role: apikey.Merchant, Merchant: "code-store", MerchantName: "Code Store"}, m) + "\n" +
+		apikey.Line(apikey.Principal{KeyID: "ops-1", Role: apikey.Admin}, a)))
+	if err != nil {
+		panic(err)
+	}
+	return m, a, set
+}()
+
+// merchantCtx is the context of a call made with the Code Store's key.
+func merchantCtx() context.Context {
+	return context.WithValue(context.Background(), principalKey{}, apikey.Principal{KeyID: "store-1", Role: apikey.Merchant, Merchant: "code-store", MerchantName: "Code Store"})
 }
 
 func TestLegacyValidation(t *testing.T) {
@@ -53,7 +78,7 @@ func TestLegacyValidation(t *testing.T) {
 	legacy := legacyService{Server: s}
 	const number = "4111111111111111"
 	exp := card.Expiry{Month: 7, Year: 2030}
-	cvv := keys.CVV(number, exp)
+	cvv, _ := keys.CVV("k1", number, exp)
 	good := func() *paymentpb.PaymentRequest {
 		return &paymentpb.PaymentRequest{CreditCard: &paymentpb.PaymentRequest_CreditCard{Name: "Maria", Number: number,
 			ExpirationMonth: 7, ExpirationYear: 30, Cvv: int32(atoi(cvv))}, Amount: 12.345, Store: "Code Store", Description: "x"}
@@ -78,7 +103,7 @@ func TestLegacyValidation(t *testing.T) {
 	for _, tt := range tests {
 		r := good()
 		tt.mutate(r)
-		_, err := legacy.Payment(context.Background(), r)
+		_, err := legacy.Payment(merchantCtx(), r)
 		if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), tt.field+":") {
 			t.Errorf("%s: got %v, want INVALID_ARGUMENT naming %s", tt.name, err, tt.field)
 		}
@@ -86,32 +111,69 @@ func TestLegacyValidation(t *testing.T) {
 	if len(bank.payments) != 0 {
 		t.Fatalf("%d invalid requests reached the bank", len(bank.payments))
 	}
-	if _, err := legacy.Payment(context.Background(), good()); err != nil {
+	if _, err := legacy.Payment(merchantCtx(), good()); err != nil {
 		t.Fatalf("valid legacy payment: %v", err)
 	}
 	got := bank.payments[0]
-	if got.GetAmountCents() != 1235 || !got.GetCvvMatch() || got.GetExpiryYear() != 2030 || got.GetChannel() != eventsv1.Channel_CHANNEL_LEGACY || got.GetTransactionId() == "" {
+	if got.GetAmountCents() != 1235 || len(got.GetCvvKeyIds()) != 1 || got.GetExpiryYear() != 2030 || got.GetChannel() != eventsv1.Channel_CHANNEL_LEGACY || got.GetTransactionId() == "" {
 		t.Errorf("legacy request sent as %v; want 1235 cents, CVV matched, year 2030, legacy channel, an id", got)
 	}
 }
 
-func TestAuthorizeChecksCVVAtTheIngress(t *testing.T) {
+// TestAuthorizeSendsNoCardData: the ingress checks the CVV and sends the card's token, masked
+// number and the card keys the CVV matched under; neither the number nor the CVV leaves it. The
+// merchant is the key's, not the request's.
+func TestAuthorizeSendsNoCardData(t *testing.T) {
 	s, bank, keys := newTestServer(t)
 	const number = "4111111111111111"
-	cvv := keys.CVV(number, card.Expiry{Month: 1, Year: 2031})
-	_, err := paymentService{Server: s}.Authorize(context.Background(), &codebankv1.AuthorizeRequest{
+	cvv, _ := keys.CVV("k1", number, card.Expiry{Month: 1, Year: 2031})
+	_, err := paymentService{Server: s}.Authorize(merchantCtx(), &codebankv1.AuthorizeRequest{
 		Card:        &codebankv1.CardDetails{Number: "4111 1111 1111 1111", HolderName: "Ana", ExpiryMonth: 1, ExpiryYear: 2031, Cvv: cvv},
-		AmountCents: 5, Store: "s", Description: "d"})
+		AmountCents: 5, Store: "Other Store Name", Description: "d"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := bank.payments[0]
-	// PaymentRequested has no CVV field: only whether it matched reaches Kafka.
-	if !got.GetCvvMatch() {
-		t.Errorf("request %v: want cvv_match", got)
+	if bank.tokens[0] != keys.Token(number) {
+		t.Errorf("sent under %q, want the card's token", bank.tokens[0])
+	}
+	if !slices.Equal(got.GetCvvKeyIds(), []string{"k1"}) || got.GetMaskedNumber() != "411111******1111" {
+		t.Errorf("request %v: want cvv_key_ids [k1] and the masked number", got)
+	}
+	raw, _ := proto.Marshal(got)
+	if strings.Contains(string(raw), number) || strings.Contains(string(raw), cvv) && !strings.Contains(string(raw), "k1") {
+		t.Errorf("the request written to Kafka holds the card number or CVV: %v", got)
+	}
+	if got.GetMerchantId() != "code-store" || got.GetMerchantName() != "Code Store" || got.GetStore() != "Other Store Name" {
+		t.Errorf("request %v: want the key's merchant, the request's store as its sub-name", got)
 	}
 	if got.GetTransactionId() == "" || got.GetRequestedAtUnixUs() == 0 {
 		t.Errorf("request %v: want a generated id and a time", got)
+	}
+	// Without a merchant's principal (a call that did not pass the access table) nothing is paid.
+	_, err = paymentService{Server: s}.Authorize(context.Background(), &codebankv1.AuthorizeRequest{
+		Card: &codebankv1.CardDetails{Number: number, HolderName: "Ana", ExpiryMonth: 1, ExpiryYear: 2031, Cvv: cvv}, AmountCents: 5, Description: "d"})
+	if status.Code(err) != codes.PermissionDenied || len(bank.payments) != 1 {
+		t.Errorf("a payment without a merchant: %v", err)
+	}
+}
+
+// TestMerchantsAreToldNoMoreThanDoNotHonor: the reasons that would say which card data was wrong,
+// or that a number is no card, all read DO_NOT_HONOR; the others as they are.
+func TestMerchantsAreToldNoMoreThanDoNotHonor(t *testing.T) {
+	for r := range eventsv1.RejectReason_name {
+		got := merchantReason(eventsv1.RejectReason(r))
+		switch eventsv1.RejectReason(r) {
+		case eventsv1.RejectReason_REJECT_REASON_CARD_NOT_FOUND, eventsv1.RejectReason_REJECT_REASON_EXPIRY_MISMATCH,
+			eventsv1.RejectReason_REJECT_REASON_CVV_MISMATCH, eventsv1.RejectReason_REJECT_REASON_HOLDER_MISMATCH:
+			if got != codebankv1.RejectReason_REJECT_REASON_DO_NOT_HONOR {
+				t.Errorf("%v is told as %v", eventsv1.RejectReason(r), got)
+			}
+		default:
+			if got != codebankv1.RejectReason(r) {
+				t.Errorf("%v is told as %v", eventsv1.RejectReason(r), got)
+			}
+		}
 	}
 }
 

@@ -9,7 +9,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/codebank/codebank/internal/card"
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
@@ -41,35 +40,17 @@ type statementService struct {
 }
 
 // account reads a card through the authorizer; NOT_FOUND when there is no such card.
-func (s *Server) account(ctx context.Context, number string) (*eventsv1.Account, error) {
+func (s *Server) account(ctx context.Context, token string) (*eventsv1.Account, error) {
 	ctx, cancel := s.deadline(ctx)
 	defer cancel()
-	reply, err := s.bank.Command(ctx, number, &eventsv1.CardCommand{
-		RequestedAtUnixUs: s.now().UnixMicro(),
-		Command:           &eventsv1.CardCommand_Get{Get: &eventsv1.GetCard{}},
-	})
+	reply, err := s.bank.Command(ctx, token, s.command(ctx, &eventsv1.CardCommand{Command: &eventsv1.CardCommand_Get{Get: &eventsv1.GetCard{}}}))
 	if err != nil {
-		return nil, s.callError(err, "get card "+card.Mask(number))
+		return nil, s.callError(err, "get card "+token)
 	}
-	switch reply.GetResult() {
-	case eventsv1.CardResult_CARD_RESULT_NOT_FOUND:
-		return nil, status.Errorf(codes.NotFound, "card %s not found", card.Mask(number))
-	case eventsv1.CardResult_CARD_RESULT_UNAVAILABLE:
-		return nil, status.Errorf(codes.Unavailable, "card %s: its stored account cannot be read; nothing was changed", card.Mask(number))
+	if err := cardResultError(reply, token); err != nil {
+		return nil, err
 	}
 	return reply.GetAccount(), nil
-}
-
-// cardOf validates the number a request names ("number") and reads its card.
-func (s *Server) cardOf(ctx context.Context, raw string) (string, *eventsv1.Account, error) {
-	number := card.NormalizeNumber(raw)
-	var v violations
-	v.number("number", number)
-	if err := v.err(); err != nil {
-		return "", nil, err
-	}
-	acct, err := s.account(ctx, number)
-	return number, acct, err
 }
 
 // GetStatement returns one page of a month. It first asks the authorizer for the card, whose
@@ -77,13 +58,15 @@ func (s *Server) cardOf(ctx context.Context, raw string) (string, *eventsv1.Acco
 // statements processor to have applied them: a statement read right after an approved
 // Authorize shows that purchase.
 func (s statementService) GetStatement(ctx context.Context, req *codebankv1.GetStatementRequest) (*codebankv1.GetStatementResponse, error) {
-	number := card.NormalizeNumber(req.GetNumber())
 	month := req.GetMonth()
 	if month == "" {
 		month = s.now().UTC().Format(monthLayout)
 	}
 	var v violations
-	v.number("number", number)
+	token := req.GetCardId()
+	if _, err := cardID("card_id", token); err != nil {
+		v.add("card_id", "is not a card id: 22 characters of A-Z a-z 0-9 - _, as IssueCard and LookupCard return")
+	}
 	if t, err := time.Parse(monthLayout, month); err != nil || t.Format(monthLayout) != month {
 		v.add("month", "must be YYYY-MM, e.g. 2026-11, got %q", month)
 	}
@@ -105,14 +88,13 @@ func (s statementService) GetStatement(ctx context.Context, req *codebankv1.GetS
 	if err := v.err(); err != nil {
 		return nil, err
 	}
-	acct, err := s.account(ctx, number)
+	acct, err := s.account(ctx, token)
 	if err != nil {
 		return nil, err
 	}
-	token := s.keys.Token(number)
 
 	resp := &codebankv1.GetStatementResponse{
-		MaskedNumber: card.Mask(number), HolderName: acct.GetHolderName(), Month: month,
+		MaskedNumber: acct.GetMaskedNumber(), HolderName: acct.GetHolderName(), Month: month,
 		AvailableCents: acct.GetLimitCents() - acct.GetUsedCents(), LimitCents: acct.GetLimitCents(), Currency: acct.GetCurrency(),
 	}
 	// Read the page, again each time the statements change, until the card's statement counts
@@ -155,15 +137,19 @@ func (s statementService) GetStatement(ctx context.Context, req *codebankv1.GetS
 
 // ListStatements lists the months with purchases, newest first.
 func (s statementService) ListStatements(ctx context.Context, req *codebankv1.ListStatementsRequest) (*codebankv1.ListStatementsResponse, error) {
-	number, acct, err := s.cardOf(ctx, req.GetNumber())
+	token, err := cardID("card_id", req.GetCardId())
 	if err != nil {
 		return nil, err
 	}
-	st, err := s.statements.Card(s.keys.Token(number))
+	acct, err := s.account(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.statements.Card(token)
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "read statement: %v", err)
 	}
-	resp := &codebankv1.ListStatementsResponse{MaskedNumber: card.Mask(number), HolderName: acct.GetHolderName(), Currency: acct.GetCurrency()}
+	resp := &codebankv1.ListStatementsResponse{MaskedNumber: acct.GetMaskedNumber(), HolderName: acct.GetHolderName(), Currency: acct.GetCurrency()}
 	for _, m := range st.GetMonths() {
 		resp.Statements = append(resp.Statements, &codebankv1.StatementSummary{Month: m.GetMonth(), TotalCents: m.GetTotalCents(), Count: m.GetCount()})
 	}

@@ -26,9 +26,9 @@ func (c *clock) set(at time.Time)  { c.t.Store(at.UnixMicro()) }
 func newClock(at time.Time) *clock { c := &clock{}; c.set(at); return c }
 
 // statementLines fetches every line of a month, page by page.
-func statementLines(t *testing.T, s codebankv1.StatementServiceClient, number, month string, pageSize int32) (*codebankv1.GetStatementResponse, []*codebankv1.StatementLine) {
+func statementLines(t *testing.T, s codebankv1.StatementServiceClient, cardID, month string, pageSize int32) (*codebankv1.GetStatementResponse, []*codebankv1.StatementLine) {
 	t.Helper()
-	req := &codebankv1.GetStatementRequest{Number: number, Month: month, PageSize: pageSize}
+	req := &codebankv1.GetStatementRequest{CardId: cardID, Month: month, PageSize: pageSize}
 	var first *codebankv1.GetStatementResponse
 	var lines []*codebankv1.StatementLine
 	for {
@@ -60,7 +60,7 @@ func TestStatementsAcrossMonths(t *testing.T) {
 	cards, payments := codebankv1.NewCardServiceClient(in.Conn), codebankv1.NewPaymentServiceClient(in.Conn)
 	stmts := codebankv1.NewStatementServiceClient(in.Conn)
 	c := issue(t, cards, "Maria Silva", 10_000)
-	number := c.GetCard().GetNumber()
+	id := c.GetCard().GetCardId()
 
 	pay := func(amount int64, store string) *codebankv1.AuthorizeResponse {
 		return authorize(t, payments, &codebankv1.AuthorizeRequest{Card: details(c), AmountCents: amount, Store: store, Description: "Produtos: " + store})
@@ -83,7 +83,7 @@ func TestStatementsAcrossMonths(t *testing.T) {
 
 	check := func(month string, want []*codebankv1.AuthorizeResponse, pageSize int32) int64 {
 		t.Helper()
-		head, lines := statementLines(t, stmts, number, month, pageSize)
+		head, lines := statementLines(t, stmts, id, month, pageSize)
 		var total int64
 		for _, w := range want {
 			total += w.GetAmountCents()
@@ -103,26 +103,26 @@ func TestStatementsAcrossMonths(t *testing.T) {
 		return total
 	}
 	sum := check("2026-10", october, 2) + check("2026-11", november, 0)
-	if u := used(t, cards, number); sum != u {
+	if u := used(t, cards, c); sum != u {
 		t.Errorf("statements total %d, card used %d", sum, u)
 	}
 
-	list, err := stmts.ListStatements(ctxT(t), &codebankv1.ListStatementsRequest{Number: number})
+	list, err := stmts.ListStatements(ctxT(t), &codebankv1.ListStatementsRequest{CardId: id})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := list.GetStatements(); len(got) != 2 || got[0].GetMonth() != "2026-11" || got[0].GetTotalCents() != 1200 || got[1].GetMonth() != "2026-10" || got[1].GetCount() != 3 {
 		t.Errorf("ListStatements = %v", got)
 	}
-	empty, err := stmts.GetStatement(ctxT(t), &codebankv1.GetStatementRequest{Number: number, Month: "2026-09"})
+	empty, err := stmts.GetStatement(ctxT(t), &codebankv1.GetStatementRequest{CardId: id, Month: "2026-09"})
 	if err != nil || len(empty.GetLines()) != 0 || empty.GetCount() != 0 {
 		t.Errorf("month without purchases = %v, %v; want an empty statement", empty, err)
 	}
-	if _, err := stmts.GetStatement(ctxT(t), &codebankv1.GetStatementRequest{Number: "4111111111111111", Month: "2026-10"}); status.Code(err) != codes.NotFound {
+	if _, err := stmts.GetStatement(ctxT(t), &codebankv1.GetStatementRequest{CardId: "gzNcUY7KgaoXOFX_qNg2gQ", Month: "2026-10"}); status.Code(err) != codes.NotFound {
 		t.Errorf("unknown card = %v, want NOT_FOUND", err)
 	}
 	for _, m := range []string{"2026-13", "26-10", "2026-1", "october"} {
-		if _, err := stmts.GetStatement(ctxT(t), &codebankv1.GetStatementRequest{Number: number, Month: m}); !violates(err, "month") {
+		if _, err := stmts.GetStatement(ctxT(t), &codebankv1.GetStatementRequest{CardId: id, Month: m}); !violates(err, "month") {
 			t.Errorf("month %q = %v, want INVALID_ARGUMENT", m, err)
 		}
 	}
@@ -181,7 +181,7 @@ func TestStatementsRestartMidStream(t *testing.T) {
 	wg.Wait()
 	month := time.Now().UTC().Format("2006-01")
 	for i, c := range issued {
-		_, lines := statementLines(t, stmts, c.GetCard().GetNumber(), month, 1000)
+		_, lines := statementLines(t, stmts, c.GetCard().GetCardId(), month, 1000)
 		var got []string
 		for _, l := range lines {
 			got = append(got, l.GetTransactionId())
@@ -214,7 +214,7 @@ func TestStatementsTwoInstances(t *testing.T) {
 			want += authorize(t, payments, &codebankv1.AuthorizeRequest{Card: details(c), AmountCents: 250}).GetAmountCents()
 		}
 		for k, in := range ins {
-			head, lines := statementLines(t, codebankv1.NewStatementServiceClient(in.Conn), c.GetCard().GetNumber(), month, 0)
+			head, lines := statementLines(t, codebankv1.NewStatementServiceClient(in.Conn), c.GetCard().GetCardId(), month, 0)
 			if head.GetTotalCents() != want || len(lines) != i%3+1 {
 				t.Errorf("replica %d, card %d: total %d with %d lines, want %d with %d", k, i, head.GetTotalCents(), len(lines), want, i%3+1)
 			}

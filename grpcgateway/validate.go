@@ -50,6 +50,12 @@ func (v *violations) text(field, s string, maxLen int) {
 	}
 }
 
+func (v *violations) optionalText(field, s string, maxLen int) {
+	if err := codecs.CheckOptionalText(s, maxLen); err != nil {
+		v.add(field, "%v", err)
+	}
+}
+
 func (v *violations) number(field, n string) {
 	switch err := card.ValidateNumber(n); {
 	case n == "":

@@ -71,18 +71,19 @@ func (t Topology) replyPartitions() int {
 	return t.ReplyPartitions
 }
 
-// PaymentRequests carries payment attempts accepted by the ingress. Key: card number. Value:
+// PaymentRequests carries payment attempts accepted by the ingress. Key: card token. Value:
 // eventsv1.PaymentRequested. Written by the ingress, read by the authorizer.
 func (t Topology) PaymentRequests() Topic {
-	return Topic{Name: t.Prefix + "payment-requests", Key: "card number", Codec: codecs.PaymentRequested, Partitions: t.partitions(),
+	return Topic{Name: t.Prefix + "payment-requests", Key: "card token", Codec: codecs.PaymentRequested, Partitions: t.partitions(),
 		Config: map[string]string{"retention.ms": strconv.FormatInt((7 * 24 * time.Hour).Milliseconds(), 10)}}
 }
 
-// CardCommands carries commands about cards (issue, get). Key: card number. Value:
+// CardCommands carries commands about cards (issue, get, block, unblock, verify). Key: card
+// token. Value:
 // eventsv1.CardCommand. Written by the ingress, read by the authorizer; co-partitioned with
 // PaymentRequests so one authorizer instance owns a card for both.
 func (t Topology) CardCommands() Topic {
-	return Topic{Name: t.Prefix + "card-commands", Key: "card number", Codec: codecs.CardCommand, Partitions: t.partitions(),
+	return Topic{Name: t.Prefix + "card-commands", Key: "card token", Codec: codecs.CardCommand, Partitions: t.partitions(),
 		Config: map[string]string{"retention.ms": strconv.FormatInt((7 * 24 * time.Hour).Milliseconds(), 10)}}
 }
 
@@ -90,9 +91,9 @@ func (t Topology) CardCommands() Topic {
 func (t Topology) AuthorizerGroup() goka.Group { return goka.Group(t.Prefix + "authorizer") }
 
 // AuthorizerTable is the authorizer's compacted changelog: every card's account, the single
-// source of truth for balances. Key: card number. Value: eventsv1.Account.
+// source of truth for balances. Key: card token. Value: eventsv1.Account.
 func (t Topology) AuthorizerTable() Topic {
-	return Topic{Name: string(goka.GroupTable(t.AuthorizerGroup())), Key: "card number", Codec: codecs.Account, Partitions: t.partitions(),
+	return Topic{Name: string(goka.GroupTable(t.AuthorizerGroup())), Key: "card token", Codec: codecs.Account, Partitions: t.partitions(),
 		Config: map[string]string{"cleanup.policy": "compact", "segment.ms": strconv.FormatInt(time.Hour.Milliseconds(), 10)}}
 }
 

@@ -195,9 +195,11 @@ func TestBrowser(t *testing.T) {
 	b.waitText("#order-total", "R$ 119.80", time.Second)
 	b.shot("04-order-approved")
 
-	// The statement: type the card, see the purchase and the total.
+	// The statement: prove the card with its number, expiry and CVV; see the purchase and the
+	// total.
 	b.open("/statement")
-	b.do(chromedp.SendKeys(chromedp.ID("number"), card.Number), chromedp.Click(chromedp.CSS(".statement-form button")), chromedp.WaitVisible(chromedp.ID("statement-lines")))
+	b.do(chromedp.SendKeys(chromedp.ID("number"), card.Number), chromedp.SendKeys(chromedp.ID("expiry"), card.Expiry), chromedp.SendKeys(chromedp.ID("cvv"), card.CVV),
+		chromedp.Click(chromedp.CSS(".statement-form button")), chromedp.WaitVisible(chromedp.ID("statement-lines")))
 	if got := b.text("#statement-lines"); !contains(got, "Produtos: 2x Stoneware Mug", "Code Store", "R$ 119.80") {
 		t.Fatalf("statement lines = %q", got)
 	}
@@ -261,7 +263,7 @@ func TestBrowser(t *testing.T) {
 	}
 	defer down.Close()
 	cut := httptest.NewServer(web.New(web.Config{DemoCards: []web.DemoCard{card}, RequestTimeout: 2 * time.Second}, web.Deps{
-		Payments: codebankv1.NewPaymentServiceClient(down), Statements: codebankv1.NewStatementServiceClient(down),
+		Payments: codebankv1.NewPaymentServiceClient(down), Cards: codebankv1.NewCardServiceClient(down), Statements: codebankv1.NewStatementServiceClient(down),
 		Orders: s.store, Log: banktest.Logger()}).Handler())
 	defer cut.Close()
 	offline := *b

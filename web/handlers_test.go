@@ -48,6 +48,8 @@ type fakeBank struct {
 	decide    func(*codebankv1.AuthorizeRequest) (*codebankv1.AuthorizeResponse, error)
 	statement func(*codebankv1.GetStatementRequest) (*codebankv1.GetStatementResponse, error)
 	delay     time.Duration
+	// verifications counts VerifyCard calls.
+	verifications int
 }
 
 func approveAll(req *codebankv1.AuthorizeRequest) (*codebankv1.AuthorizeResponse, error) {
@@ -96,6 +98,40 @@ func (f *fakeBank) ListStatements(context.Context, *codebankv1.ListStatementsReq
 	return nil, status.Error(codes.Unimplemented, "no statements")
 }
 
+// goodCardID is the card id of goodNumber at the fake bank.
+const goodCardID = "good-card-id-000000000"
+
+// VerifyCard proves goodNumber with expiry 11/31 and CVV 755, counting the calls; it says no
+// to anything else, as the real bank does, without saying why.
+func (f *fakeBank) VerifyCard(_ context.Context, req *codebankv1.VerifyCardRequest, _ ...grpc.CallOption) (*codebankv1.VerifyCardResponse, error) {
+	f.mu.Lock()
+	f.verifications++
+	f.mu.Unlock()
+	if f.statement == nil {
+		return nil, status.Error(codes.Unavailable, "down")
+	}
+	if req.GetNumber() == goodNumber && req.GetExpiryMonth() == 11 && req.GetExpiryYear() == 2031 && req.GetCvv() == "755" {
+		return &codebankv1.VerifyCardResponse{Verified: true, CardId: goodCardID, MaskedNumber: "545454******8555"}, nil
+	}
+	return &codebankv1.VerifyCardResponse{}, nil
+}
+
+func (f *fakeBank) IssueCard(context.Context, *codebankv1.IssueCardRequest, ...grpc.CallOption) (*codebankv1.IssueCardResponse, error) {
+	return nil, status.Error(codes.PermissionDenied, "the pages may not issue cards")
+}
+func (f *fakeBank) GetCard(context.Context, *codebankv1.GetCardRequest, ...grpc.CallOption) (*codebankv1.GetCardResponse, error) {
+	return nil, status.Error(codes.PermissionDenied, "the pages may not read cards")
+}
+func (f *fakeBank) LookupCard(context.Context, *codebankv1.LookupCardRequest, ...grpc.CallOption) (*codebankv1.LookupCardResponse, error) {
+	return nil, status.Error(codes.PermissionDenied, "the pages may not look cards up")
+}
+func (f *fakeBank) BlockCard(context.Context, *codebankv1.BlockCardRequest, ...grpc.CallOption) (*codebankv1.BlockCardResponse, error) {
+	return nil, status.Error(codes.PermissionDenied, "the pages may not block cards")
+}
+func (f *fakeBank) UnblockCard(context.Context, *codebankv1.UnblockCardRequest, ...grpc.CallOption) (*codebankv1.UnblockCardResponse, error) {
+	return nil, status.Error(codes.PermissionDenied, "the pages may not unblock cards")
+}
+
 func (f *fakeBank) callCount() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -107,10 +143,13 @@ type fixture struct {
 	orders *store.Memory
 	feed   *Feed
 	h      http.Handler
+	// later moves the pages' clock ahead of testNow.
+	later time.Duration
 }
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
+	f := &fixture{}
 	bank := &fakeBank{}
 	mem := store.NewMemory(func() time.Time { return testNow })
 	feed := NewFeed(FeedConfig{Kafka: kafkaTestConfig, Topology: processors.Topology{Prefix: "unused-"}}, FeedDeps{Log: quietLog()})
@@ -119,9 +158,10 @@ func newFixture(t *testing.T) *fixture {
 		DemoCards:      []DemoCard{{Number: goodNumber, Holder: goodHolder, Expiry: "11/31", CVV: "755"}},
 		RequestTimeout: 2 * time.Second,
 		OrderSecret:    testOrderSecret,
-	}, Deps{Payments: bank, Statements: bank, Orders: mem, Dashboard: feed, Now: func() time.Time { return testNow }, Log: quietLog()})
+	}, Deps{Payments: bank, Cards: bank, Statements: bank, Orders: mem, Dashboard: feed, Now: func() time.Time { return testNow.Add(f.later) }, Log: quietLog()})
 	srv.orderWait = 100 * time.Millisecond
-	return &fixture{bank: bank, orders: mem, feed: feed, h: srv.Handler()}
+	f.bank, f.orders, f.feed, f.h = bank, mem, feed, srv.Handler()
+	return f
 }
 
 func (f *fixture) get(t *testing.T, path string) (*http.Response, string) {
@@ -653,8 +693,8 @@ func TestOrderPage(t *testing.T) {
 }
 
 func statementResponse(req *codebankv1.GetStatementRequest) (*codebankv1.GetStatementResponse, error) {
-	if req.GetNumber() != goodNumber {
-		return nil, status.Errorf(codes.NotFound, "card %s not found", "411111******1111")
+	if req.GetCardId() != goodCardID {
+		return nil, status.Errorf(codes.NotFound, "card %s not found", req.GetCardId())
 	}
 	at := testNow.Add(-time.Hour).UnixMilli()
 	return &codebankv1.GetStatementResponse{MaskedNumber: "545454******8555", HolderName: "MARIA SILVA", Month: req.GetMonth(),
@@ -665,14 +705,22 @@ func statementResponse(req *codebankv1.GetStatementRequest) (*codebankv1.GetStat
 		TotalCents: 13970, Count: 2, AvailableCents: 86030, LimitCents: 100000, Currency: "BRL", UpToDate: true}, nil
 }
 
+// proof is the statement form of goodNumber with its expiry and CVV.
+func proof(month string) url.Values {
+	return url.Values{"number": {"5454 5406 8756 8555"}, "expiry": {"11/31"}, "cvv": {"755"}, "month": {month}}
+}
+
+var viewField = regexp.MustCompile(`name="view" value="([^"]+)"`)
+
 func TestStatementPage(t *testing.T) {
 	f := newFixture(t)
 	f.bank.statement = statementResponse
 	resp, body := f.get(t, "/statement")
-	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `value="2026-11"`) || !strings.Contains(body, `<label for="number">`) {
-		t.Fatalf("GET /statement = %d, want the form with this month", resp.StatusCode)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `value="2026-11"`) || !strings.Contains(body, `<label for="number">`) ||
+		!strings.Contains(body, `<label for="cvv">`) || !strings.Contains(body, `<label for="expiry">`) {
+		t.Fatalf("GET /statement = %d, want the form with the card's number, expiry and CVV, and this month", resp.StatusCode)
 	}
-	resp, body = f.post(t, "/statement", url.Values{"number": {"5454 5406 8756 8555"}, "month": {"2026-11"}})
+	resp, body = f.post(t, "/statement", proof("2026-11"))
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("POST /statement = %d", resp.StatusCode)
 	}
@@ -682,16 +730,43 @@ func TestStatementPage(t *testing.T) {
 			t.Errorf("statement lacks %q", want)
 		}
 	}
+	if strings.Contains(body, goodNumber) || strings.Contains(body, "5454 5406 8756 8555") || strings.Contains(body, `value="755"`) {
+		t.Error("the statement page echoes the card number or the CVV")
+	}
+	view := viewField.FindStringSubmatch(body)
+	if view == nil {
+		t.Fatal("the statement page has no view token for its refresh and other months")
+	}
+	// Another month with the view: no card details again, no new verification.
+	before := f.bank.verifications
+	if resp, body := f.post(t, "/statement", url.Values{"view": {view[1]}, "month": {"2026-10"}}); resp.StatusCode != 200 || !strings.Contains(body, "October 2026") ||
+		f.bank.verifications != before {
+		t.Errorf("another month with the view = %d (verifications %d -> %d)", resp.StatusCode, before, f.bank.verifications)
+	}
+	// A forged or expired view shows nothing.
+	forged := strings.Replace(view[1], goodCardID, "other-card-id-00000000", 1)
+	if resp, _ := f.post(t, "/statement", url.Values{"view": {forged}, "month": {"2026-11"}}); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a forged view = %d, want 403", resp.StatusCode)
+	}
+	f.later = viewFor + time.Minute
+	if resp, _ := f.post(t, "/statement", url.Values{"view": {view[1]}, "month": {"2026-11"}}); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("an expired view = %d, want 403", resp.StatusCode)
+	}
+	f.later = 0
+
+	// What is wrong with the form is said field by field; what the bank did not verify is not
+	// said at all: an unknown number and a wrong CVV read the same.
 	errs := []struct {
 		form  url.Values
 		code  int
 		field string
 		want  string
 	}{
-		{url.Values{"number": {""}, "month": {"2026-11"}}, 422, "number", "Enter the card number"},
-		{url.Values{"number": {"5454540687568556"}, "month": {"2026-11"}}, 422, "number", "not valid"},
-		{url.Values{"number": {goodNumber}, "month": {"2026-13"}}, 422, "month", "Use YYYY-MM"},
-		{url.Values{"number": {"4111111111111111"}, "month": {"2026-11"}}, 404, "number", "Card not recognised"},
+		{url.Values{"number": {""}, "expiry": {"11/31"}, "cvv": {"755"}, "month": {"2026-11"}}, 422, "number", "Enter the card number"},
+		{url.Values{"number": {"5454540687568556"}, "expiry": {"11/31"}, "cvv": {"755"}, "month": {"2026-11"}}, 422, "number", "not valid"},
+		{url.Values{"number": {goodNumber}, "expiry": {""}, "cvv": {"755"}, "month": {"2026-11"}}, 422, "expiry", "Enter the expiry date"},
+		{url.Values{"number": {goodNumber}, "expiry": {"11/31"}, "cvv": {"75"}, "month": {"2026-11"}}, 422, "cvv", "3 digits"},
+		{url.Values{"number": {goodNumber}, "expiry": {"11/31"}, "cvv": {"755"}, "month": {"2026-13"}}, 422, "month", "Use YYYY-MM"},
 	}
 	for _, e := range errs {
 		resp, body := f.post(t, "/statement", e.form)
@@ -699,18 +774,32 @@ func TestStatementPage(t *testing.T) {
 			t.Errorf("POST /statement %v = %d, %s error %q; want %d %q", e.form, resp.StatusCode, e.field, fieldError(body, e.field), e.code, e.want)
 		}
 	}
-	f.bank.statement = func(*codebankv1.GetStatementRequest) (*codebankv1.GetStatementResponse, error) {
-		return nil, status.Error(codes.Unavailable, "down")
+	for _, form := range []url.Values{
+		{"number": {"4111111111111111"}, "expiry": {"11/31"}, "cvv": {"755"}, "month": {"2026-11"}},
+		{"number": {goodNumber}, "expiry": {"11/31"}, "cvv": {"756"}, "month": {"2026-11"}},
+		{"number": {goodNumber}, "expiry": {"12/31"}, "cvv": {"755"}, "month": {"2026-11"}},
+	} {
+		resp, body := f.post(t, "/statement", form)
+		if resp.StatusCode != 422 || !strings.Contains(body, msgNotVerified) || strings.Contains(body, "Card not recognised") || strings.Contains(body, "CVV is") {
+			t.Errorf("POST /statement %v = %d; want 422 saying only that the card could not be verified", form, resp.StatusCode)
+		}
 	}
-	if resp, body := f.post(t, "/statement", url.Values{"number": {goodNumber}}); resp.StatusCode != 503 || !strings.Contains(body, "Could not reach the bank, try again.") {
+	f.bank.statement = nil // the fake bank is down
+	if resp, body := f.post(t, "/statement", proof("2026-11")); resp.StatusCode != 503 || !strings.Contains(body, "Could not reach the bank, try again.") {
 		t.Errorf("statement with the bank down = %d", resp.StatusCode)
 	}
 }
 
+// TestStatementData: the page's refresh carries its view, never the card's details.
 func TestStatementData(t *testing.T) {
 	f := newFixture(t)
 	f.bank.statement = statementResponse
-	resp, body := f.post(t, "/statement/data", url.Values{"number": {goodNumber}, "month": {"2026-11"}})
+	_, page := f.post(t, "/statement", proof("2026-11"))
+	view := viewField.FindStringSubmatch(page)
+	if view == nil {
+		t.Fatal("no view token")
+	}
+	resp, body := f.post(t, "/statement/data", url.Values{"view": {view[1]}, "month": {"2026-11"}})
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/json" {
 		t.Fatalf("POST /statement/data = %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
@@ -733,8 +822,41 @@ func TestStatementData(t *testing.T) {
 	}
 }
 
+// TestCrossSiteForms: a form posted from another site is refused: a page elsewhere cannot make a
+// visitor's browser pay, or prove a card.
+func TestCrossSiteForms(t *testing.T) {
+	f := newFixture(t)
+	f.bank.statement = statementResponse
+	for _, path := range []string{"/checkout", "/statement", "/statement/data", "/orders/" + newOrderID() + "/pay"} {
+		for _, h := range []map[string]string{{"Sec-Fetch-Site": "cross-site"}, {"Origin": "https://evil.example"}} {
+			rec := httptest.NewRecorder()
+			req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(proof("2026-11").Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			for k, v := range h {
+				req.Header.Set(k, v)
+			}
+			f.h.ServeHTTP(rec, req)
+			if rec.Code != http.StatusForbidden {
+				t.Errorf("POST %s from another site (%v) = %d, want 403", path, h, rec.Code)
+			}
+		}
+	}
+	if f.bank.verifications != 0 || f.bank.callCount() != 0 {
+		t.Errorf("cross-site forms reached the bank: %d verifications, %d payments", f.bank.verifications, f.bank.callCount())
+	}
+	// The same site's forms pass.
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodPost, "/statement", strings.NewReader(proof("2026-11").Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	f.h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		t.Errorf("POST /statement from the same site = %d", rec.Code)
+	}
+}
+
 func result(tx, status, reason, store string, amount int64, at time.Time, ms float64) *codecs.Result {
-	return &codecs.Result{PaymentKey: codecs.PaymentKey("tok", tx), TransactionID: tx, CardToken: "tok", Status: status, Reason: reason, Store: store, AmountCents: amount,
+	return &codecs.Result{PaymentKey: codecs.PaymentKey("tok", "code-store", tx), TransactionID: tx, CardToken: "tok", Merchant: "code-store", Status: status, Reason: reason, Store: store, AmountCents: amount,
 		AuthorizedAt: at.UTC().Format(time.RFC3339Nano), ProcessingMs: ms}
 }
 

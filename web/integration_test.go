@@ -57,7 +57,7 @@ func startStack(t *testing.T, demo func(codebankv1.CardServiceClient) []web.Demo
 	if demo != nil {
 		cards = demo(s.cards)
 	}
-	srv := web.New(web.Config{DemoCards: cards}, web.Deps{Payments: s.payments, Statements: s.stmts, Orders: s.store, Dashboard: s.feed, Log: banktest.Logger()})
+	srv := web.New(web.Config{DemoCards: cards}, web.Deps{Payments: s.payments, Cards: s.cards, Statements: s.stmts, Orders: s.store, Dashboard: s.feed, Log: banktest.Logger()})
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
 	s.url = hs.URL
@@ -127,9 +127,9 @@ func usedCents(t *testing.T, cards codebankv1.CardServiceClient, number string) 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	resp, err := cards.GetCard(ctx, &codebankv1.GetCardRequest{Number: number})
+	resp, err := cards.LookupCard(ctx, &codebankv1.LookupCardRequest{Number: number})
 	if err != nil {
-		t.Fatalf("GetCard: %v", err)
+		t.Fatalf("LookupCard: %v", err)
 	}
 	return resp.GetCard().GetUsedCents()
 }

@@ -2,16 +2,19 @@ package web
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/codebank/codebank/internal/card"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
 
@@ -22,11 +25,23 @@ const monthLayout = "2006-01"
 
 const msgBankDown = "Could not reach the bank, try again."
 
-// statementForm is the statement form as typed.
+// statementForm is the statement form as typed: the card's number, expiry and CVV prove it is
+// the customer's. View replaces them once proven (see viewToken).
 type statementForm struct {
 	Number string
+	Expiry string
+	CVV    string
 	Month  string
+	View   string
 }
+
+// viewFor is how long a proven card's statement may be refreshed and browsed without proving it
+// again.
+const viewFor = 30 * time.Minute
+
+// msgNotVerified is all the page says when a card does not verify: not which of the number,
+// expiry or CVV is wrong, nor whether the card exists or is blocked.
+const msgNotVerified = "We could not verify this card. Check the card number, the expiry date and the CVV."
 
 // statementView is the data of the statement page.
 type statementView struct {
@@ -34,6 +49,8 @@ type statementView struct {
 	Errors    map[string]string
 	General   string
 	Statement *statementData
+	// View lets the page refresh the statement without the card's details (viewToken).
+	View string
 	// RefreshMs is how often the page asks for new purchases.
 	RefreshMs int64
 }
@@ -77,11 +94,14 @@ func (s *Server) renderStatement(w http.ResponseWriter, code int, v statementVie
 }
 
 func parseStatementForm(r *http.Request) statementForm {
-	return statementForm{Number: strings.TrimSpace(r.PostFormValue("number")), Month: strings.TrimSpace(r.PostFormValue("month"))}
+	v := func(name string) string { return strings.TrimSpace(r.PostFormValue(name)) }
+	return statementForm{Number: v("number"), Expiry: v("expiry"), CVV: v("cvv"), Month: v("month"), View: v("view")}
 }
 
-// statement shows a card's month. The card number comes in a POST body, never in a URL, so
-// it stays out of browser histories and access logs.
+// statement shows a card's month to whoever proves the card is theirs: its number, expiry and
+// CVV, checked by the bank (VerifyCard), whose failures count toward the card's lockout; or the
+// view token of an earlier proof. The card's details come in a POST body, never in a URL, so
+// they stay out of browser histories and access logs, and the page never echoes the CVV.
 func (s *Server) statement(w http.ResponseWriter, r *http.Request) {
 	if !parseForm(w, r) {
 		return
@@ -90,8 +110,12 @@ func (s *Server) statement(w http.ResponseWriter, r *http.Request) {
 	if f.Month == "" {
 		f.Month = s.now().UTC().Format(monthLayout)
 	}
-	data, errs, general, code := s.lookupStatement(r.Context(), f)
-	s.renderStatement(w, code, statementView{Form: f, Errors: errs, General: general, Statement: data})
+	data, view, errs, general, code := s.lookupStatement(r.Context(), f)
+	f.CVV = ""
+	if data != nil {
+		f.Number, f.Expiry = "", ""
+	}
+	s.renderStatement(w, code, statementView{Form: f, Errors: errs, General: general, Statement: data, View: view})
 }
 
 // statementData serves the statement as JSON for the page's live refresh: the statement, or
@@ -110,7 +134,7 @@ func (s *Server) statementData(w http.ResponseWriter, r *http.Request) {
 	if f.Month == "" {
 		f.Month = s.now().UTC().Format(monthLayout)
 	}
-	data, errs, general, code := s.lookupStatement(r.Context(), f)
+	data, _, errs, general, code := s.lookupStatement(r.Context(), f)
 	if data == nil {
 		if general == "" {
 			general = "Check the fields"
@@ -121,41 +145,56 @@ func (s *Server) statementData(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, data)
 }
 
-// lookupStatement validates the form and asks the bank. It returns the statement, or the
-// errors per field and about the whole form with the HTTP status to answer.
-func (s *Server) lookupStatement(ctx context.Context, f statementForm) (*statementData, map[string]string, string, int) {
+// lookupStatement validates the form, has the bank verify the card (or checks the view token)
+// and reads the month. It returns the statement and a view token for it, or the errors per
+// field and about the whole form with the HTTP status to answer.
+func (s *Server) lookupStatement(ctx context.Context, f statementForm) (*statementData, string, map[string]string, string, int) {
 	errs := map[string]string{}
-	number := card.NormalizeNumber(f.Number)
-	switch err := card.ValidateNumber(number); {
-	case number == "":
-		errs["number"] = "Enter the card number"
-	case errors.Is(err, card.ErrNumberDigits):
-		errs["number"] = "Use digits only"
-	case errors.Is(err, card.ErrNumberLength):
-		errs["number"] = "A card number has 16 digits"
-	case err != nil:
-		errs["number"] = "This card number is not valid: check the digits"
-	}
 	month, err := time.Parse(monthLayout, f.Month)
 	if err != nil || month.Format(monthLayout) != f.Month {
 		errs["month"] = "Use YYYY-MM, for example " + s.now().UTC().Format(monthLayout)
 	}
-	if len(errs) > 0 {
-		return nil, errs, "", http.StatusUnprocessableEntity
-	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
-	resp, err := s.stmts.GetStatement(ctx, &codebankv1.GetStatementRequest{Number: number, Month: f.Month, PageSize: statementPageSize})
+	var cardID string
+	if f.View != "" {
+		var ok bool
+		if cardID, ok = s.checkView(f.View); !ok {
+			return nil, "", nil, "This statement view has expired: enter the card's details again.", http.StatusForbidden
+		}
+	} else {
+		c := validateCard(checkoutForm{Number: f.Number, Expiry: f.Expiry, CVV: f.CVV, Holder: "-"}, s.now(), errs)
+		if len(errs) > 0 {
+			return nil, "", errs, "", http.StatusUnprocessableEntity
+		}
+		v, err := s.cards.VerifyCard(ctx, &codebankv1.VerifyCardRequest{Number: c.number, ExpiryMonth: int32(c.exp.Month),
+			ExpiryYear: int32(c.exp.Year), Cvv: c.cvv})
+		switch status.Code(err) {
+		case codes.OK:
+		case codes.InvalidArgument:
+			fields, general := bankViolations(err)
+			return nil, "", fields, general, http.StatusUnprocessableEntity
+		default:
+			s.log.Warn("bank did not verify a card", "code", status.Code(err).String(), "err", err)
+			return nil, "", nil, msgBankDown, http.StatusServiceUnavailable
+		}
+		if !v.GetVerified() {
+			return nil, "", nil, msgNotVerified, http.StatusUnprocessableEntity
+		}
+		cardID = v.GetCardId()
+	}
+	if len(errs) > 0 {
+		return nil, "", errs, "", http.StatusUnprocessableEntity
+	}
+	resp, err := s.stmts.GetStatement(ctx, &codebankv1.GetStatementRequest{CardId: cardID, Month: f.Month, PageSize: statementPageSize})
 	switch status.Code(err) {
 	case codes.OK:
-	case codes.NotFound:
-		return nil, map[string]string{"number": "Card not recognised"}, "", http.StatusNotFound
 	case codes.InvalidArgument:
 		fields, general := bankViolations(err)
-		return nil, fields, general, http.StatusUnprocessableEntity
+		return nil, "", fields, general, http.StatusUnprocessableEntity
 	default:
-		s.log.Warn("bank did not answer a statement", "card", card.Mask(number), "month", f.Month, "code", status.Code(err).String(), "err", err)
-		return nil, nil, msgBankDown, http.StatusServiceUnavailable
+		s.log.Warn("bank did not answer a statement", "card_id", cardID, "month", f.Month, "code", status.Code(err).String(), "err", err)
+		return nil, "", nil, msgBankDown, http.StatusServiceUnavailable
 	}
 	d := &statementData{
 		MaskedNumber: resp.GetMaskedNumber(), Holder: resp.GetHolderName(), Month: resp.GetMonth(),
@@ -173,7 +212,31 @@ func (s *Server) lookupStatement(ctx context.Context, f statementForm) (*stateme
 			AmountCents: l.GetAmountCents(), Amount: s.money(l.GetAmountCents()),
 		})
 	}
-	return d, nil, "", http.StatusOK
+	return d, s.viewToken(cardID), nil, "", http.StatusOK
+}
+
+// viewToken lets the page refresh a proven card's statement, and show its other months, for
+// viewFor without the card's details: the card id and an expiry, signed with the store's
+// secret (which replicas share).
+func (s *Server) viewToken(cardID string) string {
+	body := cardID + "." + strconv.FormatInt(s.now().Add(viewFor).Unix(), 10)
+	return body + "." + s.sign("statement-view", body)
+}
+
+// checkView returns the card id of a view token that the server signed and that has not
+// expired.
+func (s *Server) checkView(token string) (string, bool) {
+	i := strings.LastIndexByte(token, '.')
+	if i < 0 {
+		return "", false
+	}
+	body, sig := token[:i], token[i+1:]
+	cardID, until, ok := strings.Cut(body, ".")
+	exp, err := strconv.ParseInt(until, 10, 64)
+	if !ok || err != nil || !hmac.Equal([]byte(sig), []byte(s.sign("statement-view", body))) || s.now().Unix() > exp {
+		return "", false
+	}
+	return cardID, true
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -183,4 +246,13 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
 	json.NewEncoder(w).Encode(v)
+}
+
+// sign returns a signature of body for one use (domain) under the store's secret.
+func (s *Server) sign(domain, body string) string {
+	m := hmac.New(sha256.New, s.orderKey)
+	m.Write([]byte(domain))
+	m.Write([]byte{0})
+	m.Write([]byte(body))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:16])
 }

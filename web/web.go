@@ -143,8 +143,10 @@ type Dashboard interface {
 
 // Deps are the Server's collaborators.
 type Deps struct {
-	// Payments and Statements are gRPC clients of the bank.
+	// Payments, Cards and Statements are gRPC clients of the bank: Payments calls with the
+	// store's merchant key, Cards (VerifyCard) and Statements with the pages' key.
 	Payments   codebankv1.PaymentServiceClient
+	Cards      codebankv1.CardServiceClient
 	Statements codebankv1.StatementServiceClient
 	// Orders keeps the orders.
 	Orders OrderStore
@@ -163,6 +165,7 @@ type Deps struct {
 type Server struct {
 	cfg       Config
 	payments  codebankv1.PaymentServiceClient
+	cards     codebankv1.CardServiceClient
 	stmts     codebankv1.StatementServiceClient
 	orders    OrderStore
 	dashboard Dashboard
@@ -207,7 +210,7 @@ func (s *Server) demoCards() []DemoCard {
 // this package would have caught.
 func New(cfg Config, deps Deps) *Server {
 	s := &Server{
-		cfg: cfg.withDefaults(), payments: deps.Payments, stmts: deps.Statements, orders: deps.Orders,
+		cfg: cfg.withDefaults(), payments: deps.Payments, cards: deps.Cards, stmts: deps.Statements, orders: deps.Orders,
 		dashboard: deps.Dashboard, log: deps.Log, now: deps.Now, orderWait: 2 * time.Second,
 	}
 	if s.log == nil {
@@ -242,16 +245,20 @@ func New(cfg Config, deps Deps) *Server {
 }
 
 // Register adds the store's routes to mux, which may already serve the bank's REST gateway
-// at "/" (codebank all): every pattern here is more specific than "/".
+// at "/" (codebank all): every pattern here is more specific than "/". Every POST refuses a
+// request sent from another site (http.CrossOriginProtection): a page elsewhere cannot make a
+// visitor's browser pay, or prove a card.
 func (s *Server) Register(mux *http.ServeMux) {
+	cop := http.NewCrossOriginProtection()
+	post := func(h http.HandlerFunc) http.Handler { return cop.Handler(limitForm(h)) }
 	mux.HandleFunc("GET /{$}", s.catalog)
 	mux.HandleFunc("GET /products/{slug}", s.product)
-	mux.Handle("POST /checkout", limitForm(s.checkout))
+	mux.Handle("POST /checkout", post(s.checkout))
 	mux.HandleFunc("GET /orders/{id}", s.order)
-	mux.Handle("POST /orders/{id}/pay", limitForm(s.retry))
+	mux.Handle("POST /orders/{id}/pay", post(s.retry))
 	mux.HandleFunc("GET /statement", s.statementForm)
-	mux.Handle("POST /statement", limitForm(s.statement))
-	mux.Handle("POST /statement/data", limitForm(s.statementData))
+	mux.Handle("POST /statement", post(s.statement))
+	mux.Handle("POST /statement/data", post(s.statementData))
 	mux.HandleFunc("GET /dashboard", s.dashboardPage)
 	mux.HandleFunc("GET /dashboard/data", s.dashboardData)
 	mux.Handle("GET /static/", s.staticFiles())

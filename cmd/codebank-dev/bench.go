@@ -23,14 +23,13 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 
+	"github.com/codebank/codebank/grpcgateway"
 	"github.com/codebank/codebank/internal/cli"
 	"github.com/codebank/codebank/internal/devenv/loadgen"
 	"github.com/codebank/codebank/internal/devenv/localkafka"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 	paymentpb "github.com/codebank/codebank/proto/payment"
 )
-
-const benchSecret = "benchmark-secret-of-the-bank"
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := cli.NewFlagSet("codebank-dev bench [flags]", stderr)
@@ -80,7 +79,14 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var procs []*loadgen.ProcStat
 	addrs := []string{*addr}
 	var pprofAddrs []string
-	var ingressHTTP []string // the started ingresses' HTTP addresses, for their metrics
+	var ingressHTTP []string // the started ingresses' operations addresses, for their metrics
+	// The keys to call a running bank with: the environment's, or make run's.
+	keys := grpcgateway.CallerKeys{Merchant: os.Getenv("CODEBANK_MERCHANT_KEY"), Admin: os.Getenv("CODEBANK_ADMIN_KEY"), Insecure: true}
+	if keys.Merchant == "" {
+		if m, err := readEnvFile(filepath.Join(".data", "credentials.env")); err == nil {
+			keys.Merchant, keys.Admin = m["CODEBANK_MERCHANT_KEY"], m["CODEBANK_ADMIN_KEY"]
+		}
+	}
 	var legsBefore legTotals
 	method := "Authorize"
 	if *api == "legacy" {
@@ -111,13 +117,22 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				return err
 			}
 		}
-		var childEnv []string
+		creds, err := loadDevCredentials(filepath.Join(dir, "credentials"))
+		if err != nil {
+			return err
+		}
+		keys = creds.Keys
+		childEnv := creds.Env
 		if *gomaxprocs != "" {
 			childEnv = append(childEnv, "GOMAXPROCS="+*gomaxprocs)
 		}
-		common := []string{"--brokers", broker.Addr(), "--partitions", strconv.Itoa(*partitions), "--reply-partitions", strconv.Itoa(max(8, *instances)),
-			"--acks", *acks, "--flush-frequency", flush.String(), "--log-level", "warn", "--secret", benchSecret, "--pprof"}
-		if out, err := exec.CommandContext(ctx, self, append([]string{"setup"}, common[:len(common)-1]...)...).CombinedOutput(); err != nil {
+		setup := []string{"--brokers", broker.Addr(), "--partitions", strconv.Itoa(*partitions), "--reply-partitions", strconv.Itoa(max(8, *instances)),
+			"--acks", *acks, "--flush-frequency", flush.String(), "--log-level", "warn"}
+		common := append(setup, "--pprof")
+		if *api == "legacy" {
+			common = append(common, "--legacy-merchant", devMerchant)
+		}
+		if out, err := exec.CommandContext(ctx, self, append([]string{"setup"}, setup...)...).CombinedOutput(); err != nil {
 			return fmt.Errorf("setup: %v: %s", err, out)
 		}
 		addrs = nil
@@ -127,29 +142,30 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			if *combined {
 				p, err := startChild(self, filepath.Join(dir, fmt.Sprintf("all-%d.log", i)), childEnv,
 					append([]string{"all", "--statements=false", "--web=false", "--storage-dir", storage, "--grpc-addr", grpcAddr, "--http-addr", httpAddr,
-						"--reply-partition", strconv.Itoa(i)}, common...)...)
+						"--ops-addr", ops, "--reply-partition", strconv.Itoa(i)}, common...)...)
 				if err != nil {
 					return err
 				}
 				defer p.stop()
-				if err := p.waitReady(ctx, "http://"+httpAddr+"/readyz", time.Minute); err != nil {
+				if err := p.waitReady(ctx, "http://"+ops+"/readyz", time.Minute); err != nil {
 					return err
 				}
-				fmt.Fprintf(stdout, "Instance %d: gRPC %s, HTTP %s (metrics, pprof)\n", i, grpcAddr, httpAddr)
+				fmt.Fprintf(stdout, "Instance %d: gRPC %s, operations %s (metrics, pprof)\n", i, grpcAddr, ops)
 				procs = append(procs, &loadgen.ProcStat{Name: fmt.Sprintf("ingress+authorizer %d", i), PID: p.cmd.Process.Pid})
 				addrs = append(addrs, grpcAddr)
-				pprofAddrs = append(pprofAddrs, httpAddr)
-				ingressHTTP = append(ingressHTTP, httpAddr)
+				pprofAddrs = append(pprofAddrs, ops)
+				ingressHTTP = append(ingressHTTP, ops)
 				continue
 			}
+			inOps := freeAddr()
 			a, err := startChild(self, filepath.Join(dir, fmt.Sprintf("authorizer-%d.log", i)), childEnv,
-				append([]string{"authorizer", "--storage-dir", storage, "--authorizer-http-addr", ops}, common...)...)
+				append([]string{"authorizer", "--storage-dir", storage, "--ops-addr", ops}, common...)...)
 			if err != nil {
 				return err
 			}
 			defer a.stop()
 			in, err := startChild(self, filepath.Join(dir, fmt.Sprintf("ingress-%d.log", i)), childEnv,
-				append([]string{"ingress", "--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--reply-partition", strconv.Itoa(i)}, common...)...)
+				append([]string{"ingress", "--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--ops-addr", inOps, "--reply-partition", strconv.Itoa(i)}, common...)...)
 			if err != nil {
 				return err
 			}
@@ -157,15 +173,15 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			if err := a.waitReady(ctx, "http://"+ops+"/readyz", time.Minute); err != nil {
 				return err
 			}
-			if err := in.waitReady(ctx, "http://"+httpAddr+"/readyz", time.Minute); err != nil {
+			if err := in.waitReady(ctx, "http://"+inOps+"/readyz", time.Minute); err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout, "Instance %d: ingress gRPC %s, HTTP %s; authorizer HTTP %s (metrics, pprof)\n", i, grpcAddr, httpAddr, ops)
+			fmt.Fprintf(stdout, "Instance %d: ingress gRPC %s, operations %s; authorizer operations %s (metrics, pprof)\n", i, grpcAddr, inOps, ops)
 			procs = append(procs, &loadgen.ProcStat{Name: fmt.Sprintf("authorizer %d", i), PID: a.cmd.Process.Pid},
 				&loadgen.ProcStat{Name: fmt.Sprintf("ingress %d", i), PID: in.cmd.Process.Pid})
 			addrs = append(addrs, grpcAddr)
-			pprofAddrs = append(pprofAddrs, ops, httpAddr)
-			ingressHTTP = append(ingressHTTP, httpAddr)
+			pprofAddrs = append(pprofAddrs, ops, inOps)
+			ingressHTTP = append(ingressHTTP, inOps)
 		}
 	}
 	procs = append(procs, &loadgen.ProcStat{Name: "load generator", PID: os.Getpid()})
@@ -173,7 +189,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var clients []*grpc.ClientConn
 	for _, a := range addrs {
 		for i := 0; i < *conns; i++ {
-			c, err := cli.Dial(a)
+			c, err := cli.Dial(a, nil, keys)
 			if err != nil {
 				return err
 			}

@@ -64,16 +64,20 @@ func benchRecovery(ctx context.Context, stdout io.Writer, self string, n, partit
 		}
 	}()
 	now := time.Now()
+	keys, err := card.NewKeys([]byte("the recovery bench's tokenization key, made up"))
+	if err != nil {
+		return err
+	}
 	for i := 0; i < n; i++ {
 		number, _ := card.NewNumber(card.DefaultBIN)
 		acct := &eventsv1.Account{HolderName: "Holder " + strconv.Itoa(i), LimitCents: 100_000, UsedCents: int64(i % 90_000), Currency: "BRL",
 			ExpiryMonth: 11, ExpiryYear: 2031, Status: eventsv1.CardStatus_CARD_STATUS_ACTIVE, IssuedAtUnixUs: now.UnixMicro(),
-			Outcomes: make([]byte, 3*47)}
+			Outcomes: make([]byte, 3*47), MaskedNumber: card.Mask(number), CardKeyId: "dev1"}
 		v, err := topo.AuthorizerTable().Codec.Encode(acct)
 		if err != nil {
 			return err
 		}
-		producer.Input() <- &sarama.ProducerMessage{Topic: topo.AuthorizerTable().Name, Key: sarama.StringEncoder(number), Value: sarama.ByteEncoder(v)}
+		producer.Input() <- &sarama.ProducerMessage{Topic: topo.AuthorizerTable().Name, Key: sarama.StringEncoder(keys.Token(number)), Value: sarama.ByteEncoder(v)}
 	}
 	if err := producer.Close(); err != nil {
 		return err
@@ -87,7 +91,11 @@ func benchRecovery(ctx context.Context, stdout io.Writer, self string, n, partit
 	}
 
 	storage := filepath.Join(dir, "authorizer")
-	var env []string
+	creds, err := loadDevCredentials(filepath.Join(dir, "credentials"))
+	if err != nil {
+		return err
+	}
+	env := creds.Env
 	if gomaxprocs != "" {
 		env = append(env, "GOMAXPROCS="+gomaxprocs)
 	}
@@ -95,7 +103,7 @@ func benchRecovery(ctx context.Context, stdout io.Writer, self string, n, partit
 		ops := freeAddr()
 		begin := time.Now()
 		c, err := startChild(self, filepath.Join(dir, what+".log"), env, "authorizer", "--brokers", broker.Addr(),
-			"--partitions", strconv.Itoa(partitions), "--storage-dir", storage, "--authorizer-http-addr", ops, "--log-level", "warn", "--pprof")
+			"--partitions", strconv.Itoa(partitions), "--storage-dir", storage, "--ops-addr", ops, "--log-level", "warn", "--pprof")
 		if err != nil {
 			return err
 		}

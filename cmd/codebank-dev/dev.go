@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/codebank/codebank/analytics"
+	"github.com/codebank/codebank/grpcgateway"
 	"github.com/codebank/codebank/internal/card"
 	"github.com/codebank/codebank/internal/cli"
 	"github.com/codebank/codebank/internal/devenv/localconnect"
@@ -24,6 +25,9 @@ import (
 	"github.com/codebank/codebank/internal/devenv/localsearch"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
+
+// grpcurl is the gRPC command-line client the printed examples run, from the Go module proxy.
+const grpcurl = "github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.3"
 
 // demoCard is a card seeded by `codebank-dev run`, kept in DATA_DIR/demo-cards.json so that the
 // same cards are shown after a restart.
@@ -47,8 +51,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs := cli.NewFlagSet("codebank-dev run [flags]", stderr)
 	dataDir := fs.String("data-dir", ".data", "where the local servers' data, the processors' storage and the demo cards are kept")
 	codebank := fs.String("codebank", "", "the codebank binary to run (default: built into DATA_DIR/bin)")
-	grpcAddr := fs.String("grpc-addr", ":50051", "gRPC listen address of the bank")
-	httpAddr := fs.String("http-addr", ":8080", "REST, pages, /healthz, /readyz and /metrics listen address of the bank")
+	grpcAddr := fs.String("grpc-addr", "127.0.0.1:50051", "gRPC listen address of the bank (loopback: a development bank is for this machine)")
+	httpAddr := fs.String("http-addr", "127.0.0.1:8080", "REST and pages listen address of the bank")
+	opsAddr := fs.String("ops-addr", "127.0.0.1:9090", "/healthz, /readyz and /metrics listen address of the bank")
 	kafkaPort := fs.Int("kafka-port", 9092, "port of the local Kafka broker")
 	withAnalytics := fs.Bool("analytics", true, "also run OpenSearch and Kafka Connect, indexing every authorization (false: lighter)")
 	searchPort := fs.Int("search-port", 9200, "HTTP port of the local OpenSearch")
@@ -93,13 +98,19 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		sink = &analytics.Sink{SearchURL: node.URL(), ConnectURL: worker.URL(), Index: analytics.DefaultIndex}
 		setup = append(setup, "--search-url", sink.SearchURL, "--connect-url", sink.ConnectURL, "--index", sink.Index)
 	}
-	// Quiet, readable logs unless asked otherwise.
+	// Quiet, readable logs unless asked otherwise; the development secrets and keys, made on
+	// the first run; the original contract for the demo merchant, and reflection for grpcurl.
 	var env []string
 	for name, value := range map[string]string{"log-format": "text", "log-level": "warn"} {
 		if _, ok := os.LookupEnv(cli.EnvName(name)); !ok {
 			env = append(env, cli.EnvName(name)+"="+value)
 		}
 	}
+	creds, err := loadDevCredentials(abs)
+	if err != nil {
+		return fmt.Errorf("development credentials: %w", err)
+	}
+	env = append(env, creds.Env...)
 	setupCmd := exec.CommandContext(ctx, bin, setup...)
 	setupCmd.Env = append(os.Environ(), env...)
 	if out, err := setupCmd.CombinedOutput(); err != nil {
@@ -108,19 +119,20 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 	cardsFile := filepath.Join(abs, "demo-cards.json")
 	bank, err := startChild(bin, "", env, "all", "--brokers", broker.Addr(), "--storage-dir", filepath.Join(abs, "authorizer"),
-		"--grpc-addr", *grpcAddr, "--http-addr", *httpAddr, "--demo-cards", cardsFile)
+		"--grpc-addr", *grpcAddr, "--http-addr", *httpAddr, "--ops-addr", *opsAddr, "--demo-cards", cardsFile,
+		"--legacy-merchant", devMerchant, "--reflection")
 	if err != nil {
 		return err
 	}
 	defer bank.stop()
-	if err := bank.waitReady(ctx, "http://"+cli.Loopback(*httpAddr)+"/readyz", 3*time.Minute); err != nil {
+	if err := bank.waitReady(ctx, "http://"+cli.Loopback(*opsAddr)+"/readyz", 3*time.Minute); err != nil {
 		return err
 	}
-	cards, err := seedDemoCards(ctx, *grpcAddr, cardsFile)
+	cards, err := seedDemoCards(ctx, *grpcAddr, creds.Keys, cardsFile)
 	if err != nil {
 		return fmt.Errorf("seed demo cards: %w", err)
 	}
-	printReady(stdout, *grpcAddr, *httpAddr, cards, sink)
+	printReady(stdout, *grpcAddr, *httpAddr, *opsAddr, cards, creds, sink)
 	select {
 	case <-ctx.Done():
 		return nil
@@ -158,8 +170,8 @@ func startAnalytics(ctx context.Context, dataDir, brokers string, searchPort, co
 }
 
 // seedDemoCards returns the demo cards, issuing them the first time.
-func seedDemoCards(ctx context.Context, grpcAddr, file string) ([]demoCard, error) {
-	conn, err := cli.Dial(cli.Loopback(grpcAddr))
+func seedDemoCards(ctx context.Context, grpcAddr string, keys grpcgateway.CallerKeys, file string) ([]demoCard, error) {
+	conn, err := cli.Dial(cli.Loopback(grpcAddr), nil, keys)
 	if err != nil {
 		return nil, err
 	}
@@ -174,7 +186,7 @@ func seedDemoCards(ctx context.Context, grpcAddr, file string) ([]demoCard, erro
 			return nil, fmt.Errorf("read %s: %w", file, err)
 		}
 		if len(cards) > 0 {
-			_, err := client.GetCard(ctx, &codebankv1.GetCardRequest{Number: cards[0].Number})
+			_, err := client.LookupCard(ctx, &codebankv1.LookupCardRequest{Number: cards[0].Number})
 			if err == nil {
 				return cards, nil
 			}
@@ -199,22 +211,32 @@ func seedDemoCards(ctx context.Context, grpcAddr, file string) ([]demoCard, erro
 	return cards, os.WriteFile(file, b, 0o600)
 }
 
-func printReady(w io.Writer, grpcAddr, httpAddr string, cards []demoCard, sink *analytics.Sink) {
+func printReady(w io.Writer, grpcAddr, httpAddr, opsAddr string, cards []demoCard, creds devCredentials, sink *analytics.Sink) {
 	fmt.Fprintln(w, "\nDemo cards:")
 	fmt.Fprintf(w, "  %-19s  %-12s  %-5s  %-3s\n", "NUMBER", "HOLDER", "EXP", "CVV")
 	for _, d := range cards {
 		fmt.Fprintf(w, "  %-19s  %-12s  %-5s  %-3s\n", card.Grouped(d.Number), d.Holder, d.Expiry, d.CVV)
 	}
+	fmt.Fprintf(w, `
+API keys (kept in %s, which the codebank CLI reads by itself):
+  merchant %s (%s): CODEBANK_MERCHANT_KEY=%s
+  admin:            CODEBANK_ADMIN_KEY=%s
+`, creds.CredentialsFile, devMerchant, devMerchantName, creds.Keys.Merchant, creds.Keys.Admin)
 	d := cards[0]
+	cli, at := "go run ./cmd/codebank", ""
+	if port(grpcAddr) != ":50051" {
+		at = " --addr localhost" + port(grpcAddr)
+	}
 	fmt.Fprintf(w, `
 Try it:
-  go run ./cmd/codebank pay --card %s --holder %q --exp %s --cvv %s --amount 12.34 --store "Code Store"
-  go run ./cmd/codebank cards get %s
-  curl -s localhost%s/v1/payments -d '{"card":{"number":"%s","holder_name":"%s","expiry_month":%s,"expiry_year":%s,"cvv":"%s"},"amount_cents":1234,"store":"Code Store","description":"Produtos: livro"}'
-  grpcurl -plaintext localhost%s list
+  %[1]s pay --card %[2]s --holder %[3]q --exp %[4]s --cvv %[5]s --amount 12.34%[13]s
+  %[1]s cards get %[2]s%[13]s
+  %[1]s statement %[2]s%[13]s
+  curl -s localhost%[6]s/v1/payments -H 'authorization: Bearer %[7]s' -d '{"card":{"number":"%[2]s","holder_name":"%[3]s","expiry_month":%[8]s,"expiry_year":%[9]s,"cvv":"%[5]s"},"amount_cents":1234,"description":"Produtos: livro"}'
+  go run %[10]s -plaintext -H 'authorization: Bearer %[11]s' -d '{"number":"%[2]s"}' localhost%[12]s codebank.v1.CardService/LookupCard
 
-`, d.Number, d.Holder, d.Expiry, d.CVV, d.Number, port(httpAddr), d.Number, d.Holder, strings.TrimLeft(d.Expiry[:2], "0"), "20"+d.Expiry[3:], d.CVV,
-		port(grpcAddr))
+`, cli, d.Number, d.Holder, d.Expiry, d.CVV, port(httpAddr), creds.Keys.Merchant, strings.TrimLeft(d.Expiry[:2], "0"), "20"+d.Expiry[3:],
+		grpcurl, creds.Keys.Admin, port(grpcAddr), at)
 	if sink != nil {
 		fmt.Fprintf(w, `
 Analytics: every authorization is indexed by Kafka Connect (%s) into %s/%s
@@ -225,6 +247,7 @@ Analytics: every authorization is indexed by Kafka Connect (%s) into %s/%s
 	}
 	fmt.Fprintf(w, "\nCode Store: http://localhost%s/   statement: http://localhost%s/statement   dashboard: http://localhost%s/dashboard\n",
 		port(httpAddr), port(httpAddr), port(httpAddr))
+	fmt.Fprintf(w, "Operations: http://localhost%s/metrics, /healthz, /readyz\n", port(opsAddr))
 	fmt.Fprintf(w, "Code Bank is ready: gRPC localhost%s, REST http://localhost%s (Ctrl-C stops it; state is kept in .data)\n",
 		port(grpcAddr), port(httpAddr))
 }

@@ -48,18 +48,21 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()[strings.LastIndex(l.Addr().String(), ":"):]
 }
 
-// TestRun runs what `make run` runs, on a fresh data dir, and pays with a printed demo card
-// through the CLI, gRPC and REST; then restarts it and finds the same cards and balances.
+// TestRun runs what `make run` runs, on a fresh data dir, and runs every command it prints, as
+// printed (the CLI's through the binary it built, from the directory that holds the data dir, as
+// a developer would); pays over the limit, reads the statement and the analytics; starts the
+// pages alone in front of it; then restarts it and finds the same cards, balances and keys.
 func TestRun(t *testing.T) {
-	dir := t.TempDir()
-	grpcPort, httpPort, kafkaPort, searchPort, connectPort := freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)
+	root := t.TempDir()
+	dir := filepath.Join(root, ".data")
+	grpcPort, httpPort, opsPort, kafkaPort, searchPort, connectPort := freePort(t), freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)
 	start := func() (context.CancelFunc, chan error, *syncBuffer) {
 		ctx, cancel := context.WithCancel(context.Background())
 		out := &syncBuffer{}
 		done := make(chan error, 1)
 		go func() {
 			done <- program.Run(ctx, []string{"run", "--data-dir", dir, "--kafka-port", kafkaPort[1:], "--grpc-addr", "127.0.0.1" + grpcPort,
-				"--http-addr", "127.0.0.1" + httpPort, "--search-port", searchPort[1:], "--connect-port", connectPort[1:]}, out, io.Discard)
+				"--http-addr", "127.0.0.1" + httpPort, "--ops-addr", "127.0.0.1" + opsPort, "--search-port", searchPort[1:], "--connect-port", connectPort[1:]}, out, io.Discard)
 		}()
 		wait.For(t, 3*time.Minute, "the ready message", func() error {
 			select {
@@ -90,34 +93,60 @@ func TestRun(t *testing.T) {
 	if !strings.Contains(out.String(), card.Grouped(cards[0].Number)) {
 		t.Errorf("demo card %s not printed:\n%s", cards[0].Number, out.String())
 	}
+	creds, err := readEnvFile(filepath.Join(dir, "credentials.env"))
+	if err != nil || creds["CODEBANK_MERCHANT_KEY"] == "" || creds["CODEBANK_ADMIN_KEY"] == "" {
+		t.Fatalf("credentials.env: %v %v", err, creds)
+	}
+	for _, k := range []string{"CODEBANK_MERCHANT_KEY=" + creds["CODEBANK_MERCHANT_KEY"], "CODEBANK_ADMIN_KEY=" + creds["CODEBANK_ADMIN_KEY"]} {
+		if !strings.Contains(out.String(), k) {
+			t.Errorf("the credentials are not printed: %s missing", k)
+		}
+	}
+	for _, f := range []string{"credentials.env", "secrets.env", "api-keys"} {
+		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v, mode %v; want 0600", f, err, st.Mode().Perm())
+		}
+	}
 	c := cards[0]
+	bin := filepath.Join(dir, "bin", "codebank")
+
+	// Every command printed under "Try it:", as printed, from the directory holding .data.
+	printed := printedCommands(out.String())
+	if len(printed) != 5 {
+		t.Fatalf("%d commands printed, want 5:\n%s", len(printed), out.String())
+	}
+	wants := []string{"APPROVED", "Used:       BRL 12.34", "1 purchases, total BRL 12.34", "PAYMENT_STATUS_APPROVED", `"usedCents": "2468"`}
+	for i, line := range printed {
+		line = strings.Replace(line, "go run ./cmd/codebank", bin, 1)
+		cmd := exec.Command("sh", "-c", line)
+		cmd.Dir = root
+		got, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(got), wants[i]) {
+			t.Errorf("printed command %q = %v:\n%s\nwant %q", line, err, got, wants[i])
+		}
+	}
+
+	// codebank, as `make run` built it: the CLI and the other roles, with make run's keys.
 	addr := "--addr=127.0.0.1" + grpcPort
-	// codebank, as `make run` built it: the CLI and the other roles.
 	codebank := func(stdout io.Writer, args ...string) error {
-		cmd := exec.Command(filepath.Join(dir, "bin", "codebank"), args...)
+		cmd := exec.Command(bin, args...)
+		cmd.Dir = root
 		cmd.Stdout, cmd.Stderr = stdout, io.Discard
 		return cmd.Run()
 	}
 	var pay bytes.Buffer
-	if err := codebank(&pay, "pay", addr, "--card", c.Number, "--holder", c.Holder, "--exp", c.Expiry, "--cvv", c.CVV, "--amount", "12.34", "--store", "Code Store"); err != nil || !strings.HasPrefix(pay.String(), "APPROVED") {
-		t.Fatalf("pay = %v: %s", err, pay.String())
-	}
-	pay.Reset()
-	err = codebank(&pay, "pay", addr, "--card", c.Number, "--holder", c.Holder, "--exp", c.Expiry, "--cvv", c.CVV, "--amount", "999999", "--store", "Code Store")
+	err = codebank(&pay, "pay", addr, "--card", c.Number, "--holder", c.Holder, "--exp", c.Expiry, "--cvv", c.CVV, "--amount", "999999")
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(pay.String(), "Insufficient credit") {
 		t.Fatalf("pay over the limit = %v: %s", err, pay.String())
 	}
-	body := fmt.Sprintf(`{"card":{"number":%q,"holder_name":%q,"expiry_month":%s,"expiry_year":20%s,"cvv":%q},"amount_cents":100,"store":"Code Store","description":"REST"}`,
-		c.Number, c.Holder, strings.TrimLeft(c.Expiry[:2], "0"), c.Expiry[3:], c.CVV)
-	resp, err := http.Post("http://127.0.0.1"+httpPort+"/v1/payments", "application/json", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || !strings.Contains(string(raw), "PAYMENT_STATUS_APPROVED") {
-		t.Fatalf("REST payment = %d %s", resp.StatusCode, raw)
+	// Without its keys the CLI is refused, and says why.
+	var denied bytes.Buffer
+	cmd := exec.Command(bin, "cards", "get", c.Number, addr)
+	cmd.Dir = t.TempDir() // no .data here
+	cmd.Stderr = &denied
+	if err := cmd.Run(); err == nil || !strings.Contains(denied.String(), "UNAUTHENTICATED") {
+		t.Errorf("cards get without keys = %v: %s", err, denied.String())
 	}
 	// The store is served beside the API, with the demo cards on its help panel.
 	page, err := http.Get("http://127.0.0.1" + httpPort + "/products/stoneware-mug")
@@ -130,17 +159,21 @@ func TestRun(t *testing.T) {
 		t.Errorf("product page: %d, want Code Store with the demo card ending %s", page.StatusCode, c.Number[12:])
 	}
 	var st bytes.Buffer
-	if err := codebank(&st, "statement", addr, c.Number); err != nil || !strings.Contains(st.String(), "2 purchases, total BRL 13.34") {
+	if err := codebank(&st, "statement", addr, c.Number); err != nil || !strings.Contains(st.String(), "2 purchases, total BRL 24.68") {
 		t.Fatalf("statement = %v:\n%s", err, st.String())
 	}
-	// The store's pages also run alone, in front of this bank.
-	webPort := freePort(t)
-	webRole, err := startChild(filepath.Join(dir, "bin", "codebank"), filepath.Join(t.TempDir(), "web.log"), nil, "web", "--brokers", "127.0.0.1"+kafkaPort,
-		"--http-addr", "127.0.0.1"+webPort, "--bank-addr", "127.0.0.1"+grpcPort, "--storage-dir", t.TempDir())
+	// The store's pages also run alone, in front of this bank, with make run's secrets.
+	dev, err := loadDevCredentials(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := webRole.waitReady(context.Background(), "http://127.0.0.1"+webPort+"/readyz", time.Minute); err != nil {
+	webPort, webOps := freePort(t), freePort(t)
+	webRole, err := startChild(bin, filepath.Join(t.TempDir(), "web.log"), dev.Env, "web", "--brokers", "127.0.0.1"+kafkaPort,
+		"--http-addr", "127.0.0.1"+webPort, "--ops-addr", "127.0.0.1"+webOps, "--bank-addr", "127.0.0.1"+grpcPort, "--storage-dir", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := webRole.waitReady(context.Background(), "http://127.0.0.1"+webOps+"/readyz", time.Minute); err != nil {
 		t.Fatalf("codebank web: %v", err)
 	}
 	if resp, err := http.Get("http://127.0.0.1" + webPort + "/"); err != nil || resp.StatusCode != 200 {
@@ -167,15 +200,18 @@ func TestRun(t *testing.T) {
 	}
 	stop(cancel, done)
 
-	// A restart keeps the cards and their balances.
+	// A restart keeps the cards, their balances and the keys.
 	cancel, done, _ = start()
 	defer stop(cancel, done)
 	var got bytes.Buffer
-	if err := codebank(&got, "cards", "get", c.Number, addr); err != nil || !strings.Contains(got.String(), "Used:       BRL 13.34") {
+	if err := codebank(&got, "cards", "get", c.Number, addr); err != nil || !strings.Contains(got.String(), "Used:       BRL 24.68") {
 		t.Fatalf("cards get after restart = %v:\n%s", err, got.String())
 	}
 
-	// The load generator, open loop against the running bank: every call answered.
+	// The load generator, open loop against the running bank, with make run's keys: every call
+	// answered.
+	t.Setenv("CODEBANK_MERCHANT_KEY", creds["CODEBANK_MERCHANT_KEY"])
+	t.Setenv("CODEBANK_ADMIN_KEY", creds["CODEBANK_ADMIN_KEY"])
 	var bench bytes.Buffer
 	if err := program.Run(context.Background(), []string{"bench", addr, "--cards", "40", "--schedule", "~20:1s,50:3s"}, &bench, io.Discard); err != nil {
 		t.Fatalf("bench: %v\n%s", err, bench.String())
@@ -183,4 +219,20 @@ func TestRun(t *testing.T) {
 	if !strings.Contains(bench.String(), "| 50 | 50 | 150 | 0 |") {
 		t.Errorf("bench did not send 150 calls at 50/s without errors:\n%s", bench.String())
 	}
+}
+
+// printedCommands returns the commands `codebank-dev run` prints under "Try it:".
+func printedCommands(out string) []string {
+	_, after, ok := strings.Cut(out, "Try it:\n")
+	if !ok {
+		return nil
+	}
+	var cmds []string
+	for _, line := range strings.Split(after, "\n") {
+		if !strings.HasPrefix(line, "  ") {
+			break
+		}
+		cmds = append(cmds, strings.TrimSpace(line))
+	}
+	return cmds
 }

@@ -25,20 +25,13 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := cli.Parse(fs, args); err != nil {
 		return cli.HelpOK(err)
 	}
-	log, err := c.logger(stderr)
-	if err != nil {
-		return err
-	}
-	keys, err := c.keys(log)
-	if err != nil {
-		return err
-	}
 	kc := c.kafka()
 	if err := kc.Validate(); err != nil {
 		return err
 	}
-	cfg := audit.Config{Kafka: kc, Topo: c.topology(), Keys: keys, Index: *index, Consumers: c.storeTopology().Consumers()}
+	cfg := audit.Config{Kafka: kc, Topo: c.topology(), Index: *index, Consumers: c.storeTopology().Consumers()}
 	if *searchURL != "" {
+		var err error
 		if cfg.Search, err = analytics.NewClient(*searchURL); err != nil {
 			return err
 		}

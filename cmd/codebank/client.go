@@ -5,13 +5,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 
 	"github.com/codebank/codebank/codecs"
+	"github.com/codebank/codebank/grpcgateway"
 	"github.com/codebank/codebank/internal/card"
 	"github.com/codebank/codebank/internal/cli"
 	"github.com/codebank/codebank/internal/money"
@@ -65,30 +68,92 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+// client is what the client commands share: where the bank is, how long to wait, and the
+// credentials to call it with.
+type client struct {
+	addr, ca, cert, key, credentials string
+	timeout                          time.Duration
+}
+
+func (c *client) flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.addr, "addr", "localhost:50051", "Code Bank gRPC address")
+	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "how long to wait for the bank")
+	fs.StringVar(&c.ca, "tls-ca", "", "CA certificates (PEM) to reach the bank over TLS (empty: plaintext)")
+	fs.StringVar(&c.cert, "tls-cert", "", "client certificate (PEM) for mutual TLS; with --tls-key")
+	fs.StringVar(&c.key, "tls-key", "", "private key (PEM) of --tls-cert")
+	fs.StringVar(&c.credentials, "credentials", defaultCredentials, "file of CODEBANK_MERCHANT_KEY=... and CODEBANK_ADMIN_KEY=... lines, read when the variables are not set (make run writes it)")
+}
+
+// defaultCredentials is where make run keeps the development keys.
+const defaultCredentials = ".data/credentials.env"
+
+// dial connects with the API keys of the environment, or of the credentials file: each call
+// carries the key of the role that may make it.
+func (c *client) dial() (*grpc.ClientConn, error) {
+	tlsConfig, err := cli.ClientTLS(c.ca, c.cert, c.key)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := callerKeys(c.credentials)
+	if err != nil {
+		return nil, err
+	}
+	keys.Insecure = tlsConfig == nil
+	return cli.Dial(c.addr, tlsConfig, keys)
+}
+
+// callerKeys returns the keys of CODEBANK_MERCHANT_KEY and CODEBANK_ADMIN_KEY, each read from
+// file when the environment does not set it.
+func callerKeys(file string) (grpcgateway.CallerKeys, error) {
+	vals := map[string]string{}
+	if b, err := os.ReadFile(file); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(strings.TrimSpace(line), "="); ok && !strings.HasPrefix(k, "#") {
+				vals[strings.TrimSpace(k)] = strings.Trim(strings.TrimSpace(v), `"'`)
+			}
+		}
+	} else if file != defaultCredentials {
+		return grpcgateway.CallerKeys{}, fmt.Errorf("--credentials: %w", err)
+	}
+	get := func(name string) string {
+		if v, ok := os.LookupEnv(name); ok {
+			return v
+		}
+		return vals[name]
+	}
+	return grpcgateway.CallerKeys{Merchant: get("CODEBANK_MERCHANT_KEY"), Admin: get("CODEBANK_ADMIN_KEY")}, nil
+}
+
 func runCards(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || (args[0] != "issue" && args[0] != "get") {
-		fmt.Fprintln(stderr, "Usage: codebank cards issue --holder NAME --limit 1000.00\n       codebank cards get NUMBER")
+	usage := map[string]string{
+		"issue":   "cards issue --holder NAME --limit 1000.00",
+		"get":     "cards get CARD_ID|NUMBER",
+		"block":   "cards block CARD_ID|NUMBER",
+		"unblock": "cards unblock CARD_ID|NUMBER",
+	}
+	if len(args) == 0 || usage[args[0]] == "" {
+		fmt.Fprintln(stderr, "Usage: codebank "+usage["issue"]+"\n       codebank "+usage["get"]+"\n       codebank "+usage["block"]+"\n       codebank "+usage["unblock"])
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 			return nil
 		}
 		return cli.ErrUsage
 	}
 	sub, args := args[0], args[1:]
-	fs := cli.NewFlagSet("codebank "+map[string]string{"issue": "cards issue --holder NAME --limit 1000.00", "get": "cards get NUMBER"}[sub], stderr)
-	addr := fs.String("addr", "localhost:50051", "Code Bank gRPC address")
-	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the bank")
+	fs := cli.NewFlagSet("codebank "+usage[sub], stderr)
+	var cl client
+	cl.flags(fs)
 	holder := fs.String("holder", "", "holder name (issue)")
 	limit := fs.String("limit", "", "credit limit in currency units, e.g. 1000.00 (issue)")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return cli.HelpOK(err)
 	}
-	conn, err := cli.Dial(*addr)
+	conn, err := cl.dial()
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	ctx, cancel := context.WithTimeout(ctx, cl.timeout)
 	defer cancel()
 	cards := codebankv1.NewCardServiceClient(conn)
 
@@ -105,25 +170,65 @@ func runCards(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return rpcError(err)
 		}
 		printCard(stdout, resp.GetCard())
-		fmt.Fprintf(stdout, "CVV:        %s   (shown once; the bank does not keep it)\n", resp.GetCvv())
+		fmt.Fprintf(stdout, "CVV:        %s   (shown once: the bank keeps neither the number nor the CVV)\n", resp.GetCvv())
 		return nil
 	}
 	if len(pos) != 1 {
-		return fmt.Errorf("%w: cards get takes one card NUMBER", cli.ErrUsage)
+		return fmt.Errorf("%w: cards %s takes one CARD_ID or card NUMBER", cli.ErrUsage, sub)
 	}
-	resp, err := cards.GetCard(ctx, &codebankv1.GetCardRequest{Number: pos[0]})
+	id, err := cardIDOf(ctx, cards, pos[0])
+	if err != nil {
+		return err
+	}
+	var c *codebankv1.Card
+	switch sub {
+	case "get":
+		var resp *codebankv1.GetCardResponse
+		resp, err = cards.GetCard(ctx, &codebankv1.GetCardRequest{CardId: id})
+		c = resp.GetCard()
+	case "block":
+		var resp *codebankv1.BlockCardResponse
+		resp, err = cards.BlockCard(ctx, &codebankv1.BlockCardRequest{CardId: id})
+		c = resp.GetCard()
+	case "unblock":
+		var resp *codebankv1.UnblockCardResponse
+		resp, err = cards.UnblockCard(ctx, &codebankv1.UnblockCardRequest{CardId: id})
+		c = resp.GetCard()
+	}
 	if err != nil {
 		return rpcError(err)
 	}
-	printCard(stdout, resp.GetCard())
+	printCard(stdout, c)
 	return nil
 }
 
+// cardIDOf returns the card id an argument names: a card id as it is, a card number looked up
+// (the number travels in the request's body).
+func cardIDOf(ctx context.Context, cards codebankv1.CardServiceClient, arg string) (string, error) {
+	if card.ValidToken(arg) {
+		return arg, nil
+	}
+	resp, err := cards.LookupCard(ctx, &codebankv1.LookupCardRequest{Number: arg})
+	if err != nil {
+		return "", rpcError(err)
+	}
+	return resp.GetCard().GetCardId(), nil
+}
+
 func printCard(w io.Writer, c *codebankv1.Card) {
-	fmt.Fprintf(w, "Card:       %s\n", card.Grouped(c.GetNumber()))
+	if c.GetNumber() != "" {
+		fmt.Fprintf(w, "Card:       %s\n", card.Grouped(c.GetNumber()))
+	} else {
+		fmt.Fprintf(w, "Card:       %s\n", c.GetMaskedNumber())
+	}
+	fmt.Fprintf(w, "Card id:    %s\n", c.GetCardId())
 	fmt.Fprintf(w, "Holder:     %s\n", c.GetHolderName())
 	fmt.Fprintf(w, "Expires:    %02d/%02d\n", c.GetExpiryMonth(), c.GetExpiryYear()%100)
-	fmt.Fprintf(w, "Status:     %s\n", strings.TrimPrefix(c.GetStatus().String(), "CARD_STATUS_"))
+	status := strings.TrimPrefix(c.GetStatus().String(), "CARD_STATUS_")
+	if c.GetBlockReason() != codebankv1.BlockReason_BLOCK_REASON_UNSPECIFIED {
+		status += " (" + strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(c.GetBlockReason().String(), "BLOCK_REASON_"), "_", " ")) + ")"
+	}
+	fmt.Fprintf(w, "Status:     %s\n", status)
 	fmt.Fprintf(w, "Limit:      %s %s\n", c.GetCurrency(), money.Format(c.GetLimitCents()))
 	fmt.Fprintf(w, "Used:       %s %s\n", c.GetCurrency(), money.Format(c.GetUsedCents()))
 	fmt.Fprintf(w, "Available:  %s %s\n", c.GetCurrency(), money.Format(c.GetAvailableCents()))
@@ -141,16 +246,16 @@ func parseExpiry(s string) (month, year int32, err error) {
 }
 
 func runPay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := cli.NewFlagSet("codebank pay --card NUMBER --holder NAME --exp MM/YY --cvv CVV --amount 12.34 --store NAME", stderr)
-	addr := fs.String("addr", "localhost:50051", "Code Bank gRPC address")
-	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the bank")
+	fs := cli.NewFlagSet("codebank pay --card NUMBER --holder NAME --exp MM/YY --cvv CVV --amount 12.34 [--store BRANCH]", stderr)
+	var cl client
+	cl.flags(fs)
 	number := fs.String("card", "", "card number")
 	holder := fs.String("holder", "", "holder name as on the card")
 	exp := fs.String("exp", "", "expiry, MM/YY")
 	cvv := fs.String("cvv", "", "3-digit CVV")
 	amount := fs.String("amount", "", "amount in currency units, e.g. 12.34")
-	store := fs.String("store", "", "store name")
-	desc := fs.String("description", "", "what is bought (default: a purchase at STORE)")
+	store := fs.String("store", "", "a sub-name of the merchant's store, such as a branch (the merchant is the one the key names)")
+	desc := fs.String("description", "", "what is bought (default: a purchase)")
 	txID := fs.String("tx", "", "transaction id (idempotency key); generated when empty")
 	if err := cli.Parse(fs, args); err != nil {
 		return cli.HelpOK(err)
@@ -167,14 +272,14 @@ func runPay(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return fmt.Errorf("--amount %q: %v", *amount, err)
 	}
 	if *desc == "" {
-		*desc = "purchase at " + *store
+		*desc = "a purchase"
 	}
-	conn, err := cli.Dial(*addr)
+	conn, err := cl.dial()
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	ctx, cancel := context.WithTimeout(ctx, cl.timeout)
 	defer cancel()
 	resp, err := codebankv1.NewPaymentServiceClient(conn).Authorize(ctx, &codebankv1.AuthorizeRequest{
 		TransactionId: *txID,
@@ -185,11 +290,10 @@ func runPay(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return rpcError(err)
 	}
 	status := strings.TrimPrefix(resp.GetStatus().String(), "PAYMENT_STATUS_")
-	fmt.Fprintf(stdout, "%s  %s at %s on %s\n", status, money.Format(resp.GetAmountCents()), *store, resp.GetMaskedNumber())
+	fmt.Fprintf(stdout, "%s  %s on %s\n", status, money.Format(resp.GetAmountCents()), resp.GetMaskedNumber())
 	if resp.GetStatus() == codebankv1.PaymentStatus_PAYMENT_STATUS_REJECTED {
 		fmt.Fprintf(stdout, "Reason:     %s\n", codecs.ReasonOf(codecs.ReasonName(resp.GetReason())).Label)
 	}
-	fmt.Fprintf(stdout, "Available:  %s\n", money.Format(resp.GetAvailableCents()))
 	fmt.Fprintf(stdout, "Transaction: %s\n", resp.GetTransactionId())
 	if resp.GetDuplicate() {
 		fmt.Fprintln(stdout, "(already decided earlier: this is the original outcome)")
@@ -201,26 +305,30 @@ func runPay(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 }
 
 func runStatement(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := cli.NewFlagSet("codebank statement NUMBER [--month 2026-11]", stderr)
-	addr := fs.String("addr", "localhost:50051", "Code Bank gRPC address serving statements")
-	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the bank")
+	fs := cli.NewFlagSet("codebank statement CARD_ID|NUMBER [--month 2026-11]", stderr)
+	var cl client
+	cl.flags(fs)
 	month := fs.String("month", "", "month, YYYY-MM (default: the current one)")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return cli.HelpOK(err)
 	}
 	if len(pos) != 1 {
-		return fmt.Errorf("%w: statement takes one card NUMBER", cli.ErrUsage)
+		return fmt.Errorf("%w: statement takes one CARD_ID or card NUMBER", cli.ErrUsage)
 	}
-	conn, err := cli.Dial(*addr)
+	conn, err := cl.dial()
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	ctx, cancel := context.WithTimeout(ctx, cl.timeout)
 	defer cancel()
+	id, err := cardIDOf(ctx, codebankv1.NewCardServiceClient(conn), pos[0])
+	if err != nil {
+		return err
+	}
 	client := codebankv1.NewStatementServiceClient(conn)
-	req := &codebankv1.GetStatementRequest{Number: pos[0], Month: *month, PageSize: 1000}
+	req := &codebankv1.GetStatementRequest{CardId: id, Month: *month, PageSize: 1000}
 	var first *codebankv1.GetStatementResponse
 	var lines []*codebankv1.StatementLine
 	for {

@@ -1,23 +1,23 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/codebank/codebank/grpcgateway"
 	"github.com/codebank/codebank/internal/card"
+	"github.com/codebank/codebank/internal/cli"
 	"github.com/codebank/codebank/internal/kafkaconf"
 	"github.com/codebank/codebank/processors"
 	"github.com/codebank/codebank/web/store"
 )
-
-// devSecret is the bank secret used when none is configured: fine for a laptop, never for a
-// real bank, and logged as such.
-const devSecret = "codebank-development-secret-do-not-use-in-production"
 
 // config is the configuration of the server roles, from flags and CODEBANK_* variables.
 type config struct {
@@ -31,21 +31,34 @@ type config struct {
 
 	GRPCAddr       string
 	HTTPAddr       string
+	OpsAddr        string
 	RequestTimeout time.Duration
 	ReplyPartition int
 	MaxInFlight    int
 	Currency       string
+	LegacyMerchant string
+	Reflection     bool
+	LockAfter      int
+	APIKeysFile    string
+	TLSCert        string
+	TLSKey         string
+	TLSClientCA    string
 
-	StoreSecret    string
 	DemoCardsFile  string
 	BankAddr       string
 	StatementsAddr string
+	BankCA         string
+	BankCert       string
+	BankKey        string
 
 	StorageDir string
-	Secret     string
 	LogFormat  string
 	LogLevel   string
 	Pprof      bool
+
+	// Secrets: never logged.
+	tokenKey, cardKeys                 *cli.Secret
+	storeSecret, merchantKey, pagesKey *cli.Secret
 }
 
 // kafkaFlags registers the flags every role that talks to Kafka needs.
@@ -57,27 +70,58 @@ func (c *config) kafkaFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Replication, "replication", 1, "replication factor of created topics (3 on a cluster)")
 	fs.StringVar(&c.Acks, "acks", "all", "producer acks: all (durable) or leader (faster)")
 	fs.DurationVar(&c.FlushFrequency, "flush-frequency", 0, "producer batching delay; 0 sends at once")
-	fs.StringVar(&c.Secret, "secret", "", "bank secret deriving CVVs and card tokens (at least 16 bytes; a development secret is used when empty)")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "log format: json or text")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
-	fs.BoolVar(&c.Pprof, "pprof", false, "serve /debug/pprof/ on the HTTP port")
+}
+
+// opsFlags registers the operations listen address of a serving role.
+func (c *config) opsFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.OpsAddr, "ops-addr", ":9090", "/healthz, /readyz, /metrics (and /debug/pprof/ with --pprof) listen address, apart from the public ones (empty: none)")
+	fs.BoolVar(&c.Pprof, "pprof", false, "serve /debug/pprof/ on the operations address")
+}
+
+// tokenKeyFlag registers the tokenization key.
+func (c *config) tokenKeyFlag(fs *flag.FlagSet) {
+	c.tokenKey = cli.SecretFlag(fs, "token-key", "tokenization key: card number -> card token, the key of every card's records (at least 32 random bytes; never changes in place)")
+}
+
+// cardKeysFlag registers the card keys.
+func (c *config) cardKeysFlag(fs *flag.FlagSet) {
+	c.cardKeys = cli.SecretFlag(fs, "card-keys", `card keys deriving CVVs, "id:secret" each (comma- or line-separated), the current one first; older ones keep their cards verifying (at least 32 random bytes each)`)
 }
 
 // ingressFlags registers the flags of a role that serves the bank's API, listening on the
 // addresses given by default.
 func (c *config) ingressFlags(fs *flag.FlagSet, grpcAddr, httpAddr string) {
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", grpcAddr, "gRPC listen address")
-	fs.StringVar(&c.HTTPAddr, "http-addr", httpAddr, "REST gateway, /healthz, /readyz and /metrics listen address")
+	fs.StringVar(&c.HTTPAddr, "http-addr", httpAddr, "REST gateway listen address (the pages too, in codebank all)")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", 5*time.Second, "longest wait for the authorizer's answer")
 	fs.IntVar(&c.MaxInFlight, "max-inflight", grpcgateway.DefaultMaxInFlight, "calls that may wait for the authorizer at once; beyond it calls get RESOURCE_EXHAUSTED at once")
 	fs.IntVar(&c.ReplyPartition, "reply-partition", -1, "partition of the replies topic this replica reads; -1 picks one (StatefulSet ordinal, else random)")
 	fs.StringVar(&c.Currency, "currency", "BRL", "ISO 4217 currency of new cards")
+	fs.StringVar(&c.LegacyMerchant, "legacy-merchant", "", "serve the original bank's payment.PaymentService, whose callers carry no key, booking them as this merchant of the keys file (only behind a mesh that authenticates them; empty: not served)")
+	fs.BoolVar(&c.Reflection, "reflection", false, "serve gRPC server reflection")
+	c.serverTLSFlags(fs)
+	fs.StringVar(&c.APIKeysFile, "api-keys-file", "", "API keys file: one key a line, \"<key id> <role> <sha256 hex> [<merchant> <name>]\" (codebank keys new writes lines); read again when it changes (required)")
+	c.opsFlags(fs)
+}
+
+// serverTLSFlags registers the TLS of the public listeners.
+func (c *config) serverTLSFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "certificate (PEM) to serve the public listeners (gRPC, HTTP) over TLS; with --tls-key")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "private key (PEM) of --tls-cert")
+	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "CA certificates (PEM): require client certificates signed by them (mutual TLS)")
 }
 
 // webFlags registers the flags of the pages.
 func (c *config) webFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.StoreSecret, "store-secret", "", "secret signing the store's order ids (at least 16 bytes; replicas share it); random when empty")
+	c.storeSecret = cli.SecretFlag(fs, "store-secret", "secret signing the store's order ids and statement views (at least 32 bytes; replicas share it)")
+	c.merchantKey = cli.SecretFlag(fs, "merchant-key", "the store's merchant API key, for its payments")
+	c.pagesKey = cli.SecretFlag(fs, "pages-key", "the bank pages' API key (role pages), to verify cards and show statements")
 	fs.StringVar(&c.DemoCardsFile, "demo-cards", "", "JSON file of demo cards for the store's help panel (make run writes it)")
+	fs.StringVar(&c.BankCA, "bank-ca", "", "CA certificates (PEM) to reach the bank over TLS (empty: plaintext, for loopback or a mesh)")
+	fs.StringVar(&c.BankCert, "bank-cert", "", "client certificate (PEM) for mutual TLS with the bank; with --bank-key")
+	fs.StringVar(&c.BankKey, "bank-key", "", "private key (PEM) of --bank-cert")
 }
 
 // storageFlag registers the directory of a role's local table storage.
@@ -100,17 +144,63 @@ func (c *config) storeTopology() store.Topology {
 	return store.Topology{Prefix: c.Prefix, Partitions: c.Partitions, Replication: c.Replication}
 }
 
-func (c *config) ingress(r roles) grpcgateway.Config {
-	return grpcgateway.Config{StatementsOnly: !r.ingress, RequestTimeout: c.RequestTimeout, Currency: c.Currency}
+// keys returns the role's card keys: the tokenization key, and the card keys when withCardKeys.
+// A role refuses to start without them: there is no default.
+func (c *config) keys(withCardKeys bool) (card.Keys, error) {
+	tk, err := c.tokenKey.Required("the tokenization key (at least 32 random bytes, e.g. from openssl rand -base64 48)")
+	if err != nil {
+		return card.Keys{}, err
+	}
+	var cks []card.CardKey
+	if withCardKeys {
+		v, err := c.cardKeys.Required(`the card keys, "id:secret" each, the current first (at least 32 random bytes each)`)
+		if err != nil {
+			return card.Keys{}, err
+		}
+		if cks, err = card.ParseCardKeys(v); err != nil {
+			return card.Keys{}, err
+		}
+	}
+	return card.NewKeys([]byte(tk), cks...)
 }
 
-// keys returns the card keys; without a configured secret, the development one, with a warning.
-func (c *config) keys(log *slog.Logger) (card.Keys, error) {
-	if c.Secret == "" {
-		log.Warn("no bank secret configured (CODEBANK_SECRET): using the development secret")
-		return card.NewKeys(devSecret)
+// serverTLS returns the TLS configuration of the public listeners; nil without --tls-cert.
+func (c *config) serverTLS() (*tls.Config, error) {
+	if c.TLSCert == "" && c.TLSKey == "" {
+		if c.TLSClientCA != "" {
+			return nil, fmt.Errorf("%w: --tls-client-ca needs --tls-cert and --tls-key", cli.ErrUsage)
+		}
+		return nil, nil
 	}
-	return card.NewKeys(c.Secret)
+	cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
+	if c.TLSClientCA != "" {
+		if cfg.ClientCAs, err = certPool(c.TLSClientCA); err != nil {
+			return nil, fmt.Errorf("--tls-client-ca: %w", err)
+		}
+		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return cfg, nil
+}
+
+// bankTLS returns the TLS configuration to reach the bank; nil without --bank-ca.
+func (c *config) bankTLS() (*tls.Config, error) {
+	return cli.ClientTLS(c.BankCA, c.BankCert, c.BankKey)
+}
+
+func certPool(file string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", file)
+	}
+	return pool, nil
 }
 
 // logger builds the process logger.
@@ -129,13 +219,8 @@ func (c *config) logger(w io.Writer) (*slog.Logger, error) {
 	return nil, fmt.Errorf("log format must be json or text, got %q", c.LogFormat)
 }
 
-// logValue returns the configuration as log attributes, with the secret masked.
+// logValue returns the configuration as log attributes; the secrets are unexported fields, so
+// they are never among them.
 func (c config) logValue() slog.Value {
-	if c.Secret != "" {
-		c.Secret = "***"
-	}
-	if c.StoreSecret != "" {
-		c.StoreSecret = "***"
-	}
 	return slog.AnyValue(c)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/codebank/codebank/analytics"
 	"github.com/codebank/codebank/grpcgateway"
+	"github.com/codebank/codebank/internal/apikey"
 	"github.com/codebank/codebank/internal/card"
 	"github.com/codebank/codebank/internal/cli"
 	"github.com/codebank/codebank/internal/kafkaconf"
@@ -78,28 +80,37 @@ func roleCommand(name string, r roles, register func(*flag.FlagSet, *config, *ro
 var (
 	runAll = roleCommand("all", roles{ingress: true, authorizer: true}, func(fs *flag.FlagSet, c *config, r *roles) {
 		c.ingressFlags(fs, ":50051", ":8080")
+		c.tokenKeyFlag(fs)
+		c.cardKeysFlag(fs)
 		c.storageFlag(fs)
+		fs.IntVar(&c.LockAfter, "lock-after", authorizer.DefaultLockAfter, "failed card verifications in a row that block a card (0: never)")
 		fs.BoolVar(&r.statements, "statements", true, "also run the statements processor and StatementService")
 		fs.BoolVar(&r.web, "web", true, "also serve the store's and the bank's pages")
 		c.webFlags(fs)
 	})
 	runIngress = roleCommand("ingress", roles{ingress: true}, func(fs *flag.FlagSet, c *config, _ *roles) {
 		c.ingressFlags(fs, ":50051", ":8080")
+		c.tokenKeyFlag(fs)
+		c.cardKeysFlag(fs)
 	})
 	runAuthorizer = roleCommand("authorizer", roles{authorizer: true}, func(fs *flag.FlagSet, c *config, _ *roles) {
 		c.storageFlag(fs)
-		fs.StringVar(&c.HTTPAddr, "authorizer-http-addr", ":8081", "/healthz, /readyz and /metrics listen address (empty: none)")
+		c.tokenKeyFlag(fs)
+		fs.IntVar(&c.LockAfter, "lock-after", authorizer.DefaultLockAfter, "failed card verifications in a row that block a card (0: never)")
+		c.opsFlags(fs)
 	})
 	runStatements = roleCommand("statements", roles{statements: true}, func(fs *flag.FlagSet, c *config, _ *roles) {
 		c.ingressFlags(fs, ":50052", ":8082")
 		c.storageFlag(fs)
 	})
 	runWeb = roleCommand("web", roles{web: true}, func(fs *flag.FlagSet, c *config, _ *roles) {
-		fs.StringVar(&c.HTTPAddr, "http-addr", ":8090", "listen address of the pages, /healthz, /readyz and /metrics")
+		fs.StringVar(&c.HTTPAddr, "http-addr", ":8090", "listen address of the pages")
+		c.serverTLSFlags(fs)
 		c.storageFlag(fs)
-		fs.StringVar(&c.BankAddr, "bank-addr", "localhost:50051", "gRPC address of the bank's ingress (payments)")
+		fs.StringVar(&c.BankAddr, "bank-addr", "localhost:50051", "gRPC address of the bank's ingress (payments, card verification)")
 		fs.StringVar(&c.StatementsAddr, "statements-addr", "", "gRPC address serving statements (default: --bank-addr)")
 		c.webFlags(fs)
+		c.opsFlags(fs)
 	})
 )
 
@@ -202,16 +213,44 @@ func withAdmin(ctx context.Context, kc kafkaconf.Config, do func(sarama.ClusterA
 // serve runs the chosen roles until ctx ends. It builds every component first, then starts
 // them together under one errgroup that owns every goroutine, and waits for them.
 func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
-	// Configuration.
+	// Configuration, secrets first: a role refuses to start without those it needs.
 	log.Info("starting codebank", "role", r.String(), "config", c.logValue())
 	kc, topo := c.kafka().ShareProducer(), c.topology() // one producer for the process (ShareProducer)
 	reg := newRegistry()
 	var keys card.Keys
-	if r.api() || r.authorizer {
+	if r.ingress || r.authorizer {
 		var err error
-		if keys, err = c.keys(log); err != nil {
+		if keys, err = c.keys(r.ingress); err != nil {
 			return err
 		}
+	}
+	serverTLS, err := c.serverTLS()
+	if err != nil {
+		return err
+	}
+	var pages pageSecrets
+	if r.web {
+		if pages, err = c.pageSecrets(); err != nil {
+			return err
+		}
+	}
+	var apiKeys *apikey.Store
+	if r.api() {
+		if c.APIKeysFile == "" {
+			return fmt.Errorf("%w: the API keys file of the callers: set CODEBANK_API_KEYS_FILE or --api-keys-file (codebank keys new writes its lines)", cli.ErrUsage)
+		}
+		if apiKeys, err = apikey.Open(c.APIKeysFile, reg, log); err != nil {
+			return err
+		}
+	}
+	var legacy *grpcgateway.Legacy
+	if c.LegacyMerchant != "" {
+		name, ok := apiKeys.Set().MerchantName(c.LegacyMerchant)
+		if !ok {
+			return fmt.Errorf("%w: --legacy-merchant %q: no merchant key of the keys file names it", cli.ErrUsage, c.LegacyMerchant)
+		}
+		legacy = &grpcgateway.Legacy{Merchant: c.LegacyMerchant, MerchantName: name}
+		log.Warn("serving the original contract without credentials: its callers are booked as a merchant", "merchant", c.LegacyMerchant)
 	}
 
 	// Topics: created by `codebank setup`; every role waits for them.
@@ -226,8 +265,11 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
 	// Components, all built before any starts.
 	var p process
 	defer p.close(log)
+	if apiKeys != nil {
+		p.add("api keys", apiKeys.Run, nil)
+	}
 	if r.authorizer {
-		a := authorizer.New(authorizer.Config{Topology: topo}, authorizer.Deps{Keys: keys, Registerer: reg, Log: log})
+		a := authorizer.New(authorizer.Config{Topology: topo, LockAfter: lockAfter(c.LockAfter)}, authorizer.Deps{Keys: keys, Registerer: reg, Log: log})
 		g, err := processors.NewGroup(kc, a.Graph(), c.StorageDir, log)
 		if err != nil {
 			return err
@@ -249,8 +291,7 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
 		p.add("statements", g.Run, g.Ready)
 		p.add("statements view", view.Run, view.Ready)
 	}
-	var grpcL, httpL net.Listener
-	var err error
+	var grpcL, httpL, opsL net.Listener
 	if r.api() {
 		if grpcL, err = p.listen(c.GRPCAddr); err != nil {
 			return err
@@ -261,56 +302,103 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
 			return err
 		}
 	}
-	routes := []func(*http.ServeMux){grpcgateway.OpsRoutes(reg, p.ready, "starting: recovering state or reaching Kafka", c.Pprof)}
+	if c.OpsAddr != "" {
+		if opsL, err = p.listen(c.OpsAddr); err != nil {
+			return err
+		}
+	}
+	var routes []func(*http.ServeMux)
 	if r.web {
 		bankAddr, statementsAddr := c.BankAddr, c.StatementsAddr
 		if r.ingress { // the store is a client of the bank like any checkout: it calls this process's own port
 			bankAddr, statementsAddr = cli.Loopback(grpcL.Addr().String()), cli.Loopback(grpcL.Addr().String())
 		}
-		pages, err := newPages(c, kc, bankAddr, statementsAddr, reg, log, &p)
+		pages, err := newPages(c, pages, kc, bankAddr, statementsAddr, reg, log, &p)
 		if err != nil {
 			return err
 		}
 		routes = append(routes, pages.Register)
 	}
-	var server func(context.Context) error
+	var servers []func(context.Context) error
 	switch {
 	case r.api():
 		bank, err := grpcgateway.NewKafkaBank(grpcgateway.BankConfig{Kafka: kc, Topology: topo, ReplyPartition: c.ReplyPartition, MaxInFlight: c.MaxInFlight},
-			grpcgateway.BankDeps{Keys: keys, Registerer: reg, Log: log})
+			grpcgateway.BankDeps{Registerer: reg, Log: log})
 		if err != nil {
 			return err
 		}
 		p.add("replies", bank.Run, bank.Ready)
 		p.closeWith(bank.Close)
-		srv := grpcgateway.New(c.ingress(r), grpcgateway.Deps{Bank: bank, Statements: reader, Keys: keys, Registerer: reg, Log: log, Routes: routes})
-		server = func(ctx context.Context) error { return srv.Serve(ctx, grpcL, httpL) }
+		srv := grpcgateway.New(grpcgateway.Config{StatementsOnly: !r.ingress, RequestTimeout: c.RequestTimeout, Currency: c.Currency,
+			Legacy: legacy, Reflection: c.Reflection, TLS: serverTLS},
+			grpcgateway.Deps{Bank: bank, Statements: reader, Keys: keys, APIKeys: apiKeys, Registerer: reg, Log: log, Routes: routes})
+		servers = append(servers, func(ctx context.Context) error { return srv.Serve(ctx, grpcL, httpL) })
 	case httpL != nil:
 		mux := http.NewServeMux()
 		for _, register := range routes {
 			register(mux)
 		}
 		log.Info("listening", "http", httpL.Addr().String())
-		server = func(ctx context.Context) error { return serveHTTP(ctx, httpL, mux) }
+		servers = append(servers, func(ctx context.Context) error { return serveHTTP(ctx, httpL, mux, serverTLS) })
+	}
+	if opsL != nil {
+		ops := http.NewServeMux()
+		grpcgateway.OpsRoutes(reg, p.ready, "starting: recovering state or reaching Kafka", c.Pprof)(ops)
+		log.Info("operations endpoints listening", "ops", opsL.Addr().String())
+		servers = append(servers, func(ctx context.Context) error { return serveHTTP(ctx, opsL, ops, nil) })
 	}
 
 	// Start, then wait: errgroup cancels ctx on the first error or on a signal.
 	g, ctx := errgroup.WithContext(ctx)
 	p.start(ctx, g, log)
-	if server != nil {
-		g.Go(func() error { return server(ctx) })
+	for _, serve := range servers {
+		g.Go(func() error { return serve(ctx) })
 	}
 	err = g.Wait()
 	log.Info("codebank stopped", "role", r.String(), "err", err)
 	return err
 }
 
+// lockAfter turns the flag's "0: never" into the authorizer's.
+func lockAfter(n int) int {
+	if n <= 0 {
+		return -1
+	}
+	return n
+}
+
+// pageSecrets are the web role's secrets.
+type pageSecrets struct {
+	storeSecret, merchantKey, pagesKey string
+}
+
+// pageSecrets reads the web role's secrets; it refuses to start without any of them.
+func (c *config) pageSecrets() (pageSecrets, error) {
+	var s pageSecrets
+	var err error
+	if s.storeSecret, err = c.storeSecret.Required("the store's secret, signing order ids and statement views (at least 32 random bytes)"); err != nil {
+		return s, err
+	}
+	if len(s.storeSecret) < card.MinSecretBytes {
+		return s, fmt.Errorf("%w: the store's secret must be at least %d bytes", cli.ErrUsage, card.MinSecretBytes)
+	}
+	if s.merchantKey, err = c.merchantKey.Required("the store's merchant API key"); err != nil {
+		return s, err
+	}
+	if s.pagesKey, err = c.pagesKey.Required("the bank pages' API key (role pages)"); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
 // newPages builds the store's and the bank's pages with what they need beside them: the
 // store's orders group and orders (a view), the dashboard's feed of results, and gRPC clients
-// of the bank at bankAddr (payments) and statementsAddr (statements); it adds them to p.
-func newPages(c config, kc kafkaconf.Config, bankAddr, statementsAddr string, reg prometheus.Registerer, log *slog.Logger, p *process) (*web.Server, error) {
-	if c.StoreSecret != "" && len(c.StoreSecret) < 16 {
-		return nil, fmt.Errorf("%w: --store-secret (CODEBANK_STORE_SECRET) must be at least 16 bytes", cli.ErrUsage)
+// of the bank at bankAddr (payments, with the store's merchant key; card verification, with the
+// pages' key) and statementsAddr (statements, with the pages' key); it adds them to p.
+func newPages(c config, secrets pageSecrets, kc kafkaconf.Config, bankAddr, statementsAddr string, reg prometheus.Registerer, log *slog.Logger, p *process) (*web.Server, error) {
+	bankTLS, err := c.bankTLS()
+	if err != nil {
+		return nil, err
 	}
 	st := c.storeTopology()
 	g, err := processors.NewGroup(kc, store.New(st, store.Deps{Registerer: reg, Log: log}).Graph(), c.StorageDir, log)
@@ -323,14 +411,15 @@ func newPages(c config, kc kafkaconf.Config, bankAddr, statementsAddr string, re
 	}
 	p.closeWith(orders.Close)
 	feed := web.NewFeed(web.FeedConfig{Kafka: kc, Topology: c.topology()}, web.FeedDeps{Registerer: reg, Log: log})
-	bank, err := cli.Dial(bankAddr)
+	creds := grpcgateway.CallerKeys{Merchant: secrets.merchantKey, Pages: secrets.pagesKey, Insecure: bankTLS == nil}
+	bank, err := cli.Dial(bankAddr, bankTLS, creds)
 	if err != nil {
 		return nil, err
 	}
 	p.closeWith(bank.Close)
 	stmts := bank
 	if statementsAddr != "" && statementsAddr != bankAddr {
-		if stmts, err = cli.Dial(statementsAddr); err != nil {
+		if stmts, err = cli.Dial(statementsAddr, bankTLS, creds); err != nil {
 			return nil, err
 		}
 		p.closeWith(stmts.Close)
@@ -338,9 +427,9 @@ func newPages(c config, kc kafkaconf.Config, bankAddr, statementsAddr string, re
 	p.add("orders", g.Run, g.Ready)
 	p.add("orders view", orders.Run, orders.Ready)
 	p.add("dashboard feed", feed.Run, nil)
-	return web.New(web.Config{OrderSecret: []byte(c.StoreSecret), DemoCardsFile: c.DemoCardsFile},
-		web.Deps{Payments: codebankv1.NewPaymentServiceClient(bank), Statements: codebankv1.NewStatementServiceClient(stmts),
-			Orders: orders, Dashboard: feed, Log: log, Registerer: reg}), nil
+	return web.New(web.Config{OrderSecret: []byte(secrets.storeSecret), DemoCardsFile: c.DemoCardsFile},
+		web.Deps{Payments: codebankv1.NewPaymentServiceClient(bank), Cards: codebankv1.NewCardServiceClient(bank),
+			Statements: codebankv1.NewStatementServiceClient(stmts), Orders: orders, Dashboard: feed, Log: log, Registerer: reg}), nil
 }
 
 // newRegistry returns the process's metrics registry, with the Go runtime's and the process's
@@ -351,9 +440,14 @@ func newRegistry() *prometheus.Registry {
 	return reg
 }
 
-// serveHTTP serves handler on l until ctx ends, then shuts down gracefully.
-func serveHTTP(ctx context.Context, l net.Listener, handler http.Handler) error {
+// serveHTTP serves handler on l, over TLS when tlsConfig is set, until ctx ends, then shuts down
+// gracefully.
+func serveHTTP(ctx context.Context, l net.Listener, handler http.Handler, tlsConfig *tls.Config) error {
 	srv := grpcgateway.NewHTTPServer(handler, 30*time.Second)
+	if tlsConfig != nil {
+		srv.TLSConfig = tlsConfig
+		l = tls.NewListener(l, tlsConfig)
+	}
 	done := make(chan error, 1)
 	go func() {
 		<-ctx.Done()

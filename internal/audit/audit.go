@@ -25,7 +25,6 @@ import (
 	"github.com/olivere/elastic/v7"
 
 	"github.com/codebank/codebank/codecs"
-	"github.com/codebank/codebank/internal/card"
 	"github.com/codebank/codebank/internal/kafkaconf"
 	"github.com/codebank/codebank/internal/money"
 	"github.com/codebank/codebank/processors"
@@ -39,8 +38,6 @@ type Config struct {
 	Kafka kafkaconf.Config
 	// Topo names the deployment's topics.
 	Topo processors.Topology
-	// Keys derive card tokens from the numbers that key the authorizer's table.
-	Keys card.Keys
 	// Search, when set, is checked to hold one document per payment in Index.
 	Search *elastic.Client
 	Index  string
@@ -194,20 +191,20 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.ApprovedCents += b.approvedCents
 	}
 
-	// The accounts: latest value per card number.
+	// The accounts: latest value per card token.
 	accounts := map[string]*accountInfo{}
 	table := cfg.Topo.AuthorizerTable()
 	if _, err := readTopic(ctx, client, table.Name, func(m *sarama.ConsumerMessage) {
-		number := string(m.Key)
-		token := cfg.Keys.Token(number)
+		token := string(m.Key)
 		if m.Value == nil {
 			delete(accounts, token)
 			return
 		}
-		info := &accountInfo{masked: card.Mask(number)}
+		info := &accountInfo{masked: token}
 		v, err := table.Codec.Decode(m.Value)
 		if err == nil {
 			info.acct = v.(*eventsv1.Account)
+			info.masked = info.acct.GetMaskedNumber()
 		} else {
 			info.err = err
 		}

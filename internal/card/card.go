@@ -1,22 +1,15 @@
 // Package card holds what the bank knows about card numbers: generation of Luhn-valid numbers,
-// validation, masking for display, a non-reversible token for grouping without the number, and
-// CVVs derived from a bank secret instead of stored.
+// validation, masking for display, a non-reversible token that stands for the number in every
+// record and in the public API, and CVVs derived from rotating card keys instead of stored.
 //
 // Its main types are Keys, which derives tokens and CVVs, and Expiry.
 package card
 
 import (
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/base64"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash"
 	"strings"
-	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -171,98 +164,6 @@ func Last4(number string) string {
 		return number
 	}
 	return number[len(number)-4:]
-}
-
-// Keys derives card tokens and CVVs from the bank's secret. The zero value is not usable.
-// Keys is safe for concurrent use; copies share their pool of keyed HMAC states.
-type Keys struct {
-	// macs holds *macState: HMAC-SHA256 states keyed with the bank secret (a Reset one costs two
-	// block hashes fewer than hmac.New, and the ingress derives a token and a CVV on every
-	// payment), each with a buffer for the message.
-	macs *sync.Pool
-}
-
-type macState struct {
-	h   hash.Hash
-	msg []byte
-	sum [sha256.Size]byte // Sum writes here: a caller's array would escape to the heap
-}
-
-// NewKeys returns Keys for a bank secret of at least 16 bytes.
-func NewKeys(secret string) (Keys, error) {
-	if len(secret) < 16 {
-		return Keys{}, errors.New("bank secret must be at least 16 bytes")
-	}
-	key := []byte(secret)
-	return Keys{macs: &sync.Pool{New: func() any { return &macState{h: hmac.New(sha256.New, key), msg: make([]byte, 0, 256)} }}}, nil
-}
-
-// mac returns HMAC-SHA256(secret, domain 0 part1 0 part2 ...) into out, which must hold
-// sha256.Size bytes.
-func (k Keys) mac(out *[sha256.Size]byte, domain string, parts ...string) {
-	m := k.macs.Get().(*macState)
-	msg := append(m.msg[:0], domain...)
-	for _, p := range parts {
-		msg = append(msg, 0)
-		msg = append(msg, p...)
-	}
-	m.h.Reset()
-	m.h.Write(msg)
-	*out = [sha256.Size]byte(m.h.Sum(m.sum[:0]))
-	if cap(msg) <= 4096 { // keep the buffer unless an odd input grew it large
-		m.msg = msg
-	}
-	k.macs.Put(m)
-}
-
-// Digest returns a 128-bit keyed digest of parts under domain (HMAC-SHA256 under the bank
-// secret, truncated): collision-resistant, and not computable without the secret, so nobody
-// can choose inputs that collide. Domains keep the digests of different uses apart.
-func (k Keys) Digest(domain string, parts ...string) [16]byte {
-	var sum [sha256.Size]byte
-	k.mac(&sum, domain, parts...)
-	return [16]byte(sum[:16])
-}
-
-// Token returns a stable, non-reversible identifier of a card number (22 URL-safe characters),
-// used to group a card's records in analytics and statements without the number itself.
-func (k Keys) Token(number string) string {
-	var sum [sha256.Size]byte
-	k.mac(&sum, "card-token", number)
-	return base64.RawURLEncoding.EncodeToString(sum[:16])
-}
-
-// CVV returns the 3-digit verification value of a card: an HMAC of its number and expiry under
-// the bank secret, so the bank verifies a CVV by recomputing it and never stores it.
-func (k Keys) CVV(number string, exp Expiry) string {
-	var cvv [3]byte
-	k.cvv(&cvv, number, exp)
-	return string(cvv[:])
-}
-
-func (k Keys) cvv(out *[3]byte, number string, exp Expiry) {
-	// The expiry as MM/YYYY, the form the derivation has always used.
-	var e [7]byte
-	if exp.Month >= 0 && exp.Month <= 99 && exp.Year >= 0 && exp.Year <= 9999 {
-		e = [7]byte{digit(exp.Month / 10), digit(exp.Month), '/',
-			digit(exp.Year / 1000), digit(exp.Year / 100), digit(exp.Year / 10), digit(exp.Year)}
-	} else {
-		copy(e[:], fmt.Sprintf("%02d/%04d", exp.Month, exp.Year)) // never a valid card; kept total
-	}
-	var sum [sha256.Size]byte
-	k.mac(&sum, "cvv", number, string(e[:]))
-	v := binary.BigEndian.Uint32(sum[:4]) % 1000
-	*out = [3]byte{digit(int(v / 100)), digit(int(v / 10)), digit(int(v))}
-}
-
-// digit returns the ASCII digit of n's last decimal place.
-func digit(n int) byte { return byte('0' + n%10) }
-
-// VerifyCVV reports whether cvv is the card's CVV, in constant time.
-func (k Keys) VerifyCVV(number string, exp Expiry, cvv string) bool {
-	var want [3]byte
-	k.cvv(&want, number, exp)
-	return len(cvv) == len(want) && subtle.ConstantTimeCompare(want[:], []byte(cvv)) == 1
 }
 
 // Expiry is a card's month and four-digit year of expiry.

@@ -6,6 +6,8 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
+	"reflect"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -67,34 +69,116 @@ func TestMask(t *testing.T) {
 	}
 }
 
-func TestKeys(t *testing.T) {
-	if _, err := NewKeys("short"); err == nil {
-		t.Fatal("NewKeys accepted a short secret")
+// testSecret is 32 bytes long; the tests derive every key from it.
+const testSecret = "0123456789abcdef0123456789abcdef"
+
+func testKeys(t testing.TB, cardKeys ...CardKey) Keys {
+	t.Helper()
+	if cardKeys == nil {
+		cardKeys = []CardKey{{ID: "k1", Secret: []byte("card key one, 32 bytes or longer!")}}
 	}
-	k, err := NewKeys("0123456789abcdef0123")
+	k, err := NewKeys([]byte(testSecret), cardKeys...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, _ := NewKeys("another secret of the bank")
+	return k
+}
+
+func TestKeys(t *testing.T) {
+	long := []byte(testSecret)
+	for _, bad := range []struct {
+		token []byte
+		cards []CardKey
+	}{
+		{[]byte("short"), nil},
+		{long, []CardKey{{ID: "k1", Secret: []byte("short")}}},
+		{long, []CardKey{{ID: "", Secret: []byte("card key one, 32 bytes or longer!")}}},
+		{long, []CardKey{{ID: "k 1", Secret: []byte("card key one, 32 bytes or longer!")}}},
+		{long, []CardKey{{ID: "k1", Secret: []byte("card key one, 32 bytes or longer!")}, {ID: "k1", Secret: []byte("card key two, 32 bytes or longer!")}}},
+		{long, []CardKey{{ID: "k1", Secret: long}}},
+	} {
+		if _, err := NewKeys(bad.token, bad.cards...); err == nil {
+			t.Errorf("NewKeys(%q, %v) accepted bad keys", bad.token, bad.cards)
+		}
+	}
+	k := testKeys(t)
+	other, err := NewKeys([]byte("another tokenization key, 32 bytes"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	exp := Expiry{Month: 11, Year: 2031}
-	cvv := k.CVV("4111111111111111", exp)
-	if len(cvv) != 3 {
-		t.Fatalf("CVV = %q, want 3 digits", cvv)
+	cvv, ok := k.CVV("k1", "4111111111111111", exp)
+	if !ok || len(cvv) != 3 {
+		t.Fatalf("CVV = %q, %v, want 3 digits", cvv, ok)
 	}
-	if !k.VerifyCVV("4111111111111111", exp, cvv) {
-		t.Error("VerifyCVV rejected the CVV it derived")
+	if ids := k.MatchCVV("4111111111111111", exp, cvv); !slices.Equal(ids, []string{"k1"}) {
+		t.Errorf("MatchCVV of the CVV it derived = %v, want [k1]", ids)
 	}
-	if k.VerifyCVV("4111111111111111", Expiry{Month: 12, Year: 2031}, cvv) && k.CVV("4111111111111111", Expiry{Month: 12, Year: 2031}) != cvv {
-		t.Error("VerifyCVV accepted a CVV for another expiry")
+	if other, _ := k.CVV("k1", "4111111111111111", Expiry{Month: 12, Year: 2031}); other != cvv && k.MatchCVV("4111111111111111", Expiry{Month: 12, Year: 2031}, cvv) != nil {
+		t.Error("MatchCVV accepted a CVV for another expiry")
 	}
-	if k.Token("4111111111111111") != k.Token("4111111111111111") {
-		t.Error("Token is not stable")
+	if _, ok := other.CVV("k1", "4111111111111111", exp); ok || other.MatchCVV("4111111111111111", exp, cvv) != nil || other.CardKeyID() != "" {
+		t.Error("Keys without card keys derived a CVV")
+	}
+	if k.Token("4111111111111111") != k.Token("4111111111111111") || !ValidToken(k.Token("4111111111111111")) {
+		t.Error("Token is not stable, or not valid")
 	}
 	if k.Token("4111111111111111") == other.Token("4111111111111111") {
-		t.Error("Token does not depend on the secret")
+		t.Error("Token does not depend on the tokenization key")
 	}
 	if k.Token("4111111111111111") == k.Token("5454545454545454") {
 		t.Error("two numbers share a token")
+	}
+	for _, s := range []string{"", "gzNcUY7KgaoXOFX_qNg2g", "gzNcUY7KgaoXOFX_qNg2g!", "4111111111111111"} {
+		if ValidToken(s) {
+			t.Errorf("ValidToken(%q)", s)
+		}
+	}
+}
+
+// TestCardKeyRotation: cards issued under an older card key keep verifying once a new key is
+// current, and only under their own key.
+func TestCardKeyRotation(t *testing.T) {
+	k1 := CardKey{ID: "2026-01", Secret: []byte("the first card key, 32 bytes long")}
+	k2 := CardKey{ID: "2026-07", Secret: []byte("the second card key, 32 bytes long")}
+	before := testKeys(t, k1)
+	after := testKeys(t, k2, k1)
+	if before.CardKeyID() != "2026-01" || after.CardKeyID() != "2026-07" {
+		t.Fatalf("current keys %q, %q", before.CardKeyID(), after.CardKeyID())
+	}
+	exp := Expiry{Month: 3, Year: 2030}
+	for i := range 50 {
+		number, _ := NewNumber(DefaultBIN)
+		old, _ := before.CVV(before.CardKeyID(), number, exp)
+		if got, _ := after.CVV("2026-01", number, exp); got != old {
+			t.Fatalf("card %d: the old key derives %s after the rotation, %s before", i, got, old)
+		}
+		if ids := after.MatchCVV(number, exp, old); !slices.Contains(ids, "2026-01") {
+			t.Fatalf("card %d: its CVV under the old key matches %v after the rotation", i, ids)
+		}
+		cvv, _ := after.CVV(after.CardKeyID(), number, exp)
+		if ids := after.MatchCVV(number, exp, cvv); !slices.Contains(ids, "2026-07") {
+			t.Fatalf("card %d: a new card's CVV matches %v", i, ids)
+		}
+		if ids := before.MatchCVV(number, exp, cvv); len(ids) > 0 && cvv != old {
+			t.Fatalf("card %d: the new key's CVV matches %v under the old keys alone", i, ids)
+		}
+	}
+}
+
+func TestParseCardKeys(t *testing.T) {
+	got, err := ParseCardKeys("k2:second-secret, k1:first-secret\n# a comment\nk0: zeroth")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []CardKey{{"k2", []byte("second-secret")}, {"k1", []byte("first-secret")}, {"k0", []byte("zeroth")}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("ParseCardKeys = %q, want %q", got, want)
+	}
+	for _, bad := range []string{"", " , ", "no-colon"} {
+		if _, err := ParseCardKeys(bad); err == nil {
+			t.Errorf("ParseCardKeys(%q) accepted it", bad)
+		}
 	}
 }
 
@@ -152,10 +236,9 @@ func FuzzSameHolder(f *testing.F) {
 // CVV and their statements and analytics their token. The golden values were derived by the
 // first implementation; the reference below is that implementation, written plainly.
 func TestKeysDerivationIsStable(t *testing.T) {
-	k, err := NewKeys("0123456789abcdef0123")
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The golden values were derived under a 20-byte secret, before 32 bytes were the least.
+	secret := []byte("0123456789abcdef0123")
+	k := Keys{token: newMACPool(secret), cards: []cardKey{{id: "k1", mac: newMACPool(secret)}}}
 	for _, g := range []struct {
 		number, token, cvvNov31, cvvJan30 string
 	}{
@@ -165,15 +248,14 @@ func TestKeysDerivationIsStable(t *testing.T) {
 		if got := k.Token(g.number); got != g.token {
 			t.Errorf("Token(%s) = %q, want %q", g.number, got, g.token)
 		}
-		if got := k.CVV(g.number, Expiry{Month: 11, Year: 2031}); got != g.cvvNov31 {
+		if got, _ := k.CVV("k1", g.number, Expiry{Month: 11, Year: 2031}); got != g.cvvNov31 {
 			t.Errorf("CVV(%s, 11/2031) = %q, want %q", g.number, got, g.cvvNov31)
 		}
-		if got := k.CVV(g.number, Expiry{Month: 1, Year: 2030}); got != g.cvvJan30 {
+		if got, _ := k.CVV("k1", g.number, Expiry{Month: 1, Year: 2030}); got != g.cvvJan30 {
 			t.Errorf("CVV(%s, 01/2030) = %q, want %q", g.number, got, g.cvvJan30)
 		}
 	}
 
-	secret := []byte("0123456789abcdef0123")
 	ref := func(domain string, parts ...string) []byte {
 		m := hmac.New(sha256.New, secret)
 		m.Write([]byte(domain))
@@ -196,12 +278,12 @@ func TestKeysDerivationIsStable(t *testing.T) {
 					t.Errorf("Token(%s) = %q, want %q", number, got, wantToken)
 					return
 				}
-				if got := k.CVV(number, exp); got != wantCVV {
+				if got, _ := k.CVV("k1", number, exp); got != wantCVV {
 					t.Errorf("CVV(%s, %v) = %q, want %q", number, exp, got, wantCVV)
 					return
 				}
-				if !k.VerifyCVV(number, exp, wantCVV) || k.VerifyCVV(number, exp, wantCVV+"0") || k.VerifyCVV(number, exp, "") {
-					t.Errorf("VerifyCVV(%s, %v) disagrees with CVV %s", number, exp, wantCVV)
+				if k.MatchCVV(number, exp, wantCVV) == nil || k.MatchCVV(number, exp, wantCVV+"0") != nil || k.MatchCVV(number, exp, "") != nil {
+					t.Errorf("MatchCVV(%s, %v) disagrees with CVV %s", number, exp, wantCVV)
 					return
 				}
 			}
@@ -211,23 +293,20 @@ func TestKeysDerivationIsStable(t *testing.T) {
 }
 
 func BenchmarkKeys(b *testing.B) {
-	k, err := NewKeys("0123456789abcdef0123")
-	if err != nil {
-		b.Fatal(err)
-	}
+	k := testKeys(b)
 	exp := Expiry{Month: 11, Year: 2031}
-	cvv := k.CVV("5454545454545454", exp)
+	cvv, _ := k.CVV("k1", "5454545454545454", exp)
 	b.Run("Token", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			k.Token("5454545454545454")
 		}
 	})
-	b.Run("VerifyCVV", func(b *testing.B) {
+	b.Run("MatchCVV", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if !k.VerifyCVV("5454545454545454", exp, cvv) {
-				b.Fatal("VerifyCVV rejected the card's CVV")
+			if k.MatchCVV("5454545454545454", exp, cvv) == nil {
+				b.Fatal("MatchCVV rejected the card's CVV")
 			}
 		}
 	})

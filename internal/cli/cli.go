@@ -7,6 +7,8 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,12 +20,14 @@ import (
 	"syscall"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 )
 
 // Errors of a command line.
 var (
-	// ErrUsage marks an error whose message is a usage text, already complete.
+	// ErrUsage marks an error of the command line. Alone, it says that the usage was printed;
+	// wrapped, its message says what is wrong, and Main prints it.
 	ErrUsage = errors.New("usage")
 	// ErrHelp is returned by Parse after printing help: the command exits 0 (HelpOK).
 	ErrHelp = fmt.Errorf("%w: help", ErrUsage)
@@ -55,7 +59,8 @@ func (p Program) Main() {
 	if err == nil {
 		return
 	}
-	if !errors.Is(err, ErrUsage) {
+	var printed printedError
+	if err != ErrUsage && !errors.Is(err, ErrHelp) && !errors.As(err, &printed) {
 		fmt.Fprintln(os.Stderr, p.Name+":", err)
 	}
 	var ec interface{ ExitCode() int }
@@ -127,7 +132,7 @@ func Parse(fs *flag.FlagSet, args []string) error {
 		if errors.Is(err, flag.ErrHelp) {
 			return ErrHelp
 		}
-		return fmt.Errorf("%w: %v", ErrUsage, err)
+		return printedError{fmt.Errorf("%w: %v", ErrUsage, err)} // the flag package printed it with the usage
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -145,6 +150,11 @@ func Parse(fs *flag.FlagSet, args []string) error {
 	return err
 }
 
+// printedError is an error already printed, with the usage, by the flag package.
+type printedError struct{ error }
+
+func (e printedError) Unwrap() error { return e.error }
+
 // HelpOK turns the help request into a clean exit.
 func HelpOK(err error) error {
 	if errors.Is(err, ErrHelp) {
@@ -153,13 +163,50 @@ func HelpOK(err error) error {
 	return err
 }
 
-// Dial connects to a Code Bank gRPC address, without TLS.
-func Dial(addr string) (*grpc.ClientConn, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+// Dial connects to a Code Bank gRPC address: over TLS when tlsConfig is set, else in
+// plaintext; with per-call credentials (API keys) when creds is set.
+func Dial(addr string, tlsConfig *tls.Config, creds credentials.PerRPCCredentials) (*grpc.ClientConn, error) {
+	transport := insecure.NewCredentials()
+	if tlsConfig != nil {
+		transport = credentials.NewTLS(tlsConfig)
+	}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(transport)}
+	if creds != nil {
+		opts = append(opts, grpc.WithPerRPCCredentials(creds))
+	}
+	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", addr, err)
 	}
 	return conn, nil
+}
+
+// ClientTLS returns the TLS configuration of a client that trusts the CA certificates in caFile
+// and, for mutual TLS, presents certFile and keyFile; nil, for plaintext, when caFile is empty.
+func ClientTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
+	if caFile == "" {
+		if certFile != "" || keyFile != "" {
+			return nil, fmt.Errorf("%w: a client certificate needs the CA that signed the server's", ErrUsage)
+		}
+		return nil, nil
+	}
+	b, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("CA file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("CA file %s holds no PEM certificate", caFile)
+	}
+	cfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if certFile != "" || keyFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
 }
 
 // Loopback turns a listen address like "[::]:50051" or ":50051" into one a local client can

@@ -2,11 +2,13 @@
 // tuned for a request-reply path rather than goka's throughput-first defaults.
 //
 // Its main type is Config; Config.ProcessorOptions, Config.EmitterOptions and
-// Config.ViewOptions hand the result to goka.
+// Config.ViewOptions hand the result to goka. A Config may reach a secured cluster: over TLS
+// (see TLS), with SASL PLAIN or SCRAM; every client built from it uses these settings.
 package kafkaconf
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash"
 	"log/slog"
@@ -38,6 +40,16 @@ type Config struct {
 	// ClientID prefixes the client id of every Kafka connection.
 	ClientID string
 
+	// TLS, if set, encrypts every connection and checks the brokers' certificates.
+	TLS *TLS
+	// SASLMechanism authenticates every connection: "" (no SASL), SASLPlain, SASLSCRAMSHA256 or
+	// SASLSCRAMSHA512.
+	SASLMechanism string
+	// SASLUser and SASLPassword are the SASL credentials. LogValue and String mask the
+	// password.
+	SASLUser     string
+	SASLPassword string
+
 	shared *sharedProducer // set by ShareProducer
 }
 
@@ -54,21 +66,29 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Validate reports a configuration that cannot work.
+// Validate reports a configuration that cannot work, all of its faults at once. It reads the
+// TLS files, so a missing or broken one is reported at start-up, naming the file.
 func (c Config) Validate() error {
+	var errs []error
 	if len(c.Brokers) == 0 {
-		return fmt.Errorf("no Kafka brokers configured")
+		errs = append(errs, errors.New("no Kafka brokers configured"))
 	}
 	switch c.Acks {
 	case "", "all", "leader":
 	default:
-		return fmt.Errorf("acks must be all or leader, got %q", c.Acks)
+		errs = append(errs, fmt.Errorf("acks must be all or leader, got %q", c.Acks))
 	}
-	return nil
+	if err := c.validateSecurity(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 // Sarama returns a new sarama configuration: Kafka 4 protocol floor, latency-friendly
-// producer, acks as configured. Each call returns a fresh copy, safe to modify.
+// producer, acks, TLS and SASL as configured. Each call returns a fresh copy, safe to modify.
+// TLS files are read on the first call (or by Validate) only. If they cannot be loaded, every
+// connection of the clients built from the configuration fails with the reason: call Validate
+// first to hear of it at start-up.
 func (c Config) Sarama() *sarama.Config {
 	c = c.withDefaults()
 	s := goka.DefaultConfig()
@@ -112,6 +132,7 @@ func (c Config) Sarama() *sarama.Config {
 	s.Consumer.Group.Rebalance.Retry.Backoff = 200 * time.Millisecond
 	s.Consumer.Group.Rebalance.Retry.Max = 60
 	s.Metadata.Retry.Backoff = 100 * time.Millisecond
+	c.secure(s)
 	return s
 }
 

@@ -2,14 +2,22 @@
 // approves or rejects payments, and answers each request on the replies topic while publishing
 // every decision to the results topic.
 //
-// Its table (processors.Topology.AuthorizerTable, keyed by card number) is the single source of
+// Its table (processors.Topology.AuthorizerTable, keyed by card token) is the single source of
 // truth for balances. Payments and card commands for one card land on one partition, so one
 // instance decides them one at a time: concurrent payments can never spend past a limit.
-// Decide is the pure decision; Processor's callbacks only decode, decide, store and emit.
+// Decide is the pure decision; Processor's callbacks only decode, decide, store and emit. The
+// authorizer never sees a card number: its inputs are keyed by token, and an account keeps the
+// masked number only.
+//
+// # Lockout
+//
+// Expiry, CVV and holder-name failures in a row are counted on the account; at
+// Config.LockAfter the card is blocked (BLOCK_REASON_VERIFICATION_FAILURES) until an operator
+// unblocks it. VerifyCard commands count like payments.
 //
 // # Idempotency
 //
-// A transaction id is an idempotency key scoped to its card: the account remembers its latest
+// A transaction id is an idempotency key scoped to its merchant and card: the account remembers its latest
 // outcomes (DefaultKeep, DefaultKeepFor) under a keyed digest of the transaction id with one of
 // the parameters (Fingerprint). A request repeating both is answered with the original outcome
 // and charged nothing; one repeating the id with other parameters is refused as a conflict,
@@ -32,13 +40,13 @@
 //	codebank_authorizer_conflicts_total                          requests refused: transaction id reused with other parameters
 //	codebank_authorizer_unavailable_total                        payments refused undecided: the card's account cannot be read
 //	codebank_authorizer_commands_total{command,result}           card commands handled
+//	codebank_authorizer_lockouts_total                           cards blocked by failed verifications
 //	codebank_authorizer_processing_seconds                       ingress acceptance to decision
 //	codebank_dead_letters_total{group="authorizer",topic}        records dead-lettered (processors.DeadLetters)
 package authorizer
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -72,11 +80,18 @@ type Config struct {
 	// most (default DefaultKeep, DefaultKeepFor).
 	Keep    int
 	KeepFor time.Duration
+	// LockAfter is how many failed verifications in a row block a card (default
+	// DefaultLockAfter; negative: never).
+	LockAfter int
+}
+
+func (c Config) policy() Policy {
+	return Policy{Keep: c.Keep, KeepFor: c.KeepFor, LockAfter: max(c.LockAfter, 0)}
 }
 
 // Deps are the authorizer's collaborators.
 type Deps struct {
-	// Keys derive the card tokens of replies and results and the fingerprints of payments.
+	// Keys derive the fingerprints of payments (the tokenization key alone is needed).
 	Keys card.Keys
 	// Registerer receives the metrics of the package doc (default: a private registry).
 	Registerer prometheus.Registerer
@@ -93,6 +108,9 @@ func New(cfg Config, deps Deps) *Processor {
 	}
 	if cfg.KeepFor <= 0 {
 		cfg.KeepFor = DefaultKeepFor
+	}
+	if cfg.LockAfter == 0 {
+		cfg.LockAfter = DefaultLockAfter
 	}
 	if deps.Registerer == nil {
 		deps.Registerer = prometheus.NewRegistry()
@@ -149,18 +167,17 @@ func (p *Processor) refuse(ctx goka.Context, replyKey, correlationID string, err
 		return
 	}
 	ctx.Emit(p.replies, replyKey, &eventsv1.Reply{CorrelationId: correlationID, Body: &eventsv1.Reply_Error{
-		Error: &eventsv1.ReplyError{Message: card.Redact(err.Error()), CardToken: p.deps.Keys.Token(ctx.Key())}}})
+		Error: &eventsv1.ReplyError{Message: card.Redact(err.Error()), CardToken: ctx.Key()}}})
 }
 
-// pay decides one payment request (key: card number).
+// pay decides one payment request (key: card token).
 func (p *Processor) pay(ctx goka.Context, msg any) error {
 	req := msg.(*eventsv1.PaymentRequested)
-	number := ctx.Key()
-	if err := codecs.CheckPaymentRequested(number, req); err != nil {
+	token := ctx.Key()
+	if err := codecs.CheckPaymentRequested(token, req); err != nil {
 		p.refuse(ctx, req.GetReplyKey(), req.GetCorrelationId(), err)
 		return err
 	}
-	token := p.deps.Keys.Token(number)
 	now := p.deps.Now()
 	acct, err := account(ctx)
 	var (
@@ -169,13 +186,17 @@ func (p *Processor) pay(ctx goka.Context, msg any) error {
 	)
 	if err != nil {
 		out = Unavailable(req, now)
-		p.deps.Log.Error("account unreadable: payment rejected", "card", card.Mask(number), "err", card.Redact(err.Error()))
+		p.deps.Log.Error("account unreadable: payment rejected", "card", req.GetMaskedNumber(), "card_token", token, "err", card.Redact(err.Error()))
 	} else {
 		fp := FingerprintOf(p.deps.Keys, req)
 		out, kind = Decide(acct, req, fp, now)
 		if acct != nil && kind == Fresh {
-			Record(acct, out, fp, p.cfg.Keep, p.cfg.KeepFor)
+			wasBlocked := acct.GetStatus() == eventsv1.CardStatus_CARD_STATUS_BLOCKED
+			Record(acct, out, fp, p.cfg.policy())
 			ctx.SetValue(acct)
+			if !wasBlocked && acct.GetStatus() == eventsv1.CardStatus_CARD_STATUS_BLOCKED {
+				p.locked(acct, token)
+			}
 		}
 	}
 	if req.GetReplyKey() != "" && req.GetCorrelationId() != "" {
@@ -204,24 +225,33 @@ func (p *Processor) pay(ctx goka.Context, msg any) error {
 		p.m.decisions.WithLabelValues(codecs.StatusName(out.GetStatus()), codecs.ReasonName(out.GetReason()), codecs.ChannelName(req.GetChannel())).Inc()
 		p.m.processing.Observe(float64(out.GetDecidedAtUnixUs()-out.GetRequestedAtUnixUs()) / 1e6)
 	}
-	ctx.Emit(p.results, token, p.result(number, token, acct, req, out))
+	ctx.Emit(p.results, token, p.result(token, acct, req, out))
 	return nil
 }
 
-func (p *Processor) result(number, token string, acct *eventsv1.Account, req *eventsv1.PaymentRequested, out *eventsv1.Outcome) *codecs.Result {
+// locked logs a card blocked by its verification failures.
+func (p *Processor) locked(acct *eventsv1.Account, token string) {
+	p.m.lockouts.Inc()
+	p.deps.Log.Warn("card blocked: too many failed verifications in a row", "card", acct.GetMaskedNumber(), "card_token", token,
+		"failures", acct.GetVerifyFailures())
+}
+
+func (p *Processor) result(token string, acct *eventsv1.Account, req *eventsv1.PaymentRequested, out *eventsv1.Outcome) *codecs.Result {
 	requested, decided := time.UnixMicro(out.GetRequestedAtUnixUs()).UTC(), time.UnixMicro(out.GetDecidedAtUnixUs()).UTC()
+	masked := req.GetMaskedNumber() // the account's, if any, is the same: both come from the number
 	return &codecs.Result{
-		PaymentKey:     codecs.PaymentKey(token, out.GetTransactionId()),
+		PaymentKey:     codecs.PaymentKey(token, req.GetMerchantId(), out.GetTransactionId()),
 		TransactionID:  out.GetTransactionId(),
 		CardToken:      token,
-		CardMasked:     card.Mask(number),
-		CardBIN:        number[:min(6, len(number))],
+		CardMasked:     masked,
+		CardBIN:        masked[:min(6, len(masked))],
 		Status:         codecs.StatusName(out.GetStatus()),
 		Reason:         codecs.ReasonName(out.GetReason()),
 		AmountCents:    out.GetAmountCents(),
 		Amount:         json.Number(money.Format(out.GetAmountCents())),
 		Currency:       acct.GetCurrency(),
-		Store:          req.GetStore(),
+		Merchant:       req.GetMerchantId(),
+		Store:          codecs.StoreName(req.GetMerchantName(), req.GetStore()),
 		Description:    req.GetDescription(),
 		Channel:        codecs.ChannelName(req.GetChannel()),
 		RequestedAt:    requested.Format(codecs.TimeFormat),
@@ -232,52 +262,62 @@ func (p *Processor) result(number, token string, acct *eventsv1.Account, req *ev
 	}
 }
 
-// command handles one card command (key: card number).
+// command handles one card command (key: card token).
 func (p *Processor) command(ctx goka.Context, msg any) error {
 	cmd := msg.(*eventsv1.CardCommand)
-	number := ctx.Key()
-	if err := codecs.CheckCardCommand(number, cmd); err != nil {
+	token := ctx.Key()
+	if err := codecs.CheckCardCommand(token, cmd); err != nil {
 		p.refuse(ctx, cmd.GetReplyKey(), cmd.GetCommandId(), err)
 		return err
 	}
 	acct, err := account(ctx)
-	reply := &eventsv1.CardReply{Result: eventsv1.CardResult_CARD_RESULT_OK, Account: acct, CardToken: p.deps.Keys.Token(number)}
-	var name string
-	switch c := cmd.GetCommand().(type) {
-	case *eventsv1.CardCommand_Issue:
-		name = "issue"
-		switch {
-		case err != nil:
-			reply.Result = eventsv1.CardResult_CARD_RESULT_UNAVAILABLE
-		case acct != nil:
-			reply.Result = eventsv1.CardResult_CARD_RESULT_ALREADY_EXISTS
-			reply.Account = nil
-		default:
-			acct = &eventsv1.Account{
-				HolderName:     strings.TrimSpace(c.Issue.GetHolderName()),
-				LimitCents:     c.Issue.GetLimitCents(),
-				Currency:       c.Issue.GetCurrency(),
-				ExpiryMonth:    c.Issue.GetExpiryMonth(),
-				ExpiryYear:     c.Issue.GetExpiryYear(),
-				Status:         eventsv1.CardStatus_CARD_STATUS_ACTIVE,
-				IssuedAtUnixUs: p.deps.Now().UnixMicro(),
-			}
+	reply := &eventsv1.CardReply{Result: eventsv1.CardResult_CARD_RESULT_OK, Account: acct, CardToken: token}
+	name := commandName(cmd)
+	switch {
+	case err != nil:
+		reply.Result, reply.Account = eventsv1.CardResult_CARD_RESULT_UNAVAILABLE, nil
+		p.deps.Log.Error("account unreadable: card command refused", "card_token", token, "command", name, "err", card.Redact(err.Error()))
+	case name == "issue":
+		if acct != nil {
+			reply.Result, reply.Account = eventsv1.CardResult_CARD_RESULT_ALREADY_EXISTS, nil
+			break
+		}
+		c := cmd.GetIssue()
+		acct = &eventsv1.Account{
+			HolderName:     strings.TrimSpace(c.GetHolderName()),
+			LimitCents:     c.GetLimitCents(),
+			Currency:       c.GetCurrency(),
+			ExpiryMonth:    c.GetExpiryMonth(),
+			ExpiryYear:     c.GetExpiryYear(),
+			Status:         eventsv1.CardStatus_CARD_STATUS_ACTIVE,
+			IssuedAtUnixUs: p.deps.Now().UnixMicro(),
+			MaskedNumber:   c.GetMaskedNumber(),
+			CardKeyId:      c.GetCardKeyId(),
+		}
+		ctx.SetValue(acct)
+		reply.Account = acct
+	case acct == nil:
+		reply.Result = eventsv1.CardResult_CARD_RESULT_NOT_FOUND
+	case name == "block":
+		acct.Status, acct.BlockReason = eventsv1.CardStatus_CARD_STATUS_BLOCKED, eventsv1.BlockReason_BLOCK_REASON_OPERATOR
+		ctx.SetValue(acct)
+	case name == "unblock":
+		acct.Status, acct.BlockReason, acct.VerifyFailures = eventsv1.CardStatus_CARD_STATUS_ACTIVE, eventsv1.BlockReason_BLOCK_REASON_UNSPECIFIED, 0
+		ctx.SetValue(acct)
+	case name == "verify":
+		wasBlocked, before := acct.GetStatus() == eventsv1.CardStatus_CARD_STATUS_BLOCKED, acct.GetVerifyFailures()
+		if !Verify(acct, cmd.GetVerify(), p.deps.Now(), p.cfg.policy()) {
+			reply.Result = eventsv1.CardResult_CARD_RESULT_NOT_VERIFIED
+		}
+		if acct.GetVerifyFailures() != before || acct.GetStatus() == eventsv1.CardStatus_CARD_STATUS_BLOCKED && !wasBlocked {
 			ctx.SetValue(acct)
-			reply.Account = acct
 		}
-	case *eventsv1.CardCommand_Get:
-		name = "get"
-		switch {
-		case err != nil:
-			reply.Result = eventsv1.CardResult_CARD_RESULT_UNAVAILABLE
-		case acct == nil:
-			reply.Result = eventsv1.CardResult_CARD_RESULT_NOT_FOUND
+		if !wasBlocked && acct.GetStatus() == eventsv1.CardStatus_CARD_STATUS_BLOCKED {
+			p.locked(acct, token)
 		}
-	default:
-		return errors.New("card command: unknown command") // CheckCardCommand refuses it first
 	}
-	if err != nil {
-		p.deps.Log.Error("account unreadable: card command refused", "card", card.Mask(number), "command", name, "err", card.Redact(err.Error()))
+	if name == "block" || name == "unblock" {
+		p.deps.Log.Info("card "+name+"ed", "card", acct.GetMaskedNumber(), "card_token", token, "actor", cmd.GetActor(), "result", reply.Result.String())
 	}
 	p.m.commands.WithLabelValues(name, strings.ToLower(strings.TrimPrefix(reply.Result.String(), "CARD_RESULT_"))).Inc()
 	if cmd.GetReplyKey() != "" {
@@ -289,12 +329,30 @@ func (p *Processor) command(ctx goka.Context, msg any) error {
 	return nil
 }
 
+// commandName is a command's name in metrics and logs.
+func commandName(cmd *eventsv1.CardCommand) string {
+	switch cmd.GetCommand().(type) {
+	case *eventsv1.CardCommand_Issue:
+		return "issue"
+	case *eventsv1.CardCommand_Get:
+		return "get"
+	case *eventsv1.CardCommand_Block:
+		return "block"
+	case *eventsv1.CardCommand_Unblock:
+		return "unblock"
+	case *eventsv1.CardCommand_Verify:
+		return "verify"
+	}
+	return "unknown" // CheckCardCommand refuses it first
+}
+
 type metrics struct {
 	decisions   *prometheus.CounterVec
 	duplicates  prometheus.Counter
 	conflicts   prometheus.Counter
 	unavailable prometheus.Counter
 	commands    *prometheus.CounterVec
+	lockouts    prometheus.Counter
 	processing  prometheus.Histogram
 }
 
@@ -315,12 +373,15 @@ func newMetrics(r prometheus.Registerer) metrics {
 		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "codebank_authorizer_commands_total", Help: "Card commands handled, by command and result.",
 		}, []string{"command", "result"}),
+		lockouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "codebank_authorizer_lockouts_total", Help: "Cards blocked because they failed verification too many times in a row.",
+		}),
 		processing: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "codebank_authorizer_processing_seconds",
 			Help:    "Time from the ingress accepting a payment to the authorizer deciding it.",
 			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}),
 	}
-	r.MustRegister(m.decisions, m.duplicates, m.conflicts, m.unavailable, m.commands, m.processing)
+	r.MustRegister(m.decisions, m.duplicates, m.conflicts, m.unavailable, m.commands, m.lockouts, m.processing)
 	return m
 }

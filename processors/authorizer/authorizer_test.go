@@ -11,23 +11,19 @@ import (
 	"github.com/lovoo/goka/tester"
 
 	"github.com/codebank/codebank/codecs"
-	"github.com/codebank/codebank/internal/card"
 	"github.com/codebank/codebank/processors"
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
 )
 
-const number = "4111111111111111"
+// token is a card's token: the authorizer never sees a card number.
+const token = "gzNcUY7KgaoXOFX_qNg2gQ"
 
 // startTester runs the authorizer on goka's in-memory tester and returns it.
-func startTester(t *testing.T) (*tester.Tester, processors.Topology, card.Keys) {
+func startTester(t *testing.T) (*tester.Tester, processors.Topology) {
 	t.Helper()
 	tt := tester.New(t)
 	topo := processors.Topology{Prefix: "unit-"}
-	keys, err := card.NewKeys("a test secret of the bank")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := New(Config{Topology: topo}, Deps{Keys: keys, Now: func() time.Time { return now }})
+	p := New(Config{Topology: topo, LockAfter: 3}, Deps{Keys: testKeys, Now: func() time.Time { return now }})
 	proc, err := goka.NewProcessor(nil, p.Graph(), goka.WithTester(tt))
 	if err != nil {
 		t.Fatal(err)
@@ -41,26 +37,26 @@ func startTester(t *testing.T) (*tester.Tester, processors.Topology, card.Keys) 
 			t.Errorf("processor: %v", err)
 		}
 	})
-	return tt, topo, keys
+	return tt, topo
 }
 
 func TestProcessorIssueAndPay(t *testing.T) {
-	tt, topo, keys := startTester(t)
+	tt, topo := startTester(t)
 	replies := tt.NewQueueTracker(topo.Replies().Name)
 	results := tt.NewQueueTracker(topo.Results().Name)
 
-	tt.Consume(topo.CardCommands().Name, number, issueCommand("c1", "Maria Silva", 10000))
+	tt.Consume(topo.CardCommands().Name, token, issueCommand("c1", "Maria Silva", 10000))
 	key, v, ok := replies.Next()
 	if !ok || key != "r0" {
 		t.Fatalf("no reply to issue (key %q)", key)
 	}
 	if r := v.(*eventsv1.Reply); r.GetCorrelationId() != "c1" || r.GetCard().GetResult() != eventsv1.CardResult_CARD_RESULT_OK ||
-		r.GetCard().GetCardToken() != keys.Token(number) {
+		r.GetCard().GetCardToken() != token {
 		t.Fatalf("issue reply = %v", r)
 	}
 
 	// Issuing the same number again is refused and changes nothing.
-	tt.Consume(topo.CardCommands().Name, number, issueCommand("c2", "Other", 1))
+	tt.Consume(topo.CardCommands().Name, token, issueCommand("c2", "Other", 1))
 	if _, v, _ := replies.Next(); v.(*eventsv1.Reply).GetCard().GetResult() != eventsv1.CardResult_CARD_RESULT_ALREADY_EXISTS {
 		t.Fatalf("second issue reply = %v", v)
 	}
@@ -72,13 +68,13 @@ func TestProcessorIssueAndPay(t *testing.T) {
 		corr := fmt.Sprint("call-", calls)
 		req := payment(tx, amount)
 		req.CorrelationId = corr
-		tt.Consume(topo.PaymentRequests().Name, number, req)
+		tt.Consume(topo.PaymentRequests().Name, token, req)
 		key, v, ok := replies.Next()
 		if !ok || key != "r1" {
 			t.Fatalf("no reply to payment %s", tx)
 		}
 		r := v.(*eventsv1.Reply)
-		if r.GetCorrelationId() != corr || r.GetPayment().GetCardToken() != keys.Token(number) {
+		if r.GetCorrelationId() != corr || r.GetPayment().GetCardToken() != token {
 			t.Fatalf("reply correlation = %q, token %q; want %q, the card's", r.GetCorrelationId(), r.GetPayment().GetCardToken(), corr)
 		}
 		return r.GetPayment()
@@ -96,7 +92,7 @@ func TestProcessorIssueAndPay(t *testing.T) {
 	if r := pay("tx-1", 7000); !r.GetConflict() || r.GetOutcome().GetStatus() != eventsv1.PaymentStatus_PAYMENT_STATUS_UNSPECIFIED {
 		t.Fatalf("tx-1 again for another amount = %v, want a conflict", r)
 	}
-	acct := tt.TableValue(goka.Table(topo.AuthorizerTable().Name), number).(*eventsv1.Account)
+	acct := tt.TableValue(goka.Table(topo.AuthorizerTable().Name), token).(*eventsv1.Account)
 	if acct.GetUsedCents() != 6000 || acct.GetApprovals() != 1 {
 		t.Fatalf("used = %d, approvals = %d; want 6000, 1 (charged once)", acct.GetUsedCents(), acct.GetApprovals())
 	}
@@ -109,7 +105,7 @@ func TestProcessorIssueAndPay(t *testing.T) {
 		if !ok {
 			break
 		}
-		if key != keys.Token(number) {
+		if key != token {
 			t.Errorf("result key = %q, want the card token", key)
 		}
 		got = append(got, v.(*codecs.Result))
@@ -119,7 +115,7 @@ func TestProcessorIssueAndPay(t *testing.T) {
 	}
 	first := got[0]
 	if first.Status != "approved" || first.AmountCents != 6000 || first.Amount != "60.00" || first.CardMasked != "411111******1111" ||
-		first.PaymentKey != keys.Token(number)+":tx-1" ||
+		first.PaymentKey != token+":code-store:tx-1" || first.Merchant != "code-store" || first.Store != "Code Store (Centro)" ||
 		first.Currency != "BRL" || first.ProcessingMs != 1 || first.AuthorizedAt != "2026-11-25T12:00:00.000000Z" {
 		t.Errorf("first result = %+v", first)
 	}
@@ -132,17 +128,17 @@ func TestProcessorIssueAndPay(t *testing.T) {
 }
 
 func TestProcessorUnknownCard(t *testing.T) {
-	tt, topo, _ := startTester(t)
+	tt, topo := startTester(t)
 	replies := tt.NewQueueTracker(topo.Replies().Name)
-	tt.Consume(topo.PaymentRequests().Name, number, payment("tx", 1))
+	tt.Consume(topo.PaymentRequests().Name, token, payment("tx", 1))
 	_, v, ok := replies.Next()
 	if !ok || v.(*eventsv1.Reply).GetPayment().GetOutcome().GetReason() != eventsv1.RejectReason_REJECT_REASON_CARD_NOT_FOUND {
 		t.Fatalf("reply = %v, want card not found", v)
 	}
-	if tt.TableValue(goka.Table(topo.AuthorizerTable().Name), number) != nil {
+	if tt.TableValue(goka.Table(topo.AuthorizerTable().Name), token) != nil {
 		t.Error("a payment on an unknown card created an account")
 	}
-	tt.Consume(topo.CardCommands().Name, number, &eventsv1.CardCommand{CommandId: "g", ReplyKey: "r", Command: &eventsv1.CardCommand_Get{Get: &eventsv1.GetCard{}}})
+	tt.Consume(topo.CardCommands().Name, token, &eventsv1.CardCommand{CommandId: "g", ReplyKey: "r", Command: &eventsv1.CardCommand_Get{Get: &eventsv1.GetCard{}}})
 	if _, v, _ := replies.Next(); v.(*eventsv1.Reply).GetCard().GetResult() != eventsv1.CardResult_CARD_RESULT_NOT_FOUND {
 		t.Fatalf("get reply = %v, want not found", v)
 	}
@@ -152,11 +148,11 @@ func TestProcessorUnknownCard(t *testing.T) {
 // topic of its input with headers saying where it came from and why, a request that says where
 // to reply gets an error reply, and the processor goes on deciding.
 func TestPoisonRecords(t *testing.T) {
-	tt, topo, _ := startTester(t)
+	tt, topo := startTester(t)
 	replies := tt.NewQueueTracker(topo.Replies().Name)
 	payDLQ := tt.NewQueueTracker(topo.DeadLetters(processors.ConsumerAuthorizer, topo.PaymentRequests()).Name)
 	cmdDLQ := tt.NewQueueTracker(topo.DeadLetters(processors.ConsumerAuthorizer, topo.CardCommands()).Name)
-	tt.Consume(topo.CardCommands().Name, number, issueCommand("c1", "Maria Silva", 10000))
+	tt.Consume(topo.CardCommands().Name, token, issueCommand("c1", "Maria Silva", 10000))
 	replies.Next()
 
 	noAmount := payment("tx-bad", 0)
@@ -170,11 +166,11 @@ func TestPoisonRecords(t *testing.T) {
 		errorFor string // correlation id of the expected error reply
 		wantErr  string
 	}{
-		{"undecodable payment", topo.PaymentRequests().Name, number, &codecs.Frame{Raw: []byte("\xff\xff not protobuf")}, payDLQ, "", "decode"},
-		{"payment without amount", topo.PaymentRequests().Name, number, noAmount, payDLQ, "call-bad", "amount_cents"},
-		{"payment keyed by no card", topo.PaymentRequests().Name, "not-a-card", payment("tx-2", 100), payDLQ, "call-tx-2", "key must be a card number"},
-		{"undecodable command", topo.CardCommands().Name, number, &codecs.Frame{Raw: []byte{0x0a, 0xff}}, cmdDLQ, "", "decode"},
-		{"command without command", topo.CardCommands().Name, number, &eventsv1.CardCommand{CommandId: "c-bad", ReplyKey: "r1"}, cmdDLQ, "c-bad", "command is required"},
+		{"undecodable payment", topo.PaymentRequests().Name, token, &codecs.Frame{Raw: []byte("\xff\xff not protobuf")}, payDLQ, "", "decode"},
+		{"payment without amount", topo.PaymentRequests().Name, token, noAmount, payDLQ, "call-bad", "amount_cents"},
+		{"payment keyed by no card", topo.PaymentRequests().Name, "not-a-card", payment("tx-2", 100), payDLQ, "call-tx-2", "key must be a card token"},
+		{"undecodable command", topo.CardCommands().Name, token, &codecs.Frame{Raw: []byte{0x0a, 0xff}}, cmdDLQ, "", "decode"},
+		{"command without command", topo.CardCommands().Name, token, &eventsv1.CardCommand{CommandId: "c-bad", ReplyKey: "r1"}, cmdDLQ, "c-bad", "command is required"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -199,8 +195,8 @@ func TestPoisonRecords(t *testing.T) {
 				!strings.Contains(string(h[processors.HeaderError]), tc.wantErr) || h[processors.HeaderSourceOffset] == nil || h[processors.HeaderSourcePartition] == nil {
 				t.Errorf("dead letter headers = %q", h)
 			}
-			if strings.Contains(string(h[processors.HeaderError]), number) {
-				t.Errorf("dead letter error names the card number: %s", h[processors.HeaderError])
+			if strings.Contains(string(h[processors.HeaderError]), token) {
+				t.Errorf("dead letter error quotes the key: %s", h[processors.HeaderError])
 			}
 			if tc.errorFor == "" {
 				return
@@ -217,7 +213,7 @@ func TestPoisonRecords(t *testing.T) {
 	// The partitions flow on.
 	req := payment("tx-good", 100)
 	req.CorrelationId = "call-good"
-	tt.Consume(topo.PaymentRequests().Name, number, req)
+	tt.Consume(topo.PaymentRequests().Name, token, req)
 	if _, v, ok := replies.Next(); !ok || v.(*eventsv1.Reply).GetPayment().GetOutcome().GetStatus() != eventsv1.PaymentStatus_PAYMENT_STATUS_APPROVED {
 		t.Fatalf("reply after the poison = %v, want approved", v)
 	}
@@ -227,17 +223,17 @@ func TestPoisonRecords(t *testing.T) {
 // limit: their payments are rejected as account unavailable, never "card not found", their
 // commands answered unavailable, and the stored values left as they are.
 func TestUnreadableAccountFailsClosed(t *testing.T) {
-	tt, topo, _ := startTester(t)
+	tt, topo := startTester(t)
 	replies := tt.NewQueueTracker(topo.Replies().Name)
 	results := tt.NewQueueTracker(topo.Results().Name)
 	table := goka.Table(topo.AuthorizerTable().Name)
-	const other = "5454545454545454"
-	tt.SetTableValue(table, number, &codecs.Undecodable{Raw: []byte("garbage")})
+	const other = "JIpE73r2AbZTSYgxNyjxeA"
+	tt.SetTableValue(table, token, &codecs.Undecodable{Raw: []byte("garbage")})
 	overLimit := &eventsv1.Account{HolderName: "Maria Silva", LimitCents: 100, UsedCents: 200, Currency: "BRL", ExpiryMonth: 11, ExpiryYear: 2030,
 		Status: eventsv1.CardStatus_CARD_STATUS_ACTIVE}
 	tt.SetTableValue(table, other, overLimit)
 
-	for _, n := range []string{number, other} {
+	for _, n := range []string{token, other} {
 		req := payment("tx-1", 1)
 		req.CorrelationId = "call-" + n
 		tt.Consume(topo.PaymentRequests().Name, n, req)
@@ -257,22 +253,79 @@ func TestUnreadableAccountFailsClosed(t *testing.T) {
 			t.Errorf("issue over a damaged account = %v, want unavailable", v)
 		}
 	}
-	if v, ok := tt.TableValue(table, number).(*codecs.Undecodable); !ok || string(v.Raw) != "garbage" {
-		t.Errorf("damaged account = %v, want it left as it was", tt.TableValue(table, number))
+	if v, ok := tt.TableValue(table, token).(*codecs.Undecodable); !ok || string(v.Raw) != "garbage" {
+		t.Errorf("damaged account = %v, want it left as it was", tt.TableValue(table, token))
 	}
 	if v := tt.TableValue(table, other).(*eventsv1.Account); v.GetUsedCents() != 200 {
 		t.Errorf("over-limit account = %v, want it left as it was", v)
 	}
 }
 
-// payment returns a valid payment request on the card of number, replying to r1.
+// payment returns a valid payment request on the card of token, replying to r1.
 func payment(tx string, amount int64) *eventsv1.PaymentRequested {
 	return &eventsv1.PaymentRequested{TransactionId: tx, HolderName: "maria silva",
-		ExpiryMonth: 11, ExpiryYear: 2030, CvvMatch: true, AmountCents: amount, Store: "Code Store", Description: "x",
-		RequestedAtUnixUs: now.Add(-time.Millisecond).UnixMicro(), ReplyKey: "r1", CorrelationId: "call-" + tx}
+		ExpiryMonth: 11, ExpiryYear: 2030, CvvKeyIds: []string{"k1"}, AmountCents: amount, Store: "Centro", Description: "x",
+		RequestedAtUnixUs: now.Add(-time.Millisecond).UnixMicro(), ReplyKey: "r1", CorrelationId: "call-" + tx,
+		MaskedNumber: "411111******1111", MerchantId: "code-store", MerchantName: "Code Store"}
 }
 
 func issueCommand(id, holder string, limit int64) *eventsv1.CardCommand {
 	return &eventsv1.CardCommand{CommandId: id, ReplyKey: "r0",
-		Command: &eventsv1.CardCommand_Issue{Issue: &eventsv1.IssueCard{HolderName: holder, LimitCents: limit, Currency: "BRL", ExpiryMonth: 11, ExpiryYear: 2030}}}
+		Command: &eventsv1.CardCommand_Issue{Issue: &eventsv1.IssueCard{HolderName: holder, LimitCents: limit, Currency: "BRL", ExpiryMonth: 11, ExpiryYear: 2030,
+			MaskedNumber: "411111******1111", CardKeyId: "k1"}}}
+}
+
+// TestProcessorCardCommands: verify counts toward the lockout (3 here) like payments; block and
+// unblock change the card's status, and unblock clears the failures.
+func TestProcessorCardCommands(t *testing.T) {
+	tt, topo := startTester(t)
+	replies := tt.NewQueueTracker(topo.Replies().Name)
+	table := goka.Table(topo.AuthorizerTable().Name)
+	n := 0
+	command := func(c *eventsv1.CardCommand) *eventsv1.CardReply {
+		t.Helper()
+		n++
+		c.CommandId, c.ReplyKey, c.Actor = fmt.Sprint("c", n), "r0", "ops-1"
+		tt.Consume(topo.CardCommands().Name, token, c)
+		_, v, ok := replies.Next()
+		if !ok || v.(*eventsv1.Reply).GetCorrelationId() != c.CommandId {
+			t.Fatalf("reply = %v", v)
+		}
+		return v.(*eventsv1.Reply).GetCard()
+	}
+	verify := func(cvvKey string) *eventsv1.CardCommand {
+		return &eventsv1.CardCommand{Command: &eventsv1.CardCommand_Verify{Verify: &eventsv1.VerifyCard{ExpiryMonth: 11, ExpiryYear: 2030, CvvKeyIds: []string{cvvKey}}}}
+	}
+	if r := command(verify("k1")); r.GetResult() != eventsv1.CardResult_CARD_RESULT_NOT_FOUND {
+		t.Fatalf("verify of no card = %v", r)
+	}
+	command(issueCommand("", "Maria Silva", 10000))
+	if r := command(verify("k1")); r.GetResult() != eventsv1.CardResult_CARD_RESULT_OK {
+		t.Fatalf("verify with the card's data = %v", r)
+	}
+	for range 2 {
+		if r := command(verify("k9")); r.GetResult() != eventsv1.CardResult_CARD_RESULT_NOT_VERIFIED {
+			t.Fatalf("verify with another CVV = %v", r)
+		}
+	}
+	tt.Consume(topo.PaymentRequests().Name, token, func() *eventsv1.PaymentRequested { p := payment("tx-bad", 100); p.CvvKeyIds = nil; return p }())
+	replies.Next()
+	acct := tt.TableValue(table, token).(*eventsv1.Account)
+	if acct.GetStatus() != eventsv1.CardStatus_CARD_STATUS_BLOCKED || acct.GetBlockReason() != eventsv1.BlockReason_BLOCK_REASON_VERIFICATION_FAILURES {
+		t.Fatalf("after two failed verifications and a failed payment: %v", acct)
+	}
+	if r := command(verify("k1")); r.GetResult() != eventsv1.CardResult_CARD_RESULT_NOT_VERIFIED {
+		t.Fatalf("verify of a locked card = %v", r)
+	}
+	if r := command(&eventsv1.CardCommand{Command: &eventsv1.CardCommand_Unblock{Unblock: &eventsv1.UnblockCard{}}}); r.GetAccount().GetStatus() != eventsv1.CardStatus_CARD_STATUS_ACTIVE ||
+		r.GetAccount().GetVerifyFailures() != 0 {
+		t.Fatalf("unblock = %v", r)
+	}
+	if r := command(&eventsv1.CardCommand{Command: &eventsv1.CardCommand_Block{Block: &eventsv1.BlockCard{}}}); r.GetAccount().GetStatus() != eventsv1.CardStatus_CARD_STATUS_BLOCKED ||
+		r.GetAccount().GetBlockReason() != eventsv1.BlockReason_BLOCK_REASON_OPERATOR {
+		t.Fatalf("block = %v", r)
+	}
+	if r := command(&eventsv1.CardCommand{Command: &eventsv1.CardCommand_Block{Block: &eventsv1.BlockCard{}}}); r.GetResult() != eventsv1.CardResult_CARD_RESULT_OK {
+		t.Fatalf("block again = %v", r)
+	}
 }

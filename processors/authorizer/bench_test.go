@@ -14,6 +14,6 @@ func BenchmarkDecide(b *testing.B) {
 		r.TransactionId = strconv.Itoa(i)
 		f := FingerprintOf(testKeys, r)
 		out, _ := Decide(a, r, f, now)
-		Record(a, out, f, DefaultKeep, DefaultKeepFor)
+		Record(a, out, f, DefaultPolicy)
 	}
 }

@@ -1,6 +1,7 @@
 package authorizer
 
 import (
+	"slices"
 	"time"
 
 	"github.com/codebank/codebank/internal/card"
@@ -14,6 +15,22 @@ const DefaultKeep = 128
 
 // DefaultKeepFor is how long outcomes are remembered at most.
 const DefaultKeepFor = 24 * time.Hour
+
+// DefaultLockAfter is how many failed verifications in a row block a card.
+const DefaultLockAfter = 5
+
+// Policy is what Record keeps of a decision.
+type Policy struct {
+	// Keep is how many outcomes a card remembers, and KeepFor for how long at most.
+	Keep    int
+	KeepFor time.Duration
+	// LockAfter is how many failed verifications in a row (expiry, CVV or holder name, by
+	// payments or VerifyCard) block the card; 0 never does.
+	LockAfter int
+}
+
+// DefaultPolicy is the policy of New's defaults.
+var DefaultPolicy = Policy{Keep: DefaultKeep, KeepFor: DefaultKeepFor, LockAfter: DefaultLockAfter}
 
 // Kind says how a payment request relates to the outcomes its card remembers.
 type Kind int
@@ -64,7 +81,7 @@ func Decide(a *eventsv1.Account, r *eventsv1.PaymentRequested, fp Fingerprint, n
 		out.Reason = eventsv1.RejectReason_REJECT_REASON_EXPIRY_MISMATCH
 	case exp.Expired(requestedAt):
 		out.Reason = eventsv1.RejectReason_REJECT_REASON_CARD_EXPIRED
-	case !r.GetCvvMatch():
+	case !slices.Contains(r.GetCvvKeyIds(), a.GetCardKeyId()):
 		out.Reason = eventsv1.RejectReason_REJECT_REASON_CVV_MISMATCH
 	case !card.SameHolder(r.GetHolderName(), a.GetHolderName()):
 		out.Reason = eventsv1.RejectReason_REJECT_REASON_HOLDER_MISMATCH
@@ -88,14 +105,62 @@ func Unavailable(r *eventsv1.PaymentRequested, now time.Time) *eventsv1.Outcome 
 }
 
 // Record applies a fresh outcome of a request with fingerprint fp to its account: an approved
-// amount is charged and counted, and the outcome is remembered, keeping at most keep outcomes
-// and none decided more than keepFor before it.
-func Record(a *eventsv1.Account, out *eventsv1.Outcome, fp Fingerprint, keep int, keepFor time.Duration) {
-	if out.GetStatus() == eventsv1.PaymentStatus_PAYMENT_STATUS_APPROVED {
+// amount is charged and counted; a failed verification is counted, and blocks the card at
+// p.LockAfter in a row, while one that passed (approved, or short of credit) clears the count;
+// and the outcome is remembered, keeping at most p.Keep outcomes and none decided more than
+// p.KeepFor before it.
+func Record(a *eventsv1.Account, out *eventsv1.Outcome, fp Fingerprint, p Policy) {
+	switch {
+	case out.GetStatus() == eventsv1.PaymentStatus_PAYMENT_STATUS_APPROVED:
 		a.UsedCents += out.GetAmountCents()
 		a.Approvals++
+		a.VerifyFailures = 0
+	case out.GetReason() == eventsv1.RejectReason_REJECT_REASON_INSUFFICIENT_CREDIT:
+		a.VerifyFailures = 0
+	case VerificationFailed(out.GetReason()):
+		recordFailure(a, p)
 	}
-	a.Outcomes = appendOutcome(a.Outcomes, out, fp, keep, out.GetDecidedAtUnixUs()-keepFor.Microseconds())
+	a.Outcomes = appendOutcome(a.Outcomes, out, fp, p.Keep, out.GetDecidedAtUnixUs()-p.KeepFor.Microseconds())
+}
+
+// VerificationFailed reports whether a rejection says that the card data given is not the
+// card's: the failures that count toward the lockout, and that merchants are told only as
+// REJECT_REASON_DO_NOT_HONOR.
+func VerificationFailed(r eventsv1.RejectReason) bool {
+	switch r {
+	case eventsv1.RejectReason_REJECT_REASON_EXPIRY_MISMATCH, eventsv1.RejectReason_REJECT_REASON_CVV_MISMATCH,
+		eventsv1.RejectReason_REJECT_REASON_HOLDER_MISMATCH:
+		return true
+	}
+	return false
+}
+
+// recordFailure counts a failed verification and blocks the card when it reaches p.LockAfter.
+func recordFailure(a *eventsv1.Account, p Policy) {
+	a.VerifyFailures++
+	if p.LockAfter > 0 && a.VerifyFailures >= int32(p.LockAfter) && a.GetStatus() == eventsv1.CardStatus_CARD_STATUS_ACTIVE {
+		a.Status = eventsv1.CardStatus_CARD_STATUS_BLOCKED
+		a.BlockReason = eventsv1.BlockReason_BLOCK_REASON_VERIFICATION_FAILURES
+	}
+}
+
+// Verify returns whether a verify command proves the card (an active card, its expiry, not
+// expired at now, and a CVV that matched under the card's own key), and applies the answer to
+// the account as a payment's verification would be: data that is not the card's counts toward
+// the lockout, data that is clears the count. A blocked card is never proven, and its count is
+// left as it is.
+func Verify(a *eventsv1.Account, v *eventsv1.VerifyCard, now time.Time, p Policy) bool {
+	if a.GetStatus() != eventsv1.CardStatus_CARD_STATUS_ACTIVE {
+		return false
+	}
+	if v.GetExpiryMonth() != a.GetExpiryMonth() || v.GetExpiryYear() != a.GetExpiryYear() ||
+		!slices.Contains(v.GetCvvKeyIds(), a.GetCardKeyId()) {
+		recordFailure(a, p)
+		return false
+	}
+	a.VerifyFailures = 0
+	exp := card.Expiry{Month: int(a.GetExpiryMonth()), Year: int(a.GetExpiryYear())}
+	return !exp.Expired(now)
 }
 
 // Available returns the credit left on an account; 0 for nil.

@@ -15,7 +15,7 @@ import (
 var now = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
 var testKeys = func() card.Keys {
-	k, err := card.NewKeys("a test secret of the bank")
+	k, err := card.NewKeys([]byte("a test tokenization key of the bank"))
 	if err != nil {
 		panic(err)
 	}
@@ -26,12 +26,13 @@ func fp(r *eventsv1.PaymentRequested) Fingerprint { return FingerprintOf(testKey
 
 func testAccount() *eventsv1.Account {
 	return &eventsv1.Account{HolderName: "Maria Silva", LimitCents: 10000, UsedCents: 2000, Currency: "BRL",
-		ExpiryMonth: 11, ExpiryYear: 2030, Status: eventsv1.CardStatus_CARD_STATUS_ACTIVE}
+		ExpiryMonth: 11, ExpiryYear: 2030, Status: eventsv1.CardStatus_CARD_STATUS_ACTIVE, MaskedNumber: "411111******1111", CardKeyId: "k1"}
 }
 
 func testRequest() *eventsv1.PaymentRequested {
 	return &eventsv1.PaymentRequested{TransactionId: "tx-1", HolderName: "MARIA SILVA", ExpiryMonth: 11, ExpiryYear: 2030,
-		CvvMatch: true, AmountCents: 5000, Store: "Code Store", Description: "book", RequestedAtUnixUs: now.UnixMicro()}
+		CvvKeyIds: []string{"k1"}, AmountCents: 5000, Store: "Centro", Description: "book", RequestedAtUnixUs: now.UnixMicro(),
+		MaskedNumber: "411111******1111", MerchantId: "code-store", MerchantName: "Code Store"}
 }
 
 func TestDecide(t *testing.T) {
@@ -62,7 +63,9 @@ func TestDecide(t *testing.T) {
 			func(r *eventsv1.PaymentRequested) { r.ExpiryMonth, r.ExpiryYear = 10, 2026 }, rejected, eventsv1.RejectReason_REJECT_REASON_CARD_EXPIRED, 8000},
 		{"valid through its expiry month", func(a *eventsv1.Account) *eventsv1.Account { a.ExpiryMonth, a.ExpiryYear = 11, 2026; return a },
 			func(r *eventsv1.PaymentRequested) { r.ExpiryMonth, r.ExpiryYear = 11, 2026 }, approved, 0, 3000},
-		{"cvv mismatch", nil, func(r *eventsv1.PaymentRequested) { r.CvvMatch = false }, rejected, eventsv1.RejectReason_REJECT_REASON_CVV_MISMATCH, 8000},
+		{"cvv mismatch", nil, func(r *eventsv1.PaymentRequested) { r.CvvKeyIds = nil }, rejected, eventsv1.RejectReason_REJECT_REASON_CVV_MISMATCH, 8000},
+		{"cvv of another card key", nil, func(r *eventsv1.PaymentRequested) { r.CvvKeyIds = []string{"k0", "k2"} }, rejected, eventsv1.RejectReason_REJECT_REASON_CVV_MISMATCH, 8000},
+		{"cvv matching under the card's key among others", nil, func(r *eventsv1.PaymentRequested) { r.CvvKeyIds = []string{"k2", "k1"} }, approved, 0, 3000},
 		{"holder mismatch", nil, func(r *eventsv1.PaymentRequested) { r.HolderName = "Mario Silva" }, rejected, eventsv1.RejectReason_REJECT_REASON_HOLDER_MISMATCH, 8000},
 		{"holder case and spaces do not matter", nil, func(r *eventsv1.PaymentRequested) { r.HolderName = "  maria   silva " }, approved, 0, 3000},
 		{"blocked wins over insufficient credit", func(a *eventsv1.Account) *eventsv1.Account {
@@ -103,7 +106,7 @@ func TestRecordAndDuplicates(t *testing.T) {
 	a := testAccount()
 	r := testRequest()
 	out, _ := Decide(a, r, fp(r), now)
-	Record(a, out, fp(r), DefaultKeep, DefaultKeepFor)
+	Record(a, out, fp(r), DefaultPolicy)
 	if a.GetUsedCents() != 7000 || a.GetApprovals() != 1 {
 		t.Fatalf("used = %d, approvals = %d after approval, want 7000, 1", a.GetUsedCents(), a.GetApprovals())
 	}
@@ -115,7 +118,7 @@ func TestRecordAndDuplicates(t *testing.T) {
 	r2 := testRequest()
 	r2.TransactionId, r2.AmountCents = "tx-2", 999999
 	out2, _ := Decide(a, r2, fp(r2), now)
-	Record(a, out2, fp(r2), DefaultKeep, DefaultKeepFor)
+	Record(a, out2, fp(r2), DefaultPolicy)
 	if a.GetUsedCents() != 7000 || a.GetApprovals() != 1 {
 		t.Fatalf("used = %d, approvals = %d after rejection, want 7000, 1", a.GetUsedCents(), a.GetApprovals())
 	}
@@ -128,14 +131,16 @@ func TestReusedTransactionID(t *testing.T) {
 	a := testAccount()
 	r := testRequest()
 	out, _ := Decide(a, r, fp(r), now)
-	Record(a, out, fp(r), DefaultKeep, DefaultKeepFor)
+	Record(a, out, fp(r), DefaultPolicy)
 	tests := []struct {
 		name   string
 		change func(*eventsv1.PaymentRequested)
 		want   Kind
 	}{
 		{"same parameters", func(*eventsv1.PaymentRequested) {}, Duplicate},
-		{"same parameters, other verification data", func(r *eventsv1.PaymentRequested) { r.CvvMatch, r.HolderName = false, "x" }, Duplicate},
+		{"same parameters, other verification data", func(r *eventsv1.PaymentRequested) { r.CvvKeyIds, r.HolderName = nil, "x" }, Duplicate},
+		{"same id from another merchant", func(r *eventsv1.PaymentRequested) { r.MerchantId = "other-shop" }, Fresh},
+		{"same merchant renamed", func(r *eventsv1.PaymentRequested) { r.MerchantName = "Code Store Ltda" }, Duplicate},
 		{"another amount", func(r *eventsv1.PaymentRequested) { r.AmountCents++ }, Conflict},
 		{"another store", func(r *eventsv1.PaymentRequested) { r.Store = "Other Store" }, Conflict},
 		{"another description", func(r *eventsv1.PaymentRequested) { r.Description = "two books" }, Conflict},
@@ -169,7 +174,7 @@ func TestReusedTransactionID(t *testing.T) {
 
 func TestFingerprintIsKeyed(t *testing.T) {
 	r := testRequest()
-	other, err := card.NewKeys("another secret of another bank")
+	other, err := card.NewKeys([]byte("another tokenization key of another bank"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +204,7 @@ func TestRecordBounds(t *testing.T) {
 		r := testRequest()
 		r.TransactionId = fmt.Sprint("tx-", i)
 		out, _ := Decide(a, r, fp(r), now.Add(time.Duration(i)*time.Hour))
-		Record(a, out, fp(r), 4, 5*time.Hour)
+		Record(a, out, fp(r), Policy{Keep: 4, KeepFor: 5 * time.Hour})
 	}
 	id := func(tx string) [16]byte { r := testRequest(); r.TransactionId = tx; return fp(r).ID }
 	kept := rememberedOutcomes(a)
@@ -213,7 +218,7 @@ func TestRecordBounds(t *testing.T) {
 	r := testRequest()
 	r.TransactionId = "late"
 	out, _ := Decide(a, r, fp(r), now.Add(20*time.Hour))
-	Record(a, out, fp(r), 4, 5*time.Hour)
+	Record(a, out, fp(r), Policy{Keep: 4, KeepFor: 5 * time.Hour})
 	if kept := rememberedOutcomes(a); len(kept) != 1 || kept[0].fp.ID != id("late") {
 		t.Errorf("kept %+v, want only the newest", kept)
 	}
@@ -231,7 +236,7 @@ func TestOutcomesAtTheirBounds(t *testing.T) {
 		r := testRequest()
 		r.TransactionId, r.AmountCents, r.RequestedAtUnixUs = fmt.Sprint("tx-", amount), amount, 1
 		out, _ := Decide(a, r, fp(r), now)
-		Record(a, out, fp(r), DefaultKeep, DefaultKeepFor)
+		Record(a, out, fp(r), DefaultPolicy)
 		again, kind := Decide(a, r, fp(r), now.Add(time.Hour))
 		if kind != Duplicate || !proto.Equal(again, out) {
 			t.Errorf("replay of %v = %v, %v", out, again, kind)
@@ -239,5 +244,71 @@ func TestOutcomesAtTheirBounds(t *testing.T) {
 	}
 	if a.GetUsedCents() != money.MaxCents {
 		t.Errorf("used %d, want %d", a.GetUsedCents(), money.MaxCents)
+	}
+}
+
+// TestLockout: failed verifications in a row block the card at the limit; one that passes
+// clears the count; a blocked card is not counted further; VerifyCard counts like payments.
+func TestLockout(t *testing.T) {
+	a := testAccount()
+	pay := func(tx string, change func(*eventsv1.PaymentRequested)) *eventsv1.Outcome {
+		r := testRequest()
+		r.TransactionId = tx
+		if change != nil {
+			change(r)
+		}
+		out, kind := Decide(a, r, fp(r), now)
+		if kind != Fresh {
+			t.Fatalf("%s: kind %v", tx, kind)
+		}
+		Record(a, out, fp(r), Policy{Keep: DefaultKeep, KeepFor: DefaultKeepFor, LockAfter: 3})
+		return out
+	}
+	badCVV := func(r *eventsv1.PaymentRequested) { r.CvvKeyIds = nil }
+	pay("a", badCVV)
+	pay("b", func(r *eventsv1.PaymentRequested) { r.ExpiryMonth = 1 })
+	if a.GetVerifyFailures() != 2 {
+		t.Fatalf("failures = %d, want 2", a.GetVerifyFailures())
+	}
+	pay("c", func(r *eventsv1.PaymentRequested) { r.AmountCents = 1e6 }) // short of credit: the data verified
+	if a.GetVerifyFailures() != 0 {
+		t.Fatalf("failures = %d after a payment whose data verified, want 0", a.GetVerifyFailures())
+	}
+	pay("d", badCVV)
+	pay("e", func(r *eventsv1.PaymentRequested) { r.HolderName = "Someone Else" })
+	if a.GetStatus() != eventsv1.CardStatus_CARD_STATUS_ACTIVE {
+		t.Fatal("blocked before the limit")
+	}
+	pay("f", badCVV)
+	if a.GetStatus() != eventsv1.CardStatus_CARD_STATUS_BLOCKED || a.GetBlockReason() != eventsv1.BlockReason_BLOCK_REASON_VERIFICATION_FAILURES {
+		t.Fatalf("after 3 failures in a row: %v %v, want blocked for verification failures", a.GetStatus(), a.GetBlockReason())
+	}
+	if out := pay("g", nil); out.GetReason() != eventsv1.RejectReason_REJECT_REASON_CARD_BLOCKED || a.GetVerifyFailures() != 3 {
+		t.Errorf("the right data on a locked card: %v, failures %d; want CARD_BLOCKED, 3", out.GetReason(), a.GetVerifyFailures())
+	}
+
+	// VerifyCard.
+	b := testAccount()
+	p := Policy{LockAfter: 2}
+	good := &eventsv1.VerifyCard{ExpiryMonth: 11, ExpiryYear: 2030, CvvKeyIds: []string{"k1"}}
+	if !Verify(b, good, now, p) {
+		t.Fatal("Verify refused the card's data")
+	}
+	for _, bad := range []*eventsv1.VerifyCard{
+		{ExpiryMonth: 11, ExpiryYear: 2030, CvvKeyIds: []string{"k2"}},
+		{ExpiryMonth: 12, ExpiryYear: 2030, CvvKeyIds: []string{"k1"}},
+	} {
+		if Verify(b, bad, now, p) {
+			t.Errorf("Verify(%v) proved the card", bad)
+		}
+	}
+	if b.GetStatus() != eventsv1.CardStatus_CARD_STATUS_BLOCKED || Verify(b, good, now, p) {
+		t.Errorf("after 2 failed verifications: %v, and the good data still proves it", b.GetStatus())
+	}
+	// An expired card's right data proves nothing, and counts nothing.
+	c := testAccount()
+	c.ExpiryMonth, c.ExpiryYear = 10, 2026
+	if Verify(c, &eventsv1.VerifyCard{ExpiryMonth: 10, ExpiryYear: 2026, CvvKeyIds: []string{"k1"}}, now, p) || c.GetVerifyFailures() != 0 {
+		t.Errorf("expired card: proven, or failures %d", c.GetVerifyFailures())
 	}
 }

@@ -42,7 +42,7 @@ func FuzzDecide(f *testing.F) {
 			return
 		}
 		r := v.(*eventsv1.PaymentRequested)
-		if codecs.CheckPaymentRequested("4111111111111111", r) != nil {
+		if codecs.CheckPaymentRequested("gzNcUY7KgaoXOFX_qNg2gQ", r) != nil {
 			return // dead-lettered
 		}
 		before := proto.Clone(a).(*eventsv1.Account)
@@ -54,7 +54,7 @@ func FuzzDecide(f *testing.F) {
 		if kind != Fresh {
 			return
 		}
-		Record(a, out, fp, DefaultKeep, DefaultKeepFor)
+		Record(a, out, fp, DefaultPolicy)
 		approved := out.GetStatus() == eventsv1.PaymentStatus_PAYMENT_STATUS_APPROVED
 		charged := int64(0)
 		if approved {

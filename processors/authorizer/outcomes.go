@@ -21,9 +21,10 @@ import (
 const entrySize = 47
 
 // Fingerprint identifies a payment request within its card, for idempotency: ID stands for the
-// transaction id, Params for the parameters a retry must repeat (store, description, channel;
-// the amount is compared as it is). Both are keyed digests under the bank secret (card.Keys),
-// so nobody can choose two ids, or two stores, that collide.
+// merchant and its transaction id (the same id from two merchants is two payments), Params for
+// the parameters a retry must repeat (store, description, channel; the amount is compared as it
+// is). Both are keyed digests under the bank's tokenization key (card.Keys.Digest), so nobody
+// can choose two ids, or two stores, that collide.
 type Fingerprint struct {
 	ID     [16]byte
 	Params uint32
@@ -32,7 +33,7 @@ type Fingerprint struct {
 // FingerprintOf returns the fingerprint of a payment request.
 func FingerprintOf(keys card.Keys, r *eventsv1.PaymentRequested) Fingerprint {
 	params := keys.Digest("payment-params", r.GetStore(), r.GetDescription(), codecs.ChannelName(r.GetChannel()))
-	return Fingerprint{ID: keys.Digest("payment-id", r.GetTransactionId()), Params: binary.BigEndian.Uint32(params[:4])}
+	return Fingerprint{ID: keys.Digest("payment-id", r.GetMerchantId(), r.GetTransactionId()), Params: binary.BigEndian.Uint32(params[:4])}
 }
 
 // remembered is one remembered outcome.

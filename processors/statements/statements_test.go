@@ -34,7 +34,7 @@ func start(t *testing.T) (*tester.Tester, processors.Topology) {
 }
 
 func result(tx, status, at string, amount int64) *codecs.Result {
-	r := &codecs.Result{PaymentKey: codecs.PaymentKey("tok", tx), TransactionID: tx, CardToken: "tok", Status: status, AmountCents: amount,
+	r := &codecs.Result{PaymentKey: codecs.PaymentKey("tok", "code-store", tx), TransactionID: tx, CardToken: "tok", Merchant: "code-store", Status: status, AmountCents: amount,
 		Store: "Code Store", Description: "d", AuthorizedAt: at}
 	if status == codecs.StatusRejected {
 		r.Reason = "insufficient_credit"
@@ -104,10 +104,10 @@ func TestPoisonRecords(t *testing.T) {
 	loopDLQ := tt.NewQueueTracker(topo.DeadLetters(processors.ConsumerStatements, loop).Name)
 
 	wrongKey := result("w", "approved", "2026-11-02T10:00:00.000000Z", 5)
-	wrongKey.PaymentKey = "other:w"
+	wrongKey.PaymentKey = "other:code-store:w"
 	tt.SetTableValue(table, "damaged", &codecs.Undecodable{Raw: []byte("garbage")})
 	damaged := result("x", "approved", "2026-11-02T10:00:00.000000Z", 5)
-	damaged.CardToken, damaged.PaymentKey = "damaged", "damaged:x"
+	damaged.CardToken, damaged.PaymentKey = "damaged", "damaged:code-store:x"
 	tests := []struct {
 		name    string
 		topic   string

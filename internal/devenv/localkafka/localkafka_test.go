@@ -2,6 +2,9 @@ package localkafka
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"net"
 	"os"
@@ -11,8 +14,12 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/lovoo/goka"
+	"github.com/lovoo/goka/codec"
 
 	"github.com/codebank/codebank/internal/devenv/jvm"
+	"github.com/codebank/codebank/internal/kafkaconf"
+	"github.com/codebank/codebank/internal/testenv/certs"
 )
 
 func saramaConfig() *sarama.Config {
@@ -64,7 +71,14 @@ func produce(t *testing.T, addr, topic, key, value string) {
 // consumeFirst returns the first message of partition 0 of topic.
 func consumeFirst(t *testing.T, addr, topic string) *sarama.ConsumerMessage {
 	t.Helper()
-	c, err := sarama.NewConsumer([]string{addr}, saramaConfig())
+	return consumeFirstWith(t, addr, saramaConfig(), topic)
+}
+
+// consumeFirstWith returns the first message of partition 0 of topic,
+// reading with cfg.
+func consumeFirstWith(t *testing.T, addr string, cfg *sarama.Config, topic string) *sarama.ConsumerMessage {
+	t.Helper()
+	c, err := sarama.NewConsumer([]string{addr}, cfg)
 	if err != nil {
 		t.Fatalf("NewConsumer: %v", err)
 	}
@@ -125,11 +139,58 @@ func TestFetch(t *testing.T) {
 	}
 }
 
+// saslSSLListener returns a SASL_SSL listener for users with a certificate
+// for 127.0.0.1 of a new CA, and the file of that CA's certificate.
+func saslSSLListener(t *testing.T, users map[string]string) (*SASLSSLListener, string) {
+	t.Helper()
+	ca := certs.NewCA(t)
+	pair := ca.Server(t, "127.0.0.1", "localhost")
+	return &SASLSSLListener{CertPEM: pair.CertPEM, KeyPEM: pair.KeyPEM, Users: users}, ca.WriteFile(t, t.TempDir())
+}
+
+// secureConfig returns the configuration of a client of b's SASL_SSL
+// listener that trusts the CA in caFile.
+func secureConfig(t *testing.T, b *Broker, caFile, user, password string) kafkaconf.Config {
+	t.Helper()
+	c := kafkaconf.Config{
+		Brokers: []string{b.SASLSSLAddr()}, ClientID: "localkafka-test",
+		TLS:           &kafkaconf.TLS{CAFile: caFile},
+		SASLMechanism: kafkaconf.SASLSCRAMSHA512, SASLUser: user, SASLPassword: password,
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	return c
+}
+
+// connect returns the error of a metadata request with cfg to addr, made
+// without retries.
+func connect(addr string, cfg *sarama.Config) error {
+	cfg.Metadata.Retry.Max = 0
+	cfg.Net.DialTimeout = 5 * time.Second
+	cfg.Net.ReadTimeout = 5 * time.Second
+	cfg.Net.WriteTimeout = 5 * time.Second
+	client, err := sarama.NewClient([]string{addr}, cfg)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	return client.RefreshMetadata()
+}
+
+// login returns the error of a metadata request to b's SASL_SSL listener
+// as user with password.
+func login(t *testing.T, b *Broker, caFile, user, password string) error {
+	t.Helper()
+	return connect(b.SASLSSLAddr(), secureConfig(t, b, caFile, user, password).Sarama())
+}
+
 func TestRestartKeepsState(t *testing.T) {
 	dataDir := t.TempDir()
 	const topic, key, value = "restart-test", "card-1", "hello kafka"
+	listener, caFile := saslSSLListener(t, map[string]string{"alice": "first", "bob": "bob-secret"})
 
-	b := start(t, Options{DataDir: dataDir, ExtraProperties: map[string]string{"num.partitions": "3"}})
+	b := start(t, Options{DataDir: dataDir, ExtraProperties: map[string]string{"num.partitions": "3"}, SASLSSL: listener})
 	if b.DataDir() != dataDir {
 		t.Errorf("DataDir() = %s, want %s", b.DataDir(), dataDir)
 	}
@@ -162,28 +223,106 @@ func TestRestartKeepsState(t *testing.T) {
 		t.Fatalf("Stop removed a caller's DataDir: %v", err)
 	}
 
-	b = start(t, Options{DataDir: dataDir})
+	// On the reused storage, Start sets the users it is given: alice gets a
+	// new password, carol is added, bob stays.
+	second := *listener
+	second.Users = map[string]string{"alice": "second", "carol": "carol-secret"}
+	b = start(t, Options{DataDir: dataDir, SASLSSL: &second})
 	defer b.Stop()
 	if m := consumeFirst(t, b.Addr(), topic); string(m.Key) != key || string(m.Value) != value {
 		t.Errorf("after restart consumed %q=%q, want %q=%q", m.Key, m.Value, key, value)
 	}
+	for user, password := range second.Users {
+		if err := login(t, b, caFile, user, password); err != nil {
+			t.Errorf("%s after restart: %v", user, err)
+		}
+	}
+	if err := login(t, b, caFile, "bob", "bob-secret"); err != nil {
+		t.Errorf("bob, a user of the first start only, after restart: %v", err)
+	}
+	if err := login(t, b, caFile, "alice", "first"); !errors.Is(err, sarama.ErrSASLAuthenticationFailed) {
+		t.Errorf("alice with her old password: err = %v, want %v", err, sarama.ErrSASLAuthenticationFailed)
+	}
 	stop(t, b)
 }
 
+// TestTempDataDir also checks the SASL_SSL listener, on the same broker.
 func TestTempDataDir(t *testing.T) {
-	b := start(t, Options{})
+	listener, caFile := saslSSLListener(t, map[string]string{"codebank": "pa55-of-the-bank"})
+	b := start(t, Options{SASLSSL: listener})
 	dir := b.DataDir()
 	for _, f := range []string{"server.properties", "broker.log", filepath.Join(logSubdir, "meta.properties")} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}
 	}
+	if fi, err := os.Stat(filepath.Join(dir, "server.properties")); err == nil && fi.Mode().Perm() != 0o600 {
+		t.Errorf("server.properties holds the listener's key but has mode %v, want 0600", fi.Mode().Perm())
+	}
+	t.Run("SASL_SSL", func(t *testing.T) { testSASLSSL(t, b, caFile) })
 	stop(t, b)
 	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("temp DataDir %s still there after Stop (err %v)", dir, err)
 	}
 }
 
+// testSASLSSL checks b's SASL_SSL listener, whose certificate the CA in
+// caFile signs and which knows user codebank: a client of kafkaconf creates a
+// topic, writes to it through a goka emitter and reads the record back; a
+// wrong password, an unknown user, a client without TLS and one without SASL
+// are turned away. (The PLAINTEXT listener, which stays, answered Start's
+// probe.)
+func testSASLSSL(t *testing.T, b *Broker, caFile string) {
+	const topic, key, value = "sasl-ssl-test", "card-2", "over TLS"
+	addr := b.SASLSSLAddr()
+	if host, port, err := net.SplitHostPort(addr); err != nil || host != "127.0.0.1" || port == "0" || addr == b.Addr() {
+		t.Fatalf("SASLSSLAddr() = %q (Addr() %q)", addr, b.Addr())
+	}
+	kc := secureConfig(t, b, caFile, "codebank", "pa55-of-the-bank")
+
+	admin, err := sarama.NewClusterAdmin(kc.Brokers, kc.Sarama())
+	if err != nil {
+		t.Fatalf("NewClusterAdmin: %v", err)
+	}
+	err = admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1}, false)
+	admin.Close()
+	if err != nil {
+		t.Fatalf("CreateTopic: %v", err)
+	}
+	em, err := goka.NewEmitter(kc.Brokers, goka.Stream(topic), new(codec.String), kc.EmitterOptions(nil)...)
+	if err != nil {
+		t.Fatalf("NewEmitter: %v", err)
+	}
+	if err := em.EmitSync(key, value); err != nil {
+		t.Fatalf("EmitSync: %v", err)
+	}
+	if err := em.Finish(); err != nil {
+		t.Fatalf("emitter Finish: %v", err)
+	}
+	if m := consumeFirstWith(t, addr, kc.Sarama(), topic); string(m.Key) != key || string(m.Value) != value {
+		t.Errorf("consumed %q=%q, want %q=%q", m.Key, m.Value, key, value)
+	}
+
+	for _, tc := range []struct{ user, password string }{{"codebank", "wrong"}, {"mallory", "pa55-of-the-bank"}} {
+		err := login(t, b, caFile, tc.user, tc.password)
+		if !errors.Is(err, sarama.ErrSASLAuthenticationFailed) {
+			t.Errorf("user %s, password %s: err = %v, want %v", tc.user, tc.password, err, sarama.ErrSASLAuthenticationFailed)
+		}
+	}
+	if err := connect(addr, saramaConfig()); err == nil {
+		t.Error("a client without TLS got metadata from the SASL_SSL listener")
+	}
+	noSASL := kc
+	noSASL.SASLMechanism, noSASL.SASLUser, noSASL.SASLPassword = "", "", ""
+	if err := connect(addr, noSASL.Sarama()); err == nil {
+		t.Error("a client without SASL got metadata from the SASL_SSL listener")
+	}
+}
+
+// TestStartFailsWithBrokerLog starts brokers on a busy PLAINTEXT port and on
+// a busy SASL_SSL port, which Kafka binds after the PLAINTEXT one answers.
+// Both fail with a PortInUseError for the port, which makes Start retry on a
+// port it picked.
 func TestStartFailsWithBrokerLog(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -191,23 +330,27 @@ func TestStartFailsWithBrokerLog(t *testing.T) {
 	}
 	defer l.Close()
 	port := l.Addr().(*net.TCPAddr).Port
+	saslSSL, _ := saslSSLListener(t, nil)
+	saslSSL.Port = port
 
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	begin := time.Now()
-	b, err := Start(ctx, Options{Port: port})
-	if d := time.Since(begin); d > 20*time.Second {
-		t.Errorf("Start took %s to fail", d)
+	for _, opts := range []Options{{Port: port}, {SASLSSL: saslSSL}} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		begin := time.Now()
+		b, err := Start(ctx, opts)
+		cancel()
+		if d := time.Since(begin); d > 20*time.Second {
+			t.Errorf("Start took %s to fail", d)
+		}
+		if err == nil {
+			b.Stop()
+			t.Fatalf("Start on busy port %d succeeded (SASL_SSL listener: %v)", port, opts.SASLSSL != nil)
+		}
+		var busy *jvm.PortInUseError
+		if !errors.As(err, &busy) || busy.Port != port || !strings.Contains(err.Error(), "tail of") {
+			t.Errorf("error does not show the broker's output: %v", err)
+		}
+		t.Logf("error as expected: %v", err)
 	}
-	if err == nil {
-		b.Stop()
-		t.Fatalf("Start on busy port %d succeeded", port)
-	}
-	var busy *jvm.PortInUseError
-	if !errors.As(err, &busy) || busy.Port != port || !strings.Contains(err.Error(), "tail of") {
-		t.Errorf("error does not show the broker's output: %v", err)
-	}
-	t.Logf("error as expected: %v", err)
 }
 
 func TestStartFailsOnBadConfig(t *testing.T) {
@@ -260,7 +403,7 @@ func TestMissingTools(t *testing.T) {
 }
 
 func TestServerProperties(t *testing.T) {
-	p := serverProperties("/d/data", 9092, 9093, map[string]string{"num.partitions": "4", "a.b": "x"})
+	p := serverProperties("/d/data", listenerPorts{plain: 9092, controller: 9093}, nil, map[string]string{"num.partitions": "4", "a.b": "x"})
 	for _, want := range []string{
 		"process.roles=broker,controller\n",
 		"controller.quorum.voters=1@127.0.0.1:9093\n",
@@ -280,5 +423,81 @@ func TestServerProperties(t *testing.T) {
 	}
 	if id := newClusterID(); len(id) != 22 {
 		t.Errorf("cluster id %q has %d characters, want 22", id, len(id))
+	}
+}
+
+func TestServerPropertiesSASLSSL(t *testing.T) {
+	l := &SASLSSLListener{
+		CertPEM: []byte("-----BEGIN CERTIFICATE-----\nQ0VSVA==\n-----END CERTIFICATE-----\n"),
+		KeyPEM:  []byte("-----BEGIN PRIVATE KEY-----\nS0VZ\n-----END PRIVATE KEY-----\n"),
+	}
+	p := serverProperties("/d/data", listenerPorts{plain: 9092, controller: 9093, saslSSL: 9094}, l, nil)
+	for _, want := range []string{
+		"listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093,SASL_SSL://127.0.0.1:9094\n",
+		"advertised.listeners=PLAINTEXT://127.0.0.1:9092,SASL_SSL://127.0.0.1:9094\n",
+		"inter.broker.listener.name=PLAINTEXT\n",
+		"listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL\n",
+		"listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512\n",
+		"listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;\n",
+		"listener.name.sasl_ssl.ssl.keystore.type=PEM\n",
+		`listener.name.sasl_ssl.ssl.keystore.certificate.chain=-----BEGIN CERTIFICATE-----\nQ0VSVA==\n-----END CERTIFICATE-----\n` + "\n",
+		`listener.name.sasl_ssl.ssl.keystore.key=-----BEGIN PRIVATE KEY-----\nS0VZ\n-----END PRIVATE KEY-----\n` + "\n",
+	} {
+		if !strings.Contains(p, want) {
+			t.Errorf("server.properties lacks %q:\n%s", want, p)
+		}
+	}
+}
+
+func TestSASLSSLListenerChecked(t *testing.T) {
+	ca := certs.NewCA(t)
+	pair := ca.Server(t, "127.0.0.1")
+	crt, key := pair.CertPEM, pair.KeyPEM
+	block, _ := pem.Decode(key)
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec1, err := x509.MarshalECPrivateKey(k.(*ecdsa.PrivateKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecKey := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: sec1})
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, tc := range []struct {
+		name string
+		l    SASLSSLListener
+		want string
+	}{
+		{"no key", SASLSSLListener{CertPEM: crt}, "needs CertPEM and KeyPEM"},
+		{"key of another certificate", SASLSSLListener{CertPEM: crt, KeyPEM: ca.Server(t, "127.0.0.1").KeyPEM}, "CertPEM and KeyPEM: tls: private key does not match public key"},
+		{"SEC 1 key", SASLSSLListener{CertPEM: crt, KeyPEM: ecKey}, `not an unencrypted PKCS#8 key ("PRIVATE KEY")`},
+		{"empty password", SASLSSLListener{CertPEM: crt, KeyPEM: key, Users: map[string]string{"a": ""}}, "empty name or password"},
+		{"comma in name", SASLSSLListener{CertPEM: crt, KeyPEM: key, Users: map[string]string{"a,b": "p"}}, "a name cannot contain a comma"},
+		{"comma in password", SASLSSLListener{CertPEM: crt, KeyPEM: key, Users: map[string]string{"a": "p,q"}}, "a password cannot contain a comma"},
+		{"quoted password", SASLSSLListener{CertPEM: crt, KeyPEM: key, Users: map[string]string{"a": `"p"`}}, "be in double quotes"},
+	} {
+		// Start checks the listener before it looks for java or the jars
+		// (which the cancelled context would stop).
+		b, err := Start(cancelled, Options{CacheDir: t.TempDir(), SASLSSL: &tc.l})
+		if err == nil {
+			b.Stop()
+			t.Fatalf("%s: Start succeeded", tc.name)
+		}
+		if !strings.HasPrefix(err.Error(), "localkafka: ") || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want localkafka: ...%s...", tc.name, err, tc.want)
+		}
+		if strings.Contains(err.Error(), "p,q") {
+			t.Errorf("%s: the error shows the password: %v", tc.name, err)
+		}
+	}
+	ok := SASLSSLListener{CertPEM: crt, KeyPEM: key, Users: map[string]string{"b": "x=y]", "a": "pw"}}
+	if err := ok.check(); err != nil {
+		t.Errorf("check: %v", err)
+	}
+	want := []string{"--add-scram", "SCRAM-SHA-512=[name=a,password=pw]", "--add-scram", "SCRAM-SHA-512=[name=b,password=x=y]]"}
+	if got := ok.scramArgs(); strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("scramArgs() = %q, want %q", got, want)
 	}
 }

@@ -28,12 +28,20 @@ import (
 	"github.com/codebank/codebank/web/store"
 )
 
-// Secret is the bank secret of test deployments.
-const Secret = "integration-test-secret-of-the-bank"
+// The secrets of test deployments: the tokenization key and the card keys (as
+// CODEBANK_TOKEN_KEY and CODEBANK_CARD_KEYS take them).
+const (
+	TokenKey = "integration tests' tokenization key: 32+ bytes"
+	CardKeys = "t1:integration tests' card key t1: 32+ bytes"
+)
 
 // Keys returns the card keys of test deployments.
 func Keys(t testing.TB) card.Keys {
-	k, err := card.NewKeys(Secret)
+	ck, err := card.ParseCardKeys(CardKeys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := card.NewKeys([]byte(TokenKey), ck...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,8 +109,10 @@ func StartAuthorizerWith(t testing.TB, d Deployment, dir string, deps authorizer
 
 // Ingress is a running ingress replica.
 type Ingress struct {
-	Bank     *grpcgateway.KafkaBank
-	Server   *grpcgateway.Server
+	Bank   *grpcgateway.KafkaBank
+	Server *grpcgateway.Server
+	// Conn is a client connection that sends, with each call, the test key of a role that may
+	// make it (Callers).
 	Conn     *grpc.ClientConn
 	HTTPURL  string
 	GRPCAddr string
@@ -129,11 +139,15 @@ func StartIngress(t testing.TB, d Deployment, o IngressOptions) *Ingress {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	bank, err := grpcgateway.NewKafkaBank(grpcgateway.BankConfig{Kafka: d.Kafka, Topology: d.Topo, ReplyPartition: o.ReplyPartition, MaxInFlight: o.MaxInFlight},
-		grpcgateway.BankDeps{Keys: Keys(t), Registerer: reg, Log: Logger()})
+		grpcgateway.BankDeps{Registerer: reg, Log: Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpcgateway.New(o.Config, grpcgateway.Deps{Bank: bank, Statements: o.Statements, Keys: Keys(t), Registerer: reg, Log: Logger(),
+	if o.Config.Legacy == nil {
+		o.Config.Legacy = &grpcgateway.Legacy{Merchant: Merchant, MerchantName: MerchantName}
+	}
+	srv := grpcgateway.New(o.Config, grpcgateway.Deps{Bank: bank, Statements: o.Statements, Keys: Keys(t), APIKeys: APIKeys(t),
+		Registerer: reg, Log: Logger(),
 		Routes: []func(*http.ServeMux){grpcgateway.OpsRoutes(reg, bank.Ready, "not connected to Kafka", false)}})
 	gl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -148,7 +162,7 @@ func StartIngress(t testing.TB, d Deployment, o IngressOptions) *Ingress {
 	done := make(chan error, 2)
 	go func() { done <- bank.Run(ctx) }()
 	go func() { done <- srv.Serve(ctx, gl, hl) }()
-	if in.Conn, err = grpc.NewClient(in.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+	if in.Conn, err = grpc.NewClient(in.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(Callers)); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -304,9 +318,9 @@ func Details(c *codebankv1.IssueCardResponse) *codebankv1.CardDetails {
 }
 
 // Used returns a card's used credit, read through the card service.
-func Used(t testing.TB, cards codebankv1.CardServiceClient, number string) int64 {
+func Used(t testing.TB, cards codebankv1.CardServiceClient, c *codebankv1.IssueCardResponse) int64 {
 	t.Helper()
-	resp, err := cards.GetCard(Ctx(t), &codebankv1.GetCardRequest{Number: number})
+	resp, err := cards.GetCard(Ctx(t), &codebankv1.GetCardRequest{CardId: c.GetCard().GetCardId()})
 	if err != nil {
 		t.Fatalf("GetCard: %v", err)
 	}

@@ -27,7 +27,7 @@ func codebankAudit(t *testing.T, d banktest.Deployment, args ...string) (string,
 	t.Helper()
 	cmd := exec.Command(binary, append([]string{"audit", "--brokers", d.Kafka.Brokers[0], "--topic-prefix", d.Topo.Prefix,
 		"--log-level", "warn"}, args...)...)
-	cmd.Env = append(os.Environ(), "CODEBANK_SECRET="+banktest.Secret)
+	cmd.Env = append(os.Environ(), banktest.Env(t)...)
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
 	switch {
@@ -73,7 +73,6 @@ func TestAuditFindsCorruptedBooks(t *testing.T) {
 		t.Fatalf("audit of sound books = exit %d:\n%s", code, out)
 	}
 
-	keys := banktest.Keys(t)
 	cfg := d.Kafka.Sarama()
 	cfg.Producer.Return.Successes = true
 	cfg.Producer.Partitioner = sarama.NewCustomHashPartitioner(goka.DefaultHasher()) // as goka, so each key lands where its owner reads it
@@ -105,7 +104,7 @@ func TestAuditFindsCorruptedBooks(t *testing.T) {
 	defer client.Close()
 	var original *codecs.Result
 	for _, m := range readAtLeast(t, client, d.Topo.Results().Name, 6, 20*time.Second) {
-		if string(m.Key) == keys.Token(first) {
+		if string(m.Key) == issued[0].GetCard().GetCardId() {
 			v, _ := codecs.ResultCodec{}.Decode(m.Value)
 			original = v.(*codecs.Result)
 		}
@@ -117,14 +116,14 @@ func TestAuditFindsCorruptedBooks(t *testing.T) {
 
 	// 2. The second card's account over its limit.
 	second := issued[1].GetCard().GetNumber()
-	send(d.Topo.AuthorizerTable().Name, second, encode(&eventsv1.Account{HolderName: "Joao Souza", LimitCents: 100_000, UsedCents: 150_000,
+	send(d.Topo.AuthorizerTable().Name, issued[1].GetCard().GetCardId(), encode(&eventsv1.Account{HolderName: "Joao Souza", LimitCents: 100_000, UsedCents: 150_000,
 		Currency: "BRL", ExpiryMonth: issued[1].GetCard().GetExpiryMonth(), ExpiryYear: issued[1].GetCard().GetExpiryYear(),
-		Status: eventsv1.CardStatus_CARD_STATUS_ACTIVE}, codecs.Account))
+		Status: eventsv1.CardStatus_CARD_STATUS_ACTIVE, MaskedNumber: card.Mask(second)}, codecs.Account))
 
 	// 3. The third card's statement page without its first line.
 	third := issued[2].GetCard().GetNumber()
 	month := time.Now().UTC().Format(statements.MonthLayout)
-	pageKey := statements.PageKey(keys.Token(third), month, 0)
+	pageKey := statements.PageKey(issued[2].GetCard().GetCardId(), month, 0)
 	var page *eventsv1.StatementPage
 	for _, m := range readAtLeast(t, client, d.Topo.StatementsTable().Name, 1, 20*time.Second) {
 		if string(m.Key) == pageKey {

@@ -93,7 +93,7 @@ func startWholeBank(t *testing.T, cfg grpcgateway.Config) *wholeBank {
 
 // auditConfig is the audit of the bank's topics and index.
 func (b *wholeBank) auditConfig(t *testing.T) audit.Config {
-	return audit.Config{Kafka: b.d.Kafka, Topo: b.d.Topo, Keys: banktest.Keys(t), Search: b.search, Index: b.index,
+	return audit.Config{Kafka: b.d.Kafka, Topo: b.d.Topo, Search: b.search, Index: b.index,
 		Consumers: b.d.Store.Consumers()}
 }
 

@@ -13,7 +13,9 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/lovoo/goka"
 	"github.com/olivere/elastic/v7"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/codebank/codebank/codecs"
@@ -80,10 +82,10 @@ func TestSharedTransactionIDs(t *testing.T) {
 			t.Errorf("%s of %d on %s: got %v, want %v for its own request", tx, cl.amount, masked, r, cl.want)
 		}
 	}
-	if got := used(t, b.cards, a.GetCard().GetNumber()); got != wantA {
+	if got := used(t, b.cards, a); got != wantA {
 		t.Errorf("card A used %d, its approvals sum to %d", got, wantA)
 	}
-	if got := used(t, b.cards, c.GetCard().GetNumber()); got != wantC {
+	if got := used(t, b.cards, c); got != wantC {
 		t.Errorf("card C used %d, its approvals sum to %d", got, wantC)
 	}
 
@@ -103,7 +105,9 @@ func TestSharedTransactionIDs(t *testing.T) {
 	d := details(a)
 	body := fmt.Sprintf(`{"transaction_id":"order-2","card":{"number":%q,"holder_name":%q,"expiry_month":%d,"expiry_year":%d,"cvv":%q},`+
 		`"amount_cents":1,"store":"Another Store","description":"x"}`, d.GetNumber(), d.GetHolderName(), d.GetExpiryMonth(), d.GetExpiryYear(), d.GetCvv())
-	resp, err := http.Post(b.in.HTTPURL+"/v1/payments", "application/json", strings.NewReader(body))
+	post, _ := http.NewRequest(http.MethodPost, b.in.HTTPURL+"/v1/payments", strings.NewReader(body))
+	post.Header.Set("Authorization", "Bearer "+banktest.MerchantKey)
+	resp, err := http.DefaultClient.Do(post)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,18 +116,44 @@ func TestSharedTransactionIDs(t *testing.T) {
 	if resp.StatusCode != http.StatusConflict || !strings.Contains(string(msg), "order-2") {
 		t.Errorf("REST order-2 for another amount and store = %d %s, want 409 naming order-2", resp.StatusCode, msg)
 	}
-	if got := used(t, b.cards, a.GetCard().GetNumber()); got != wantA {
+	if got := used(t, b.cards, a); got != wantA {
 		t.Errorf("card A used %d after the conflicts, want %d", got, wantA)
 	}
 
-	rep := b.balanced(t)
-	if rep.Payments != 2*collisionPairs || rep.Documents != 2*collisionPairs || rep.Refused != 0 {
-		t.Errorf("audit: %d payments, %d documents, %d refused; want %d, %d, 0", rep.Payments, rep.Documents, rep.Refused, 2*collisionPairs, 2*collisionPairs)
+	// Another store reusing the Code Store's order id, with the same amount, on the same card:
+	// its own payment, decided and charged, neither the Code Store's outcome nor a conflict with
+	// it. Its own retry is its duplicate; its own reuse with another amount, its conflict.
+	other := codebankv1.NewPaymentServiceClient(dialWith(t, b.in.GRPCAddr, banktest.OtherMerchantKey))
+	order1 := func(amount int64) (*codebankv1.AuthorizeResponse, error) {
+		return other.Authorize(ctxT(t), &codebankv1.AuthorizeRequest{TransactionId: "order-1", Card: details(a), AmountCents: amount,
+			Store: "Code Store", Description: "Produtos: caneca"})
 	}
-	// Both payments of a pair have their own document.
+	if r, err := order1(101); err != nil || r.GetStatus() != approved || r.GetDuplicate() {
+		t.Fatalf("another merchant's order-1 = %v, %v; want its own approval", r, err)
+	}
+	wantA += 101
+	if r, err := order1(101); err != nil || !r.GetDuplicate() {
+		t.Errorf("another merchant's order-1 again = %v, %v; want its own outcome, duplicate", r, err)
+	}
+	if _, err := order1(102); status.Code(err) != codes.AlreadyExists {
+		t.Errorf("another merchant's order-1 for another amount = %v, want ALREADY_EXISTS", err)
+	}
+	if got := used(t, b.cards, a); got != wantA {
+		t.Errorf("card A used %d after another merchant's payment, want %d", got, wantA)
+	}
+
+	rep := b.balanced(t)
+	if rep.Payments != 2*collisionPairs+1 || rep.Documents != 2*collisionPairs+1 || rep.Refused != 0 {
+		t.Errorf("audit: %d payments, %d documents, %d refused; want %d, %d, 0", rep.Payments, rep.Documents, rep.Refused, 2*collisionPairs+1, 2*collisionPairs+1)
+	}
+	// Both payments of a pair have their own document; so has the other merchant's order-1.
 	n, err := b.search.Count(b.index).Query(elastic.NewTermQuery("transaction_id", "order-7")).Do(context.Background())
 	if err != nil || n != 2 {
 		t.Errorf("documents of order-7 = %d, %v; want 2, one per card", n, err)
+	}
+	n, err = b.search.Count(b.index).Query(elastic.NewTermQuery("transaction_id", "order-1")).Do(context.Background())
+	if err != nil || n != 3 {
+		t.Errorf("documents of order-1 = %d, %v; want 3: one per card for the Code Store, one for the other merchant", n, err)
 	}
 	t.Logf("%d pairs sharing a transaction id: every answer its own; audit: %d payments, %d documents", collisionPairs, rep.Payments, rep.Documents)
 }
@@ -152,16 +182,15 @@ func TestForgedRepliesNeverReachTheCaller(t *testing.T) {
 	}()
 
 	// The request as the authorizer would read it: its correlation id and reply key.
-	req := waitForRequest(t, d, victim.GetCard().GetNumber(), "order-77")
-	keys := banktest.Keys(t)
+	req := waitForRequest(t, d, victim.GetCard().GetCardId(), "order-77")
 	forge := func(token string, amount int64) *eventsv1.Reply {
 		return &eventsv1.Reply{CorrelationId: req.GetCorrelationId(), Body: &eventsv1.Reply_Payment{Payment: &eventsv1.PaymentReply{
 			CardToken: token, Outcome: &eventsv1.Outcome{TransactionId: "order-77", AmountCents: amount,
 				Status: eventsv1.PaymentStatus_PAYMENT_STATUS_APPROVED, DecidedAtUnixUs: time.Now().UnixMicro()}}}}
 	}
 	forged := []*eventsv1.Reply{
-		forge(keys.Token(other.GetCard().GetNumber()), 2_500), // another card
-		forge(keys.Token(victim.GetCard().GetNumber()), 1),    // another amount
+		forge(other.GetCard().GetCardId(), 2_500), // another card
+		forge(victim.GetCard().GetCardId(), 1),    // another amount
 		{CorrelationId: req.GetCorrelationId(), Body: &eventsv1.Reply_Error{Error: &eventsv1.ReplyError{Message: "forged", CardToken: "x"}}},
 	}
 	emitter, err := goka.NewEmitter(d.Kafka.Brokers, goka.Stream(d.Topo.Replies().Name), d.Topo.Replies().Codec, d.Kafka.EmitterOptions(banktest.Logger())...)
@@ -194,16 +223,16 @@ func TestForgedRepliesNeverReachTheCaller(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("no answer after the authorizer came back")
 	}
-	if got := used(t, cards, victim.GetCard().GetNumber()); got != 2_500 {
+	if got := used(t, cards, victim); got != 2_500 {
 		t.Errorf("used %d, want 2500", got)
 	}
-	if got := used(t, cards, other.GetCard().GetNumber()); got != 0 {
+	if got := used(t, cards, other); got != 0 {
 		t.Errorf("the other card used %d, want 0", got)
 	}
 }
 
 // waitForRequest reads the payment requests topic until it holds the request of tx on a card.
-func waitForRequest(t *testing.T, d banktest.Deployment, number, tx string) *eventsv1.PaymentRequested {
+func waitForRequest(t *testing.T, d banktest.Deployment, token, tx string) *eventsv1.PaymentRequested {
 	t.Helper()
 	consumer, err := sarama.NewConsumer(d.Kafka.Brokers, d.Kafka.Sarama())
 	if err != nil {
@@ -211,7 +240,7 @@ func waitForRequest(t *testing.T, d banktest.Deployment, number, tx string) *eve
 	}
 	defer consumer.Close()
 	topic := d.Topo.PaymentRequests().Name
-	p, err := sarama.NewCustomHashPartitioner(goka.DefaultHasher())(topic).Partition(&sarama.ProducerMessage{Key: sarama.StringEncoder(number)},
+	p, err := sarama.NewCustomHashPartitioner(goka.DefaultHasher())(topic).Partition(&sarama.ProducerMessage{Key: sarama.StringEncoder(token)},
 		int32(d.Topo.PaymentRequests().Partitions))
 	if err != nil {
 		t.Fatal(err)
@@ -226,11 +255,23 @@ func waitForRequest(t *testing.T, d banktest.Deployment, number, tx string) *eve
 		select {
 		case m := <-pc.Messages():
 			v, err := codecs.PaymentRequested.Decode(m.Value)
-			if err == nil && string(m.Key) == number && v.(*eventsv1.PaymentRequested).GetTransactionId() == tx {
+			if err == nil && string(m.Key) == token && v.(*eventsv1.PaymentRequested).GetTransactionId() == tx {
 				return v.(*eventsv1.PaymentRequested)
 			}
 		case <-timeout:
 			t.Fatalf("request %s not in %s", tx, topic)
 		}
 	}
+}
+
+// dialWith connects to an ingress with one API key for every call.
+func dialWith(t *testing.T, addr, key string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(grpcgateway.CallerKeys{Merchant: key, Admin: key, Pages: key, Insecure: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
 }

@@ -38,6 +38,7 @@ type role struct {
 	args    []string
 	readyz  string // URL that answers 200 once the process is ready
 	logFile string
+	env     []string // the deployment's secrets and keys
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -48,7 +49,7 @@ type role struct {
 
 func startRole(t *testing.T, name, readyz string, args ...string) *role {
 	t.Helper()
-	r := &role{name: name, args: args, readyz: readyz, logFile: filepath.Join(t.TempDir(), name+".log")}
+	r := &role{name: name, args: args, readyz: readyz, logFile: filepath.Join(t.TempDir(), name+".log"), env: banktest.Env(t)}
 	r.start(t)
 	t.Cleanup(func() { r.stop(t) })
 	return r
@@ -64,7 +65,7 @@ func (r *role) start(t *testing.T) {
 	}
 	cmd := exec.Command(binary, r.args...)
 	cmd.Stdout, cmd.Stderr = log, log
-	cmd.Env = append(os.Environ(), "CODEBANK_SECRET="+banktest.Secret, "CODEBANK_LOG_FORMAT=text", "CODEBANK_LOG_LEVEL=warn")
+	cmd.Env = append(os.Environ(), append(r.env, "CODEBANK_LOG_FORMAT=text", "CODEBANK_LOG_LEVEL=warn")...)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", r.name, err)
 	}
@@ -255,18 +256,18 @@ func TestFaultsUnderLoad(t *testing.T) {
 	if out, err := setup.CombinedOutput(); err != nil {
 		t.Fatalf("codebank setup: %v\n%s", err, out)
 	}
-	authHTTP, stmtHTTP, stmtGRPC, inHTTP, inGRPC := addr(), addr(), addr(), addr(), addr()
-	auth := startRole(t, "authorizer", "http://"+authHTTP+"/readyz",
-		append([]string{"authorizer", "--storage-dir", t.TempDir(), "--authorizer-http-addr", authHTTP}, common...)...)
+	authOps, stmtHTTP, stmtGRPC, stmtOps, inHTTP, inGRPC, inOps := addr(), addr(), addr(), addr(), addr(), addr(), addr()
+	auth := startRole(t, "authorizer", "http://"+authOps+"/readyz",
+		append([]string{"authorizer", "--storage-dir", t.TempDir(), "--ops-addr", authOps}, common...)...)
 	auth.waitReady(t, time.Minute)
-	stmts := startRole(t, "statements", "http://"+stmtHTTP+"/readyz",
-		append([]string{"statements", "--storage-dir", t.TempDir(), "--grpc-addr", stmtGRPC, "--http-addr", stmtHTTP, "--reply-partition", "1"}, common...)...)
-	in := startRole(t, "ingress", "http://"+inHTTP+"/readyz",
-		append([]string{"ingress", "--grpc-addr", inGRPC, "--http-addr", inHTTP, "--reply-partition", "0", "--request-timeout", "3s"}, common...)...)
+	stmts := startRole(t, "statements", "http://"+stmtOps+"/readyz",
+		append([]string{"statements", "--storage-dir", t.TempDir(), "--grpc-addr", stmtGRPC, "--http-addr", stmtHTTP, "--ops-addr", stmtOps, "--reply-partition", "1"}, common...)...)
+	in := startRole(t, "ingress", "http://"+inOps+"/readyz",
+		append([]string{"ingress", "--grpc-addr", inGRPC, "--http-addr", inHTTP, "--ops-addr", inOps, "--reply-partition", "0", "--request-timeout", "3s"}, common...)...)
 	stmts.waitReady(t, time.Minute)
 	in.waitReady(t, time.Minute)
 
-	conn, err := grpc.NewClient(inGRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(inGRPC, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(banktest.Callers))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,9 +327,9 @@ func TestFaultsUnderLoad(t *testing.T) {
 	// The books, from the topics; and every approval on its statement.
 	kc := kafkaconf.Config{Brokers: []string{broker.Addr()}, ClientID: "test"}
 	topo := processors.Topology{Prefix: prefix, Partitions: 3, ReplyPartitions: 2}
-	rep := balanced(t, audit.Config{Kafka: kc, Topo: topo, Keys: banktest.Keys(t), Consumers: store.Topology{Prefix: prefix}.Consumers()})
+	rep := balanced(t, audit.Config{Kafka: kc, Topo: topo, Consumers: store.Topology{Prefix: prefix}.Consumers()})
 	t.Logf("audit: %d payments, %d approved, %d replays", rep.Payments, rep.Approved, rep.Replays)
-	stmtConn, err := grpc.NewClient(stmtGRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	stmtConn, err := grpc.NewClient(stmtGRPC, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(banktest.Callers))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -336,22 +337,22 @@ func TestFaultsUnderLoad(t *testing.T) {
 	statements := codebankv1.NewStatementServiceClient(stmtConn)
 	for _, c := range cards {
 		n := c.GetCard().GetNumber()
-		onStatement := statementLines(t, statements, n)
+		onStatement := statementLines(t, statements, c.GetCard().GetCardId())
 		for _, tx := range p.approved[n] {
 			if !onStatement[tx] {
 				t.Errorf("card %s: approved payment %s is not on the statement", card.Mask(n), tx)
 			}
 		}
-		if got := used(t, cardsClient, n); got != p.cents[n] {
+		if got := used(t, cardsClient, c); got != p.cents[n] {
 			t.Errorf("card %s: used %d, the clients were told of approvals for %d", card.Mask(n), got, p.cents[n])
 		}
 	}
 }
 
 // statementLines returns the transaction ids on a card's statements, every month and page.
-func statementLines(t *testing.T, s codebankv1.StatementServiceClient, number string) map[string]bool {
+func statementLines(t *testing.T, s codebankv1.StatementServiceClient, cardID string) map[string]bool {
 	t.Helper()
-	months, err := s.ListStatements(ctxT(t), &codebankv1.ListStatementsRequest{Number: number})
+	months, err := s.ListStatements(ctxT(t), &codebankv1.ListStatementsRequest{CardId: cardID})
 	if err != nil {
 		t.Fatalf("ListStatements: %v", err)
 	}
@@ -359,7 +360,7 @@ func statementLines(t *testing.T, s codebankv1.StatementServiceClient, number st
 	for _, m := range months.GetStatements() {
 		token := ""
 		for {
-			resp, err := s.GetStatement(ctxT(t), &codebankv1.GetStatementRequest{Number: number, Month: m.GetMonth(), PageSize: 1000, PageToken: token})
+			resp, err := s.GetStatement(ctxT(t), &codebankv1.GetStatementRequest{CardId: cardID, Month: m.GetMonth(), PageSize: 1000, PageToken: token})
 			if err != nil {
 				t.Fatalf("GetStatement: %v", err)
 			}

@@ -41,13 +41,11 @@ func TestPoisonNeverStopsTheBank(t *testing.T) {
 	t.Parallel()
 	b := startWholeBank(t, grpcgateway.Config{})
 	topo := b.d.Topo
-	keys := banktest.Keys(t)
 	var issued []*codebankv1.IssueCardResponse
 	for _, h := range []string{"Maria Silva", "Joao Souza", "Ana Costa"} {
 		issued = append(issued, issue(t, b.cards, h, 10_000_000))
 	}
-	number := issued[0].GetCard().GetNumber()
-	token := keys.Token(number)
+	token := issued[0].GetCard().GetCardId()
 	month := time.Now().UTC().Format(statements.MonthLayout)
 	replyKey, err := grpcgateway.ReplyKey(topo.Replies().Name, 0, topo.Replies().Partitions) // the partition the ingress reads
 	if err != nil {
@@ -63,13 +61,13 @@ func TestPoisonNeverStopsTheBank(t *testing.T) {
 	undecodableProto := []byte{0xff, 0xff, 0xff, 0x07}
 	poisons := map[string][]poison{
 		topo.PaymentRequests().Name: {
-			{number, undecodableProto, "undecodable"},
-			{number, encode(topo.PaymentRequests().Codec, &eventsv1.PaymentRequested{TransactionId: "poison-1", HolderName: "x",
+			{token, undecodableProto, "undecodable"},
+			{token, encode(topo.PaymentRequests().Codec, &eventsv1.PaymentRequested{TransactionId: "poison-1", HolderName: "x",
 				ExpiryMonth: 1, ExpiryYear: 2030, Store: "x", Description: "x", RequestedAtUnixUs: 1}), "no amount"},
 		},
 		topo.CardCommands().Name: {
-			{number, undecodableProto, "undecodable"},
-			{number, encode(topo.CardCommands().Codec, &eventsv1.CardCommand{CommandId: "poison-2"}), "no command"},
+			{token, undecodableProto, "undecodable"},
+			{token, encode(topo.CardCommands().Codec, &eventsv1.CardCommand{CommandId: "poison-2"}), "no command"},
 		},
 		topo.Results().Name: {
 			{token, []byte(`{"transaction_id":"poison-3",`), "not JSON"},
@@ -155,7 +153,7 @@ func TestPoisonNeverStopsTheBank(t *testing.T) {
 	}
 	// A malformed request from a call that waits gets an error reply at once, not a timeout.
 	start := time.Now()
-	_, err = b.in.Bank.Pay(ctxT(t), number, &eventsv1.PaymentRequested{TransactionId: "poison-6", HolderName: "Maria Silva",
+	_, err = b.in.Bank.Pay(ctxT(t), token, &eventsv1.PaymentRequested{TransactionId: "poison-6", HolderName: "Maria Silva",
 		ExpiryMonth: 1, ExpiryYear: 2030, Store: "x", Description: "x", RequestedAtUnixUs: time.Now().UnixMicro()})
 	if !errors.Is(err, grpcgateway.ErrRefused) || time.Since(start) > 5*time.Second {
 		t.Errorf("malformed request = %v after %v, want refused at once", err, time.Since(start))
@@ -181,7 +179,7 @@ func TestPoisonNeverStopsTheBank(t *testing.T) {
 		for _, in := range c.Inputs {
 			want := poisons[in.Topic.Name]
 			if c.Name == processors.ConsumerAuthorizer && in.Topic.Name == topo.PaymentRequests().Name {
-				want = append(want, poison{number, nil, "the malformed call"})
+				want = append(want, poison{token, nil, "the malformed call"})
 			}
 			got := readAtLeast(t, client, in.DeadLetters.Name, len(want), time.Until(deadline))
 			for _, p := range want {

@@ -75,10 +75,64 @@ func (CardStatus) EnumDescriptor() ([]byte, []int) {
 	return file_codebank_v1_cards_proto_rawDescGZIP(), []int{0}
 }
 
+// BlockReason says why a card is blocked.
+type BlockReason int32
+
+const (
+	// BLOCK_REASON_UNSPECIFIED is the reason of active cards.
+	BlockReason_BLOCK_REASON_UNSPECIFIED BlockReason = 0
+	// BLOCK_REASON_OPERATOR: a bank operator blocked the card (BlockCard).
+	BlockReason_BLOCK_REASON_OPERATOR BlockReason = 1
+	// BLOCK_REASON_VERIFICATION_FAILURES: the card failed its verification (CVV, expiry, holder
+	// name) too many times in a row.
+	BlockReason_BLOCK_REASON_VERIFICATION_FAILURES BlockReason = 2
+)
+
+// Enum value maps for BlockReason.
+var (
+	BlockReason_name = map[int32]string{
+		0: "BLOCK_REASON_UNSPECIFIED",
+		1: "BLOCK_REASON_OPERATOR",
+		2: "BLOCK_REASON_VERIFICATION_FAILURES",
+	}
+	BlockReason_value = map[string]int32{
+		"BLOCK_REASON_UNSPECIFIED":           0,
+		"BLOCK_REASON_OPERATOR":              1,
+		"BLOCK_REASON_VERIFICATION_FAILURES": 2,
+	}
+)
+
+func (x BlockReason) Enum() *BlockReason {
+	p := new(BlockReason)
+	*p = x
+	return p
+}
+
+func (x BlockReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (BlockReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_codebank_v1_cards_proto_enumTypes[1].Descriptor()
+}
+
+func (BlockReason) Type() protoreflect.EnumType {
+	return &file_codebank_v1_cards_proto_enumTypes[1]
+}
+
+func (x BlockReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use BlockReason.Descriptor instead.
+func (BlockReason) EnumDescriptor() ([]byte, []int) {
+	return file_codebank_v1_cards_proto_rawDescGZIP(), []int{1}
+}
+
 // Card is a credit card as the bank knows it, without its CVV.
 type Card struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// number is the 16-digit card number (PAN).
+	// number is the 16-digit card number (PAN): set in IssueCardResponse only, empty elsewhere.
 	Number string `protobuf:"bytes,1,opt,name=number,proto3" json:"number,omitempty"`
 	// masked_number shows only the first six and last four digits, e.g. 411111******1111.
 	MaskedNumber string `protobuf:"bytes,2,opt,name=masked_number,json=maskedNumber,proto3" json:"masked_number,omitempty"`
@@ -100,8 +154,16 @@ type Card struct {
 	Status CardStatus `protobuf:"varint,10,opt,name=status,proto3,enum=codebank.v1.CardStatus" json:"status,omitempty"`
 	// issued_at_unix_ms is when the card was issued, in milliseconds since the Unix epoch.
 	IssuedAtUnixMs int64 `protobuf:"varint,11,opt,name=issued_at_unix_ms,json=issuedAtUnixMs,proto3" json:"issued_at_unix_ms,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// card_id identifies the card everywhere in this API (22 URL-safe characters). It is derived
+	// from the number under a key of the bank's and does not reveal it.
+	CardId string `protobuf:"bytes,12,opt,name=card_id,json=cardId,proto3" json:"card_id,omitempty"`
+	// block_reason says why the card is blocked; UNSPECIFIED when it is active.
+	BlockReason BlockReason `protobuf:"varint,13,opt,name=block_reason,json=blockReason,proto3,enum=codebank.v1.BlockReason" json:"block_reason,omitempty"`
+	// verification_failures counts the card's failed verifications in a row; the card is blocked
+	// when they reach the bank's limit.
+	VerificationFailures int32 `protobuf:"varint,14,opt,name=verification_failures,json=verificationFailures,proto3" json:"verification_failures,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *Card) Reset() {
@@ -207,6 +269,27 @@ func (x *Card) GetStatus() CardStatus {
 func (x *Card) GetIssuedAtUnixMs() int64 {
 	if x != nil {
 		return x.IssuedAtUnixMs
+	}
+	return 0
+}
+
+func (x *Card) GetCardId() string {
+	if x != nil {
+		return x.CardId
+	}
+	return ""
+}
+
+func (x *Card) GetBlockReason() BlockReason {
+	if x != nil {
+		return x.BlockReason
+	}
+	return BlockReason_BLOCK_REASON_UNSPECIFIED
+}
+
+func (x *Card) GetVerificationFailures() int32 {
+	if x != nil {
+		return x.VerificationFailures
 	}
 	return 0
 }
@@ -324,8 +407,8 @@ func (x *IssueCardResponse) GetCvv() string {
 // GetCardRequest names a card.
 type GetCardRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// number is the 16-digit card number.
-	Number        string `protobuf:"bytes,1,opt,name=number,proto3" json:"number,omitempty"`
+	// card_id is the card's id (Card.card_id).
+	CardId        string `protobuf:"bytes,2,opt,name=card_id,json=cardId,proto3" json:"card_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -360,9 +443,9 @@ func (*GetCardRequest) Descriptor() ([]byte, []int) {
 	return file_codebank_v1_cards_proto_rawDescGZIP(), []int{3}
 }
 
-func (x *GetCardRequest) GetNumber() string {
+func (x *GetCardRequest) GetCardId() string {
 	if x != nil {
-		return x.Number
+		return x.CardId
 	}
 	return ""
 }
@@ -370,7 +453,7 @@ func (x *GetCardRequest) GetNumber() string {
 // GetCardResponse is the card asked for.
 type GetCardResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// card is the card, without its CVV.
+	// card is the card, without its number or CVV.
 	Card          *Card `protobuf:"bytes,1,opt,name=card,proto3" json:"card,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -413,11 +496,424 @@ func (x *GetCardResponse) GetCard() *Card {
 	return nil
 }
 
+// LookupCardRequest names a card by its number.
+type LookupCardRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// number is the 16-digit card number.
+	Number        string `protobuf:"bytes,1,opt,name=number,proto3" json:"number,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LookupCardRequest) Reset() {
+	*x = LookupCardRequest{}
+	mi := &file_codebank_v1_cards_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LookupCardRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LookupCardRequest) ProtoMessage() {}
+
+func (x *LookupCardRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_codebank_v1_cards_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LookupCardRequest.ProtoReflect.Descriptor instead.
+func (*LookupCardRequest) Descriptor() ([]byte, []int) {
+	return file_codebank_v1_cards_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *LookupCardRequest) GetNumber() string {
+	if x != nil {
+		return x.Number
+	}
+	return ""
+}
+
+// LookupCardResponse is the card with that number.
+type LookupCardResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// card is the card, without its number or CVV.
+	Card          *Card `protobuf:"bytes,1,opt,name=card,proto3" json:"card,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LookupCardResponse) Reset() {
+	*x = LookupCardResponse{}
+	mi := &file_codebank_v1_cards_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LookupCardResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LookupCardResponse) ProtoMessage() {}
+
+func (x *LookupCardResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_codebank_v1_cards_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LookupCardResponse.ProtoReflect.Descriptor instead.
+func (*LookupCardResponse) Descriptor() ([]byte, []int) {
+	return file_codebank_v1_cards_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *LookupCardResponse) GetCard() *Card {
+	if x != nil {
+		return x.Card
+	}
+	return nil
+}
+
+// BlockCardRequest names the card to block.
+type BlockCardRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// card_id is the card's id.
+	CardId        string `protobuf:"bytes,1,opt,name=card_id,json=cardId,proto3" json:"card_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BlockCardRequest) Reset() {
+	*x = BlockCardRequest{}
+	mi := &file_codebank_v1_cards_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BlockCardRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BlockCardRequest) ProtoMessage() {}
+
+func (x *BlockCardRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_codebank_v1_cards_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BlockCardRequest.ProtoReflect.Descriptor instead.
+func (*BlockCardRequest) Descriptor() ([]byte, []int) {
+	return file_codebank_v1_cards_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *BlockCardRequest) GetCardId() string {
+	if x != nil {
+		return x.CardId
+	}
+	return ""
+}
+
+// BlockCardResponse is the card, blocked.
+type BlockCardResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// card is the card after the command.
+	Card          *Card `protobuf:"bytes,1,opt,name=card,proto3" json:"card,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BlockCardResponse) Reset() {
+	*x = BlockCardResponse{}
+	mi := &file_codebank_v1_cards_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BlockCardResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BlockCardResponse) ProtoMessage() {}
+
+func (x *BlockCardResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_codebank_v1_cards_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BlockCardResponse.ProtoReflect.Descriptor instead.
+func (*BlockCardResponse) Descriptor() ([]byte, []int) {
+	return file_codebank_v1_cards_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *BlockCardResponse) GetCard() *Card {
+	if x != nil {
+		return x.Card
+	}
+	return nil
+}
+
+// UnblockCardRequest names the card to unblock.
+type UnblockCardRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// card_id is the card's id.
+	CardId        string `protobuf:"bytes,1,opt,name=card_id,json=cardId,proto3" json:"card_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnblockCardRequest) Reset() {
+	*x = UnblockCardRequest{}
+	mi := &file_codebank_v1_cards_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnblockCardRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnblockCardRequest) ProtoMessage() {}
+
+func (x *UnblockCardRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_codebank_v1_cards_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnblockCardRequest.ProtoReflect.Descriptor instead.
+func (*UnblockCardRequest) Descriptor() ([]byte, []int) {
+	return file_codebank_v1_cards_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *UnblockCardRequest) GetCardId() string {
+	if x != nil {
+		return x.CardId
+	}
+	return ""
+}
+
+// UnblockCardResponse is the card, active again.
+type UnblockCardResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// card is the card after the command.
+	Card          *Card `protobuf:"bytes,1,opt,name=card,proto3" json:"card,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnblockCardResponse) Reset() {
+	*x = UnblockCardResponse{}
+	mi := &file_codebank_v1_cards_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnblockCardResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnblockCardResponse) ProtoMessage() {}
+
+func (x *UnblockCardResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_codebank_v1_cards_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnblockCardResponse.ProtoReflect.Descriptor instead.
+func (*UnblockCardResponse) Descriptor() ([]byte, []int) {
+	return file_codebank_v1_cards_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *UnblockCardResponse) GetCard() *Card {
+	if x != nil {
+		return x.Card
+	}
+	return nil
+}
+
+// VerifyCardRequest is what the customer typed to prove a card is theirs.
+type VerifyCardRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// number is the 16-digit card number.
+	Number string `protobuf:"bytes,1,opt,name=number,proto3" json:"number,omitempty"`
+	// expiry_month is the month of expiry, 1-12.
+	ExpiryMonth int32 `protobuf:"varint,2,opt,name=expiry_month,json=expiryMonth,proto3" json:"expiry_month,omitempty"`
+	// expiry_year is the year of expiry: four digits, or two (26 means 2026).
+	ExpiryYear int32 `protobuf:"varint,3,opt,name=expiry_year,json=expiryYear,proto3" json:"expiry_year,omitempty"`
+	// cvv is the 3-digit card verification value.
+	Cvv           string `protobuf:"bytes,4,opt,name=cvv,proto3" json:"cvv,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyCardRequest) Reset() {
+	*x = VerifyCardRequest{}
+	mi := &file_codebank_v1_cards_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyCardRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyCardRequest) ProtoMessage() {}
+
+func (x *VerifyCardRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_codebank_v1_cards_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyCardRequest.ProtoReflect.Descriptor instead.
+func (*VerifyCardRequest) Descriptor() ([]byte, []int) {
+	return file_codebank_v1_cards_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *VerifyCardRequest) GetNumber() string {
+	if x != nil {
+		return x.Number
+	}
+	return ""
+}
+
+func (x *VerifyCardRequest) GetExpiryMonth() int32 {
+	if x != nil {
+		return x.ExpiryMonth
+	}
+	return 0
+}
+
+func (x *VerifyCardRequest) GetExpiryYear() int32 {
+	if x != nil {
+		return x.ExpiryYear
+	}
+	return 0
+}
+
+func (x *VerifyCardRequest) GetCvv() string {
+	if x != nil {
+		return x.Cvv
+	}
+	return ""
+}
+
+// VerifyCardResponse says whether the card was proven.
+type VerifyCardResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// verified is true when the number, expiry and CVV are a card's and the card is active.
+	Verified bool `protobuf:"varint,1,opt,name=verified,proto3" json:"verified,omitempty"`
+	// card_id is the card's id when verified, else empty.
+	CardId string `protobuf:"bytes,2,opt,name=card_id,json=cardId,proto3" json:"card_id,omitempty"`
+	// masked_number is the card number with its middle digits hidden, when verified.
+	MaskedNumber  string `protobuf:"bytes,3,opt,name=masked_number,json=maskedNumber,proto3" json:"masked_number,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyCardResponse) Reset() {
+	*x = VerifyCardResponse{}
+	mi := &file_codebank_v1_cards_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyCardResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyCardResponse) ProtoMessage() {}
+
+func (x *VerifyCardResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_codebank_v1_cards_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyCardResponse.ProtoReflect.Descriptor instead.
+func (*VerifyCardResponse) Descriptor() ([]byte, []int) {
+	return file_codebank_v1_cards_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *VerifyCardResponse) GetVerified() bool {
+	if x != nil {
+		return x.Verified
+	}
+	return false
+}
+
+func (x *VerifyCardResponse) GetCardId() string {
+	if x != nil {
+		return x.CardId
+	}
+	return ""
+}
+
+func (x *VerifyCardResponse) GetMaskedNumber() string {
+	if x != nil {
+		return x.MaskedNumber
+	}
+	return ""
+}
+
 var File_codebank_v1_cards_proto protoreflect.FileDescriptor
 
 const file_codebank_v1_cards_proto_rawDesc = "" +
 	"\n" +
-	"\x17codebank/v1/cards.proto\x12\vcodebank.v1\x1a\x1cgoogle/api/annotations.proto\"\x89\x03\n" +
+	"\x17codebank/v1/cards.proto\x12\vcodebank.v1\x1a\x1cgoogle/api/annotations.proto\"\x94\x04\n" +
 	"\x04Card\x12\x16\n" +
 	"\x06number\x18\x01 \x01(\tR\x06number\x12#\n" +
 	"\rmasked_number\x18\x02 \x01(\tR\fmaskedNumber\x12\x1f\n" +
@@ -434,7 +930,10 @@ const file_codebank_v1_cards_proto_rawDesc = "" +
 	"\bcurrency\x18\t \x01(\tR\bcurrency\x12/\n" +
 	"\x06status\x18\n" +
 	" \x01(\x0e2\x17.codebank.v1.CardStatusR\x06status\x12)\n" +
-	"\x11issued_at_unix_ms\x18\v \x01(\x03R\x0eissuedAtUnixMs\"T\n" +
+	"\x11issued_at_unix_ms\x18\v \x01(\x03R\x0eissuedAtUnixMs\x12\x17\n" +
+	"\acard_id\x18\f \x01(\tR\x06cardId\x12;\n" +
+	"\fblock_reason\x18\r \x01(\x0e2\x18.codebank.v1.BlockReasonR\vblockReason\x123\n" +
+	"\x15verification_failures\x18\x0e \x01(\x05R\x14verificationFailures\"T\n" +
 	"\x10IssueCardRequest\x12\x1f\n" +
 	"\vholder_name\x18\x01 \x01(\tR\n" +
 	"holderName\x12\x1f\n" +
@@ -442,19 +941,51 @@ const file_codebank_v1_cards_proto_rawDesc = "" +
 	"limitCents\"L\n" +
 	"\x11IssueCardResponse\x12%\n" +
 	"\x04card\x18\x01 \x01(\v2\x11.codebank.v1.CardR\x04card\x12\x10\n" +
-	"\x03cvv\x18\x02 \x01(\tR\x03cvv\"(\n" +
-	"\x0eGetCardRequest\x12\x16\n" +
-	"\x06number\x18\x01 \x01(\tR\x06number\"8\n" +
+	"\x03cvv\x18\x02 \x01(\tR\x03cvv\"7\n" +
+	"\x0eGetCardRequest\x12\x17\n" +
+	"\acard_id\x18\x02 \x01(\tR\x06cardIdJ\x04\b\x01\x10\x02R\x06number\"8\n" +
 	"\x0fGetCardResponse\x12%\n" +
-	"\x04card\x18\x01 \x01(\v2\x11.codebank.v1.CardR\x04card*Z\n" +
+	"\x04card\x18\x01 \x01(\v2\x11.codebank.v1.CardR\x04card\"+\n" +
+	"\x11LookupCardRequest\x12\x16\n" +
+	"\x06number\x18\x01 \x01(\tR\x06number\";\n" +
+	"\x12LookupCardResponse\x12%\n" +
+	"\x04card\x18\x01 \x01(\v2\x11.codebank.v1.CardR\x04card\"+\n" +
+	"\x10BlockCardRequest\x12\x17\n" +
+	"\acard_id\x18\x01 \x01(\tR\x06cardId\":\n" +
+	"\x11BlockCardResponse\x12%\n" +
+	"\x04card\x18\x01 \x01(\v2\x11.codebank.v1.CardR\x04card\"-\n" +
+	"\x12UnblockCardRequest\x12\x17\n" +
+	"\acard_id\x18\x01 \x01(\tR\x06cardId\"<\n" +
+	"\x13UnblockCardResponse\x12%\n" +
+	"\x04card\x18\x01 \x01(\v2\x11.codebank.v1.CardR\x04card\"\x81\x01\n" +
+	"\x11VerifyCardRequest\x12\x16\n" +
+	"\x06number\x18\x01 \x01(\tR\x06number\x12!\n" +
+	"\fexpiry_month\x18\x02 \x01(\x05R\vexpiryMonth\x12\x1f\n" +
+	"\vexpiry_year\x18\x03 \x01(\x05R\n" +
+	"expiryYear\x12\x10\n" +
+	"\x03cvv\x18\x04 \x01(\tR\x03cvv\"n\n" +
+	"\x12VerifyCardResponse\x12\x1a\n" +
+	"\bverified\x18\x01 \x01(\bR\bverified\x12\x17\n" +
+	"\acard_id\x18\x02 \x01(\tR\x06cardId\x12#\n" +
+	"\rmasked_number\x18\x03 \x01(\tR\fmaskedNumber*Z\n" +
 	"\n" +
 	"CardStatus\x12\x1b\n" +
 	"\x17CARD_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12CARD_STATUS_ACTIVE\x10\x01\x12\x17\n" +
-	"\x13CARD_STATUS_BLOCKED\x10\x022\xd1\x01\n" +
+	"\x13CARD_STATUS_BLOCKED\x10\x02*n\n" +
+	"\vBlockReason\x12\x1c\n" +
+	"\x18BLOCK_REASON_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15BLOCK_REASON_OPERATOR\x10\x01\x12&\n" +
+	"\"BLOCK_REASON_VERIFICATION_FAILURES\x10\x022\x96\x05\n" +
 	"\vCardService\x12`\n" +
-	"\tIssueCard\x12\x1d.codebank.v1.IssueCardRequest\x1a\x1e.codebank.v1.IssueCardResponse\"\x14\x82\xd3\xe4\x93\x02\x0e:\x01*\"\t/v1/cards\x12`\n" +
-	"\aGetCard\x12\x1b.codebank.v1.GetCardRequest\x1a\x1c.codebank.v1.GetCardResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/cards/{number}B;Z9github.com/codebank/codebank/proto/codebank/v1;codebankv1b\x06proto3"
+	"\tIssueCard\x12\x1d.codebank.v1.IssueCardRequest\x1a\x1e.codebank.v1.IssueCardResponse\"\x14\x82\xd3\xe4\x93\x02\x0e:\x01*\"\t/v1/cards\x12a\n" +
+	"\aGetCard\x12\x1b.codebank.v1.GetCardRequest\x1a\x1c.codebank.v1.GetCardResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/cards/{card_id}\x12j\n" +
+	"\n" +
+	"LookupCard\x12\x1e.codebank.v1.LookupCardRequest\x1a\x1f.codebank.v1.LookupCardResponse\"\x1b\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/v1/cards:lookup\x12p\n" +
+	"\tBlockCard\x12\x1d.codebank.v1.BlockCardRequest\x1a\x1e.codebank.v1.BlockCardResponse\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/cards/{card_id}:block\x12x\n" +
+	"\vUnblockCard\x12\x1f.codebank.v1.UnblockCardRequest\x1a .codebank.v1.UnblockCardResponse\"&\x82\xd3\xe4\x93\x02 :\x01*\"\x1b/v1/cards/{card_id}:unblock\x12j\n" +
+	"\n" +
+	"VerifyCard\x12\x1e.codebank.v1.VerifyCardRequest\x1a\x1f.codebank.v1.VerifyCardResponse\"\x1b\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/v1/cards:verifyB;Z9github.com/codebank/codebank/proto/codebank/v1;codebankv1b\x06proto3"
 
 var (
 	file_codebank_v1_cards_proto_rawDescOnce sync.Once
@@ -468,29 +999,50 @@ func file_codebank_v1_cards_proto_rawDescGZIP() []byte {
 	return file_codebank_v1_cards_proto_rawDescData
 }
 
-var file_codebank_v1_cards_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_codebank_v1_cards_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_codebank_v1_cards_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_codebank_v1_cards_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_codebank_v1_cards_proto_goTypes = []any{
-	(CardStatus)(0),           // 0: codebank.v1.CardStatus
-	(*Card)(nil),              // 1: codebank.v1.Card
-	(*IssueCardRequest)(nil),  // 2: codebank.v1.IssueCardRequest
-	(*IssueCardResponse)(nil), // 3: codebank.v1.IssueCardResponse
-	(*GetCardRequest)(nil),    // 4: codebank.v1.GetCardRequest
-	(*GetCardResponse)(nil),   // 5: codebank.v1.GetCardResponse
+	(CardStatus)(0),             // 0: codebank.v1.CardStatus
+	(BlockReason)(0),            // 1: codebank.v1.BlockReason
+	(*Card)(nil),                // 2: codebank.v1.Card
+	(*IssueCardRequest)(nil),    // 3: codebank.v1.IssueCardRequest
+	(*IssueCardResponse)(nil),   // 4: codebank.v1.IssueCardResponse
+	(*GetCardRequest)(nil),      // 5: codebank.v1.GetCardRequest
+	(*GetCardResponse)(nil),     // 6: codebank.v1.GetCardResponse
+	(*LookupCardRequest)(nil),   // 7: codebank.v1.LookupCardRequest
+	(*LookupCardResponse)(nil),  // 8: codebank.v1.LookupCardResponse
+	(*BlockCardRequest)(nil),    // 9: codebank.v1.BlockCardRequest
+	(*BlockCardResponse)(nil),   // 10: codebank.v1.BlockCardResponse
+	(*UnblockCardRequest)(nil),  // 11: codebank.v1.UnblockCardRequest
+	(*UnblockCardResponse)(nil), // 12: codebank.v1.UnblockCardResponse
+	(*VerifyCardRequest)(nil),   // 13: codebank.v1.VerifyCardRequest
+	(*VerifyCardResponse)(nil),  // 14: codebank.v1.VerifyCardResponse
 }
 var file_codebank_v1_cards_proto_depIdxs = []int32{
-	0, // 0: codebank.v1.Card.status:type_name -> codebank.v1.CardStatus
-	1, // 1: codebank.v1.IssueCardResponse.card:type_name -> codebank.v1.Card
-	1, // 2: codebank.v1.GetCardResponse.card:type_name -> codebank.v1.Card
-	2, // 3: codebank.v1.CardService.IssueCard:input_type -> codebank.v1.IssueCardRequest
-	4, // 4: codebank.v1.CardService.GetCard:input_type -> codebank.v1.GetCardRequest
-	3, // 5: codebank.v1.CardService.IssueCard:output_type -> codebank.v1.IssueCardResponse
-	5, // 6: codebank.v1.CardService.GetCard:output_type -> codebank.v1.GetCardResponse
-	5, // [5:7] is the sub-list for method output_type
-	3, // [3:5] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	0,  // 0: codebank.v1.Card.status:type_name -> codebank.v1.CardStatus
+	1,  // 1: codebank.v1.Card.block_reason:type_name -> codebank.v1.BlockReason
+	2,  // 2: codebank.v1.IssueCardResponse.card:type_name -> codebank.v1.Card
+	2,  // 3: codebank.v1.GetCardResponse.card:type_name -> codebank.v1.Card
+	2,  // 4: codebank.v1.LookupCardResponse.card:type_name -> codebank.v1.Card
+	2,  // 5: codebank.v1.BlockCardResponse.card:type_name -> codebank.v1.Card
+	2,  // 6: codebank.v1.UnblockCardResponse.card:type_name -> codebank.v1.Card
+	3,  // 7: codebank.v1.CardService.IssueCard:input_type -> codebank.v1.IssueCardRequest
+	5,  // 8: codebank.v1.CardService.GetCard:input_type -> codebank.v1.GetCardRequest
+	7,  // 9: codebank.v1.CardService.LookupCard:input_type -> codebank.v1.LookupCardRequest
+	9,  // 10: codebank.v1.CardService.BlockCard:input_type -> codebank.v1.BlockCardRequest
+	11, // 11: codebank.v1.CardService.UnblockCard:input_type -> codebank.v1.UnblockCardRequest
+	13, // 12: codebank.v1.CardService.VerifyCard:input_type -> codebank.v1.VerifyCardRequest
+	4,  // 13: codebank.v1.CardService.IssueCard:output_type -> codebank.v1.IssueCardResponse
+	6,  // 14: codebank.v1.CardService.GetCard:output_type -> codebank.v1.GetCardResponse
+	8,  // 15: codebank.v1.CardService.LookupCard:output_type -> codebank.v1.LookupCardResponse
+	10, // 16: codebank.v1.CardService.BlockCard:output_type -> codebank.v1.BlockCardResponse
+	12, // 17: codebank.v1.CardService.UnblockCard:output_type -> codebank.v1.UnblockCardResponse
+	14, // 18: codebank.v1.CardService.VerifyCard:output_type -> codebank.v1.VerifyCardResponse
+	13, // [13:19] is the sub-list for method output_type
+	7,  // [7:13] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_codebank_v1_cards_proto_init() }
@@ -503,8 +1055,8 @@ func file_codebank_v1_cards_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_codebank_v1_cards_proto_rawDesc), len(file_codebank_v1_cards_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   5,
+			NumEnums:      2,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,21 +19,39 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	CardService_IssueCard_FullMethodName = "/codebank.v1.CardService/IssueCard"
-	CardService_GetCard_FullMethodName   = "/codebank.v1.CardService/GetCard"
+	CardService_IssueCard_FullMethodName   = "/codebank.v1.CardService/IssueCard"
+	CardService_GetCard_FullMethodName     = "/codebank.v1.CardService/GetCard"
+	CardService_LookupCard_FullMethodName  = "/codebank.v1.CardService/LookupCard"
+	CardService_BlockCard_FullMethodName   = "/codebank.v1.CardService/BlockCard"
+	CardService_UnblockCard_FullMethodName = "/codebank.v1.CardService/UnblockCard"
+	CardService_VerifyCard_FullMethodName  = "/codebank.v1.CardService/VerifyCard"
 )
 
 // CardServiceClient is the client API for CardService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// CardService issues credit cards and reads their balances.
+// CardService issues credit cards, reads, blocks and unblocks them (bank operators), and
+// verifies that someone holds a card (the bank's own pages). A card is named by its card_id,
+// never by its number: the number travels only in request bodies, and only where it is needed.
 type CardServiceClient interface {
 	// IssueCard issues a new card to a holder with a credit limit. The response is the only place
-	// the card's CVV is ever returned: the bank does not store it.
+	// the card's number and CVV are ever returned: the bank stores neither.
 	IssueCard(ctx context.Context, in *IssueCardRequest, opts ...grpc.CallOption) (*IssueCardResponse, error)
-	// GetCard returns a card with its limit and the credit used and available. Never the CVV.
+	// GetCard returns a card with its limit and the credit used and available. Never its number
+	// or CVV.
 	GetCard(ctx context.Context, in *GetCardRequest, opts ...grpc.CallOption) (*GetCardResponse, error)
+	// LookupCard finds a card by its number, given in the body (never in a URL).
+	LookupCard(ctx context.Context, in *LookupCardRequest, opts ...grpc.CallOption) (*LookupCardResponse, error)
+	// BlockCard blocks a card: every payment on it is rejected until UnblockCard.
+	BlockCard(ctx context.Context, in *BlockCardRequest, opts ...grpc.CallOption) (*BlockCardResponse, error)
+	// UnblockCard makes a blocked card usable again, and clears its count of failed
+	// verifications.
+	UnblockCard(ctx context.Context, in *UnblockCardRequest, opts ...grpc.CallOption) (*UnblockCardResponse, error)
+	// VerifyCard checks that the caller's customer holds a card: its number, expiry and CVV. The
+	// answer is yes with the card's id, or a bare no that says nothing of what did not match. A
+	// failure counts toward the card's lockout, as a payment's failed verification does.
+	VerifyCard(ctx context.Context, in *VerifyCardRequest, opts ...grpc.CallOption) (*VerifyCardResponse, error)
 }
 
 type cardServiceClient struct {
@@ -64,17 +82,71 @@ func (c *cardServiceClient) GetCard(ctx context.Context, in *GetCardRequest, opt
 	return out, nil
 }
 
+func (c *cardServiceClient) LookupCard(ctx context.Context, in *LookupCardRequest, opts ...grpc.CallOption) (*LookupCardResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LookupCardResponse)
+	err := c.cc.Invoke(ctx, CardService_LookupCard_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *cardServiceClient) BlockCard(ctx context.Context, in *BlockCardRequest, opts ...grpc.CallOption) (*BlockCardResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BlockCardResponse)
+	err := c.cc.Invoke(ctx, CardService_BlockCard_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *cardServiceClient) UnblockCard(ctx context.Context, in *UnblockCardRequest, opts ...grpc.CallOption) (*UnblockCardResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UnblockCardResponse)
+	err := c.cc.Invoke(ctx, CardService_UnblockCard_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *cardServiceClient) VerifyCard(ctx context.Context, in *VerifyCardRequest, opts ...grpc.CallOption) (*VerifyCardResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VerifyCardResponse)
+	err := c.cc.Invoke(ctx, CardService_VerifyCard_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CardServiceServer is the server API for CardService service.
 // All implementations must embed UnimplementedCardServiceServer
 // for forward compatibility.
 //
-// CardService issues credit cards and reads their balances.
+// CardService issues credit cards, reads, blocks and unblocks them (bank operators), and
+// verifies that someone holds a card (the bank's own pages). A card is named by its card_id,
+// never by its number: the number travels only in request bodies, and only where it is needed.
 type CardServiceServer interface {
 	// IssueCard issues a new card to a holder with a credit limit. The response is the only place
-	// the card's CVV is ever returned: the bank does not store it.
+	// the card's number and CVV are ever returned: the bank stores neither.
 	IssueCard(context.Context, *IssueCardRequest) (*IssueCardResponse, error)
-	// GetCard returns a card with its limit and the credit used and available. Never the CVV.
+	// GetCard returns a card with its limit and the credit used and available. Never its number
+	// or CVV.
 	GetCard(context.Context, *GetCardRequest) (*GetCardResponse, error)
+	// LookupCard finds a card by its number, given in the body (never in a URL).
+	LookupCard(context.Context, *LookupCardRequest) (*LookupCardResponse, error)
+	// BlockCard blocks a card: every payment on it is rejected until UnblockCard.
+	BlockCard(context.Context, *BlockCardRequest) (*BlockCardResponse, error)
+	// UnblockCard makes a blocked card usable again, and clears its count of failed
+	// verifications.
+	UnblockCard(context.Context, *UnblockCardRequest) (*UnblockCardResponse, error)
+	// VerifyCard checks that the caller's customer holds a card: its number, expiry and CVV. The
+	// answer is yes with the card's id, or a bare no that says nothing of what did not match. A
+	// failure counts toward the card's lockout, as a payment's failed verification does.
+	VerifyCard(context.Context, *VerifyCardRequest) (*VerifyCardResponse, error)
 	mustEmbedUnimplementedCardServiceServer()
 }
 
@@ -90,6 +162,18 @@ func (UnimplementedCardServiceServer) IssueCard(context.Context, *IssueCardReque
 }
 func (UnimplementedCardServiceServer) GetCard(context.Context, *GetCardRequest) (*GetCardResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetCard not implemented")
+}
+func (UnimplementedCardServiceServer) LookupCard(context.Context, *LookupCardRequest) (*LookupCardResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method LookupCard not implemented")
+}
+func (UnimplementedCardServiceServer) BlockCard(context.Context, *BlockCardRequest) (*BlockCardResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method BlockCard not implemented")
+}
+func (UnimplementedCardServiceServer) UnblockCard(context.Context, *UnblockCardRequest) (*UnblockCardResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UnblockCard not implemented")
+}
+func (UnimplementedCardServiceServer) VerifyCard(context.Context, *VerifyCardRequest) (*VerifyCardResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method VerifyCard not implemented")
 }
 func (UnimplementedCardServiceServer) mustEmbedUnimplementedCardServiceServer() {}
 func (UnimplementedCardServiceServer) testEmbeddedByValue()                     {}
@@ -148,6 +232,78 @@ func _CardService_GetCard_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CardService_LookupCard_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LookupCardRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CardServiceServer).LookupCard(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CardService_LookupCard_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CardServiceServer).LookupCard(ctx, req.(*LookupCardRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CardService_BlockCard_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BlockCardRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CardServiceServer).BlockCard(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CardService_BlockCard_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CardServiceServer).BlockCard(ctx, req.(*BlockCardRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CardService_UnblockCard_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UnblockCardRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CardServiceServer).UnblockCard(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CardService_UnblockCard_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CardServiceServer).UnblockCard(ctx, req.(*UnblockCardRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CardService_VerifyCard_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VerifyCardRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CardServiceServer).VerifyCard(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CardService_VerifyCard_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CardServiceServer).VerifyCard(ctx, req.(*VerifyCardRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CardService_ServiceDesc is the grpc.ServiceDesc for CardService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -162,6 +318,22 @@ var CardService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetCard",
 			Handler:    _CardService_GetCard_Handler,
+		},
+		{
+			MethodName: "LookupCard",
+			Handler:    _CardService_LookupCard_Handler,
+		},
+		{
+			MethodName: "BlockCard",
+			Handler:    _CardService_BlockCard_Handler,
+		},
+		{
+			MethodName: "UnblockCard",
+			Handler:    _CardService_UnblockCard_Handler,
+		},
+		{
+			MethodName: "VerifyCard",
+			Handler:    _CardService_VerifyCard_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

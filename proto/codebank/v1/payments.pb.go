@@ -100,6 +100,11 @@ const (
 	// bank repairs it. The payment was not decided: the same transaction id may be tried again
 	// later, and is then decided.
 	RejectReason_REJECT_REASON_ACCOUNT_UNAVAILABLE RejectReason = 8
+	// REJECT_REASON_DO_NOT_HONOR: the card data did not verify, or the bank issued no such card.
+	// Which of them is not said: the card's number, expiry, CVV and holder cannot be guessed one
+	// at a time. Merchants get this instead of CARD_NOT_FOUND, EXPIRY_MISMATCH, CVV_MISMATCH and
+	// HOLDER_MISMATCH, which only the bank's own records and pages show.
+	RejectReason_REJECT_REASON_DO_NOT_HONOR RejectReason = 9
 )
 
 // Enum value maps for RejectReason.
@@ -114,6 +119,7 @@ var (
 		6: "REJECT_REASON_CARD_BLOCKED",
 		7: "REJECT_REASON_INSUFFICIENT_CREDIT",
 		8: "REJECT_REASON_ACCOUNT_UNAVAILABLE",
+		9: "REJECT_REASON_DO_NOT_HONOR",
 	}
 	RejectReason_value = map[string]int32{
 		"REJECT_REASON_UNSPECIFIED":         0,
@@ -125,6 +131,7 @@ var (
 		"REJECT_REASON_CARD_BLOCKED":        6,
 		"REJECT_REASON_INSUFFICIENT_CREDIT": 7,
 		"REJECT_REASON_ACCOUNT_UNAVAILABLE": 8,
+		"REJECT_REASON_DO_NOT_HONOR":        9,
 	}
 )
 
@@ -242,13 +249,14 @@ type AuthorizeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// transaction_id is the idempotency key chosen by the client (1-64 characters of
 	// [A-Za-z0-9._:-]), unique per card; the bank generates one when it is empty. The same id on
-	// two cards is two payments.
+	// two cards, or from two merchants, is two payments.
 	TransactionId string `protobuf:"bytes,1,opt,name=transaction_id,json=transactionId,proto3" json:"transaction_id,omitempty"`
 	// card identifies and authenticates the card.
 	Card *CardDetails `protobuf:"bytes,2,opt,name=card,proto3" json:"card,omitempty"`
 	// amount_cents is the amount in minor units of the card's currency, greater than zero.
 	AmountCents int64 `protobuf:"varint,3,opt,name=amount_cents,json=amountCents,proto3" json:"amount_cents,omitempty"`
-	// store is the merchant's name (1-100 characters).
+	// store is an optional sub-name of the merchant's store, such as a branch (0-100
+	// characters). The merchant's own name comes from its API key.
 	Store string `protobuf:"bytes,4,opt,name=store,proto3" json:"store,omitempty"`
 	// description says what was bought (1-500 characters).
 	Description   string `protobuf:"bytes,5,opt,name=description,proto3" json:"description,omitempty"`
@@ -330,8 +338,6 @@ type AuthorizeResponse struct {
 	Status PaymentStatus `protobuf:"varint,2,opt,name=status,proto3,enum=codebank.v1.PaymentStatus" json:"status,omitempty"`
 	// reason says why the payment was rejected; UNSPECIFIED when approved.
 	Reason RejectReason `protobuf:"varint,3,opt,name=reason,proto3,enum=codebank.v1.RejectReason" json:"reason,omitempty"`
-	// available_cents is the card's available credit after the decision (0 for an unknown card).
-	AvailableCents int64 `protobuf:"varint,4,opt,name=available_cents,json=availableCents,proto3" json:"available_cents,omitempty"`
 	// amount_cents is the amount of the original attempt with this transaction_id.
 	AmountCents int64 `protobuf:"varint,5,opt,name=amount_cents,json=amountCents,proto3" json:"amount_cents,omitempty"`
 	// authorized_at_unix_ms is when the decision was made, in milliseconds since the Unix epoch.
@@ -396,13 +402,6 @@ func (x *AuthorizeResponse) GetReason() RejectReason {
 	return RejectReason_REJECT_REASON_UNSPECIFIED
 }
 
-func (x *AuthorizeResponse) GetAvailableCents() int64 {
-	if x != nil {
-		return x.AvailableCents
-	}
-	return 0
-}
-
 func (x *AuthorizeResponse) GetAmountCents() int64 {
 	if x != nil {
 		return x.AmountCents
@@ -449,20 +448,19 @@ const file_codebank_v1_payments_proto_rawDesc = "" +
 	"\x04card\x18\x02 \x01(\v2\x18.codebank.v1.CardDetailsR\x04card\x12!\n" +
 	"\famount_cents\x18\x03 \x01(\x03R\vamountCents\x12\x14\n" +
 	"\x05store\x18\x04 \x01(\tR\x05store\x12 \n" +
-	"\vdescription\x18\x05 \x01(\tR\vdescription\"\xe3\x02\n" +
+	"\vdescription\x18\x05 \x01(\tR\vdescription\"\xd1\x02\n" +
 	"\x11AuthorizeResponse\x12%\n" +
 	"\x0etransaction_id\x18\x01 \x01(\tR\rtransactionId\x122\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x1a.codebank.v1.PaymentStatusR\x06status\x121\n" +
-	"\x06reason\x18\x03 \x01(\x0e2\x19.codebank.v1.RejectReasonR\x06reason\x12'\n" +
-	"\x0favailable_cents\x18\x04 \x01(\x03R\x0eavailableCents\x12!\n" +
+	"\x06reason\x18\x03 \x01(\x0e2\x19.codebank.v1.RejectReasonR\x06reason\x12!\n" +
 	"\famount_cents\x18\x05 \x01(\x03R\vamountCents\x121\n" +
 	"\x15authorized_at_unix_ms\x18\x06 \x01(\x03R\x12authorizedAtUnixMs\x12#\n" +
 	"\rmasked_number\x18\a \x01(\tR\fmaskedNumber\x12\x1c\n" +
-	"\tduplicate\x18\b \x01(\bR\tduplicate*i\n" +
+	"\tduplicate\x18\b \x01(\bR\tduplicateJ\x04\b\x04\x10\x05R\x0favailable_cents*i\n" +
 	"\rPaymentStatus\x12\x1e\n" +
 	"\x1aPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17PAYMENT_STATUS_APPROVED\x10\x01\x12\x1b\n" +
-	"\x17PAYMENT_STATUS_REJECTED\x10\x02*\xc3\x02\n" +
+	"\x17PAYMENT_STATUS_REJECTED\x10\x02*\xe3\x02\n" +
 	"\fRejectReason\x12\x1d\n" +
 	"\x19REJECT_REASON_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cREJECT_REASON_CARD_NOT_FOUND\x10\x01\x12\x1e\n" +
@@ -472,7 +470,8 @@ const file_codebank_v1_payments_proto_rawDesc = "" +
 	"\x1dREJECT_REASON_HOLDER_MISMATCH\x10\x05\x12\x1e\n" +
 	"\x1aREJECT_REASON_CARD_BLOCKED\x10\x06\x12%\n" +
 	"!REJECT_REASON_INSUFFICIENT_CREDIT\x10\a\x12%\n" +
-	"!REJECT_REASON_ACCOUNT_UNAVAILABLE\x10\b2u\n" +
+	"!REJECT_REASON_ACCOUNT_UNAVAILABLE\x10\b\x12\x1e\n" +
+	"\x1aREJECT_REASON_DO_NOT_HONOR\x10\t2u\n" +
 	"\x0ePaymentService\x12c\n" +
 	"\tAuthorize\x12\x1d.codebank.v1.AuthorizeRequest\x1a\x1e.codebank.v1.AuthorizeResponse\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/paymentsB;Z9github.com/codebank/codebank/proto/codebank/v1;codebankv1b\x06proto3"
 

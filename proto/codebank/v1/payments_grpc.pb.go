@@ -29,12 +29,14 @@ const (
 // PaymentService authorizes card payments synchronously.
 type PaymentServiceClient interface {
 	// Authorize approves or rejects a payment and answers once the decision is final. A rejection
-	// is a normal answer (status REJECTED with a reason), not an error. The transaction_id is an
-	// idempotency key scoped to the card: calling again with the same card, transaction_id, amount
-	// and store never charges twice and returns the original outcome (duplicate = true); the same
-	// card and transaction_id with another amount or store is refused with ALREADY_EXISTS (HTTP
-	// 409) and charges nothing. Beyond the ingress's limit of calls in flight the call is refused at
-	// once with RESOURCE_EXHAUSTED.
+	// is a normal answer (status REJECTED with a reason), not an error. The merchant is the one
+	// the caller's API key names. The transaction_id is an idempotency key scoped to the merchant
+	// and the card: calling again with the same card, transaction_id, amount, store and
+	// description never charges twice and returns the original outcome (duplicate = true); the
+	// same card and transaction_id with another amount, store or description is refused with
+	// ALREADY_EXISTS (HTTP 409) and charges nothing. The same transaction_id from another
+	// merchant is another payment. Beyond the ingress's limit of calls in flight the call is
+	// refused at once with RESOURCE_EXHAUSTED.
 	Authorize(ctx context.Context, in *AuthorizeRequest, opts ...grpc.CallOption) (*AuthorizeResponse, error)
 }
 
@@ -63,12 +65,14 @@ func (c *paymentServiceClient) Authorize(ctx context.Context, in *AuthorizeReque
 // PaymentService authorizes card payments synchronously.
 type PaymentServiceServer interface {
 	// Authorize approves or rejects a payment and answers once the decision is final. A rejection
-	// is a normal answer (status REJECTED with a reason), not an error. The transaction_id is an
-	// idempotency key scoped to the card: calling again with the same card, transaction_id, amount
-	// and store never charges twice and returns the original outcome (duplicate = true); the same
-	// card and transaction_id with another amount or store is refused with ALREADY_EXISTS (HTTP
-	// 409) and charges nothing. Beyond the ingress's limit of calls in flight the call is refused at
-	// once with RESOURCE_EXHAUSTED.
+	// is a normal answer (status REJECTED with a reason), not an error. The merchant is the one
+	// the caller's API key names. The transaction_id is an idempotency key scoped to the merchant
+	// and the card: calling again with the same card, transaction_id, amount, store and
+	// description never charges twice and returns the original outcome (duplicate = true); the
+	// same card and transaction_id with another amount, store or description is refused with
+	// ALREADY_EXISTS (HTTP 409) and charges nothing. The same transaction_id from another
+	// merchant is another payment. Beyond the ingress's limit of calls in flight the call is
+	// refused at once with RESOURCE_EXHAUSTED.
 	Authorize(context.Context, *AuthorizeRequest) (*AuthorizeResponse, error)
 	mustEmbedUnimplementedPaymentServiceServer()
 }

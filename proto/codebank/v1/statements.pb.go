@@ -25,8 +25,8 @@ const (
 // GetStatementRequest names a card and a month.
 type GetStatementRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// number is the 16-digit card number.
-	Number string `protobuf:"bytes,1,opt,name=number,proto3" json:"number,omitempty"`
+	// card_id is the card's id (Card.card_id).
+	CardId string `protobuf:"bytes,5,opt,name=card_id,json=cardId,proto3" json:"card_id,omitempty"`
 	// month is the statement's month, "YYYY-MM" (UTC); the current month when empty.
 	Month string `protobuf:"bytes,2,opt,name=month,proto3" json:"month,omitempty"`
 	// page_size is the most lines to return, 1-1000; 100 when 0.
@@ -67,9 +67,9 @@ func (*GetStatementRequest) Descriptor() ([]byte, []int) {
 	return file_codebank_v1_statements_proto_rawDescGZIP(), []int{0}
 }
 
-func (x *GetStatementRequest) GetNumber() string {
+func (x *GetStatementRequest) GetCardId() string {
 	if x != nil {
-		return x.Number
+		return x.CardId
 	}
 	return ""
 }
@@ -102,7 +102,7 @@ type StatementLine struct {
 	TransactionId string `protobuf:"bytes,1,opt,name=transaction_id,json=transactionId,proto3" json:"transaction_id,omitempty"`
 	// authorized_at_unix_ms is when the bank approved it, in milliseconds since the Unix epoch.
 	AuthorizedAtUnixMs int64 `protobuf:"varint,2,opt,name=authorized_at_unix_ms,json=authorizedAtUnixMs,proto3" json:"authorized_at_unix_ms,omitempty"`
-	// store is the merchant's name.
+	// store is the merchant's name, with the sub-name its checkout gave in parentheses.
 	Store string `protobuf:"bytes,3,opt,name=store,proto3" json:"store,omitempty"`
 	// description says what was bought.
 	Description string `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
@@ -317,8 +317,8 @@ func (x *GetStatementResponse) GetUpToDate() bool {
 // ListStatementsRequest names a card.
 type ListStatementsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// number is the 16-digit card number.
-	Number        string `protobuf:"bytes,1,opt,name=number,proto3" json:"number,omitempty"`
+	// card_id is the card's id (Card.card_id).
+	CardId        string `protobuf:"bytes,2,opt,name=card_id,json=cardId,proto3" json:"card_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -353,9 +353,9 @@ func (*ListStatementsRequest) Descriptor() ([]byte, []int) {
 	return file_codebank_v1_statements_proto_rawDescGZIP(), []int{3}
 }
 
-func (x *ListStatementsRequest) GetNumber() string {
+func (x *ListStatementsRequest) GetCardId() string {
 	if x != nil {
-		return x.Number
+		return x.CardId
 	}
 	return ""
 }
@@ -501,13 +501,13 @@ var File_codebank_v1_statements_proto protoreflect.FileDescriptor
 
 const file_codebank_v1_statements_proto_rawDesc = "" +
 	"\n" +
-	"\x1ccodebank/v1/statements.proto\x12\vcodebank.v1\x1a\x1cgoogle/api/annotations.proto\"\x7f\n" +
-	"\x13GetStatementRequest\x12\x16\n" +
-	"\x06number\x18\x01 \x01(\tR\x06number\x12\x14\n" +
+	"\x1ccodebank/v1/statements.proto\x12\vcodebank.v1\x1a\x1cgoogle/api/annotations.proto\"\x8e\x01\n" +
+	"\x13GetStatementRequest\x12\x17\n" +
+	"\acard_id\x18\x05 \x01(\tR\x06cardId\x12\x14\n" +
 	"\x05month\x18\x02 \x01(\tR\x05month\x12\x1b\n" +
 	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x04 \x01(\tR\tpageToken\"\xc4\x01\n" +
+	"page_token\x18\x04 \x01(\tR\tpageTokenJ\x04\b\x01\x10\x02R\x06number\"\xc4\x01\n" +
 	"\rStatementLine\x12%\n" +
 	"\x0etransaction_id\x18\x01 \x01(\tR\rtransactionId\x121\n" +
 	"\x15authorized_at_unix_ms\x18\x02 \x01(\x03R\x12authorizedAtUnixMs\x12\x14\n" +
@@ -530,9 +530,9 @@ const file_codebank_v1_statements_proto_rawDesc = "" +
 	"\x0fnext_page_token\x18\n" +
 	" \x01(\tR\rnextPageToken\x12\x1c\n" +
 	"\n" +
-	"up_to_date\x18\v \x01(\bR\bupToDate\"/\n" +
-	"\x15ListStatementsRequest\x12\x16\n" +
-	"\x06number\x18\x01 \x01(\tR\x06number\"_\n" +
+	"up_to_date\x18\v \x01(\bR\bupToDate\">\n" +
+	"\x15ListStatementsRequest\x12\x17\n" +
+	"\acard_id\x18\x02 \x01(\tR\x06cardIdJ\x04\b\x01\x10\x02R\x06number\"_\n" +
 	"\x10StatementSummary\x12\x14\n" +
 	"\x05month\x18\x01 \x01(\tR\x05month\x12\x1f\n" +
 	"\vtotal_cents\x18\x02 \x01(\x03R\n" +
@@ -545,10 +545,10 @@ const file_codebank_v1_statements_proto_rawDesc = "" +
 	"\n" +
 	"statements\x18\x03 \x03(\v2\x1d.codebank.v1.StatementSummaryR\n" +
 	"statements\x12\x1a\n" +
-	"\bcurrency\x18\x04 \x01(\tR\bcurrency2\xba\x02\n" +
-	"\x10StatementService\x12\xa2\x01\n" +
-	"\fGetStatement\x12 .codebank.v1.GetStatementRequest\x1a!.codebank.v1.GetStatementResponse\"M\x82\xd3\xe4\x93\x02GZ\x1e\x12\x1c/v1/cards/{number}/statement\x12%/v1/cards/{number}/statements/{month}\x12\x80\x01\n" +
-	"\x0eListStatements\x12\".codebank.v1.ListStatementsRequest\x1a#.codebank.v1.ListStatementsResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/cards/{number}/statementsB;Z9github.com/codebank/codebank/proto/codebank/v1;codebankv1b\x06proto3"
+	"\bcurrency\x18\x04 \x01(\tR\bcurrency2\xbd\x02\n" +
+	"\x10StatementService\x12\xa4\x01\n" +
+	"\fGetStatement\x12 .codebank.v1.GetStatementRequest\x1a!.codebank.v1.GetStatementResponse\"O\x82\xd3\xe4\x93\x02IZ\x1f\x12\x1d/v1/cards/{card_id}/statement\x12&/v1/cards/{card_id}/statements/{month}\x12\x81\x01\n" +
+	"\x0eListStatements\x12\".codebank.v1.ListStatementsRequest\x1a#.codebank.v1.ListStatementsResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/v1/cards/{card_id}/statementsB;Z9github.com/codebank/codebank/proto/codebank/v1;codebankv1b\x06proto3"
 
 var (
 	file_codebank_v1_statements_proto_rawDescOnce sync.Once

@@ -35,7 +35,7 @@ var (
 	_ = metadata.Join
 )
 
-var filter_StatementService_GetStatement_0 = &utilities.DoubleArray{Encoding: map[string]int{"number": 0, "month": 1}, Base: []int{1, 1, 2, 0, 0}, Check: []int{0, 1, 1, 2, 3}}
+var filter_StatementService_GetStatement_0 = &utilities.DoubleArray{Encoding: map[string]int{"card_id": 0, "month": 1}, Base: []int{1, 1, 2, 0, 0}, Check: []int{0, 1, 1, 2, 3}}
 
 func request_StatementService_GetStatement_0(ctx context.Context, marshaler runtime.Marshaler, client StatementServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
@@ -43,13 +43,13 @@ func request_StatementService_GetStatement_0(ctx context.Context, marshaler runt
 		metadata runtime.ServerMetadata
 		err      error
 	)
-	val, ok := pathParams["number"]
+	val, ok := pathParams["card_id"]
 	if !ok {
-		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "number")
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "card_id")
 	}
-	protoReq.Number, err = runtime.String(val)
+	protoReq.CardId, err = runtime.String(val)
 	if err != nil {
-		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "number", err)
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "card_id", err)
 	}
 	val, ok = pathParams["month"]
 	if !ok {
@@ -78,13 +78,13 @@ func local_request_StatementService_GetStatement_0(ctx context.Context, marshale
 		metadata runtime.ServerMetadata
 		err      error
 	)
-	val, ok := pathParams["number"]
+	val, ok := pathParams["card_id"]
 	if !ok {
-		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "number")
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "card_id")
 	}
-	protoReq.Number, err = runtime.String(val)
+	protoReq.CardId, err = runtime.String(val)
 	if err != nil {
-		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "number", err)
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "card_id", err)
 	}
 	val, ok = pathParams["month"]
 	if !ok {
@@ -104,7 +104,7 @@ func local_request_StatementService_GetStatement_0(ctx context.Context, marshale
 	return msg, metadata, err
 }
 
-var filter_StatementService_GetStatement_1 = &utilities.DoubleArray{Encoding: map[string]int{"number": 0}, Base: []int{1, 1, 0}, Check: []int{0, 1, 2}}
+var filter_StatementService_GetStatement_1 = &utilities.DoubleArray{Encoding: map[string]int{"card_id": 0}, Base: []int{1, 1, 0}, Check: []int{0, 1, 2}}
 
 func request_StatementService_GetStatement_1(ctx context.Context, marshaler runtime.Marshaler, client StatementServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
@@ -112,13 +112,13 @@ func request_StatementService_GetStatement_1(ctx context.Context, marshaler runt
 		metadata runtime.ServerMetadata
 		err      error
 	)
-	val, ok := pathParams["number"]
+	val, ok := pathParams["card_id"]
 	if !ok {
-		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "number")
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "card_id")
 	}
-	protoReq.Number, err = runtime.String(val)
+	protoReq.CardId, err = runtime.String(val)
 	if err != nil {
-		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "number", err)
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "card_id", err)
 	}
 	if err := req.ParseForm(); err != nil {
 		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
@@ -139,13 +139,13 @@ func local_request_StatementService_GetStatement_1(ctx context.Context, marshale
 		metadata runtime.ServerMetadata
 		err      error
 	)
-	val, ok := pathParams["number"]
+	val, ok := pathParams["card_id"]
 	if !ok {
-		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "number")
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "card_id")
 	}
-	protoReq.Number, err = runtime.String(val)
+	protoReq.CardId, err = runtime.String(val)
 	if err != nil {
-		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "number", err)
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "card_id", err)
 	}
 	if err := req.ParseForm(); err != nil {
 		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
@@ -163,13 +163,13 @@ func request_StatementService_ListStatements_0(ctx context.Context, marshaler ru
 		metadata runtime.ServerMetadata
 		err      error
 	)
-	val, ok := pathParams["number"]
+	val, ok := pathParams["card_id"]
 	if !ok {
-		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "number")
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "card_id")
 	}
-	protoReq.Number, err = runtime.String(val)
+	protoReq.CardId, err = runtime.String(val)
 	if err != nil {
-		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "number", err)
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "card_id", err)
 	}
 	if req.Body != nil {
 		_, _ = io.Copy(io.Discard, req.Body)
@@ -184,13 +184,13 @@ func local_request_StatementService_ListStatements_0(ctx context.Context, marsha
 		metadata runtime.ServerMetadata
 		err      error
 	)
-	val, ok := pathParams["number"]
+	val, ok := pathParams["card_id"]
 	if !ok {
-		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "number")
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "card_id")
 	}
-	protoReq.Number, err = runtime.String(val)
+	protoReq.CardId, err = runtime.String(val)
 	if err != nil {
-		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "number", err)
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "card_id", err)
 	}
 	msg, err := server.ListStatements(ctx, &protoReq)
 	return msg, metadata, err
@@ -208,7 +208,7 @@ func RegisterStatementServiceHandlerServer(ctx context.Context, mux *runtime.Ser
 		var stream runtime.ServerTransportStream
 		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/codebank.v1.StatementService/GetStatement", runtime.WithHTTPPathPattern("/v1/cards/{number}/statements/{month}"))
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/codebank.v1.StatementService/GetStatement", runtime.WithHTTPPathPattern("/v1/cards/{card_id}/statements/{month}"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -228,7 +228,7 @@ func RegisterStatementServiceHandlerServer(ctx context.Context, mux *runtime.Ser
 		var stream runtime.ServerTransportStream
 		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/codebank.v1.StatementService/GetStatement", runtime.WithHTTPPathPattern("/v1/cards/{number}/statement"))
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/codebank.v1.StatementService/GetStatement", runtime.WithHTTPPathPattern("/v1/cards/{card_id}/statement"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -248,7 +248,7 @@ func RegisterStatementServiceHandlerServer(ctx context.Context, mux *runtime.Ser
 		var stream runtime.ServerTransportStream
 		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/codebank.v1.StatementService/ListStatements", runtime.WithHTTPPathPattern("/v1/cards/{number}/statements"))
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/codebank.v1.StatementService/ListStatements", runtime.WithHTTPPathPattern("/v1/cards/{card_id}/statements"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -306,7 +306,7 @@ func RegisterStatementServiceHandlerClient(ctx context.Context, mux *runtime.Ser
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/codebank.v1.StatementService/GetStatement", runtime.WithHTTPPathPattern("/v1/cards/{number}/statements/{month}"))
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/codebank.v1.StatementService/GetStatement", runtime.WithHTTPPathPattern("/v1/cards/{card_id}/statements/{month}"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -323,7 +323,7 @@ func RegisterStatementServiceHandlerClient(ctx context.Context, mux *runtime.Ser
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/codebank.v1.StatementService/GetStatement", runtime.WithHTTPPathPattern("/v1/cards/{number}/statement"))
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/codebank.v1.StatementService/GetStatement", runtime.WithHTTPPathPattern("/v1/cards/{card_id}/statement"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -340,7 +340,7 @@ func RegisterStatementServiceHandlerClient(ctx context.Context, mux *runtime.Ser
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/codebank.v1.StatementService/ListStatements", runtime.WithHTTPPathPattern("/v1/cards/{number}/statements"))
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/codebank.v1.StatementService/ListStatements", runtime.WithHTTPPathPattern("/v1/cards/{card_id}/statements"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -357,9 +357,9 @@ func RegisterStatementServiceHandlerClient(ctx context.Context, mux *runtime.Ser
 }
 
 var (
-	pattern_StatementService_GetStatement_0   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4}, []string{"v1", "cards", "number", "statements", "month"}, ""))
-	pattern_StatementService_GetStatement_1   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"v1", "cards", "number", "statement"}, ""))
-	pattern_StatementService_ListStatements_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"v1", "cards", "number", "statements"}, ""))
+	pattern_StatementService_GetStatement_0   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4}, []string{"v1", "cards", "card_id", "statements", "month"}, ""))
+	pattern_StatementService_GetStatement_1   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"v1", "cards", "card_id", "statement"}, ""))
+	pattern_StatementService_ListStatements_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"v1", "cards", "card_id", "statements"}, ""))
 )
 
 var (

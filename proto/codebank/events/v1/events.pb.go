@@ -156,6 +156,9 @@ const (
 	// REJECT_REASON_ACCOUNT_UNAVAILABLE: the card's stored account cannot be read; nothing was
 	// decided.
 	RejectReason_REJECT_REASON_ACCOUNT_UNAVAILABLE RejectReason = 8
+	// REJECT_REASON_DO_NOT_HONOR is never stored: the ingress answers it to merchants in place of
+	// the reasons that would tell them which card data was wrong.
+	RejectReason_REJECT_REASON_DO_NOT_HONOR RejectReason = 9
 )
 
 // Enum value maps for RejectReason.
@@ -170,6 +173,7 @@ var (
 		6: "REJECT_REASON_CARD_BLOCKED",
 		7: "REJECT_REASON_INSUFFICIENT_CREDIT",
 		8: "REJECT_REASON_ACCOUNT_UNAVAILABLE",
+		9: "REJECT_REASON_DO_NOT_HONOR",
 	}
 	RejectReason_value = map[string]int32{
 		"REJECT_REASON_UNSPECIFIED":         0,
@@ -181,6 +185,7 @@ var (
 		"REJECT_REASON_CARD_BLOCKED":        6,
 		"REJECT_REASON_INSUFFICIENT_CREDIT": 7,
 		"REJECT_REASON_ACCOUNT_UNAVAILABLE": 8,
+		"REJECT_REASON_DO_NOT_HONOR":        9,
 	}
 )
 
@@ -264,6 +269,59 @@ func (Channel) EnumDescriptor() ([]byte, []int) {
 	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{3}
 }
 
+// BlockReason says why a card is blocked.
+type BlockReason int32
+
+const (
+	// BLOCK_REASON_UNSPECIFIED is the reason of active cards.
+	BlockReason_BLOCK_REASON_UNSPECIFIED BlockReason = 0
+	// BLOCK_REASON_OPERATOR: an operator blocked the card.
+	BlockReason_BLOCK_REASON_OPERATOR BlockReason = 1
+	// BLOCK_REASON_VERIFICATION_FAILURES: the card failed verification too many times in a row.
+	BlockReason_BLOCK_REASON_VERIFICATION_FAILURES BlockReason = 2
+)
+
+// Enum value maps for BlockReason.
+var (
+	BlockReason_name = map[int32]string{
+		0: "BLOCK_REASON_UNSPECIFIED",
+		1: "BLOCK_REASON_OPERATOR",
+		2: "BLOCK_REASON_VERIFICATION_FAILURES",
+	}
+	BlockReason_value = map[string]int32{
+		"BLOCK_REASON_UNSPECIFIED":           0,
+		"BLOCK_REASON_OPERATOR":              1,
+		"BLOCK_REASON_VERIFICATION_FAILURES": 2,
+	}
+)
+
+func (x BlockReason) Enum() *BlockReason {
+	p := new(BlockReason)
+	*p = x
+	return p
+}
+
+func (x BlockReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (BlockReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_codebank_events_v1_events_proto_enumTypes[4].Descriptor()
+}
+
+func (BlockReason) Type() protoreflect.EnumType {
+	return &file_codebank_events_v1_events_proto_enumTypes[4]
+}
+
+func (x BlockReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use BlockReason.Descriptor instead.
+func (BlockReason) EnumDescriptor() ([]byte, []int) {
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{4}
+}
+
 // CardResult is what became of a card command.
 type CardResult int32
 
@@ -278,6 +336,9 @@ const (
 	CardResult_CARD_RESULT_ALREADY_EXISTS CardResult = 3
 	// CARD_RESULT_UNAVAILABLE: the card's stored account cannot be read; nothing was changed.
 	CardResult_CARD_RESULT_UNAVAILABLE CardResult = 4
+	// CARD_RESULT_NOT_VERIFIED: a verify command whose expiry or CVV are not the card's, or whose
+	// card is blocked.
+	CardResult_CARD_RESULT_NOT_VERIFIED CardResult = 5
 )
 
 // Enum value maps for CardResult.
@@ -288,6 +349,7 @@ var (
 		2: "CARD_RESULT_NOT_FOUND",
 		3: "CARD_RESULT_ALREADY_EXISTS",
 		4: "CARD_RESULT_UNAVAILABLE",
+		5: "CARD_RESULT_NOT_VERIFIED",
 	}
 	CardResult_value = map[string]int32{
 		"CARD_RESULT_UNSPECIFIED":    0,
@@ -295,6 +357,7 @@ var (
 		"CARD_RESULT_NOT_FOUND":      2,
 		"CARD_RESULT_ALREADY_EXISTS": 3,
 		"CARD_RESULT_UNAVAILABLE":    4,
+		"CARD_RESULT_NOT_VERIFIED":   5,
 	}
 )
 
@@ -309,11 +372,11 @@ func (x CardResult) String() string {
 }
 
 func (CardResult) Descriptor() protoreflect.EnumDescriptor {
-	return file_codebank_events_v1_events_proto_enumTypes[4].Descriptor()
+	return file_codebank_events_v1_events_proto_enumTypes[5].Descriptor()
 }
 
 func (CardResult) Type() protoreflect.EnumType {
-	return &file_codebank_events_v1_events_proto_enumTypes[4]
+	return &file_codebank_events_v1_events_proto_enumTypes[5]
 }
 
 func (x CardResult) Number() protoreflect.EnumNumber {
@@ -322,11 +385,12 @@ func (x CardResult) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use CardResult.Descriptor instead.
 func (CardResult) EnumDescriptor() ([]byte, []int) {
-	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{4}
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{5}
 }
 
-// PaymentRequested is a payment attempt accepted by the ingress (key: card number). The CVV is
-// checked at the ingress and never written to Kafka: only whether it matched.
+// PaymentRequested is a payment attempt accepted by the ingress (key: card token). Neither the
+// card number nor the CVV is written: the CVV is checked at the ingress, which records under
+// which card keys it matched.
 type PaymentRequested struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// transaction_id is the idempotency key.
@@ -337,11 +401,9 @@ type PaymentRequested struct {
 	ExpiryMonth int32 `protobuf:"varint,3,opt,name=expiry_month,json=expiryMonth,proto3" json:"expiry_month,omitempty"`
 	// expiry_year is the four-digit expiry year given by the checkout.
 	ExpiryYear int32 `protobuf:"varint,4,opt,name=expiry_year,json=expiryYear,proto3" json:"expiry_year,omitempty"`
-	// cvv_match is true when the CVV given matched the card number and expiry given.
-	CvvMatch bool `protobuf:"varint,5,opt,name=cvv_match,json=cvvMatch,proto3" json:"cvv_match,omitempty"`
 	// amount_cents is the amount in minor units.
 	AmountCents int64 `protobuf:"varint,6,opt,name=amount_cents,json=amountCents,proto3" json:"amount_cents,omitempty"`
-	// store is the merchant's name.
+	// store is the sub-name the checkout gave (a branch), possibly empty.
 	Store string `protobuf:"bytes,7,opt,name=store,proto3" json:"store,omitempty"`
 	// description says what was bought.
 	Description string `protobuf:"bytes,8,opt,name=description,proto3" json:"description,omitempty"`
@@ -355,6 +417,16 @@ type PaymentRequested struct {
 	// transaction id): the reply carries it back, and the ingress checks the reply against the
 	// request before handing it to the caller.
 	CorrelationId string `protobuf:"bytes,12,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
+	// masked_number is the card number with all but its first six and last four digits hidden.
+	MaskedNumber string `protobuf:"bytes,13,opt,name=masked_number,json=maskedNumber,proto3" json:"masked_number,omitempty"`
+	// cvv_key_ids are the ids of the card keys under which the CVV given is the card's: the
+	// authorizer accepts the CVV when the card's own key is among them.
+	CvvKeyIds []string `protobuf:"bytes,14,rep,name=cvv_key_ids,json=cvvKeyIds,proto3" json:"cvv_key_ids,omitempty"`
+	// merchant_id names the merchant, from the caller's API key: the idempotency of transaction
+	// ids is scoped to it.
+	MerchantId string `protobuf:"bytes,15,opt,name=merchant_id,json=merchantId,proto3" json:"merchant_id,omitempty"`
+	// merchant_name is the merchant's name, from its API key.
+	MerchantName  string `protobuf:"bytes,16,opt,name=merchant_name,json=merchantName,proto3" json:"merchant_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -417,13 +489,6 @@ func (x *PaymentRequested) GetExpiryYear() int32 {
 	return 0
 }
 
-func (x *PaymentRequested) GetCvvMatch() bool {
-	if x != nil {
-		return x.CvvMatch
-	}
-	return false
-}
-
 func (x *PaymentRequested) GetAmountCents() int64 {
 	if x != nil {
 		return x.AmountCents
@@ -473,7 +538,35 @@ func (x *PaymentRequested) GetCorrelationId() string {
 	return ""
 }
 
-// CardCommand is a command about one card (key: card number).
+func (x *PaymentRequested) GetMaskedNumber() string {
+	if x != nil {
+		return x.MaskedNumber
+	}
+	return ""
+}
+
+func (x *PaymentRequested) GetCvvKeyIds() []string {
+	if x != nil {
+		return x.CvvKeyIds
+	}
+	return nil
+}
+
+func (x *PaymentRequested) GetMerchantId() string {
+	if x != nil {
+		return x.MerchantId
+	}
+	return ""
+}
+
+func (x *PaymentRequested) GetMerchantName() string {
+	if x != nil {
+		return x.MerchantName
+	}
+	return ""
+}
+
+// CardCommand is a command about one card (key: card token).
 type CardCommand struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// command_id is generated by the ingress for this one call and correlates the reply with the
@@ -483,12 +576,17 @@ type CardCommand struct {
 	ReplyKey string `protobuf:"bytes,2,opt,name=reply_key,json=replyKey,proto3" json:"reply_key,omitempty"`
 	// requested_at_unix_us is when the ingress accepted the command, in microseconds.
 	RequestedAtUnixUs int64 `protobuf:"varint,3,opt,name=requested_at_unix_us,json=requestedAtUnixUs,proto3" json:"requested_at_unix_us,omitempty"`
+	// actor is the id of the API key that asked, for the bank's logs.
+	Actor string `protobuf:"bytes,4,opt,name=actor,proto3" json:"actor,omitempty"`
 	// command is what to do.
 	//
 	// Types that are valid to be assigned to Command:
 	//
 	//	*CardCommand_Issue
 	//	*CardCommand_Get
+	//	*CardCommand_Block
+	//	*CardCommand_Unblock
+	//	*CardCommand_Verify
 	Command       isCardCommand_Command `protobuf_oneof:"command"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -545,6 +643,13 @@ func (x *CardCommand) GetRequestedAtUnixUs() int64 {
 	return 0
 }
 
+func (x *CardCommand) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
 func (x *CardCommand) GetCommand() isCardCommand_Command {
 	if x != nil {
 		return x.Command
@@ -570,6 +675,33 @@ func (x *CardCommand) GetGet() *GetCard {
 	return nil
 }
 
+func (x *CardCommand) GetBlock() *BlockCard {
+	if x != nil {
+		if x, ok := x.Command.(*CardCommand_Block); ok {
+			return x.Block
+		}
+	}
+	return nil
+}
+
+func (x *CardCommand) GetUnblock() *UnblockCard {
+	if x != nil {
+		if x, ok := x.Command.(*CardCommand_Unblock); ok {
+			return x.Unblock
+		}
+	}
+	return nil
+}
+
+func (x *CardCommand) GetVerify() *VerifyCard {
+	if x != nil {
+		if x, ok := x.Command.(*CardCommand_Verify); ok {
+			return x.Verify
+		}
+	}
+	return nil
+}
+
 type isCardCommand_Command interface {
 	isCardCommand_Command()
 }
@@ -584,9 +716,30 @@ type CardCommand_Get struct {
 	Get *GetCard `protobuf:"bytes,11,opt,name=get,proto3,oneof"`
 }
 
+type CardCommand_Block struct {
+	// block blocks the card.
+	Block *BlockCard `protobuf:"bytes,12,opt,name=block,proto3,oneof"`
+}
+
+type CardCommand_Unblock struct {
+	// unblock makes the card usable again.
+	Unblock *UnblockCard `protobuf:"bytes,13,opt,name=unblock,proto3,oneof"`
+}
+
+type CardCommand_Verify struct {
+	// verify checks the card's expiry and CVV, counting a failure toward the lockout.
+	Verify *VerifyCard `protobuf:"bytes,14,opt,name=verify,proto3,oneof"`
+}
+
 func (*CardCommand_Issue) isCardCommand_Command() {}
 
 func (*CardCommand_Get) isCardCommand_Command() {}
+
+func (*CardCommand_Block) isCardCommand_Command() {}
+
+func (*CardCommand_Unblock) isCardCommand_Command() {}
+
+func (*CardCommand_Verify) isCardCommand_Command() {}
 
 // IssueCard creates a card.
 type IssueCard struct {
@@ -600,7 +753,11 @@ type IssueCard struct {
 	// expiry_month is the month of expiry.
 	ExpiryMonth int32 `protobuf:"varint,4,opt,name=expiry_month,json=expiryMonth,proto3" json:"expiry_month,omitempty"`
 	// expiry_year is the four-digit year of expiry.
-	ExpiryYear    int32 `protobuf:"varint,5,opt,name=expiry_year,json=expiryYear,proto3" json:"expiry_year,omitempty"`
+	ExpiryYear int32 `protobuf:"varint,5,opt,name=expiry_year,json=expiryYear,proto3" json:"expiry_year,omitempty"`
+	// masked_number is the card number with all but its first six and last four digits hidden.
+	MaskedNumber string `protobuf:"bytes,6,opt,name=masked_number,json=maskedNumber,proto3" json:"masked_number,omitempty"`
+	// card_key_id is the id of the card key the card's CVV is derived under.
+	CardKeyId     string `protobuf:"bytes,7,opt,name=card_key_id,json=cardKeyId,proto3" json:"card_key_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -670,6 +827,20 @@ func (x *IssueCard) GetExpiryYear() int32 {
 	return 0
 }
 
+func (x *IssueCard) GetMaskedNumber() string {
+	if x != nil {
+		return x.MaskedNumber
+	}
+	return ""
+}
+
+func (x *IssueCard) GetCardKeyId() string {
+	if x != nil {
+		return x.CardKeyId
+	}
+	return ""
+}
+
 // GetCard reads a card.
 type GetCard struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -707,7 +878,145 @@ func (*GetCard) Descriptor() ([]byte, []int) {
 	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{3}
 }
 
-// Account is the authorizer's state for one card (table key: card number).
+// BlockCard blocks a card on an operator's request.
+type BlockCard struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BlockCard) Reset() {
+	*x = BlockCard{}
+	mi := &file_codebank_events_v1_events_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BlockCard) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BlockCard) ProtoMessage() {}
+
+func (x *BlockCard) ProtoReflect() protoreflect.Message {
+	mi := &file_codebank_events_v1_events_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BlockCard.ProtoReflect.Descriptor instead.
+func (*BlockCard) Descriptor() ([]byte, []int) {
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{4}
+}
+
+// UnblockCard makes a blocked card usable again and clears its verification failures.
+type UnblockCard struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnblockCard) Reset() {
+	*x = UnblockCard{}
+	mi := &file_codebank_events_v1_events_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnblockCard) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnblockCard) ProtoMessage() {}
+
+func (x *UnblockCard) ProtoReflect() protoreflect.Message {
+	mi := &file_codebank_events_v1_events_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnblockCard.ProtoReflect.Descriptor instead.
+func (*UnblockCard) Descriptor() ([]byte, []int) {
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{5}
+}
+
+// VerifyCard checks a card's expiry and CVV as a payment would, without paying.
+type VerifyCard struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// expiry_month is the expiry month given.
+	ExpiryMonth int32 `protobuf:"varint,1,opt,name=expiry_month,json=expiryMonth,proto3" json:"expiry_month,omitempty"`
+	// expiry_year is the four-digit expiry year given.
+	ExpiryYear int32 `protobuf:"varint,2,opt,name=expiry_year,json=expiryYear,proto3" json:"expiry_year,omitempty"`
+	// cvv_key_ids are the ids of the card keys under which the CVV given is the card's.
+	CvvKeyIds     []string `protobuf:"bytes,3,rep,name=cvv_key_ids,json=cvvKeyIds,proto3" json:"cvv_key_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyCard) Reset() {
+	*x = VerifyCard{}
+	mi := &file_codebank_events_v1_events_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyCard) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyCard) ProtoMessage() {}
+
+func (x *VerifyCard) ProtoReflect() protoreflect.Message {
+	mi := &file_codebank_events_v1_events_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyCard.ProtoReflect.Descriptor instead.
+func (*VerifyCard) Descriptor() ([]byte, []int) {
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *VerifyCard) GetExpiryMonth() int32 {
+	if x != nil {
+		return x.ExpiryMonth
+	}
+	return 0
+}
+
+func (x *VerifyCard) GetExpiryYear() int32 {
+	if x != nil {
+		return x.ExpiryYear
+	}
+	return 0
+}
+
+func (x *VerifyCard) GetCvvKeyIds() []string {
+	if x != nil {
+		return x.CvvKeyIds
+	}
+	return nil
+}
+
+// Account is the authorizer's state for one card (table key: card token).
 type Account struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// holder_name is the name printed on the card.
@@ -734,14 +1043,24 @@ type Account struct {
 	Outcomes []byte `protobuf:"bytes,11,opt,name=outcomes,proto3" json:"outcomes,omitempty"`
 	// approvals counts the payments ever approved on the card: a statement shows every approval
 	// once its count of lines reaches it.
-	Approvals     int64 `protobuf:"varint,12,opt,name=approvals,proto3" json:"approvals,omitempty"`
+	Approvals int64 `protobuf:"varint,12,opt,name=approvals,proto3" json:"approvals,omitempty"`
+	// masked_number is the card number with all but its first six and last four digits hidden:
+	// the account keeps no more of it.
+	MaskedNumber string `protobuf:"bytes,13,opt,name=masked_number,json=maskedNumber,proto3" json:"masked_number,omitempty"`
+	// card_key_id is the id of the card key the card's CVV is derived under.
+	CardKeyId string `protobuf:"bytes,14,opt,name=card_key_id,json=cardKeyId,proto3" json:"card_key_id,omitempty"`
+	// verify_failures counts the card's failed verifications in a row (expiry, CVV, holder name,
+	// by payments and by VerifyCard); a success clears it, and reaching the limit blocks the card.
+	VerifyFailures int32 `protobuf:"varint,15,opt,name=verify_failures,json=verifyFailures,proto3" json:"verify_failures,omitempty"`
+	// block_reason says why the card is blocked.
+	BlockReason   BlockReason `protobuf:"varint,16,opt,name=block_reason,json=blockReason,proto3,enum=codebank.events.v1.BlockReason" json:"block_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Account) Reset() {
 	*x = Account{}
-	mi := &file_codebank_events_v1_events_proto_msgTypes[4]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -753,7 +1072,7 @@ func (x *Account) String() string {
 func (*Account) ProtoMessage() {}
 
 func (x *Account) ProtoReflect() protoreflect.Message {
-	mi := &file_codebank_events_v1_events_proto_msgTypes[4]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -766,7 +1085,7 @@ func (x *Account) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Account.ProtoReflect.Descriptor instead.
 func (*Account) Descriptor() ([]byte, []int) {
-	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{4}
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Account) GetHolderName() string {
@@ -839,6 +1158,34 @@ func (x *Account) GetApprovals() int64 {
 	return 0
 }
 
+func (x *Account) GetMaskedNumber() string {
+	if x != nil {
+		return x.MaskedNumber
+	}
+	return ""
+}
+
+func (x *Account) GetCardKeyId() string {
+	if x != nil {
+		return x.CardKeyId
+	}
+	return ""
+}
+
+func (x *Account) GetVerifyFailures() int32 {
+	if x != nil {
+		return x.VerifyFailures
+	}
+	return 0
+}
+
+func (x *Account) GetBlockReason() BlockReason {
+	if x != nil {
+		return x.BlockReason
+	}
+	return BlockReason_BLOCK_REASON_UNSPECIFIED
+}
+
 // Outcome is the decision on one payment.
 type Outcome struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -863,7 +1210,7 @@ type Outcome struct {
 
 func (x *Outcome) Reset() {
 	*x = Outcome{}
-	mi := &file_codebank_events_v1_events_proto_msgTypes[5]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -875,7 +1222,7 @@ func (x *Outcome) String() string {
 func (*Outcome) ProtoMessage() {}
 
 func (x *Outcome) ProtoReflect() protoreflect.Message {
-	mi := &file_codebank_events_v1_events_proto_msgTypes[5]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -888,7 +1235,7 @@ func (x *Outcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Outcome.ProtoReflect.Descriptor instead.
 func (*Outcome) Descriptor() ([]byte, []int) {
-	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{5}
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Outcome) GetTransactionId() string {
@@ -961,7 +1308,7 @@ type Reply struct {
 
 func (x *Reply) Reset() {
 	*x = Reply{}
-	mi := &file_codebank_events_v1_events_proto_msgTypes[6]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -973,7 +1320,7 @@ func (x *Reply) String() string {
 func (*Reply) ProtoMessage() {}
 
 func (x *Reply) ProtoReflect() protoreflect.Message {
-	mi := &file_codebank_events_v1_events_proto_msgTypes[6]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -986,7 +1333,7 @@ func (x *Reply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reply.ProtoReflect.Descriptor instead.
 func (*Reply) Descriptor() ([]byte, []int) {
-	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{6}
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Reply) GetCorrelationId() string {
@@ -1076,7 +1423,7 @@ type PaymentReply struct {
 
 func (x *PaymentReply) Reset() {
 	*x = PaymentReply{}
-	mi := &file_codebank_events_v1_events_proto_msgTypes[7]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1088,7 +1435,7 @@ func (x *PaymentReply) String() string {
 func (*PaymentReply) ProtoMessage() {}
 
 func (x *PaymentReply) ProtoReflect() protoreflect.Message {
-	mi := &file_codebank_events_v1_events_proto_msgTypes[7]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1101,7 +1448,7 @@ func (x *PaymentReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PaymentReply.ProtoReflect.Descriptor instead.
 func (*PaymentReply) Descriptor() ([]byte, []int) {
-	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{7}
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PaymentReply) GetOutcome() *Outcome {
@@ -1148,7 +1495,7 @@ type CardReply struct {
 
 func (x *CardReply) Reset() {
 	*x = CardReply{}
-	mi := &file_codebank_events_v1_events_proto_msgTypes[8]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1160,7 +1507,7 @@ func (x *CardReply) String() string {
 func (*CardReply) ProtoMessage() {}
 
 func (x *CardReply) ProtoReflect() protoreflect.Message {
-	mi := &file_codebank_events_v1_events_proto_msgTypes[8]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1173,7 +1520,7 @@ func (x *CardReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CardReply.ProtoReflect.Descriptor instead.
 func (*CardReply) Descriptor() ([]byte, []int) {
-	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{8}
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CardReply) GetResult() CardResult {
@@ -1211,7 +1558,7 @@ type ReplyError struct {
 
 func (x *ReplyError) Reset() {
 	*x = ReplyError{}
-	mi := &file_codebank_events_v1_events_proto_msgTypes[9]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1223,7 +1570,7 @@ func (x *ReplyError) String() string {
 func (*ReplyError) ProtoMessage() {}
 
 func (x *ReplyError) ProtoReflect() protoreflect.Message {
-	mi := &file_codebank_events_v1_events_proto_msgTypes[9]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1236,7 +1583,7 @@ func (x *ReplyError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplyError.ProtoReflect.Descriptor instead.
 func (*ReplyError) Descriptor() ([]byte, []int) {
-	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{9}
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ReplyError) GetMessage() string {
@@ -1270,7 +1617,7 @@ type StatementCard struct {
 
 func (x *StatementCard) Reset() {
 	*x = StatementCard{}
-	mi := &file_codebank_events_v1_events_proto_msgTypes[10]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1282,7 +1629,7 @@ func (x *StatementCard) String() string {
 func (*StatementCard) ProtoMessage() {}
 
 func (x *StatementCard) ProtoReflect() protoreflect.Message {
-	mi := &file_codebank_events_v1_events_proto_msgTypes[10]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1295,7 +1642,7 @@ func (x *StatementCard) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatementCard.ProtoReflect.Descriptor instead.
 func (*StatementCard) Descriptor() ([]byte, []int) {
-	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{10}
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *StatementCard) GetRecent() []*AppliedLine {
@@ -1337,7 +1684,7 @@ type AppliedLine struct {
 
 func (x *AppliedLine) Reset() {
 	*x = AppliedLine{}
-	mi := &file_codebank_events_v1_events_proto_msgTypes[11]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1349,7 +1696,7 @@ func (x *AppliedLine) String() string {
 func (*AppliedLine) ProtoMessage() {}
 
 func (x *AppliedLine) ProtoReflect() protoreflect.Message {
-	mi := &file_codebank_events_v1_events_proto_msgTypes[11]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1362,7 +1709,7 @@ func (x *AppliedLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedLine.ProtoReflect.Descriptor instead.
 func (*AppliedLine) Descriptor() ([]byte, []int) {
-	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{11}
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AppliedLine) GetTransactionId() string {
@@ -1408,7 +1755,7 @@ type MonthTotal struct {
 
 func (x *MonthTotal) Reset() {
 	*x = MonthTotal{}
-	mi := &file_codebank_events_v1_events_proto_msgTypes[12]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1420,7 +1767,7 @@ func (x *MonthTotal) String() string {
 func (*MonthTotal) ProtoMessage() {}
 
 func (x *MonthTotal) ProtoReflect() protoreflect.Message {
-	mi := &file_codebank_events_v1_events_proto_msgTypes[12]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1433,7 +1780,7 @@ func (x *MonthTotal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MonthTotal.ProtoReflect.Descriptor instead.
 func (*MonthTotal) Descriptor() ([]byte, []int) {
-	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{12}
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *MonthTotal) GetMonth() string {
@@ -1469,7 +1816,7 @@ type StatementPage struct {
 
 func (x *StatementPage) Reset() {
 	*x = StatementPage{}
-	mi := &file_codebank_events_v1_events_proto_msgTypes[13]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1481,7 +1828,7 @@ func (x *StatementPage) String() string {
 func (*StatementPage) ProtoMessage() {}
 
 func (x *StatementPage) ProtoReflect() protoreflect.Message {
-	mi := &file_codebank_events_v1_events_proto_msgTypes[13]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1494,7 +1841,7 @@ func (x *StatementPage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatementPage.ProtoReflect.Descriptor instead.
 func (*StatementPage) Descriptor() ([]byte, []int) {
-	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{13}
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *StatementPage) GetLines() []*StatementLine {
@@ -1521,7 +1868,7 @@ type StatementEntry struct {
 
 func (x *StatementEntry) Reset() {
 	*x = StatementEntry{}
-	mi := &file_codebank_events_v1_events_proto_msgTypes[14]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1533,7 +1880,7 @@ func (x *StatementEntry) String() string {
 func (*StatementEntry) ProtoMessage() {}
 
 func (x *StatementEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_codebank_events_v1_events_proto_msgTypes[14]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1546,7 +1893,7 @@ func (x *StatementEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatementEntry.ProtoReflect.Descriptor instead.
 func (*StatementEntry) Descriptor() ([]byte, []int) {
-	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{14}
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *StatementEntry) GetEntry() isStatementEntry_Entry {
@@ -1611,7 +1958,7 @@ type StatementLine struct {
 
 func (x *StatementLine) Reset() {
 	*x = StatementLine{}
-	mi := &file_codebank_events_v1_events_proto_msgTypes[15]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1623,7 +1970,7 @@ func (x *StatementLine) String() string {
 func (*StatementLine) ProtoMessage() {}
 
 func (x *StatementLine) ProtoReflect() protoreflect.Message {
-	mi := &file_codebank_events_v1_events_proto_msgTypes[15]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1636,7 +1983,7 @@ func (x *StatementLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatementLine.ProtoReflect.Descriptor instead.
 func (*StatementLine) Descriptor() ([]byte, []int) {
-	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{15}
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *StatementLine) GetTransactionId() string {
@@ -1687,7 +2034,7 @@ type StatementLinePlacement struct {
 
 func (x *StatementLinePlacement) Reset() {
 	*x = StatementLinePlacement{}
-	mi := &file_codebank_events_v1_events_proto_msgTypes[16]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1699,7 +2046,7 @@ func (x *StatementLinePlacement) String() string {
 func (*StatementLinePlacement) ProtoMessage() {}
 
 func (x *StatementLinePlacement) ProtoReflect() protoreflect.Message {
-	mi := &file_codebank_events_v1_events_proto_msgTypes[16]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1712,7 +2059,7 @@ func (x *StatementLinePlacement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatementLinePlacement.ProtoReflect.Descriptor instead.
 func (*StatementLinePlacement) Descriptor() ([]byte, []int) {
-	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{16}
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *StatementLinePlacement) GetLineNo() int64 {
@@ -1733,15 +2080,14 @@ var File_codebank_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_codebank_events_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x1fcodebank/events/v1/events.proto\x12\x12codebank.events.v1\"\xc2\x03\n" +
+	"\x1fcodebank/events/v1/events.proto\x12\x12codebank.events.v1\"\xc1\x04\n" +
 	"\x10PaymentRequested\x12%\n" +
 	"\x0etransaction_id\x18\x01 \x01(\tR\rtransactionId\x12\x1f\n" +
 	"\vholder_name\x18\x02 \x01(\tR\n" +
 	"holderName\x12!\n" +
 	"\fexpiry_month\x18\x03 \x01(\x05R\vexpiryMonth\x12\x1f\n" +
 	"\vexpiry_year\x18\x04 \x01(\x05R\n" +
-	"expiryYear\x12\x1b\n" +
-	"\tcvv_match\x18\x05 \x01(\bR\bcvvMatch\x12!\n" +
+	"expiryYear\x12!\n" +
 	"\famount_cents\x18\x06 \x01(\x03R\vamountCents\x12\x14\n" +
 	"\x05store\x18\a \x01(\tR\x05store\x12 \n" +
 	"\vdescription\x18\b \x01(\tR\vdescription\x12/\n" +
@@ -1749,16 +2095,25 @@ const file_codebank_events_v1_events_proto_rawDesc = "" +
 	"\treply_key\x18\n" +
 	" \x01(\tR\breplyKey\x125\n" +
 	"\achannel\x18\v \x01(\x0e2\x1b.codebank.events.v1.ChannelR\achannel\x12%\n" +
-	"\x0ecorrelation_id\x18\f \x01(\tR\rcorrelationId\"\xed\x01\n" +
+	"\x0ecorrelation_id\x18\f \x01(\tR\rcorrelationId\x12#\n" +
+	"\rmasked_number\x18\r \x01(\tR\fmaskedNumber\x12\x1e\n" +
+	"\vcvv_key_ids\x18\x0e \x03(\tR\tcvvKeyIds\x12\x1f\n" +
+	"\vmerchant_id\x18\x0f \x01(\tR\n" +
+	"merchantId\x12#\n" +
+	"\rmerchant_name\x18\x10 \x01(\tR\fmerchantNameJ\x04\b\x05\x10\x06R\tcvv_match\"\xb1\x03\n" +
 	"\vCardCommand\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12\x1b\n" +
 	"\treply_key\x18\x02 \x01(\tR\breplyKey\x12/\n" +
-	"\x14requested_at_unix_us\x18\x03 \x01(\x03R\x11requestedAtUnixUs\x125\n" +
+	"\x14requested_at_unix_us\x18\x03 \x01(\x03R\x11requestedAtUnixUs\x12\x14\n" +
+	"\x05actor\x18\x04 \x01(\tR\x05actor\x125\n" +
 	"\x05issue\x18\n" +
 	" \x01(\v2\x1d.codebank.events.v1.IssueCardH\x00R\x05issue\x12/\n" +
-	"\x03get\x18\v \x01(\v2\x1b.codebank.events.v1.GetCardH\x00R\x03getB\t\n" +
-	"\acommand\"\xad\x01\n" +
+	"\x03get\x18\v \x01(\v2\x1b.codebank.events.v1.GetCardH\x00R\x03get\x125\n" +
+	"\x05block\x18\f \x01(\v2\x1d.codebank.events.v1.BlockCardH\x00R\x05block\x12;\n" +
+	"\aunblock\x18\r \x01(\v2\x1f.codebank.events.v1.UnblockCardH\x00R\aunblock\x128\n" +
+	"\x06verify\x18\x0e \x01(\v2\x1e.codebank.events.v1.VerifyCardH\x00R\x06verifyB\t\n" +
+	"\acommand\"\xf2\x01\n" +
 	"\tIssueCard\x12\x1f\n" +
 	"\vholder_name\x18\x01 \x01(\tR\n" +
 	"holderName\x12\x1f\n" +
@@ -1767,8 +2122,18 @@ const file_codebank_events_v1_events_proto_rawDesc = "" +
 	"\bcurrency\x18\x03 \x01(\tR\bcurrency\x12!\n" +
 	"\fexpiry_month\x18\x04 \x01(\x05R\vexpiryMonth\x12\x1f\n" +
 	"\vexpiry_year\x18\x05 \x01(\x05R\n" +
-	"expiryYear\"\t\n" +
-	"\aGetCard\"\xfb\x02\n" +
+	"expiryYear\x12#\n" +
+	"\rmasked_number\x18\x06 \x01(\tR\fmaskedNumber\x12\x1e\n" +
+	"\vcard_key_id\x18\a \x01(\tR\tcardKeyId\"\t\n" +
+	"\aGetCard\"\v\n" +
+	"\tBlockCard\"\r\n" +
+	"\vUnblockCard\"p\n" +
+	"\n" +
+	"VerifyCard\x12!\n" +
+	"\fexpiry_month\x18\x01 \x01(\x05R\vexpiryMonth\x12\x1f\n" +
+	"\vexpiry_year\x18\x02 \x01(\x05R\n" +
+	"expiryYear\x12\x1e\n" +
+	"\vcvv_key_ids\x18\x03 \x03(\tR\tcvvKeyIds\"\xad\x04\n" +
 	"\aAccount\x12\x1f\n" +
 	"\vholder_name\x18\x01 \x01(\tR\n" +
 	"holderName\x12\x1f\n" +
@@ -1783,7 +2148,11 @@ const file_codebank_events_v1_events_proto_rawDesc = "" +
 	"\x06status\x18\a \x01(\x0e2\x1e.codebank.events.v1.CardStatusR\x06status\x12)\n" +
 	"\x11issued_at_unix_us\x18\b \x01(\x03R\x0eissuedAtUnixUs\x12\x1a\n" +
 	"\boutcomes\x18\v \x01(\fR\boutcomes\x12\x1c\n" +
-	"\tapprovals\x18\f \x01(\x03R\tapprovalsJ\x04\b\t\x10\n" +
+	"\tapprovals\x18\f \x01(\x03R\tapprovals\x12#\n" +
+	"\rmasked_number\x18\r \x01(\tR\fmaskedNumber\x12\x1e\n" +
+	"\vcard_key_id\x18\x0e \x01(\tR\tcardKeyId\x12'\n" +
+	"\x0fverify_failures\x18\x0f \x01(\x05R\x0everifyFailures\x12B\n" +
+	"\fblock_reason\x18\x10 \x01(\x0e2\x1f.codebank.events.v1.BlockReasonR\vblockReasonJ\x04\b\t\x10\n" +
 	"J\x04\b\n" +
 	"\x10\vR\x06recent\"\xcf\x02\n" +
 	"\aOutcome\x12%\n" +
@@ -1857,7 +2226,7 @@ const file_codebank_events_v1_events_proto_rawDesc = "" +
 	"\rPaymentStatus\x12\x1e\n" +
 	"\x1aPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17PAYMENT_STATUS_APPROVED\x10\x01\x12\x1b\n" +
-	"\x17PAYMENT_STATUS_REJECTED\x10\x02*\xc3\x02\n" +
+	"\x17PAYMENT_STATUS_REJECTED\x10\x02*\xe3\x02\n" +
 	"\fRejectReason\x12\x1d\n" +
 	"\x19REJECT_REASON_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cREJECT_REASON_CARD_NOT_FOUND\x10\x01\x12\x1e\n" +
@@ -1867,18 +2236,24 @@ const file_codebank_events_v1_events_proto_rawDesc = "" +
 	"\x1dREJECT_REASON_HOLDER_MISMATCH\x10\x05\x12\x1e\n" +
 	"\x1aREJECT_REASON_CARD_BLOCKED\x10\x06\x12%\n" +
 	"!REJECT_REASON_INSUFFICIENT_CREDIT\x10\a\x12%\n" +
-	"!REJECT_REASON_ACCOUNT_UNAVAILABLE\x10\b*G\n" +
+	"!REJECT_REASON_ACCOUNT_UNAVAILABLE\x10\b\x12\x1e\n" +
+	"\x1aREJECT_REASON_DO_NOT_HONOR\x10\t*G\n" +
 	"\aChannel\x12\x17\n" +
 	"\x13CHANNEL_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vCHANNEL_API\x10\x01\x12\x12\n" +
-	"\x0eCHANNEL_LEGACY\x10\x02*\x95\x01\n" +
+	"\x0eCHANNEL_LEGACY\x10\x02*n\n" +
+	"\vBlockReason\x12\x1c\n" +
+	"\x18BLOCK_REASON_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15BLOCK_REASON_OPERATOR\x10\x01\x12&\n" +
+	"\"BLOCK_REASON_VERIFICATION_FAILURES\x10\x02*\xb3\x01\n" +
 	"\n" +
 	"CardResult\x12\x1b\n" +
 	"\x17CARD_RESULT_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eCARD_RESULT_OK\x10\x01\x12\x19\n" +
 	"\x15CARD_RESULT_NOT_FOUND\x10\x02\x12\x1e\n" +
 	"\x1aCARD_RESULT_ALREADY_EXISTS\x10\x03\x12\x1b\n" +
-	"\x17CARD_RESULT_UNAVAILABLE\x10\x04B@Z>github.com/codebank/codebank/proto/codebank/events/v1;eventsv1b\x06proto3"
+	"\x17CARD_RESULT_UNAVAILABLE\x10\x04\x12\x1c\n" +
+	"\x18CARD_RESULT_NOT_VERIFIED\x10\x05B@Z>github.com/codebank/codebank/proto/codebank/events/v1;eventsv1b\x06proto3"
 
 var (
 	file_codebank_events_v1_events_proto_rawDescOnce sync.Once
@@ -1892,56 +2267,64 @@ func file_codebank_events_v1_events_proto_rawDescGZIP() []byte {
 	return file_codebank_events_v1_events_proto_rawDescData
 }
 
-var file_codebank_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_codebank_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_codebank_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_codebank_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_codebank_events_v1_events_proto_goTypes = []any{
 	(CardStatus)(0),                // 0: codebank.events.v1.CardStatus
 	(PaymentStatus)(0),             // 1: codebank.events.v1.PaymentStatus
 	(RejectReason)(0),              // 2: codebank.events.v1.RejectReason
 	(Channel)(0),                   // 3: codebank.events.v1.Channel
-	(CardResult)(0),                // 4: codebank.events.v1.CardResult
-	(*PaymentRequested)(nil),       // 5: codebank.events.v1.PaymentRequested
-	(*CardCommand)(nil),            // 6: codebank.events.v1.CardCommand
-	(*IssueCard)(nil),              // 7: codebank.events.v1.IssueCard
-	(*GetCard)(nil),                // 8: codebank.events.v1.GetCard
-	(*Account)(nil),                // 9: codebank.events.v1.Account
-	(*Outcome)(nil),                // 10: codebank.events.v1.Outcome
-	(*Reply)(nil),                  // 11: codebank.events.v1.Reply
-	(*PaymentReply)(nil),           // 12: codebank.events.v1.PaymentReply
-	(*CardReply)(nil),              // 13: codebank.events.v1.CardReply
-	(*ReplyError)(nil),             // 14: codebank.events.v1.ReplyError
-	(*StatementCard)(nil),          // 15: codebank.events.v1.StatementCard
-	(*AppliedLine)(nil),            // 16: codebank.events.v1.AppliedLine
-	(*MonthTotal)(nil),             // 17: codebank.events.v1.MonthTotal
-	(*StatementPage)(nil),          // 18: codebank.events.v1.StatementPage
-	(*StatementEntry)(nil),         // 19: codebank.events.v1.StatementEntry
-	(*StatementLine)(nil),          // 20: codebank.events.v1.StatementLine
-	(*StatementLinePlacement)(nil), // 21: codebank.events.v1.StatementLinePlacement
+	(BlockReason)(0),               // 4: codebank.events.v1.BlockReason
+	(CardResult)(0),                // 5: codebank.events.v1.CardResult
+	(*PaymentRequested)(nil),       // 6: codebank.events.v1.PaymentRequested
+	(*CardCommand)(nil),            // 7: codebank.events.v1.CardCommand
+	(*IssueCard)(nil),              // 8: codebank.events.v1.IssueCard
+	(*GetCard)(nil),                // 9: codebank.events.v1.GetCard
+	(*BlockCard)(nil),              // 10: codebank.events.v1.BlockCard
+	(*UnblockCard)(nil),            // 11: codebank.events.v1.UnblockCard
+	(*VerifyCard)(nil),             // 12: codebank.events.v1.VerifyCard
+	(*Account)(nil),                // 13: codebank.events.v1.Account
+	(*Outcome)(nil),                // 14: codebank.events.v1.Outcome
+	(*Reply)(nil),                  // 15: codebank.events.v1.Reply
+	(*PaymentReply)(nil),           // 16: codebank.events.v1.PaymentReply
+	(*CardReply)(nil),              // 17: codebank.events.v1.CardReply
+	(*ReplyError)(nil),             // 18: codebank.events.v1.ReplyError
+	(*StatementCard)(nil),          // 19: codebank.events.v1.StatementCard
+	(*AppliedLine)(nil),            // 20: codebank.events.v1.AppliedLine
+	(*MonthTotal)(nil),             // 21: codebank.events.v1.MonthTotal
+	(*StatementPage)(nil),          // 22: codebank.events.v1.StatementPage
+	(*StatementEntry)(nil),         // 23: codebank.events.v1.StatementEntry
+	(*StatementLine)(nil),          // 24: codebank.events.v1.StatementLine
+	(*StatementLinePlacement)(nil), // 25: codebank.events.v1.StatementLinePlacement
 }
 var file_codebank_events_v1_events_proto_depIdxs = []int32{
 	3,  // 0: codebank.events.v1.PaymentRequested.channel:type_name -> codebank.events.v1.Channel
-	7,  // 1: codebank.events.v1.CardCommand.issue:type_name -> codebank.events.v1.IssueCard
-	8,  // 2: codebank.events.v1.CardCommand.get:type_name -> codebank.events.v1.GetCard
-	0,  // 3: codebank.events.v1.Account.status:type_name -> codebank.events.v1.CardStatus
-	1,  // 4: codebank.events.v1.Outcome.status:type_name -> codebank.events.v1.PaymentStatus
-	2,  // 5: codebank.events.v1.Outcome.reason:type_name -> codebank.events.v1.RejectReason
-	12, // 6: codebank.events.v1.Reply.payment:type_name -> codebank.events.v1.PaymentReply
-	13, // 7: codebank.events.v1.Reply.card:type_name -> codebank.events.v1.CardReply
-	14, // 8: codebank.events.v1.Reply.error:type_name -> codebank.events.v1.ReplyError
-	10, // 9: codebank.events.v1.PaymentReply.outcome:type_name -> codebank.events.v1.Outcome
-	4,  // 10: codebank.events.v1.CardReply.result:type_name -> codebank.events.v1.CardResult
-	9,  // 11: codebank.events.v1.CardReply.account:type_name -> codebank.events.v1.Account
-	16, // 12: codebank.events.v1.StatementCard.recent:type_name -> codebank.events.v1.AppliedLine
-	17, // 13: codebank.events.v1.StatementCard.months:type_name -> codebank.events.v1.MonthTotal
-	20, // 14: codebank.events.v1.StatementPage.lines:type_name -> codebank.events.v1.StatementLine
-	15, // 15: codebank.events.v1.StatementEntry.card:type_name -> codebank.events.v1.StatementCard
-	18, // 16: codebank.events.v1.StatementEntry.page:type_name -> codebank.events.v1.StatementPage
-	20, // 17: codebank.events.v1.StatementLinePlacement.line:type_name -> codebank.events.v1.StatementLine
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	8,  // 1: codebank.events.v1.CardCommand.issue:type_name -> codebank.events.v1.IssueCard
+	9,  // 2: codebank.events.v1.CardCommand.get:type_name -> codebank.events.v1.GetCard
+	10, // 3: codebank.events.v1.CardCommand.block:type_name -> codebank.events.v1.BlockCard
+	11, // 4: codebank.events.v1.CardCommand.unblock:type_name -> codebank.events.v1.UnblockCard
+	12, // 5: codebank.events.v1.CardCommand.verify:type_name -> codebank.events.v1.VerifyCard
+	0,  // 6: codebank.events.v1.Account.status:type_name -> codebank.events.v1.CardStatus
+	4,  // 7: codebank.events.v1.Account.block_reason:type_name -> codebank.events.v1.BlockReason
+	1,  // 8: codebank.events.v1.Outcome.status:type_name -> codebank.events.v1.PaymentStatus
+	2,  // 9: codebank.events.v1.Outcome.reason:type_name -> codebank.events.v1.RejectReason
+	16, // 10: codebank.events.v1.Reply.payment:type_name -> codebank.events.v1.PaymentReply
+	17, // 11: codebank.events.v1.Reply.card:type_name -> codebank.events.v1.CardReply
+	18, // 12: codebank.events.v1.Reply.error:type_name -> codebank.events.v1.ReplyError
+	14, // 13: codebank.events.v1.PaymentReply.outcome:type_name -> codebank.events.v1.Outcome
+	5,  // 14: codebank.events.v1.CardReply.result:type_name -> codebank.events.v1.CardResult
+	13, // 15: codebank.events.v1.CardReply.account:type_name -> codebank.events.v1.Account
+	20, // 16: codebank.events.v1.StatementCard.recent:type_name -> codebank.events.v1.AppliedLine
+	21, // 17: codebank.events.v1.StatementCard.months:type_name -> codebank.events.v1.MonthTotal
+	24, // 18: codebank.events.v1.StatementPage.lines:type_name -> codebank.events.v1.StatementLine
+	19, // 19: codebank.events.v1.StatementEntry.card:type_name -> codebank.events.v1.StatementCard
+	22, // 20: codebank.events.v1.StatementEntry.page:type_name -> codebank.events.v1.StatementPage
+	24, // 21: codebank.events.v1.StatementLinePlacement.line:type_name -> codebank.events.v1.StatementLine
+	22, // [22:22] is the sub-list for method output_type
+	22, // [22:22] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_codebank_events_v1_events_proto_init() }
@@ -1952,13 +2335,16 @@ func file_codebank_events_v1_events_proto_init() {
 	file_codebank_events_v1_events_proto_msgTypes[1].OneofWrappers = []any{
 		(*CardCommand_Issue)(nil),
 		(*CardCommand_Get)(nil),
+		(*CardCommand_Block)(nil),
+		(*CardCommand_Unblock)(nil),
+		(*CardCommand_Verify)(nil),
 	}
-	file_codebank_events_v1_events_proto_msgTypes[6].OneofWrappers = []any{
+	file_codebank_events_v1_events_proto_msgTypes[9].OneofWrappers = []any{
 		(*Reply_Payment)(nil),
 		(*Reply_Card)(nil),
 		(*Reply_Error)(nil),
 	}
-	file_codebank_events_v1_events_proto_msgTypes[14].OneofWrappers = []any{
+	file_codebank_events_v1_events_proto_msgTypes[17].OneofWrappers = []any{
 		(*StatementEntry_Card)(nil),
 		(*StatementEntry_Page)(nil),
 	}
@@ -1967,8 +2353,8 @@ func file_codebank_events_v1_events_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_codebank_events_v1_events_proto_rawDesc), len(file_codebank_events_v1_events_proto_rawDesc)),
-			NumEnums:      5,
-			NumMessages:   17,
+			NumEnums:      6,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
