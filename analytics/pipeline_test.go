@@ -157,7 +157,7 @@ func TestIndexEveryAuthorizationOnce(t *testing.T) {
 		}
 		var doc map[string]any
 		json.Unmarshal(h.Source, &doc)
-		if key := fmt.Sprint(doc["card_token"], ":", doc["transaction_id"]); doc["payment_key"] != h.Id || key != h.Id {
+		if key := fmt.Sprint(doc["card_token"], ":", doc["merchant"], ":", doc["transaction_id"]); doc["payment_key"] != h.Id || key != h.Id {
 			t.Fatalf("document id %s is not its payment key %v (%s)", h.Id, doc["payment_key"], key)
 		}
 	}
