@@ -28,6 +28,12 @@ type config struct {
 	Replication     int
 	Acks            string
 	FlushFrequency  time.Duration
+	KafkaTLS        bool
+	KafkaCA         string
+	KafkaCert       string
+	KafkaKey        string
+	KafkaSASL       string
+	KafkaUser       string
 
 	GRPCAddr       string
 	HTTPAddr       string
@@ -57,7 +63,7 @@ type config struct {
 	Pprof      bool
 
 	// Secrets: never logged.
-	tokenKey, cardKeys                 *cli.Secret
+	tokenKey, cardKeys, kafkaPassword  *cli.Secret
 	storeSecret, merchantKey, pagesKey *cli.Secret
 }
 
@@ -70,6 +76,13 @@ func (c *config) kafkaFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Replication, "replication", 1, "replication factor of created topics (3 on a cluster)")
 	fs.StringVar(&c.Acks, "acks", "all", "producer acks: all (durable) or leader (faster)")
 	fs.DurationVar(&c.FlushFrequency, "flush-frequency", 0, "producer batching delay; 0 sends at once")
+	fs.BoolVar(&c.KafkaTLS, "kafka-tls", false, "reach the brokers over TLS")
+	fs.StringVar(&c.KafkaCA, "kafka-ca", "", "CA certificates (PEM) of the brokers' certificates (default: the system's; implies --kafka-tls)")
+	fs.StringVar(&c.KafkaCert, "kafka-cert", "", "client certificate (PEM) for brokers that require one; with --kafka-key")
+	fs.StringVar(&c.KafkaKey, "kafka-key", "", "private key (PEM) of --kafka-cert")
+	fs.StringVar(&c.KafkaSASL, "kafka-sasl", "", "SASL mechanism: SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN (empty: none)")
+	fs.StringVar(&c.KafkaUser, "kafka-user", "", "SASL user")
+	c.kafkaPassword = cli.SecretFlag(fs, "kafka-password", "SASL password")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "log format: json or text")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 }
@@ -129,11 +142,21 @@ func (c *config) storageFlag(fs *flag.FlagSet) {
 	fs.StringVar(&c.StorageDir, "storage-dir", "/var/lib/codebank", "directory of the local table storage (one per instance)")
 }
 
+// kafka returns the Kafka configuration: reaching the brokers, over TLS and with SASL when
+// asked. Its Validate reports a password that cannot be read, like its other faults.
 func (c *config) kafka() kafkaconf.Config {
-	return kafkaconf.Config{
+	kc := kafkaconf.Config{
 		Brokers: strings.Split(c.Brokers, ","), Replication: c.Replication, Acks: c.Acks,
 		FlushFrequency: c.FlushFrequency, ClientID: strings.TrimSuffix("codebank-"+c.Prefix, "-"),
+		SASLMechanism: c.KafkaSASL, SASLUser: c.KafkaUser,
 	}
+	if c.KafkaTLS || c.KafkaCA != "" || c.KafkaCert != "" || c.KafkaKey != "" {
+		kc.TLS = &kafkaconf.TLS{CAFile: c.KafkaCA, CertFile: c.KafkaCert, KeyFile: c.KafkaKey}
+	}
+	if c.kafkaPassword != nil {
+		kc.SASLPassword, _ = c.kafkaPassword.Value() // a file that cannot be read leaves it empty: Validate says so
+	}
+	return kc
 }
 
 func (c *config) topology() processors.Topology {

@@ -126,10 +126,18 @@ type IngressOptions struct {
 	ReplyPartition int
 	// MaxInFlight bounds its calls waiting for the authorizer (default: the bank's).
 	MaxInFlight int
-	// Config configures its server.
-	Config grpcgateway.Config
+	// Config configures its server. Unless NoLegacy, it serves the original contract, booking its
+	// callers as Merchant.
+	Config   grpcgateway.Config
+	NoLegacy bool
 	// Statements, when set, serves StatementService.
 	Statements grpcgateway.StatementReader
+	// APIKeys authenticate its callers (default: the test deployment's, APIKeys).
+	APIKeys grpcgateway.Authenticator
+	// Keys derive its card tokens and CVVs (default: the test deployment's, Keys).
+	Keys *card.Keys
+	// Log is its logger (default: Logger).
+	Log *slog.Logger
 }
 
 // StartIngress runs an ingress replica, serving gRPC and HTTP (with the operations endpoints)
@@ -143,11 +151,21 @@ func StartIngress(t testing.TB, d Deployment, o IngressOptions) *Ingress {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.Config.Legacy == nil {
+	if o.Config.Legacy == nil && !o.NoLegacy {
 		o.Config.Legacy = &grpcgateway.Legacy{Merchant: Merchant, MerchantName: MerchantName}
 	}
-	srv := grpcgateway.New(o.Config, grpcgateway.Deps{Bank: bank, Statements: o.Statements, Keys: Keys(t), APIKeys: APIKeys(t),
-		Registerer: reg, Log: Logger(),
+	if o.APIKeys == nil {
+		o.APIKeys = APIKeys(t)
+	}
+	keys := Keys(t)
+	if o.Keys != nil {
+		keys = *o.Keys
+	}
+	if o.Log == nil {
+		o.Log = Logger()
+	}
+	srv := grpcgateway.New(o.Config, grpcgateway.Deps{Bank: bank, Statements: o.Statements, Keys: keys, APIKeys: o.APIKeys,
+		Registerer: reg, Log: o.Log,
 		Routes: []func(*http.ServeMux){grpcgateway.OpsRoutes(reg, bank.Ready, "not connected to Kafka", false)}})
 	gl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
