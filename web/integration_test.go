@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -161,3 +165,50 @@ func contains(s string, subs ...string) bool {
 }
 
 var issue = banktest.Issue
+
+// TestStatementPageCountsTowardLockout: the statement page shows a card only to whoever proves
+// it (number, expiry, CVV); five failed proofs block the card, as five failed payments would, and
+// the page then shows nothing even for the right details.
+func TestStatementPageCountsTowardLockout(t *testing.T) {
+	t.Parallel()
+	s := startStack(t, nil)
+	c := banktest.Issue(t, s.cards, "Maria Silva", 100_000)
+	form := func(cvv string) url.Values {
+		return url.Values{"number": {c.GetCard().GetNumber()}, "expiry": {fmt.Sprintf("%02d/%02d", c.GetCard().GetExpiryMonth(), c.GetCard().GetExpiryYear()%100)},
+			"cvv": {cvv}, "month": {time.Now().UTC().Format("2006-01")}}
+	}
+	wrong := fmt.Sprintf("%03d", (mustAtoi(t, c.GetCvv())+1)%1000)
+	post := func(f url.Values) (int, string) {
+		resp, err := http.PostForm(s.url+"/statement", f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, body := post(form(c.GetCvv())); code != 200 || !strings.Contains(body, c.GetCard().GetMaskedNumber()) {
+		t.Fatalf("the statement with the card's details = %d", code)
+	}
+	for i := range 5 {
+		if code, body := post(form(wrong)); code != 422 || !strings.Contains(body, "We could not verify this card") {
+			t.Fatalf("proof %d with a wrong CVV = %d", i, code)
+		}
+	}
+	if code, body := post(form(c.GetCvv())); code != 422 || strings.Contains(body, c.GetCard().GetMaskedNumber()) {
+		t.Errorf("the card's details after the lockout = %d, want nothing shown", code)
+	}
+	got, err := s.cards.GetCard(banktest.Ctx(t), &codebankv1.GetCardRequest{CardId: c.GetCard().GetCardId()})
+	if err != nil || got.GetCard().GetStatus() != codebankv1.CardStatus_CARD_STATUS_BLOCKED ||
+		got.GetCard().GetBlockReason() != codebankv1.BlockReason_BLOCK_REASON_VERIFICATION_FAILURES {
+		t.Errorf("the card after 5 failed proofs on the page = %v, %v; want blocked for verification failures", got.GetCard(), err)
+	}
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}

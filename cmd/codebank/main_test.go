@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/codebank/codebank/internal/apikey"
 	"github.com/codebank/codebank/internal/cli"
 )
 
@@ -66,5 +70,54 @@ func TestProductionBinaryImports(t *testing.T) {
 	}
 	if len(prod) < 10 {
 		t.Fatalf("go list found only %v", prod)
+	}
+}
+
+// TestRolesRefuseToStartWithoutSecrets: each serving role stops at once, before reaching Kafka,
+// naming the secret it lacks; there is no default secret, and a short one is refused.
+func TestRolesRefuseToStartWithoutSecrets(t *testing.T) {
+	for _, v := range []string{"TOKEN_KEY", "CARD_KEYS", "API_KEYS_FILE", "STORE_SECRET", "MERCHANT_KEY", "PAGES_KEY", "SECRET"} {
+		t.Setenv("CODEBANK_"+v, "")
+		t.Setenv("CODEBANK_"+v+"_FILE", "")
+	}
+	dir := t.TempDir()
+	keysFile := filepath.Join(dir, "api-keys")
+	key, _ := apikey.New("ops-1")
+	if err := os.WriteFile(keysFile, []byte(apikey.Line(apikey.Principal{KeyID: "ops-1", Role: apikey.Admin}, key)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("k", 40)
+	t.Setenv("CODEBANK_STORAGE_DIR", dir) // not a flag of every role
+	unreachable := []string{"--brokers", "127.0.0.1:1", "--log-level", "error", "--ops-addr", ""}
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"authorizer"}, "CODEBANK_TOKEN_KEY"},
+		{[]string{"authorizer", "--token-key", "short"}, "at least 32"},
+		{[]string{"ingress"}, "CODEBANK_TOKEN_KEY"},
+		{[]string{"ingress", "--token-key", long}, "CODEBANK_CARD_KEYS"},
+		{[]string{"ingress", "--token-key", long, "--card-keys", "k1:" + long}, "card key k1 is the tokenization key"},
+		{[]string{"ingress", "--token-key", long, "--card-keys", "k1:" + strings.Repeat("c", 40)}, "CODEBANK_API_KEYS_FILE"},
+		{[]string{"ingress", "--token-key", long, "--card-keys", "k1:" + strings.Repeat("c", 40), "--api-keys-file", keysFile, "--legacy-merchant", "nobody"},
+			"no merchant key of the keys file names it"},
+		{[]string{"statements"}, "CODEBANK_API_KEYS_FILE"},
+		{[]string{"web"}, "CODEBANK_STORE_SECRET"},
+		{[]string{"web", "--store-secret", "short"}, "at least 32 bytes"},
+		{[]string{"web", "--store-secret", long}, "CODEBANK_MERCHANT_KEY"},
+		{[]string{"web", "--store-secret", long, "--merchant-key", "m"}, "CODEBANK_PAGES_KEY"},
+		{[]string{"all", "--token-key-file", filepath.Join(dir, "missing")}, "token-key-file"},
+	}
+	for _, tt := range tests {
+		var stderr bytes.Buffer
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := program.Run(ctx, append(tt.args, unreachable...), io.Discard, &stderr)
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("codebank %s = %v, want an error naming %s", strings.Join(tt.args, " "), err, tt.want)
+		}
+		if strings.Contains(stderr.String(), "kafka at") {
+			t.Errorf("codebank %s reached for Kafka before refusing", strings.Join(tt.args, " "))
+		}
 	}
 }
