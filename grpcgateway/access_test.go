@@ -54,7 +54,7 @@ func TestEveryMethodIsInTheAccessTable(t *testing.T) {
 	}
 	for m := range access {
 		if access[m].open {
-			name := protoreflect.FullName(m[1:len(m)-len(methodName(m))-1])
+			name := protoreflect.FullName(m[1 : len(m)-len(methodName(m))-1])
 			if _, err := protoregistry.GlobalFiles.FindDescriptorByName(name); err != nil {
 				t.Errorf("open method %s: no such service %s", m, name)
 			}

@@ -124,7 +124,8 @@ type Server struct {
 	grpc       *grpc.Server
 	health     *health.Server
 	http       *http.Server
-	inproc     *bufconn.Listener // REST calls reach the gRPC server through it
+	inproc     *bufconn.Listener // REST calls reach inprocGRPC through it
+	inprocGRPC *grpc.Server
 	inprocConn *grpc.ClientConn
 	metrics    serverMetrics
 	statements StatementReader
@@ -180,28 +181,37 @@ func New(cfg Config, deps Deps) *Server {
 		// A connection must complete its HTTP/2 handshake within 10 s.
 		grpc.ConnectionTimeout(10 * time.Second),
 	}
+	// Two servers of the same services, interceptors and limits: the public one, over TLS when
+	// configured, and the one REST calls reach in memory (no network, so no TLS to terminate).
+	s.health = health.NewServer()
+	s.inprocGRPC = s.newGRPCServer(opts)
 	if s.cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(s.cfg.TLS)))
 	}
-	s.grpc = grpc.NewServer(opts...)
-	if !s.cfg.StatementsOnly {
-		codebankv1.RegisterCardServiceServer(s.grpc, cardService{Server: s})
-		codebankv1.RegisterPaymentServiceServer(s.grpc, paymentService{Server: s})
-		if s.cfg.Legacy != nil {
-			paymentpb.RegisterPaymentServiceServer(s.grpc, legacyService{Server: s})
-		}
-	}
-	if s.statements != nil {
-		codebankv1.RegisterStatementServiceServer(s.grpc, statementService{Server: s})
-	}
-	s.health = health.NewServer()
-	healthpb.RegisterHealthServer(s.grpc, s.health)
+	s.grpc = s.newGRPCServer(opts)
 	if s.cfg.Reflection {
 		reflection.Register(s.grpc)
 	}
 	s.http = NewHTTPServer(s.httpHandler(), s.cfg.RequestTimeout)
 	s.http.TLSConfig = s.cfg.TLS
 	return s
+}
+
+// newGRPCServer returns a gRPC server of the ingress's services.
+func (s *Server) newGRPCServer(opts []grpc.ServerOption) *grpc.Server {
+	srv := grpc.NewServer(opts...)
+	if !s.cfg.StatementsOnly {
+		codebankv1.RegisterCardServiceServer(srv, cardService{Server: s})
+		codebankv1.RegisterPaymentServiceServer(srv, paymentService{Server: s})
+		if s.cfg.Legacy != nil {
+			paymentpb.RegisterPaymentServiceServer(srv, legacyService{Server: s})
+		}
+	}
+	if s.statements != nil {
+		codebankv1.RegisterStatementServiceServer(srv, statementService{Server: s})
+	}
+	healthpb.RegisterHealthServer(srv, s.health)
+	return srv
 }
 
 func (s *Server) httpHandler() http.Handler {
@@ -245,7 +255,7 @@ func (s *Server) Serve(ctx context.Context, grpcL, httpL net.Listener) error {
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.grpc.Serve(grpcL) })
-	g.Go(func() error { return s.grpc.Serve(s.inproc) })
+	g.Go(func() error { return s.inprocGRPC.Serve(s.inproc) })
 	g.Go(func() error {
 		serve := s.http.Serve
 		if s.cfg.TLS != nil {
@@ -262,11 +272,12 @@ func (s *Server) Serve(ctx context.Context, grpcL, httpL net.Listener) error {
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout+time.Second)
 		defer cancel()
 		stopped := make(chan struct{})
-		go func() { s.grpc.GracefulStop(); close(stopped) }()
+		go func() { s.grpc.GracefulStop(); s.inprocGRPC.GracefulStop(); close(stopped) }()
 		select {
 		case <-stopped:
 		case <-shutdownCtx.Done():
 			s.grpc.Stop()
+			s.inprocGRPC.Stop()
 		}
 		err := s.http.Shutdown(shutdownCtx)
 		s.inprocConn.Close()

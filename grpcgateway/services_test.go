@@ -51,8 +51,8 @@ func newTestServer(t testing.TB) (*Server, *recordingBank, card.Keys) {
 	s := New(Config{Legacy: &Legacy{Merchant: "code-store", MerchantName: "Code Store"}}, Deps{Bank: bank, Keys: keys, APIKeys: unitKeys,
 		Statements: emptyStatements{}})
 	// REST reaches the services through the gRPC server in process.
-	go s.grpc.Serve(s.inproc)
-	t.Cleanup(func() { s.inprocConn.Close(); s.grpc.Stop() })
+	go s.inprocGRPC.Serve(s.inproc)
+	t.Cleanup(func() { s.inprocConn.Close(); s.inprocGRPC.Stop() })
 	return s, bank, keys
 }
 
