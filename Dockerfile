@@ -31,8 +31,9 @@ COPY --from=build /out/codebank /codebank
 # Kubernetes a volume is mounted over it.
 COPY --from=build --chown=65532:65532 /out/storage /var/lib/codebank
 USER 65532:65532
-# 50051 gRPC and 8080 REST/health/metrics (ingress), 8081 health/metrics (authorizer).
-EXPOSE 50051 8080 8081 50052 8082
+# 50051 gRPC and 8080 REST (ingress), 50052 and 8082 (statements), 8090 (web pages), 9090
+# health/metrics (every role).
+EXPOSE 50051 8080 50052 8082 8090 9090
 ENTRYPOINT ["/codebank"]
 # Without a role, print the list of commands and exit 0.
 CMD ["help"]

@@ -51,6 +51,20 @@ lint: ## gofmt, go vet and buf lint
 	$(GO) vet $(PKGS)
 	$(GO) tool buf lint
 
+.PHONY: vulncheck
+# The Go vulnerability database as of VULNDB_VERSION, built from the golang.org/x/vulndb module
+# (so it needs only the module proxy, not vuln.go.dev); a newer version is a newer database.
+VULNDB_VERSION := v0.0.0-20261105234957-e22db6528018
+VULNDB_DIR := $(HOME)/.cache/codebank/vulndb-$(VULNDB_VERSION)
+
+vulncheck: ## Report the known vulnerabilities the code reaches, in its modules and in Go itself (govulncheck, database of VULNDB_VERSION)
+	@test -f $(VULNDB_DIR)/index/db.json || { \
+	  src=$$($(GO) mod download -json golang.org/x/vulndb@$(VULNDB_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p') && \
+	  rm -rf $(VULNDB_DIR).tmp && \
+	  $(GO) run golang.org/x/vulndb/cmd/indexdb@$(VULNDB_VERSION) -vulns $$src/data/osv -out $(VULNDB_DIR).tmp && \
+	  mv $(VULNDB_DIR).tmp $(VULNDB_DIR); }
+	$(GO) run golang.org/x/vuln/cmd/govulncheck@v1.9.0 -db file://$(VULNDB_DIR) ./...
+
 .PHONY: bench
 bench: ## The load test (30 s warm-up, then 7,000 and 10,000 Authorize/s for 60 s each, on a local broker), the recovery of 1M accounts, and the Go benchmarks; see BENCHMARKS.md
 	$(GO) run ./cmd/codebank-dev bench
