@@ -145,6 +145,17 @@ func (s *Server) statementData(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, data)
 }
 
+// bankFailed turns a failed call to the bank into what the statement form answers: the bank's
+// complaints about the fields, or "try again later" (logged with what, and args).
+func (s *Server) bankFailed(err error, what string, args ...any) (map[string]string, string, int) {
+	if status.Code(err) == codes.InvalidArgument {
+		fields, general := bankViolations(err)
+		return fields, general, http.StatusUnprocessableEntity
+	}
+	s.log.Warn(what, append(args, "code", status.Code(err).String(), "err", err)...)
+	return nil, msgBankDown, http.StatusServiceUnavailable
+}
+
 // lookupStatement validates the form, has the bank verify the card (or checks the view token)
 // and reads the month. It returns the statement and a view token for it, or the errors per
 // field and about the whole form with the HTTP status to answer.
@@ -169,14 +180,9 @@ func (s *Server) lookupStatement(ctx context.Context, f statementForm) (*stateme
 		}
 		v, err := s.cards.VerifyCard(ctx, &codebankv1.VerifyCardRequest{Number: c.number, ExpiryMonth: int32(c.exp.Month),
 			ExpiryYear: int32(c.exp.Year), Cvv: c.cvv})
-		switch status.Code(err) {
-		case codes.OK:
-		case codes.InvalidArgument:
-			fields, general := bankViolations(err)
-			return nil, "", fields, general, http.StatusUnprocessableEntity
-		default:
-			s.log.Warn("bank did not verify a card", "code", status.Code(err).String(), "err", err)
-			return nil, "", nil, msgBankDown, http.StatusServiceUnavailable
+		if err != nil {
+			fields, general, code := s.bankFailed(err, "bank did not verify a card")
+			return nil, "", fields, general, code
 		}
 		if !v.GetVerified() {
 			return nil, "", nil, msgNotVerified, http.StatusUnprocessableEntity
@@ -187,14 +193,9 @@ func (s *Server) lookupStatement(ctx context.Context, f statementForm) (*stateme
 		return nil, "", errs, "", http.StatusUnprocessableEntity
 	}
 	resp, err := s.stmts.GetStatement(ctx, &codebankv1.GetStatementRequest{CardId: cardID, Month: f.Month, PageSize: statementPageSize})
-	switch status.Code(err) {
-	case codes.OK:
-	case codes.InvalidArgument:
-		fields, general := bankViolations(err)
-		return nil, "", fields, general, http.StatusUnprocessableEntity
-	default:
-		s.log.Warn("bank did not answer a statement", "card_id", cardID, "month", f.Month, "code", status.Code(err).String(), "err", err)
-		return nil, "", nil, msgBankDown, http.StatusServiceUnavailable
+	if err != nil {
+		fields, general, code := s.bankFailed(err, "bank did not answer a statement", "card_id", cardID, "month", f.Month)
+		return nil, "", fields, general, code
 	}
 	d := &statementData{
 		MaskedNumber: resp.GetMaskedNumber(), Holder: resp.GetHolderName(), Month: resp.GetMonth(),
