@@ -52,8 +52,32 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	gogc := fs.Int("gogc", 400, "GOGC of the started processes and the load generator: fewer collections for more memory")
 	brokerProps := fs.String("broker-props", "", "extra broker settings, k=v,k=v (e.g. num.io.threads=2)")
 	recovery := fs.Int("recovery", 0, "instead of the load: measure the recovery of an authorizer table of this many accounts")
+	full := fs.Bool("full", false, "instead of the synchronous path: the whole bank of make run (with analytics), loaded by ghz, with statement and index lag; --schedule defaults to "+fullSchedule+", --cards to 1000, --api to legacy")
+	probes := fs.Float64("probes", 2, "with --full: payments a second that measure the statement and index lag beside the load")
+	peakJIT := fs.Bool("peak-jit", false, "with --full: OpenSearch and Kafka Connect compile fully (C2), as codebank-dev run --peak-jit")
 	if err := cli.Parse(fs, args); err != nil {
 		return cli.HelpOK(err)
+	}
+	if *full {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		o := fullOptions{Codebank: *codebank, Cards: 1000, API: "legacy", Probes: *probes, PeakJIT: *peakJIT}
+		sched := fullSchedule
+		if set["schedule"] {
+			sched = *schedule
+		}
+		if set["cards"] {
+			o.Cards = *ncards
+		}
+		if set["api"] {
+			o.API = *api
+		}
+		o.BrokerProps = parseProps(*brokerProps)
+		var err error
+		if o.Steps, err = loadgen.ParseSchedule(sched); err != nil {
+			return err
+		}
+		return benchFull(ctx, stdout, o)
 	}
 	os.Setenv("GOGC", strconv.Itoa(*gogc)) // inherited by the started processes
 	debug.SetGCPercent(*gogc)
@@ -99,13 +123,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		defer os.RemoveAll(dir)
 		fmt.Fprintf(stdout, "Starting Kafka...\n")
-		extra := map[string]string{}
-		for _, kv := range strings.Split(*brokerProps, ",") {
-			if k, v, ok := strings.Cut(kv, "="); ok {
-				extra[k] = v
-			}
-		}
-		broker, err := localkafka.Start(ctx, localkafka.Options{DataDir: filepath.Join(dir, "kafka"), HeapMB: 1024, ExtraProperties: extra})
+		broker, err := localkafka.Start(ctx, localkafka.Options{DataDir: filepath.Join(dir, "kafka"), HeapMB: 1024, ExtraProperties: parseProps(*brokerProps)})
 		if err != nil {
 			return err
 		}
@@ -360,6 +378,17 @@ func printBench(w io.Writer, results []loadgen.Result, procs []*loadgen.ProcStat
 	for _, p := range procs {
 		fmt.Fprintf(w, "| %s | %.0f | %.0f |\n", p.Name, p.CPUPercent(), float64(p.MaxRSS())/(1<<20))
 	}
+}
+
+// parseProps reads k=v,k=v.
+func parseProps(s string) map[string]string {
+	props := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			props[k] = v
+		}
+	}
+	return props
 }
 
 func numCPU() int {

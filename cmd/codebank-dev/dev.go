@@ -58,45 +58,100 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	withAnalytics := fs.Bool("analytics", true, "also run OpenSearch and Kafka Connect, indexing every authorization (false: lighter)")
 	searchPort := fs.Int("search-port", 9200, "HTTP port of the local OpenSearch")
 	connectPort := fs.Int("connect-port", 8083, "REST port of the local Kafka Connect worker")
+	peakJIT := fs.Bool("peak-jit", false, "start OpenSearch and Kafka Connect with full JIT compilation (C1 then C2): a slower start, and minutes of compiling before they use less CPU under load")
 	if err := cli.Parse(fs, args); err != nil {
 		return cli.HelpOK(err)
 	}
-	abs, err := filepath.Abs(*dataDir)
+	bank, err := startDevBank(ctx, devBankOptions{DataDir: *dataDir, Codebank: *codebank, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr,
+		OpsAddr: *opsAddr, KafkaPort: *kafkaPort, Analytics: *withAnalytics, SearchPort: *searchPort, ConnectPort: *connectPort,
+		PeakJIT: *peakJIT}, stdout)
 	if err != nil {
 		return err
 	}
-	bin := *codebank
+	defer bank.stop()
+	printReady(stdout, *grpcAddr, *httpAddr, *opsAddr, bank.cards, bank.creds, bank.sink)
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-bank.bank.exited:
+		bank.bank.exited <- err
+		return fmt.Errorf("codebank stopped: %v", err)
+	}
+}
+
+// devBankOptions say where a development bank keeps its data and listens.
+type devBankOptions struct {
+	DataDir, Codebank           string
+	GRPCAddr, HTTPAddr, OpsAddr string
+	KafkaPort                   int // 0: any free port
+	Analytics                   bool
+	SearchPort, ConnectPort     int               // 0: any free port
+	BankLog                     string            // the bank's output (empty: stderr)
+	PeakJIT                     bool              // OpenSearch and Connect compile fully (C2): for long runs
+	BrokerProps                 map[string]string // extra broker settings
+}
+
+// devBank is what `make run` starts: a local broker, with analytics an OpenSearch node and a
+// Kafka Connect worker, and `codebank all` on them with the development credentials, seeded
+// with the demo cards. The full-pipeline benchmark starts the same.
+type devBank struct {
+	bin    string // the codebank binary
+	broker *localkafka.Broker
+	node   *localsearch.Node
+	worker *localconnect.Worker
+	bank   *child
+	creds  devCredentials
+	sink   *analytics.Sink
+	cards  []demoCard
+	stops  []func()
+}
+
+// startDevBank starts a development bank and returns once it is ready, its demo cards issued.
+func startDevBank(ctx context.Context, o devBankOptions, stdout io.Writer) (_ *devBank, err error) {
+	abs, err := filepath.Abs(o.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	d := &devBank{}
+	defer func() {
+		if err != nil {
+			d.stop()
+		}
+	}()
+	bin := o.Codebank
 	if bin == "" {
 		fmt.Fprintln(stdout, "Building codebank...")
 		if bin, err = buildCodebank(ctx, filepath.Join(abs, "bin")); err != nil {
-			return err
+			return nil, err
 		}
 	}
+	d.bin = bin
 
 	fmt.Fprintf(stdout, "Starting a local Kafka broker (data in %s)...\n", filepath.Join(abs, "kafka"))
-	broker, err := localkafka.Start(ctx, localkafka.Options{DataDir: filepath.Join(abs, "kafka"), Port: *kafkaPort, ControllerPort: *kafkaPort + 1})
-	if err != nil {
-		return fmt.Errorf("start local Kafka: %w", err)
+	kopts := localkafka.Options{DataDir: filepath.Join(abs, "kafka"), Port: o.KafkaPort, ExtraProperties: o.BrokerProps}
+	if o.KafkaPort != 0 {
+		kopts.ControllerPort = o.KafkaPort + 1
 	}
-	defer func() {
+	if d.broker, err = localkafka.Start(ctx, kopts); err != nil {
+		return nil, fmt.Errorf("start local Kafka: %w", err)
+	}
+	d.stops = append(d.stops, func() {
 		fmt.Fprintln(stdout, "Stopping the local Kafka broker...")
-		broker.Stop()
-	}()
-	setup := []string{"setup", "--brokers", broker.Addr()}
-	var sink *analytics.Sink
-	if *withAnalytics {
+		d.broker.Stop()
+	})
+	setup := []string{"setup", "--brokers", d.broker.Addr()}
+	if o.Analytics {
 		fmt.Fprintf(stdout, "Starting OpenSearch and Kafka Connect (--analytics=false skips them)...\n")
-		node, worker, err := startAnalytics(ctx, abs, broker.Addr(), *searchPort, *connectPort)
-		if err != nil {
-			return err
+		if d.node, d.worker, err = startAnalytics(ctx, abs, d.broker.Addr(), o.SearchPort, o.ConnectPort, o.PeakJIT); err != nil {
+			return nil, err
 		}
-		defer func() {
+		d.stops = append(d.stops, func() {
 			fmt.Fprintln(stdout, "Stopping Kafka Connect and OpenSearch...")
-			worker.Stop()
-			node.Stop()
-		}()
-		sink = &analytics.Sink{SearchURL: node.URL(), ConnectURL: worker.URL(), Index: analytics.DefaultIndex}
-		setup = append(setup, "--search-url", sink.SearchURL, "--connect-url", sink.ConnectURL, "--index", sink.Index)
+			d.worker.Stop()
+			d.node.Stop()
+		})
+		d.sink = &analytics.Sink{SearchURL: d.node.URL(), ConnectURL: d.worker.URL(), Index: analytics.DefaultIndex}
+		setup = append(setup, "--search-url", d.sink.SearchURL, "--connect-url", d.sink.ConnectURL, "--index", d.sink.Index)
 	}
 	// Quiet, readable logs unless asked otherwise; the development secrets and keys, made on
 	// the first run; the original contract for the demo merchant, and reflection for grpcurl.
@@ -106,44 +161,42 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			env = append(env, cli.EnvName(name)+"="+value)
 		}
 	}
-	creds, err := loadDevCredentials(abs)
-	if err != nil {
-		return fmt.Errorf("development credentials: %w", err)
+	if d.creds, err = loadDevCredentials(abs); err != nil {
+		return nil, fmt.Errorf("development credentials: %w", err)
 	}
-	env = append(env, creds.Env...)
+	env = append(env, d.creds.Env...)
 	setupCmd := exec.CommandContext(ctx, bin, setup...)
 	setupCmd.Env = append(os.Environ(), env...)
 	if out, err := setupCmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("codebank setup: %v\n%s", err, out)
+		return nil, fmt.Errorf("codebank setup: %v\n%s", err, out)
 	}
 
 	cardsFile := filepath.Join(abs, "demo-cards.json")
-	bank, err := startChild(bin, "", env, "all", "--brokers", broker.Addr(), "--storage-dir", filepath.Join(abs, "authorizer"),
-		"--grpc-addr", *grpcAddr, "--http-addr", *httpAddr, "--ops-addr", *opsAddr, "--demo-cards", cardsFile,
-		"--legacy-merchant", devMerchant, "--reflection")
-	if err != nil {
-		return err
+	if d.bank, err = startChild(bin, o.BankLog, env, "all", "--brokers", d.broker.Addr(), "--storage-dir", filepath.Join(abs, "authorizer"),
+		"--grpc-addr", o.GRPCAddr, "--http-addr", o.HTTPAddr, "--ops-addr", o.OpsAddr, "--demo-cards", cardsFile,
+		"--legacy-merchant", devMerchant, "--reflection"); err != nil {
+		return nil, err
 	}
-	defer bank.stop()
-	if err := bank.waitReady(ctx, "http://"+cli.Loopback(*opsAddr)+"/readyz", 3*time.Minute); err != nil {
-		return err
+	d.stops = append(d.stops, func() { d.bank.stop() })
+	if err := d.bank.waitReady(ctx, "http://"+cli.Loopback(o.OpsAddr)+"/readyz", 3*time.Minute); err != nil {
+		return nil, err
 	}
-	cards, err := seedDemoCards(ctx, *grpcAddr, creds.Keys, cardsFile)
-	if err != nil {
-		return fmt.Errorf("seed demo cards: %w", err)
+	if d.cards, err = seedDemoCards(ctx, o.GRPCAddr, d.creds.Keys, cardsFile); err != nil {
+		return nil, fmt.Errorf("seed demo cards: %w", err)
 	}
-	printReady(stdout, *grpcAddr, *httpAddr, *opsAddr, cards, creds, sink)
-	select {
-	case <-ctx.Done():
-		return nil
-	case err := <-bank.exited:
-		bank.exited <- err
-		return fmt.Errorf("codebank stopped: %v", err)
+	return d, nil
+}
+
+// stop stops what was started, the bank first.
+func (d *devBank) stop() {
+	for i := len(d.stops) - 1; i >= 0; i-- {
+		d.stops[i]()
 	}
+	d.stops = nil
 }
 
 // startAnalytics starts the local OpenSearch node and Kafka Connect worker, in parallel.
-func startAnalytics(ctx context.Context, dataDir, brokers string, searchPort, connectPort int) (*localsearch.Node, *localconnect.Worker, error) {
+func startAnalytics(ctx context.Context, dataDir, brokers string, searchPort, connectPort int, peakJIT bool) (*localsearch.Node, *localconnect.Worker, error) {
 	var (
 		node    *localsearch.Node
 		worker  *localconnect.Worker
@@ -153,9 +206,9 @@ func startAnalytics(ctx context.Context, dataDir, brokers string, searchPort, co
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		node, nodeErr = localsearch.Start(ctx, localsearch.Options{DataDir: filepath.Join(dataDir, "opensearch"), HTTPPort: searchPort})
+		node, nodeErr = localsearch.Start(ctx, localsearch.Options{DataDir: filepath.Join(dataDir, "opensearch"), HTTPPort: searchPort, PeakJIT: peakJIT})
 	}()
-	worker, err := localconnect.Start(ctx, localconnect.Options{DataDir: filepath.Join(dataDir, "connect"), Brokers: brokers, RESTPort: connectPort})
+	worker, err := localconnect.Start(ctx, localconnect.Options{DataDir: filepath.Join(dataDir, "connect"), Brokers: brokers, RESTPort: connectPort, PeakJIT: peakJIT})
 	wg.Wait()
 	if err != nil || nodeErr != nil {
 		if worker != nil {

@@ -28,6 +28,7 @@ type config struct {
 	Replication     int
 	Acks            string
 	FlushFrequency  time.Duration
+	FetchWait       time.Duration
 	KafkaTLS        bool
 	KafkaCA         string
 	KafkaCert       string
@@ -76,6 +77,7 @@ func (c *config) kafkaFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Replication, "replication", 1, "replication factor of created topics (3 on a cluster)")
 	fs.StringVar(&c.Acks, "acks", "all", "producer acks: all (durable) or leader (faster)")
 	fs.DurationVar(&c.FlushFrequency, "flush-frequency", 0, "producer batching delay; 0 sends at once")
+	fs.DurationVar(&c.FetchWait, "fetch-wait", 20*time.Millisecond, "how long consumers off the synchronous path (statements, their view, the dashboard's feed) wait to fill a fetch, taking records in batches; 0 fetches each record as it comes (least lag, most Kafka requests)")
 	fs.BoolVar(&c.KafkaTLS, "kafka-tls", false, "reach the brokers over TLS")
 	fs.StringVar(&c.KafkaCA, "kafka-ca", "", "CA certificates (PEM) of the brokers' certificates (default: the system's; implies --kafka-tls)")
 	fs.StringVar(&c.KafkaCert, "kafka-cert", "", "client certificate (PEM) for brokers that require one; with --kafka-key")

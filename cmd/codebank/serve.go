@@ -279,11 +279,13 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
 	var reader *statements.Reader
 	if r.statements {
 		sp := statements.New(statements.Config{Topology: topo}, statements.Deps{Registerer: reg, Log: log})
-		g, err := processors.NewGroup(kc, sp.Graph(), c.StorageDir, log)
+		// Off the synchronous path: patient consumers (--fetch-wait).
+		patient := kc.Patient(c.FetchWait)
+		g, err := processors.NewGroup(patient, sp.Graph(), c.StorageDir, log)
 		if err != nil {
 			return err
 		}
-		view, err := processors.NewView(kc, topo.StatementsTable(), filepath.Join(c.StorageDir, "views"), log)
+		view, err := processors.NewView(patient, topo.StatementsTable(), filepath.Join(c.StorageDir, "views"), log)
 		if err != nil {
 			return err
 		}
@@ -410,7 +412,7 @@ func newPages(c config, secrets pageSecrets, kc kafkaconf.Config, bankAddr, stat
 		return nil, err
 	}
 	p.closeWith(orders.Close)
-	feed := web.NewFeed(web.FeedConfig{Kafka: kc, Topology: c.topology()}, web.FeedDeps{Registerer: reg, Log: log})
+	feed := web.NewFeed(web.FeedConfig{Kafka: kc.Patient(c.FetchWait), Topology: c.topology()}, web.FeedDeps{Registerer: reg, Log: log})
 	creds := grpcgateway.CallerKeys{Merchant: secrets.merchantKey, Pages: secrets.pagesKey, Insecure: bankTLS == nil}
 	bank, err := cli.Dial(bankAddr, bankTLS, creds)
 	if err != nil {

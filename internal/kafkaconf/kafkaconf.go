@@ -39,6 +39,12 @@ type Config struct {
 	FlushFrequency time.Duration
 	// ClientID prefixes the client id of every Kafka connection.
 	ClientID string
+	// FetchWait, when set, makes consumers patient: a fetch returns once patientFetchBytes are
+	// there or FetchWait has passed. Consumers off the synchronous path (statements, views, the
+	// dashboard's feed) then take records in batches, one fetch per FetchWait at moderate rates
+	// instead of one per record, for at most FetchWait of lag. Zero (the default, for the
+	// authorizer's input and the replies): a fetch returns as soon as one record is there.
+	FetchWait time.Duration
 
 	// TLS, if set, encrypts every connection and checks the brokers' certificates.
 	TLS *TLS
@@ -117,6 +123,10 @@ func (c Config) Sarama() *sarama.Config {
 	// written before the first authorizer ever ran must still be decided. (Goka: newest.)
 	s.Consumer.Offsets.Initial = sarama.OffsetOldest
 	s.Consumer.MaxWaitTime = 250 * time.Millisecond
+	if c.FetchWait > 0 {
+		s.Consumer.Fetch.Min = patientFetchBytes
+		s.Consumer.MaxWaitTime = c.FetchWait
+	}
 	// 1 MB a partition per fetch (sarama's default is 1 MB for the whole response). Recovering
 	// a table reads it whole, and sarama waits for every partition to drain its batch before
 	// fetching again: bigger fetches (4 MB was tried) leave the table loaders idle while a large
@@ -137,6 +147,17 @@ func (c Config) Sarama() *sarama.Config {
 }
 
 // partitioned returns a sarama config whose producer partitions like goka (FNV-1a by default).
+// patientFetchBytes is what a patient consumer's fetch waits for (or FetchWait): more than
+// its topics receive in FetchWait at the rates the bank runs at, so that the wait decides.
+const patientFetchBytes = 1 << 20
+
+// Patient returns the configuration with FetchWait set to wait, for consumers off the
+// synchronous path.
+func (c Config) Patient(wait time.Duration) Config {
+	c.FetchWait = wait
+	return c
+}
+
 func (c Config) partitioned(clientID string, hasher func() hash.Hash32) *sarama.Config {
 	s := c.Sarama()
 	s.ClientID = clientID

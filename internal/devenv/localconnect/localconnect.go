@@ -61,6 +61,9 @@ type Options struct {
 	// (replication factor 1); default "codebank-connect". Workers sharing it
 	// share connectors.
 	GroupID string
+	// PeakJIT compiles hot code fully (C1 then C2), for steady load: a slower start, and
+	// less CPU under load. Default: C1 only, the quicker start tests want.
+	PeakJIT bool
 	// HeapMB is the maximum Java heap in MiB; default 512.
 	HeapMB int
 	// Logger receives progress messages; default slog.Default().
@@ -126,7 +129,7 @@ func launch(ctx context.Context, java *jvm.Java, in *jvm.Installation, dataDir j
 	w := &Worker{port: port}
 	proc, err := jvm.StartProcess(jvm.Command{
 		Java:      java,
-		Options:   jvmArgs(opts.HeapMB),
+		Options:   jvmArgs(opts.HeapMB, opts.PeakJIT),
 		CDS:       jvm.NewClassData(filepath.Join(in.Dir, "cds"), "worker", java, classpath),
 		Classpath: classpath,
 		Main:      "org.apache.kafka.connect.cli.ConnectDistributed",
@@ -153,18 +156,17 @@ func launch(ctx context.Context, java *jvm.Java, in *jvm.Installation, dataDir j
 }
 
 // jvmArgs returns the worker's JVM options: those of Kafka's
-// connect-distributed.sh with a smaller heap, C1-only JIT compilation (a
-// faster start for the small loads of local use), no hsperfdata file, and
+// connect-distributed.sh with a smaller heap, unless peakJIT C1-only JIT
+// compilation (a faster start for the small loads of tests), no hsperfdata file, and
 // slf4j-simple logging at WARN (INFO for the sink connector) to worker.log.
-func jvmArgs(heapMB int) []string {
-	return []string{
+func jvmArgs(heapMB int, peakJIT bool) []string {
+	args := []string{
 		"-Xms" + strconv.Itoa(min(128, heapMB)) + "m",
 		"-Xmx" + strconv.Itoa(heapMB) + "m",
 		"-XX:+UseG1GC",
 		"-XX:MaxGCPauseMillis=20",
 		"-XX:InitiatingHeapOccupancyPercent=35",
 		"-XX:+ExplicitGCInvokesConcurrent",
-		"-XX:TieredStopAtLevel=1",
 		"-XX:-UsePerfData",
 		"-Djava.awt.headless=true",
 		"-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
@@ -172,6 +174,10 @@ func jvmArgs(heapMB int) []string {
 		"-Dorg.slf4j.simpleLogger.showDateTime=true",
 		"-Dorg.slf4j.simpleLogger.dateTimeFormat=yyyy-MM-dd'T'HH:mm:ss.SSSXXX",
 	}
+	if !peakJIT {
+		args = append(args, "-XX:TieredStopAtLevel=1")
+	}
+	return args
 }
 
 // workerProperties renders the distributed worker's configuration.
@@ -256,6 +262,9 @@ func get(client *http.Client, url string) ([]byte, error) {
 }
 
 // URL returns the worker's REST address, "http://127.0.0.1:PORT".
+// PID is the process id of the worker's JVM.
+func (w *Worker) PID() int { return w.srv.Proc.PID() }
+
 func (w *Worker) URL() string { return "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(w.port)) }
 
 // DataDir returns the directory holding worker.properties and worker.log.

@@ -57,6 +57,9 @@ type Options struct {
 	// HTTPPort is the HTTP port on 127.0.0.1; 0 picks a free port. The
 	// node-to-node transport port is the first free one of 9300-9400.
 	HTTPPort int
+	// PeakJIT compiles hot code fully (C1 then C2), for steady load: a slower start, and
+	// less CPU under load. Default: C1 only, the quicker start tests want.
+	PeakJIT bool
 	// HeapMB is the maximum Java heap in MiB; default 512.
 	HeapMB int
 	// Logger receives progress messages; default slog.Default().
@@ -116,7 +119,7 @@ func launch(ctx context.Context, java *jvm.Java, in *jvm.Installation, dataDir j
 	n := &Node{port: port}
 	proc, err := jvm.StartProcess(jvm.Command{
 		Java:      java,
-		Options:   jvmArgs(opts.HeapMB, dataDir.Path),
+		Options:   jvmArgs(opts.HeapMB, dataDir.Path, opts.PeakJIT),
 		CDS:       jvm.NewClassData(filepath.Join(in.Dir, "cds"), "node", java, classpath(in)),
 		Classpath: classpath(in),
 		Main:      nodeMainClass,
@@ -144,16 +147,15 @@ func launch(ctx context.Context, java *jvm.Java, in *jvm.Installation, dataDir j
 }
 
 // jvmArgs returns the node's JVM options: those of OpenSearch's jvm.options
-// that matter here, a small heap, and C1-only JIT compilation, which halves
-// the start-up time on a small machine at the cost of peak speed that local
-// development and tests do not need.
-func jvmArgs(heapMB int, dataDir string) []string {
-	return []string{
+// that matter here, a small heap, and, unless peakJIT, C1-only JIT
+// compilation, which halves the start-up time on a small machine at the cost
+// of peak speed that tests do not need.
+func jvmArgs(heapMB int, dataDir string, peakJIT bool) []string {
+	args := []string{
 		"-Xms" + strconv.Itoa(min(256, heapMB)) + "m",
 		"-Xmx" + strconv.Itoa(heapMB) + "m",
 		"-Xss1m",
 		"-XX:+UseG1GC",
-		"-XX:TieredStopAtLevel=1",
 		"-XX:-UsePerfData",
 		"-XX:+HeapDumpOnOutOfMemoryError",
 		"-XX:HeapDumpPath=" + dataDir,
@@ -166,6 +168,10 @@ func jvmArgs(heapMB int, dataDir string) []string {
 		"-Dlog4j.shutdownHookEnabled=false",
 		"-Dlog4j2.disable.jmx=true",
 	}
+	if !peakJIT {
+		args = append(args, "-XX:TieredStopAtLevel=1")
+	}
+	return args
 }
 
 // nodeConfig renders opensearch.yml. Values are JSON strings, which YAML
@@ -218,6 +224,9 @@ func probe(client *http.Client, url string) error {
 }
 
 // URL returns the node's HTTP address, "http://127.0.0.1:PORT".
+// PID is the process id of the node's JVM.
+func (n *Node) PID() int { return n.srv.Proc.PID() }
+
 func (n *Node) URL() string { return "http://" + n.HostPort() }
 
 // HostPort returns the node's HTTP address as "127.0.0.1:PORT", the form
