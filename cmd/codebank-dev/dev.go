@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -88,7 +89,7 @@ type devBankOptions struct {
 	SearchPort, ConnectPort     int               // 0: any free port
 	BankLog                     string            // the bank's output (empty: stderr)
 	PeakJIT                     bool              // OpenSearch and Connect compile fully (C2): for long runs
-	BrokerProps                 map[string]string // extra broker settings
+	BrokerProps                 map[string]string // broker settings over the development defaults
 }
 
 // devBank is what `make run` starts: a local broker, with analytics an OpenSearch node and a
@@ -128,7 +129,12 @@ func startDevBank(ctx context.Context, o devBankOptions, stdout io.Writer) (_ *d
 	d.bin = bin
 
 	fmt.Fprintf(stdout, "Starting a local Kafka broker (data in %s)...\n", filepath.Join(abs, "kafka"))
-	kopts := localkafka.Options{DataDir: filepath.Join(abs, "kafka"), Port: o.KafkaPort, ExtraProperties: o.BrokerProps}
+	// One network thread and two request threads, instead of Kafka's three and eight: on a
+	// machine of a few cores that the broker shares with the bank, fewer threads handing
+	// requests to each other cost less CPU (BENCHMARKS.md, the whole bank).
+	props := map[string]string{"num.network.threads": "1", "num.io.threads": "2"}
+	maps.Copy(props, o.BrokerProps)
+	kopts := localkafka.Options{DataDir: filepath.Join(abs, "kafka"), Port: o.KafkaPort, ExtraProperties: props}
 	if o.KafkaPort != 0 {
 		kopts.ControllerPort = o.KafkaPort + 1
 	}
