@@ -316,6 +316,7 @@ func scrapeDecisions(opsAddr string) (float64, error) {
 	return n, nil
 }
 
+// scrapeMetrics reads the metrics a process serves on its operations address.
 func scrapeMetrics(opsAddr string) (map[string]*dto.MetricFamily, error) {
 	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + opsAddr + "/metrics")
 	if err != nil {

@@ -3,11 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
-	"net/http"
 	"time"
-
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 )
 
 // legTotals are the sums and counts of the ingresses' latency histograms: the two Kafka legs
@@ -20,15 +16,8 @@ var legNames = []string{"request", "reply", "ingress"}
 // scrapeLegs adds up the histograms of every ingress's /metrics.
 func scrapeLegs(httpAddrs []string, method string) (legTotals, error) {
 	t := legTotals{}
-	client := http.Client{Timeout: 5 * time.Second}
 	for _, a := range httpAddrs {
-		resp, err := client.Get("http://" + a + "/metrics")
-		if err != nil {
-			return nil, err
-		}
-		p := expfmt.NewTextParser(model.UTF8Validation)
-		fams, err := p.TextToMetricFamilies(resp.Body)
-		resp.Body.Close()
+		fams, err := scrapeMetrics(a)
 		if err != nil {
 			return nil, err
 		}
