@@ -293,6 +293,28 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
 		p.add("statements", g.Run, g.Ready)
 		p.add("statements view", view.Run, view.Ready)
 	}
+	// Consumer lag of the groups this process runs, read from Kafka at each scrape.
+	var lagGroups []processors.GroupInputs
+	if r.authorizer {
+		lagGroups = append(lagGroups, processors.GroupInputs{Group: string(topo.AuthorizerGroup()),
+			Topics: []string{topo.PaymentRequests().Name, topo.CardCommands().Name}})
+	}
+	if r.statements {
+		lagGroups = append(lagGroups, processors.GroupInputs{Group: string(topo.StatementsGroup()),
+			Topics: []string{topo.Results().Name, topo.StatementsLoop().Name}})
+	}
+	if r.web {
+		st := c.storeTopology()
+		lagGroups = append(lagGroups, processors.GroupInputs{Group: string(st.Group()), Topics: []string{st.Events().Name}})
+	}
+	if len(lagGroups) > 0 {
+		lag := processors.NewLag(kc, lagGroups, log)
+		if err := reg.Register(lag); err != nil {
+			return err
+		}
+		p.closeWith(lag.Close)
+	}
+
 	var grpcL, httpL, opsL net.Listener
 	if r.api() {
 		if grpcL, err = p.listen(c.GRPCAddr); err != nil {

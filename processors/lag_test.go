@@ -1,0 +1,123 @@
+package processors_test
+
+import (
+	"io"
+	"log/slog"
+	"os"
+	"testing"
+
+	"github.com/IBM/sarama"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/codebank/codebank/internal/kafkaconf"
+	"github.com/codebank/codebank/internal/testenv/kafkatest"
+	"github.com/codebank/codebank/processors"
+)
+
+var brokerAddr string
+
+func TestMain(m *testing.M) { os.Exit(kafkatest.Run(m, &brokerAddr)) }
+
+// lagOf gathers reg and returns codebank_consumer_lag_records by "topic/partition" of group.
+func lagOf(t *testing.T, reg *prometheus.Registry, group string) map[string]float64 {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, f := range fams {
+		if f.GetName() != "codebank_consumer_lag_records" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			l := map[string]string{}
+			for _, p := range m.GetLabel() {
+				l[p.GetName()] = p.GetValue()
+			}
+			if l["group"] == group {
+				out[l["topic"]+"/"+l["partition"]] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	return out
+}
+
+// TestLag: the lag of a group is, per partition, the records after its committed offset, or
+// every record when it has committed none; it follows the commits; and a bank that cannot
+// reach Kafka serves its other metrics without it.
+func TestLag(t *testing.T) {
+	kc := kafkaconf.Config{Brokers: []string{brokerAddr}}
+	topic, group := kafkatest.Name(t)+"-in", kafkatest.Name(t)+"-group"
+	cfg := kc.Sarama()
+	cfg.Producer.Return.Successes = true
+	cfg.Producer.Partitioner = sarama.NewManualPartitioner
+	client, err := sarama.NewClient(kc.Brokers, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	admin, err := sarama.NewClusterAdminFromClient(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: 2, ReplicationFactor: 1}, false); err != nil {
+		t.Fatal(err)
+	}
+	producer, err := sarama.NewSyncProducerFromClient(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	for p, n := range map[int32]int{0: 10, 1: 4} {
+		for range n {
+			if _, _, err := producer.SendMessage(&sarama.ProducerMessage{Topic: topic, Partition: p, Value: sarama.StringEncoder("x")}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	commit := func(partition int32, offset int64) {
+		t.Helper()
+		om, err := sarama.NewOffsetManagerFromClient(group, client)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pom, err := om.ManagePartition(topic, partition)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pom.MarkOffset(offset, "")
+		om.Commit()
+		pom.Close()
+		om.Close()
+	}
+
+	lag := processors.NewLag(kc, []processors.GroupInputs{{Group: group, Topics: []string{topic}}}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer lag.Close()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(lag)
+	if got := lagOf(t, reg, group); got[topic+"/0"] != 10 || got[topic+"/1"] != 4 || len(got) != 2 {
+		t.Errorf("before any commit: lag %v, want 10 and 4 (every record)", got)
+	}
+	commit(0, 7)
+	if got := lagOf(t, reg, group); got[topic+"/0"] != 3 || got[topic+"/1"] != 4 {
+		t.Errorf("after committing 7 of 10 on partition 0: lag %v, want 3 and 4", got)
+	}
+	commit(0, 10)
+	commit(1, 4)
+	if got := lagOf(t, reg, group); got[topic+"/0"] != 0 || got[topic+"/1"] != 0 {
+		t.Errorf("caught up: lag %v, want 0 and 0", got)
+	}
+
+	// Kafka out of reach: no lag series, the rest of the registry still gathers.
+	down := processors.NewLag(kafkaconf.Config{Brokers: []string{"127.0.0.1:1"}}, []processors.GroupInputs{{Group: group, Topics: []string{topic}}},
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer down.Close()
+	other := prometheus.NewCounter(prometheus.CounterOpts{Name: "other_total", Help: "x"})
+	reg2 := prometheus.NewRegistry()
+	reg2.MustRegister(down, other)
+	fams, err := reg2.Gather()
+	if err != nil || len(fams) != 1 || fams[0].GetName() != "other_total" {
+		t.Errorf("with Kafka down: gathered %d families, %v; want only other_total", len(fams), err)
+	}
+}
