@@ -87,7 +87,7 @@ func benchFull(ctx context.Context, stdout io.Writer, o fullOptions) error {
 	fmt.Fprintf(stdout, "Code Bank: gRPC %s, operations http://%s (CODEBANK_PPROF=true for /debug/pprof)\n", grpcAddr, opsAddr)
 	procs := []*loadgen.ProcStat{
 		{Name: "kafka broker", PID: bank.broker.PID()},
-		{Name: "codebank all", PID: bank.bank.cmd.Process.Pid},
+		{Name: "codebank all", PID: bank.proc.cmd.Process.Pid},
 		{Name: "opensearch", PID: bank.node.PID()},
 		{Name: "kafka connect", PID: bank.worker.PID()},
 	}
@@ -114,7 +114,7 @@ func benchFull(ctx context.Context, stdout io.Writer, o fullOptions) error {
 	idle := map[string]float64{}
 	var (
 		results []fullStep
-		caught  catchUp
+		caught  books
 		catchUp time.Duration
 	)
 	idleDone := false
@@ -223,7 +223,7 @@ func writeGhzData(file string, cards []benchCard, api string) error {
 		if api == "legacy" {
 			msgs = append(msgs, map[string]any{
 				"creditCard": map[string]any{"name": c.holder, "number": c.number, "expirationMonth": c.month,
-					"expirationYear": c.year, "cvv": mustAtoi(c.cvv)},
+					"expirationYear": c.year, "cvv": c.cvvInt},
 				"amount": float64(amount) / 100, "store": "Code Store", "description": "bench"})
 			continue
 		}
@@ -237,11 +237,6 @@ func writeGhzData(file string, cards []benchCard, api string) error {
 		return err
 	}
 	return os.WriteFile(file, b, 0o600)
-}
-
-func mustAtoi(s string) int {
-	n, _ := strconv.Atoi(s)
-	return n
 }
 
 // ghzReport is the part of ghz's JSON report the benchmark reads.
@@ -309,11 +304,19 @@ func scrapeDecisions(opsAddr string) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
+	return counterSum(fams, "codebank_authorizer_decisions_total", "", ""), nil
+}
+
+// counterSum adds up the series of a counter, only those whose label is value when label is
+// not empty.
+func counterSum(fams map[string]*dto.MetricFamily, name, label, value string) float64 {
 	var n float64
-	for _, m := range fams["codebank_authorizer_decisions_total"].GetMetric() {
-		n += m.GetCounter().GetValue()
+	for _, m := range fams[name].GetMetric() {
+		if label == "" || slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool { return l.GetName() == label && l.GetValue() == value }) {
+			n += m.GetCounter().GetValue()
+		}
 	}
-	return n, nil
+	return n
 }
 
 // scrapeMetrics reads the metrics a process serves on its operations address.
@@ -327,47 +330,39 @@ func scrapeMetrics(opsAddr string) (map[string]*dto.MetricFamily, error) {
 	return parser.TextToMetricFamilies(resp.Body)
 }
 
-// catchUp compares what the authorizer published with what reached the statements and the index.
-type catchUp struct {
-	approved, lines      float64 // approvals decided; purchases put on statements
-	results, documents   int64   // records of the results topic; documents in the index
-	statementsBehindErrs error
+// books compares what the authorizer published with what reached the statements and the index.
+type books struct {
+	approved, lines    float64 // approvals decided; purchases put on statements
+	results, documents int64   // records of the results topic; documents in the index
+	err                error   // a count that could not be read
 }
 
-func (c catchUp) ok() bool {
-	return c.statementsBehindErrs == nil && c.lines >= c.approved && c.documents >= c.results
+func (c books) ok() bool {
+	return c.err == nil && c.lines >= c.approved && c.documents >= c.results
 }
 
-func (c catchUp) String() string {
+func (c books) String() string {
 	return fmt.Sprintf("%.0f approvals, %.0f statement lines; %d results, %d documents", c.approved, c.lines, c.results, c.documents)
 }
 
 // waitCaughtUp waits until every approval is on a statement and every result in the index.
-func waitCaughtUp(ctx context.Context, bank *devBank, opsAddr string, timeout time.Duration) (catchUp, error) {
+func waitCaughtUp(ctx context.Context, bank *devBank, opsAddr string, timeout time.Duration) (books, error) {
 	cfg := kafkaconf.Config{Brokers: []string{bank.broker.Addr()}}.Sarama()
 	client, err := sarama.NewClient([]string{bank.broker.Addr()}, cfg)
 	if err != nil {
-		return catchUp{}, err
+		return books{}, err
 	}
 	defer client.Close()
 	deadline := time.Now().Add(timeout)
 	for {
-		var c catchUp
-		c.statementsBehindErrs = func() error {
+		var c books
+		c.err = func() error {
 			fams, err := scrapeMetrics(opsAddr)
 			if err != nil {
 				return err
 			}
-			for _, m := range fams["codebank_authorizer_decisions_total"].GetMetric() {
-				for _, l := range m.GetLabel() {
-					if l.GetName() == "status" && l.GetValue() == "approved" {
-						c.approved += m.GetCounter().GetValue()
-					}
-				}
-			}
-			for _, m := range fams["codebank_statements_lines_total"].GetMetric() {
-				c.lines += m.GetCounter().GetValue()
-			}
+			c.approved = counterSum(fams, "codebank_authorizer_decisions_total", "status", "approved")
+			c.lines = counterSum(fams, "codebank_statements_lines_total", "", "")
 			parts, err := client.Partitions("payment-results")
 			if err != nil {
 				return err
@@ -565,7 +560,7 @@ func ms(d time.Duration) string {
 }
 
 // printFull prints the table of every step, the CPU of each process, and the books.
-func printFull(w io.Writer, steps []fullStep, idle map[string]float64, procs []*loadgen.ProcStat, caught catchUp, catchUp time.Duration, audit string, auditErr error) {
+func printFull(w io.Writer, steps []fullStep, idle map[string]float64, procs []*loadgen.ProcStat, caught books, catchUp time.Duration, audit string, auditErr error) {
 	fmt.Fprintf(w, "\nThe whole bank of make run (broker, OpenSearch, Kafka Connect, codebank all), ghz open loop, %d cores\n\n", numCPU())
 	fmt.Fprintf(w, "| rate/s | achieved/s | errors | p50 ms | p90 ms | p99 ms | CPU %% of one core (all but ghz) | CPU µs/payment | statement lag p50/p99 ms | index lag p50/p99 ms | caught up after the step |\n")
 	fmt.Fprintf(w, "|---:|---:|---|---:|---:|---:|---:|---:|---|---|---|\n")

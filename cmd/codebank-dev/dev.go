@@ -74,8 +74,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	select {
 	case <-ctx.Done():
 		return nil
-	case err := <-bank.bank.exited:
-		bank.bank.exited <- err
+	case err := <-bank.proc.exited:
+		bank.proc.exited <- err
 		return fmt.Errorf("codebank stopped: %v", err)
 	}
 }
@@ -100,7 +100,7 @@ type devBank struct {
 	broker *localkafka.Broker
 	node   *localsearch.Node
 	worker *localconnect.Worker
-	bank   *child
+	proc   *child // codebank all
 	creds  devCredentials
 	sink   *analytics.Sink
 	cards  []demoCard
@@ -178,13 +178,13 @@ func startDevBank(ctx context.Context, o devBankOptions, stdout io.Writer) (_ *d
 	}
 
 	cardsFile := filepath.Join(abs, "demo-cards.json")
-	if d.bank, err = startChild(bin, o.BankLog, env, "all", "--brokers", d.broker.Addr(), "--storage-dir", filepath.Join(abs, "authorizer"),
+	if d.proc, err = startChild(bin, o.BankLog, env, "all", "--brokers", d.broker.Addr(), "--storage-dir", filepath.Join(abs, "authorizer"),
 		"--grpc-addr", o.GRPCAddr, "--http-addr", o.HTTPAddr, "--ops-addr", o.OpsAddr, "--demo-cards", cardsFile,
 		"--legacy-merchant", devMerchant, "--reflection"); err != nil {
 		return nil, err
 	}
-	d.stops = append(d.stops, func() { d.bank.stop() })
-	if err := d.bank.waitReady(ctx, "http://"+cli.Loopback(o.OpsAddr)+"/readyz", 3*time.Minute); err != nil {
+	d.stops = append(d.stops, func() { d.proc.stop() })
+	if err := d.proc.waitReady(ctx, "http://"+cli.Loopback(o.OpsAddr)+"/readyz", 3*time.Minute); err != nil {
 		return nil, err
 	}
 	if d.cards, err = seedDemoCards(ctx, o.GRPCAddr, d.creds.Keys, cardsFile); err != nil {

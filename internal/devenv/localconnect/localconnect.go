@@ -160,22 +160,9 @@ func launch(ctx context.Context, java *jvm.Java, in *jvm.Installation, dataDir j
 // compilation (a faster start for the small loads of tests), no hsperfdata file, and
 // slf4j-simple logging at WARN (INFO for the sink connector) to worker.log.
 func jvmArgs(heapMB int, peakJIT bool) []string {
-	args := []string{
-		"-Xms" + strconv.Itoa(min(128, heapMB)) + "m",
-		"-Xmx" + strconv.Itoa(heapMB) + "m",
-		"-XX:+UseG1GC",
-		"-XX:MaxGCPauseMillis=20",
-		"-XX:InitiatingHeapOccupancyPercent=35",
-		"-XX:+ExplicitGCInvokesConcurrent",
-		"-XX:-UsePerfData",
-		"-Djava.awt.headless=true",
-		"-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
-		"-Dorg.slf4j.simpleLogger.log.codebank.connect=info",
-		"-Dorg.slf4j.simpleLogger.showDateTime=true",
-		"-Dorg.slf4j.simpleLogger.dateTimeFormat=yyyy-MM-dd'T'HH:mm:ss.SSSXXX",
-	}
+	args := append(jvm.KafkaOptions(min(128, heapMB), heapMB), "-Dorg.slf4j.simpleLogger.log.codebank.connect=info")
 	if !peakJIT {
-		args = append(args, "-XX:TieredStopAtLevel=1")
+		args = append(args, jvm.C1Only)
 	}
 	return args
 }

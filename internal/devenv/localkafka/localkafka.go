@@ -242,7 +242,7 @@ func launch(ctx context.Context, java *jvm.Java, in *jvm.Installation, dataDir j
 	if !formatted {
 		log.Info("localkafka: formatting storage", "dir", logDir)
 		// A one-shot tool: start-up time matters more than peak speed here.
-		args := []string{"-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-XX:-UsePerfData",
+		args := []string{"-Xmx256m", jvm.C1Only, "-XX:+UseSerialGC", "-XX:-UsePerfData",
 			"-Djava.awt.headless=true", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn"}
 		args = append(args, cds.UseArgs()...)
 		args = append(args, "-cp", classpath, "kafka.tools.StorageTool",
@@ -366,19 +366,7 @@ func setUsers(ctx context.Context, addr string, users map[string]string) error {
 // kafka-run-class.sh and kafka-server-start.sh with a smaller heap, no
 // hsperfdata file, and slf4j-simple logging at WARN (to broker.log).
 func jvmArgs(heapMB int) []string {
-	return []string{
-		"-Xms" + strconv.Itoa(min(256, heapMB)) + "m",
-		"-Xmx" + strconv.Itoa(heapMB) + "m",
-		"-XX:+UseG1GC",
-		"-XX:MaxGCPauseMillis=20",
-		"-XX:InitiatingHeapOccupancyPercent=35",
-		"-XX:+ExplicitGCInvokesConcurrent",
-		"-XX:-UsePerfData",
-		"-Djava.awt.headless=true",
-		"-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
-		"-Dorg.slf4j.simpleLogger.showDateTime=true",
-		"-Dorg.slf4j.simpleLogger.dateTimeFormat=yyyy-MM-dd'T'HH:mm:ss.SSSXXX",
-	}
+	return jvm.KafkaOptions(min(256, heapMB), heapMB)
 }
 
 // serverProperties renders the broker configuration; extra entries come last

@@ -169,7 +169,7 @@ func jvmArgs(heapMB int, dataDir string, peakJIT bool) []string {
 		"-Dlog4j2.disable.jmx=true",
 	}
 	if !peakJIT {
-		args = append(args, "-XX:TieredStopAtLevel=1")
+		args = append(args, jvm.C1Only)
 	}
 	return args
 }
