@@ -270,7 +270,7 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
 	}
 	if r.authorizer {
 		a := authorizer.New(authorizer.Config{Topology: topo, LockAfter: lockAfter(c.LockAfter)}, authorizer.Deps{Keys: keys, Registerer: reg, Log: log})
-		g, err := processors.NewGroup(kc, a.Graph(), c.StorageDir, log)
+		g, err := a.Group(kc, c.StorageDir, log)
 		if err != nil {
 			return err
 		}

@@ -57,6 +57,7 @@ type Config struct {
 	SASLPassword string
 
 	shared *sharedProducer // set by ShareProducer
+	hold   *holdSpec       // set by HoldBehindTable
 }
 
 func (c Config) withDefaults() Config {
@@ -118,7 +119,13 @@ func (c Config) Sarama() *sarama.Config {
 		s.Producer.RequiredAcks = sarama.WaitForLocal
 		s.Producer.Idempotent = false
 	}
-	s.Producer.Retry.Backoff = 50 * time.Millisecond
+	// A broker that restarts, or a partition leader that moves, is waited for (about two
+	// minutes, as Kafka's own producer does with delivery.timeout.ms): the idempotent producer
+	// then completes what was interrupted, in order. Giving up after sarama's default of three
+	// quick retries fails every record in flight, among them table writes whose outputs may
+	// already be on the broker.
+	s.Producer.Retry.Max = producerRetries
+	s.Producer.Retry.BackoffFunc = producerBackoff
 	// Input streams start from the oldest record when the group has no offset yet: a request
 	// written before the first authorizer ever ran must still be decided. (Goka: newest.)
 	s.Consumer.Offsets.Initial = sarama.OffsetOldest
@@ -249,4 +256,12 @@ func (l gokaLogger) debug(msg string) {
 	if l.log.Enabled(context.Background(), slog.LevelDebug) {
 		l.log.Debug(card.Redact(strings.TrimSpace(msg)))
 	}
+}
+
+// producerRetries and producerBackoff make a producer retry for about two minutes: 50ms,
+// doubling up to 1s, then every second.
+const producerRetries = 120
+
+func producerBackoff(retries, _ int) time.Duration {
+	return min(50*time.Millisecond<<min(retries, 5), time.Second)
 }

@@ -20,10 +20,19 @@ func (c Config) ShareProducer() Config {
 // producer builds the goka producer of one processor or emitter.
 func (c Config) producer(brokers []string, clientID string, hasher func() hash.Hash32) (goka.Producer, error) {
 	build := func() (goka.Producer, error) { return goka.NewProducer(brokers, c.partitioned(clientID, hasher)) }
+	var (
+		p   goka.Producer
+		err error
+	)
 	if c.shared == nil {
-		return build()
+		p, err = build()
+	} else {
+		p, err = c.shared.use(build)
 	}
-	return c.shared.use(build)
+	if err != nil || c.hold == nil {
+		return p, err
+	}
+	return newHolding(p, c.hold), nil
 }
 
 // sharedProducer counts the users of one goka producer. Every user partitions with goka's

@@ -23,6 +23,15 @@
 // and charged nothing; one repeating the id with other parameters is refused as a conflict,
 // decides nothing and publishes no result.
 //
+// # Read again after a crash
+//
+// The account keeps the place in the log of the last request, and of the last command, that
+// changed it. After a crash the group reads again from its last committed offset; a request at
+// or before that place was decided already and is never decided again: it is answered with
+// its remembered outcome, and its result republished as it was. A result is written only once
+// the account update it reports is acknowledged (Group), so a published result always has its
+// account behind it.
+//
 // # Records it cannot use
 //
 // Inputs are read through processors.DeadLetters: a record that does not decode or breaks its
@@ -42,21 +51,25 @@
 //	codebank_authorizer_commands_total{command,result}           card commands handled
 //	codebank_authorizer_lockouts_total                           cards blocked by failed verifications
 //	codebank_authorizer_processing_seconds                       ingress acceptance to decision
+//	codebank_authorizer_replays_total{outcome}                   requests read again after a restart, decided before
 //	codebank_dead_letters_total{group="authorizer",topic}        records dead-lettered (processors.DeadLetters)
 package authorizer
 
 import (
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"strings"
 	"time"
 
 	"github.com/lovoo/goka"
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/codebank/codebank/codecs"
 	"github.com/codebank/codebank/internal/card"
+	"github.com/codebank/codebank/internal/kafkaconf"
 	"github.com/codebank/codebank/internal/money"
 	"github.com/codebank/codebank/processors"
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
@@ -142,6 +155,15 @@ func (p *Processor) Graph() *goka.GroupGraph {
 	return goka.DefineGroup(topo.AuthorizerGroup(), edges...)
 }
 
+// Group returns the authorizer's goka group on Kafka kc, its local table storage under
+// storageDir. Its results are written only once the account update they report is acknowledged
+// (kafkaconf.Config.HoldBehindTable): a result on the broker always has its account behind it,
+// so a request read again after a crash finds its outcome and is never decided twice.
+func (p *Processor) Group(kc kafkaconf.Config, storageDir string, log *slog.Logger) (*processors.Group, error) {
+	topo := p.cfg.Topology
+	return processors.NewGroup(kc.HoldBehindTable(topo.AuthorizerTable().Name, topo.Results().Name), p.Graph(), storageDir, log)
+}
+
 // account returns the card's account: nil for none, or an error when the stored value does not
 // decode or breaks its contract.
 func account(ctx goka.Context) (*eventsv1.Account, error) {
@@ -180,6 +202,7 @@ func (p *Processor) pay(ctx goka.Context, msg any) error {
 	}
 	now := p.deps.Now()
 	acct, err := account(ctx)
+	at := positionOf(ctx)
 	var (
 		out  *eventsv1.Outcome
 		kind = Fresh
@@ -189,10 +212,15 @@ func (p *Processor) pay(ctx goka.Context, msg any) error {
 		p.deps.Log.Error("account unreadable: payment rejected", "card", req.GetMaskedNumber(), "card_token", token, "err", card.Redact(err.Error()))
 	} else {
 		fp := FingerprintOf(p.deps.Keys, req)
+		if acct != nil && at.within(acct.GetRequestInput(), acct.GetRequestOffset()) {
+			p.replay(ctx, acct, req, fp)
+			return nil
+		}
 		out, kind = Decide(acct, req, fp, now)
 		if acct != nil && kind == Fresh {
 			wasBlocked := acct.GetStatus() == eventsv1.CardStatus_CARD_STATUS_BLOCKED
 			Record(acct, out, fp, p.cfg.policy())
+			acct.RequestInput, acct.RequestOffset = at.input, at.offset
 			ctx.SetValue(acct)
 			if !wasBlocked && acct.GetStatus() == eventsv1.CardStatus_CARD_STATUS_BLOCKED {
 				p.locked(acct, token)
@@ -227,6 +255,55 @@ func (p *Processor) pay(ctx goka.Context, msg any) error {
 	}
 	ctx.Emit(p.results, token, p.result(token, acct, req, out))
 	return nil
+}
+
+// replay answers a payment request read again after a restart (from the last committed
+// offset) that its account shows decided already: with the remembered outcome, republished
+// exactly as first published. One whose outcome the account no longer remembers (more than
+// Config.Keep payments of the card came after it before the restart) is not answered: it was
+// answered and published when it was decided, and deciding it again would charge it twice.
+func (p *Processor) replay(ctx goka.Context, acct *eventsv1.Account, req *eventsv1.PaymentRequested, fp Fingerprint) {
+	prev, ok := findOutcome(acct, fp.ID)
+	if !ok {
+		p.m.replays.WithLabelValues("forgotten").Inc()
+		p.deps.Log.Warn("payment request read again was decided before and its outcome is no longer remembered: not answered again",
+			"card", req.GetMaskedNumber(), "card_token", ctx.Key(), "offset", ctx.Offset())
+		return
+	}
+	p.m.replays.WithLabelValues("answered").Inc()
+	// The account is written again, as it is: the local table may hold a write that never
+	// reached the changelog before the crash, and the result below must not be published
+	// without the account that reports it.
+	ctx.SetValue(acct)
+	out, token := prev.outcome(req.GetTransactionId()), ctx.Key()
+	if req.GetReplyKey() != "" && req.GetCorrelationId() != "" {
+		ctx.Emit(p.replies, req.GetReplyKey(), &eventsv1.Reply{
+			CorrelationId: req.GetCorrelationId(),
+			Body:          &eventsv1.Reply_Payment{Payment: &eventsv1.PaymentReply{Outcome: out, CardToken: token}},
+		})
+	}
+	ctx.Emit(p.results, token, p.result(token, acct, req, out))
+}
+
+// position is where an input record was read: a digest of its topic and partition, and its
+// offset. An account keeps the position of the last request, and of the last command, that
+// changed it (Account.request_input and request_offset, command_input and command_offset).
+type position struct {
+	input  uint32
+	offset int64
+}
+
+func positionOf(ctx goka.Context) position {
+	h := fnv.New32a()
+	fmt.Fprintf(h, "%s/%d", ctx.Topic(), ctx.Partition())
+	return position{input: h.Sum32(), offset: ctx.Offset()}
+}
+
+// within reports whether the record at p was read before: it comes from the same topic and
+// partition as the stored position, at or before it. A topic of another name (a new
+// generation of the topics) starts afresh.
+func (p position) within(input uint32, offset int64) bool {
+	return input == p.input && p.offset <= offset
 }
 
 // locked logs a card blocked by its verification failures.
@@ -271,12 +348,26 @@ func (p *Processor) command(ctx goka.Context, msg any) error {
 		return err
 	}
 	acct, err := account(ctx)
+	at := positionOf(ctx)
+	// A command read again after a restart, that its account shows applied already, is
+	// answered as it stands and changes nothing.
+	replayed := acct != nil && at.within(acct.GetCommandInput(), acct.GetCommandOffset())
+	if replayed {
+		acct = proto.Clone(acct).(*eventsv1.Account)
+	}
+	store := func() {
+		if !replayed {
+			acct.CommandInput, acct.CommandOffset = at.input, at.offset
+			ctx.SetValue(acct)
+		}
+	}
 	reply := &eventsv1.CardReply{Result: eventsv1.CardResult_CARD_RESULT_OK, Account: acct, CardToken: token}
 	name := commandName(cmd)
 	switch {
 	case err != nil:
 		reply.Result, reply.Account = eventsv1.CardResult_CARD_RESULT_UNAVAILABLE, nil
 		p.deps.Log.Error("account unreadable: card command refused", "card_token", token, "command", name, "err", card.Redact(err.Error()))
+	case name == "issue" && replayed:
 	case name == "issue":
 		if acct != nil {
 			reply.Result, reply.Account = eventsv1.CardResult_CARD_RESULT_ALREADY_EXISTS, nil
@@ -294,25 +385,25 @@ func (p *Processor) command(ctx goka.Context, msg any) error {
 			MaskedNumber:   c.GetMaskedNumber(),
 			CardKeyId:      c.GetCardKeyId(),
 		}
-		ctx.SetValue(acct)
+		store()
 		reply.Account = acct
 	case acct == nil:
 		reply.Result = eventsv1.CardResult_CARD_RESULT_NOT_FOUND
 	case name == "block":
 		acct.Status, acct.BlockReason = eventsv1.CardStatus_CARD_STATUS_BLOCKED, eventsv1.BlockReason_BLOCK_REASON_OPERATOR
-		ctx.SetValue(acct)
+		store()
 	case name == "unblock":
 		acct.Status, acct.BlockReason, acct.VerifyFailures = eventsv1.CardStatus_CARD_STATUS_ACTIVE, eventsv1.BlockReason_BLOCK_REASON_UNSPECIFIED, 0
-		ctx.SetValue(acct)
+		store()
 	case name == "verify":
 		wasBlocked, before := acct.GetStatus() == eventsv1.CardStatus_CARD_STATUS_BLOCKED, acct.GetVerifyFailures()
 		if !Verify(acct, cmd.GetVerify(), p.deps.Now(), p.cfg.policy()) {
 			reply.Result = eventsv1.CardResult_CARD_RESULT_NOT_VERIFIED
 		}
 		if acct.GetVerifyFailures() != before || acct.GetStatus() == eventsv1.CardStatus_CARD_STATUS_BLOCKED && !wasBlocked {
-			ctx.SetValue(acct)
+			store()
 		}
-		if !wasBlocked && acct.GetStatus() == eventsv1.CardStatus_CARD_STATUS_BLOCKED {
+		if !replayed && !wasBlocked && acct.GetStatus() == eventsv1.CardStatus_CARD_STATUS_BLOCKED {
 			p.locked(acct, token)
 		}
 	}
@@ -354,6 +445,7 @@ type metrics struct {
 	commands    *prometheus.CounterVec
 	lockouts    prometheus.Counter
 	processing  prometheus.Histogram
+	replays     *prometheus.CounterVec
 }
 
 func newMetrics(r prometheus.Registerer) metrics {
@@ -381,7 +473,10 @@ func newMetrics(r prometheus.Registerer) metrics {
 			Help:    "Time from the ingress accepting a payment to the authorizer deciding it.",
 			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}),
+		replays: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "codebank_authorizer_replays_total", Help: "Payment requests read again after a restart that their card had decided already: answered with the remembered outcome, or forgotten (not answered again).",
+		}, []string{"outcome"}),
 	}
-	r.MustRegister(m.decisions, m.duplicates, m.conflicts, m.unavailable, m.commands, m.lockouts, m.processing)
+	r.MustRegister(m.decisions, m.duplicates, m.conflicts, m.unavailable, m.commands, m.lockouts, m.processing, m.replays)
 	return m
 }

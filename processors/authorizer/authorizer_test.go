@@ -329,3 +329,98 @@ func TestProcessorCardCommands(t *testing.T) {
 		t.Fatalf("block again = %v", r)
 	}
 }
+
+// TestReplayIsNeverDecidedAgain: after a crash the authorizer reads again every request after
+// its group's last committed offset, on an account that already holds their outcomes. Here the
+// goka tester's offsets only grow, so the account's stored position is moved past the records
+// read again, which is what a restart looks like to the callback. A request read again is
+// answered with its original outcome, republished exactly, and charged once, even when more
+// than Keep payments of the card came after it and its outcome is forgotten; a request past
+// the stored position is decided.
+func TestReplayIsNeverDecidedAgain(t *testing.T) {
+	tt, topo := startTester(t)
+	replies := tt.NewQueueTracker(topo.Replies().Name)
+	results := tt.NewQueueTracker(topo.Results().Name)
+	table := goka.Table(topo.AuthorizerTable().Name)
+	tt.Consume(topo.CardCommands().Name, token, issueCommand("c1", "Maria Silva", 100000))
+	replies.Next()
+
+	pay := func(tx string, amount int64) (*eventsv1.PaymentReply, *codecs.Result) {
+		t.Helper()
+		tt.Consume(topo.PaymentRequests().Name, token, payment(tx, amount))
+		var (
+			reply  *eventsv1.PaymentReply
+			result *codecs.Result
+		)
+		if _, v, ok := replies.Next(); ok {
+			reply = v.(*eventsv1.Reply).GetPayment()
+		}
+		if _, v, ok := results.Next(); ok {
+			result = v.(*codecs.Result)
+		}
+		return reply, result
+	}
+	firstReply, firstResult := pay("tx-1", 1000)
+	if firstReply.GetOutcome().GetStatus() != eventsv1.PaymentStatus_PAYMENT_STATUS_APPROVED || firstResult == nil {
+		t.Fatalf("first payment: %v, %v", firstReply, firstResult)
+	}
+	acct := tt.TableValue(table, token).(*eventsv1.Account)
+	if acct.GetRequestInput() == 0 {
+		t.Fatalf("the account keeps no position: %v", acct)
+	}
+
+	// The restart: everything from here on was read before.
+	acct.RequestOffset += 1000
+	tt.SetTableValue(table, token, acct)
+	reply, result := pay("tx-1", 1000)
+	if reply.GetDuplicate() || reply.GetOutcome().GetDecidedAtUnixUs() != firstReply.GetOutcome().GetDecidedAtUnixUs() ||
+		reply.GetOutcome().GetAvailableCents() != firstReply.GetOutcome().GetAvailableCents() {
+		t.Errorf("reply read again = %v, want the original %v", reply, firstReply)
+	}
+	if result == nil || *result != *firstResult {
+		t.Errorf("result read again = %+v\nwant the original %+v", result, firstResult)
+	}
+	// tx-2 was decided before the crash, and its outcome is no longer remembered: it is not
+	// decided again (nothing charged, nothing published).
+	if reply, result := pay("tx-2", 500); reply != nil || result != nil {
+		t.Errorf("a forgotten request read again was answered: %v, %v", reply, result)
+	}
+	if got := tt.TableValue(table, token).(*eventsv1.Account).GetUsedCents(); got != 1000 {
+		t.Errorf("used = %d after the requests read again, want 1000", got)
+	}
+
+	// Past the stored position, requests are decided again, and so are those of a topic of
+	// another name (a new generation).
+	acct = tt.TableValue(table, token).(*eventsv1.Account)
+	acct.RequestOffset -= 1000
+	tt.SetTableValue(table, token, acct)
+	if reply, _ := pay("tx-3", 500); reply.GetOutcome().GetStatus() != eventsv1.PaymentStatus_PAYMENT_STATUS_APPROVED {
+		t.Fatalf("a new payment after the replay: %v", reply)
+	}
+	acct = tt.TableValue(table, token).(*eventsv1.Account)
+	acct.RequestInput++
+	acct.RequestOffset += 1000
+	tt.SetTableValue(table, token, acct)
+	if reply, _ := pay("tx-4", 500); reply.GetOutcome().GetStatus() != eventsv1.PaymentStatus_PAYMENT_STATUS_APPROVED {
+		t.Fatalf("a payment from another generation's topic: %v", reply)
+	}
+	if got := tt.TableValue(table, token).(*eventsv1.Account).GetUsedCents(); got != 2000 {
+		t.Errorf("used = %d, want 2000", got)
+	}
+
+	// A card command read again changes nothing: a failed verification is not counted twice,
+	// and an issue is answered OK, as it was.
+	acct = tt.TableValue(table, token).(*eventsv1.Account)
+	acct.CommandOffset += 1000
+	tt.SetTableValue(table, token, acct)
+	tt.Consume(topo.CardCommands().Name, token, &eventsv1.CardCommand{CommandId: "c2", ReplyKey: "r0",
+		Command: &eventsv1.CardCommand_Verify{Verify: &eventsv1.VerifyCard{ExpiryMonth: 11, ExpiryYear: 2030, CvvKeyIds: []string{"k9"}}}})
+	replies.Next()
+	tt.Consume(topo.CardCommands().Name, token, issueCommand("c1", "Maria Silva", 100000))
+	if _, v, _ := replies.Next(); v.(*eventsv1.Reply).GetCard().GetResult() != eventsv1.CardResult_CARD_RESULT_OK {
+		t.Errorf("issue read again = %v, want OK", v)
+	}
+	if got := tt.TableValue(table, token).(*eventsv1.Account); got.GetVerifyFailures() != 0 || got.GetCommandOffset() != acct.GetCommandOffset() {
+		t.Errorf("a command read again changed the account: %v", got)
+	}
+}

@@ -100,7 +100,7 @@ func StartAuthorizerWith(t testing.TB, d Deployment, dir string, deps authorizer
 	}
 	reg := prometheus.NewRegistry()
 	deps.Keys, deps.Registerer, deps.Log = Keys(t), reg, Logger()
-	g, err := processors.NewGroup(d.Kafka, authorizer.New(authorizer.Config{Topology: d.Topo}, deps).Graph(), dir, Logger())
+	g, err := authorizer.New(authorizer.Config{Topology: d.Topo}, deps).Group(d.Kafka, dir, Logger())
 	if err != nil {
 		t.Fatal(err)
 	}

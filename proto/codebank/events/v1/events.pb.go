@@ -1053,7 +1053,16 @@ type Account struct {
 	// by payments and by VerifyCard); a success clears it, and reaching the limit blocks the card.
 	VerifyFailures int32 `protobuf:"varint,15,opt,name=verify_failures,json=verifyFailures,proto3" json:"verify_failures,omitempty"`
 	// block_reason says why the card is blocked.
-	BlockReason   BlockReason `protobuf:"varint,16,opt,name=block_reason,json=blockReason,proto3,enum=codebank.events.v1.BlockReason" json:"block_reason,omitempty"`
+	BlockReason BlockReason `protobuf:"varint,16,opt,name=block_reason,json=blockReason,proto3,enum=codebank.events.v1.BlockReason" json:"block_reason,omitempty"`
+	// request_input and request_offset place the last payment request decided on the card in the
+	// log: request_input is a digest of its topic and partition (FNV-1a, 32 bits), request_offset
+	// its offset. A request read again after a crash, at or before that place, was decided
+	// already: it is answered from outcomes, never decided twice, however many payments came
+	// after it. command_input and command_offset do the same for the card commands.
+	RequestInput  uint32 `protobuf:"fixed32,17,opt,name=request_input,json=requestInput,proto3" json:"request_input,omitempty"`
+	RequestOffset int64  `protobuf:"varint,18,opt,name=request_offset,json=requestOffset,proto3" json:"request_offset,omitempty"`
+	CommandInput  uint32 `protobuf:"fixed32,19,opt,name=command_input,json=commandInput,proto3" json:"command_input,omitempty"`
+	CommandOffset int64  `protobuf:"varint,20,opt,name=command_offset,json=commandOffset,proto3" json:"command_offset,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1184,6 +1193,34 @@ func (x *Account) GetBlockReason() BlockReason {
 		return x.BlockReason
 	}
 	return BlockReason_BLOCK_REASON_UNSPECIFIED
+}
+
+func (x *Account) GetRequestInput() uint32 {
+	if x != nil {
+		return x.RequestInput
+	}
+	return 0
+}
+
+func (x *Account) GetRequestOffset() int64 {
+	if x != nil {
+		return x.RequestOffset
+	}
+	return 0
+}
+
+func (x *Account) GetCommandInput() uint32 {
+	if x != nil {
+		return x.CommandInput
+	}
+	return 0
+}
+
+func (x *Account) GetCommandOffset() int64 {
+	if x != nil {
+		return x.CommandOffset
+	}
+	return 0
 }
 
 // Outcome is the decision on one payment.
@@ -2133,7 +2170,7 @@ const file_codebank_events_v1_events_proto_rawDesc = "" +
 	"\fexpiry_month\x18\x01 \x01(\x05R\vexpiryMonth\x12\x1f\n" +
 	"\vexpiry_year\x18\x02 \x01(\x05R\n" +
 	"expiryYear\x12\x1e\n" +
-	"\vcvv_key_ids\x18\x03 \x03(\tR\tcvvKeyIds\"\xad\x04\n" +
+	"\vcvv_key_ids\x18\x03 \x03(\tR\tcvvKeyIds\"\xc5\x05\n" +
 	"\aAccount\x12\x1f\n" +
 	"\vholder_name\x18\x01 \x01(\tR\n" +
 	"holderName\x12\x1f\n" +
@@ -2152,7 +2189,11 @@ const file_codebank_events_v1_events_proto_rawDesc = "" +
 	"\rmasked_number\x18\r \x01(\tR\fmaskedNumber\x12\x1e\n" +
 	"\vcard_key_id\x18\x0e \x01(\tR\tcardKeyId\x12'\n" +
 	"\x0fverify_failures\x18\x0f \x01(\x05R\x0everifyFailures\x12B\n" +
-	"\fblock_reason\x18\x10 \x01(\x0e2\x1f.codebank.events.v1.BlockReasonR\vblockReasonJ\x04\b\t\x10\n" +
+	"\fblock_reason\x18\x10 \x01(\x0e2\x1f.codebank.events.v1.BlockReasonR\vblockReason\x12#\n" +
+	"\rrequest_input\x18\x11 \x01(\aR\frequestInput\x12%\n" +
+	"\x0erequest_offset\x18\x12 \x01(\x03R\rrequestOffset\x12#\n" +
+	"\rcommand_input\x18\x13 \x01(\aR\fcommandInput\x12%\n" +
+	"\x0ecommand_offset\x18\x14 \x01(\x03R\rcommandOffsetJ\x04\b\t\x10\n" +
 	"J\x04\b\n" +
 	"\x10\vR\x06recent\"\xcf\x02\n" +
 	"\aOutcome\x12%\n" +
