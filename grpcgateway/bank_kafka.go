@@ -40,6 +40,7 @@ import (
 //	codebank_ingress_payment_leg_seconds{leg="reply"}    decision → reply back at the waiting call
 //	codebank_ingress_bank_inflight                       calls waiting for the authorizer
 //	codebank_ingress_overloaded_total                    calls refused because MaxInFlight calls were waiting
+//	codebank_ingress_reply_timeouts_total                calls that ended (deadline or cancel) before their reply came
 //	codebank_dead_letters_total{group="ingress",topic}   replies dead-lettered
 //
 // The two legs compare this host's clock with the authorizer's, so on different hosts they are
@@ -92,6 +93,7 @@ type bankMetrics struct {
 	legs       *prometheus.HistogramVec
 	inflight   prometheus.GaugeFunc
 	overloaded prometheus.Counter
+	timeouts   prometheus.Counter
 }
 
 // NewKafkaBank connects to Kafka and starts reading replies from its partition of the replies
@@ -136,7 +138,10 @@ func NewKafkaBank(cfg BankConfig, deps BankDeps) (*KafkaBank, error) {
 			Name: "codebank_ingress_overloaded_total", Help: "Calls refused with RESOURCE_EXHAUSTED because the limit of calls in flight was reached.",
 		}),
 	}
-	if err := registerAll(reg, b.m.legs, b.m.inflight, b.m.overloaded); err != nil {
+	b.m.timeouts = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "codebank_ingress_reply_timeouts_total", Help: "Calls to the authorizer that ended (their deadline passed, or the caller left) before its reply came.",
+	})
+	if err := registerAll(reg, b.m.legs, b.m.inflight, b.m.overloaded, b.m.timeouts); err != nil {
 		return nil, err
 	}
 
@@ -341,6 +346,7 @@ func (b *KafkaBank) call(ctx context.Context, e *goka.Emitter, key, id string, m
 			}
 			sent = nil
 		case <-ctx.Done():
+			b.m.timeouts.Inc()
 			return nil, ctx.Err()
 		}
 	}

@@ -330,7 +330,7 @@ func newServerMetrics(r prometheus.Registerer) serverMetrics {
 		}, []string{"method", "code"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "codebank_ingress_request_seconds", Help: "gRPC call latency, by method.",
-			Buckets: []float64{.001, .002, .003, .005, .0075, .01, .015, .025, .05, .1, .25, .5, 1, 2.5, 5},
+			Buckets: []float64{.0005, .001, .002, .003, .005, .0075, .01, .015, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"method"}),
 		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "codebank_ingress_inflight", Help: "gRPC calls in progress.",

@@ -23,6 +23,11 @@ func TestMain(m *testing.M) { os.Exit(kafkatest.Run(m, &brokerAddr)) }
 
 // lagOf gathers reg and returns codebank_consumer_lag_records by "topic/partition" of group.
 func lagOf(t *testing.T, reg *prometheus.Registry, group string) map[string]float64 {
+	return gaugesOf(t, reg, "codebank_consumer_lag_records", group)
+}
+
+// gaugesOf gathers reg and returns the gauge name by "topic/partition" of group.
+func gaugesOf(t *testing.T, reg *prometheus.Registry, name, group string) map[string]float64 {
 	t.Helper()
 	fams, err := reg.Gather()
 	if err != nil {
@@ -30,7 +35,7 @@ func lagOf(t *testing.T, reg *prometheus.Registry, group string) map[string]floa
 	}
 	out := map[string]float64{}
 	for _, f := range fams {
-		if f.GetName() != "codebank_consumer_lag_records" {
+		if f.GetName() != name {
 			continue
 		}
 		for _, m := range f.GetMetric() {
@@ -47,8 +52,9 @@ func lagOf(t *testing.T, reg *prometheus.Registry, group string) map[string]floa
 }
 
 // TestLag: the lag of a group is, per partition, the records after its committed offset, or
-// every record when it has committed none; it follows the commits; and a bank that cannot
-// reach Kafka serves its other metrics without it.
+// every record when it has committed none, and in seconds the age of the record at that offset;
+// it follows the commits; and a bank that cannot reach Kafka serves its other metrics without
+// it.
 func TestLag(t *testing.T) {
 	kc := kafkaconf.Config{Brokers: []string{brokerAddr}}
 	topic, group := kafkatest.Name(t)+"-in", kafkatest.Name(t)+"-group"
@@ -72,9 +78,15 @@ func TestLag(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer producer.Close()
+	// Record i of partition 0 is 100-i seconds old, those of partition 1 are 50 seconds old.
+	start := time.Now()
 	for p, n := range map[int32]int{0: 10, 1: 4} {
-		for range n {
-			if _, _, err := producer.SendMessage(&sarama.ProducerMessage{Topic: topic, Partition: p, Value: sarama.StringEncoder("x")}); err != nil {
+		for i := range n {
+			at := start.Add(-time.Duration(100-i) * time.Second)
+			if p == 1 {
+				at = start.Add(-50 * time.Second)
+			}
+			if _, _, err := producer.SendMessage(&sarama.ProducerMessage{Topic: topic, Partition: p, Value: sarama.StringEncoder("x"), Timestamp: at}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -107,14 +119,31 @@ func TestLag(t *testing.T) {
 		}
 		return nil
 	})
+	// Seconds: the scrape comes a little after start, hence the margin above.
+	ages := func(want0, want1 float64) {
+		t.Helper()
+		elapsed := time.Since(start).Seconds() + 1
+		got := gaugesOf(t, reg, "codebank_consumer_lag_seconds", group)
+		for part, want := range map[string]float64{topic + "/0": want0, topic + "/1": want1} {
+			if g, ok := got[part]; !ok || g < want || (want > 0 && g > want+elapsed) || (want == 0 && g != 0) {
+				t.Errorf("lag of %s: %v s, want %v s (up to %.0f s more)", part, g, want, elapsed)
+			}
+		}
+	}
+	ages(100, 50)
 	commit(0, 7)
 	if got := lagOf(t, reg, group); got[topic+"/0"] != 3 || got[topic+"/1"] != 4 {
 		t.Errorf("after committing 7 of 10 on partition 0: lag %v, want 3 and 4", got)
 	}
+	ages(93, 50)
 	commit(0, 10)
 	commit(1, 4)
 	if got := lagOf(t, reg, group); got[topic+"/0"] != 0 || got[topic+"/1"] != 0 {
 		t.Errorf("caught up: lag %v, want 0 and 0", got)
+	}
+	ages(0, 0)
+	if got := gaugesOf(t, reg, "codebank_group_partitions", group); len(got) != 1 || got["/"] != 2 {
+		t.Errorf("partitions of the group: %v, want 2", got)
 	}
 
 	// Kafka out of reach: no lag series, the rest of the registry still gathers.

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
+	"time"
 
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/storage"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/codebank/codebank/codecs"
 	"github.com/codebank/codebank/internal/card"
@@ -21,6 +24,83 @@ import (
 type Group struct {
 	name string
 	proc *goka.Processor
+}
+
+// GroupStats exports goka's figures of a process's groups, read from their stats at each
+// scrape:
+//
+//	codebank_group_partitions_assigned{group}                    partitions this instance processes
+//	codebank_table_recovered{group}                              1 once its table is recovered and it processes, else 0
+//	codebank_table_recovery_remaining_records{group,partition}  records of the table still to recover
+//
+// Register one with the process's registry and Add each group.
+type GroupStats struct {
+	mu                             sync.Mutex
+	groups                         []*Group
+	assigned, recovered, remaining *prometheus.GaugeVec
+}
+
+// NewGroupStats returns the collector of groups' figures.
+func NewGroupStats() *GroupStats {
+	return &GroupStats{
+		assigned: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "codebank_group_partitions_assigned",
+			Help: "Partitions of the group's input this instance processes."}, []string{"group"}),
+		recovered: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "codebank_table_recovered",
+			Help: "1 once this instance of the group has recovered its table and processes its input, else 0."}, []string{"group"}),
+		remaining: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "codebank_table_recovery_remaining_records",
+			Help: "Records of each assigned partition of the group's table still to recover; 0 once recovered."}, []string{"group", "partition"}),
+	}
+}
+
+// Add exports g's figures from the next scrape on.
+func (s *GroupStats) Add(g *Group) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.groups = append(s.groups, g)
+}
+
+// Describe implements prometheus.Collector.
+func (s *GroupStats) Describe(ch chan<- *prometheus.Desc) {
+	s.assigned.Describe(ch)
+	s.recovered.Describe(ch)
+	s.remaining.Describe(ch)
+}
+
+// Collect implements prometheus.Collector.
+func (s *GroupStats) Collect(ch chan<- prometheus.Metric) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.assigned.Reset()
+	s.recovered.Reset()
+	s.remaining.Reset()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, g := range s.groups {
+		recovered := 0.0
+		if g.proc.Recovered() {
+			recovered = 1
+		}
+		s.recovered.WithLabelValues(g.name).Set(recovered)
+		stats := g.proc.StatsWithContext(ctx)
+		if stats == nil {
+			continue
+		}
+		s.assigned.WithLabelValues(g.name).Set(float64(len(stats.Group)))
+		for part, ps := range stats.Group {
+			ts := ps.TableStats
+			if ts == nil {
+				continue
+			}
+			remaining := 0.0
+			if ts.Status != goka.PartitionRunning && ts.Recovery != nil {
+				remaining = float64(max(ts.Recovery.Hwm-ts.Recovery.Offset-1, 0))
+			}
+			s.remaining.WithLabelValues(g.name, strconv.Itoa(int(part))).Set(remaining)
+		}
+	}
+	s.assigned.Collect(ch)
+	s.recovered.Collect(ch)
+	s.remaining.Collect(ch)
 }
 
 // NewGroup returns the group of graph, with kc's configuration and its local table storage

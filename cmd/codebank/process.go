@@ -10,12 +10,15 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/codebank/codebank/processors"
 )
 
 // process is the components of one codebank process: built one by one, then started together.
 type process struct {
 	components []component
 	closers    []func() error
+	groups     *processors.GroupStats // the goka groups' figures, registered by serve
 }
 
 // component is one part of a process: it runs until ctx ends, and says when it is ready (nil:

@@ -263,8 +263,11 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
 	}
 
 	// Components, all built before any starts.
-	var p process
+	p := process{groups: processors.NewGroupStats()}
 	defer p.close(log)
+	if err := reg.Register(p.groups); err != nil {
+		return err
+	}
 	if apiKeys != nil {
 		p.add("api keys", apiKeys.Run, nil)
 	}
@@ -274,6 +277,7 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
 		if err != nil {
 			return err
 		}
+		p.groups.Add(g)
 		p.add("authorizer", g.Run, g.Ready)
 	}
 	var reader *statements.Reader
@@ -285,6 +289,7 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
 		if err != nil {
 			return err
 		}
+		p.groups.Add(g)
 		view, err := processors.NewView(patient, topo.StatementsTable(), filepath.Join(c.StorageDir, "views"), log)
 		if err != nil {
 			return err
@@ -429,6 +434,7 @@ func newPages(c config, secrets pageSecrets, kc kafkaconf.Config, bankAddr, stat
 	if err != nil {
 		return nil, err
 	}
+	p.groups.Add(g)
 	orders, err := store.NewOrders(kc, st, filepath.Join(c.StorageDir, "orders-view"), log)
 	if err != nil {
 		return nil, err

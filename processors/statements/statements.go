@@ -36,6 +36,7 @@
 //
 //	codebank_statements_lines_total                         purchases added to statements
 //	codebank_statements_duplicates_total                    results applied before, ignored
+//	codebank_statements_lag_seconds                         from a payment's authorization to its line added
 //	codebank_dead_letters_total{group="statements",topic}   records dead-lettered (processors.DeadLetters)
 package statements
 
@@ -147,6 +148,9 @@ func (p *Processor) apply(ctx goka.Context, msg any) error {
 	ctx.SetValue(&eventsv1.StatementEntry{Entry: &eventsv1.StatementEntry_Card{Card: card}})
 	ctx.Loopback(PageKey(token, month, lineNo/PageSize), &eventsv1.StatementLinePlacement{LineNo: lineNo, Line: line})
 	p.m.lines.Inc()
+	if at, err := time.Parse(codecs.TimeFormat, r.AuthorizedAt); err == nil {
+		p.m.lag.Observe(max(time.Since(at).Seconds(), 0))
+	}
 	return nil
 }
 
@@ -278,13 +282,17 @@ func lineOf(r *codecs.Result) (*eventsv1.StatementLine, string) {
 type metrics struct {
 	lines      prometheus.Counter
 	duplicates prometheus.Counter
+	lag        prometheus.Histogram
 }
 
 func newMetrics(r prometheus.Registerer) metrics {
 	m := metrics{
 		lines:      prometheus.NewCounter(prometheus.CounterOpts{Name: "codebank_statements_lines_total", Help: "Purchases added to statements."}),
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Name: "codebank_statements_duplicates_total", Help: "Results applied before, ignored."}),
+		lag: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "codebank_statements_lag_seconds",
+			Help:    "Time from a payment's authorization to its line added to the card's statement.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}}),
 	}
-	r.MustRegister(m.lines, m.duplicates)
+	r.MustRegister(m.lines, m.duplicates, m.lag)
 	return m
 }
