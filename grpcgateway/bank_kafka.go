@@ -48,8 +48,8 @@ import (
 type KafkaBank struct {
 	topo        processors.Topology
 	log         *slog.Logger
-	payments    *goka.Emitter
-	commands    *goka.Emitter
+	kc          kafkaconf.Config
+	out         atomic.Pointer[emitters] // the live generation's, swapped by Switch
 	consumer    sarama.Consumer
 	replies     sarama.PartitionConsumer
 	dead        *processors.DeadLetterWriter
@@ -123,7 +123,7 @@ func NewKafkaBank(cfg BankConfig, deps BankDeps) (*KafkaBank, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &KafkaBank{topo: topo, log: log, partition: int32(replyPartition), replyKey: key, corr: NewCorrelator(),
+	b := &KafkaBank{topo: topo, kc: kc, log: log, partition: int32(replyPartition), replyKey: key, corr: NewCorrelator(),
 		maxInFlight: int64(cfg.MaxInFlight)}
 	b.m = bankMetrics{
 		legs: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -160,20 +160,57 @@ func NewKafkaBank(cfg BankConfig, deps BankDeps) (*KafkaBank, error) {
 		b.Close()
 		return nil, err
 	}
-	payments, commands := topo.PaymentRequests(), topo.CardCommands()
-	b.payments, err = goka.NewEmitter(kc.Brokers, goka.Stream(payments.Name), payments.Codec, kc.EmitterOptions(log)...)
+	out, err := newEmitters(kc, topo, log)
 	if err != nil {
 		b.Close()
-		return nil, fmt.Errorf("create emitter for %s: %w", payments.Name, err)
+		return nil, err
 	}
-	b.commands, err = goka.NewEmitter(kc.Brokers, goka.Stream(commands.Name), commands.Codec, kc.EmitterOptions(log)...)
-	if err != nil {
-		b.Close()
-		return nil, fmt.Errorf("create emitter for %s: %w", commands.Name, err)
-	}
+	b.out.Store(out)
 	b.ready.Store(true)
 	log.Info("ingress reading replies", "topic", replies.Name, "partition", b.partition, "reply_key", key)
 	return b, nil
+}
+
+// emitters write one generation's requests (processors.Topology.Generation).
+type emitters struct {
+	generation         int
+	payments, commands *goka.Emitter
+}
+
+func newEmitters(kc kafkaconf.Config, topo processors.Topology, log *slog.Logger) (*emitters, error) {
+	payments, commands := topo.PaymentRequests(), topo.CardCommands()
+	e := &emitters{generation: topo.Generation}
+	var err error
+	if e.payments, err = goka.NewEmitter(kc.Brokers, goka.Stream(payments.Name), payments.Codec, kc.EmitterOptions(log)...); err != nil {
+		return nil, fmt.Errorf("create emitter for %s: %w", payments.Name, err)
+	}
+	if e.commands, err = goka.NewEmitter(kc.Brokers, goka.Stream(commands.Name), commands.Codec, kc.EmitterOptions(log)...); err != nil {
+		e.payments.Finish()
+		return nil, fmt.Errorf("create emitter for %s: %w", commands.Name, err)
+	}
+	return e, nil
+}
+
+func (e *emitters) finish() error {
+	return errors.Join(e.payments.Finish(), e.commands.Finish())
+}
+
+// Switch writes requests to the generation of topo from now on (internal/generations): the
+// authorizers forward what was written to the previous one.
+func (b *KafkaBank) Switch(topo processors.Topology) error {
+	if cur := b.out.Load(); cur != nil && cur.generation == topo.Generation {
+		return nil
+	}
+	out, err := newEmitters(b.kc, topo, b.log)
+	if err != nil {
+		return err
+	}
+	if old := b.out.Swap(out); old != nil {
+		old.finish()
+	}
+	b.log.Info("ingress writing requests to a new generation", "generation", max(topo.Generation, 1), "topic", topo.PaymentRequests().Name,
+		"partitions", topo.PaymentRequests().Partitions)
+	return nil
 }
 
 func registerAll(reg prometheus.Registerer, cs ...prometheus.Collector) error {
@@ -281,7 +318,7 @@ func (b *KafkaBank) Pay(ctx context.Context, token string, req *eventsv1.Payment
 	req.ReplyKey = b.replyKey
 	req.CorrelationId = b.corr.NewID()
 	start := time.Now()
-	r, err := b.call(ctx, b.payments, token, req.CorrelationId, req, func(r *eventsv1.Reply) bool {
+	r, err := b.call(ctx, func(e *emitters) *goka.Emitter { return e.payments }, token, req.CorrelationId, req, func(r *eventsv1.Reply) bool {
 		if e := r.GetError(); e != nil {
 			return e.GetCardToken() == token
 		}
@@ -306,7 +343,7 @@ func (b *KafkaBank) Pay(ctx context.Context, token string, req *eventsv1.Payment
 func (b *KafkaBank) Command(ctx context.Context, token string, cmd *eventsv1.CardCommand) (*eventsv1.CardReply, error) {
 	cmd.ReplyKey = b.replyKey
 	cmd.CommandId = b.corr.NewID()
-	r, err := b.call(ctx, b.commands, token, cmd.CommandId, cmd, func(r *eventsv1.Reply) bool {
+	r, err := b.call(ctx, func(e *emitters) *goka.Emitter { return e.commands }, token, cmd.CommandId, cmd, func(r *eventsv1.Reply) bool {
 		if e := r.GetError(); e != nil {
 			return e.GetCardToken() == token
 		}
@@ -318,7 +355,7 @@ func (b *KafkaBank) Command(ctx context.Context, token string, cmd *eventsv1.Car
 	return r.GetCard(), nil
 }
 
-func (b *KafkaBank) call(ctx context.Context, e *goka.Emitter, key, id string, msg any, accept func(*eventsv1.Reply) bool) (*eventsv1.Reply, error) {
+func (b *KafkaBank) call(ctx context.Context, emitter func(*emitters) *goka.Emitter, key, id string, msg any, accept func(*eventsv1.Reply) bool) (*eventsv1.Reply, error) {
 	if b.inflight.Add(1) > b.maxInFlight {
 		b.inflight.Add(-1)
 		b.m.overloaded.Inc()
@@ -328,7 +365,7 @@ func (b *KafkaBank) call(ctx context.Context, e *goka.Emitter, key, id string, m
 	reply, cancel := b.corr.Wait(id, accept)
 	defer cancel()
 	sent := make(chan error, 1)
-	promise, err := e.Emit(key, msg)
+	promise, err := emitter(b.out.Load()).Emit(key, msg)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
@@ -357,10 +394,8 @@ func (b *KafkaBank) Close() error {
 	var errs []error
 	b.closeOnce.Do(func() {
 		b.ready.Store(false)
-		for _, e := range []*goka.Emitter{b.payments, b.commands} {
-			if e != nil {
-				errs = append(errs, e.Finish())
-			}
+		if out := b.out.Swap(nil); out != nil {
+			errs = append(errs, out.finish())
 		}
 		if b.dead != nil {
 			errs = append(errs, b.dead.Close())

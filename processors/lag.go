@@ -31,7 +31,7 @@ type GroupInputs struct {
 // When Kafka cannot be reached the metric is left out of that scrape, and the error logged.
 type Lag struct {
 	kc     kafkaconf.Config
-	groups []GroupInputs
+	groups func() []GroupInputs
 	log    *slog.Logger
 
 	mu     sync.Mutex
@@ -43,9 +43,9 @@ type Lag struct {
 	now    func() time.Time
 }
 
-// NewLag returns the collector of groups' lag; register it with a Prometheus registry and close
-// it when done.
-func NewLag(kc kafkaconf.Config, groups []GroupInputs, log *slog.Logger) *Lag {
+// NewLag returns the collector of the lag of the groups that groups returns at each scrape;
+// register it with a Prometheus registry and close it when done.
+func NewLag(kc kafkaconf.Config, groups func() []GroupInputs, log *slog.Logger) *Lag {
 	return &Lag{kc: kc, groups: groups, log: log,
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "codebank_consumer_lag_records",
@@ -120,7 +120,7 @@ func (l *Lag) update() error {
 	}
 	client := l.client
 	var behind []position // where groups are behind: the age of the record there is fetched
-	for _, g := range l.groups {
+	for _, g := range l.groups() {
 		committed, err := l.admin.ListConsumerGroupOffsets(g.Group, nil)
 		if err != nil {
 			return err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -52,11 +53,16 @@ func NewGroupStats() *GroupStats {
 	}
 }
 
-// Add exports g's figures from the next scrape on.
-func (s *GroupStats) Add(g *Group) {
+// Add exports g's figures from the next scrape on, until the function it returns is called.
+func (s *GroupStats) Add(g *Group) (remove func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.groups = append(s.groups, g)
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.groups = slices.DeleteFunc(s.groups, func(x *Group) bool { return x == g })
+	}
 }
 
 // Describe implements prometheus.Collector.

@@ -41,6 +41,37 @@ type Topology struct {
 	ReplyPartitions int
 	// Replication is the replication factor of created topics.
 	Replication int
+	// Generation is the generation of the authorizer's card-keyed topics (payment requests,
+	// card commands, its table and their dead letters): 0 or 1 for the first, whose names have
+	// no suffix; generation n > 1 names them with "-g<n>" (payment-requests-g2, authorizer-g2,
+	// authorizer-g2-table). `codebank partitions grow` creates a new generation with more
+	// partitions and moves the bank to it; internal/generations keeps which one is live.
+	Generation int
+	// AuthorizerPartitions is the partition count of the generation's card-keyed topics
+	// (default Partitions).
+	AuthorizerPartitions int
+}
+
+// At returns the topology of another generation of the authorizer's topics, with partitions
+// partitions.
+func (t Topology) At(generation, partitions int) Topology {
+	t.Generation, t.AuthorizerPartitions = generation, partitions
+	return t
+}
+
+// generational names a topic or group of the authorizer's generation.
+func (t Topology) generational(name string) string {
+	if t.Generation > 1 {
+		return name + "-g" + strconv.Itoa(t.Generation)
+	}
+	return name
+}
+
+func (t Topology) authorizerPartitions() int {
+	if t.AuthorizerPartitions > 0 {
+		return t.AuthorizerPartitions
+	}
+	return t.partitions()
 }
 
 // Topic is one Kafka topic of Code Bank.
@@ -74,7 +105,7 @@ func (t Topology) replyPartitions() int {
 // PaymentRequests carries payment attempts accepted by the ingress. Key: card token. Value:
 // eventsv1.PaymentRequested. Written by the ingress, read by the authorizer.
 func (t Topology) PaymentRequests() Topic {
-	return Topic{Name: t.Prefix + "payment-requests", Key: "card token", Codec: codecs.PaymentRequested, Partitions: t.partitions(),
+	return Topic{Name: t.Prefix + t.generational("payment-requests"), Key: "card token", Codec: codecs.PaymentRequested, Partitions: t.authorizerPartitions(),
 		Config: map[string]string{"retention.ms": strconv.FormatInt((7 * 24 * time.Hour).Milliseconds(), 10)}}
 }
 
@@ -83,18 +114,36 @@ func (t Topology) PaymentRequests() Topic {
 // eventsv1.CardCommand. Written by the ingress, read by the authorizer; co-partitioned with
 // PaymentRequests so one authorizer instance owns a card for both.
 func (t Topology) CardCommands() Topic {
-	return Topic{Name: t.Prefix + "card-commands", Key: "card token", Codec: codecs.CardCommand, Partitions: t.partitions(),
+	return Topic{Name: t.Prefix + t.generational("card-commands"), Key: "card token", Codec: codecs.CardCommand, Partitions: t.authorizerPartitions(),
 		Config: map[string]string{"retention.ms": strconv.FormatInt((7 * 24 * time.Hour).Milliseconds(), 10)}}
 }
 
 // AuthorizerGroup is the consumer group of the authorizer.
-func (t Topology) AuthorizerGroup() goka.Group { return goka.Group(t.Prefix + "authorizer") }
+func (t Topology) AuthorizerGroup() goka.Group {
+	return goka.Group(t.Prefix + t.generational("authorizer"))
+}
 
 // AuthorizerTable is the authorizer's compacted changelog: every card's account, the single
 // source of truth for balances. Key: card token. Value: eventsv1.Account.
 func (t Topology) AuthorizerTable() Topic {
-	return Topic{Name: string(goka.GroupTable(t.AuthorizerGroup())), Key: "card token", Codec: codecs.Account, Partitions: t.partitions(),
+	return Topic{Name: string(goka.GroupTable(t.AuthorizerGroup())), Key: "card token", Codec: codecs.Account, Partitions: t.authorizerPartitions(),
 		Config: map[string]string{"cleanup.policy": "compact", "segment.ms": strconv.FormatInt(time.Hour.Milliseconds(), 10)}}
+}
+
+// AuthorizerTopics returns the topics of the authorizer's generation: its inputs, their
+// dead letters and its table.
+func (t Topology) AuthorizerTopics() []Topic {
+	requests, commands := t.PaymentRequests(), t.CardCommands()
+	return []Topic{requests, commands, t.AuthorizerTable(),
+		t.DeadLetters(ConsumerAuthorizer, requests), t.DeadLetters(ConsumerAuthorizer, commands)}
+}
+
+// Generations records which generation of the authorizer's topics is live, and which one is
+// kept for rollback (internal/generations). Key: "authorizer". Value: JSON. One partition,
+// compacted.
+func (t Topology) Generations() Topic {
+	return Topic{Name: t.Prefix + "generations", Key: "authorizer", Codec: codecs.Bytes{}, Partitions: 1,
+		Config: map[string]string{"cleanup.policy": "compact"}}
 }
 
 // Results carries the decision on every payment attempt, approved or rejected, as JSON
@@ -225,7 +274,7 @@ func (t Topology) Input(consumer string, topic Topic) Input {
 
 // All returns every topic of the deployment.
 func (t Topology) All() []Topic {
-	return append([]Topic{t.PaymentRequests(), t.CardCommands(), t.AuthorizerTable(), t.Results(), t.Replies(), t.StatementsLoop(), t.StatementsTable()},
+	return append([]Topic{t.PaymentRequests(), t.CardCommands(), t.AuthorizerTable(), t.Results(), t.Replies(), t.StatementsLoop(), t.StatementsTable(), t.Generations()},
 		DeadLetterTopics(t.Consumers())...)
 }
 

@@ -17,9 +17,11 @@ var program = cli.Program{Name: "codebank", Title: "Code Bank: payment authoriza
 	"analytics":  {Summary: "print the bank's key figures from the search index: analytics [--since 1h]", Run: runAnalytics},
 	"setup":      {Summary: "create the bank's and the store's Kafka topics (and the analytics sink) and exit", Run: runSetup},
 	"audit":      {Summary: "check the books from the topics: every card's used credit, statement and index documents", Run: runAudit},
+	"partitions": {Summary: "grow the authorizer's partitions on a running bank, roll back, clean up: partitions status|grow --to N|rollback|cleanup [--dry-run]", Run: runPartitions},
 	"statement":  {Summary: "print a card's statement: statement CARD_ID|NUMBER [--month 2026-11]", Run: runStatement},
 	"cards":      {Summary: "issue, read, block or unblock cards: cards issue --holder NAME --limit 1000.00 | cards get|block|unblock CARD_ID|NUMBER", Run: runCards},
 	"pay":        {Summary: "pay with a card: pay --card N --holder NAME --exp MM/YY --cvv CVV --amount 12.34", Run: runPay},
+	"probe":      {Summary: "check that a role of this machine is ready (a container's health check): probe [--path /readyz]", Run: runProbe},
 	"keys":       {Summary: "make an API key and its line of the keys file: keys new --id ID --role merchant|admin|pages [--merchant ID --name NAME]", Run: runKeys},
 }}
 

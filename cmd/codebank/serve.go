@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -23,6 +24,7 @@ import (
 	"github.com/codebank/codebank/internal/apikey"
 	"github.com/codebank/codebank/internal/card"
 	"github.com/codebank/codebank/internal/cli"
+	"github.com/codebank/codebank/internal/generations"
 	"github.com/codebank/codebank/internal/kafkaconf"
 	"github.com/codebank/codebank/processors"
 	"github.com/codebank/codebank/processors/authorizer"
@@ -128,10 +130,16 @@ func runSetup(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if sink.ConnectURL != "" && sink.SearchURL == "" {
 		return fmt.Errorf("%w: --connect-url needs --search-url", cli.ErrUsage)
 	}
-	if err := createTopics(ctx, c.kafka(), c.topology(), c.storeTopology()); err != nil {
+	// The authorizer's topics at their live generation, when the bank has moved.
+	state, err := generations.Read(ctx, c.kafka(), c.topology())
+	if err != nil {
+		state = generations.Initial(c.topology()) // a new cluster (or none yet: createTopics waits)
+	}
+	topo := state.Live(c.topology())
+	if err := createTopics(ctx, c.kafka(), topo, c.storeTopology()); err != nil {
 		return err
 	}
-	for _, t := range append(c.topology().All(), c.storeTopology().All()...) {
+	for _, t := range append(topo.All(), c.storeTopology().All()...) {
 		fmt.Fprintf(stdout, "%-44s %3d partitions  key: %s\n", t.Name, t.Partitions, t.Key)
 	}
 	if sink.SearchURL != "" {
@@ -253,7 +261,18 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
 		log.Warn("serving the original contract without credentials: its callers are booked as a merchant", "merchant", c.LegacyMerchant)
 	}
 
-	// Topics: created by `codebank setup`; every role waits for them.
+	// Topics: created by `codebank setup`; every role waits for them, those of the authorizer
+	// at their live generation (internal/generations).
+	base := topo
+	if err := waitForTopics(ctx, kc, []processors.Topic{base.Generations()}, log); err != nil {
+		return err
+	}
+	gens, err := generations.NewWatcher(ctx, kc, base)
+	if err != nil {
+		return err
+	}
+	state, _ := gens.Current()
+	topo = state.Live(base)
 	topics := topo.All()
 	if r.web {
 		topics = append(topics, c.storeTopology().All()...)
@@ -271,13 +290,10 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
 	if apiKeys != nil {
 		p.add("api keys", apiKeys.Run, nil)
 	}
+	p.add("generations", gens.Run, nil)
 	if r.authorizer {
-		a := authorizer.New(authorizer.Config{Topology: topo, LockAfter: lockAfter(c.LockAfter)}, authorizer.Deps{Keys: keys, Registerer: reg, Log: log})
-		g, err := a.Group(kc, c.StorageDir, log)
-		if err != nil {
-			return err
-		}
-		p.groups.Add(g)
+		a := authorizer.New(authorizer.Config{Topology: base, LockAfter: lockAfter(c.LockAfter)}, authorizer.Deps{Keys: keys, Registerer: reg, Log: log})
+		g := &generational{gens: gens, base: base, a: a, kc: kc, storageDir: c.StorageDir, stats: p.groups, log: log}
 		p.add("authorizer", g.Run, g.Ready)
 	}
 	var reader *statements.Reader
@@ -298,21 +314,33 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
 		p.add("statements", g.Run, g.Ready)
 		p.add("statements view", view.Run, view.Ready)
 	}
-	// Consumer lag of the groups this process runs, read from Kafka at each scrape.
-	var lagGroups []processors.GroupInputs
-	if r.authorizer {
-		lagGroups = append(lagGroups, processors.GroupInputs{Group: string(topo.AuthorizerGroup()),
-			Topics: []string{topo.PaymentRequests().Name, topo.CardCommands().Name}})
-	}
+	// Consumer lag of the groups this process runs, read from Kafka at each scrape; the
+	// authorizer's at its live generation, and the previous one's while it is forwarded.
+	var static []processors.GroupInputs
 	if r.statements {
-		lagGroups = append(lagGroups, processors.GroupInputs{Group: string(topo.StatementsGroup()),
+		static = append(static, processors.GroupInputs{Group: string(topo.StatementsGroup()),
 			Topics: []string{topo.Results().Name, topo.StatementsLoop().Name}})
 	}
 	if r.web {
 		st := c.storeTopology()
-		lagGroups = append(lagGroups, processors.GroupInputs{Group: string(st.Group()), Topics: []string{st.Events().Name}})
+		static = append(static, processors.GroupInputs{Group: string(st.Group()), Topics: []string{st.Events().Name}})
 	}
-	if len(lagGroups) > 0 {
+	lagGroups := func() []processors.GroupInputs {
+		if !r.authorizer {
+			return static
+		}
+		state, _ := gens.Current()
+		tops := []processors.Topology{state.Live(base)}
+		if prev, ok := state.Prev(base); ok {
+			tops = append(tops, prev)
+		}
+		out := slices.Clone(static)
+		for _, t := range tops {
+			out = append(out, processors.GroupInputs{Group: string(t.AuthorizerGroup()), Topics: []string{t.PaymentRequests().Name, t.CardCommands().Name}})
+		}
+		return out
+	}
+	if r.authorizer || len(static) > 0 {
 		lag := processors.NewLag(kc, lagGroups, log)
 		if err := reg.Register(lag); err != nil {
 			return err
@@ -358,6 +386,9 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
 		}
 		p.add("replies", bank.Run, bank.Ready)
 		p.closeWith(bank.Close)
+		if r.ingress {
+			p.add("generation of the requests", followGenerations(gens, base, bank), nil)
+		}
 		srv := grpcgateway.New(grpcgateway.Config{StatementsOnly: !r.ingress, RequestTimeout: c.RequestTimeout, Currency: c.Currency,
 			Legacy: legacy, Reflection: c.Reflection, TLS: serverTLS},
 			grpcgateway.Deps{Bank: bank, Statements: reader, Keys: keys, APIKeys: apiKeys, Registerer: reg, Log: log, Routes: routes})

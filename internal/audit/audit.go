@@ -25,6 +25,7 @@ import (
 	"github.com/olivere/elastic/v7"
 
 	"github.com/codebank/codebank/codecs"
+	"github.com/codebank/codebank/internal/generations"
 	"github.com/codebank/codebank/internal/kafkaconf"
 	"github.com/codebank/codebank/internal/money"
 	"github.com/codebank/codebank/processors"
@@ -193,7 +194,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 	// The accounts: latest value per card token.
 	accounts := map[string]*accountInfo{}
-	table := cfg.Topo.AuthorizerTable()
+	// At the live generation (internal/generations): its table holds every account.
+	state, err := generations.Read(ctx, cfg.Kafka, cfg.Topo)
+	if err != nil {
+		return nil, err
+	}
+	table := state.Live(cfg.Topo).AuthorizerTable()
 	if _, err := readTopic(ctx, client, table.Name, func(m *sarama.ConsumerMessage) {
 		token := string(m.Key)
 		if m.Value == nil {

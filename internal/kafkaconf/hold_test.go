@@ -13,7 +13,7 @@ import (
 // manualProducer records what is sent and lets the test acknowledge or fail each record.
 type manualProducer struct {
 	mu     sync.Mutex
-	sent   []string // topic/key
+	sent   []string                          // topic/key
 	finish map[string][]goka.PromiseFinisher // in the order sent
 	closed bool
 }

@@ -64,6 +64,7 @@ import (
 	"time"
 
 	"github.com/lovoo/goka"
+	"github.com/lovoo/goka/codec"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
@@ -162,6 +163,32 @@ func (p *Processor) Graph() *goka.GroupGraph {
 func (p *Processor) Group(kc kafkaconf.Config, storageDir string, log *slog.Logger) (*processors.Group, error) {
 	topo := p.cfg.Topology
 	return processors.NewGroup(kc.HoldBehindTable(topo.AuthorizerTable().Name, topo.Results().Name), p.Graph(), storageDir, log)
+}
+
+// At returns the authorizer of another generation of the topics (processors.Topology.At),
+// sharing p's metrics.
+func (p *Processor) At(topo processors.Topology) *Processor {
+	q := *p
+	q.cfg.Topology = topo
+	q.replies, q.results = goka.Stream(topo.Replies().Name), goka.Stream(topo.Results().Name)
+	return &q
+}
+
+// ForwardGraph returns the group that empties p's generation into the generation to, after a
+// move (internal/generations): under p's group, so from its last committed offsets, it copies
+// every record left in p's inputs, unchanged, into to's. They are decided there, once.
+func (p *Processor) ForwardGraph(to processors.Topology) *goka.GroupGraph {
+	from := p.cfg.Topology
+	forward := func(out goka.Stream) goka.ProcessCallback {
+		return func(ctx goka.Context, msg any) { ctx.Emit(out, ctx.Key(), msg) }
+	}
+	requests, commands := goka.Stream(to.PaymentRequests().Name), goka.Stream(to.CardCommands().Name)
+	return goka.DefineGroup(from.AuthorizerGroup(),
+		goka.Input(goka.Stream(from.PaymentRequests().Name), new(codec.Bytes), forward(requests)),
+		goka.Input(goka.Stream(from.CardCommands().Name), new(codec.Bytes), forward(commands)),
+		goka.Output(requests, new(codec.Bytes)),
+		goka.Output(commands, new(codec.Bytes)),
+	)
 }
 
 // account returns the card's account: nil for none, or an error when the stored value does not

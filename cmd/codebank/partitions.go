@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/codebank/codebank/internal/cli"
+	"github.com/codebank/codebank/internal/generations"
+)
+
+// runPartitions moves a running bank between generations of the authorizer's topics
+// (internal/generations): status, grow --to N, rollback, cleanup.
+func runPartitions(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprintln(stderr, "Usage: codebank partitions status | grow --to N [--dry-run] | rollback [--dry-run] | cleanup [--dry-run] [kafka flags]\n\n"+
+			"Moves a running bank between generations of the authorizer's topics: grow creates one with more partitions\n"+
+			"and moves every account to it, rollback moves back (with what was decided meanwhile), cleanup deletes the\n"+
+			"generation kept for rollback. Each verb takes the Kafka flags of the roles; see docs/operations.md.")
+		if len(args) == 0 {
+			return cli.ErrUsage
+		}
+		return nil
+	}
+	verb := args[0]
+	var c config
+	fs := cli.NewFlagSet("codebank partitions "+verb+" [flags]", stderr)
+	c.kafkaFlags(fs)
+	dryRun := fs.Bool("dry-run", false, "only show what would be done")
+	to := 0
+	if verb == "grow" {
+		fs.IntVar(&to, "to", 0, "partition count of the new generation (more than the live one's)")
+	}
+	if err := cli.Parse(fs, args[1:]); err != nil {
+		return cli.HelpOK(err)
+	}
+	kc, base := c.kafka(), c.topology()
+	if err := kc.Validate(); err != nil {
+		return err
+	}
+	state, err := generations.Read(ctx, kc, base)
+	if err != nil {
+		return err
+	}
+	var plan generations.Plan
+	switch verb {
+	case "status":
+		fmt.Fprintln(stdout, state)
+		for _, t := range state.Live(base).AuthorizerTopics() {
+			fmt.Fprintf(stdout, "live   %-44s %3d partitions\n", t.Name, t.Partitions)
+		}
+		return nil
+	case "grow":
+		if to <= 0 {
+			return fmt.Errorf("%w: grow needs --to N", cli.ErrUsage)
+		}
+		plan, err = generations.Grow(base, state, to)
+	case "rollback":
+		plan, err = generations.Rollback(base, state)
+	case "cleanup":
+		prev, ok := state.Prev(base)
+		if !ok {
+			return fmt.Errorf("no previous generation to delete (%s)", state)
+		}
+		if *dryRun {
+			for _, t := range prev.AuthorizerTopics() {
+				fmt.Fprintf(stdout, "delete %s\n", t.Name)
+			}
+			fmt.Fprintf(stdout, "delete group %s, once it has forwarded every record left\n", prev.AuthorizerGroup())
+			return nil
+		}
+		return generations.Cleanup(ctx, kc, base, state, stdout)
+	default:
+		return fmt.Errorf("%w: unknown partitions command %q", cli.ErrUsage, verb)
+	}
+	if err != nil {
+		return err
+	}
+	plan.Describe(stdout)
+	if *dryRun {
+		return nil
+	}
+	rep, err := generations.Move(ctx, kc, base, plan, stdout)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "done: %d table records copied; authorizers stopped in %v, copy %v, paused %v\n",
+		rep.Records, rep.Stopped.Round(1e6), rep.Copied.Round(1e6), rep.Paused.Round(1e6))
+	return nil
+}

@@ -1,0 +1,226 @@
+package e2e_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os/exec"
+	"regexp"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/codebank/codebank/internal/audit"
+	"github.com/codebank/codebank/internal/card"
+	"github.com/codebank/codebank/internal/devenv/localkafka"
+	"github.com/codebank/codebank/internal/kafkaconf"
+	"github.com/codebank/codebank/internal/testenv/banktest"
+	"github.com/codebank/codebank/internal/testenv/kafkatest"
+	"github.com/codebank/codebank/processors"
+	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
+	"github.com/codebank/codebank/web/store"
+)
+
+// TestGrowPartitionsUnderLoad runs the bank as processes on a broker of its own, under a
+// steady load of careful clients, and moves it from 6 to 12 partitions (codebank partitions
+// grow), back (rollback, with payments approved in between) and deletes the newer generation
+// (cleanup). Every call gets its one final answer; the books balance between the moves; every
+// account arrives in the new generation exactly as it was in the old one, and goes back with
+// what was decided meanwhile; every approval the clients were told of is on the card.
+func TestGrowPartitionsUnderLoad(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	broker, err := localkafka.Start(ctx, localkafka.Options{DataDir: t.TempDir(), Port: banktest.FreePort(), ControllerPort: banktest.FreePort()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { broker.Stop() })
+	prefix := kafkatest.Name(t) + "-"
+	common := []string{"--brokers", broker.Addr(), "--topic-prefix", prefix, "--partitions", "6", "--reply-partitions", "2"}
+	if out, err := exec.Command(binary, append([]string{"setup"}, common...)...).CombinedOutput(); err != nil {
+		t.Fatalf("codebank setup: %v\n%s", err, out)
+	}
+	authOps, stmtHTTP, stmtGRPC, stmtOps, inHTTP, inGRPC, inOps := addr(), addr(), addr(), addr(), addr(), addr(), addr()
+	auth := startRole(t, "authorizer", "http://"+authOps+"/readyz",
+		append([]string{"authorizer", "--storage-dir", t.TempDir(), "--ops-addr", authOps}, common...)...)
+	stmts := startRole(t, "statements", "http://"+stmtOps+"/readyz",
+		append([]string{"statements", "--storage-dir", t.TempDir(), "--grpc-addr", stmtGRPC, "--http-addr", stmtHTTP, "--ops-addr", stmtOps, "--reply-partition", "1"}, common...)...)
+	in := startRole(t, "ingress", "http://"+inOps+"/readyz",
+		append([]string{"ingress", "--grpc-addr", inGRPC, "--http-addr", inHTTP, "--ops-addr", inOps, "--reply-partition", "0", "--request-timeout", "3s"}, common...)...)
+	for _, r := range []*role{auth, stmts, in} {
+		r.waitReady(t, time.Minute)
+	}
+	conn, err := grpc.NewClient(inGRPC, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(banktest.Callers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	cardsClient := codebankv1.NewCardServiceClient(conn)
+	var cards []*codebankv1.IssueCardResponse
+	for i := range 24 {
+		cards = append(cards, issue(t, cardsClient, fmt.Sprintf("Holder %c", 'A'+i), 1_000_000_000))
+	}
+
+	kc := kafkaconf.Config{Brokers: []string{broker.Addr()}, ClientID: "test"}
+	base := processors.Topology{Prefix: prefix, Partitions: 6, ReplyPartitions: 2}
+	auditCfg := audit.Config{Kafka: kc, Topo: base, Consumers: store.Topology{Prefix: prefix}.Consumers()}
+	p := &payer{approved: map[string][]string{}, cents: map[string]int64{}, longest: map[string]time.Duration{}}
+	round := 0
+	// load runs 4 clients until the function it returns is called.
+	load := func(phase string) (stop func()) {
+		p.setPhase(phase)
+		round++
+		loadCtx, cancel := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		for i := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				p.run(loadCtx, round*10+i, codebankv1.NewPaymentServiceClient(conn), cards)
+			}()
+		}
+		return func() {
+			cancel()
+			wg.Wait()
+			if p.stuck != nil {
+				t.Fatal(p.stuck)
+			}
+		}
+	}
+	partitions := func(args ...string) string {
+		t.Helper()
+		full := append(append([]string{"partitions"}, args...), "--brokers", broker.Addr(), "--topic-prefix", prefix, "--partitions", "6")
+		out, err := exec.Command(binary, full...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("codebank partitions %v: %v\n%s", args, err, out)
+		}
+		t.Logf("codebank partitions %v:\n%s", args, out)
+		return string(out)
+	}
+	client, err := sarama.NewClient(kc.Brokers, kc.Sarama())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	gen1, gen2 := base.At(1, 6).AuthorizerTable().Name, base.At(2, 12).AuthorizerTable().Name
+
+	stop := load("steady")
+	p.decide(t, 300)
+	stop()
+	balanced(t, auditCfg)
+
+	// Grow under load.
+	stop = load("grow 6 -> 12")
+	p.decide(t, 200)
+	if out := partitions("grow", "--to", "12", "--dry-run"); !regexp.MustCompile(`create .*payment-requests-g2 +12 partitions`).MatchString(out) {
+		t.Fatalf("the dry run does not plan the new generation")
+	}
+	if got := partitionCount(t, client, base.At(2, 12).PaymentRequests().Name); got != 0 {
+		t.Fatalf("the dry run created topics (%d partitions)", got)
+	}
+	grow := partitions("grow", "--to", "12")
+	p.decide(t, 300)
+	stop()
+	rep := balanced(t, auditCfg)
+	t.Logf("after grow: %d payments, %d approved; longest wait for an answer while growing %v (%s)", rep.Payments, rep.Approved,
+		p.longest["grow 6 -> 12"].Round(time.Millisecond), pauseOf(grow))
+	for _, name := range []string{base.At(2, 12).PaymentRequests().Name, base.At(2, 12).CardCommands().Name, gen2} {
+		if got := partitionCount(t, client, name); got != 12 {
+			t.Errorf("%s has %d partitions, want 12", name, got)
+		}
+	}
+	// Every account arrived as it was: the records of each card in the new table start with
+	// all of its records in the old one, in order, the last being its account at the move.
+	old, moved := byKey(readAll(t, client, gen1)), byKey(readAll(t, client, gen2))
+	if len(old) != len(cards) {
+		t.Errorf("%d accounts in the old table, want %d", len(old), len(cards))
+	}
+	for token, vs := range old {
+		if len(moved[token]) < len(vs) || !slices.EqualFunc(vs, moved[token][:len(vs)], bytes.Equal) {
+			t.Errorf("card token %s: its %d records in %s do not start with its %d in %s", token, len(moved[token]), gen2, len(vs), gen1)
+		}
+	}
+
+	// Rollback under load, with payments approved on the new generation meanwhile.
+	stop = load("rollback 12 -> 6")
+	p.decide(t, 200)
+	back := partitions("rollback")
+	p.decide(t, 300)
+	stop()
+	rep = balanced(t, auditCfg)
+	t.Logf("after rollback: %d payments, %d approved; longest wait while rolling back %v (%s)", rep.Payments, rep.Approved,
+		p.longest["rollback 12 -> 6"].Round(time.Millisecond), pauseOf(back))
+	// Every account went back with what the new generation decided: its last record there is
+	// one of its records in the old table, after the grow.
+	newest, returned := latest(readAll(t, client, gen2)), byKey(readAll(t, client, gen1))
+	for token, v := range newest {
+		found := false
+		for _, r := range returned[token] {
+			found = found || bytes.Equal(r, v)
+		}
+		if !found {
+			t.Errorf("card token %s: its account in %s did not go back to %s", token, gen2, gen1)
+		}
+	}
+
+	// Cleanup: the newer generation goes, the bank goes on.
+	partitions("cleanup")
+	if got := partitionCount(t, client, gen2); got != 0 {
+		t.Errorf("%s still exists after cleanup", gen2)
+	}
+	stop = load("after cleanup")
+	p.decide(t, 200)
+	stop()
+	rep = balanced(t, auditCfg)
+	t.Logf("after cleanup: %d payments, %d approved, %d replays; %d calls, %d retries", rep.Payments, rep.Approved, rep.Replays, p.calls, p.retries)
+	for _, c := range cards {
+		n := c.GetCard().GetNumber()
+		if got := used(t, cardsClient, c); got != p.cents[n] {
+			t.Errorf("card %s: used %d, the clients were told of approvals for %d", card.Mask(n), got, p.cents[n])
+		}
+	}
+}
+
+// pauseOf returns the pause a partitions command reported.
+func pauseOf(out string) string {
+	return regexp.MustCompile(`authorizations paused for \S+`).FindString(out)
+}
+
+// partitionCount returns a topic's partition count, 0 when it does not exist. (Not from
+// client metadata: asking a broker for an unknown topic's metadata may create it.)
+func partitionCount(t *testing.T, client sarama.Client, topic string) int {
+	t.Helper()
+	admin, err := sarama.NewClusterAdminFromClient(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	topics, err := admin.ListTopics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int(topics[topic].NumPartitions)
+}
+
+// latest returns each key's last value among msgs.
+func latest(msgs []*sarama.ConsumerMessage) map[string][]byte {
+	out := map[string][]byte{}
+	for _, m := range msgs {
+		out[string(m.Key)] = m.Value
+	}
+	return out
+}
+
+// byKey returns each key's values among msgs, in order.
+func byKey(msgs []*sarama.ConsumerMessage) map[string][][]byte {
+	out := map[string][][]byte{}
+	for _, m := range msgs {
+		out[string(m.Key)] = append(out[string(m.Key)], m.Value)
+	}
+	return out
+}
