@@ -23,7 +23,9 @@ import (
 	"github.com/codebank/codebank/internal/cli"
 	"github.com/codebank/codebank/internal/devenv/localconnect"
 	"github.com/codebank/codebank/internal/devenv/localkafka"
+	"github.com/codebank/codebank/internal/devenv/localprometheus"
 	"github.com/codebank/codebank/internal/devenv/localsearch"
+	"github.com/codebank/codebank/monitoring"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
 
@@ -59,18 +61,20 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	withAnalytics := fs.Bool("analytics", true, "also run OpenSearch and Kafka Connect, indexing every authorization (false: lighter)")
 	searchPort := fs.Int("search-port", 9200, "HTTP port of the local OpenSearch")
 	connectPort := fs.Int("connect-port", 8083, "REST port of the local Kafka Connect worker")
+	withPrometheus := fs.Bool("prometheus", true, "also run Prometheus, scraping the bank's operations port with the rules and alerts of monitoring/prometheus/rules.yaml")
+	prometheusPort := fs.Int("prometheus-port", 9091, "HTTP port of the local Prometheus (the bank's operations port has 9090)")
 	peakJIT := fs.Bool("peak-jit", false, "start OpenSearch and Kafka Connect with full JIT compilation (C1 then C2): a slower start, and minutes of compiling before they use less CPU under load")
 	if err := cli.Parse(fs, args); err != nil {
 		return cli.HelpOK(err)
 	}
 	bank, err := startDevBank(ctx, devBankOptions{DataDir: *dataDir, Codebank: *codebank, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr,
 		OpsAddr: *opsAddr, KafkaPort: *kafkaPort, Analytics: *withAnalytics, SearchPort: *searchPort, ConnectPort: *connectPort,
-		PeakJIT: *peakJIT}, stdout)
+		Prometheus: *withPrometheus, PrometheusPort: *prometheusPort, PeakJIT: *peakJIT}, stdout)
 	if err != nil {
 		return err
 	}
 	defer bank.stop()
-	printReady(stdout, *grpcAddr, *httpAddr, *opsAddr, bank.cards, bank.creds, bank.sink)
+	printReady(stdout, *grpcAddr, *httpAddr, *opsAddr, bank.cards, bank.creds, bank.sink, bank.prometheus)
 	select {
 	case <-ctx.Done():
 		return nil
@@ -87,24 +91,27 @@ type devBankOptions struct {
 	KafkaPort                   int // 0: any free port
 	Analytics                   bool
 	SearchPort, ConnectPort     int               // 0: any free port
+	Prometheus                  bool              // also run Prometheus, scraping the bank
+	PrometheusPort              int               // 0: any free port
 	BankLog                     string            // the bank's output (empty: stderr)
 	PeakJIT                     bool              // OpenSearch and Connect compile fully (C2): for long runs
 	BrokerProps                 map[string]string // broker settings over the development defaults
 }
 
 // devBank is what `make run` starts: a local broker, with analytics an OpenSearch node and a
-// Kafka Connect worker, and `codebank all` on them with the development credentials, seeded
-// with the demo cards. The full-pipeline benchmark starts the same.
+// Kafka Connect worker, `codebank all` on them with the development credentials, seeded with
+// the demo cards, and a Prometheus scraping it. The full-pipeline benchmark starts the same.
 type devBank struct {
-	bin    string // the codebank binary
-	broker *localkafka.Broker
-	node   *localsearch.Node
-	worker *localconnect.Worker
-	proc   *child // codebank all
-	creds  devCredentials
-	sink   *analytics.Sink
-	cards  []demoCard
-	stops  []func()
+	bin        string // the codebank binary
+	broker     *localkafka.Broker
+	node       *localsearch.Node
+	worker     *localconnect.Worker
+	proc       *child // codebank all
+	prometheus *localprometheus.Server
+	creds      devCredentials
+	sink       *analytics.Sink
+	cards      []demoCard
+	stops      []func()
 }
 
 // startDevBank starts a development bank and returns once it is ready, its demo cards issued.
@@ -184,6 +191,16 @@ func startDevBank(ctx context.Context, o devBankOptions, stdout io.Writer) (_ *d
 		return nil, err
 	}
 	d.stops = append(d.stops, func() { d.proc.stop() })
+	if o.Prometheus {
+		fmt.Fprintf(stdout, "Starting Prometheus (data in %s; --prometheus=false skips it)...\n", filepath.Join(abs, "prometheus"))
+		if d.prometheus, err = startPrometheus(ctx, filepath.Join(abs, "prometheus"), o.PrometheusPort, cli.Loopback(o.OpsAddr)); err != nil {
+			return nil, err
+		}
+		d.stops = append(d.stops, func() {
+			fmt.Fprintln(stdout, "Stopping Prometheus...")
+			d.prometheus.Stop()
+		})
+	}
 	if err := d.proc.waitReady(ctx, "http://"+cli.Loopback(o.OpsAddr)+"/readyz", 3*time.Minute); err != nil {
 		return nil, err
 	}
@@ -199,6 +216,25 @@ func (d *devBank) stop() {
 		d.stops[i]()
 	}
 	d.stops = nil
+}
+
+// startPrometheus starts a Prometheus in dir on port that scrapes the operations port opsAddr
+// (job "codebank") every 5 s and evaluates the rules of monitoring/prometheus/rules.yaml, written
+// into dir at each start so that they are the code's.
+func startPrometheus(ctx context.Context, dir string, port int, opsAddr string) (*localprometheus.Server, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	rules := filepath.Join(dir, "rules.yaml")
+	if err := os.WriteFile(rules, monitoring.Rules, 0o644); err != nil {
+		return nil, err
+	}
+	p, err := localprometheus.Start(ctx, localprometheus.Options{DataDir: dir, Port: port, RuleFiles: []string{rules},
+		Retention: 7 * 24 * time.Hour, Jobs: []localprometheus.Job{{Name: "codebank", Targets: []string{opsAddr}}}})
+	if err != nil {
+		return nil, fmt.Errorf("start local Prometheus: %w", err)
+	}
+	return p, nil
 }
 
 // startAnalytics starts the local OpenSearch node and Kafka Connect worker, in parallel.
@@ -270,7 +306,7 @@ func seedDemoCards(ctx context.Context, grpcAddr string, keys grpcgateway.Caller
 	return cards, os.WriteFile(file, b, 0o600)
 }
 
-func printReady(w io.Writer, grpcAddr, httpAddr, opsAddr string, cards []demoCard, creds devCredentials, sink *analytics.Sink) {
+func printReady(w io.Writer, grpcAddr, httpAddr, opsAddr string, cards []demoCard, creds devCredentials, sink *analytics.Sink, prom *localprometheus.Server) {
 	fmt.Fprintln(w, "\nDemo cards:")
 	fmt.Fprintf(w, "  %-19s  %-12s  %-5s  %-3s\n", "NUMBER", "HOLDER", "EXP", "CVV")
 	for _, d := range cards {
@@ -307,6 +343,10 @@ Analytics: every authorization is indexed by Kafka Connect (%s) into %s/%s
 	fmt.Fprintf(w, "\nCode Store: http://localhost%s/   statement: http://localhost%s/statement   dashboard: http://localhost%s/dashboard\n",
 		port(httpAddr), port(httpAddr), port(httpAddr))
 	fmt.Fprintf(w, "Operations: http://localhost%s/metrics, /healthz, /readyz\n", port(opsAddr))
+	if prom != nil {
+		fmt.Fprintf(w, "Prometheus: http://localhost%s (the bank's metrics every 5 s; rules and alerts of monitoring/prometheus/rules.yaml; Grafana is not started: its dashboards are monitoring/grafana/dashboards/*.json)\n",
+			port(prom.Addr()))
+	}
 	fmt.Fprintf(w, "Code Bank is ready: gRPC localhost%s, REST http://localhost%s (Ctrl-C stops it; state is kept in .data)\n",
 		port(grpcAddr), port(httpAddr))
 }

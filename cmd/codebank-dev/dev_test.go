@@ -56,13 +56,15 @@ func TestRun(t *testing.T) {
 	root := t.TempDir()
 	dir := filepath.Join(root, ".data")
 	grpcPort, httpPort, opsPort, kafkaPort, searchPort, connectPort := freePort(t), freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)
+	promPort := freePort(t)
 	start := func() (context.CancelFunc, chan error, *syncBuffer) {
 		ctx, cancel := context.WithCancel(context.Background())
 		out := &syncBuffer{}
 		done := make(chan error, 1)
 		go func() {
 			done <- program.Run(ctx, []string{"run", "--data-dir", dir, "--kafka-port", kafkaPort[1:], "--grpc-addr", "127.0.0.1" + grpcPort,
-				"--http-addr", "127.0.0.1" + httpPort, "--ops-addr", "127.0.0.1" + opsPort, "--search-port", searchPort[1:], "--connect-port", connectPort[1:]}, out, io.Discard)
+				"--http-addr", "127.0.0.1" + httpPort, "--ops-addr", "127.0.0.1" + opsPort, "--search-port", searchPort[1:], "--connect-port", connectPort[1:],
+				"--prometheus-port", promPort[1:]}, out, io.Discard)
 		}()
 		wait.For(t, 3*time.Minute, "the ready message", func() error {
 			select {
@@ -109,6 +111,14 @@ func TestRun(t *testing.T) {
 	}
 	c := cards[0]
 	bin := filepath.Join(dir, "bin", "codebank")
+
+	// Prometheus, at the URL printed, scrapes the bank with the rules loaded.
+	if !strings.Contains(out.String(), "Prometheus: http://localhost"+promPort) {
+		t.Errorf("the Prometheus URL is not printed:\n%s", out.String())
+	}
+	wait.For(t, 30*time.Second, "Prometheus to scrape the bank", func() error {
+		return promScrapes("http://127.0.0.1" + promPort)
+	})
 
 	// Every command printed under "Try it:", as printed, from the directory holding .data.
 	printed := printedCommands(out.String())
