@@ -195,3 +195,7 @@ tool (
 	google.golang.org/grpc/cmd/protoc-gen-go-grpc
 	google.golang.org/protobuf/cmd/protoc-gen-go
 )
+
+// goka with one change (third_party/goka/PATCHES.md): a rebalance no longer pauses every
+// processor for 5 seconds.
+replace github.com/lovoo/goka => ./third_party/goka

@@ -59,6 +59,7 @@ type config struct {
 	BankKey        string
 
 	StorageDir string
+	HotStandby bool
 	LogFormat  string
 	LogLevel   string
 	Pprof      bool
@@ -142,6 +143,7 @@ func (c *config) webFlags(fs *flag.FlagSet) {
 // storageFlag registers the directory of a role's local table storage.
 func (c *config) storageFlag(fs *flag.FlagSet) {
 	fs.StringVar(&c.StorageDir, "storage-dir", "/var/lib/codebank", "directory of the local table storage (one per instance)")
+	fs.BoolVar(&c.HotStandby, "hot-standby", false, "keep an up-to-date copy of every partition's table, not only this instance's: an instance lost costs seconds instead of a recovery, for memory and disk that grow with the whole table (see docs/operations.md)")
 }
 
 // kafka returns the Kafka configuration: reaching the brokers, over TLS and with SASL when

@@ -293,7 +293,9 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
 	p.add("generations", gens.Run, nil)
 	if r.authorizer {
 		a := authorizer.New(authorizer.Config{Topology: base, LockAfter: lockAfter(c.LockAfter)}, authorizer.Deps{Keys: keys, Registerer: reg, Log: log})
-		g := &generational{gens: gens, base: base, a: a, kc: kc, storageDir: c.StorageDir, stats: p.groups, log: log}
+		akc := kc
+		akc.HotStandby = c.HotStandby
+		g := &generational{gens: gens, base: base, a: a, kc: akc, storageDir: c.StorageDir, stats: p.groups, log: log}
 		p.add("authorizer", g.Run, g.Ready)
 	}
 	var reader *statements.Reader
@@ -301,7 +303,9 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
 		sp := statements.New(statements.Config{Topology: topo}, statements.Deps{Registerer: reg, Log: log})
 		// Off the synchronous path: patient consumers (--fetch-wait).
 		patient := kc.Patient(c.FetchWait)
-		g, err := processors.NewGroup(patient, sp.Graph(), c.StorageDir, log)
+		skc := patient
+		skc.HotStandby = c.HotStandby
+		g, err := processors.NewGroup(skc, sp.Graph(), c.StorageDir, log)
 		if err != nil {
 			return err
 		}
@@ -461,7 +465,9 @@ func newPages(c config, secrets pageSecrets, kc kafkaconf.Config, bankAddr, stat
 		return nil, err
 	}
 	st := c.storeTopology()
-	g, err := processors.NewGroup(kc, store.New(st, store.Deps{Registerer: reg, Log: log}).Graph(), c.StorageDir, log)
+	gkc := kc
+	gkc.HotStandby = c.HotStandby
+	g, err := processors.NewGroup(gkc, store.New(st, store.Deps{Registerer: reg, Log: log}).Graph(), c.StorageDir, log)
 	if err != nil {
 		return nil, err
 	}

@@ -46,6 +46,12 @@ type Config struct {
 	// authorizer's input and the replies): a fetch returns as soon as one record is there.
 	FetchWait time.Duration
 
+	// HotStandby makes a processor keep, besides its own partitions' tables, an up-to-date copy
+	// of every other partition's (goka's hot standby): when an instance goes, the partitions it
+	// had move to instances that hold their tables already, and resume in seconds instead of
+	// recovering them. Memory and disk then grow with the whole table on every instance.
+	HotStandby bool
+
 	// TLS, if set, encrypts every connection and checks the brokers' certificates.
 	TLS *TLS
 	// SASLMechanism authenticates every connection: "" (no SASL), SASLPlain, SASLSCRAMSHA256 or
@@ -142,6 +148,12 @@ func (c Config) Sarama() *sarama.Config {
 	s.Consumer.Fetch.Default = 1 << 20
 	s.ChannelBufferSize = 1024
 	s.Consumer.Group.Rebalance.Timeout = 20 * time.Second
+	// An instance that dies without leaving its group (kill -9, a lost node) keeps its
+	// partitions until its session times out: 6s (the broker's minimum by default, sarama's
+	// default is 10s), with a heartbeat every second: a rebalance reaches each member at its
+	// next heartbeat.
+	s.Consumer.Group.Session.Timeout = 6 * time.Second
+	s.Consumer.Group.Heartbeat.Interval = time.Second
 	// A join refused with a retriable error (a group's first join on a fresh coordinator, a
 	// coordinator that moved or is still loading) is retried after 200ms instead of sarama's
 	// 2s, which a starting or rebalancing processor would otherwise spend idle; 60 retries keep
@@ -190,7 +202,7 @@ func (c Config) TopicManagerConfig() *goka.TopicManagerConfig {
 // ProcessorOptions returns the options of a goka processor whose local table storage lives
 // under storageDir.
 func (c Config) ProcessorOptions(storageDir string, log *slog.Logger) []goka.ProcessorOption {
-	return []goka.ProcessorOption{
+	opts := []goka.ProcessorOption{
 		goka.WithConsumerGroupBuilder(func(brokers []string, group, clientID string) (sarama.ConsumerGroup, error) {
 			s := c.Sarama()
 			s.ClientID = clientID
@@ -207,6 +219,10 @@ func (c Config) ProcessorOptions(storageDir string, log *slog.Logger) []goka.Pro
 		goka.WithLogger(Logger(log)),
 		goka.WithClientID(c.withDefaults().ClientID),
 	}
+	if c.HotStandby {
+		opts = append(opts, goka.WithHotStandby())
+	}
+	return opts
 }
 
 // EmitterOptions returns the options of a goka emitter; it partitions like goka processors.
