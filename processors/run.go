@@ -53,6 +53,10 @@ func NewGroupStats() *GroupStats {
 	}
 }
 
+// activeRunMode is goka's run mode (unexported) of a partition an instance processes, as
+// opposed to a hot standby's copy.
+const activeRunMode goka.PPRunMode = 0
+
 // Add exports g's figures from the next scrape on, until the function it returns is called.
 func (s *GroupStats) Add(g *Group) (remove func()) {
 	s.mu.Lock()
@@ -91,18 +95,24 @@ func (s *GroupStats) Collect(ch chan<- prometheus.Metric) {
 		if stats == nil {
 			continue
 		}
-		s.assigned.WithLabelValues(g.name).Set(float64(len(stats.Group)))
+		assigned := 0
 		for part, ps := range stats.Group {
 			ts := ps.TableStats
 			if ts == nil {
+				assigned++ // a group without a table: every partition it has is its own
 				continue
 			}
+			if ts.RunMode != activeRunMode {
+				continue // a hot standby's copy of another instance's partition
+			}
+			assigned++
 			remaining := 0.0
 			if ts.Status != goka.PartitionRunning && ts.Recovery != nil {
 				remaining = float64(max(ts.Recovery.Hwm-ts.Recovery.Offset-1, 0))
 			}
 			s.remaining.WithLabelValues(g.name, strconv.Itoa(int(part))).Set(remaining)
 		}
+		s.assigned.WithLabelValues(g.name).Set(float64(assigned))
 	}
 	s.assigned.Collect(ch)
 	s.recovered.Collect(ch)

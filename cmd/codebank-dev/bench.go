@@ -52,6 +52,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	gogc := fs.Int("gogc", 400, "GOGC of the started processes and the load generator: fewer collections for more memory")
 	brokerProps := fs.String("broker-props", "", "extra broker settings, k=v,k=v (e.g. num.io.threads=2)")
 	recovery := fs.Int("recovery", 0, "instead of the load: measure the recovery of an authorizer table of this many accounts")
+	scale := fs.Int("scale", 0, "instead of the load: with an authorizer table of this many accounts, measure the pause of codebank partitions grow and the failover of two authorizers with and without hot standby")
 	full := fs.Bool("full", false, "instead of the synchronous path: the whole bank of make run (with analytics), loaded by ghz, with statement and index lag; --schedule defaults to "+fullSchedule+", --cards to 1000, --api to legacy")
 	probes := fs.Float64("probes", 2, "with --full: payments a second that measure the statement and index lag beside the load")
 	peakJIT := fs.Bool("peak-jit", false, "with --full: OpenSearch and Kafka Connect compile fully (C2), as codebank-dev run --peak-jit")
@@ -81,6 +82,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	os.Setenv("GOGC", strconv.Itoa(*gogc)) // inherited by the started processes
 	debug.SetGCPercent(*gogc)
+	if *scale > 0 {
+		return benchScale(ctx, stdout, *codebank, *scale, *partitions)
+	}
 	if *recovery > 0 {
 		// The authorizer recovers alone beside the broker: Go's own GOMAXPROCS unless asked.
 		procs := ""

@@ -47,42 +47,9 @@ func benchRecovery(ctx context.Context, stdout io.Writer, self string, n, partit
 		return fmt.Errorf("codebank setup: %v: %s", err, out)
 	}
 
-	// n accounts, each with a few remembered outcomes, partitioned like goka.
-	fmt.Fprintf(stdout, "Writing %d accounts to %s...\n", n, topo.AuthorizerTable().Name)
-	start := time.Now()
-	sc := kc.Sarama()
-	sc.Producer.Partitioner = sarama.NewCustomHashPartitioner(goka.DefaultHasher())
-	sc.Producer.Flush.Messages, sc.Producer.Flush.Frequency = 1000, 5*time.Millisecond
-	sc.Producer.Return.Successes = false
-	producer, err := sarama.NewAsyncProducer(kc.Brokers, sc)
-	if err != nil {
+	if err := fillTable(stdout, kc, topo, n); err != nil {
 		return err
 	}
-	go func() {
-		for err := range producer.Errors() {
-			fmt.Fprintln(stdout, "produce:", err)
-		}
-	}()
-	now := time.Now()
-	keys, err := card.NewKeys([]byte("the recovery bench's tokenization key, made up"))
-	if err != nil {
-		return err
-	}
-	for i := 0; i < n; i++ {
-		number, _ := card.NewNumber(card.DefaultBIN)
-		acct := &eventsv1.Account{HolderName: "Holder " + strconv.Itoa(i), LimitCents: 100_000, UsedCents: int64(i % 90_000), Currency: "BRL",
-			ExpiryMonth: 11, ExpiryYear: 2031, Status: eventsv1.CardStatus_CARD_STATUS_ACTIVE, IssuedAtUnixUs: now.UnixMicro(),
-			Outcomes: make([]byte, 3*47), MaskedNumber: card.Mask(number), CardKeyId: "dev1"}
-		v, err := topo.AuthorizerTable().Codec.Encode(acct)
-		if err != nil {
-			return err
-		}
-		producer.Input() <- &sarama.ProducerMessage{Topic: topo.AuthorizerTable().Name, Key: sarama.StringEncoder(keys.Token(number)), Value: sarama.ByteEncoder(v)}
-	}
-	if err := producer.Close(); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "Wrote %d accounts in %v\n", n, time.Since(start).Round(time.Millisecond))
 	// A fresh broker creates its group-offsets topic (50 partitions) when a group first looks
 	// up its coordinator, which takes seconds. Every running cluster has that topic already,
 	// so it is created here, before the clock starts.
@@ -158,4 +125,45 @@ func warmCoordinator(kc kafkaconf.Config, group string) error {
 	defer client.Close()
 	_, err = client.Coordinator(group)
 	return err
+}
+
+// fillTable writes n accounts, each with a few remembered outcomes, to the authorizer's table of
+// topo, partitioned like goka.
+func fillTable(stdout io.Writer, kc kafkaconf.Config, topo processors.Topology, n int) error {
+	fmt.Fprintf(stdout, "Writing %d accounts to %s...\n", n, topo.AuthorizerTable().Name)
+	start := time.Now()
+	sc := kc.Sarama()
+	sc.Producer.Partitioner = sarama.NewCustomHashPartitioner(goka.DefaultHasher())
+	sc.Producer.Flush.Messages, sc.Producer.Flush.Frequency = 1000, 5*time.Millisecond
+	sc.Producer.Return.Successes = false
+	producer, err := sarama.NewAsyncProducer(kc.Brokers, sc)
+	if err != nil {
+		return err
+	}
+	go func() {
+		for err := range producer.Errors() {
+			fmt.Fprintln(stdout, "produce:", err)
+		}
+	}()
+	now := time.Now()
+	keys, err := card.NewKeys([]byte("the recovery bench's tokenization key, made up"))
+	if err != nil {
+		return err
+	}
+	for i := 0; i < n; i++ {
+		number, _ := card.NewNumber(card.DefaultBIN)
+		acct := &eventsv1.Account{HolderName: "Holder " + strconv.Itoa(i), LimitCents: 100_000, UsedCents: int64(i % 90_000), Currency: "BRL",
+			ExpiryMonth: 11, ExpiryYear: 2031, Status: eventsv1.CardStatus_CARD_STATUS_ACTIVE, IssuedAtUnixUs: now.UnixMicro(),
+			Outcomes: make([]byte, 3*47), MaskedNumber: card.Mask(number), CardKeyId: "dev1"}
+		v, err := topo.AuthorizerTable().Codec.Encode(acct)
+		if err != nil {
+			return err
+		}
+		producer.Input() <- &sarama.ProducerMessage{Topic: topo.AuthorizerTable().Name, Key: sarama.StringEncoder(keys.Token(number)), Value: sarama.ByteEncoder(v)}
+	}
+	if err := producer.Close(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Wrote %d accounts in %v\n", n, time.Since(start).Round(time.Millisecond))
+	return nil
 }
