@@ -56,13 +56,14 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	full := fs.Bool("full", false, "instead of the synchronous path: the whole bank of make run (with analytics), loaded by ghz, with statement and index lag; --schedule defaults to "+fullSchedule+", --cards to 1000, --api to legacy")
 	probes := fs.Float64("probes", 2, "with --full: payments a second that measure the statement and index lag beside the load")
 	peakJIT := fs.Bool("peak-jit", false, "with --full: OpenSearch and Kafka Connect compile fully (C2), as codebank-dev run --peak-jit")
+	withPrometheus := fs.Bool("prometheus", false, "with --full: also run the local Prometheus of make run (scraping every 5s, rules loaded), its CPU counted")
 	if err := cli.Parse(fs, args); err != nil {
 		return cli.HelpOK(err)
 	}
 	if *full {
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		o := fullOptions{Codebank: *codebank, Cards: 1000, API: "legacy", Probes: *probes, PeakJIT: *peakJIT}
+		o := fullOptions{Codebank: *codebank, Cards: 1000, API: "legacy", Probes: *probes, PeakJIT: *peakJIT, Prometheus: *withPrometheus}
 		sched := fullSchedule
 		if set["schedule"] {
 			sched = *schedule

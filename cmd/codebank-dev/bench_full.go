@@ -47,6 +47,9 @@ type fullOptions struct {
 	API      string // legacy or authorize
 	Probes   float64
 	PeakJIT  bool
+	// Prometheus also runs the local Prometheus of make run, scraping the bank every 5s; its
+	// CPU counts with the rest.
+	Prometheus bool
 	// BrokerProps are extra broker settings.
 	BrokerProps map[string]string
 }
@@ -79,7 +82,7 @@ func benchFull(ctx context.Context, stdout io.Writer, o fullOptions) error {
 	defer os.RemoveAll(dir)
 	grpcAddr, httpAddr, opsAddr := freeAddr(), freeAddr(), freeAddr()
 	bank, err := startDevBank(ctx, devBankOptions{DataDir: dir, Codebank: o.Codebank, GRPCAddr: grpcAddr, HTTPAddr: httpAddr,
-		OpsAddr: opsAddr, Analytics: true, BankLog: filepath.Join(dir, "codebank.log"), PeakJIT: o.PeakJIT, BrokerProps: o.BrokerProps}, stdout)
+		OpsAddr: opsAddr, Analytics: true, BankLog: filepath.Join(dir, "codebank.log"), PeakJIT: o.PeakJIT, BrokerProps: o.BrokerProps, Prometheus: o.Prometheus}, stdout)
 	if err != nil {
 		return err
 	}
@@ -90,6 +93,9 @@ func benchFull(ctx context.Context, stdout io.Writer, o fullOptions) error {
 		{Name: "codebank all", PID: bank.proc.cmd.Process.Pid},
 		{Name: "opensearch", PID: bank.node.PID()},
 		{Name: "kafka connect", PID: bank.worker.PID()},
+	}
+	if bank.prometheus != nil {
+		procs = append(procs, &loadgen.ProcStat{Name: "prometheus", PID: bank.prometheus.PID()})
 	}
 
 	conn, err := cli.Dial(grpcAddr, nil, bank.creds.Keys)

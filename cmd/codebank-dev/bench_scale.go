@@ -97,7 +97,7 @@ func benchScale(ctx context.Context, stdout io.Writer, self string, n, partition
 			time.Sleep(10 * time.Millisecond)
 		}
 	}()
-	rep, err := generations.Move(ctx, kc, topo, plan, io.Discard)
+	rep, err := generations.Move(ctx, kc, topo, plan, nil, io.Discard)
 	if err != nil {
 		return err
 	}

@@ -27,6 +27,11 @@ func runPartitions(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs := cli.NewFlagSet("codebank partitions "+verb+" [flags]", stderr)
 	c.kafkaFlags(fs)
 	dryRun := fs.Bool("dry-run", false, "only show what would be done")
+	var strimzi generations.Strimzi
+	fs.StringVar(&strimzi.Dir, "strimzi-dir", "", "the topics belong to Strimzi's topic operator: write the new generation's KafkaTopics here to be applied, and wait for them (grow); ask for the old ones to be deleted, and wait (cleanup)")
+	fs.StringVar(&strimzi.Cluster, "strimzi-cluster", "codebank", "with --strimzi-dir: the Kafka cluster's name (label strimzi.io/cluster)")
+	fs.StringVar(&strimzi.Namespace, "strimzi-namespace", "codebank", "with --strimzi-dir: the namespace of the KafkaTopics")
+	fs.StringVar(&strimzi.Autoscaler, "autoscaler", "authorizer", "with --strimzi-dir: the authorizer's KEDA ScaledObject, whose maximum is raised to the new partition count (empty: none)")
 	to := 0
 	if verb == "grow" {
 		fs.IntVar(&to, "to", 0, "partition count of the new generation (more than the live one's)")
@@ -37,6 +42,11 @@ func runPartitions(ctx context.Context, args []string, stdout, stderr io.Writer)
 	kc, base := c.kafka(), c.topology()
 	if err := kc.Validate(); err != nil {
 		return err
+	}
+	var op *generations.Strimzi
+	if strimzi.Dir != "" {
+		strimzi.Replicas = kc.Replication
+		op = &strimzi
 	}
 	state, err := generations.Read(ctx, kc, base)
 	if err != nil {
@@ -69,7 +79,7 @@ func runPartitions(ctx context.Context, args []string, stdout, stderr io.Writer)
 			fmt.Fprintf(stdout, "delete group %s, once it has forwarded every record left\n", prev.AuthorizerGroup())
 			return nil
 		}
-		return generations.Cleanup(ctx, kc, base, state, stdout)
+		return generations.Cleanup(ctx, kc, base, state, op, stdout)
 	default:
 		return fmt.Errorf("%w: unknown partitions command %q", cli.ErrUsage, verb)
 	}
@@ -80,7 +90,7 @@ func runPartitions(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if *dryRun {
 		return nil
 	}
-	rep, err := generations.Move(ctx, kc, base, plan, stdout)
+	rep, err := generations.Move(ctx, kc, base, plan, op, stdout)
 	if err != nil {
 		return err
 	}

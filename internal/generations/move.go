@@ -78,14 +78,34 @@ type Report struct {
 
 // Move carries out plan: see the package doc. It is safe to run again after a failure: a move
 // recorded as under way is taken up where it stopped.
-func Move(ctx context.Context, kc kafkaconf.Config, base processors.Topology, plan Plan, log io.Writer) (Report, error) {
+//
+// With strimzi set, the new generation's topics are not created: their KafkaTopic manifests
+// are written for people to apply, and Move waits (up to ten minutes) for the topic operator to
+// create them.
+func Move(ctx context.Context, kc kafkaconf.Config, base processors.Topology, plan Plan, strimzi *Strimzi, log io.Writer) (Report, error) {
 	var rep Report
 	admin, err := sarama.NewClusterAdmin(kc.Brokers, kc.Sarama())
 	if err != nil {
 		return rep, err
 	}
 	defer admin.Close()
-	if len(plan.Create) > 0 {
+	switch {
+	case len(plan.Create) > 0 && strimzi != nil:
+		path, err := strimzi.write(plan.To.Generation, plan.Create)
+		if err != nil {
+			return rep, err
+		}
+		fmt.Fprintf(log, "wrote the KafkaTopics of generation %d to %s; apply them:\n  %s apply -f %s\n", plan.To.Generation, path, strimzi.kubectl(), path)
+		if strimzi.Autoscaler != "" {
+			fmt.Fprintf(log, "and let the authorizers scale to the new partition count:\n  %s patch scaledobject %s --type merge -p '{\"spec\":{\"maxReplicaCount\":%d}}'\n",
+				strimzi.kubectl(), strimzi.Autoscaler, plan.To.Partitions)
+		}
+		fmt.Fprintln(log, "waiting for the topic operator to create them...")
+		if err := waitCreated(ctx, admin, plan.Create); err != nil {
+			return rep, err
+		}
+		fmt.Fprintf(log, "the topics of generation %d exist\n", plan.To.Generation)
+	case len(plan.Create) > 0:
 		if err := processors.CreateTopics(ctx, admin, base.Replication, plan.Create); err != nil {
 			return rep, err
 		}
@@ -126,7 +146,10 @@ func Move(ctx context.Context, kc kafkaconf.Config, base processors.Topology, pl
 
 // Cleanup deletes the previous generation of a bank in state cur, once the authorizers have
 // forwarded everything left in its inputs, and records that there is none.
-func Cleanup(ctx context.Context, kc kafkaconf.Config, base processors.Topology, cur State, log io.Writer) error {
+//
+// With strimzi set, the topics are not deleted by Cleanup: it asks for their KafkaTopics to be
+// deleted, and waits (up to ten minutes) for the topic operator to delete them.
+func Cleanup(ctx context.Context, kc kafkaconf.Config, base processors.Topology, cur State, strimzi *Strimzi, log io.Writer) error {
 	prev, ok := cur.Prev(base)
 	if cur.Switching {
 		return fmt.Errorf("%w: to generation %d", ErrSwitching, cur.To)
@@ -151,13 +174,20 @@ func Cleanup(ctx context.Context, kc kafkaconf.Config, base processors.Topology,
 	if err := waitGroups(ctx, admin, []string{group}, func(members int) bool { return members == 0 }); err != nil {
 		return fmt.Errorf("wait for the forwarding to stop: %w", err)
 	}
-	for _, t := range prev.AuthorizerTopics() {
-		if err := admin.DeleteTopic(t.Name); err != nil && !errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
-			return fmt.Errorf("delete %s: %w", t.Name, err)
+	within := time.Minute
+	if strimzi != nil {
+		fmt.Fprintf(log, "delete the KafkaTopics of generation %d:\n  %s delete kafkatopic -l codebank.io/generation=%d\nwaiting for the topic operator to delete them...\n",
+			prev.Generation, strimzi.kubectl(), prev.Generation)
+		within = 10 * time.Minute
+	} else {
+		for _, t := range prev.AuthorizerTopics() {
+			if err := admin.DeleteTopic(t.Name); err != nil && !errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
+				return fmt.Errorf("delete %s: %w", t.Name, err)
+			}
+			fmt.Fprintf(log, "deleted %s\n", t.Name)
 		}
-		fmt.Fprintf(log, "deleted %s\n", t.Name)
 	}
-	if err := waitDeleted(ctx, admin, prev.AuthorizerTopics()); err != nil {
+	if err := waitDeleted(ctx, admin, prev.AuthorizerTopics(), within); err != nil {
 		return err
 	}
 	if err := admin.DeleteConsumerGroup(group); err != nil && !errors.Is(err, sarama.ErrGroupIDNotFound) {
@@ -167,10 +197,33 @@ func Cleanup(ctx context.Context, kc kafkaconf.Config, base processors.Topology,
 	return nil
 }
 
+// waitCreated waits until every topic exists with its partition count, for up to ten
+// minutes.
+func waitCreated(ctx context.Context, admin sarama.ClusterAdmin, topics []processors.Topic) error {
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
+		missing, err := processors.MissingTopics(admin, topics)
+		if err == nil && len(missing) == 0 {
+			return nil
+		}
+		if errors.Is(err, processors.ErrPartitionMismatch) {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("topics %v still missing after 10 minutes (%v)", missing, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
 // waitDeleted waits until the cluster no longer lists topics (deletion is asynchronous), for
-// up to a minute.
-func waitDeleted(ctx context.Context, admin sarama.ClusterAdmin, topics []processors.Topic) error {
-	deadline := time.Now().Add(time.Minute)
+// up to within.
+func waitDeleted(ctx context.Context, admin sarama.ClusterAdmin, topics []processors.Topic, within time.Duration) error {
+	deadline := time.Now().Add(within)
 	for {
 		existing, err := admin.ListTopics()
 		left := 0
@@ -183,7 +236,7 @@ func waitDeleted(ctx context.Context, admin sarama.ClusterAdmin, topics []proces
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%d topics still listed a minute after their deletion (%v)", left, err)
+			return fmt.Errorf("%d topics still listed %v after their deletion was asked for (%v)", left, within, err)
 		}
 		select {
 		case <-ctx.Done():

@@ -3,15 +3,21 @@ package e2e_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/IBM/sarama"
+	"go.yaml.in/yaml/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -124,7 +130,19 @@ func TestGrowPartitionsUnderLoad(t *testing.T) {
 	if got := partitionCount(t, client, base.At(2, 12).PaymentRequests().Name); got != 0 {
 		t.Fatalf("the dry run created topics (%d partitions)", got)
 	}
-	grow := partitions("grow", "--to", "12")
+	// With Strimzi: the command writes the KafkaTopics and waits; the test plays the topic
+	// operator, creating each topic as its manifest says.
+	manifests := t.TempDir()
+	operator := make(chan error, 1)
+	go func() { operator <- playTopicOperator(ctx, kc, filepath.Join(manifests, "generation-2.yaml")) }()
+	grow := partitions("grow", "--to", "12", "--strimzi-dir", manifests, "--strimzi-namespace", "bank")
+	if err := <-operator; err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(grow, "kubectl -n bank apply -f "+filepath.Join(manifests, "generation-2.yaml")) ||
+		!strings.Contains(grow, `patch scaledobject authorizer --type merge -p '{"spec":{"maxReplicaCount":12}}'`) {
+		t.Errorf("grow with Strimzi does not say what to apply")
+	}
 	p.decide(t, 300)
 	stop()
 	rep := balanced(t, auditCfg)
@@ -185,6 +203,67 @@ func TestGrowPartitionsUnderLoad(t *testing.T) {
 			t.Errorf("card %s: used %d, the clients were told of approvals for %d", card.Mask(n), got, p.cents[n])
 		}
 	}
+}
+
+// playTopicOperator waits for the KafkaTopic manifest at path and creates its topics as it
+// says, as Strimzi's topic operator would once it is applied.
+func playTopicOperator(ctx context.Context, kc kafkaconf.Config, path string) error {
+	var b []byte
+	for {
+		var err error
+		if b, err = os.ReadFile(path); err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no manifest at %s", path)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	admin, err := sarama.NewClusterAdmin(kc.Brokers, kc.Sarama())
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	created := 0
+	for {
+		var topic struct {
+			APIVersion string `yaml:"apiVersion"`
+			Kind       string `yaml:"kind"`
+			Metadata   struct {
+				Name   string            `yaml:"name"`
+				Labels map[string]string `yaml:"labels"`
+			} `yaml:"metadata"`
+			Spec struct {
+				TopicName  string            `yaml:"topicName"`
+				Partitions int32             `yaml:"partitions"`
+				Replicas   int16             `yaml:"replicas"`
+				Config     map[string]string `yaml:"config"`
+			} `yaml:"spec"`
+		}
+		if err := dec.Decode(&topic); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		if topic.Kind != "KafkaTopic" || topic.APIVersion != "kafka.strimzi.io/v1beta2" || topic.Metadata.Labels["strimzi.io/cluster"] == "" ||
+			topic.Metadata.Name != strings.ToLower(topic.Metadata.Name) {
+			return fmt.Errorf("%s: not a KafkaTopic Strimzi would take: %+v", path, topic)
+		}
+		config := map[string]*string{}
+		for k, v := range topic.Spec.Config {
+			config[k] = &v
+		}
+		if err := admin.CreateTopic(topic.Spec.TopicName, &sarama.TopicDetail{NumPartitions: topic.Spec.Partitions, ReplicationFactor: topic.Spec.Replicas, ConfigEntries: config}, false); err != nil {
+			return fmt.Errorf("create %s: %w", topic.Spec.TopicName, err)
+		}
+		created++
+	}
+	if created != 5 {
+		return fmt.Errorf("%s holds %d KafkaTopics, want the generation's 5", path, created)
+	}
+	return nil
 }
 
 // pauseOf returns the pause a partitions command reported.
