@@ -107,7 +107,9 @@ func TestLag(t *testing.T) {
 		om.Close()
 	}
 
-	lag := processors.NewLag(kc, func() []processors.GroupInputs { return []processors.GroupInputs{{Group: group, Topics: []string{topic}}} }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	lag := processors.NewLag(kc, func() []processors.GroupInputs {
+		return []processors.GroupInputs{{Group: group, Topics: []string{topic}}}
+	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	defer lag.Close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(lag)
@@ -147,7 +149,9 @@ func TestLag(t *testing.T) {
 	}
 
 	// Kafka out of reach: no lag series, the rest of the registry still gathers.
-	down := processors.NewLag(kafkaconf.Config{Brokers: []string{"127.0.0.1:1"}}, func() []processors.GroupInputs { return []processors.GroupInputs{{Group: group, Topics: []string{topic}}} },
+	down := processors.NewLag(kafkaconf.Config{Brokers: []string{"127.0.0.1:1"}}, func() []processors.GroupInputs {
+		return []processors.GroupInputs{{Group: group, Topics: []string{topic}}}
+	},
 		slog.New(slog.NewTextHandler(io.Discard, nil)))
 	defer down.Close()
 	other := prometheus.NewCounter(prometheus.CounterOpts{Name: "other_total", Help: "x"})
