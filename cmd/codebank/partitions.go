@@ -53,7 +53,16 @@ func runPartitions(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	var plan generations.Plan
+	if state.Switching && (verb == "grow" || verb == "rollback") {
+		// A move recorded as under way whose command stopped: take it up again.
+		if plan, err = generations.Resume(base, state); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "a move to generation %d is under way and did not finish: resuming it\n", state.To)
+		verb = "resume"
+	}
 	switch verb {
+	case "resume":
 	case "status":
 		fmt.Fprintln(stdout, state)
 		for _, t := range state.Live(base).AuthorizerTopics() {

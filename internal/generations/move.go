@@ -56,6 +56,25 @@ func Rollback(base processors.Topology, cur State) (Plan, error) {
 		Copy: cur.Live(base).AuthorizerTable(), Into: prev.AuthorizerTable()}, nil
 }
 
+// Resume plans the end of a move that was recorded as under way (State.Switching) and did not
+// finish, the command that began it having stopped: the same move, taken up again. The copy is
+// made again whole; the old generation decides nothing while a move is under way, so it is the
+// same.
+func Resume(base processors.Topology, cur State) (Plan, error) {
+	if !cur.Switching {
+		return Plan{}, errors.New("no move under way")
+	}
+	from := cur
+	from.Switching, from.To, from.ToPartitions = false, 0, 0
+	to := base.At(cur.To, cur.ToPartitions)
+	plan := Plan{From: from, To: State{Generation: cur.To, Partitions: cur.ToPartitions, Previous: cur.Generation, PreviousPartitions: cur.Partitions},
+		Copy: from.Live(base).AuthorizerTable(), Into: to.AuthorizerTable()}
+	if cur.To != cur.Previous {
+		plan.Create = to.AuthorizerTopics() // a grow: its topics may not all exist yet
+	}
+	return plan, nil
+}
+
 // Describe writes what the plan does.
 func (p Plan) Describe(w io.Writer) {
 	fmt.Fprintf(w, "now:   %s\n", p.From)
