@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -18,6 +17,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/codebank/codebank/internal/apikey"
+	"github.com/codebank/codebank/internal/testenv/certs"
+	"github.com/codebank/codebank/k8s"
 )
 
 // manifest is the part of a Kubernetes object this test reads.
@@ -27,6 +28,7 @@ type manifest struct {
 		Name string `yaml:"name"`
 	} `yaml:"metadata"`
 	StringData map[string]string `yaml:"stringData"`
+	Data       map[string]string `yaml:"data"`
 	Spec       struct {
 		Template struct {
 			Metadata struct {
@@ -38,6 +40,10 @@ type manifest struct {
 					Name   string `yaml:"name"`
 					Secret struct {
 						SecretName string `yaml:"secretName"`
+						Items      []struct {
+							Key  string `yaml:"key"`
+							Path string `yaml:"path"`
+						} `yaml:"items"`
 					} `yaml:"secret"`
 				} `yaml:"volumes"`
 			} `yaml:"spec"`
@@ -115,24 +121,36 @@ func helpOf(t *testing.T, command string) string {
 	return help.String()
 }
 
-// TestKubernetesManifests: what k8s/ deploys is what the roles read. Every CODEBANK_* variable a
-// pod is given is a flag of its role (a renamed flag is caught here, not by a pod that silently
-// ignores it); every secret it refers to exists in secret.example.yaml; probes and the scrape
-// annotation point at the ops port; and each role, given exactly its pod's variables (secrets
-// made valid, paths moved into a temporary directory), gets past its configuration and reaches
-// for Kafka instead of refusing to start.
-func TestKubernetesManifests(t *testing.T) {
-	dir := filepath.Join("..", "..", "k8s")
-	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
+// renderedManifests returns the objects of a k8s overlay (k8s.Render), in the form this test
+// reads.
+func renderedManifests(t *testing.T, overlay string) []manifest {
+	t.Helper()
+	objs, err := k8s.Render(filepath.Join("..", "..", "k8s", "overlays", overlay))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var deployed []string
-	for _, f := range files {
-		if !strings.HasSuffix(f, "secret.example.yaml") && !strings.HasSuffix(f, "kustomization.yaml") {
-			deployed = append(deployed, f)
+	var out []manifest
+	for _, o := range objs {
+		var m manifest
+		if err := yaml.Unmarshal(o.JSON, &m); err != nil {
+			t.Fatalf("%s: %v", o, err)
 		}
+		out = append(out, m)
 	}
+	return out
+}
+
+// TestKubernetesManifests: what k8s/ deploys (the prod overlay, rendered) is what the roles
+// read. Every CODEBANK_* variable a pod is given is a flag of its role (a renamed flag is caught
+// here, not by a pod that silently ignores it); every secret it refers to exists in
+// secret.example.yaml or is made by an operator for the overlay's custom resources (Strimzi's
+// Kafka users and cluster CA); probes and the scrape annotation point at the ops port; and each
+// role, given exactly its pod's variables (secrets made valid, files of mounted Secrets and
+// paths moved into a temporary directory), gets past its configuration and reaches for Kafka
+// instead of refusing to start. (Package k8s checks every object of every overlay strictly.)
+func TestKubernetesManifests(t *testing.T) {
+	dir := filepath.Join("..", "..", "k8s")
+	manifests := renderedManifests(t, "prod")
 	secrets := map[string]map[string]string{}
 	for _, m := range readManifests(t, filepath.Join(dir, "secret.example.yaml")) {
 		if m.Kind != "Secret" {
@@ -140,23 +158,31 @@ func TestKubernetesManifests(t *testing.T) {
 		}
 		secrets[m.Metadata.Name] = m.StringData
 	}
+	// The Secrets the operators make: Strimzi's of each KafkaUser and of the cluster's CA.
+	ca := certs.NewCA(t)
+	for _, m := range manifests {
+		switch m.Kind {
+		case "KafkaUser":
+			secrets[m.Metadata.Name] = map[string]string{"password": "", "sasl.jaas.config": ""}
+		case "Kafka":
+			secrets[m.Metadata.Name+"-cluster-ca-cert"] = map[string]string{"ca.crt": string(ca.CertPEM())}
+		}
+	}
 
 	// The ConfigMap every pod reads: each line a flag of some role.
 	config := map[string]string{}
-	f, err := os.Open(filepath.Join(dir, "codebank.env"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
+	var deployed []manifest
+	for _, m := range manifests {
+		if m.Kind == "ConfigMap" && strings.HasPrefix(m.Metadata.Name, "codebank-config-") {
+			config = m.Data
 		}
-		k, v, _ := strings.Cut(line, "=")
-		config[k] = v
+		if len(m.Spec.Template.Spec.Containers) > 0 {
+			deployed = append(deployed, m)
+		}
 	}
-	f.Close()
+	if len(config) == 0 {
+		t.Fatal("no ConfigMap codebank-config")
+	}
 	known := map[string]bool{}
 	for name := range program.Commands {
 		if name == "help" {
@@ -190,7 +216,7 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 
 	roles := map[string]bool{}
-	for _, m := range readManifests(t, deployed...) {
+	for _, m := range deployed {
 		for _, c := range m.Spec.Template.Spec.Containers {
 			if len(c.Args) == 0 {
 				t.Errorf("%s %s: a container without a role", m.Kind, m.Metadata.Name)
@@ -205,14 +231,21 @@ func TestKubernetesManifests(t *testing.T) {
 					env[k] = v
 				}
 			}
-			mounts := map[string]string{} // mount path → secret
+			files := map[string]string{} // path of a file of a mounted Secret → its key
 			for _, vm := range c.VolumeMounts {
 				for _, v := range m.Spec.Template.Spec.Volumes {
 					if v.Name == vm.Name && v.Secret.SecretName != "" {
-						if _, ok := secrets[v.Secret.SecretName]; !ok {
-							t.Errorf("%s mounts Secret %s, which secret.example.yaml does not show", m.Metadata.Name, v.Secret.SecretName)
+						data, ok := secrets[v.Secret.SecretName]
+						if !ok {
+							t.Errorf("%s mounts Secret %s, which neither secret.example.yaml shows nor an operator makes", m.Metadata.Name, v.Secret.SecretName)
 						}
-						mounts[vm.MountPath] = v.Secret.SecretName
+						for k := range data {
+							files[filepath.Join(vm.MountPath, k)] = k
+						}
+						for _, item := range v.Secret.Items {
+							delete(files, filepath.Join(vm.MountPath, item.Key))
+							files[filepath.Join(vm.MountPath, item.Path)] = item.Key
+						}
 					}
 				}
 			}
@@ -222,7 +255,7 @@ func TestKubernetesManifests(t *testing.T) {
 				}
 				data, ok := secrets[ef.SecretRef.Name]
 				if !ok {
-					t.Errorf("%s reads Secret %s, which secret.example.yaml does not show", m.Metadata.Name, ef.SecretRef.Name)
+					t.Errorf("%s reads Secret %s, which neither secret.example.yaml shows nor an operator makes", m.Metadata.Name, ef.SecretRef.Name)
 				}
 				for k := range data {
 					if !slices.Contains(vars, k) {
@@ -242,17 +275,25 @@ func TestKubernetesManifests(t *testing.T) {
 				switch {
 				case ref.Name != "":
 					if _, ok := secrets[ref.Name][ref.Key]; !ok {
-						t.Errorf("%s: %s refers to %s of Secret %s, which secret.example.yaml does not show", m.Metadata.Name, e.Name, ref.Key, ref.Name)
+						t.Errorf("%s: %s refers to %s of Secret %s, which neither secret.example.yaml shows nor an operator makes", m.Metadata.Name, e.Name, ref.Key, ref.Name)
 					}
 					env[e.Name] = valid(ref.Key)
-				case e.Name == "CODEBANK_API_KEYS_FILE":
-					secret, ok := mounts[filepath.Dir(e.Value)]
-					if _, has := secrets[secret][filepath.Base(e.Value)]; !ok || !has {
-						t.Errorf("%s: %s=%s is not a file of a mounted Secret", m.Metadata.Name, e.Name, e.Value)
-					}
-					env[e.Name] = keysFile
 				default:
 					env[e.Name] = e.Value
+				}
+			}
+
+			// Every variable naming a file of a mounted Secret gets a valid file in its place: the
+			// CA of the Kafka cluster, the keys file.
+			for k, v := range env {
+				key, mounted := files[v]
+				switch {
+				case !mounted && strings.HasPrefix(v, "/etc/"):
+					t.Errorf("%s: %s=%s is not a file of a mounted Secret", m.Metadata.Name, k, v)
+				case key == "ca.crt":
+					env[k] = ca.WriteFile(t, t.TempDir())
+				case key == "api-keys":
+					env[k] = keysFile
 				}
 			}
 
