@@ -116,8 +116,8 @@ func Move(ctx context.Context, kc kafkaconf.Config, base processors.Topology, pl
 		}
 		fmt.Fprintf(log, "wrote the KafkaTopics of generation %d to %s; apply them:\n  %s apply -f %s\n", plan.To.Generation, path, strimzi.kubectl(), path)
 		if strimzi.Autoscaler != "" {
-			fmt.Fprintf(log, "and let the authorizers scale to the new partition count:\n  %s patch scaledobject %s --type merge -p '{\"spec\":{\"maxReplicaCount\":%d}}'\n",
-				strimzi.kubectl(), strimzi.Autoscaler, plan.To.Partitions)
+			fmt.Fprintf(log, "and, once the move is done, point the authorizers' autoscaler at it (up to the new partition count):\n  %s\n",
+				strimzi.autoscalerPatch(plan.To.Live(base), plan.To.Partitions))
 		}
 		fmt.Fprintln(log, "waiting for the topic operator to create them...")
 		if err := waitCreated(ctx, admin, plan.Create); err != nil {

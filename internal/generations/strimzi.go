@@ -25,9 +25,20 @@ type Strimzi struct {
 	Cluster, Namespace string
 	// Replicas is the replication factor of the topics (3 on a cluster).
 	Replicas int
-	// Autoscaler names the authorizer's KEDA ScaledObject, whose maximum the printed
-	// commands raise to the new partition count ("" for none).
+	// Autoscaler names the authorizer's KEDA ScaledObject ("" for none): the printed command
+	// raises its maximum to the new partition count and points its two lag triggers (payment
+	// requests, then card commands, as in k8s/) at the new generation's group and topics.
 	Autoscaler string
+}
+
+// autoscalerPatch returns the kubectl command that moves the authorizer's ScaledObject to the
+// generation of topo.
+func (s *Strimzi) autoscalerPatch(topo processors.Topology, partitions int) string {
+	group := string(topo.AuthorizerGroup())
+	return fmt.Sprintf(`%s patch scaledobject %s --type json -p '[{"op":"replace","path":"/spec/maxReplicaCount","value":%d},`+
+		`{"op":"replace","path":"/spec/triggers/0/metadata/consumerGroup","value":%q},{"op":"replace","path":"/spec/triggers/0/metadata/topic","value":%q},`+
+		`{"op":"replace","path":"/spec/triggers/1/metadata/consumerGroup","value":%q},{"op":"replace","path":"/spec/triggers/1/metadata/topic","value":%q}]'`,
+		s.kubectl(), s.Autoscaler, partitions, group, topo.PaymentRequests().Name, group, topo.CardCommands().Name)
 }
 
 // Manifest returns the path of generation's manifests.
@@ -40,11 +51,20 @@ var invalidName = regexp.MustCompile(`[^a-z0-9.-]+`)
 
 // write writes the KafkaTopics of topics as generation's manifest and returns its path.
 func (s *Strimzi) write(generation int, topics []processors.Topic) (string, error) {
+	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
+		return "", err
+	}
+	path := s.Manifest(generation)
+	return path, os.WriteFile(path, []byte(s.Render(generation, topics)), 0o644)
+}
+
+// Render returns the KafkaTopics of topics, of generation, as YAML documents.
+func (s *Strimzi) Render(generation int, topics []processors.Topic) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# The KafkaTopics of generation %d of the authorizer's topics, written by codebank partitions grow.\n", generation)
 	for _, t := range topics {
 		name := strings.Trim(invalidName.ReplaceAllString(strings.ToLower(t.Name), "-"), "-.")
-		fmt.Fprintf(&b, "---\napiVersion: kafka.strimzi.io/v1beta2\nkind: KafkaTopic\nmetadata:\n  name: %s\n", name)
+		fmt.Fprintf(&b, "---\napiVersion: kafka.strimzi.io/v1\nkind: KafkaTopic\nmetadata:\n  name: %s\n", name)
 		if s.Namespace != "" {
 			fmt.Fprintf(&b, "  namespace: %s\n", s.Namespace)
 		}
@@ -69,11 +89,7 @@ func (s *Strimzi) write(generation int, topics []processors.Topic) (string, erro
 			fmt.Fprintf(&b, "    %s: %q\n", k, v)
 		}
 	}
-	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
-		return "", err
-	}
-	path := s.Manifest(generation)
-	return path, os.WriteFile(path, []byte(b.String()), 0o644)
+	return b.String()
 }
 
 // kubectl is how the printed commands start.

@@ -140,7 +140,8 @@ func TestGrowPartitionsUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !strings.Contains(grow, "kubectl -n bank apply -f "+filepath.Join(manifests, "generation-2.yaml")) ||
-		!strings.Contains(grow, `patch scaledobject authorizer --type merge -p '{"spec":{"maxReplicaCount":12}}'`) {
+		!strings.Contains(grow, `patch scaledobject authorizer --type json -p '[{"op":"replace","path":"/spec/maxReplicaCount","value":12},`) ||
+		!strings.Contains(grow, `"value":"`+prefix+`authorizer-g2"`) {
 		t.Errorf("grow with Strimzi does not say what to apply")
 	}
 	p.decide(t, 300)
@@ -247,7 +248,7 @@ func playTopicOperator(ctx context.Context, kc kafkaconf.Config, path string) er
 		} else if err != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
-		if topic.Kind != "KafkaTopic" || topic.APIVersion != "kafka.strimzi.io/v1beta2" || topic.Metadata.Labels["strimzi.io/cluster"] == "" ||
+		if topic.Kind != "KafkaTopic" || topic.APIVersion != "kafka.strimzi.io/v1" || topic.Metadata.Labels["strimzi.io/cluster"] == "" ||
 			topic.Metadata.Name != strings.ToLower(topic.Metadata.Name) {
 			return fmt.Errorf("%s: not a KafkaTopic Strimzi would take: %+v", path, topic)
 		}
