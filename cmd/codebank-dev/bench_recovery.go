@@ -25,31 +25,12 @@ import (
 // authorizer takes to recover it, and a restarted one (local storage intact) to be ready, with
 // the memory each uses.
 func benchRecovery(ctx context.Context, stdout io.Writer, self string, n, partitions int, gomaxprocs string) error {
-	dir, err := os.MkdirTemp("", "codebank-recovery-")
+	tb, err := startTableBench(ctx, stdout, "codebank-recovery-", self, n, partitions)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	fmt.Fprintln(stdout, "Starting Kafka...")
-	broker, err := localkafka.Start(ctx, localkafka.Options{DataDir: filepath.Join(dir, "kafka"), HeapMB: 1024})
-	if err != nil {
-		return err
-	}
-	defer broker.Stop()
-	kc := kafkaconf.Config{Brokers: []string{broker.Addr()}}
-	topo := processors.Topology{Partitions: partitions}
-	if self == "" {
-		if self, err = buildCodebank(ctx, dir); err != nil {
-			return err
-		}
-	}
-	if out, err := exec.CommandContext(ctx, self, "setup", "--brokers", broker.Addr(), "--partitions", strconv.Itoa(partitions)).CombinedOutput(); err != nil {
-		return fmt.Errorf("codebank setup: %v: %s", err, out)
-	}
-
-	if err := fillTable(stdout, kc, topo, n); err != nil {
-		return err
-	}
+	defer tb.stop()
+	dir, broker, kc, topo, self := tb.dir, tb.broker, tb.kc, tb.topo, tb.self
 	// A fresh broker creates its group-offsets topic (50 partitions) when a group first looks
 	// up its coordinator, which takes seconds. Every running cluster has that topic already,
 	// so it is created here, before the clock starts.
@@ -125,6 +106,54 @@ func warmCoordinator(kc kafkaconf.Config, group string) error {
 	defer client.Close()
 	_, err = client.Coordinator(group)
 	return err
+}
+
+// tableBench is a broker of its own, set up with the bank's topics and an authorizer table of
+// n accounts, for the benchmarks of table recovery and scaling.
+type tableBench struct {
+	dir    string
+	broker *localkafka.Broker
+	kc     kafkaconf.Config
+	topo   processors.Topology
+	self   string // the codebank binary
+}
+
+// startTableBench starts a broker in a new temporary directory named after prefix, builds
+// codebank unless self names one, sets the bank up with partitions and fills its table.
+func startTableBench(ctx context.Context, stdout io.Writer, prefix, self string, n, partitions int) (_ *tableBench, err error) {
+	tb := &tableBench{topo: processors.Topology{Partitions: partitions}, self: self}
+	if tb.dir, err = os.MkdirTemp("", prefix); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			tb.stop()
+		}
+	}()
+	fmt.Fprintln(stdout, "Starting Kafka...")
+	if tb.broker, err = localkafka.Start(ctx, localkafka.Options{DataDir: filepath.Join(tb.dir, "kafka"), HeapMB: 1024}); err != nil {
+		return nil, err
+	}
+	tb.kc = kafkaconf.Config{Brokers: []string{tb.broker.Addr()}}
+	if tb.self == "" {
+		if tb.self, err = buildCodebank(ctx, tb.dir); err != nil {
+			return nil, err
+		}
+	}
+	if out, err := exec.CommandContext(ctx, tb.self, "setup", "--brokers", tb.broker.Addr(), "--partitions", strconv.Itoa(partitions)).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("codebank setup: %v: %s", err, out)
+	}
+	if err := fillTable(stdout, tb.kc, tb.topo, n); err != nil {
+		return nil, err
+	}
+	return tb, nil
+}
+
+func (tb *tableBench) stop() {
+	if tb.broker != nil {
+		tb.broker.Stop()
+	}
+	os.RemoveAll(tb.dir)
 }
 
 // fillTable writes n accounts, each with a few remembered outcomes, to the authorizer's table of

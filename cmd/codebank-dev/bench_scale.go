@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,10 +13,7 @@ import (
 	"time"
 
 	"github.com/codebank/codebank/internal/devenv/loadgen"
-	"github.com/codebank/codebank/internal/devenv/localkafka"
 	"github.com/codebank/codebank/internal/generations"
-	"github.com/codebank/codebank/internal/kafkaconf"
-	"github.com/codebank/codebank/processors"
 )
 
 // benchScale fills the authorizer's table with n accounts and measures, on a running
@@ -27,30 +22,12 @@ import (
 // uses and the time the survivor takes to own and decide every partition after a kill -9 of
 // the other, without and with hot standby.
 func benchScale(ctx context.Context, stdout io.Writer, self string, n, partitions int) error {
-	dir, err := os.MkdirTemp("", "codebank-scale-")
+	tb, err := startTableBench(ctx, stdout, "codebank-scale-", self, n, partitions)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	fmt.Fprintln(stdout, "Starting Kafka...")
-	broker, err := localkafka.Start(ctx, localkafka.Options{DataDir: filepath.Join(dir, "kafka"), HeapMB: 1024})
-	if err != nil {
-		return err
-	}
-	defer broker.Stop()
-	kc := kafkaconf.Config{Brokers: []string{broker.Addr()}}
-	topo := processors.Topology{Partitions: partitions}
-	if self == "" {
-		if self, err = buildCodebank(ctx, dir); err != nil {
-			return err
-		}
-	}
-	if out, err := exec.CommandContext(ctx, self, "setup", "--brokers", broker.Addr(), "--partitions", strconv.Itoa(partitions)).CombinedOutput(); err != nil {
-		return fmt.Errorf("codebank setup: %v: %s", err, out)
-	}
-	if err := fillTable(stdout, kc, topo, n); err != nil {
-		return err
-	}
+	defer tb.stop()
+	dir, broker, kc, topo, self := tb.dir, tb.broker, tb.kc, tb.topo, tb.self
 	if err := warmCoordinator(kc, string(topo.AuthorizerGroup())); err != nil {
 		return err
 	}

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+
+	"github.com/codebank/codebank/internal/devenv/osproc"
 )
 
 // ClassData is a server's application class-data sharing (AppCDS) archive,
@@ -68,7 +70,7 @@ func (cd *ClassData) prepareDump() bool {
 	if err := os.MkdirAll(filepath.Dir(cd.archive), 0o755); err != nil {
 		return false
 	}
-	unlock, ok := tryLockFile(cd.lock)
+	unlock, ok := osproc.TryLockFile(cd.lock)
 	if !ok {
 		return false
 	}

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/codebank/codebank/internal/devenv/osproc"
 )
 
 // completeMarker is the file written into an installation's directory once
@@ -87,7 +89,7 @@ func Fetch(ctx context.Context, spec FetchSpec) (*Installation, error) {
 		return nil, fmt.Errorf("cache dir: %w", err)
 	}
 	_, _, version := splitArtifact(spec.Dependencies[0])
-	unlock, err := lockFile(ctx, filepath.Join(cacheDir, spec.Name+".lock"), func() {
+	unlock, err := osproc.LockFile(ctx, filepath.Join(cacheDir, spec.Name+".lock"), func() {
 		spec.Log.Info(spec.LogPrefix+"waiting for another process fetching the "+spec.Title+" jars", "version", version)
 	})
 	if err != nil {

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/codebank/codebank/internal/devenv/osproc"
 )
 
 // fakeMvn is a mvn that counts its runs in $MVN_COUNT, waits a little and
@@ -254,22 +256,22 @@ func TestFetchDefaultCacheDir(t *testing.T) {
 
 func TestLockFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "x.lock")
-	unlock, err := lockFile(context.Background(), path, func() { t.Error("waited for a free lock") })
+	unlock, err := osproc.LockFile(context.Background(), path, func() { t.Error("waited for a free lock") })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := tryLockFile(path); ok {
+	if _, ok := osproc.TryLockFile(path); ok {
 		t.Error("tryLockFile took a held lock")
 	}
 	waited := false
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	if _, err := lockFile(ctx, path, func() { waited = true }); err == nil || !waited ||
+	if _, err := osproc.LockFile(ctx, path, func() { waited = true }); err == nil || !waited ||
 		!strings.Contains(err.Error(), "waiting for lock "+path+": context deadline exceeded") {
 		t.Errorf("lockFile of a held lock: %v (waited %v)", err, waited)
 	}
 	unlock()
-	unlock2, ok := tryLockFile(path)
+	unlock2, ok := osproc.TryLockFile(path)
 	if !ok {
 		t.Fatal("tryLockFile could not take a released lock")
 	}

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/codebank/codebank/internal/devenv/osproc"
 )
 
 // Command is a java server to start with StartProcess.
@@ -68,7 +70,7 @@ func StartProcess(c Command) (*Process, error) {
 	cmd.Dir = c.Dir
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
-	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr = osproc.SysProcAttr()
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		c.CDS.finish(false)
@@ -154,7 +156,7 @@ func (p *Process) Stop(timeout time.Duration) error {
 		errs = append(errs, fmt.Errorf("%s on %s had exited before Stop (%v)\n--- tail of %s ---\n%s",
 			p.c.Name, p.c.Addr, p.waitErr, p.c.Log, p.logTail(40)))
 	default:
-		if err := terminate(p.cmd.Process); err != nil {
+		if err := osproc.Terminate(p.cmd.Process); err != nil {
 			errs = append(errs, fmt.Errorf("signalling %s: %w", p.c.Name, err))
 		}
 		timer := time.NewTimer(timeout)

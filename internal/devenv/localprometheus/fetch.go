@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/codebank/codebank/internal/devenv/osproc"
 )
 
 // Package is the Debian package Fetch unpacks: the server, promtool and the classic web UI.
@@ -87,7 +89,7 @@ func fetch(ctx context.Context, cacheDir string, log *slog.Logger) (*Installatio
 	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
 		return nil, fmt.Errorf("localprometheus: cache dir: %w", err)
 	}
-	unlock, err := lockFile(ctx, filepath.Join(cacheDir, cacheName+".lock"), func() {
+	unlock, err := osproc.LockFile(ctx, filepath.Join(cacheDir, cacheName+".lock"), func() {
 		log.Info("localprometheus: waiting for another process fetching Prometheus")
 	})
 	if err != nil {

@@ -25,6 +25,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/codebank/codebank/internal/devenv/osproc"
 )
 
 const (
@@ -166,7 +168,7 @@ func (s *Server) start(ctx context.Context, retention time.Duration) error {
 	cmd := exec.Command(s.in.Prometheus, args...)
 	cmd.Dir = s.dataDir
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr = osproc.SysProcAttr()
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return fmt.Errorf("start %s: %w", s.in.Prometheus, err)
@@ -240,7 +242,7 @@ func (s *Server) Stop() error {
 		case <-s.exited:
 			errs = append(errs, fmt.Errorf("localprometheus: prometheus on %s had exited before Stop: %v", s.Addr(), s.waitErr))
 		default:
-			if err := terminate(s.cmd.Process); err != nil {
+			if err := osproc.Terminate(s.cmd.Process); err != nil {
 				errs = append(errs, fmt.Errorf("localprometheus: signal prometheus: %w", err))
 			}
 			select {

@@ -1,11 +1,11 @@
 //go:build unix && !linux
 
-package jvm
+package osproc
 
 import "syscall"
 
-// sysProcAttr puts the server into its own process group, so a Ctrl-C in the
+// SysProcAttr puts the server into its own process group, so a Ctrl-C in the
 // terminal reaches only the parent, which then calls Stop.
-func sysProcAttr() *syscall.SysProcAttr {
+func SysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true}
 }

@@ -1,6 +1,6 @@
 //go:build unix
 
-package jvm
+package osproc
 
 import (
 	"context"
@@ -11,9 +11,9 @@ import (
 	"time"
 )
 
-// lockFile takes an exclusive flock on path, polling so that ctx can cancel
+// LockFile takes an exclusive flock on path, polling so that ctx can cancel
 // the wait. onWait is called once if the lock is held by someone else.
-func lockFile(ctx context.Context, path string, onWait func()) (unlock func(), err error) {
+func LockFile(ctx context.Context, path string, onWait func()) (unlock func(), err error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("lock: %w", err)
@@ -45,8 +45,8 @@ func lockFile(ctx context.Context, path string, onWait func()) (unlock func(), e
 	}, nil
 }
 
-// tryLockFile takes an exclusive flock on path if nobody holds it.
-func tryLockFile(path string) (unlock func(), ok bool) {
+// TryLockFile takes an exclusive flock on path if nobody holds it.
+func TryLockFile(path string) (unlock func(), ok bool) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, false
@@ -61,5 +61,5 @@ func tryLockFile(path string) (unlock func(), ok bool) {
 	}, true
 }
 
-// terminate asks the process for a controlled shutdown.
-func terminate(p *os.Process) error { return p.Signal(syscall.SIGTERM) }
+// Terminate asks the process for a controlled shutdown.
+func Terminate(p *os.Process) error { return p.Signal(syscall.SIGTERM) }
