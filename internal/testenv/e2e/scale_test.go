@@ -27,9 +27,9 @@ import (
 // TestScaleUnderLoad runs the bank as processes under a steady load of careful clients, through
 // two ingress replicas that share the one replies partition, and scales the authorizer (with
 // hot standby) from 1 to 3 instances and back to 1, then adds one and kills the first with
-// SIGKILL, for good. Every call gets its final answer, each its own; the books balance; the
+// SIGKILL, for good; then the statements from 1 to 2 instances and back to the new one. Every call gets its final answer, each its own; the books balance; the
 // replicas dead-letter none of each other's replies; and the longest wait of each phase is the
-// pause its rebalance cost.
+// pause its rebalance cost; and every approval is on its card's statement.
 func TestScaleUnderLoad(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -50,9 +50,12 @@ func TestScaleUnderLoad(t *testing.T) {
 			append([]string{"authorizer", "--storage-dir", t.TempDir(), "--ops-addr", ops, "--hot-standby"}, common...)...)
 	}
 	a1 := authorizer("authorizer-1")
-	stmtHTTP, stmtGRPC, stmtOps := addr(), addr(), addr()
-	stmts := startRole(t, "statements", "http://"+stmtOps+"/readyz",
-		append([]string{"statements", "--storage-dir", t.TempDir(), "--grpc-addr", stmtGRPC, "--http-addr", stmtHTTP, "--ops-addr", stmtOps, "--reply-partition", "0"}, common...)...)
+	statements := func(name string) (*role, string) {
+		httpAddr, grpcAddr, ops := addr(), addr(), addr()
+		return startRole(t, name, "http://"+ops+"/readyz",
+			append([]string{"statements", "--storage-dir", t.TempDir(), "--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--ops-addr", ops, "--reply-partition", "0"}, common...)...), grpcAddr
+	}
+	stmts, _ := statements("statements-1")
 	var conns []*grpc.ClientConn
 	var ingresses []*role
 	for _, name := range []string{"ingress-1", "ingress-2"} {
@@ -111,12 +114,20 @@ func TestScaleUnderLoad(t *testing.T) {
 	cmd.Process.Signal(syscall.SIGKILL)
 	<-exited
 	p.decide(t, 300)
+
+	// The statements move too: a second instance joins, then the first goes.
+	p.setPhase("statements 1 -> 2 -> 1")
+	stmts2, stmtGRPC := statements("statements-2")
+	stmts2.waitReady(t, time.Minute)
+	p.decide(t, 200)
+	stmts.stop(t)
+	p.decide(t, 200)
 	stopLoad()
 	wg.Wait()
 	if p.stuck != nil {
 		t.Fatal(p.stuck)
 	}
-	for _, phase := range []string{"1 authorizer", "1 -> 3 authorizers", "3 -> 1 authorizers", "kill -9 with a standby"} {
+	for _, phase := range []string{"1 authorizer", "1 -> 3 authorizers", "3 -> 1 authorizers", "kill -9 with a standby", "statements 1 -> 2 -> 1"} {
 		t.Logf("longest wait for a final answer, %s: %v", phase, p.longest[phase].Round(time.Millisecond))
 	}
 
@@ -124,10 +135,23 @@ func TestScaleUnderLoad(t *testing.T) {
 	topo := processors.Topology{Prefix: prefix, Partitions: 6, ReplyPartitions: 1}
 	rep := balanced(t, audit.Config{Kafka: kc, Topo: topo, Consumers: store.Topology{Prefix: prefix}.Consumers()})
 	t.Logf("audit: %d payments, %d approved, %d replays; %d calls, %d retries", rep.Payments, rep.Approved, rep.Replays, p.calls, p.retries)
+	// Every approval is on its statement, as the instance left serves it.
+	stmtConn, err := grpc.NewClient(stmtGRPC, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(banktest.Callers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stmtConn.Close()
+	stmtClient := codebankv1.NewStatementServiceClient(stmtConn)
 	for _, c := range cards {
 		n := c.GetCard().GetNumber()
 		if got := used(t, cardsClient, c); got != p.cents[n] {
 			t.Errorf("card %s: used %d, the clients were told of approvals for %d", card.Mask(n), got, p.cents[n])
+		}
+		onStatement := statementLines(t, stmtClient, c.GetCard().GetCardId())
+		for _, tx := range p.approved[n] {
+			if !onStatement[tx] {
+				t.Errorf("card %s: approved payment %s is not on the statement", card.Mask(n), tx)
+			}
 		}
 	}
 	// Two replicas on one replies partition: each takes its own replies and leaves the other's.
