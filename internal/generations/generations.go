@@ -56,14 +56,22 @@ type State struct {
 	Switching    bool `json:"switching,omitempty"`
 	To           int  `json:"to,omitempty"`
 	ToPartitions int  `json:"to_partitions,omitempty"`
+	// Last is the highest generation ever created. A generation number is never used twice,
+	// not even after cleanup deleted it: accounts remember the place in the log of their last
+	// request by topic name, and a new topic of an old name would start its offsets again below
+	// it.
+	Last int `json:"last,omitempty"`
 	// At is when the state was recorded.
 	At time.Time `json:"at"`
 }
 
 // Initial is the state of a bank that never moved: generation 1 with base's partitions.
 func Initial(base processors.Topology) State {
-	return State{Generation: 1, Partitions: base.At(1, 0).PaymentRequests().Partitions}
+	return State{Generation: 1, Partitions: base.At(1, 0).PaymentRequests().Partitions, Last: 1}
 }
+
+// last returns the highest generation the state knows of.
+func (s State) last() int { return max(s.Generation, s.Previous, s.To, s.Last) }
 
 // Live returns base at the live generation.
 func (s State) Live(base processors.Topology) processors.Topology {

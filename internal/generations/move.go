@@ -34,12 +34,12 @@ func Grow(base processors.Topology, cur State, partitions int) (Plan, error) {
 	if partitions <= cur.Partitions {
 		return Plan{}, fmt.Errorf("--to %d: generation %d has %d partitions already; partitions only grow (rollback goes back)", partitions, cur.Generation, cur.Partitions)
 	}
-	next := max(cur.Generation, cur.Previous) + 1
+	next := cur.last() + 1
 	if cur.Previous > 0 {
 		return Plan{}, fmt.Errorf("generation %d is still kept for rollback: run codebank partitions cleanup first", cur.Previous)
 	}
 	to := base.At(next, partitions)
-	return Plan{From: cur, To: State{Generation: next, Partitions: partitions, Previous: cur.Generation, PreviousPartitions: cur.Partitions},
+	return Plan{From: cur, To: State{Generation: next, Partitions: partitions, Previous: cur.Generation, PreviousPartitions: cur.Partitions, Last: next},
 		Create: to.AuthorizerTopics(), Copy: cur.Live(base).AuthorizerTable(), Into: to.AuthorizerTable()}, nil
 }
 
@@ -52,7 +52,7 @@ func Rollback(base processors.Topology, cur State) (Plan, error) {
 	if !ok {
 		return Plan{}, errors.New("no previous generation to roll back to")
 	}
-	return Plan{From: cur, To: State{Generation: cur.Previous, Partitions: cur.PreviousPartitions, Previous: cur.Generation, PreviousPartitions: cur.Partitions},
+	return Plan{From: cur, To: State{Generation: cur.Previous, Partitions: cur.PreviousPartitions, Previous: cur.Generation, PreviousPartitions: cur.Partitions, Last: cur.last()},
 		Copy: cur.Live(base).AuthorizerTable(), Into: prev.AuthorizerTable()}, nil
 }
 
@@ -67,7 +67,7 @@ func Resume(base processors.Topology, cur State) (Plan, error) {
 	from := cur
 	from.Switching, from.To, from.ToPartitions = false, 0, 0
 	to := base.At(cur.To, cur.ToPartitions)
-	plan := Plan{From: from, To: State{Generation: cur.To, Partitions: cur.ToPartitions, Previous: cur.Generation, PreviousPartitions: cur.Partitions},
+	plan := Plan{From: from, To: State{Generation: cur.To, Partitions: cur.ToPartitions, Previous: cur.Generation, PreviousPartitions: cur.Partitions, Last: cur.last()},
 		Copy: from.Live(base).AuthorizerTable(), Into: to.AuthorizerTable()}
 	if cur.To != cur.Previous {
 		plan.Create = to.AuthorizerTopics() // a grow: its topics may not all exist yet
@@ -186,7 +186,7 @@ func Cleanup(ctx context.Context, kc kafkaconf.Config, base processors.Topology,
 		return err
 	}
 	next := cur
-	next.Previous, next.PreviousPartitions = 0, 0
+	next.Previous, next.PreviousPartitions, next.Last = 0, 0, cur.last()
 	if err := Write(kc, base, next); err != nil {
 		return err
 	}

@@ -21,7 +21,7 @@ func TestPlans(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := State{Generation: 2, Partitions: 12, Previous: 1, PreviousPartitions: 6}
+	want := State{Generation: 2, Partitions: 12, Previous: 1, PreviousPartitions: 6, Last: 2}
 	if grow.To != want || grow.Copy.Name != "p-authorizer-table" || grow.Into.Name != "p-authorizer-g2-table" || len(grow.Create) != 5 {
 		t.Errorf("grow plan: to %+v, copy %s into %s, %d topics", grow.To, grow.Copy.Name, grow.Into.Name, len(grow.Create))
 	}
@@ -41,7 +41,7 @@ func TestPlans(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (State{Generation: 1, Partitions: 6, Previous: 2, PreviousPartitions: 12}); back.To != want ||
+	if want := (State{Generation: 1, Partitions: 6, Previous: 2, PreviousPartitions: 12, Last: 2}); back.To != want ||
 		back.Copy.Name != "p-authorizer-g2-table" || back.Into.Name != "p-authorizer-table" || len(back.Create) != 0 {
 		t.Errorf("rollback plan: to %+v, copy %s into %s, %d topics", back.To, back.Copy.Name, back.Into.Name, len(back.Create))
 	}
@@ -66,5 +66,18 @@ func TestPlans(t *testing.T) {
 	}
 	if _, err := Resume(base, first); err == nil {
 		t.Error("resume with no move under way: allowed")
+	}
+
+	// After a rollback and the cleanup of generation 2, the next grow makes generation 3: a new
+	// topic named like a deleted one would start its offsets again below the places accounts
+	// remember.
+	cleaned := back.To
+	cleaned.Previous, cleaned.PreviousPartitions = 0, 0
+	again, err := Grow(base, cleaned, 12)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.To.Generation != 3 || again.Into.Name != "p-authorizer-g3-table" {
+		t.Errorf("grow after rollback and cleanup: generation %d (%s), want 3", again.To.Generation, again.Into.Name)
 	}
 }
