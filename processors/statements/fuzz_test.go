@@ -28,7 +28,7 @@ func FuzzResult(f *testing.F) {
 		}
 		line, month := lineOf(r)
 		card := &eventsv1.StatementCard{}
-		no := Add(card, r.PaymentKey, r.TransactionID, month, r.AmountCents)
+		no := Add(card, r.PaymentKey, month, r.AmountCents)
 		if no != 0 || Applied(card) != 1 || card.GetMonths()[0].GetTotalCents() != r.AmountCents {
 			t.Fatalf("first line of a card: number %d, %v", no, card)
 		}

@@ -59,10 +59,12 @@ import (
 // PageSize is the number of lines in one stored page of a month.
 const PageSize = 100
 
-// keepApplied is how many of a card's applied transaction ids are remembered to recognise a
-// result the authorizer published again; the authorizer replays only from its own, smaller
-// window (authorizer.DefaultKeep outcomes).
-const keepApplied = 256
+// keepApplied is how many of a card's applied payments are remembered to recognise a result the
+// authorizer published again. The authorizer publishes a result again only for an outcome it
+// remembers, one of a card's latest authorizer.DefaultKeep (128), approvals and rejections
+// alike: the same number of approvals covers them all. The card's state is read and written
+// whole for every purchase, so each remembered payment costs on every one.
+const keepApplied = 128
 
 // MonthLayout is the layout of months in keys and the API: "2026-11".
 const MonthLayout = "2006-01"
@@ -143,7 +145,7 @@ func (p *Processor) apply(ctx goka.Context, msg any) error {
 		}
 		return nil
 	}
-	lineNo := Add(card, r.PaymentKey, r.TransactionID, month, r.AmountCents)
+	lineNo := Add(card, r.PaymentKey, month, r.AmountCents)
 	card.LastOffset = ctx.Offset()
 	ctx.SetValue(&eventsv1.StatementEntry{Entry: &eventsv1.StatementEntry_Card{Card: card}})
 	ctx.Loopback(PageKey(token, month, lineNo/PageSize), &eventsv1.StatementLinePlacement{LineNo: lineNo, Line: line})
@@ -203,8 +205,9 @@ func CheckPlacement(key string, pl *eventsv1.StatementLinePlacement) error {
 }
 
 // Add records a new line of amount in month on a card's state and returns its line number in
-// the month.
-func Add(card *eventsv1.StatementCard, paymentKey, txID, month string, amount int64) int64 {
+// the month. The payment is remembered by its key without the card token it starts with (the
+// state's own key): AppliedLine.payment_key holds "merchant:transaction id".
+func Add(card *eventsv1.StatementCard, paymentKey, month string, amount int64) int64 {
 	var mt *eventsv1.MonthTotal
 	for _, m := range card.GetMonths() {
 		if m.GetMonth() == month {
@@ -218,7 +221,7 @@ func Add(card *eventsv1.StatementCard, paymentKey, txID, month string, amount in
 	lineNo := mt.Count
 	mt.Count++
 	mt.TotalCents += amount
-	card.Recent = append(card.Recent, &eventsv1.AppliedLine{PaymentKey: paymentKey, TransactionId: txID, Month: month, LineNo: lineNo})
+	card.Recent = append(card.Recent, &eventsv1.AppliedLine{PaymentKey: withinCard(paymentKey), Month: month, LineNo: lineNo})
 	if n := len(card.Recent) - keepApplied; n > 0 {
 		card.Recent = append(card.Recent[:0:0], card.Recent[n:]...)
 	}
@@ -252,13 +255,23 @@ func cardState(v any) (*eventsv1.StatementCard, error) {
 	}
 }
 
+// applied returns where a payment was put on the card's statement, or nil. Payments applied
+// before keys were kept within the card are remembered by their whole key.
 func applied(card *eventsv1.StatementCard, paymentKey string) *eventsv1.AppliedLine {
+	short := withinCard(paymentKey)
 	for i := len(card.GetRecent()) - 1; i >= 0; i-- {
-		if card.Recent[i].GetPaymentKey() == paymentKey {
+		if k := card.Recent[i].GetPaymentKey(); k == short || k == paymentKey {
 			return card.Recent[i]
 		}
 	}
 	return nil
+}
+
+// withinCard returns a payment key ("card token:merchant:transaction id", codecs.PaymentKey)
+// without its card token.
+func withinCard(paymentKey string) string {
+	_, rest, _ := strings.Cut(paymentKey, ":")
+	return rest
 }
 
 // Applied returns the number of purchases on a card's statement, over every month.

@@ -2,14 +2,17 @@ package statements
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/tester"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/codebank/codebank/codecs"
 	"github.com/codebank/codebank/processors"
+	"github.com/codebank/codebank/processors/authorizer"
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
 )
 
@@ -89,8 +92,40 @@ func TestPlaceIsIdempotent(t *testing.T) {
 		t.Fatalf("page has %d slots, want 3", len(page.GetLines()))
 	}
 	card := &eventsv1.StatementCard{}
-	if Add(card, "t:x", "x", "2026-11", 5) != 0 || Add(card, "t:y", "y", "2026-11", 5) != 1 || Add(card, "t:z", "z", "2026-12", 5) != 0 {
+	if Add(card, "t:m:x", "2026-11", 5) != 0 || Add(card, "t:m:y", "2026-11", 5) != 1 || Add(card, "t:m:z", "2026-12", 5) != 0 {
 		t.Fatal("line numbers must count per month from 0")
+	}
+}
+
+// TestAppliedPayments: a card's state remembers its latest keepApplied payments by their keys
+// within the card, recognises those it remembered by whole keys before, and stays small: it is
+// read and written whole for every purchase.
+func TestAppliedPayments(t *testing.T) {
+	token := "gzNcUY7KgaoXOFX_qNg2gQ"
+	key := func(i int) string { return fmt.Sprintf("%s:code-store:%08x-7c1e-4b0e-9d53-2b8f0f4e6a%02x", token, i, i%256) }
+	card := &eventsv1.StatementCard{Recent: []*eventsv1.AppliedLine{{PaymentKey: key(-1), TransactionId: "old", Month: "2026-10", LineNo: 7}}}
+	if prev := applied(card, key(-1)); prev == nil || prev.GetLineNo() != 7 {
+		t.Fatalf("a payment remembered by its whole key is not recognised: %v", prev)
+	}
+	for i := range 1000 {
+		Add(card, key(i), "2026-11", 100)
+	}
+	if n := len(card.GetRecent()); n != keepApplied {
+		t.Fatalf("%d payments remembered, want %d", n, keepApplied)
+	}
+	if applied(card, key(1000-keepApplied)) == nil || applied(card, key(999)) == nil || applied(card, key(1000-keepApplied-1)) != nil {
+		t.Error("the latest payments are not the ones remembered")
+	}
+	if k := card.GetRecent()[0].GetPaymentKey(); strings.HasPrefix(k, token) || card.GetRecent()[0].GetTransactionId() != "" {
+		t.Errorf("a payment is remembered as %q, %q: want its key within the card only", k, card.GetRecent()[0].GetTransactionId())
+	}
+	// 128 payments of 36-character transaction ids: under 8 KB (about 31 KB with 256 whole
+	// keys and transaction ids).
+	if size := proto.Size(&eventsv1.StatementEntry{Entry: &eventsv1.StatementEntry_Card{Card: card}}); size > 8<<10 {
+		t.Errorf("a card's state is %d bytes", size)
+	}
+	if keepApplied < authorizer.DefaultKeep {
+		t.Errorf("keepApplied %d is under the authorizer's %d remembered outcomes, whose results it may publish again", keepApplied, authorizer.DefaultKeep)
 	}
 }
 

@@ -1706,14 +1706,15 @@ func (x *StatementCard) GetLastOffset() int64 {
 // AppliedLine records where a payment was put on the statement.
 type AppliedLine struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// transaction_id is the payment's transaction id.
+	// transaction_id is the payment's transaction id. No longer written: payment_key holds it.
 	TransactionId string `protobuf:"bytes,1,opt,name=transaction_id,json=transactionId,proto3" json:"transaction_id,omitempty"`
 	// month is "YYYY-MM".
 	Month string `protobuf:"bytes,2,opt,name=month,proto3" json:"month,omitempty"`
 	// line_no is the line's position in the month, from 0.
 	LineNo int64 `protobuf:"varint,3,opt,name=line_no,json=lineNo,proto3" json:"line_no,omitempty"`
-	// payment_key identifies the payment everywhere downstream (codecs.Result.PaymentKey); a
-	// result whose key is here was applied already.
+	// payment_key is the payment's key (codecs.Result.PaymentKey) without the card token it
+	// starts with, the state's own key: "merchant:transaction id" (the whole key in states
+	// written before). A result whose key is here was applied already.
 	PaymentKey    string `protobuf:"bytes,4,opt,name=payment_key,json=paymentKey,proto3" json:"payment_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
