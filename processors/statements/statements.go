@@ -110,7 +110,8 @@ func (p *Processor) Graph() *goka.GroupGraph {
 	loop := topo.Input(processors.ConsumerStatements, topo.StatementsLoop())
 	edges := append(p.dead.Input(processors.ConsumerStatements, results, p.apply),
 		p.dead.Loop(processors.ConsumerStatements, loop, p.place)...)
-	edges = append(edges, goka.Persist(codecs.Lenient(topo.StatementsTable().Codec)))
+	// The table in the format of topo.StatementsTable, read lazily (stored).
+	edges = append(edges, goka.Persist(storedCodec{}))
 	return goka.DefineGroup(topo.StatementsGroup(), edges...)
 }
 
@@ -163,7 +164,29 @@ func (p *Processor) place(ctx goka.Context, msg any) error {
 		return err
 	}
 	var page *eventsv1.StatementPage
-	switch v := ctx.Value().(type) {
+	v := ctx.Value()
+	if st, ok := v.(*stored); ok {
+		n, isPage, err := st.pageLines()
+		switch {
+		case err != nil:
+			return fmt.Errorf("%w: page: %w", ErrUnreadable, err)
+		case !isPage:
+			return fmt.Errorf("%w: the page's key holds a card state", ErrUnreadable)
+		case pl.GetLineNo()%PageSize == int64(n):
+			// The next line, as almost always: appended to the page's bytes.
+			next, err := st.withLine(pl.GetLine())
+			if err != nil {
+				return err
+			}
+			ctx.SetValue(next)
+			return nil
+		}
+		// A line out of order, or placed again: the page decoded, as it always was.
+		if v, err = st.entry(); err != nil {
+			return fmt.Errorf("%w: page: %w", ErrUnreadable, err)
+		}
+	}
+	switch v := v.(type) {
 	case nil:
 		page = &eventsv1.StatementPage{}
 	case *eventsv1.StatementEntry:
@@ -240,6 +263,13 @@ func Place(page *eventsv1.StatementPage, pl *eventsv1.StatementLinePlacement) {
 // cardState returns the card's state from a table value: empty for none, an error wrapping
 // ErrUnreadable for a value that does not decode or is not a card's state.
 func cardState(v any) (*eventsv1.StatementCard, error) {
+	if st, ok := v.(*stored); ok {
+		e, err := st.entry()
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrUnreadable, err)
+		}
+		v = e
+	}
 	switch v := v.(type) {
 	case nil:
 		return &eventsv1.StatementCard{}, nil

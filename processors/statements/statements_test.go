@@ -55,7 +55,7 @@ func TestStatementsProcessor(t *testing.T) {
 	tt.Consume(results, "tok", result("a", "approved", "2026-10-31T23:59:59.000000Z", 100)) // published again
 	tt.Consume(results, "tok", result("d", "approved", "2026-11-02T10:00:00.000000Z", 50))
 
-	card := tt.TableValue(table, "tok").(*eventsv1.StatementEntry).GetCard()
+	card := entryOf(t, tt.TableValue(table, "tok")).GetCard()
 	months := map[string][2]int64{}
 	for _, m := range card.GetMonths() {
 		months[m.GetMonth()] = [2]int64{m.GetCount(), m.GetTotalCents()}
@@ -63,8 +63,8 @@ func TestStatementsProcessor(t *testing.T) {
 	if months["2026-10"] != [2]int64{1, 100} || months["2026-11"] != [2]int64{2, 300} || len(months) != 2 {
 		t.Fatalf("months = %v, want 2026-10: 1 line 100, 2026-11: 2 lines 300", months)
 	}
-	oct := tt.TableValue(table, PageKey("tok", "2026-10", 0)).(*eventsv1.StatementEntry).GetPage().GetLines()
-	nov := tt.TableValue(table, PageKey("tok", "2026-11", 0)).(*eventsv1.StatementEntry).GetPage().GetLines()
+	oct := entryOf(t, tt.TableValue(table, PageKey("tok", "2026-10", 0))).GetPage().GetLines()
+	nov := entryOf(t, tt.TableValue(table, PageKey("tok", "2026-11", 0))).GetPage().GetLines()
 	if len(oct) != 1 || oct[0].GetTransactionId() != "a" || len(nov) != 2 || nov[0].GetTransactionId() != "c" || nov[1].GetTransactionId() != "d" {
 		t.Fatalf("pages: october %v, november %v", oct, nov)
 	}
@@ -76,8 +76,8 @@ func TestPages(t *testing.T) {
 	for i := 0; i < PageSize+5; i++ {
 		tt.Consume(topo.Results().Name, "tok", result(string(rune('A'+i%26))+string(rune('a'+i/26)), "approved", "2026-11-05T10:00:00.000000Z", 1))
 	}
-	p0 := tt.TableValue(table, PageKey("tok", "2026-11", 0)).(*eventsv1.StatementEntry).GetPage().GetLines()
-	p1 := tt.TableValue(table, PageKey("tok", "2026-11", 1)).(*eventsv1.StatementEntry).GetPage().GetLines()
+	p0 := entryOf(t, tt.TableValue(table, PageKey("tok", "2026-11", 0))).GetPage().GetLines()
+	p1 := entryOf(t, tt.TableValue(table, PageKey("tok", "2026-11", 1))).GetPage().GetLines()
 	if len(p0) != PageSize || len(p1) != 5 {
 		t.Fatalf("pages hold %d and %d lines, want %d and 5", len(p0), len(p1), PageSize)
 	}
@@ -174,7 +174,48 @@ func TestPoisonRecords(t *testing.T) {
 		})
 	}
 	tt.Consume(results.Name, "tok", result("ok", "approved", "2026-11-02T10:00:00.000000Z", 7))
-	if got := Applied(tt.TableValue(table, "tok").(*eventsv1.StatementEntry).GetCard()); got != 1 {
+	if got := Applied(entryOf(t, tt.TableValue(table, "tok")).GetCard()); got != 1 {
 		t.Errorf("applied %d purchases after the poison, want 1", got)
+	}
+}
+
+// entryOf decodes a value of the group's table as its readers do.
+func entryOf(t *testing.T, v any) *eventsv1.StatementEntry {
+	t.Helper()
+	st, ok := v.(*stored)
+	if !ok {
+		t.Fatalf("table value of type %T", v)
+	}
+	e, err := st.entry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// TestPagesTakeLinesInAnyOrder: lines placed in order are appended to the stored page's bytes,
+// and any order (a line placed again, a gap filled later) gives the same page as placing them on
+// the decoded page, which is what readers decode.
+func TestPagesTakeLinesInAnyOrder(t *testing.T) {
+	tt, topo := start(t)
+	table := goka.Table(topo.StatementsTable().Name)
+	key := PageKey("tok", "2026-11", 0)
+	want := &eventsv1.StatementPage{}
+	var sizes []int
+	for _, no := range []int64{0, 1, 2, 2, 1, 5, 3, 4, 6, 7, 0, 8} {
+		pl := &eventsv1.StatementLinePlacement{LineNo: no, Line: &eventsv1.StatementLine{TransactionId: fmt.Sprint("tx-", no), AmountCents: 100 + no, Store: "Code Store"}}
+		tt.Consume(topo.StatementsLoop().Name, key, pl)
+		Place(want, pl)
+		got := entryOf(t, tt.TableValue(table, key)).GetPage()
+		if !proto.Equal(got, want) {
+			t.Fatalf("after line %d: page %v\nwant %v", no, got, want)
+		}
+		sizes = append(sizes, len(tt.TableValue(table, key).(*stored).raw))
+	}
+	// The first three went in order: each added just its line's bytes to the page.
+	line := proto.Size(&eventsv1.StatementEntry{Entry: &eventsv1.StatementEntry_Page{Page: &eventsv1.StatementPage{Lines: []*eventsv1.StatementLine{
+		{TransactionId: "tx-1", AmountCents: 101, Store: "Code Store"}}}}})
+	if sizes[1]-sizes[0] != line || sizes[2]-sizes[1] != line {
+		t.Errorf("page sizes %v: in order, a line adds %d bytes", sizes[:3], line)
 	}
 }
