@@ -102,7 +102,9 @@ func TestPlaceIsIdempotent(t *testing.T) {
 // read and written whole for every purchase.
 func TestAppliedPayments(t *testing.T) {
 	token := "gzNcUY7KgaoXOFX_qNg2gQ"
-	key := func(i int) string { return fmt.Sprintf("%s:code-store:%08x-7c1e-4b0e-9d53-2b8f0f4e6a%02x", token, i, i%256) }
+	key := func(i int) string {
+		return fmt.Sprintf("%s:code-store:%08x-7c1e-4b0e-9d53-2b8f0f4e6a%02x", token, i, i%256)
+	}
 	card := &eventsv1.StatementCard{Recent: []*eventsv1.AppliedLine{{PaymentKey: key(-1), TransactionId: "old", Month: "2026-10", LineNo: 7}}}
 	if prev := applied(card, key(-1)); prev == nil || prev.GetLineNo() != 7 {
 		t.Fatalf("a payment remembered by its whole key is not recognised: %v", prev)
