@@ -98,6 +98,7 @@ func (d *DeadLetters) Loop(consumer string, in Input, cb Callback) []goka.Edge {
 
 func (d *DeadLetters) guard(consumer string, in Input, cb Callback) goka.ProcessCallback {
 	dlq := goka.Stream(in.DeadLetters.Name)
+	d.count.WithLabelValues(consumer, in.Topic.Name) // the series exists, at 0, from the start
 	return func(ctx goka.Context, msg any) {
 		f, ok := msg.(*codecs.Frame)
 		if !ok { // the goka tester hands values as they were given
@@ -158,6 +159,7 @@ func NewDeadLetterWriter(kc kafkaconf.Config, consumer string, in Input, d *Dead
 	if err != nil {
 		return nil, fmt.Errorf("create emitter for %s: %w", in.DeadLetters.Name, err)
 	}
+	d.count.WithLabelValues(consumer, in.Topic.Name) // the series exists, at 0, from the start
 	return &DeadLetterWriter{consumer: consumer, d: d, emitter: e}, nil
 }
 

@@ -95,3 +95,25 @@ func gauge(t *testing.T, reg *prometheus.Registry, name, group string) float64 {
 	}
 	return sum
 }
+
+// TestDeadLetterSeriesFromTheStart: a consumer's dead-letter counter exists, at 0, as soon as
+// its input is declared, so that a first dead letter is an increase like any other.
+func TestDeadLetterSeriesFromTheStart(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	d := processors.NewDeadLetters(reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	topo := processors.Topology{Prefix: "p-"}
+	d.Input(processors.ConsumerAuthorizer, topo.Input(processors.ConsumerAuthorizer, topo.PaymentRequests()), nil)
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		for _, m := range f.GetMetric() {
+			if f.GetName() == "codebank_dead_letters_total" && m.GetCounter().GetValue() == 0 && len(m.GetLabel()) == 2 &&
+				m.GetLabel()[0].GetValue() == "authorizer" && m.GetLabel()[1].GetValue() == "p-payment-requests" {
+				return
+			}
+		}
+	}
+	t.Errorf("no codebank_dead_letters_total{group=\"authorizer\",topic=\"p-payment-requests\"} 0 among %d families", len(fams))
+}
