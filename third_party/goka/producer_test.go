@@ -1,3 +1,4 @@
+//go:build goka
 // +build goka
 
 package goka

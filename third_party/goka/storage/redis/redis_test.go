@@ -48,7 +48,7 @@ func assertRedisIterator(t *testing.T, it *redisIterator) {
 
 	it.Next()
 	assertRedisIteratorKey(t, it, "key2", "val2")
-	
+
 	it.Next()
 	if !it.exhausted() {
 		t.Fatalf("Expected iterator to be exhausted in %s", string(debug.Stack()))
