@@ -183,6 +183,33 @@ func (p *payer) decide(t *testing.T, n int) {
 	})
 }
 
+// newPayer returns a payer whose calls start in phase.
+func newPayer(phase string) *payer {
+	return &payer{approved: map[string][]string{}, cents: map[string]int64{}, longest: map[string]time.Duration{}, phase: phase}
+}
+
+// start runs n clients of the cards until the function it returns is called, which fails the
+// test if a payment got no final answer. Client i pays through conns[i % len(conns)], with
+// transaction ids of its own (first+i).
+func (p *payer) start(ctx context.Context, t *testing.T, n, first int, conns []*grpc.ClientConn, cards []*codebankv1.IssueCardResponse) (stop func()) {
+	loadCtx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.run(loadCtx, first+i, codebankv1.NewPaymentServiceClient(conns[i%len(conns)]), cards)
+		}()
+	}
+	return func() {
+		cancel()
+		wg.Wait()
+		if p.stuck != nil {
+			t.Fatal(p.stuck)
+		}
+	}
+}
+
 func (p *payer) setPhase(name string) {
 	p.mu.Lock()
 	p.phase = name
@@ -278,16 +305,8 @@ func TestFaultsUnderLoad(t *testing.T) {
 		cards = append(cards, issue(t, cardsClient, h, 1_000_000_000))
 	}
 
-	p := &payer{approved: map[string][]string{}, cents: map[string]int64{}, longest: map[string]time.Duration{}, phase: "steady"}
-	loadCtx, stopLoad := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	for i := range 6 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			p.run(loadCtx, i, codebankv1.NewPaymentServiceClient(conn), cards)
-		}()
-	}
+	p := newPayer("steady")
+	stopLoad := p.start(ctx, t, 6, 0, []*grpc.ClientConn{conn}, cards)
 	p.decide(t, 500)
 	for i := 1; i <= 3; i++ {
 		p.setPhase(fmt.Sprintf("authorizer kill -9 #%d", i))
@@ -315,10 +334,6 @@ func TestFaultsUnderLoad(t *testing.T) {
 	p.setPhase("steady after the faults")
 	p.decide(t, 500)
 	stopLoad()
-	wg.Wait()
-	if p.stuck != nil {
-		t.Fatal(p.stuck)
-	}
 	for _, phase := range []string{"steady", "authorizer kill -9 #1", "authorizer kill -9 #2", "authorizer kill -9 #3", "broker kill -9", "ingress kill -9", "steady after the faults"} {
 		t.Logf("longest wait for a final answer, %s: %v", phase, p.longest[phase].Round(time.Millisecond))
 	}

@@ -12,7 +12,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -76,28 +75,14 @@ func TestGrowPartitionsUnderLoad(t *testing.T) {
 	kc := kafkaconf.Config{Brokers: []string{broker.Addr()}, ClientID: "test"}
 	base := processors.Topology{Prefix: prefix, Partitions: 6, ReplyPartitions: 2}
 	auditCfg := audit.Config{Kafka: kc, Topo: base, Consumers: store.Topology{Prefix: prefix}.Consumers()}
-	p := &payer{approved: map[string][]string{}, cents: map[string]int64{}, longest: map[string]time.Duration{}}
+	p := newPayer("")
 	round := 0
-	// load runs 4 clients until the function it returns is called.
+	// load runs 4 clients, each round with transaction ids of its own, until the function it
+	// returns is called.
 	load := func(phase string) (stop func()) {
 		p.setPhase(phase)
 		round++
-		loadCtx, cancel := context.WithCancel(ctx)
-		var wg sync.WaitGroup
-		for i := range 4 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				p.run(loadCtx, round*10+i, codebankv1.NewPaymentServiceClient(conn), cards)
-			}()
-		}
-		return func() {
-			cancel()
-			wg.Wait()
-			if p.stuck != nil {
-				t.Fatal(p.stuck)
-			}
-		}
+		return p.start(ctx, t, 4, round*10, []*grpc.ClientConn{conn}, cards)
 	}
 	partitions := func(args ...string) string {
 		t.Helper()

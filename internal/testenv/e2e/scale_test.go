@@ -4,7 +4,6 @@ import (
 	"context"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -78,16 +77,8 @@ func TestScaleUnderLoad(t *testing.T) {
 		cards = append(cards, issue(t, cardsClient, h, 1_000_000_000))
 	}
 
-	p := &payer{approved: map[string][]string{}, cents: map[string]int64{}, longest: map[string]time.Duration{}, phase: "1 authorizer"}
-	loadCtx, stopLoad := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	for i := range 6 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			p.run(loadCtx, i, codebankv1.NewPaymentServiceClient(conns[i%2]), cards)
-		}()
-	}
+	p := newPayer("1 authorizer")
+	stopLoad := p.start(ctx, t, 6, 0, conns, cards)
 	p.decide(t, 300)
 
 	p.setPhase("1 -> 3 authorizers")
@@ -123,10 +114,6 @@ func TestScaleUnderLoad(t *testing.T) {
 	stmts.stop(t)
 	p.decide(t, 200)
 	stopLoad()
-	wg.Wait()
-	if p.stuck != nil {
-		t.Fatal(p.stuck)
-	}
 	for _, phase := range []string{"1 authorizer", "1 -> 3 authorizers", "3 -> 1 authorizers", "kill -9 with a standby", "statements 1 -> 2 -> 1"} {
 		t.Logf("longest wait for a final answer, %s: %v", phase, p.longest[phase].Round(time.Millisecond))
 	}
