@@ -3,6 +3,9 @@ package authorizer
 import (
 	"strconv"
 	"testing"
+
+	"github.com/codebank/codebank/codecs"
+	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
 )
 
 func BenchmarkDecide(b *testing.B) {
@@ -16,4 +19,51 @@ func BenchmarkDecide(b *testing.B) {
 		out, _ := Decide(a, r, f, now)
 		Record(a, out, f, DefaultPolicy)
 	}
+}
+
+// busyAccount returns the stored bytes of a busy card's account: DefaultKeep outcomes
+// remembered, as after its first 128 payments of the day.
+func busyAccount(b *testing.B) []byte {
+	a := testAccount()
+	a.LimitCents = 1 << 50
+	r := testRequest()
+	for i := 0; i < DefaultKeep; i++ {
+		r.TransactionId = "warm-" + strconv.Itoa(i)
+		f := FingerprintOf(testKeys, r)
+		out, _ := Decide(a, r, f, now)
+		Record(a, out, f, DefaultPolicy)
+	}
+	raw, err := codecs.Account.Encode(a)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return raw
+}
+
+// BenchmarkPaymentStored is the authorizer's work on a busy card's account for every payment:
+// the stored account decoded, the payment decided and recorded, the account encoded for the
+// table. account-bytes is the size of what the table write carries.
+func BenchmarkPaymentStored(b *testing.B) {
+	benchmarkPaymentStored(b, busyAccount(b))
+}
+
+func benchmarkPaymentStored(b *testing.B, raw []byte) {
+	r := testRequest()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		v, err := codecs.Account.Decode(raw)
+		if err != nil {
+			b.Fatal(err)
+		}
+		a := v.(*eventsv1.Account)
+		r.TransactionId = strconv.Itoa(i)
+		f := FingerprintOf(testKeys, r)
+		out, _ := Decide(a, r, f, now)
+		Record(a, out, f, DefaultPolicy)
+		if raw, err = codecs.Account.Encode(a); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(raw)), "account-bytes")
 }
