@@ -517,7 +517,11 @@ func TestProcessorOperations(t *testing.T) {
 	// r2 was carried out before the crash and is not remembered (as when more than Keep
 	// outcomes came after it): it is neither answered nor carried out again.
 	tt.Consume(topo.CardCommands().Name, token, &eventsv1.CardCommand{CommandId: "lost", ReplyKey: "r0", RequestedAtUnixUs: now.UnixMicro(),
-		Command: &eventsv1.CardCommand_Operation{Operation: func() *eventsv1.Operation { op := credit(refund, "r2", "tx-2", 100); op.PurchaseAmountCents = 3000; return op }()}})
+		Command: &eventsv1.CardCommand_Operation{Operation: func() *eventsv1.Operation {
+			op := credit(refund, "r2", "tx-2", 100)
+			op.PurchaseAmountCents = 3000
+			return op
+		}()}})
 	if _, v, ok := replies.Next(); ok {
 		t.Fatalf("a forgotten operation read again was answered: %v", v)
 	}
