@@ -132,6 +132,9 @@ func (k Keys) Digest(domain string, parts ...string) [16]byte {
 	return [16]byte(sum[:16])
 }
 
+// Tokenizes reports whether the Keys hold a tokenization key (the zero value does not).
+func (k Keys) Tokenizes() bool { return k.token != nil }
+
 // Derive returns a 256-bit key for one use of the tokenization key's (HMAC-SHA256 under it of
 // the use's name): another secret to hold, without another one to distribute. The ingress
 // seals payment ids under Derive("payment-id").

@@ -616,11 +616,15 @@ func (p *Processor) operate(ctx goka.Context, cmd *eventsv1.CardCommand, op *eve
 	}
 	p.m.operations.WithLabelValues(kind, label).Inc()
 	if cmd.GetReplyKey() != "" {
-		ctx.Emit(p.replies, cmd.GetReplyKey(), &eventsv1.Reply{CorrelationId: cmd.GetCommandId(), Body: &eventsv1.Reply_Operation{
-			Operation: &eventsv1.OperationReply{CardToken: token, Result: out.Result, Duplicate: seen == Duplicate && !replayed,
-				OperationId: op.GetOperationId(), AmountCents: op.GetAmountCents(), LeftCents: out.LeftCents, DecidedAtUnixUs: out.DecidedAtUnixUs,
-				UsedCents: acct.GetUsedCents(), AvailableCents: Available(acct)},
-		}})
+		reply := &eventsv1.OperationReply{CardToken: token, Result: out.Result, Duplicate: seen == Duplicate && !replayed,
+			OperationId: op.GetOperationId(), AmountCents: op.GetAmountCents(), LeftCents: out.LeftCents, DecidedAtUnixUs: out.DecidedAtUnixUs,
+			UsedCents: acct.GetUsedCents(), AvailableCents: Available(acct)}
+		if op.GetKind() == eventsv1.OperationKind_OPERATION_KIND_BILL_PAYMENT && acct != nil {
+			// An operator's answer shows the card: not what only the authorizer reads.
+			reply.Account = proto.Clone(acct).(*eventsv1.Account)
+			reply.Account.Outcomes, reply.Account.Credits = nil, nil
+		}
+		ctx.Emit(p.replies, cmd.GetReplyKey(), &eventsv1.Reply{CorrelationId: cmd.GetCommandId(), Body: &eventsv1.Reply_Operation{Operation: reply}})
 	}
 	if out.Result == eventsv1.OperationResult_OPERATION_RESULT_OK {
 		// A duplicate is published again, identical: if the original was lost with a crash

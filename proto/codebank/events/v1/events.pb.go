@@ -1781,8 +1781,11 @@ type OperationReply struct {
 	// used_cents and available_cents are the card's used and available credit now.
 	UsedCents      int64 `protobuf:"varint,8,opt,name=used_cents,json=usedCents,proto3" json:"used_cents,omitempty"`
 	AvailableCents int64 `protobuf:"varint,9,opt,name=available_cents,json=availableCents,proto3" json:"available_cents,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// account is the card's state now, for a bill payment (an operator's answer), without its
+	// remembered outcomes and credits.
+	Account       *Account `protobuf:"bytes,10,opt,name=account,proto3" json:"account,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *OperationReply) Reset() {
@@ -1876,6 +1879,13 @@ func (x *OperationReply) GetAvailableCents() int64 {
 		return x.AvailableCents
 	}
 	return 0
+}
+
+func (x *OperationReply) GetAccount() *Account {
+	if x != nil {
+		return x.Account
+	}
+	return nil
 }
 
 // PaymentReply is the outcome of a payment.
@@ -2666,7 +2676,7 @@ const file_codebank_events_v1_events_proto_rawDesc = "" +
 	"\x04card\x18\v \x01(\v2\x1d.codebank.events.v1.CardReplyH\x00R\x04card\x126\n" +
 	"\x05error\x18\f \x01(\v2\x1e.codebank.events.v1.ReplyErrorH\x00R\x05error\x12B\n" +
 	"\toperation\x18\r \x01(\v2\".codebank.events.v1.OperationReplyH\x00R\toperationB\x06\n" +
-	"\x04body\"\xe4\x02\n" +
+	"\x04body\"\x9b\x03\n" +
 	"\x0eOperationReply\x12\x1d\n" +
 	"\n" +
 	"card_token\x18\x01 \x01(\tR\tcardToken\x12;\n" +
@@ -2679,7 +2689,9 @@ const file_codebank_events_v1_events_proto_rawDesc = "" +
 	"\x12decided_at_unix_us\x18\a \x01(\x03R\x0fdecidedAtUnixUs\x12\x1d\n" +
 	"\n" +
 	"used_cents\x18\b \x01(\x03R\tusedCents\x12'\n" +
-	"\x0favailable_cents\x18\t \x01(\x03R\x0eavailableCents\"\x9e\x01\n" +
+	"\x0favailable_cents\x18\t \x01(\x03R\x0eavailableCents\x125\n" +
+	"\aaccount\x18\n" +
+	" \x01(\v2\x1b.codebank.events.v1.AccountR\aaccount\"\x9e\x01\n" +
 	"\fPaymentReply\x125\n" +
 	"\aoutcome\x18\x01 \x01(\v2\x1b.codebank.events.v1.OutcomeR\aoutcome\x12\x1c\n" +
 	"\tduplicate\x18\x02 \x01(\bR\tduplicate\x12\x1a\n" +
@@ -2843,20 +2855,21 @@ var file_codebank_events_v1_events_proto_depIdxs = []int32{
 	22, // 14: codebank.events.v1.Reply.error:type_name -> codebank.events.v1.ReplyError
 	19, // 15: codebank.events.v1.Reply.operation:type_name -> codebank.events.v1.OperationReply
 	6,  // 16: codebank.events.v1.OperationReply.result:type_name -> codebank.events.v1.OperationResult
-	17, // 17: codebank.events.v1.PaymentReply.outcome:type_name -> codebank.events.v1.Outcome
-	7,  // 18: codebank.events.v1.CardReply.result:type_name -> codebank.events.v1.CardResult
-	16, // 19: codebank.events.v1.CardReply.account:type_name -> codebank.events.v1.Account
-	24, // 20: codebank.events.v1.StatementCard.recent:type_name -> codebank.events.v1.AppliedLine
-	25, // 21: codebank.events.v1.StatementCard.months:type_name -> codebank.events.v1.MonthTotal
-	28, // 22: codebank.events.v1.StatementPage.lines:type_name -> codebank.events.v1.StatementLine
-	23, // 23: codebank.events.v1.StatementEntry.card:type_name -> codebank.events.v1.StatementCard
-	26, // 24: codebank.events.v1.StatementEntry.page:type_name -> codebank.events.v1.StatementPage
-	28, // 25: codebank.events.v1.StatementLinePlacement.line:type_name -> codebank.events.v1.StatementLine
-	26, // [26:26] is the sub-list for method output_type
-	26, // [26:26] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	16, // 17: codebank.events.v1.OperationReply.account:type_name -> codebank.events.v1.Account
+	17, // 18: codebank.events.v1.PaymentReply.outcome:type_name -> codebank.events.v1.Outcome
+	7,  // 19: codebank.events.v1.CardReply.result:type_name -> codebank.events.v1.CardResult
+	16, // 20: codebank.events.v1.CardReply.account:type_name -> codebank.events.v1.Account
+	24, // 21: codebank.events.v1.StatementCard.recent:type_name -> codebank.events.v1.AppliedLine
+	25, // 22: codebank.events.v1.StatementCard.months:type_name -> codebank.events.v1.MonthTotal
+	28, // 23: codebank.events.v1.StatementPage.lines:type_name -> codebank.events.v1.StatementLine
+	23, // 24: codebank.events.v1.StatementEntry.card:type_name -> codebank.events.v1.StatementCard
+	26, // 25: codebank.events.v1.StatementEntry.page:type_name -> codebank.events.v1.StatementPage
+	28, // 26: codebank.events.v1.StatementLinePlacement.line:type_name -> codebank.events.v1.StatementLine
+	27, // [27:27] is the sub-list for method output_type
+	27, // [27:27] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_codebank_events_v1_events_proto_init() }
