@@ -230,7 +230,11 @@ func printCard(w io.Writer, c *codebankv1.Card) {
 	}
 	fmt.Fprintf(w, "Status:     %s\n", status)
 	fmt.Fprintf(w, "Limit:      %s %s\n", c.GetCurrency(), money.Format(c.GetLimitCents()))
-	fmt.Fprintf(w, "Used:       %s %s\n", c.GetCurrency(), money.Format(c.GetUsedCents()))
+	if c.GetUsedCents() < 0 {
+		fmt.Fprintf(w, "Used:       %s 0.00, and a credit balance of %s (spent before the limit)\n", c.GetCurrency(), money.Format(-c.GetUsedCents()))
+	} else {
+		fmt.Fprintf(w, "Used:       %s %s\n", c.GetCurrency(), money.Format(c.GetUsedCents()))
+	}
 	fmt.Fprintf(w, "Available:  %s %s\n", c.GetCurrency(), money.Format(c.GetAvailableCents()))
 }
 
@@ -295,6 +299,9 @@ func runPay(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		fmt.Fprintf(stdout, "Reason:     %s\n", codecs.ReasonOf(codecs.ReasonName(resp.GetReason())).Label)
 	}
 	fmt.Fprintf(stdout, "Transaction: %s\n", resp.GetTransactionId())
+	if resp.GetStatus() == codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED {
+		fmt.Fprintf(stdout, "Payment id:  %s\n", resp.GetPaymentId())
+	}
 	if resp.GetDuplicate() {
 		fmt.Fprintln(stdout, "(already decided earlier: this is the original outcome)")
 	}
