@@ -54,6 +54,11 @@ type Result struct {
 	AmountCents int64 `json:"amount_cents"`
 	// Amount is AmountCents as a decimal number of currency units (12.34), for charts.
 	Amount json.Number `json:"amount"`
+	// NetAmount is what the record adds to its merchant's sales, in currency units, for
+	// charts of net sales: Amount for an approved purchase, minus Amount for a reversal or
+	// refund, 0.00 for a rejection or a bill payment (NetCents). Absent in records written
+	// before operations existed.
+	NetAmount json.Number `json:"net_amount,omitempty"`
 	// Currency is the ISO 4217 code of the amounts.
 	Currency string `json:"currency,omitempty"`
 	// Merchant is the id of the merchant whose API key asked for the payment.
@@ -93,6 +98,20 @@ func (r *Result) KindOf() string {
 		return KindPurchase
 	}
 	return r.Kind
+}
+
+// NetCents returns what the record adds to its merchant's sales: its amount for an approved
+// purchase, minus its amount for a reversal or refund, 0 otherwise.
+func (r *Result) NetCents() int64 {
+	switch {
+	case r.Status != StatusApproved:
+		return 0
+	case r.KindOf() == KindPurchase:
+		return r.AmountCents
+	case r.Kind == KindReversal || r.Kind == KindRefund:
+		return -r.AmountCents
+	}
+	return 0
 }
 
 // Purchase reports whether the record is a payment attempt, not an operation.

@@ -390,7 +390,7 @@ func (p *Processor) locked(acct *eventsv1.Account, token string) {
 func (p *Processor) result(token string, acct *eventsv1.Account, req *eventsv1.PaymentRequested, out *eventsv1.Outcome) *codecs.Result {
 	requested, decided := time.UnixMicro(out.GetRequestedAtUnixUs()).UTC(), time.UnixMicro(out.GetDecidedAtUnixUs()).UTC()
 	masked := req.GetMaskedNumber() // the account's, if any, is the same: both come from the number
-	return &codecs.Result{
+	r := &codecs.Result{
 		PaymentKey:     codecs.PaymentKey(token, req.GetMerchantId(), out.GetTransactionId()),
 		Kind:           codecs.KindPurchase,
 		TransactionID:  out.GetTransactionId(),
@@ -412,6 +412,8 @@ func (p *Processor) result(token string, acct *eventsv1.Account, req *eventsv1.P
 		AvailableCents: out.GetAvailableCents(),
 		LimitCents:     acct.GetLimitCents(),
 	}
+	r.NetAmount = json.Number(money.Format(r.NetCents()))
+	return r
 }
 
 // command handles one card command (key: card token).
@@ -662,5 +664,6 @@ func (p *Processor) operationResult(token string, acct *eventsv1.Account, op *ev
 	if isCredit(op.GetKind()) {
 		r.PurchaseKey = codecs.PaymentKey(token, op.GetMerchantId(), op.GetTransactionId())
 	}
+	r.NetAmount = json.Number(money.Format(r.NetCents()))
 	return r
 }
