@@ -3,10 +3,13 @@
 // (and, when asked, the search index) and checks, for every card, that
 //
 //   - its account decodes and is not over its limit;
-//   - the approved results sum to the account's used credit;
-//   - its statement's months hold exactly the approved results: totals, counts and every line;
+//   - its used credit is its approved purchases less its reversals, refunds and bill payments
+//     (each from its results);
+//   - no purchase was reversed or refunded beyond its amount, nor credited without its
+//     approval among the results;
+//   - its statement's months hold exactly the approved purchases: totals, counts and every line;
 //   - no payment key was applied twice (two different approvals under one key);
-//   - the search index holds one document per payment.
+//   - the search index holds one document per payment and per operation.
 //
 // Results that do not decode or break docs/results-topic.md are counted, not booked: every
 // consumer dead-letters them. Its main types are Config and Report.
@@ -50,12 +53,17 @@ type Config struct {
 // Report is what an audit found.
 type Report struct {
 	// Results is the number of records read from the results topic; Payments the distinct
-	// payment keys among them, Replays the records that repeated one identically, Refused the
-	// records that do not decode or break the contract.
+	// purchases' payment keys among them (Operations counts the others), Replays the records
+	// that repeated one identically, Refused the records that do not decode or break the
+	// contract.
 	Results, Payments, Replays, Refused int
 	// Approved is the number of approved payments and ApprovedCents their sum.
 	Approved      int
 	ApprovedCents int64
+	// Operations is the number of reversals, refunds and bill payments (each once), and
+	// CreditedCents their sum.
+	Operations    int
+	CreditedCents int64
 	// Cards is the number of cards with an account.
 	Cards int
 	// Documents is the number of documents in the index; -1 when it was not checked.
@@ -76,6 +84,7 @@ func (r *Report) OK() bool { return len(r.Problems) == 0 }
 func (r *Report) Write(w io.Writer, max int) {
 	fmt.Fprintf(w, "results:   %d records: %d payments (%d approved, %s), %d replays, %d refused by the contract\n",
 		r.Results, r.Payments, r.Approved, money.Format(r.ApprovedCents), r.Replays, r.Refused)
+	fmt.Fprintf(w, "money back: %d reversals, refunds and bill payments (%s)\n", r.Operations, money.Format(r.CreditedCents))
 	fmt.Fprintf(w, "accounts:  %d cards\n", r.Cards)
 	if r.Documents >= 0 {
 		fmt.Fprintf(w, "index:     %d documents\n", r.Documents)
@@ -111,6 +120,16 @@ type books struct {
 	approvedCents int64
 	approved      int64
 	months        map[string]*monthBooks
+	// creditedCents is what reversals, refunds and bill payments gave back.
+	creditedCents int64
+	operations    int64
+}
+
+// purchaseBooks are one purchase's credits from the results.
+type purchaseBooks struct {
+	result   *codecs.Result // nil: no approval of it among the results
+	credited int64
+	card     string // masked
 }
 
 type monthBooks struct{ cents, count int64 }
@@ -130,9 +149,18 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	defer client.Close()
 	rep := &Report{Documents: -1, DeadLetters: map[string]int64{}}
 
-	// The results: every payment once, and each card's books.
+	// The results: every payment and operation once, and each card's books.
 	payments := map[string]*codecs.Result{}
 	cards := map[string]*books{}
+	purchases := map[string]*purchaseBooks{}
+	purchase := func(key string) *purchaseBooks {
+		p := purchases[key]
+		if p == nil {
+			p = &purchaseBooks{}
+			purchases[key] = p
+		}
+		return p
+	}
 	results := cfg.Topo.Results()
 	partial, err := readTopic(ctx, client, results.Name, func(m *sarama.ConsumerMessage) {
 		if m.Value == nil {
@@ -170,6 +198,19 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			b = &books{masked: r.CardMasked, months: map[string]*monthBooks{}}
 			cards[r.CardToken] = b
 		}
+		if !r.Purchase() {
+			b.operations++
+			b.creditedCents += r.AmountCents
+			rep.Operations++
+			rep.CreditedCents += r.AmountCents
+			if r.PurchaseKey != "" {
+				p := purchase(r.PurchaseKey)
+				p.credited += r.AmountCents
+				p.card = r.CardMasked
+			}
+			return
+		}
+		purchase(r.PaymentKey).result = r
 		at, _ := time.Parse(time.RFC3339Nano, r.AuthorizedAt)
 		month := at.UTC().Format(statements.MonthLayout)
 		mb := b.months[month]
@@ -186,7 +227,24 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	rep.Partial = partial
-	rep.Payments = len(payments)
+	rep.Payments = len(payments) - rep.Operations
+	keys := make([]string, 0, len(purchases))
+	for k := range purchases {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		p := purchases[k]
+		switch {
+		case p.credited == 0:
+		case p.result == nil && !partial:
+			rep.Problems = append(rep.Problems, fmt.Sprintf("purchase %s (card %s): %s reversed or refunded, and no approval of it among the results",
+				k, p.card, money.Format(p.credited)))
+		case p.result != nil && p.credited > p.result.AmountCents:
+			rep.Problems = append(rep.Problems, fmt.Sprintf("purchase %s (card %s): %s reversed or refunded of %s approved",
+				k, p.result.CardMasked, money.Format(p.credited), money.Format(p.result.AmountCents)))
+		}
+	}
 	for _, b := range cards {
 		rep.Approved += int(b.approved)
 		rep.ApprovedCents += b.approvedCents
@@ -306,11 +364,10 @@ func checkCard(token string, b *books, a *accountInfo, st *eventsv1.StatementCar
 		if used > limit {
 			bad("used %s is over its limit %s", money.Format(used), money.Format(limit))
 		}
-		if used < 0 {
-			bad("used %s is negative", money.Format(used))
-		}
-		if !partial && used != b.approvedCents {
-			bad("used %s, but its approved results sum to %s (%d payments)", money.Format(used), money.Format(b.approvedCents), b.approved)
+		if !partial && used != b.approvedCents-b.creditedCents {
+			bad("used %s, but its results say %s: %s approved (%d purchases) less %s given back (%d reversals, refunds and bill payments)",
+				money.Format(used), money.Format(b.approvedCents-b.creditedCents), money.Format(b.approvedCents), b.approved,
+				money.Format(b.creditedCents), b.operations)
 		}
 	}
 
@@ -453,10 +510,10 @@ func checkIndex(ctx context.Context, c *elastic.Client, index string, payments m
 	slices.Sort(missing)
 	slices.Sort(extra)
 	if len(missing) > 0 {
-		rep.Problems = append(rep.Problems, fmt.Sprintf("index %s: %d payments have no document, e.g. %s", index, len(missing), strings.Join(missing[:min(3, len(missing))], ", ")))
+		rep.Problems = append(rep.Problems, fmt.Sprintf("index %s: %d payments or operations have no document, e.g. %s", index, len(missing), strings.Join(missing[:min(3, len(missing))], ", ")))
 	}
 	if len(extra) > 0 {
-		rep.Problems = append(rep.Problems, fmt.Sprintf("index %s: %d documents are no payment's, e.g. %s", index, len(extra), strings.Join(extra[:min(3, len(extra))], ", ")))
+		rep.Problems = append(rep.Problems, fmt.Sprintf("index %s: %d documents are no payment's or operation's, e.g. %s", index, len(extra), strings.Join(extra[:min(3, len(extra))], ", ")))
 	}
 	return nil
 }
