@@ -1,0 +1,238 @@
+package e2e_test
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/codebank/codebank/codecs"
+	"github.com/codebank/codebank/internal/kafkaconf"
+	"github.com/codebank/codebank/internal/testenv/banktest"
+	"github.com/codebank/codebank/internal/testenv/kafkatest"
+	"github.com/codebank/codebank/internal/testenv/wait"
+	"github.com/codebank/codebank/processors"
+	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
+)
+
+// crediter is a merchant's client giving money back: one reversal or refund under its own id,
+// sent again with that id after every error that is not a final answer (a timeout, the bank
+// unavailable), until the bank says it was carried out (OK) or refused it
+// (FAILED_PRECONDITION: more than is left).
+type crediter struct {
+	mu       sync.Mutex
+	ok       map[string]map[string]bool // payment id -> ids carried out
+	refused  map[string]int
+	retries  int
+	dups     int
+	longest  time.Duration
+	finished int
+	failed   error
+}
+
+func (c *crediter) give(ctx context.Context, p codebankv1.PaymentServiceClient, paymentID, id string, reverse bool, amount int64) {
+	start := time.Now()
+	for {
+		callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		var err error
+		var dup bool
+		if reverse {
+			var r *codebankv1.ReverseResponse
+			r, err = p.Reverse(callCtx, &codebankv1.ReverseRequest{PaymentId: paymentID, ReversalId: id, AmountCents: amount})
+			dup = r.GetDuplicate()
+		} else {
+			var r *codebankv1.RefundResponse
+			r, err = p.Refund(callCtx, &codebankv1.RefundRequest{PaymentId: paymentID, RefundId: id, AmountCents: amount})
+			dup = r.GetDuplicate()
+		}
+		cancel()
+		code := status.Code(err)
+		if code == codes.OK || code == codes.FailedPrecondition {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			c.finished++
+			c.longest = max(c.longest, time.Since(start))
+			if code == codes.OK {
+				c.ok[paymentID][id] = true
+				if dup {
+					c.dups++
+				}
+			} else {
+				c.refused[paymentID]++
+			}
+			return
+		}
+		c.mu.Lock()
+		c.retries++
+		if time.Since(start) > 2*time.Minute || ctx.Err() != nil {
+			c.failed = fmt.Errorf("%s: no final answer in 2 minutes: %v", id, err)
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// done returns how many operations got a final answer, and the error of one that never will.
+func (c *crediter) done() (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.finished, c.failed
+}
+
+// TestMoneyBackSurvivesKill9 runs the authorizer and the ingress as processes and gives money
+// back on four purchases of 100.00 of one card: 50 reversals and refunds of 10.00 each per
+// purchase, all at once, each client retrying with its id until a final answer. The authorizer
+// is killed with SIGKILL after the first answers, with operations of every purchase answered,
+// in flight and still to come. Exactly 10 per purchase are carried out, the
+// card's used credit comes back to what it was before the purchases, and the results topic
+// holds, per purchase, operations of distinct keys summing to exactly 100.00: nothing credited
+// twice.
+func TestMoneyBackSurvivesKill9(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	prefix := kafkatest.Name(t) + "-"
+	common := []string{"--brokers", servers.Broker, "--topic-prefix", prefix, "--partitions", "3", "--reply-partitions", "2"}
+	setup := exec.Command(binary, append([]string{"setup"}, common...)...)
+	setup.Env = append(setup.Environ(), banktest.Env(t)...)
+	if out, err := setup.CombinedOutput(); err != nil {
+		t.Fatalf("codebank setup: %v\n%s", err, out)
+	}
+	authOps, inHTTP, inGRPC, inOps := addr(), addr(), addr(), addr()
+	auth := startRole(t, "authorizer", "http://"+authOps+"/readyz",
+		append([]string{"authorizer", "--storage-dir", t.TempDir(), "--ops-addr", authOps}, common...)...)
+	in := startRole(t, "ingress", "http://"+inOps+"/readyz",
+		append([]string{"ingress", "--grpc-addr", inGRPC, "--http-addr", inHTTP, "--ops-addr", inOps, "--reply-partition", "0", "--request-timeout", "2s"}, common...)...)
+	auth.waitReady(t, time.Minute)
+	in.waitReady(t, time.Minute)
+	conn, err := grpc.NewClient(inGRPC, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(banktest.Callers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	cards, payments := codebankv1.NewCardServiceClient(conn), codebankv1.NewPaymentServiceClient(conn)
+	c := issue(t, cards, "Maria Silva", 1_000_000)
+	var ids []string
+	for i := range 4 {
+		r, err := payments.Authorize(ctxT(t), &codebankv1.AuthorizeRequest{TransactionId: fmt.Sprint("order-", i), Card: details(c), AmountCents: 10_000,
+			Store: "Code Store", Description: "Produtos: caneca"})
+		if err != nil || r.GetStatus() != codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED {
+			t.Fatalf("purchase %d: %v, %v", i, r, err)
+		}
+		ids = append(ids, r.GetPaymentId())
+	}
+	if u := used(t, cards, c); u != 40_000 {
+		t.Fatalf("used %d after the purchases, want 40000", u)
+	}
+
+	cr := &crediter{ok: map[string]map[string]bool{}, refused: map[string]int{}}
+	for _, id := range ids {
+		cr.ok[id] = map[string]bool{}
+	}
+	// The first 5 operations of every purchase are sent at once; at their first answer the
+	// authorizer is killed, with the others decided or in flight, and the other 45 of every
+	// purchase are sent while it is down: their requests, and their clients' retries after
+	// each timeout, wait for it, and are decided after its restart.
+	var wg sync.WaitGroup
+	send := func(from, to int) {
+		for purchase := range ids {
+			for j := from; j < to; j++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					cr.give(ctx, payments, ids[purchase], fmt.Sprintf("p%d-op%d", purchase, j), j%2 == 0, 1_000)
+				}()
+			}
+		}
+	}
+	send(0, 5)
+	wait.For(t, time.Minute, "a first answer", func() error {
+		if n, err := cr.done(); err != nil {
+			t.Fatal(err)
+		} else if n < 1 {
+			return fmt.Errorf("%d so far", n)
+		}
+		return nil
+	})
+	before, _ := cr.done()
+	auth.kill9(t)
+	send(5, 50)
+	ready := auth.waitReady(t, 2*time.Minute)
+	wg.Wait()
+	if _, err := cr.done(); err != nil {
+		t.Fatal(err)
+	}
+
+	total := 0
+	for i, id := range ids {
+		if len(cr.ok[id]) != 10 || cr.refused[id] != 40 {
+			t.Errorf("purchase %d: %d operations carried out, %d refused; want 10 and 40", i, len(cr.ok[id]), cr.refused[id])
+		}
+		total += len(cr.ok[id])
+	}
+	if u := used(t, cards, c); u != 0 {
+		t.Errorf("used %d after every purchase was given back, want 0", u)
+	}
+	t.Logf("200 reversals and refunds of 10.00 on 4 purchases of 100.00, authorizer killed after %d final answers (ready again after %v): "+
+		"%d carried out, %d refused, %d answered as duplicates, %d retries; longest wait for a final answer %v; authorizer started %d times",
+		before, ready.Round(time.Millisecond), total, 200-total, cr.dups, cr.retries, cr.longest.Round(time.Millisecond), auth.starts)
+
+	// The results: per purchase, operations of distinct keys summing to its amount, and no
+	// key with two different records.
+	client, err := sarama.NewClient([]string{servers.Broker}, kafkaconf.Config{Brokers: []string{servers.Broker}, ClientID: "test"}.Sarama())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	topo := processors.Topology{Prefix: prefix}
+	var (
+		credited map[string]int64
+		seen     map[string]*codecs.Result
+		records  []*sarama.ConsumerMessage
+	)
+	// The results of operations answered may still be on their way (a result waits for the
+	// account's write; a reply does not): read until every purchase and operation is there.
+	wait.For(t, 30*time.Second, "the results of the 4 purchases and 40 operations", func() error {
+		credited, seen, records = map[string]int64{}, map[string]*codecs.Result{}, readAll(t, client, topo.Results().Name)
+		for _, m := range records {
+			v, err := codecs.ResultCodec{}.Decode(m.Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := v.(*codecs.Result)
+			if prev, ok := seen[r.PaymentKey]; ok {
+				if *prev != *r {
+					t.Fatalf("%s: two different records:\n%+v\n%+v", r.PaymentKey, prev, r)
+				}
+				continue
+			}
+			seen[r.PaymentKey] = r
+			if !r.Purchase() {
+				credited[r.PurchaseKey] += r.AmountCents
+			}
+		}
+		if len(seen) < 44 {
+			return fmt.Errorf("%d distinct keys so far", len(seen))
+		}
+		return nil
+	})
+	if len(credited) != 4 {
+		t.Errorf("operations on %d purchases in the results, want 4", len(credited))
+	}
+	for key, cents := range credited {
+		if cents != 10_000 {
+			t.Errorf("purchase %s: %d given back in the results, want 10000", key, cents)
+		}
+	}
+	t.Logf("results topic: %d records, %d distinct keys", len(records), len(seen))
+}
