@@ -138,6 +138,8 @@ type IngressOptions struct {
 	Keys *card.Keys
 	// Log is its logger (default: Logger).
 	Log *slog.Logger
+	// Now is its clock (default time.Now): it stamps requests, and says which bills are due.
+	Now func() time.Time
 }
 
 // StartIngress runs an ingress replica, serving gRPC and HTTP (with the operations endpoints)
@@ -165,7 +167,7 @@ func StartIngress(t testing.TB, d Deployment, o IngressOptions) *Ingress {
 		o.Log = Logger()
 	}
 	srv := grpcgateway.New(o.Config, grpcgateway.Deps{Bank: bank, Statements: o.Statements, Keys: keys, APIKeys: o.APIKeys,
-		Registerer: reg, Log: o.Log,
+		Registerer: reg, Log: o.Log, Now: o.Now,
 		Routes: []func(*http.ServeMux){grpcgateway.OpsRoutes(reg, bank.Ready, "not connected to Kafka", false)}})
 	gl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -2090,12 +2090,22 @@ type MonthTotal struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// month is "YYYY-MM".
 	Month string `protobuf:"bytes,1,opt,name=month,proto3" json:"month,omitempty"`
-	// count is the number of lines.
+	// count is the number of lines, of every kind.
 	Count int64 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
-	// total_cents is their sum.
-	TotalCents    int64 `protobuf:"varint,3,opt,name=total_cents,json=totalCents,proto3" json:"total_cents,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// total_cents is the sum of the purchases.
+	TotalCents int64 `protobuf:"varint,3,opt,name=total_cents,json=totalCents,proto3" json:"total_cents,omitempty"`
+	// purchases is the number of purchase lines.
+	Purchases int64 `protobuf:"varint,4,opt,name=purchases,proto3" json:"purchases,omitempty"`
+	// reversed_cents, refunded_cents and paid_cents are the sums of the reversals, refunds and
+	// bill payments.
+	ReversedCents int64 `protobuf:"varint,5,opt,name=reversed_cents,json=reversedCents,proto3" json:"reversed_cents,omitempty"`
+	RefundedCents int64 `protobuf:"varint,6,opt,name=refunded_cents,json=refundedCents,proto3" json:"refunded_cents,omitempty"`
+	PaidCents     int64 `protobuf:"varint,7,opt,name=paid_cents,json=paidCents,proto3" json:"paid_cents,omitempty"`
+	// paid_by_tenth_cents is the part of paid_cents paid on the 1st to the 10th of the month
+	// (UTC): what pays the previous month's bill by its due date.
+	PaidByTenthCents int64 `protobuf:"varint,8,opt,name=paid_by_tenth_cents,json=paidByTenthCents,proto3" json:"paid_by_tenth_cents,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *MonthTotal) Reset() {
@@ -2149,20 +2159,61 @@ func (x *MonthTotal) GetTotalCents() int64 {
 	return 0
 }
 
+func (x *MonthTotal) GetPurchases() int64 {
+	if x != nil {
+		return x.Purchases
+	}
+	return 0
+}
+
+func (x *MonthTotal) GetReversedCents() int64 {
+	if x != nil {
+		return x.ReversedCents
+	}
+	return 0
+}
+
+func (x *MonthTotal) GetRefundedCents() int64 {
+	if x != nil {
+		return x.RefundedCents
+	}
+	return 0
+}
+
+func (x *MonthTotal) GetPaidCents() int64 {
+	if x != nil {
+		return x.PaidCents
+	}
+	return 0
+}
+
+func (x *MonthTotal) GetPaidByTenthCents() int64 {
+	if x != nil {
+		return x.PaidByTenthCents
+	}
+	return 0
+}
+
 // StatementLine is one purchase on a statement: the value of its record in the statement lines
 // topic (processors.Topology.StatementLines).
 type StatementLine struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// transaction_id identifies the payment.
+	// transaction_id identifies the payment; for a reversal or refund, the purchase it credits.
 	TransactionId string `protobuf:"bytes,1,opt,name=transaction_id,json=transactionId,proto3" json:"transaction_id,omitempty"`
-	// authorized_at_unix_ms is when the bank approved it, in milliseconds since the Unix epoch.
+	// authorized_at_unix_ms is when the bank approved it (or carried the operation out), in
+	// milliseconds since the Unix epoch.
 	AuthorizedAtUnixMs int64 `protobuf:"varint,2,opt,name=authorized_at_unix_ms,json=authorizedAtUnixMs,proto3" json:"authorized_at_unix_ms,omitempty"`
 	// store is the merchant's name.
 	Store string `protobuf:"bytes,3,opt,name=store,proto3" json:"store,omitempty"`
 	// description says what was bought.
 	Description string `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
-	// amount_cents is the amount in minor units.
-	AmountCents   int64 `protobuf:"varint,5,opt,name=amount_cents,json=amountCents,proto3" json:"amount_cents,omitempty"`
+	// amount_cents is the amount in minor units, always positive: kind gives the direction.
+	AmountCents int64 `protobuf:"varint,5,opt,name=amount_cents,json=amountCents,proto3" json:"amount_cents,omitempty"`
+	// kind is what the line is: a purchase (UNSPECIFIED in lines written before operations
+	// existed), or a reversal, refund or bill payment, which give credit back.
+	Kind OperationKind `protobuf:"varint,6,opt,name=kind,proto3,enum=codebank.events.v1.OperationKind" json:"kind,omitempty"`
+	// operation_id is a reversal's, refund's or bill payment's own id.
+	OperationId   string `protobuf:"bytes,7,opt,name=operation_id,json=operationId,proto3" json:"operation_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2230,6 +2281,20 @@ func (x *StatementLine) GetAmountCents() int64 {
 		return x.AmountCents
 	}
 	return 0
+}
+
+func (x *StatementLine) GetKind() OperationKind {
+	if x != nil {
+		return x.Kind
+	}
+	return OperationKind_OPERATION_KIND_UNSPECIFIED
+}
+
+func (x *StatementLine) GetOperationId() string {
+	if x != nil {
+		return x.OperationId
+	}
+	return ""
 }
 
 var File_codebank_events_v1_events_proto protoreflect.FileDescriptor
@@ -2377,19 +2442,27 @@ const file_codebank_events_v1_events_proto_rawDesc = "" +
 	"ReplyError\x12\x18\n" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12\x1d\n" +
 	"\n" +
-	"card_token\x18\x02 \x01(\tR\tcardToken\"Y\n" +
+	"card_token\x18\x02 \x01(\tR\tcardToken\"\x93\x02\n" +
 	"\n" +
 	"MonthTotal\x12\x14\n" +
 	"\x05month\x18\x01 \x01(\tR\x05month\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x03R\x05count\x12\x1f\n" +
 	"\vtotal_cents\x18\x03 \x01(\x03R\n" +
-	"totalCents\"\xc4\x01\n" +
+	"totalCents\x12\x1c\n" +
+	"\tpurchases\x18\x04 \x01(\x03R\tpurchases\x12%\n" +
+	"\x0ereversed_cents\x18\x05 \x01(\x03R\rreversedCents\x12%\n" +
+	"\x0erefunded_cents\x18\x06 \x01(\x03R\rrefundedCents\x12\x1d\n" +
+	"\n" +
+	"paid_cents\x18\a \x01(\x03R\tpaidCents\x12-\n" +
+	"\x13paid_by_tenth_cents\x18\b \x01(\x03R\x10paidByTenthCents\"\x9e\x02\n" +
 	"\rStatementLine\x12%\n" +
 	"\x0etransaction_id\x18\x01 \x01(\tR\rtransactionId\x121\n" +
 	"\x15authorized_at_unix_ms\x18\x02 \x01(\x03R\x12authorizedAtUnixMs\x12\x14\n" +
 	"\x05store\x18\x03 \x01(\tR\x05store\x12 \n" +
 	"\vdescription\x18\x04 \x01(\tR\vdescription\x12!\n" +
-	"\famount_cents\x18\x05 \x01(\x03R\vamountCents*Z\n" +
+	"\famount_cents\x18\x05 \x01(\x03R\vamountCents\x125\n" +
+	"\x04kind\x18\x06 \x01(\x0e2!.codebank.events.v1.OperationKindR\x04kind\x12!\n" +
+	"\foperation_id\x18\a \x01(\tR\voperationId*Z\n" +
 	"\n" +
 	"CardStatus\x12\x1b\n" +
 	"\x17CARD_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
@@ -2504,11 +2577,12 @@ var file_codebank_events_v1_events_proto_depIdxs = []int32{
 	17, // 18: codebank.events.v1.PaymentReply.outcome:type_name -> codebank.events.v1.Outcome
 	7,  // 19: codebank.events.v1.CardReply.result:type_name -> codebank.events.v1.CardResult
 	16, // 20: codebank.events.v1.CardReply.account:type_name -> codebank.events.v1.Account
-	21, // [21:21] is the sub-list for method output_type
-	21, // [21:21] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	4,  // 21: codebank.events.v1.StatementLine.kind:type_name -> codebank.events.v1.OperationKind
+	22, // [22:22] is the sub-list for method output_type
+	22, // [22:22] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_codebank_events_v1_events_proto_init() }
