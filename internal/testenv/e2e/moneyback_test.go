@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/codebank/codebank/codecs"
+	"github.com/codebank/codebank/internal/card"
 	"github.com/codebank/codebank/internal/kafkaconf"
 	"github.com/codebank/codebank/internal/testenv/banktest"
 	"github.com/codebank/codebank/internal/testenv/kafkatest"
@@ -235,4 +237,68 @@ func TestMoneyBackSurvivesKill9(t *testing.T) {
 		}
 	}
 	t.Logf("results topic: %d records, %d distinct keys", len(records), len(seen))
+}
+
+// TestCLIMoneyBack runs the codebank binary as a merchant and an operator would: pay prints the
+// payment id, reverse and refund give part of it back, pay-bill records a payment (and refuses
+// one of more than is owed), cards get shows the credit balance, and statement prints the month
+// as a bill.
+func TestCLIMoneyBack(t *testing.T) {
+	t.Parallel()
+	d := banktest.NewDeployment(t, servers.Broker, kafkatest.Name(t), 3, 2)
+	banktest.StartAuthorizer(t, d, "")
+	banktest.StartStatements(t, d, "")
+	in := banktest.StartIngress(t, d, banktest.IngressOptions{Statements: banktest.StartStatementsView(t, d)})
+	c := issue(t, codebankv1.NewCardServiceClient(in.Conn), "Maria Silva", 100_000)
+	cli := func(args ...string) (string, error) {
+		t.Helper()
+		cmd := exec.Command(binary, append(args, "--addr", in.GRPCAddr)...)
+		cmd.Dir = t.TempDir() // no credentials file: the keys come from the environment
+		cmd.Env = append(cmd.Environ(), banktest.Env(t)...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	must := func(want string, args ...string) string {
+		t.Helper()
+		out, err := cli(args...)
+		if err != nil || !strings.Contains(out, want) {
+			t.Fatalf("codebank %s = %v:\n%s\nwant %q", card.Redact(strings.Join(args, " ")), err, out, want)
+		}
+		return out
+	}
+	number := c.GetCard().GetNumber()
+	exp := fmt.Sprintf("%02d/%02d", c.GetCard().GetExpiryMonth(), c.GetCard().GetExpiryYear()%100)
+	paid := must("APPROVED  200.00", "pay", "--card", number, "--holder", "Maria Silva", "--exp", exp, "--cvv", c.GetCvv(), "--amount", "200.00",
+		"--tx", "order-1", "--description", "Produtos: mochila")
+	var paymentID string
+	for _, l := range strings.Split(paid, "\n") {
+		if id, ok := strings.CutPrefix(l, "Payment id:  "); ok {
+			paymentID = strings.TrimSpace(id)
+		}
+	}
+	if paymentID == "" {
+		t.Fatalf("pay printed no payment id:\n%s", paid)
+	}
+	must("REVERSED  50.00 of transaction order-1", "reverse", paymentID, "--amount", "50.00", "--id", "order-1-void")
+	must("Left:       120.00 to reverse or refund", "refund", paymentID, "--amount", "30.00", "--id", "order-1-r1")
+	must("(already carried out earlier", "refund", paymentID, "--amount", "30.00", "--id", "order-1-r1")
+	if out, err := cli("refund", paymentID, "--amount", "120.01", "--id", "order-1-r2"); err == nil || !strings.Contains(out, "FAILED_PRECONDITION") {
+		t.Errorf("a refund of more than is left = %v:\n%s", err, out)
+	}
+	if out, err := cli("pay-bill", number, "--amount", "120.01"); err == nil || !strings.Contains(out, "more than the card owes") {
+		t.Errorf("a bill payment of more than is owed = %v:\n%s", err, out)
+	}
+	must("Used:       BRL 0.00", "pay-bill", number, "--amount", "120.00", "--id", "boleto-1")
+	must("REFUNDED  40.00 of transaction order-1", "refund", paymentID, "--amount", "40.00", "--id", "order-1-r2")
+	got := must("Credit balance      BRL        40.00", "statement", c.GetCard().GetCardId())
+	for _, want := range []string{"Reversal of order-1", "-50.00", "Refund of order-1", "-30.00", "Bill payment boleto-1", "-120.00",
+		"Purchases           BRL       200.00", "Minimum payment     BRL         0.00", "(nothing due)", "1 purchases, total BRL 200.00; 4 reversals, refunds and bill payments"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("statement lacks %q:\n%s", want, got)
+		}
+	}
+	if out, _ := cli("cards", "get", c.GetCard().GetCardId()); !strings.Contains(out, "credit balance of 40.00") {
+		t.Errorf("cards get:\n%s", out)
+	}
+	t.Logf("codebank statement:\n%s", got)
 }
