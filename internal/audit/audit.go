@@ -7,8 +7,11 @@
 //     (each from its results);
 //   - no purchase was reversed or refunded beyond its amount, nor credited without its
 //     approval among the results;
-//   - its statement holds exactly one line for each approved result, for its amount, and each
-//     month's count and total follow;
+//   - its statement holds exactly one line for each approved result (purchase, reversal, refund
+//     or bill payment), of its kind and for its amount, and each month's sums follow;
+//   - each month's closing balance is its opening (the previous month's closing) plus its
+//     purchases less its reversals, refunds and bill payments, and is the card's used credit at
+//     the month's end (from its results); the latest is the account's used credit;
 //   - no payment key was applied twice (two different approvals under one key);
 //   - the search index holds one document per payment and per operation.
 //
@@ -121,8 +124,7 @@ type books struct {
 	masked        string
 	approvedCents int64
 	approved      int64
-	months        map[string]*monthBooks
-	lines         map[string]*codecs.Result // the approved payments by the key of their statement line
+	lines         map[string]*codecs.Result // the approved payments and operations by the key of their statement line
 	// creditedCents is what reversals, refunds and bill payments gave back.
 	creditedCents int64
 	operations    int64
@@ -135,7 +137,6 @@ type purchaseBooks struct {
 	card     string // masked
 }
 
-type monthBooks struct{ cents, count int64 }
 
 type accountInfo struct {
 	masked string
@@ -198,9 +199,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		b := cards[r.CardToken]
 		if b == nil {
-			b = &books{masked: r.CardMasked, months: map[string]*monthBooks{}, lines: map[string]*codecs.Result{}}
+			b = &books{masked: r.CardMasked, lines: map[string]*codecs.Result{}}
 			cards[r.CardToken] = b
 		}
+		at, _ := time.Parse(time.RFC3339Nano, r.AuthorizedAt)
+		b.lines[statements.LineKey(r.CardToken, at, r.PaymentKey)] = r
 		if !r.Purchase() {
 			b.operations++
 			b.creditedCents += r.AmountCents
@@ -214,18 +217,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return
 		}
 		purchase(r.PaymentKey).result = r
-		at, _ := time.Parse(time.RFC3339Nano, r.AuthorizedAt)
-		month := statements.MonthOf(at)
-		b.lines[statements.LineKey(r.CardToken, at, r.PaymentKey)] = r
-		mb := b.months[month]
-		if mb == nil {
-			mb = &monthBooks{}
-			b.months[month] = mb
-		}
 		b.approved++
 		b.approvedCents += r.AmountCents
-		mb.count++
-		mb.cents += r.AmountCents
 	})
 	if err != nil {
 		return nil, err
@@ -344,7 +337,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 // checkCard returns the discrepancies of one card.
 func checkCard(token string, b *books, a *accountInfo, stmt map[string]*eventsv1.StatementLine, unreadable, partial bool) []string {
 	if b == nil {
-		b = &books{months: map[string]*monthBooks{}, lines: map[string]*codecs.Result{}}
+		b = &books{lines: map[string]*codecs.Result{}}
 	}
 	name := b.masked
 	if a != nil {
@@ -379,55 +372,104 @@ func checkCard(token string, b *books, a *accountInfo, stmt map[string]*eventsv1
 		bad("a statement line does not decode")
 		return out
 	}
-	// Every approved payment has its line, for its amount, and nothing else is on the
-	// statement; each month's count and total follow.
-	got := map[string]*monthBooks{}
+	// Every approved payment and operation has its line, of its kind and for its amount, and
+	// nothing else is on the statement.
 	for key, line := range stmt {
 		_, at, _ := statements.ParseLineKey(key)
 		month := statements.MonthOf(at)
-		if got[month] == nil {
-			got[month] = &monthBooks{}
-		}
-		got[month].count++
-		got[month].cents += line.GetAmountCents()
 		if r, ok := b.lines[key]; !ok {
-			bad("statement of %s: line %q (%s) is no approved payment's", month, line.GetTransactionId(), money.Format(line.GetAmountCents()))
-		} else if r.AmountCents != line.GetAmountCents() || r.TransactionID != line.GetTransactionId() {
-			bad("statement of %s: line %q is for %s, its payment %q for %s", month, line.GetTransactionId(), money.Format(line.GetAmountCents()), r.TransactionID, money.Format(r.AmountCents))
+			bad("statement of %s: line %q (%s) is no approved payment's or operation's", month, line.GetTransactionId()+line.GetOperationId(), money.Format(line.GetAmountCents()))
+		} else if want, _ := statements.LineOf(r); r.AmountCents != line.GetAmountCents() || r.TransactionID != line.GetTransactionId() ||
+			want.GetKind() != kindOf(line) || r.OperationID != line.GetOperationId() {
+			bad("statement of %s: line %q is a %s of %s, its result %q a %s of %s", month, line.GetTransactionId()+line.GetOperationId(), kindOf(line),
+				money.Format(line.GetAmountCents()), r.PaymentKey, r.KindOf(), money.Format(r.AmountCents))
 		}
 	}
 	for key, r := range b.lines {
 		if _, ok := stmt[key]; !ok {
 			_, at, _ := statements.ParseLineKey(key)
-			bad("statement of %s: the line of payment %q (%s) is missing", statements.MonthOf(at), r.TransactionID, money.Format(r.AmountCents))
+			what := "payment " + r.TransactionID
+			if !r.Purchase() {
+				what = strings.ReplaceAll(r.KindOf(), "_", " ") + " " + r.OperationID
+			}
+			bad("statement of %s: the line of %s (%s) is missing", statements.MonthOf(at), what, money.Format(r.AmountCents))
 		}
 	}
-	months := map[string]bool{}
-	for m := range b.months {
-		months[m] = true
+	// Each month's sums, and its bill: the closing balance the statement shows (its opening
+	// plus its purchases less its reversals, refunds and payments, month after month) is the
+	// card's used credit at the month's end, as its results say; and the latest is the
+	// account's.
+	fromResults := make(map[string]*eventsv1.StatementLine, len(b.lines))
+	for k, r := range b.lines {
+		fromResults[k], _ = statements.LineOf(r)
 	}
-	for m := range got {
-		months[m] = true
+	want, got := summaries(fromResults), summaries(stmt)
+	wantBills, gotBills := statements.Bills(want, time.Now()), statements.Bills(got, time.Now())
+	byMonth := map[string][2]*statements.Bill{}
+	for i := range wantBills {
+		e := byMonth[wantBills[i].Month]
+		e[0] = &wantBills[i]
+		byMonth[wantBills[i].Month] = e
 	}
-	sorted := make([]string, 0, len(months))
-	for m := range months {
-		sorted = append(sorted, m)
+	for i := range gotBills {
+		e := byMonth[gotBills[i].Month]
+		e[1] = &gotBills[i]
+		byMonth[gotBills[i].Month] = e
 	}
-	slices.Sort(sorted)
-	for _, month := range sorted {
-		want, have := b.months[month], got[month]
-		if want == nil {
-			want = &monthBooks{}
+	months := make([]string, 0, len(byMonth))
+	for m := range byMonth {
+		months = append(months, m)
+	}
+	slices.Sort(months)
+	for _, month := range months {
+		w, g := byMonth[month][0], byMonth[month][1]
+		if w == nil {
+			w = &statements.Bill{}
 		}
-		if have == nil {
-			have = &monthBooks{}
+		if g == nil {
+			g = &statements.Bill{}
 		}
-		if *have != *want {
-			bad("statement of %s shows %d purchases (%s), its approved results are %d (%s)",
-				month, have.count, money.Format(have.cents), want.count, money.Format(want.cents))
+		if g.Closing != g.Opening+g.Purchases-g.Reversals-g.Refunds-g.Payments {
+			bad("statement of %s: closing balance %s is not its opening %s plus purchases %s less reversals %s, refunds %s and payments %s",
+				month, money.Format(g.Closing), money.Format(g.Opening), money.Format(g.Purchases), money.Format(g.Reversals), money.Format(g.Refunds), money.Format(g.Payments))
 		}
+		if w.Purchases != g.Purchases || w.Reversals != g.Reversals || w.Refunds != g.Refunds || w.Payments != g.Payments {
+			bad("statement of %s shows purchases %s, reversals %s, refunds %s, payments %s; its results are %s, %s, %s, %s", month,
+				money.Format(g.Purchases), money.Format(g.Reversals), money.Format(g.Refunds), money.Format(g.Payments),
+				money.Format(w.Purchases), money.Format(w.Reversals), money.Format(w.Refunds), money.Format(w.Payments))
+		}
+		if !partial && g.Closing != w.Closing {
+			bad("statement of %s closes at %s, but the card's used credit at the month's end was %s", month, money.Format(g.Closing), money.Format(w.Closing))
+		}
+	}
+	if n := len(gotBills); n > 0 && !partial && a != nil && a.acct != nil && gotBills[n-1].Closing != a.acct.GetUsedCents() {
+		bad("statement of %s closes at %s, the account's used credit is %s", gotBills[n-1].Month, money.Format(gotBills[n-1].Closing), money.Format(a.acct.GetUsedCents()))
 	}
 	return out
+}
+
+// kindOf is a statement line's kind, a line written before kinds being a purchase's.
+func kindOf(l *eventsv1.StatementLine) eventsv1.OperationKind {
+	if l.GetKind() == eventsv1.OperationKind_OPERATION_KIND_UNSPECIFIED {
+		return eventsv1.OperationKind_OPERATION_KIND_PURCHASE
+	}
+	return l.GetKind()
+}
+
+// summaries adds up a card's lines by their keys (statement line keys), month by month.
+func summaries(lines map[string]*eventsv1.StatementLine) []*eventsv1.MonthTotal {
+	keys := make([]string, 0, len(lines))
+	for k := range lines {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys) // by time, as the statement reads them
+	var s statements.Summaries
+	for _, k := range keys {
+		if _, at, err := statements.ParseLineKey(k); err == nil {
+			s.Add(at, lines[k])
+		}
+	}
+	return s.Months()
 }
 
 // countDeadLetters counts the records of every dead-letter topic.

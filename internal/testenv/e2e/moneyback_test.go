@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/lovoo/goka"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -22,6 +23,8 @@ import (
 	"github.com/codebank/codebank/internal/testenv/kafkatest"
 	"github.com/codebank/codebank/internal/testenv/wait"
 	"github.com/codebank/codebank/processors"
+	"github.com/codebank/codebank/processors/statements"
+	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
 
@@ -301,4 +304,110 @@ func TestCLIMoneyBack(t *testing.T) {
 		t.Errorf("cards get:\n%s", out)
 	}
 	t.Logf("codebank statement:\n%s", got)
+}
+
+// TestAuditFindsCorruptedMoneyBack: `codebank audit` checks the books of money back, and its
+// negative controls are caught: a refund above its purchase (a results record as a broken
+// authorizer would write it) and a bill payment missing from the statement (its line deleted).
+// Before them, the books of purchases, a refund and a bill payment balance.
+func TestAuditFindsCorruptedMoneyBack(t *testing.T) {
+	t.Parallel()
+	d := banktest.NewDeployment(t, servers.Broker, kafkatest.Name(t), 3, 2)
+	banktest.StartAuthorizer(t, d, "")
+	banktest.StartStatements(t, d, "")
+	in := banktest.StartIngress(t, d, banktest.IngressOptions{})
+	cards, payments := codebankv1.NewCardServiceClient(in.Conn), codebankv1.NewPaymentServiceClient(in.Conn)
+	maria, joao := issue(t, cards, "Maria Silva", 100_000), issue(t, cards, "Joao Souza", 100_000)
+	pay := func(c *codebankv1.IssueCardResponse, tx string, amount int64) *codebankv1.AuthorizeResponse {
+		t.Helper()
+		r, err := payments.Authorize(ctxT(t), &codebankv1.AuthorizeRequest{TransactionId: tx, Card: details(c), AmountCents: amount, Store: "Code Store", Description: "x"})
+		if err != nil || r.GetStatus() != codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED {
+			t.Fatalf("pay %s: %v %v", tx, r, err)
+		}
+		return r
+	}
+	book := pay(maria, "order-1", 10_000)
+	if _, err := payments.Refund(ctxT(t), &codebankv1.RefundRequest{PaymentId: book.GetPaymentId(), RefundId: "order-1-r1", AmountCents: 2_000}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cards.PayBill(ctxT(t), &codebankv1.PayBillRequest{CardId: maria.GetCard().GetCardId(), BillPaymentId: "boleto-1", AmountCents: 3_000}); err != nil {
+		t.Fatal(err)
+	}
+	pay(joao, "order-2", 5_000)
+	var out string
+	var code int
+	wait.For(t, 30*time.Second, "codebank audit to find the books sound", func() error {
+		if out, code = codebankAudit(t, d); code != 0 {
+			return fmt.Errorf("exit %d:\n%s", code, out)
+		}
+		return nil
+	})
+	if !strings.Contains(out, "OK: the books balance") || !strings.Contains(out, "2 payments (2 approved, 150.00)") ||
+		!strings.Contains(out, "money back: 2 reversals, refunds and bill payments (50.00)") {
+		t.Fatalf("audit of sound books = exit %d:\n%s", code, out)
+	}
+
+	cfg := d.Kafka.Sarama()
+	cfg.Producer.Return.Successes = true
+	cfg.Producer.Partitioner = sarama.NewCustomHashPartitioner(goka.DefaultHasher())
+	producer, err := sarama.NewSyncProducer(d.Kafka.Brokers, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	send := func(topic, key string, value []byte) {
+		t.Helper()
+		msg := &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(key)}
+		if value != nil {
+			msg.Value = sarama.ByteEncoder(value)
+		}
+		if _, _, err := producer.SendMessage(msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// 1. A refund of 80.00 of Joao's purchase of 50.00.
+	token := joao.GetCard().GetCardId()
+	now := time.Now().UTC()
+	over := &codecs.Result{PaymentKey: codecs.OperationKey(token, banktest.Merchant, codecs.KindRefund, "order-2-r9"), Kind: codecs.KindRefund,
+		TransactionID: "order-2", OperationID: "order-2-r9", PurchaseKey: codecs.PaymentKey(token, banktest.Merchant, "order-2"), CardToken: token,
+		CardMasked: joao.GetCard().GetMaskedNumber(), Status: codecs.StatusApproved, AmountCents: 8_000, Amount: "80.00", Merchant: banktest.Merchant,
+		Store: banktest.MerchantName, Channel: "api", RequestedAt: now.Format(codecs.TimeFormat), AuthorizedAt: now.Format(codecs.TimeFormat)}
+	raw, _ := codecs.ResultCodec{}.Encode(over)
+	send(d.Topo.Results().Name, token, raw)
+
+	// 2. Maria's bill payment deleted from her statement.
+	client, err := sarama.NewClient(d.Kafka.Brokers, d.Kafka.Sarama())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	var billLine string
+	for _, m := range readAtLeast(t, client, d.Topo.StatementLines().Name, 4, 20*time.Second) {
+		v, _ := codecs.StatementLine.Decode(m.Value)
+		if v.(*eventsv1.StatementLine).GetOperationId() == "boleto-1" {
+			billLine = string(m.Key)
+		}
+	}
+	if billLine == "" {
+		t.Fatal("no statement line of the bill payment")
+	}
+	send(d.Topo.StatementLines().Name, billLine, nil)
+	_, billAt, _ := statements.ParseLineKey(billLine)
+	month := statements.MonthOf(billAt)
+
+	wait.For(t, 30*time.Second, "codebank audit to find both", func() error {
+		out, code = codebankAudit(t, d)
+		for _, want := range []string{
+			"purchase " + over.PurchaseKey + " (card " + joao.GetCard().GetMaskedNumber() + "): 80.00 reversed or refunded of 50.00 approved",
+			"card " + maria.GetCard().GetMaskedNumber() + ": statement of " + month + ": the line of bill payment boleto-1 (30.00) is missing",
+			"card " + maria.GetCard().GetMaskedNumber() + ": statement of " + month + " closes at 80.00, but the card's used credit at the month's end was 50.00",
+		} {
+			if code != 3 || !strings.Contains(out, want) {
+				return fmt.Errorf("exit %d, the output lacks %q:\n%s", code, want, out)
+			}
+		}
+		return nil
+	})
+	t.Logf("codebank audit on corrupted money back, exit %d:\n%s", code, out)
 }
