@@ -137,7 +137,6 @@ type purchaseBooks struct {
 	card     string // masked
 }
 
-
 type accountInfo struct {
 	masked string
 	acct   *eventsv1.Account
