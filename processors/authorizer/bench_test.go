@@ -67,3 +67,53 @@ func benchmarkPaymentStored(b *testing.B, raw []byte) {
 	}
 	b.ReportMetric(float64(len(raw)), "account-bytes")
 }
+
+// withFullCredits returns a busy card's account that also remembers DefaultCreditKeep credited
+// purchases: the largest account money back leaves.
+func withFullCredits(b *testing.B) []byte {
+	v, err := codecs.Account.Decode(busyAccount(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	a := v.(*eventsv1.Account)
+	for i := range DefaultCreditKeep {
+		op := credit(refund, "bench-r"+strconv.Itoa(i), "bench-tx"+strconv.Itoa(i), 100)
+		fp := OperationFingerprintOf(testKeys, op)
+		out, _ := DecideOperation(a, op, fp, now.UnixMicro(), now, DefaultCreditPolicy)
+		RecordOperation(a, op, out, fp, DefaultPolicy, DefaultCreditPolicy)
+	}
+	raw, err := codecs.Account.Encode(a)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return raw
+}
+
+// BenchmarkPaymentStoredFullCredits is BenchmarkPaymentStored on a busy card whose book of
+// credits is full: the most a payment costs once money back is in use.
+func BenchmarkPaymentStoredFullCredits(b *testing.B) {
+	benchmarkPaymentStored(b, withFullCredits(b))
+}
+
+// BenchmarkRefundStored is a refund on a busy card with a full book of credits: the account
+// decoded, the refund decided and recorded, the account encoded.
+func BenchmarkRefundStored(b *testing.B) {
+	raw := withFullCredits(b)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		v, err := codecs.Account.Decode(raw)
+		if err != nil {
+			b.Fatal(err)
+		}
+		a := v.(*eventsv1.Account)
+		op := credit(refund, "r"+strconv.Itoa(i), "bench-tx0", 1)
+		fp := OperationFingerprintOf(testKeys, op)
+		out, _ := DecideOperation(a, op, fp, now.UnixMicro(), now, DefaultCreditPolicy)
+		RecordOperation(a, op, out, fp, DefaultPolicy, DefaultCreditPolicy)
+		if raw, err = codecs.Account.Encode(a); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(raw)), "account-bytes")
+}

@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -11,12 +12,14 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/lovoo/goka"
+	"github.com/olivere/elastic/v7"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/codebank/codebank/codecs"
+	"github.com/codebank/codebank/grpcgateway"
 	"github.com/codebank/codebank/internal/card"
 	"github.com/codebank/codebank/internal/kafkaconf"
 	"github.com/codebank/codebank/internal/testenv/banktest"
@@ -410,4 +413,59 @@ func TestAuditFindsCorruptedMoneyBack(t *testing.T) {
 		return nil
 	})
 	t.Logf("codebank audit on corrupted money back, exit %d:\n%s", code, out)
+}
+
+// TestMoneyBackIndexed runs the whole bank with its analytics: a purchase, a reversal and two
+// refunds of it, and a bill payment are each a document of their own in the index, with their
+// kind, and the purchase's document is still the purchase's; the books, statements and index
+// balance.
+func TestMoneyBackIndexed(t *testing.T) {
+	t.Parallel()
+	b := startWholeBank(t, grpcgateway.Config{})
+	c := issue(t, b.cards, "Maria Silva", 100_000)
+	r, err := b.payments.Authorize(ctxT(t), &codebankv1.AuthorizeRequest{TransactionId: "order-1", Card: details(c), AmountCents: 10_000,
+		Store: "Centro", Description: "Produtos: mochila"})
+	if err != nil || r.GetStatus() != codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED {
+		t.Fatalf("purchase: %v %v", r, err)
+	}
+	if _, err := b.payments.Reverse(ctxT(t), &codebankv1.ReverseRequest{PaymentId: r.GetPaymentId(), ReversalId: "v1", AmountCents: 1_000}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"r1", "r2"} {
+		if _, err := b.payments.Refund(ctxT(t), &codebankv1.RefundRequest{PaymentId: r.GetPaymentId(), RefundId: id, AmountCents: 2_000}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := b.cards.PayBill(ctxT(t), &codebankv1.PayBillRequest{CardId: c.GetCard().GetCardId(), BillPaymentId: "b1", AmountCents: 5_000}); err != nil {
+		t.Fatal(err)
+	}
+	rep := b.balanced(t)
+	if rep.Payments != 1 || rep.Operations != 4 || rep.Documents != 5 || rep.CreditedCents != 10_000 {
+		t.Errorf("audit: %d payments, %d operations (%d cents), %d documents; want 1, 4 (10000), 5", rep.Payments, rep.Operations, rep.CreditedCents, rep.Documents)
+	}
+	ctx := context.Background()
+	for kind, want := range map[string]int64{codecs.KindPurchase: 1, codecs.KindReversal: 1, codecs.KindRefund: 2, codecs.KindBillPayment: 1} {
+		if n, err := b.search.Count(b.index).Query(elastic.NewTermQuery("kind", kind)).Do(ctx); err != nil || n != want {
+			t.Errorf("documents of kind %s = %d, %v; want %d", kind, n, err, want)
+		}
+	}
+	token := c.GetCard().GetCardId()
+	doc, err := b.search.Get().Index(b.index).Id(codecs.PaymentKey(token, banktest.Merchant, "order-1")).Do(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var purchase codecs.Result
+	net := func(r codecs.Result) float64 { f, _ := r.NetAmount.Float64(); return f } // the sink writes 100.00 as 100
+	if err := json.Unmarshal(doc.Source, &purchase); err != nil || purchase.Kind != codecs.KindPurchase || purchase.AmountCents != 10_000 || net(purchase) != 100 {
+		t.Errorf("the purchase's document = %+v, %v", purchase, err)
+	}
+	doc, err = b.search.Get().Index(b.index).Id(codecs.OperationKey(token, banktest.Merchant, codecs.KindRefund, "r2")).Do(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refund codecs.Result
+	if err := json.Unmarshal(doc.Source, &refund); err != nil || refund.PurchaseKey != purchase.PaymentKey || net(refund) != -20 {
+		t.Errorf("the refund's document = %+v, %v", refund, err)
+	}
+	t.Logf("audit: %d payments, %d operations, %d documents", rep.Payments, rep.Operations, rep.Documents)
 }
