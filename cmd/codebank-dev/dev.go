@@ -109,6 +109,12 @@ type devBankOptions struct {
 	// WarmUp is how long the bank is asked about a card of its own before it is ready
 	// (warmUp).
 	WarmUp time.Duration
+	// BankEnv is more environment for codebank all (e.g. GOGC=200), for experiments.
+	BankEnv []string
+	// BrokerGC is the broker's garbage collector (localkafka.Options.GC) and BrokerJVM more
+	// JVM options of it, for experiments.
+	BrokerGC  string
+	BrokerJVM []string
 }
 
 // devBank is what `make run` starts: a local broker, with analytics an OpenSearch node and a
@@ -154,7 +160,7 @@ func startDevBank(ctx context.Context, o devBankOptions, stdout io.Writer) (_ *d
 	// requests to each other cost less CPU (BENCHMARKS.md, the whole bank).
 	props := map[string]string{"num.network.threads": "1", "num.io.threads": "2"}
 	maps.Copy(props, o.BrokerProps)
-	kopts := localkafka.Options{DataDir: filepath.Join(abs, "kafka"), Port: o.KafkaPort, ExtraProperties: props}
+	kopts := localkafka.Options{DataDir: filepath.Join(abs, "kafka"), Port: o.KafkaPort, ExtraProperties: props, GC: o.BrokerGC, JVMOptions: o.BrokerJVM}
 	if o.KafkaPort != 0 {
 		kopts.ControllerPort = o.KafkaPort + 1
 	}
@@ -198,7 +204,7 @@ func startDevBank(ctx context.Context, o devBankOptions, stdout io.Writer) (_ *d
 	}
 
 	cardsFile := filepath.Join(abs, "demo-cards.json")
-	if d.proc, err = startChild(bin, o.BankLog, env, "all", "--brokers", d.broker.Addr(), "--storage-dir", filepath.Join(abs, "authorizer"),
+	if d.proc, err = startChild(bin, o.BankLog, append(env, o.BankEnv...), "all", "--brokers", d.broker.Addr(), "--storage-dir", filepath.Join(abs, "authorizer"),
 		"--grpc-addr", o.GRPCAddr, "--http-addr", o.HTTPAddr, "--ops-addr", o.OpsAddr, "--demo-cards", cardsFile,
 		"--legacy-merchant", devMerchant, "--reflection"); err != nil {
 		return nil, err
