@@ -25,6 +25,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	goruntime "runtime"
 	"strconv"
 	"time"
 
@@ -180,6 +181,10 @@ func New(cfg Config, deps Deps) *Server {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
 		// A connection must complete its HTTP/2 handshake within 10 s.
 		grpc.ConnectionTimeout(10 * time.Second),
+		// Calls run on a few long-lived goroutines whose stacks have grown to a call's needs,
+		// instead of a new goroutine per call growing its stack every time (one more goroutine
+		// is started when all are busy).
+		grpc.NumStreamWorkers(uint32(goruntime.GOMAXPROCS(0))),
 	}
 	// Two servers of the same services, interceptors and limits: the public one, over TLS when
 	// configured, and the one REST calls reach in memory (no network, so no TLS to terminate).
