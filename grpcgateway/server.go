@@ -41,7 +41,6 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/codebank/codebank/internal/card"
@@ -125,7 +124,7 @@ type Server struct {
 	grpc       *grpc.Server
 	health     *health.Server
 	http       *http.Server
-	inproc     *bufconn.Listener // REST calls reach inprocGRPC through it
+	inproc     *memListener // REST calls reach inprocGRPC through it
 	inprocGRPC *grpc.Server
 	inprocConn *grpc.ClientConn
 	metrics    serverMetrics
@@ -228,7 +227,7 @@ func (s *Server) httpHandler() http.Handler {
 	)
 	// REST calls are gRPC calls to this server over an in-memory connection: they meet the
 	// same authentication, access table, limits and metrics as any other.
-	s.inproc = bufconn.Listen(1 << 20)
+	s.inproc = newMemListener()
 	conn, err := grpc.NewClient("passthrough:///in-process",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return s.inproc.DialContext(ctx) }),
 		grpc.WithTransportCredentials(insecure.NewCredentials()))
