@@ -28,7 +28,9 @@ func TestDueDate(t *testing.T) {
 }
 
 // at returns a time of 2026 in UTC.
-func at(month time.Month, day, hour int) time.Time { return time.Date(2026, month, day, hour, 0, 0, 0, time.UTC) }
+func at(month time.Month, day, hour int) time.Time {
+	return time.Date(2026, month, day, hour, 0, 0, 0, time.UTC)
+}
 
 // line returns a statement line of kind for amount.
 func line(kind eventsv1.OperationKind, amount int64) *eventsv1.StatementLine {
