@@ -87,6 +87,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		o.BrokerProps = parseProps(*brokerProps)
 		o.BrokerGC, o.BrokerJVM = *brokerGC, strings.Fields(*brokerJVM)
+		if set["partitions"] {
+			o.Partitions = *partitions
+		}
 		for k, v := range parseProps(*bankEnv) {
 			o.BankEnv = append(o.BankEnv, k+"="+v)
 		}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -111,6 +112,9 @@ type devBankOptions struct {
 	WarmUp time.Duration
 	// BankEnv is more environment for codebank all (e.g. GOGC=200), for experiments.
 	BankEnv []string
+	// Partitions is the partition count of the card-keyed topics on a fresh broker (0: setup's
+	// default).
+	Partitions int
 	// BrokerGC is the broker's garbage collector (localkafka.Options.GC) and BrokerJVM more
 	// JVM options of it, for experiments.
 	BrokerGC  string
@@ -172,6 +176,9 @@ func startDevBank(ctx context.Context, o devBankOptions, stdout io.Writer) (_ *d
 		d.broker.Stop()
 	})
 	setup := []string{"setup", "--brokers", d.broker.Addr()}
+	if o.Partitions > 0 {
+		setup = append(setup, "--partitions", strconv.Itoa(o.Partitions))
+	}
 	if o.Analytics {
 		fmt.Fprintf(stdout, "Starting OpenSearch and Kafka Connect (--analytics=false skips them)...\n")
 		if d.node, d.worker, err = startAnalytics(ctx, abs, d.broker.Addr(), o.SearchPort, o.ConnectPort, o.PeakJIT, o.HelperNice); err != nil {
@@ -204,9 +211,13 @@ func startDevBank(ctx context.Context, o devBankOptions, stdout io.Writer) (_ *d
 	}
 
 	cardsFile := filepath.Join(abs, "demo-cards.json")
-	if d.proc, err = startChild(bin, o.BankLog, append(env, o.BankEnv...), "all", "--brokers", d.broker.Addr(), "--storage-dir", filepath.Join(abs, "authorizer"),
+	all := []string{"all", "--brokers", d.broker.Addr(), "--storage-dir", filepath.Join(abs, "authorizer"),
 		"--grpc-addr", o.GRPCAddr, "--http-addr", o.HTTPAddr, "--ops-addr", o.OpsAddr, "--demo-cards", cardsFile,
-		"--legacy-merchant", devMerchant, "--reflection"); err != nil {
+		"--legacy-merchant", devMerchant, "--reflection"}
+	if o.Partitions > 0 {
+		all = append(all, "--partitions", strconv.Itoa(o.Partitions))
+	}
+	if d.proc, err = startChild(bin, o.BankLog, append(env, o.BankEnv...), all...); err != nil {
 		return nil, err
 	}
 	d.stops = append(d.stops, func() { d.proc.stop() })
