@@ -113,7 +113,7 @@ func TestDashboardFile(t *testing.T) {
 	}
 	// Every field a panel uses is mapped by the index template (a sum over a missing field
 	// would quietly be 0).
-	tmpl, err := analytics.Template(analytics.DefaultIndex)
+	tmpl, err := analytics.Indices{}.Template()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,23 +306,25 @@ func TestDashboardPanelsRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	index := analytics.DefaultIndex + "-dashboard-test"
-	if err := analytics.EnsureTemplate(ctx, c, index); err != nil {
+	ix := analytics.Indices{Alias: analytics.DefaultIndex + "-dashboard-test"}
+	now := time.Now().UTC()
+	if _, err := ix.Ensure(ctx, c, now); err != nil {
 		t.Fatal(err)
 	}
-	bulk := c.Bulk().Index(index).Refresh("true")
-	now := time.Now().UTC()
+	index := ix.Alias
+	bulk := c.Bulk().Refresh("true")
 	stores := []string{"Code Store", "Padaria", "Livraria"}
 	for i := 0; i < 60; i++ {
+		at := now.Add(-time.Duration(i) * time.Minute)
 		r := codecs.Result{TransactionID: fmt.Sprint("tx-", i), CardToken: "tok", CardMasked: "545454******0001", CardBIN: "545454",
 			Status: "approved", AmountCents: int64(100 * (i + 1)), Amount: json.Number(fmt.Sprintf("%d.00", i+1)), Currency: "BRL",
 			Store: stores[i%3], Description: "d", Channel: "api",
-			RequestedAt: now.Add(-time.Duration(i) * time.Minute).Format(time.RFC3339Nano), AuthorizedAt: now.Add(-time.Duration(i) * time.Minute).Format(time.RFC3339Nano),
+			RequestedAt: at.Format(time.RFC3339Nano), AuthorizedAt: at.Format(time.RFC3339Nano),
 			ProcessingMs: float64(i%7) + 0.5}
 		if i%4 == 0 {
 			r.Status, r.Reason = "rejected", []string{"insufficient_credit", "cvv_mismatch"}[i%8/4]
 		}
-		bulk.Add(elastic.NewBulkIndexRequest().Id(r.TransactionID).Doc(r))
+		bulk.Add(elastic.NewBulkIndexRequest().Index(ix.IndexOf(at)).Id(r.TransactionID).Doc(r)) // as the sink names it
 	}
 	if res, err := bulk.Do(ctx); err != nil || res.Errors {
 		t.Fatalf("index test documents: %v %v", err, res)

@@ -51,7 +51,7 @@ var demoHolders = []struct {
 }
 
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := cli.NewFlagSet("codebank-dev run [flags]", stderr)
+	fs := cli.NewFlagSet("codebank-dev run [flags]", stdout, stderr)
 	dataDir := fs.String("data-dir", ".data", "where the local servers' data, the processors' storage and the demo cards are kept")
 	codebank := fs.String("codebank", "", "the codebank binary to run (default: built into DATA_DIR/bin)")
 	grpcAddr := fs.String("grpc-addr", "127.0.0.1:50051", "gRPC listen address of the bank (loopback: a development bank is for this machine)")
