@@ -116,7 +116,7 @@ func TestPrune(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, m := range []string{"2026.08", "2026.09", "2026.10", "2026.11"} {
-		if _, err := c.Index().Index(ix.Alias+"-"+m).Id(m).BodyJson(map[string]string{"authorized_at": strings.ReplaceAll(m, ".", "-") + "-15T00:00:00Z"}).Refresh("true").Do(ctx); err != nil {
+		if _, err := c.Index().Index(ix.Alias + "-" + m).Id(m).BodyJson(map[string]string{"authorized_at": strings.ReplaceAll(m, ".", "-") + "-15T00:00:00Z"}).Refresh("true").Do(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
