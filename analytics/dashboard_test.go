@@ -16,7 +16,12 @@ import (
 	"github.com/codebank/codebank/codecs"
 )
 
-const dashboardFile = "kibana/codebank-dashboard.ndjson"
+// The dashboards, each for the versions it imports into (kibana/README.md): classic
+// visualizations of Kibana 7.10 for OpenSearch Dashboards 2.x, and Lens for Kibana 8.
+const (
+	dashboardFile        = "kibana/codebank-dashboard.ndjson"
+	kibana8DashboardFile = "kibana/codebank-dashboard-kibana8.ndjson"
+)
 
 // savedObject is one line of a Kibana saved-objects export.
 type savedObject struct {
@@ -28,11 +33,16 @@ type savedObject struct {
 		Type string `json:"type"`
 		ID   string `json:"id"`
 	} `json:"references"`
+	MigrationVersion     map[string]string `json:"migrationVersion"`
+	CoreMigrationVersion string            `json:"coreMigrationVersion"`
+	TypeMigrationVersion string            `json:"typeMigrationVersion"`
 }
 
-func readDashboard(t *testing.T) []savedObject {
+func readDashboard(t *testing.T) []savedObject { return readSavedObjects(t, dashboardFile) }
+
+func readSavedObjects(t *testing.T, file string) []savedObject {
 	t.Helper()
-	f, err := os.Open(dashboardFile)
+	f, err := os.Open(file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,8 +94,19 @@ func TestDashboardFile(t *testing.T) {
 		}
 	}
 	ip := byKey["index-pattern/codebank-payments"]
-	if ip.Attributes["timeFieldName"] != "authorized_at" || ip.Attributes["title"] != analytics.DefaultIndex+"*" {
-		t.Errorf("index pattern = %v", ip.Attributes)
+	if ip.Attributes["timeFieldName"] != "authorized_at" || ip.Attributes["title"] != analytics.DefaultIndex {
+		t.Errorf("index pattern = %v, want the alias %s", ip.Attributes, analytics.DefaultIndex)
+	}
+	// A Kibana 7.10 export, which OpenSearch Dashboards 2.x imports (and Kibana 9 refuses).
+	for _, o := range objs {
+		for typ, v := range o.MigrationVersion {
+			if !strings.HasPrefix(v, "7.") {
+				t.Errorf("%s %s: migration version %s %s, want 7.x (OpenSearch Dashboards imports Kibana 7.10's objects)", o.Type, o.ID, typ, v)
+			}
+		}
+		if o.CoreMigrationVersion != "" || o.TypeMigrationVersion != "" {
+			t.Errorf("%s %s: Kibana 8's migration versions in a file for OpenSearch Dashboards", o.Type, o.ID)
+		}
 	}
 	var dash savedObject
 	for _, o := range objs {
@@ -298,8 +319,10 @@ func checkAggregation(t *testing.T, id string, raw json.RawMessage) {
 	}
 }
 
-// TestDashboardPanelsRun runs the aggregation behind every panel against the real search
-// server, on an index made with the index template and holding results records.
+// TestDashboardPanelsRun runs the aggregation behind every panel of both dashboards (Lens for
+// Kibana 8, classic visualizations for OpenSearch Dashboards) against the real search server,
+// through the alias, on monthly indices made with the index template and holding results
+// records.
 func TestDashboardPanelsRun(t *testing.T) {
 	ctx := context.Background()
 	c, err := analytics.NewClient(servers.SearchURL)
@@ -328,6 +351,18 @@ func TestDashboardPanelsRun(t *testing.T) {
 	}
 	if res, err := bulk.Do(ctx); err != nil || res.Errors {
 		t.Fatalf("index test documents: %v %v", err, res)
+	}
+	for _, o := range readSavedObjects(t, kibana8DashboardFile) {
+		if o.Type != "lens" {
+			continue
+		}
+		query, agg := lensSearch(t, o)
+		res, err := c.Search(index).Size(0).Query(query).Aggregation("panel", agg).Do(ctx)
+		if err != nil {
+			t.Errorf("%s: %v", o.ID, err)
+			continue
+		}
+		checkAggregation(t, o.ID, res.Aggregations["panel"])
 	}
 	for _, o := range readDashboard(t) {
 		if o.Type != "visualization" {

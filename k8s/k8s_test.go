@@ -690,7 +690,7 @@ func checkMesh(t *testing.T, d decoded) {
 				for _, path := range op.Paths {
 					found := false
 					switch {
-					case path == "/metrics" || path == "/healthz" || path == "/readyz" || path == "/grpc.health.v1.Health/*":
+					case path == "/metrics" || path == "/healthz" || path == "/readyz" || path == "/grpc.health.v1.Health/*" || path == "/openapi.json":
 						found = true
 					case slices.Contains(op.Ports, "8090"):
 						found = true // the pages

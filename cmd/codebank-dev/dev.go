@@ -153,6 +153,7 @@ func startDevBank(ctx context.Context, o devBankOptions, stdout io.Writer) (_ *d
 		d.broker.Stop()
 	})
 	setup := []string{"setup", "--brokers", d.broker.Addr()}
+	all := []string{"all", "--brokers", d.broker.Addr()}
 	if o.Analytics {
 		fmt.Fprintf(stdout, "Starting OpenSearch and Kafka Connect (--analytics=false skips them)...\n")
 		if d.node, d.worker, err = startAnalytics(ctx, abs, d.broker.Addr(), o.SearchPort, o.ConnectPort, o.PeakJIT); err != nil {
@@ -164,7 +165,10 @@ func startDevBank(ctx context.Context, o devBankOptions, stdout io.Writer) (_ *d
 			d.node.Stop()
 		})
 		d.sink = &analytics.Sink{SearchURL: d.node.URL(), ConnectURL: d.worker.URL(), Index: analytics.DefaultIndex}
-		setup = append(setup, "--search-url", d.sink.SearchURL, "--connect-url", d.sink.ConnectURL, "--index", d.sink.Index)
+		// One node: no replica (it could never be placed); the local server has no ISM, so
+		// setup says that `codebank analytics prune` keeps the retention.
+		setup = append(setup, "--search-url", d.sink.SearchURL, "--connect-url", d.sink.ConnectURL, "--index", d.sink.Index, "--search-replicas", "0")
+		all = append(all, "--sink-lag")
 	}
 	// Quiet, readable logs unless asked otherwise; the development secrets and keys, made on
 	// the first run; the original contract for the demo merchant, and reflection for grpcurl.
@@ -180,20 +184,30 @@ func startDevBank(ctx context.Context, o devBankOptions, stdout io.Writer) (_ *d
 	env = append(env, d.creds.Env...)
 	setupCmd := exec.CommandContext(ctx, bin, setup...)
 	setupCmd.Env = append(os.Environ(), env...)
-	if out, err := setupCmd.CombinedOutput(); err != nil {
+	out, err := setupCmd.CombinedOutput()
+	if err != nil {
 		return nil, fmt.Errorf("codebank setup: %v\n%s", err, out)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(line, "retention: ") {
+			fmt.Fprintln(stdout, "Search index "+line)
+		}
 	}
 
 	cardsFile := filepath.Join(abs, "demo-cards.json")
-	if d.proc, err = startChild(bin, o.BankLog, env, "all", "--brokers", d.broker.Addr(), "--storage-dir", filepath.Join(abs, "authorizer"),
+	if d.proc, err = startChild(bin, o.BankLog, env, append(all, "--storage-dir", filepath.Join(abs, "authorizer"),
 		"--grpc-addr", o.GRPCAddr, "--http-addr", o.HTTPAddr, "--ops-addr", o.OpsAddr, "--demo-cards", cardsFile,
-		"--legacy-merchant", devMerchant, "--reflection"); err != nil {
+		"--legacy-merchant", devMerchant, "--reflection")...); err != nil {
 		return nil, err
 	}
 	d.stops = append(d.stops, func() { d.proc.stop() })
-	if o.Prometheus {
+	if o.Prometheus && havePrometheus(ctx, stdout) {
 		fmt.Fprintf(stdout, "Starting Prometheus (data in %s; --prometheus=false skips it)...\n", filepath.Join(abs, "prometheus"))
-		if d.prometheus, err = startPrometheus(ctx, filepath.Join(abs, "prometheus"), o.PrometheusPort, cli.Loopback(o.OpsAddr)); err != nil {
+		connectMetrics := ""
+		if d.worker != nil {
+			connectMetrics = d.worker.MetricsAddr()
+		}
+		if d.prometheus, err = startPrometheus(ctx, filepath.Join(abs, "prometheus"), o.PrometheusPort, cli.Loopback(o.OpsAddr), connectMetrics); err != nil {
 			return nil, err
 		}
 		d.stops = append(d.stops, func() {
@@ -218,10 +232,29 @@ func (d *devBank) stop() {
 	d.stops = nil
 }
 
+// havePrometheus reports whether a Prometheus can be had: Debian's package, fetched into the
+// cache, else one on PATH (localprometheus.Fetch). When none can, the bank runs without it, and
+// one line on w says why and what to install.
+func havePrometheus(ctx context.Context, w io.Writer) bool {
+	if _, err := localprometheus.Fetch(ctx, ""); err != nil {
+		fmt.Fprintf(w, "Prometheus not started, the bank runs without it: %s (install Debian's prometheus package, or put prometheus and promtool on PATH; --prometheus=false hides this line)\n",
+			firstLine(err.Error()))
+		return false
+	}
+	return true
+}
+
+// firstLine returns the first line of s.
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
 // startPrometheus starts a Prometheus in dir on port that scrapes the operations port opsAddr
-// (job "codebank") every 5 s and evaluates the rules of monitoring/prometheus/rules.yaml, written
-// into dir at each start so that they are the code's.
-func startPrometheus(ctx context.Context, dir string, port int, opsAddr string) (*localprometheus.Server, error) {
+// (job "codebank") and, when set, the Kafka Connect worker's metrics at connectAddr (job
+// "connect") every 5 s, and evaluates the rules of monitoring/prometheus/rules.yaml, written into
+// dir at each start so that they are the code's.
+func startPrometheus(ctx context.Context, dir string, port int, opsAddr, connectAddr string) (*localprometheus.Server, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -229,8 +262,12 @@ func startPrometheus(ctx context.Context, dir string, port int, opsAddr string) 
 	if err := os.WriteFile(rules, monitoring.Rules, 0o644); err != nil {
 		return nil, err
 	}
+	jobs := []localprometheus.Job{{Name: "codebank", Targets: []string{opsAddr}}}
+	if connectAddr != "" {
+		jobs = append(jobs, localprometheus.Job{Name: "connect", Targets: []string{connectAddr}})
+	}
 	p, err := localprometheus.Start(ctx, localprometheus.Options{DataDir: dir, Port: port, RuleFiles: []string{rules},
-		Retention: 7 * 24 * time.Hour, Jobs: []localprometheus.Job{{Name: "codebank", Targets: []string{opsAddr}}}})
+		Retention: 7 * 24 * time.Hour, Jobs: jobs})
 	if err != nil {
 		return nil, fmt.Errorf("start local Prometheus: %w", err)
 	}
@@ -250,7 +287,8 @@ func startAnalytics(ctx context.Context, dataDir, brokers string, searchPort, co
 		defer wg.Done()
 		node, nodeErr = localsearch.Start(ctx, localsearch.Options{DataDir: filepath.Join(dataDir, "opensearch"), HTTPPort: searchPort, PeakJIT: peakJIT})
 	}()
-	worker, err := localconnect.Start(ctx, localconnect.Options{DataDir: filepath.Join(dataDir, "connect"), Brokers: brokers, RESTPort: connectPort, PeakJIT: peakJIT})
+	worker, err := localconnect.Start(ctx, localconnect.Options{DataDir: filepath.Join(dataDir, "connect"), Brokers: brokers, RESTPort: connectPort, PeakJIT: peakJIT,
+		Metrics: monitoring.ConnectJMXExporter})
 	wg.Wait()
 	if err != nil || nodeErr != nil {
 		if worker != nil {
@@ -344,7 +382,7 @@ Analytics: every authorization is indexed by Kafka Connect (%s) into %s/%s
 		port(httpAddr), port(httpAddr), port(httpAddr))
 	fmt.Fprintf(w, "Operations: http://localhost%s/metrics, /healthz, /readyz\n", port(opsAddr))
 	if prom != nil {
-		fmt.Fprintf(w, "Prometheus: http://localhost%s (the bank's metrics every 5 s; rules and alerts of monitoring/prometheus/rules.yaml; Grafana is not started: its dashboards are monitoring/grafana/dashboards/*.json)\n",
+		fmt.Fprintf(w, "Prometheus: http://localhost%s (the bank's and Kafka Connect's metrics every 5 s; rules and alerts of monitoring/prometheus/rules.yaml; Grafana is not started: its dashboards are monitoring/grafana/dashboards/*.json)\n",
 			port(prom.Addr()))
 	}
 	fmt.Fprintf(w, "Code Bank is ready: gRPC localhost%s, REST http://localhost%s (Ctrl-C stops it; state is kept in .data)\n",

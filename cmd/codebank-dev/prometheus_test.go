@@ -73,7 +73,7 @@ func TestStartPrometheus(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	for range 2 {
-		p, err := startPrometheus(ctx, dir, 0, strings.TrimPrefix(ops.URL, "http://"))
+		p, err := startPrometheus(ctx, dir, 0, strings.TrimPrefix(ops.URL, "http://"), "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -81,5 +81,20 @@ func TestStartPrometheus(t *testing.T) {
 		if err := p.Stop(); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestRunWithoutPrometheus: where Prometheus can be neither fetched (no apt-get) nor found on
+// PATH, make run goes on without it and says so in one line.
+func TestRunWithoutPrometheus(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	t.Setenv("CODEBANK_CACHE_DIR", t.TempDir())
+	var out strings.Builder
+	if havePrometheus(context.Background(), &out) {
+		t.Fatal("a Prometheus was found with an empty PATH")
+	}
+	if lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n"); len(lines) != 1 || !strings.HasPrefix(lines[0], "Prometheus not started, the bank runs without it: ") ||
+		!strings.Contains(lines[0], "no prometheus on PATH") {
+		t.Errorf("it says %q, want one line saying why", out.String())
 	}
 }

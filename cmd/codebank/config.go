@@ -60,6 +60,7 @@ type config struct {
 
 	StorageDir string
 	HotStandby bool
+	SinkLag    bool
 	LogFormat  string
 	LogLevel   string
 	Pprof      bool
@@ -141,6 +142,11 @@ func (c *config) webFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.BankCA, "bank-ca", "", "CA certificates (PEM) to reach the bank over TLS (empty: plaintext, for loopback or a mesh)")
 	fs.StringVar(&c.BankCert, "bank-cert", "", "client certificate (PEM) for mutual TLS with the bank; with --bank-key")
 	fs.StringVar(&c.BankKey, "bank-key", "", "private key (PEM) of --bank-cert")
+}
+
+// sinkLagFlag registers --sink-lag, of the roles that run the statements.
+func (c *config) sinkLagFlag(fs *flag.FlagSet) {
+	fs.BoolVar(&c.SinkLag, "sink-lag", false, "also export the consumer lag of the search sink, Kafka Connect's group connect-<topic prefix>codebank-results-opensearch on the results topic (where the sink runs: its alerts read it)")
 }
 
 // storageFlag registers the directory of a role's local table storage.

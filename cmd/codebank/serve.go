@@ -88,6 +88,7 @@ var (
 		c.storageFlag(fs)
 		fs.IntVar(&c.LockAfter, "lock-after", authorizer.DefaultLockAfter, "failed card verifications in a row that block a card (0: never)")
 		fs.BoolVar(&r.statements, "statements", true, "also run the statements processor and StatementService")
+		c.sinkLagFlag(fs)
 		fs.BoolVar(&r.web, "web", true, "also serve the store's and the bank's pages")
 		c.webFlags(fs)
 	})
@@ -105,6 +106,7 @@ var (
 	runStatements = roleCommand("statements", roles{statements: true}, func(fs *flag.FlagSet, c *config, _ *roles) {
 		c.ingressFlags(fs, ":50052", ":8082")
 		c.storageFlag(fs)
+		c.sinkLagFlag(fs)
 	})
 	runWeb = roleCommand("web", roles{web: true}, func(fs *flag.FlagSet, c *config, _ *roles) {
 		fs.StringVar(&c.HTTPAddr, "http-addr", ":8090", httpAddrUsage)
@@ -347,6 +349,9 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
 	if r.statements {
 		static = append(static, processors.GroupInputs{Group: string(topo.StatementsGroup()),
 			Topics: []string{topo.Results().Name, topo.StatementsLoop().Name}})
+		if c.SinkLag { // Kafka Connect names a sink's group connect-<connector>
+			static = append(static, processors.GroupInputs{Group: "connect-" + analytics.ConnectorName(base), Topics: []string{topo.Results().Name}})
+		}
 	}
 	if r.web {
 		st := c.storeTopology()
