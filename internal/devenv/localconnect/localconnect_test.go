@@ -20,10 +20,10 @@ import (
 	"github.com/olivere/elastic/v7"
 
 	"github.com/codebank/codebank/connect"
-	"github.com/codebank/codebank/monitoring"
 	"github.com/codebank/codebank/internal/devenv/localsearch"
 	"github.com/codebank/codebank/internal/testenv/kafkatest"
 	"github.com/codebank/codebank/internal/testenv/wait"
+	"github.com/codebank/codebank/monitoring"
 )
 
 var (
