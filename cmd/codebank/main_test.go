@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -61,6 +62,29 @@ func TestHelp(t *testing.T) {
 	if err := program.Run(context.Background(), []string{"--version"}, &out, io.Discard); err != nil || !strings.HasPrefix(out.String(), "codebank ") || !strings.Contains(out.String(), "revision") {
 		t.Errorf("codebank --version = %v: %q", err, out.String())
 	}
+}
+
+// TestBuildInfoMetric: every role's registry exports codebank_build_info, 1, with the build's
+// version, revision and Go version.
+func TestBuildInfoMetric(t *testing.T) {
+	mfs, err := newRegistry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "codebank_build_info" {
+			continue
+		}
+		labels := map[string]string{}
+		for _, l := range mf.GetMetric()[0].GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		if len(mf.GetMetric()) != 1 || mf.GetMetric()[0].GetGauge().GetValue() != 1 || labels["goversion"] != runtime.Version() || labels["version"] == "" || labels["revision"] == "" {
+			t.Errorf("codebank_build_info = %v", mf)
+		}
+		return
+	}
+	t.Error("no codebank_build_info")
 }
 
 // sharedVariables are the environment variables that two commands read with different help on
