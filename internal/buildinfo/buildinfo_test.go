@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // TestBuildInfo: the linker's version and revision win over the binary's build information;
@@ -23,12 +22,18 @@ func TestBuildInfo(t *testing.T) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(i.Collector())
-	want := `# HELP codebank_build_info The build of the running binary: its version, source revision and Go version; always 1.
-# TYPE codebank_build_info gauge
-codebank_build_info{goversion="` + runtime.Version() + `",revision="0123abc",version="1.2.3"} 1
-`
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "codebank_build_info"); err != nil {
-		t.Error(err)
+	mfs, err := reg.Gather()
+	if err != nil || len(mfs) != 1 || len(mfs[0].GetMetric()) != 1 {
+		t.Fatalf("gather: %v %v", mfs, err)
+	}
+	m := mfs[0].GetMetric()[0]
+	got := map[string]string{}
+	for _, l := range m.GetLabel() {
+		got[l.GetName()] = l.GetValue()
+	}
+	if mfs[0].GetName() != "codebank_build_info" || m.GetGauge().GetValue() != 1 ||
+		got["version"] != "1.2.3" || got["revision"] != "0123abc" || got["goversion"] != runtime.Version() {
+		t.Errorf("metric %s %v = %v", mfs[0].GetName(), got, m.GetGauge().GetValue())
 	}
 
 	version, revision = "", ""
