@@ -91,12 +91,12 @@ proto: ## Regenerate the Go code of proto/ and the REST API's OpenAPI document w
 	$(GO) tool buf generate --template buf.gen.openapi.yaml
 
 .PHONY: breaking
-breaking: ## Fail if the protos break the released API: buf breaking against proto/released.binpb (after a deliberate change: make release-api)
+breaking: ## Fail if the protos break the released public API: buf breaking against proto/released.binpb (the Kafka records of codebank/events are the bank's own); after a deliberate change: make release-api
 	$(GO) tool buf breaking --against proto/released.binpb
 
 .PHONY: release-api
-release-api: ## Record the protos as the released API (proto/released.binpb), which make breaking compares with; commit it
-	$(GO) tool buf build -o proto/released.binpb
+release-api: ## Record the public API (codebank.v1, and the original bank's payment) as released (proto/released.binpb), which make breaking compares with; commit it
+	$(GO) tool buf build --path proto/codebank/v1 --path proto/payment -o proto/released.binpb
 
 .PHONY: proto-check
 proto-check: proto ## Fail if the committed generated code is stale

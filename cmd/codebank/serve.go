@@ -335,7 +335,7 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
 			return err
 		}
 		p.groups.Add(g)
-		view, err := processors.NewView(patient, topo.StatementsTable(), filepath.Join(c.StorageDir, "views"), log)
+		view, err := processors.NewView(patient, topo.StatementLines(), filepath.Join(c.StorageDir, "views"), log)
 		if err != nil {
 			return err
 		}
@@ -348,7 +348,7 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
 	var static []processors.GroupInputs
 	if r.statements {
 		static = append(static, processors.GroupInputs{Group: string(topo.StatementsGroup()),
-			Topics: []string{topo.Results().Name, topo.StatementsLoop().Name}})
+			Topics: []string{topo.Results().Name}})
 		if c.SinkLag { // Kafka Connect names a sink's group connect-<connector>
 			static = append(static, processors.GroupInputs{Group: "connect-" + analytics.ConnectorName(base), Topics: []string{topo.Results().Name}})
 		}

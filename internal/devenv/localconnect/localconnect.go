@@ -72,6 +72,9 @@ type Options struct {
 	Metrics []byte
 	// MetricsPort is the metrics port on 127.0.0.1, with Metrics; 0 picks a free port.
 	MetricsPort int
+	// Nice, when positive, runs the JVM at that niceness (nice(1)): below the servers a
+	// payment's answer waits for, on a machine they share.
+	Nice int
 	// Logger receives progress messages; default slog.Default().
 	Logger *slog.Logger
 }
@@ -156,6 +159,7 @@ func launch(ctx context.Context, java *jvm.Java, in *jvm.Installation, dataDir j
 	proc, err := jvm.StartProcess(jvm.Command{
 		Java:      java,
 		Options:   options,
+		Nice:      opts.Nice,
 		CDS:       jvm.NewClassData(filepath.Join(in.Dir, "cds"), "worker", java, classpath),
 		Classpath: classpath,
 		Main:      "org.apache.kafka.connect.cli.ConnectDistributed",
