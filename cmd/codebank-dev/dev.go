@@ -384,7 +384,7 @@ Try it:
 Analytics: every authorization is indexed by Kafka Connect (%s) into %s/%s
   go run ./cmd/codebank analytics --search-url %s
   curl -s '%s/%s/_search?size=3&sort=authorized_at:desc'
-  Kibana: curl -X POST KIBANA/api/saved_objects/_import?overwrite=true -H 'kbn-xsrf: true' --form file=@analytics/kibana/codebank-dashboard.ndjson
+  Kibana 8: curl -X POST KIBANA/api/saved_objects/_import?overwrite=true -H 'kbn-xsrf: true' --form file=@analytics/kibana/codebank-dashboard-kibana8.ndjson
 `, sink.ConnectURL, sink.SearchURL, sink.Index, sink.SearchURL, sink.SearchURL, sink.Index)
 	}
 	fmt.Fprintf(w, "\nCode Store: http://localhost%s/   statement: http://localhost%s/statement   dashboard: http://localhost%s/dashboard\n",
