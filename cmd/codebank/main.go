@@ -4,6 +4,7 @@ package main
 import (
 	"github.com/rcrowley/go-metrics"
 
+	"github.com/codebank/codebank/internal/buildinfo"
 	"github.com/codebank/codebank/internal/cli"
 )
 
@@ -26,7 +27,7 @@ var program = cli.Program{Name: "codebank", Title: "Code Bank: payment authoriza
 	"pay-bill":   {Summary: "record the cardholder's payment of the bill (operator): pay-bill CARD_ID|NUMBER --amount 12.34 [--id ID]", Run: runPayBill},
 	"probe":      {Summary: "check that a role of this machine is ready (a container's health check): probe [--path /readyz]", Run: runProbe},
 	"keys":       {Summary: "make an API key and its line of the keys file: keys new --id ID --role merchant|admin|pages [--merchant ID --name NAME]", Run: runKeys},
-}}
+}, Version: func() string { return buildinfo.Read().String() }}
 
 func main() {
 	// sarama keeps go-metrics histograms of every request, which nothing here reads; they cost

@@ -17,11 +17,12 @@ import (
 // a payment, named by the payment id `codebank pay` printed.
 func runCredit(kind string) func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-		fs := cli.NewFlagSet("codebank "+kind+" PAYMENT_ID --amount 12.34 [--id ID]", stderr)
+		fs := cli.NewFlagSet("codebank "+kind+" PAYMENT_ID --amount 12.34 [--id ID]", stdout, stderr)
 		var cl client
-		cl.flags(fs)
+		cl.flags(fs, kind)
 		amount := fs.String("amount", "", "amount to give back, in currency units, e.g. 12.34")
 		id := fs.String("id", "", "the "+kind+"'s id (idempotency key): the same id again never gives back twice; generated when empty")
+		cli.Scope(fs, kind, "amount", "id")
 		pos, err := parseInterspersed(fs, args)
 		if err != nil {
 			return cli.HelpOK(err)
@@ -85,11 +86,12 @@ func retryHint(err error, kind, id string) error {
 
 // runPayBill is `codebank pay-bill`: an operator records the cardholder's payment of the bill.
 func runPayBill(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := cli.NewFlagSet("codebank pay-bill CARD_ID|NUMBER --amount 12.34 [--id ID]", stderr)
+	fs := cli.NewFlagSet("codebank pay-bill CARD_ID|NUMBER --amount 12.34 [--id ID]", stdout, stderr)
 	var cl client
-	cl.flags(fs)
+	cl.flags(fs, "pay-bill")
 	amount := fs.String("amount", "", "amount paid, in currency units, e.g. 12.34")
 	id := fs.String("id", "", "the bill payment's id (idempotency key): the same id again never records it twice; generated when empty")
+	cli.Scope(fs, "pay-bill", "amount", "id")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return cli.HelpOK(err)

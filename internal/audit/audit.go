@@ -24,6 +24,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -303,22 +305,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 
 	// Every card, in a stable order.
-	tokens := map[string]bool{}
-	for t := range cards {
-		tokens[t] = true
-	}
-	for t := range accounts {
-		tokens[t] = true
-	}
-	for t := range stmtLines {
-		tokens[t] = true
-	}
-	sorted := make([]string, 0, len(tokens))
-	for t := range tokens {
-		sorted = append(sorted, t)
-	}
-	slices.Sort(sorted)
-	for _, token := range sorted {
+	for _, token := range sortedUnion(maps.Keys(cards), maps.Keys(accounts), maps.Keys(stmtLines)) {
 		rep.Problems = append(rep.Problems, checkCard(token, cards[token], accounts[token], stmtLines[token], unreadable[token], partial)...)
 	}
 
@@ -373,7 +360,8 @@ func checkCard(token string, b *books, a *accountInfo, stmt map[string]*eventsv1
 	}
 	// Every approved payment and operation has its line, of its kind and for its amount, and
 	// nothing else is on the statement.
-	for key, line := range stmt {
+	for _, key := range slices.Sorted(maps.Keys(stmt)) {
+		line := stmt[key]
 		_, at, _ := statements.ParseLineKey(key)
 		month := statements.MonthOf(at)
 		if r, ok := b.lines[key]; !ok {
@@ -384,8 +372,8 @@ func checkCard(token string, b *books, a *accountInfo, stmt map[string]*eventsv1
 				money.Format(line.GetAmountCents()), r.PaymentKey, r.KindOf(), money.Format(r.AmountCents))
 		}
 	}
-	for key, r := range b.lines {
-		if _, ok := stmt[key]; !ok {
+	for _, key := range slices.Sorted(maps.Keys(b.lines)) {
+		if r := b.lines[key]; stmt[key] == nil {
 			_, at, _ := statements.ParseLineKey(key)
 			what := "payment " + r.TransactionID
 			if !r.Purchase() {
@@ -415,12 +403,7 @@ func checkCard(token string, b *books, a *accountInfo, stmt map[string]*eventsv1
 		e[1] = &gotBills[i]
 		byMonth[gotBills[i].Month] = e
 	}
-	months := make([]string, 0, len(byMonth))
-	for m := range byMonth {
-		months = append(months, m)
-	}
-	slices.Sort(months)
-	for _, month := range months {
+	for _, month := range slices.Sorted(maps.Keys(byMonth)) {
 		w, g := byMonth[month][0], byMonth[month][1]
 		if w == nil {
 			w = &statements.Bill{}
@@ -457,18 +440,24 @@ func kindOf(l *eventsv1.StatementLine) eventsv1.OperationKind {
 
 // summaries adds up a card's lines by their keys (statement line keys), month by month.
 func summaries(lines map[string]*eventsv1.StatementLine) []*eventsv1.MonthTotal {
-	keys := make([]string, 0, len(lines))
-	for k := range lines {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys) // by time, as the statement reads them
 	var s statements.Summaries
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(lines)) { // by time, as the statement reads them
 		if _, at, err := statements.ParseLineKey(k); err == nil {
 			s.Add(at, lines[k])
 		}
 	}
 	return s.Months()
+}
+
+// sortedUnion returns every key the sequences yield, once each, sorted.
+func sortedUnion(seqs ...iter.Seq[string]) []string {
+	set := map[string]bool{}
+	for _, seq := range seqs {
+		for k := range seq {
+			set[k] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(set))
 }
 
 // countDeadLetters counts the records of every dead-letter topic.
