@@ -420,7 +420,72 @@ func TestReplayIsNeverDecidedAgain(t *testing.T) {
 	if _, v, _ := replies.Next(); v.(*eventsv1.Reply).GetCard().GetResult() != eventsv1.CardResult_CARD_RESULT_OK {
 		t.Errorf("issue read again = %v, want OK", v)
 	}
-	if got := tt.TableValue(table, token).(*eventsv1.Account); got.GetVerifyFailures() != 0 || got.GetCommandOffset() != acct.GetCommandOffset() {
+	if got := tt.TableValue(table, token).(*eventsv1.Account); len(got.GetVerifyFailureTimes()) != 0 || got.GetCommandOffset() != acct.GetCommandOffset() {
 		t.Errorf("a command read again changed the account: %v", got)
+	}
+}
+
+// TestUnverifiedRepeat: a transaction id repeated with card data that is not the card's is
+// rejected for that data (DO_NOT_HONOR to merchants), never answered with the id's outcome, not
+// published (the id's result is the original payment's) and counted toward the lockout; with
+// the card's data, the original outcome is the answer even on a card blocked since. Read again
+// after a restart, the unverified repeat is rejected again.
+func TestUnverifiedRepeat(t *testing.T) {
+	tt, topo := startTester(t)
+	replies := tt.NewQueueTracker(topo.Replies().Name)
+	results := tt.NewQueueTracker(topo.Results().Name)
+	table := goka.Table(topo.AuthorizerTable().Name)
+	tt.Consume(topo.CardCommands().Name, token, issueCommand("c1", "Maria Silva", 100000))
+	replies.Next()
+	pay := func(req *eventsv1.PaymentRequested) (*eventsv1.PaymentReply, *codecs.Result) {
+		t.Helper()
+		tt.Consume(topo.PaymentRequests().Name, token, req)
+		_, v, ok := replies.Next()
+		if !ok {
+			t.Fatalf("no reply to %s", req.GetTransactionId())
+		}
+		var result *codecs.Result
+		if _, v, ok := results.Next(); ok {
+			result = v.(*codecs.Result)
+		}
+		return v.(*eventsv1.Reply).GetPayment(), result
+	}
+	wrongCVV := func() *eventsv1.PaymentRequested { p := payment("tx-1", 1000); p.CvvKeyIds = []string{"k9"}; return p }
+	first, published := pay(payment("tx-1", 1000))
+	if first.GetOutcome().GetStatus() != eventsv1.PaymentStatus_PAYMENT_STATUS_APPROVED || published == nil {
+		t.Fatalf("first payment: %v, %v", first, published)
+	}
+	tt.Consume(topo.CardCommands().Name, token, &eventsv1.CardCommand{CommandId: "c2", ReplyKey: "r0", Command: &eventsv1.CardCommand_Block{Block: &eventsv1.BlockCard{}}})
+	replies.Next()
+	if r, _ := pay(payment("tx-1", 1000)); !r.GetDuplicate() || r.GetOutcome().GetStatus() != eventsv1.PaymentStatus_PAYMENT_STATUS_APPROVED {
+		t.Errorf("the right data again on the card blocked since = %v, want the approval replayed", r)
+	}
+	r, result := pay(wrongCVV())
+	if r.GetDuplicate() || r.GetConflict() || r.GetOutcome().GetStatus() != eventsv1.PaymentStatus_PAYMENT_STATUS_REJECTED ||
+		r.GetOutcome().GetReason() != eventsv1.RejectReason_REJECT_REASON_CVV_MISMATCH {
+		t.Errorf("the same id with a wrong CVV = %v, want a rejection for the CVV", r)
+	}
+	if result != nil {
+		t.Errorf("the unverified repeat was published: %+v", result)
+	}
+	if r, _ := pay(func() *eventsv1.PaymentRequested { p := wrongCVV(); p.AmountCents++; return p }()); r.GetConflict() ||
+		r.GetOutcome().GetReason() != eventsv1.RejectReason_REJECT_REASON_CVV_MISMATCH {
+		t.Errorf("the same id, another amount, a wrong CVV = %v, want a rejection for the CVV, not a conflict", r)
+	}
+	acct := tt.TableValue(table, token).(*eventsv1.Account)
+	if len(acct.GetVerifyFailureTimes()) != 2 || acct.GetUsedCents() != 1000 {
+		t.Errorf("after two unverified repeats: %d failures, used %d; want 2, 1000", len(acct.GetVerifyFailureTimes()), acct.GetUsedCents())
+	}
+	// Read again after a restart: rejected again, and not counted twice.
+	acct.RequestOffset += 1000
+	tt.SetTableValue(table, token, acct)
+	if r, result := pay(wrongCVV()); r.GetOutcome().GetReason() != eventsv1.RejectReason_REJECT_REASON_CVV_MISMATCH || result != nil {
+		t.Errorf("the unverified repeat read again = %v, %+v; want the rejection, unpublished", r, result)
+	}
+	if got := tt.TableValue(table, token).(*eventsv1.Account); len(got.GetVerifyFailureTimes()) != 2 {
+		t.Errorf("read again, the repeat was counted again: %d failures", len(got.GetVerifyFailureTimes()))
+	}
+	if r, result := pay(payment("tx-1", 1000)); r.GetOutcome().GetStatus() != eventsv1.PaymentStatus_PAYMENT_STATUS_APPROVED || result == nil || *result != *published {
+		t.Errorf("the original read again = %v, %+v; want the approval, republished", r, result)
 	}
 }
