@@ -16,6 +16,7 @@ import (
 	"github.com/codebank/codebank/internal/cli"
 	"github.com/codebank/codebank/internal/kafkaconf"
 	"github.com/codebank/codebank/processors"
+	"github.com/codebank/codebank/processors/authorizer"
 	"github.com/codebank/codebank/web/store"
 )
 
@@ -46,6 +47,7 @@ type config struct {
 	LegacyMerchant string
 	Reflection     bool
 	LockAfter      int
+	LockWindow     time.Duration
 	APIKeysFile    string
 	TLSCert        string
 	TLSKey         string
@@ -138,6 +140,12 @@ func (c *config) webFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.BankCA, "bank-ca", "", "CA certificates (PEM) to reach the bank over TLS (empty: plaintext, for loopback or a mesh)")
 	fs.StringVar(&c.BankCert, "bank-cert", "", "client certificate (PEM) for mutual TLS with the bank; with --bank-key")
 	fs.StringVar(&c.BankKey, "bank-key", "", "private key (PEM) of --bank-cert")
+}
+
+// lockoutFlags registers the authorizer's lockout.
+func (c *config) lockoutFlags(fs *flag.FlagSet) {
+	fs.IntVar(&c.LockAfter, "lock-after", authorizer.DefaultLockAfter, fmt.Sprintf("failed card verifications (a wrong expiry, CVV or holder name, by payments or the statement page) within --lock-window that block a card until an operator unblocks it; approvals do not clear them (0: never; at most %d)", authorizer.MaxLockAfter))
+	fs.DurationVar(&c.LockWindow, "lock-window", authorizer.DefaultLockWindow, "how long a failed card verification counts toward --lock-after")
 }
 
 // storageFlag registers the directory of a role's local table storage.

@@ -85,7 +85,7 @@ var (
 		c.tokenKeyFlag(fs)
 		c.cardKeysFlag(fs)
 		c.storageFlag(fs)
-		fs.IntVar(&c.LockAfter, "lock-after", authorizer.DefaultLockAfter, "failed card verifications in a row that block a card (0: never)")
+		c.lockoutFlags(fs)
 		fs.BoolVar(&r.statements, "statements", true, "also run the statements processor and StatementService")
 		fs.BoolVar(&r.web, "web", true, "also serve the store's and the bank's pages")
 		c.webFlags(fs)
@@ -98,7 +98,7 @@ var (
 	runAuthorizer = roleCommand("authorizer", roles{authorizer: true}, func(fs *flag.FlagSet, c *config, _ *roles) {
 		c.storageFlag(fs)
 		c.tokenKeyFlag(fs)
-		fs.IntVar(&c.LockAfter, "lock-after", authorizer.DefaultLockAfter, "failed card verifications in a row that block a card (0: never)")
+		c.lockoutFlags(fs)
 		c.opsFlags(fs)
 	})
 	runStatements = roleCommand("statements", roles{statements: true}, func(fs *flag.FlagSet, c *config, _ *roles) {
@@ -232,6 +232,9 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
 			return err
 		}
 	}
+	if r.authorizer && (c.LockAfter > authorizer.MaxLockAfter || c.LockWindow <= 0) {
+		return fmt.Errorf("%w: --lock-after must be 0 to %d and --lock-window positive, got %d and %s", cli.ErrUsage, authorizer.MaxLockAfter, c.LockAfter, c.LockWindow)
+	}
 	serverTLS, err := c.serverTLS()
 	if err != nil {
 		return err
@@ -292,7 +295,7 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
 	}
 	p.add("generations", gens.Run, nil)
 	if r.authorizer {
-		a := authorizer.New(authorizer.Config{Topology: base, LockAfter: lockAfter(c.LockAfter)}, authorizer.Deps{Keys: keys, Registerer: reg, Log: log})
+		a := authorizer.New(authorizer.Config{Topology: base, LockAfter: lockAfter(c.LockAfter), LockWindow: c.LockWindow}, authorizer.Deps{Keys: keys, Registerer: reg, Log: log})
 		akc := kc
 		akc.HotStandby = c.HotStandby
 		g := &generational{gens: gens, base: base, a: a, kc: akc, storageDir: c.StorageDir, stats: p.groups, log: log}
