@@ -291,7 +291,7 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
 		return err
 	}
 	if apiKeys != nil {
-		p.add("api keys", apiKeys.Run, nil)
+		p.addChecked("api keys", apiKeys.Run, apiKeys.Ready)
 	}
 	p.add("generations", gens.Run, nil)
 	if r.authorizer {
@@ -410,7 +410,7 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
 	}
 	if opsL != nil {
 		ops := http.NewServeMux()
-		grpcgateway.OpsRoutes(reg, p.ready, "starting: recovering state or reaching Kafka", c.Pprof)(ops)
+		grpcgateway.OpsRoutes(reg, p.notReady, c.Pprof)(ops)
 		log.Info("operations endpoints listening", "ops", opsL.Addr().String())
 		servers = append(servers, func(ctx context.Context) error { return serveHTTP(ctx, opsL, ops, nil) })
 	}
