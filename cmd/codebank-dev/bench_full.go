@@ -98,7 +98,7 @@ func benchFull(ctx context.Context, stdout io.Writer, o fullOptions) error {
 		procs = append(procs, &loadgen.ProcStat{Name: "prometheus", PID: bank.prometheus.PID()})
 	}
 
-	conn, err := cli.Dial(grpcAddr, nil, bank.creds.Keys)
+	conn, err := cli.Dial(grpcAddr, nil, bank.creds.Keys, false)
 	if err != nil {
 		return err
 	}

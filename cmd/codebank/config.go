@@ -59,6 +59,7 @@ type config struct {
 	BankCA         string
 	BankCert       string
 	BankKey        string
+	BankPlaintext  bool
 
 	StorageDir string
 	HotStandby bool
@@ -137,9 +138,10 @@ func (c *config) webFlags(fs *flag.FlagSet) {
 	c.merchantKey = cli.SecretFlag(fs, "merchant-key", "the store's merchant API key, for its payments")
 	c.pagesKey = cli.SecretFlag(fs, "pages-key", "the bank pages' API key (role pages), to verify cards and show statements")
 	fs.StringVar(&c.DemoCardsFile, "demo-cards", "", "JSON file of demo cards for the store's help panel (make run writes it)")
-	fs.StringVar(&c.BankCA, "bank-ca", "", "CA certificates (PEM) to reach the bank over TLS (empty: plaintext, for loopback or a mesh)")
+	fs.StringVar(&c.BankCA, "bank-ca", "", "CA certificates (PEM) to reach the bank over TLS (empty: plaintext, to a loopback --bank-addr only unless --bank-plaintext)")
 	fs.StringVar(&c.BankCert, "bank-cert", "", "client certificate (PEM) for mutual TLS with the bank; with --bank-key")
 	fs.StringVar(&c.BankKey, "bank-key", "", "private key (PEM) of --bank-cert")
+	fs.BoolVar(&c.BankPlaintext, "bank-plaintext", false, "without --bank-ca, send API keys and card data in plaintext to a --bank-addr or --statements-addr that is not loopback (only inside a network that encrypts or isolates the hop: a service mesh, a private network)")
 }
 
 // lockoutFlags registers the authorizer's lockout.

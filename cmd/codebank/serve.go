@@ -244,6 +244,9 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
 		if pages, err = c.pageSecrets(); err != nil {
 			return err
 		}
+		if err := c.checkBankTransport(r); err != nil {
+			return err
+		}
 	}
 	var apiKeys *apikey.Store
 	if r.api() {
@@ -482,15 +485,15 @@ func newPages(c config, secrets pageSecrets, kc kafkaconf.Config, bankAddr, stat
 	p.closeWith(orders.Close)
 	feed := web.NewFeed(web.FeedConfig{Kafka: kc.Patient(c.FetchWait), Topology: c.topology()}, web.FeedDeps{Registerer: reg, Log: log})
 	creds := grpcgateway.CallerKeys{Merchant: secrets.merchantKey, Pages: secrets.pagesKey, Insecure: bankTLS == nil}
-	bank, err := cli.Dial(bankAddr, bankTLS, creds)
+	bank, err := cli.Dial(bankAddr, bankTLS, creds, c.BankPlaintext)
 	if err != nil {
-		return nil, err
+		return nil, plaintextHint(err)
 	}
 	p.closeWith(bank.Close)
 	stmts := bank
 	if statementsAddr != "" && statementsAddr != bankAddr {
-		if stmts, err = cli.Dial(statementsAddr, bankTLS, creds); err != nil {
-			return nil, err
+		if stmts, err = cli.Dial(statementsAddr, bankTLS, creds, c.BankPlaintext); err != nil {
+			return nil, plaintextHint(err)
 		}
 		p.closeWith(stmts.Close)
 	}
@@ -500,6 +503,31 @@ func newPages(c config, secrets pageSecrets, kc kafkaconf.Config, bankAddr, stat
 	return web.New(web.Config{OrderSecret: []byte(secrets.storeSecret), DemoCardsFile: c.DemoCardsFile},
 		web.Deps{Payments: codebankv1.NewPaymentServiceClient(bank), Cards: codebankv1.NewCardServiceClient(bank),
 			Statements: codebankv1.NewStatementServiceClient(stmts), Orders: orders, Dashboard: feed, Log: log, Registerer: reg}), nil
+}
+
+// checkBankTransport refuses, before anything starts, a web role that would send keys and card
+// data to the bank in plaintext over the network (cli.CheckPlaintext).
+func (c *config) checkBankTransport(r roles) error {
+	if r.ingress { // the pages call this process's own port
+		return nil
+	}
+	for _, addr := range []string{c.BankAddr, c.StatementsAddr} {
+		if addr == "" {
+			continue
+		}
+		if err := cli.CheckPlaintext(addr, c.BankCA != "", c.BankPlaintext); err != nil {
+			return plaintextHint(err)
+		}
+	}
+	return nil
+}
+
+// plaintextHint adds to a refusal of plaintext what the web role's flags can do about it.
+func plaintextHint(err error) error {
+	if errors.Is(err, cli.ErrPlaintext) {
+		return fmt.Errorf("%w; give the bank's CA (--bank-ca), or --bank-plaintext inside a network that encrypts or isolates the hop (a service mesh)", err)
+	}
+	return err
 }
 
 // newRegistry returns the process's metrics registry, with the Go runtime's and the process's
