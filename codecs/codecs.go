@@ -69,8 +69,6 @@ var (
 	Account Proto[eventsv1.Account, *eventsv1.Account]
 	// Reply encodes *eventsv1.Reply.
 	Reply Proto[eventsv1.Reply, *eventsv1.Reply]
-	// StatementEntry encodes *eventsv1.StatementEntry.
-	StatementEntry Proto[eventsv1.StatementEntry, *eventsv1.StatementEntry]
-	// StatementLinePlacement encodes *eventsv1.StatementLinePlacement.
-	StatementLinePlacement Proto[eventsv1.StatementLinePlacement, *eventsv1.StatementLinePlacement]
+	// StatementLine encodes *eventsv1.StatementLine.
+	StatementLine Proto[eventsv1.StatementLine, *eventsv1.StatementLine]
 )

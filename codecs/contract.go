@@ -249,6 +249,10 @@ func CheckReply(r *eventsv1.Reply) error {
 	return p.err("reply")
 }
 
+// maxAuthorizedUs is the latest approval time a result may carry, in µs since the epoch: a
+// statement line's key holds it in sixteen digits (processors/statements).
+const maxAuthorizedUs = 1e16 - 1
+
 // CheckResult checks a results record (key: card token) against docs/results-topic.md.
 func CheckResult(key string, r *Result) error {
 	var p problems
@@ -273,8 +277,10 @@ func CheckResult(key string, r *Result) error {
 		p.add("status", "must be %s or %s", StatusApproved, StatusRejected)
 	}
 	p.check("amount_cents", CheckCents(r.AmountCents))
-	if _, err := time.Parse(time.RFC3339Nano, r.AuthorizedAt); err != nil {
+	if t, err := time.Parse(time.RFC3339Nano, r.AuthorizedAt); err != nil {
 		p.add("authorized_at", "must be an RFC 3339 time")
+	} else if us := t.UnixMicro(); us < 0 || us > maxAuthorizedUs {
+		p.add("authorized_at", "must be between 1970 and 2286")
 	}
 	if r.Status == StatusApproved {
 		p.check("store", CheckText(r.Store, MaxStoreLen))

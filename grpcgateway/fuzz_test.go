@@ -122,8 +122,8 @@ func FuzzLegacyPayment(f *testing.F) {
 // emptyStatements is a statement reader with nothing on any card.
 type emptyStatements struct{}
 
-func (emptyStatements) Card(string) (*eventsv1.StatementCard, error) {
-	return &eventsv1.StatementCard{}, nil
+func (emptyStatements) Months(string) ([]*eventsv1.MonthTotal, error) {
+	return nil, nil
 }
 func (emptyStatements) Lines(string, string, int64, int64) ([]*eventsv1.StatementLine, error) {
 	return nil, nil

@@ -15,7 +15,9 @@ import (
 
 // StatementReader reads the statements processor's state (statements.Reader is the real one).
 type StatementReader interface {
-	Card(token string) (*eventsv1.StatementCard, error)
+	// Months returns the months of a card's statement, oldest first.
+	Months(token string) ([]*eventsv1.MonthTotal, error)
+	// Lines returns up to n lines of a card's month, oldest first, from the line at index from.
 	Lines(token, month string, from, n int64) ([]*eventsv1.StatementLine, error)
 	// Await calls check until it reports done or fails, again each time the statements change,
 	// until ctx ends.
@@ -102,13 +104,13 @@ func (s statementService) GetStatement(ctx context.Context, req *codebankv1.GetS
 	wait, cancel := context.WithTimeout(ctx, StatementWait)
 	defer cancel()
 	err = s.statements.Await(wait, func() (bool, error) {
-		st, err := s.statements.Card(token)
+		months, err := s.statements.Months(token)
 		if err != nil {
 			return false, err
 		}
 		var applied int64
 		resp.TotalCents, resp.Count = 0, 0
-		for _, m := range st.GetMonths() {
+		for _, m := range months {
 			if m.GetMonth() == month {
 				resp.TotalCents, resp.Count = m.GetTotalCents(), m.GetCount()
 			}
@@ -145,12 +147,12 @@ func (s statementService) ListStatements(ctx context.Context, req *codebankv1.Li
 	if err != nil {
 		return nil, err
 	}
-	st, err := s.statements.Card(token)
+	months, err := s.statements.Months(token)
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "read statement: %v", err)
 	}
 	resp := &codebankv1.ListStatementsResponse{MaskedNumber: acct.GetMaskedNumber(), HolderName: acct.GetHolderName(), Currency: acct.GetCurrency()}
-	for _, m := range st.GetMonths() {
+	for _, m := range months {
 		resp.Statements = append(resp.Statements, &codebankv1.StatementSummary{Month: m.GetMonth(), TotalCents: m.GetTotalCents(), Count: m.GetCount()})
 	}
 	slices.SortFunc(resp.Statements, func(a, b *codebankv1.StatementSummary) int {

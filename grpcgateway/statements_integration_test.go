@@ -18,10 +18,11 @@ import (
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
 
-// clock is a settable clock for the authorizer, which stamps authorization times.
+// clock is a settable clock for the authorizer, which stamps authorization times. Like a real
+// one it moves on: each reading is a microsecond after the one before.
 type clock struct{ t atomic.Int64 }
 
-func (c *clock) now() time.Time    { return time.UnixMicro(c.t.Load()) }
+func (c *clock) now() time.Time    { return time.UnixMicro(c.t.Add(1)) }
 func (c *clock) set(at time.Time)  { c.t.Store(at.UnixMicro()) }
 func newClock(at time.Time) *clock { c := &clock{}; c.set(at); return c }
 

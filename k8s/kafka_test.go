@@ -131,8 +131,7 @@ func TestKafkaACLs(t *testing.T) {
 		b.AuthorizerTable().Name: {"kafka-authorizer", "kafka-partitions"}, // a move copies the table
 		b.Replies().Name:         {"kafka-authorizer"},
 		b.Results().Name:         {"kafka-authorizer"},
-		b.StatementsLoop().Name:  {"kafka-statements"},
-		b.StatementsTable().Name: {"kafka-statements"},
+		b.StatementLines().Name:  {"kafka-statements"},
 		s.Events().Name:          {"kafka-web"},
 		s.Table().Name:           {"kafka-web"},
 		ConnectConfigsTopic:      {"kafka-connect"},

@@ -187,6 +187,28 @@ func (v *View) Ready() bool { return v.view.Recovered() }
 // decode.
 func (v *View) Get(key string) (any, error) { return v.view.Get(key) }
 
+// Range calls fn with the key and value (as Get returns it) of every key in [start, limit) in
+// key order, over every partition, until fn returns false or an error. An empty limit reads
+// every key that starts with start.
+func (v *View) Range(start, limit string, fn func(key string, value any) (bool, error)) error {
+	it, err := v.view.IteratorWithRange(start, limit)
+	if err != nil {
+		return err
+	}
+	defer it.Release()
+	for it.Next() {
+		value, err := it.Value()
+		if err != nil {
+			return err
+		}
+		more, err := fn(it.Key(), value)
+		if err != nil || !more {
+			return err
+		}
+	}
+	return it.Err()
+}
+
 // Await calls check until it reports done or fails, calling it again each time the view
 // changes, until ctx ends (then it returns ctx's error).
 func (v *View) Await(ctx context.Context, check func() (done bool, err error)) error {

@@ -170,23 +170,17 @@ func (t Topology) Replies() Topic {
 		Config: map[string]string{"retention.ms": strconv.FormatInt(time.Hour.Milliseconds(), 10)}}
 }
 
-// StatementsGroup is the consumer group of the statements processor.
-func (t Topology) StatementsGroup() goka.Group { return goka.Group(t.Prefix + "statements") }
+// StatementsGroup is the consumer group of the statements processor. (The group of the same
+// processor in its earlier form, which kept a table of pages, was "statements": under a group
+// of another name it starts from the oldest results retained and writes their lines.)
+func (t Topology) StatementsGroup() goka.Group { return goka.Group(t.Prefix + "statement-lines") }
 
-// StatementsLoop is the statements processor's loopback: each approved purchase re-keyed to
-// the page of its card's month that holds it. Key: "card token|YYYY-MM|page". Value:
-// eventsv1.StatementLinePlacement.
-func (t Topology) StatementsLoop() Topic {
-	return Topic{Name: string(t.StatementsGroup()) + "-loop", // goka's loop topic name (default suffix)
-		Key: "card token|month|page", Codec: codecs.StatementLinePlacement, Partitions: t.partitions(),
-		Config: map[string]string{"retention.ms": strconv.FormatInt((7 * 24 * time.Hour).Milliseconds(), 10)}}
-}
-
-// StatementsTable is the statements processor's compacted changelog. Key: card token (value:
-// the card's months and applied transactions) or "card token|YYYY-MM|page" (value: up to
-// statements.PageSize lines). Value: eventsv1.StatementEntry.
-func (t Topology) StatementsTable() Topic {
-	return Topic{Name: string(goka.GroupTable(t.StatementsGroup())), Key: "card token, or card token|month|page", Codec: codecs.StatementEntry, Partitions: t.partitions(),
+// StatementLines holds every approved purchase as a line of its card's statement, one record
+// each, kept for good (compacted). Key: "card token|approved at, µs, 16 digits|payment digest"
+// (statements.LineKey): a card's lines sort by time, and a month is a range of keys. Value:
+// eventsv1.StatementLine. Written by the statements processor, read by statement views.
+func (t Topology) StatementLines() Topic {
+	return Topic{Name: t.Prefix + "statement-lines", Key: "card token|approved at|payment digest", Codec: codecs.StatementLine, Partitions: t.partitions(),
 		Config: map[string]string{"cleanup.policy": "compact", "segment.ms": strconv.FormatInt(time.Hour.Milliseconds(), 10)}}
 }
 
@@ -252,7 +246,7 @@ func (t Topology) Consumers() []Consumer {
 	results := t.Results()
 	return []Consumer{
 		{Name: ConsumerAuthorizer, Inputs: []Input{t.input(ConsumerAuthorizer, t.PaymentRequests()), t.input(ConsumerAuthorizer, t.CardCommands())}},
-		{Name: ConsumerStatements, Inputs: []Input{t.input(ConsumerStatements, results), t.input(ConsumerStatements, t.StatementsLoop())}},
+		{Name: ConsumerStatements, Inputs: []Input{t.input(ConsumerStatements, results)}},
 		{Name: ConsumerIngress, Inputs: []Input{t.input(ConsumerIngress, t.Replies())}},
 		{Name: ConsumerDashboard, Inputs: []Input{t.input(ConsumerDashboard, results)}},
 		{Name: ConsumerConnect, Inputs: []Input{{Topic: results, DeadLetters: t.ResultDeadLetters()}}},
@@ -274,7 +268,7 @@ func (t Topology) Input(consumer string, topic Topic) Input {
 
 // All returns every topic of the deployment.
 func (t Topology) All() []Topic {
-	return append([]Topic{t.PaymentRequests(), t.CardCommands(), t.AuthorizerTable(), t.Results(), t.Replies(), t.StatementsLoop(), t.StatementsTable(), t.Generations()},
+	return append([]Topic{t.PaymentRequests(), t.CardCommands(), t.AuthorizerTable(), t.Results(), t.Replies(), t.StatementLines(), t.Generations()},
 		DeadLetterTopics(t.Consumers())...)
 }
 

@@ -53,20 +53,27 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	brokerProps := fs.String("broker-props", "", "extra broker settings, k=v,k=v (e.g. num.io.threads=2)")
 	recovery := fs.Int("recovery", 0, "instead of the load: measure the recovery of an authorizer table of this many accounts")
 	scale := fs.Int("scale", 0, "instead of the load: with an authorizer table of this many accounts, measure the pause of codebank partitions grow and the failover of two authorizers with and without hot standby")
-	full := fs.Bool("full", false, "instead of the synchronous path: the whole bank of make run (with analytics), loaded by ghz, with statement and index lag; --schedule defaults to "+fullSchedule+", --cards to 1000, --api to legacy")
+	full := fs.Bool("full", false, "instead of the synchronous path: the whole bank of make run (with analytics and Prometheus), loaded by ghz by the reference method of BENCHMARKS.md (cold 200/s for 15s, warm-up 1000/s for 30s, 10s idle, each of --rates --runs times for 15s, then --capacity), with statement and index lag and the CPU per payment of every process; --cards defaults to 1000, --api to legacy; --schedule replaces --rates")
+	rates := fs.String("rates", "200,1000,2000,3000", "with --full: the rates each run --runs times")
+	runs := fs.Int("runs", 3, "with --full: runs of 15s at each rate; the median run is reported")
+	capacity := fs.String("capacity", "4000:60s", "with --full: the capacity step, RATE:DURATION, after the rates (empty: none)")
+	cold := fs.Bool("cold", true, "with --full: 200/s for 15s right after the cards are issued, before any warm-up (the first minute)")
+	soak := fs.Duration("soak", 0, "with --full: after the rest, --soak-rate for this long in runs of a minute (e.g. 30m), with each minute's latency, memory and lag")
+	soakRate := fs.Int("soak-rate", 1000, "with --full: the rate of --soak")
 	probes := fs.Float64("probes", 2, "with --full: payments a second that measure the statement and index lag beside the load")
 	peakJIT := fs.Bool("peak-jit", false, "with --full: OpenSearch and Kafka Connect compile fully (C2), as codebank-dev run --peak-jit")
-	withPrometheus := fs.Bool("prometheus", false, "with --full: also run the local Prometheus of make run (scraping every 5s, rules loaded), its CPU counted")
+	helperNice := fs.Int("helper-nice", DefaultHelperNice, "with --full: niceness of OpenSearch, Kafka Connect and Prometheus, as codebank-dev run --helper-nice")
+	withPrometheus := fs.Bool("prometheus", true, "with --full: also run the local Prometheus of make run (scraping every 5s, rules loaded), its CPU counted")
 	if err := cli.Parse(fs, args); err != nil {
 		return cli.HelpOK(err)
 	}
 	if *full {
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		o := fullOptions{Codebank: *codebank, Cards: 1000, API: "legacy", Probes: *probes, PeakJIT: *peakJIT, Prometheus: *withPrometheus}
-		sched := fullSchedule
-		if set["schedule"] {
-			sched = *schedule
+		o := fullOptions{Codebank: *codebank, Cards: 1000, API: "legacy", Probes: *probes, PeakJIT: *peakJIT, Prometheus: *withPrometheus, HelperNice: *helperNice,
+			WarmUp: fullWarmUp, Idle: fullIdle, Runs: *runs, RunFor: fullRunFor, Soak: *soak, SoakRate: *soakRate}
+		if *cold {
+			o.Cold = fullCold
 		}
 		if set["cards"] {
 			o.Cards = *ncards
@@ -76,8 +83,25 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		o.BrokerProps = parseProps(*brokerProps)
 		var err error
-		if o.Steps, err = loadgen.ParseSchedule(sched); err != nil {
-			return err
+		if set["schedule"] {
+			if o.Steps, err = loadgen.ParseSchedule(*schedule); err != nil {
+				return err
+			}
+		} else {
+			for _, r := range strings.Split(*rates, ",") {
+				n, err := strconv.Atoi(strings.TrimSpace(r))
+				if err != nil || n <= 0 {
+					return fmt.Errorf("--rates: %q is not a rate", r)
+				}
+				o.Rates = append(o.Rates, n)
+			}
+		}
+		if *capacity != "" {
+			steps, err := loadgen.ParseSchedule(*capacity)
+			if err != nil || len(steps) != 1 {
+				return fmt.Errorf("--capacity: want RATE:DURATION, got %q", *capacity)
+			}
+			o.Capacity = steps[0]
 		}
 		return benchFull(ctx, stdout, o)
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -23,6 +25,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/codebank/codebank/codecs"
 	"github.com/codebank/codebank/internal/cli"
@@ -35,14 +38,23 @@ import (
 // tool, built from the Go module proxy into the cache once.
 const ghzModule = "github.com/bojand/ghz/cmd/ghz@v0.120.0"
 
-// The full-pipeline benchmark's default steps: the rates of the targets, each long enough for a
-// few thousand calls, and the sustained step last.
-const fullSchedule = "~1000:30s,200:20s,500:20s,1000:20s,2000:20s,5000:60s"
+// The reference method of the full-pipeline benchmark (BENCHMARKS.md): a fresh bank as make run
+// starts it, cards issued over REST, a cold step right after (the first minute), a warm-up and
+// a pause, then each rate three times for 15 s (its figures are the median run), then the
+// capacity step.
+var (
+	fullCold     = loadgen.Step{Rate: 200, Duration: 15 * time.Second, Measure: true}
+	fullWarmUp   = loadgen.Step{Rate: 1000, Duration: 30 * time.Second}
+	fullIdle     = 10 * time.Second
+	fullRates    = []int{200, 1000, 2000, 3000}
+	fullRuns     = 3
+	fullRunFor   = 15 * time.Second
+	fullCapacity = loadgen.Step{Rate: 4000, Duration: 60 * time.Second, Measure: true}
+)
 
 // fullOptions configure benchFull.
 type fullOptions struct {
 	Codebank string
-	Steps    []loadgen.Step
 	Cards    int
 	API      string // legacy or authorize
 	Probes   float64
@@ -52,24 +64,71 @@ type fullOptions struct {
 	Prometheus bool
 	// BrokerProps are extra broker settings.
 	BrokerProps map[string]string
+	// HelperNice is the niceness of OpenSearch, Connect and Prometheus (devBankOptions).
+	HelperNice int
+
+	// Cold, when its rate is set, runs right after the cards are issued, before any warm-up.
+	Cold loadgen.Step
+	// WarmUp (when its rate is set) and Idle come next.
+	WarmUp loadgen.Step
+	Idle   time.Duration
+	// Rates are each run Runs times for RunFor.
+	Rates  []int
+	Runs   int
+	RunFor time.Duration
+	// Steps, when set, replace Rates: each runs once (--schedule; ~ marks warm-up steps).
+	Steps []loadgen.Step
+	// Capacity, when its rate is set, runs last.
+	Capacity loadgen.Step
+	// Soak, when set, runs SoakRate for this long after the rest, in runs of a minute.
+	Soak     time.Duration
+	SoakRate int
 }
 
-// fullStep is what one step of the full-pipeline benchmark measured.
+// fullStep is what one run of the full-pipeline benchmark measured.
 type fullStep struct {
+	Phase     string // cold, run, capacity, soak, or step (--schedule)
 	Rate      int
 	Ghz       ghzReport
 	CPU       map[string]float64 // percent of one core, by process
-	Decisions float64            // payments the authorizer decided in the step
+	RSS       map[string]int64   // resident memory at the run's end, by process
+	Decisions float64            // payments the authorizer decided in the run
 	StmtLag   []time.Duration    // Authorize answered → the line on the statement
 	IndexLag  []time.Duration    // Authorize answered → the document searchable
+	Lag       float64            // the longest consumer lag at the run's end, seconds
 	CatchUp   time.Duration      // from the end of the load until the books caught up
 	CaughtUp  bool               // whether they did, within two minutes
 }
 
+// perPayment returns the CPU a process spent per payment decided in the run, in µs.
+func (s fullStep) perPayment(proc string) float64 {
+	if s.Decisions <= 0 {
+		return 0
+	}
+	return s.CPU[proc] / 100 * s.Ghz.Total.Seconds() / s.Decisions * 1e6
+}
+
+// fullBench is one run of benchFull: the bank, its load generator and what it measured.
+type fullBench struct {
+	o        fullOptions
+	bank     *devBank
+	ghz      string
+	grpcAddr string
+	opsAddr  string
+	dataFile string
+	procs    []*loadgen.ProcStat
+	probe    *prober
+	stdout   io.Writer
+	steps    []fullStep
+	caught   books
+	catchUp  time.Duration
+}
+
 // benchFull measures what users run: the whole bank of `make run` (broker, OpenSearch, Kafka
-// Connect, and codebank all with statements, the store and the dashboard), loaded open loop by
-// ghz at each rate, with the lag from an authorization to its statement line and to its
-// searchable document sampled by probes beside the load, and the books checked at the end.
+// Connect, Prometheus, and codebank all with statements, the store and the dashboard), loaded
+// open loop by ghz with the reference method's flags, with the lag from an authorization to its
+// statement line and to its searchable document sampled by probes beside the load, and the
+// books checked at the end.
 func benchFull(ctx context.Context, stdout io.Writer, o fullOptions) error {
 	ghz, err := installGhz(ctx, stdout)
 	if err != nil {
@@ -82,103 +141,210 @@ func benchFull(ctx context.Context, stdout io.Writer, o fullOptions) error {
 	defer os.RemoveAll(dir)
 	grpcAddr, httpAddr, opsAddr := freeAddr(), freeAddr(), freeAddr()
 	bank, err := startDevBank(ctx, devBankOptions{DataDir: dir, Codebank: o.Codebank, GRPCAddr: grpcAddr, HTTPAddr: httpAddr,
-		OpsAddr: opsAddr, Analytics: true, BankLog: filepath.Join(dir, "codebank.log"), PeakJIT: o.PeakJIT, BrokerProps: o.BrokerProps, Prometheus: o.Prometheus}, stdout)
+		OpsAddr: opsAddr, Analytics: true, BankLog: filepath.Join(dir, "codebank.log"), PeakJIT: o.PeakJIT, BrokerProps: o.BrokerProps, Prometheus: o.Prometheus, HelperNice: o.HelperNice}, stdout)
 	if err != nil {
 		return err
 	}
 	defer bank.stop()
-	fmt.Fprintf(stdout, "Code Bank: gRPC %s, operations http://%s (CODEBANK_PPROF=true for /debug/pprof)\n", grpcAddr, opsAddr)
-	procs := []*loadgen.ProcStat{
-		{Name: "kafka broker", PID: bank.broker.PID()},
+	fmt.Fprintf(stdout, "Code Bank is ready: gRPC %s, operations http://%s (CODEBANK_PPROF=true for /debug/pprof)\n", grpcAddr, opsAddr)
+	b := &fullBench{o: o, bank: bank, ghz: ghz, grpcAddr: grpcAddr, opsAddr: opsAddr, stdout: stdout}
+	b.procs = []*loadgen.ProcStat{
 		{Name: "codebank all", PID: bank.proc.cmd.Process.Pid},
+		{Name: "kafka broker", PID: bank.broker.PID()},
 		{Name: "opensearch", PID: bank.node.PID()},
 		{Name: "kafka connect", PID: bank.worker.PID()},
 	}
 	if bank.prometheus != nil {
-		procs = append(procs, &loadgen.ProcStat{Name: "prometheus", PID: bank.prometheus.PID()})
+		b.procs = append(b.procs, &loadgen.ProcStat{Name: "prometheus", PID: bank.prometheus.PID()})
 	}
 
+	fmt.Fprintf(stdout, "Issuing %d cards over REST...\n", o.Cards)
+	cards, err := issueCardsREST(ctx, "http://"+httpAddr, bank.creds.Keys.Admin, o.Cards)
+	if err != nil {
+		return err
+	}
+	b.dataFile = filepath.Join(dir, "payments.json")
+	if err := writeGhzData(b.dataFile, cards, o.API); err != nil {
+		return err
+	}
 	conn, err := cli.Dial(grpcAddr, nil, bank.creds.Keys, false)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	fmt.Fprintf(stdout, "Issuing %d cards...\n", o.Cards)
-	cards, err := issueBenchCards(ctx, []*grpc.ClientConn{conn}, o.Cards)
-	if err != nil {
-		return err
-	}
-	dataFile := filepath.Join(dir, "payments.json")
-	if err := writeGhzData(dataFile, cards, o.API); err != nil {
-		return err
-	}
-	probe, err := newProber(ctx, conn, bank.sink.SearchURL+"/"+bank.sink.Index)
-	if err != nil {
+	if b.probe, err = newProber(ctx, conn, bank.sink.SearchURL+"/"+bank.sink.Index); err != nil {
 		return err
 	}
 
+	if o.Cold.Rate > 0 {
+		if err := b.run(ctx, "cold", o.Cold); err != nil {
+			return err
+		}
+	}
+	if o.WarmUp.Rate > 0 {
+		if err := b.run(ctx, "warm-up", o.WarmUp); err != nil {
+			return err
+		}
+	}
 	idle := map[string]float64{}
-	var (
-		results []fullStep
-		caught  books
-		catchUp time.Duration
-	)
-	idleDone := false
+	if o.Idle > 0 {
+		// What the bank costs doing nothing, once warm.
+		fmt.Fprintf(stdout, "Idle for %s...\n", o.Idle)
+		if idle, err = measureIdle(ctx, b.procs, o.Idle); err != nil {
+			return err
+		}
+	}
 	for _, step := range o.Steps {
-		if step.Measure && !idleDone {
-			// What the bank costs doing nothing, once warm: the baseline of every step.
-			fmt.Fprintln(stdout, "Idle for 10s...")
-			if idle, err = measureIdle(ctx, procs, 10*time.Second); err != nil {
+		phase := "step"
+		if !step.Measure {
+			phase = "warm-up"
+		}
+		if err := b.run(ctx, phase, step); err != nil {
+			return err
+		}
+	}
+	for _, rate := range o.Rates {
+		for range o.Runs {
+			if err := b.run(ctx, "run", loadgen.Step{Rate: rate, Duration: o.RunFor, Measure: true}); err != nil {
 				return err
 			}
-			idleDone = true
 		}
-		fmt.Fprintf(stdout, "%d/s for %s...\n", step.Rate, step.Duration)
-		before, err := scrapeDecisions(opsAddr)
-		if err != nil {
-			return err
-		}
-		for _, p := range procs {
-			p.Start()
-		}
-		probes := probe.run(ctx, step.Duration, o.Probes)
-		rep, err := runGhz(ctx, ghz, grpcAddr, bank.creds.Keys.Merchant, dataFile, o.API, step)
-		for _, p := range procs {
-			p.Stop()
-		}
-		if err != nil {
-			return err
-		}
-		// Every step ends with the books caught up (the statements and the index hold every
-		// payment), so that no step pays for the backlog of the one before.
-		ended := time.Now()
-		if caught, err = waitCaughtUp(ctx, bank, opsAddr, 2*time.Minute); err != nil {
-			return err
-		}
-		catchUp = time.Since(ended)
-		lags := <-probes
-		after, err := scrapeDecisions(opsAddr)
-		if err != nil {
-			return err
-		}
-		if !step.Measure {
-			continue
-		}
-		r := fullStep{Rate: step.Rate, Ghz: rep, CPU: map[string]float64{}, Decisions: after - before,
-			StmtLag: lags.statement, IndexLag: lags.index, CatchUp: catchUp, CaughtUp: caught.ok()}
-		for _, p := range procs {
-			r.CPU[p.Name] = p.CPUPercent()
-		}
-		results = append(results, r)
 	}
-	if !caught.ok() {
-		fmt.Fprintf(stdout, "not caught up %s after the load: %s\n", catchUp.Round(time.Millisecond), caught)
+	if o.Capacity.Rate > 0 {
+		if err := b.run(ctx, "capacity", o.Capacity); err != nil {
+			return err
+		}
+	}
+	for end := time.Now().Add(o.Soak); o.Soak > 0 && time.Now().Before(end); {
+		if err := b.run(ctx, "soak", loadgen.Step{Rate: o.SoakRate, Duration: time.Minute, Measure: true}); err != nil {
+			return err
+		}
+	}
+	if !b.caught.ok() {
+		fmt.Fprintf(stdout, "not caught up %s after the load: %s\n", b.catchUp.Round(time.Millisecond), b.caught)
 	}
 	audit := exec.CommandContext(ctx, bank.bin, "audit", "--brokers", bank.broker.Addr(),
 		"--search-url", bank.sink.SearchURL, "--index", bank.sink.Index, "--wait", "30s")
 	auditOut, auditErr := audit.CombinedOutput()
-	printFull(stdout, results, idle, procs, caught, catchUp, strings.TrimSpace(string(auditOut)), auditErr)
+	printFull(stdout, b.steps, idle, b.procs, b.caught, b.catchUp, strings.TrimSpace(string(auditOut)), auditErr)
 	return nil
+}
+
+// run loads the bank at step's rate for its duration and, when the step is measured, keeps what
+// it measured. Every run ends with the books caught up (the statements and the index hold
+// every payment), so that no run pays for the backlog of the one before.
+func (b *fullBench) run(ctx context.Context, phase string, step loadgen.Step) error {
+	fmt.Fprintf(b.stdout, "%s: %d/s for %s...\n", phase, step.Rate, step.Duration)
+	before, err := scrapeDecisions(b.opsAddr)
+	if err != nil {
+		return err
+	}
+	for _, p := range b.procs {
+		p.Start()
+	}
+	probes := b.probe.run(ctx, step.Duration, b.o.Probes)
+	rep, err := runGhz(ctx, b.ghz, b.grpcAddr, b.bank.creds.Keys.Merchant, b.dataFile, b.o.API, step)
+	for _, p := range b.procs {
+		p.Stop()
+	}
+	if err != nil {
+		return err
+	}
+	ended := time.Now()
+	lag := maxConsumerLag(b.opsAddr)
+	if b.caught, err = waitCaughtUp(ctx, b.bank, b.opsAddr, 2*time.Minute); err != nil {
+		return err
+	}
+	b.catchUp = time.Since(ended)
+	lags := <-probes
+	after, err := scrapeDecisions(b.opsAddr)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(b.stdout, "  %.0f/s, p50 %s ms, p99 %s ms, p99.9 %s ms, %d errors\n", rep.Rps, ms(rep.percentile(50)), ms(rep.percentile(99)), ms(rep.percentile(99.9)), rep.errors())
+	if !step.Measure {
+		return nil
+	}
+	r := fullStep{Phase: phase, Rate: step.Rate, Ghz: rep, CPU: map[string]float64{}, RSS: map[string]int64{}, Decisions: after - before,
+		StmtLag: lags.statement, IndexLag: lags.index, Lag: lag, CatchUp: b.catchUp, CaughtUp: b.caught.ok()}
+	for _, p := range b.procs {
+		r.CPU[p.Name] = p.CPUPercent()
+		r.RSS[p.Name], _ = loadgen.RSS(p.PID)
+	}
+	b.steps = append(b.steps, r)
+	return nil
+}
+
+// maxConsumerLag returns the longest consumer lag the bank reports (its groups, in seconds),
+// or -1 when it cannot be read.
+func maxConsumerLag(opsAddr string) float64 {
+	fams, err := scrapeMetrics(opsAddr)
+	if err != nil {
+		return -1
+	}
+	lag := 0.0
+	for _, m := range fams["codebank_consumer_lag_seconds"].GetMetric() {
+		lag = max(lag, m.GetGauge().GetValue())
+	}
+	return lag
+}
+
+// issueCardsREST issues n cards through the REST API (POST /v1/cards) with the admin key, each
+// with a limit of 1e10 cents, as the reference method does.
+func issueCardsREST(ctx context.Context, baseURL, adminKey string, n int) ([]benchCard, error) {
+	cards := make([]benchCard, n)
+	var (
+		wg    sync.WaitGroup
+		next  atomic.Int64
+		first atomic.Value
+	)
+	client := &http.Client{Timeout: 30 * time.Second}
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(n) || ctx.Err() != nil || first.Load() != nil {
+					return
+				}
+				c, err := issueCardREST(ctx, client, baseURL, adminKey, fmt.Sprintf("Bench Holder %d", i))
+				if err != nil {
+					first.CompareAndSwap(nil, err)
+					return
+				}
+				cards[i] = c
+			}
+		}()
+	}
+	wg.Wait()
+	if err, _ := first.Load().(error); err != nil {
+		return nil, err
+	}
+	return cards, ctx.Err()
+}
+
+func issueCardREST(ctx context.Context, client *http.Client, baseURL, adminKey, holder string) (benchCard, error) {
+	body, _ := json.Marshal(map[string]any{"holder_name": holder, "limit_cents": "10000000000"})
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, baseURL+"/v1/cards", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+adminKey)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return benchCard{}, fmt.Errorf("issue card: %w", err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return benchCard{}, fmt.Errorf("issue card: %s: %s", resp.Status, raw)
+	}
+	var out codebankv1.IssueCardResponse
+	if err := protojson.Unmarshal(raw, &out); err != nil {
+		return benchCard{}, fmt.Errorf("issue card: %w", err)
+	}
+	c := out.GetCard()
+	cvv, _ := strconv.Atoi(out.GetCvv())
+	return benchCard{number: c.GetNumber(), holder: holder, cvv: out.GetCvv(), month: c.GetExpiryMonth(), year: c.GetExpiryYear(), cvvInt: int32(cvv)}, nil
 }
 
 // measureIdle returns what each process costs doing nothing for d, in percent of one core.
@@ -252,20 +418,19 @@ type ghzReport struct {
 	Rps         float64        `json:"rps"`
 	Errors      map[string]int `json:"errorDistribution"`
 	StatusCodes map[string]int `json:"statusCodeDistribution"`
-	Latencies   []struct {
-		Percentage int           `json:"percentage"`
-		Latency    time.Duration `json:"latency"`
-	} `json:"latencyDistribution"`
+	Details     []struct {
+		Latency time.Duration `json:"latency"`
+	} `json:"details"`
+	latencies []time.Duration // sorted, from Details
 }
 
-// percentile returns the latency at p percent, or 0 when ghz did not report it.
-func (r ghzReport) percentile(p int) time.Duration {
-	for _, l := range r.Latencies {
-		if l.Percentage == p {
-			return l.Latency
-		}
+// percentile returns the latency at p percent of the calls (nearest rank), or 0 without calls.
+func (r ghzReport) percentile(p float64) time.Duration {
+	if len(r.latencies) == 0 {
+		return 0
 	}
-	return 0
+	i := int(math.Ceil(p/100*float64(len(r.latencies)))) - 1
+	return r.latencies[min(max(i, 0), len(r.latencies)-1)]
 }
 
 func (r ghzReport) errors() int {
@@ -278,13 +443,15 @@ func (r ghzReport) errors() int {
 	return n
 }
 
-// runGhz runs one step open loop: ghz paces the calls at the rate with enough workers that a
-// slow answer does not delay the next call (one worker per 5 ms of the rate's second, at least
-// 50), over four connections.
+// runGhz runs one step open loop with the reference method's flags: `--insecure --async -c 200
+// --connections 4 --rps R -z D --timeout 5s`, on the original contract's Payment (or on
+// Authorize with the merchant's key). It also passes `--duration-stop wait`: at the end of the
+// duration ghz otherwise closes its connections under the calls still in flight and counts
+// them as errors (Unavailable, "use of closed network connection"), which are its own.
 func runGhz(ctx context.Context, ghz, addr, merchantKey, dataFile, api string, step loadgen.Step) (ghzReport, error) {
 	call := "payment.PaymentService/Payment"
-	args := []string{"--insecure", "--format", "json", "--rps", strconv.Itoa(step.Rate), "--duration", step.Duration.String(),
-		"--concurrency", strconv.Itoa(max(50, step.Rate/5)), "--connections", "4", "--timeout", "10s", "--duration-stop", "wait", "--data-file", dataFile}
+	args := []string{"--insecure", "--async", "-c", "200", "--connections", "4", "--rps", strconv.Itoa(step.Rate), "-z", step.Duration.String(),
+		"--timeout", "5s", "--duration-stop", "wait", "--format", "json", "--data-file", dataFile}
 	if api != "legacy" {
 		call = "codebank.v1.PaymentService/Authorize"
 		md, _ := json.Marshal(map[string]string{"authorization": "Bearer " + merchantKey})
@@ -301,6 +468,11 @@ func runGhz(ctx context.Context, ghz, addr, merchantKey, dataFile, api string, s
 	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
 		return ghzReport{}, fmt.Errorf("ghz report: %v", err)
 	}
+	for _, d := range rep.Details {
+		rep.latencies = append(rep.latencies, d.Latency)
+	}
+	rep.Details = nil
+	slices.Sort(rep.latencies)
 	return rep, nil
 }
 
@@ -565,46 +737,75 @@ func ms(d time.Duration) string {
 	return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 1, 64)
 }
 
-// printFull prints the table of every step, the CPU of each process, and the books.
+// printFull prints every run, the median of each rate's runs, the CPU of each process, the soak's
+// curve and the books.
 func printFull(w io.Writer, steps []fullStep, idle map[string]float64, procs []*loadgen.ProcStat, caught books, catchUp time.Duration, audit string, auditErr error) {
-	fmt.Fprintf(w, "\nThe whole bank of make run (broker, OpenSearch, Kafka Connect, codebank all), ghz open loop, %d cores\n\n", numCPU())
-	fmt.Fprintf(w, "| rate/s | achieved/s | errors | p50 ms | p90 ms | p99 ms | CPU %% of one core (all but ghz) | CPU µs/payment | statement lag p50/p99 ms | index lag p50/p99 ms | caught up after the step |\n")
-	fmt.Fprintf(w, "|---:|---:|---|---:|---:|---:|---:|---:|---|---|---|\n")
+	fmt.Fprintf(w, "\nThe whole bank of make run, ghz open loop (--async -c 200 --connections 4 --timeout 5s), %d cores\n\n", numCPU())
+	names := make([]string, len(procs))
+	for i, p := range procs {
+		names[i] = p.Name
+	}
+	fmt.Fprintf(w, "| run | rate/s | achieved/s | errors | p50 ms | p99 ms | p99.9 ms | CPU µs/payment: %s | statement lag p50/p99 ms | index lag p50/p99 ms | caught up after |\n",
+		strings.Join(names, ", "))
+	fmt.Fprintf(w, "|---|---:|---:|---|---:|---:|---:|---|---|---|---|\n")
 	for _, s := range steps {
-		var cpu float64
-		for _, p := range procs {
-			cpu += s.CPU[p.Name]
-		}
-		errs := "0"
-		if n := s.Ghz.errors(); n > 0 {
-			var parts []string
-			for msg, c := range s.Ghz.Errors {
-				parts = append(parts, fmt.Sprintf("%d× %.120s", c, msg))
-			}
-			sort.Strings(parts)
-			errs = strings.Join(parts, "; ")
-		}
-		perPayment := 0.0
-		if s.Decisions > 0 {
-			perPayment = cpu / 100 * s.Ghz.Total.Seconds() / s.Decisions * 1e6
-		}
 		up := s.CatchUp.Round(10 * time.Millisecond).String()
 		if !s.CaughtUp {
 			up = "NOT within " + up
 		}
-		fmt.Fprintf(w, "| %d | %.0f | %s | %s | %s | %s | %.0f | %.0f | %s / %s (n=%d) | %s / %s (n=%d) | %s |\n",
-			s.Rate, s.Ghz.Rps, errs, ms(s.Ghz.percentile(50)), ms(s.Ghz.percentile(90)), ms(s.Ghz.percentile(99)), cpu, perPayment,
-			ms(quantile(s.StmtLag, 0.5)), ms(quantile(s.StmtLag, 0.99)), len(s.StmtLag),
-			ms(quantile(s.IndexLag, 0.5)), ms(quantile(s.IndexLag, 0.99)), len(s.IndexLag), up)
+		fmt.Fprintf(w, "| %s | %d | %.0f | %s | %s | %s | %s | %s | %s / %s | %s / %s | %s |\n",
+			s.Phase, s.Rate, s.Ghz.Rps, errorsOf(s.Ghz), ms(s.Ghz.percentile(50)), ms(s.Ghz.percentile(99)), ms(s.Ghz.percentile(99.9)),
+			perPaymentCells(s, names), ms(quantile(s.StmtLag, 0.5)), ms(quantile(s.StmtLag, 0.99)),
+			ms(quantile(s.IndexLag, 0.5)), ms(quantile(s.IndexLag, 0.99)), up)
 	}
-	fmt.Fprintf(w, "\n| process | CPU %% of one core: idle, then by step |\n|---|---|\n")
+
+	// The median of each rate's runs, figure by figure.
+	var rates []int
+	byRate := map[int][]fullStep{}
+	for _, s := range steps {
+		if s.Phase != "run" {
+			continue
+		}
+		if byRate[s.Rate] == nil {
+			rates = append(rates, s.Rate)
+		}
+		byRate[s.Rate] = append(byRate[s.Rate], s)
+	}
+	if len(rates) > 0 {
+		fmt.Fprintf(w, "\nMedian of the runs at each rate:\n\n| rate/s | runs | achieved/s | errors | p50 ms | p99 ms | p99.9 ms | CPU µs/payment: %s |\n|---:|---:|---:|---:|---:|---:|---:|---|\n",
+			strings.Join(names, ", "))
+		for _, rate := range rates {
+			runs := byRate[rate]
+			med := func(f func(fullStep) float64) float64 {
+				v := make([]float64, len(runs))
+				for i, r := range runs {
+					v[i] = f(r)
+				}
+				slices.Sort(v)
+				return v[len(v)/2]
+			}
+			lat := func(p float64) string {
+				return strconv.FormatFloat(med(func(s fullStep) float64 { return float64(s.Ghz.percentile(p).Microseconds()) / 1000 }), 'f', 1, 64)
+			}
+			var cpu []string
+			for _, n := range names {
+				cpu = append(cpu, fmt.Sprintf("%.0f", med(func(s fullStep) float64 { return s.perPayment(n) })))
+			}
+			fmt.Fprintf(w, "| %d | %d | %.0f | %.0f | %s | %s | %s | %s |\n", rate, len(runs), med(func(s fullStep) float64 { return s.Ghz.Rps }),
+				med(func(s fullStep) float64 { return float64(s.Ghz.errors()) }), lat(50), lat(99), lat(99.9), strings.Join(cpu, ", "))
+		}
+	}
+
+	fmt.Fprintf(w, "\n| process | CPU %% of one core: idle, then by run |\n|---|---|\n")
 	for _, p := range procs {
 		cells := []string{fmt.Sprintf("idle: %.0f", idle[p.Name])}
 		for _, s := range steps {
-			cells = append(cells, fmt.Sprintf("%d/s: %.0f", s.Rate, s.CPU[p.Name]))
+			cells = append(cells, fmt.Sprintf("%s %d/s: %.0f", s.Phase, s.Rate, s.CPU[p.Name]))
 		}
 		fmt.Fprintf(w, "| %s | %s |\n", p.Name, strings.Join(cells, ", "))
 	}
+	printSoak(w, steps, names)
+
 	state := "caught up"
 	if !caught.ok() {
 		state = "NOT caught up"
@@ -615,4 +816,72 @@ func printFull(w io.Writer, steps []fullStep, idle map[string]float64, procs []*
 	} else {
 		fmt.Fprintf(w, "codebank audit: %s\n", audit)
 	}
+}
+
+// printSoak prints the soak's curve: each minute's latency, errors, longest consumer lag and
+// the resident memory of each process; then the p99 of its last five minutes against its first
+// five, and the growth of each process's memory.
+func printSoak(w io.Writer, steps []fullStep, names []string) {
+	var soak []fullStep
+	for _, s := range steps {
+		if s.Phase == "soak" {
+			soak = append(soak, s)
+		}
+	}
+	if len(soak) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nSoak at %d/s, a run a minute:\n\n| minute | achieved/s | errors | p50 ms | p99 ms | p99.9 ms | longest consumer lag s | RSS MB: %s |\n|---:|---:|---:|---:|---:|---:|---:|---|\n",
+		soak[0].Rate, strings.Join(names, ", "))
+	for i, s := range soak {
+		var rss []string
+		for _, n := range names {
+			rss = append(rss, fmt.Sprintf("%.0f", float64(s.RSS[n])/(1<<20)))
+		}
+		fmt.Fprintf(w, "| %d | %.0f | %s | %s | %s | %s | %.2f | %s |\n", i+1, s.Ghz.Rps, errorsOf(s.Ghz), ms(s.Ghz.percentile(50)),
+			ms(s.Ghz.percentile(99)), ms(s.Ghz.percentile(99.9)), s.Lag, strings.Join(rss, ", "))
+	}
+	k := min(5, len(soak)/2)
+	if k == 0 {
+		return
+	}
+	p99 := func(runs []fullStep) float64 {
+		var all []time.Duration
+		for _, r := range runs {
+			all = append(all, r.Ghz.latencies...)
+		}
+		slices.Sort(all)
+		return float64(ghzReport{latencies: all}.percentile(99).Microseconds()) / 1000
+	}
+	first, last := p99(soak[:k]), p99(soak[len(soak)-k:])
+	fmt.Fprintf(w, "\np99 of the first %d minutes %.1f ms, of the last %d %.1f ms (%+.0f%%).\n", k, first, k, last, (last/first-1)*100)
+	for _, n := range names {
+		a, b := soak[0].RSS[n], soak[len(soak)-1].RSS[n]
+		if a > 0 {
+			fmt.Fprintf(w, "RSS of %s: %.0f MB after the first minute, %.0f MB at the end (%+.1f%%).\n", n, float64(a)/(1<<20), float64(b)/(1<<20), (float64(b)/float64(a)-1)*100)
+		}
+	}
+}
+
+// errorsOf sums a run's errors by gRPC code.
+func errorsOf(r ghzReport) string {
+	if r.errors() == 0 {
+		return "0"
+	}
+	var parts []string
+	for code, c := range r.StatusCodes {
+		if code != "OK" {
+			parts = append(parts, fmt.Sprintf("%d %s", c, code))
+		}
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ", ")
+}
+
+func perPaymentCells(s fullStep, names []string) string {
+	cells := make([]string, len(names))
+	for i, n := range names {
+		cells[i] = fmt.Sprintf("%.0f", s.perPayment(n))
+	}
+	return strings.Join(cells, ", ")
 }

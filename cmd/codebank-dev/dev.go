@@ -64,12 +64,13 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	withPrometheus := fs.Bool("prometheus", true, "also run Prometheus, scraping the bank's operations port with the rules and alerts of monitoring/prometheus/rules.yaml")
 	prometheusPort := fs.Int("prometheus-port", 9091, "HTTP port of the local Prometheus (the bank's operations port has 9090)")
 	peakJIT := fs.Bool("peak-jit", false, "start OpenSearch and Kafka Connect with full JIT compilation (C1 then C2): a slower start, and minutes of compiling before they use less CPU under load")
+	helperNice := fs.Int("helper-nice", DefaultHelperNice, "niceness of OpenSearch, Kafka Connect and Prometheus, off a payment's path: they yield the CPU to the broker and the bank (0: same priority)")
 	if err := cli.Parse(fs, args); err != nil {
 		return cli.HelpOK(err)
 	}
 	bank, err := startDevBank(ctx, devBankOptions{DataDir: *dataDir, Codebank: *codebank, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr,
 		OpsAddr: *opsAddr, KafkaPort: *kafkaPort, Analytics: *withAnalytics, SearchPort: *searchPort, ConnectPort: *connectPort,
-		Prometheus: *withPrometheus, PrometheusPort: *prometheusPort, PeakJIT: *peakJIT}, stdout)
+		Prometheus: *withPrometheus, PrometheusPort: *prometheusPort, PeakJIT: *peakJIT, HelperNice: *helperNice}, stdout)
 	if err != nil {
 		return err
 	}
@@ -84,6 +85,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 }
 
+// DefaultHelperNice is the niceness of the development bank's servers off a payment's path
+// (BENCHMARKS.md: the helpers' priority).
+const DefaultHelperNice = 10
+
 // devBankOptions say where a development bank keeps its data and listens.
 type devBankOptions struct {
 	DataDir, Codebank           string
@@ -96,6 +101,10 @@ type devBankOptions struct {
 	BankLog                     string            // the bank's output (empty: stderr)
 	PeakJIT                     bool              // OpenSearch and Connect compile fully (C2): for long runs
 	BrokerProps                 map[string]string // broker settings over the development defaults
+	// HelperNice is the niceness of the servers off a payment's path (OpenSearch, Kafka
+	// Connect, Prometheus): on a machine they share with the broker and the bank, they yield
+	// the CPU to what a checkout waits for, and catch up when it is idle.
+	HelperNice int
 }
 
 // devBank is what `make run` starts: a local broker, with analytics an OpenSearch node and a
@@ -155,7 +164,7 @@ func startDevBank(ctx context.Context, o devBankOptions, stdout io.Writer) (_ *d
 	setup := []string{"setup", "--brokers", d.broker.Addr()}
 	if o.Analytics {
 		fmt.Fprintf(stdout, "Starting OpenSearch and Kafka Connect (--analytics=false skips them)...\n")
-		if d.node, d.worker, err = startAnalytics(ctx, abs, d.broker.Addr(), o.SearchPort, o.ConnectPort, o.PeakJIT); err != nil {
+		if d.node, d.worker, err = startAnalytics(ctx, abs, d.broker.Addr(), o.SearchPort, o.ConnectPort, o.PeakJIT, o.HelperNice); err != nil {
 			return nil, err
 		}
 		d.stops = append(d.stops, func() {
@@ -193,7 +202,7 @@ func startDevBank(ctx context.Context, o devBankOptions, stdout io.Writer) (_ *d
 	d.stops = append(d.stops, func() { d.proc.stop() })
 	if o.Prometheus {
 		fmt.Fprintf(stdout, "Starting Prometheus (data in %s; --prometheus=false skips it)...\n", filepath.Join(abs, "prometheus"))
-		if d.prometheus, err = startPrometheus(ctx, filepath.Join(abs, "prometheus"), o.PrometheusPort, cli.Loopback(o.OpsAddr)); err != nil {
+		if d.prometheus, err = startPrometheus(ctx, filepath.Join(abs, "prometheus"), o.PrometheusPort, cli.Loopback(o.OpsAddr), o.HelperNice); err != nil {
 			return nil, err
 		}
 		d.stops = append(d.stops, func() {
@@ -221,7 +230,7 @@ func (d *devBank) stop() {
 // startPrometheus starts a Prometheus in dir on port that scrapes the operations port opsAddr
 // (job "codebank") every 5 s and evaluates the rules of monitoring/prometheus/rules.yaml, written
 // into dir at each start so that they are the code's.
-func startPrometheus(ctx context.Context, dir string, port int, opsAddr string) (*localprometheus.Server, error) {
+func startPrometheus(ctx context.Context, dir string, port int, opsAddr string, nice int) (*localprometheus.Server, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -230,7 +239,7 @@ func startPrometheus(ctx context.Context, dir string, port int, opsAddr string) 
 		return nil, err
 	}
 	p, err := localprometheus.Start(ctx, localprometheus.Options{DataDir: dir, Port: port, RuleFiles: []string{rules},
-		Retention: 7 * 24 * time.Hour, Jobs: []localprometheus.Job{{Name: "codebank", Targets: []string{opsAddr}}}})
+		Retention: 7 * 24 * time.Hour, Jobs: []localprometheus.Job{{Name: "codebank", Targets: []string{opsAddr}}}, Nice: nice})
 	if err != nil {
 		return nil, fmt.Errorf("start local Prometheus: %w", err)
 	}
@@ -238,7 +247,7 @@ func startPrometheus(ctx context.Context, dir string, port int, opsAddr string) 
 }
 
 // startAnalytics starts the local OpenSearch node and Kafka Connect worker, in parallel.
-func startAnalytics(ctx context.Context, dataDir, brokers string, searchPort, connectPort int, peakJIT bool) (*localsearch.Node, *localconnect.Worker, error) {
+func startAnalytics(ctx context.Context, dataDir, brokers string, searchPort, connectPort int, peakJIT bool, nice int) (*localsearch.Node, *localconnect.Worker, error) {
 	var (
 		node    *localsearch.Node
 		worker  *localconnect.Worker
@@ -248,9 +257,9 @@ func startAnalytics(ctx context.Context, dataDir, brokers string, searchPort, co
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		node, nodeErr = localsearch.Start(ctx, localsearch.Options{DataDir: filepath.Join(dataDir, "opensearch"), HTTPPort: searchPort, PeakJIT: peakJIT})
+		node, nodeErr = localsearch.Start(ctx, localsearch.Options{DataDir: filepath.Join(dataDir, "opensearch"), HTTPPort: searchPort, PeakJIT: peakJIT, Nice: nice})
 	}()
-	worker, err := localconnect.Start(ctx, localconnect.Options{DataDir: filepath.Join(dataDir, "connect"), Brokers: brokers, RESTPort: connectPort, PeakJIT: peakJIT})
+	worker, err := localconnect.Start(ctx, localconnect.Options{DataDir: filepath.Join(dataDir, "connect"), Brokers: brokers, RESTPort: connectPort, PeakJIT: peakJIT, Nice: nice})
 	wg.Wait()
 	if err != nil || nodeErr != nil {
 		if worker != nil {

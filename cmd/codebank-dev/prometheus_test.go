@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/codebank/codebank/internal/devenv/osproc"
 	"github.com/codebank/codebank/internal/testenv/wait"
 )
 
@@ -63,8 +64,8 @@ func getJSON(url string, v any) error {
 }
 
 // TestStartPrometheus starts the Prometheus of `make run` on a stand-in for the bank's
-// operations port and finds it scraped, with the rules loaded; then again on the same directory,
-// as a second `make run` does.
+// operations port and finds it scraped, with the rules loaded, at the helpers' lower priority;
+// then again on the same directory, as a second `make run` does.
 func TestStartPrometheus(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	ops := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
@@ -73,9 +74,12 @@ func TestStartPrometheus(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	for range 2 {
-		p, err := startPrometheus(ctx, dir, 0, strings.TrimPrefix(ops.URL, "http://"))
+		p, err := startPrometheus(ctx, dir, 0, strings.TrimPrefix(ops.URL, "http://"), DefaultHelperNice)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if n, err := osproc.Niceness(p.PID()); err != nil || n != DefaultHelperNice {
+			t.Errorf("Prometheus runs at niceness %d (%v), want %d", n, err, DefaultHelperNice)
 		}
 		wait.For(t, 30*time.Second, "Prometheus to scrape the bank", func() error { return promScrapes(p.URL()) })
 		if err := p.Stop(); err != nil {

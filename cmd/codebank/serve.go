@@ -316,7 +316,7 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
 			return err
 		}
 		p.groups.Add(g)
-		view, err := processors.NewView(patient, topo.StatementsTable(), filepath.Join(c.StorageDir, "views"), log)
+		view, err := processors.NewView(patient, topo.StatementLines(), filepath.Join(c.StorageDir, "views"), log)
 		if err != nil {
 			return err
 		}
@@ -329,7 +329,7 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
 	var static []processors.GroupInputs
 	if r.statements {
 		static = append(static, processors.GroupInputs{Group: string(topo.StatementsGroup()),
-			Topics: []string{topo.Results().Name, topo.StatementsLoop().Name}})
+			Topics: []string{topo.Results().Name}})
 	}
 	if r.web {
 		st := c.storeTopology()

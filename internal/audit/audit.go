@@ -4,7 +4,8 @@
 //
 //   - its account decodes and is not over its limit;
 //   - the approved results sum to the account's used credit;
-//   - its statement's months hold exactly the approved results: totals, counts and every line;
+//   - its statement holds exactly one line for each approved result, for its amount, and each
+//     month's count and total follow;
 //   - no payment key was applied twice (two different approvals under one key);
 //   - the search index holds one document per payment.
 //
@@ -25,6 +26,7 @@ import (
 	"github.com/olivere/elastic/v7"
 
 	"github.com/codebank/codebank/codecs"
+	"github.com/codebank/codebank/internal/card"
 	"github.com/codebank/codebank/internal/generations"
 	"github.com/codebank/codebank/internal/kafkaconf"
 	"github.com/codebank/codebank/internal/money"
@@ -111,6 +113,7 @@ type books struct {
 	approvedCents int64
 	approved      int64
 	months        map[string]*monthBooks
+	lines         map[string]*codecs.Result // the approved payments by the key of their statement line
 }
 
 type monthBooks struct{ cents, count int64 }
@@ -167,11 +170,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		b := cards[r.CardToken]
 		if b == nil {
-			b = &books{masked: r.CardMasked, months: map[string]*monthBooks{}}
+			b = &books{masked: r.CardMasked, months: map[string]*monthBooks{}, lines: map[string]*codecs.Result{}}
 			cards[r.CardToken] = b
 		}
 		at, _ := time.Parse(time.RFC3339Nano, r.AuthorizedAt)
-		month := at.UTC().Format(statements.MonthLayout)
+		month := statements.MonthOf(at)
+		b.lines[statements.LineKey(r.CardToken, at, r.PaymentKey)] = r
 		mb := b.months[month]
 		if mb == nil {
 			mb = &monthBooks{}
@@ -220,30 +224,30 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rep.Cards = len(accounts)
 
-	// The statements: card states and pages, latest value per key.
-	stmtCards := map[string]*eventsv1.StatementCard{}
-	pages := map[string]*eventsv1.StatementPage{}
+	// The statements: every line, latest value per key, by card.
+	stmtLines := map[string]map[string]*eventsv1.StatementLine{}
 	unreadable := map[string]bool{}
-	stable := cfg.Topo.StatementsTable()
-	if _, err := readTopic(ctx, client, stable.Name, func(m *sarama.ConsumerMessage) {
+	lines := cfg.Topo.StatementLines()
+	if _, err := readTopic(ctx, client, lines.Name, func(m *sarama.ConsumerMessage) {
 		key := string(m.Key)
-		token, _, isPage := strings.Cut(key, "|")
-		if m.Value == nil {
-			delete(stmtCards, key)
-			delete(pages, key)
+		token, _, err := statements.ParseLineKey(key)
+		if err != nil {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("statement line under a key that is not a line's: %s", card.Redact(key)))
 			return
 		}
-		v, err := stable.Codec.Decode(m.Value)
+		if m.Value == nil {
+			delete(stmtLines[token], key)
+			return
+		}
+		v, err := lines.Codec.Decode(m.Value)
 		if err != nil {
 			unreadable[token] = true
 			return
 		}
-		e := v.(*eventsv1.StatementEntry)
-		if isPage {
-			pages[key] = e.GetPage()
-		} else {
-			stmtCards[key] = e.GetCard()
+		if stmtLines[token] == nil {
+			stmtLines[token] = map[string]*eventsv1.StatementLine{}
 		}
+		stmtLines[token][key] = v.(*eventsv1.StatementLine)
 	}); err != nil {
 		return nil, err
 	}
@@ -256,7 +260,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	for t := range accounts {
 		tokens[t] = true
 	}
-	for t := range stmtCards {
+	for t := range stmtLines {
 		tokens[t] = true
 	}
 	sorted := make([]string, 0, len(tokens))
@@ -265,7 +269,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	slices.Sort(sorted)
 	for _, token := range sorted {
-		rep.Problems = append(rep.Problems, checkCard(token, cards[token], accounts[token], stmtCards[token], pages, unreadable[token], partial)...)
+		rep.Problems = append(rep.Problems, checkCard(token, cards[token], accounts[token], stmtLines[token], unreadable[token], partial)...)
 	}
 
 	if err := countDeadLetters(client, cfg, rep); err != nil {
@@ -280,9 +284,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 }
 
 // checkCard returns the discrepancies of one card.
-func checkCard(token string, b *books, a *accountInfo, st *eventsv1.StatementCard, pages map[string]*eventsv1.StatementPage, unreadable, partial bool) []string {
+func checkCard(token string, b *books, a *accountInfo, stmt map[string]*eventsv1.StatementLine, unreadable, partial bool) []string {
 	if b == nil {
-		b = &books{months: map[string]*monthBooks{}}
+		b = &books{months: map[string]*monthBooks{}, lines: map[string]*codecs.Result{}}
 	}
 	name := b.masked
 	if a != nil {
@@ -315,21 +319,38 @@ func checkCard(token string, b *books, a *accountInfo, st *eventsv1.StatementCar
 	}
 
 	if unreadable {
-		bad("statement state does not decode")
+		bad("a statement line does not decode")
 		return out
 	}
-	if st == nil {
-		if b.approved > 0 {
-			bad("no statement, but %d approved results (%s)", b.approved, money.Format(b.approvedCents))
+	// Every approved payment has its line, for its amount, and nothing else is on the
+	// statement; each month's count and total follow.
+	got := map[string]*monthBooks{}
+	for key, line := range stmt {
+		_, at, _ := statements.ParseLineKey(key)
+		month := statements.MonthOf(at)
+		if got[month] == nil {
+			got[month] = &monthBooks{}
 		}
-		return out
+		got[month].count++
+		got[month].cents += line.GetAmountCents()
+		if r, ok := b.lines[key]; !ok {
+			bad("statement of %s: line %q (%s) is no approved payment's", month, line.GetTransactionId(), money.Format(line.GetAmountCents()))
+		} else if r.AmountCents != line.GetAmountCents() || r.TransactionID != line.GetTransactionId() {
+			bad("statement of %s: line %q is for %s, its payment %q for %s", month, line.GetTransactionId(), money.Format(line.GetAmountCents()), r.TransactionID, money.Format(r.AmountCents))
+		}
+	}
+	for key, r := range b.lines {
+		if _, ok := stmt[key]; !ok {
+			_, at, _ := statements.ParseLineKey(key)
+			bad("statement of %s: the line of payment %q (%s) is missing", statements.MonthOf(at), r.TransactionID, money.Format(r.AmountCents))
+		}
 	}
 	months := map[string]bool{}
 	for m := range b.months {
 		months[m] = true
 	}
-	for _, m := range st.GetMonths() {
-		months[m.GetMonth()] = true
+	for m := range got {
+		months[m] = true
 	}
 	sorted := make([]string, 0, len(months))
 	for m := range months {
@@ -337,33 +358,16 @@ func checkCard(token string, b *books, a *accountInfo, st *eventsv1.StatementCar
 	}
 	slices.Sort(sorted)
 	for _, month := range sorted {
-		want := b.months[month]
+		want, have := b.months[month], got[month]
 		if want == nil {
 			want = &monthBooks{}
 		}
-		var got *eventsv1.MonthTotal
-		for _, m := range st.GetMonths() {
-			if m.GetMonth() == month {
-				got = m
-			}
+		if have == nil {
+			have = &monthBooks{}
 		}
-		if got.GetCount() != want.count || got.GetTotalCents() != want.cents {
+		if *have != *want {
 			bad("statement of %s shows %d purchases (%s), its approved results are %d (%s)",
-				month, got.GetCount(), money.Format(got.GetTotalCents()), want.count, money.Format(want.cents))
-		}
-		var lines, cents int64
-		for no := int64(0); no < got.GetCount(); no++ {
-			page := pages[statements.PageKey(token, month, no/statements.PageSize)]
-			slot := int(no % statements.PageSize)
-			if slot >= len(page.GetLines()) || page.GetLines()[slot].GetTransactionId() == "" { // an empty slot decodes as an empty line
-				bad("statement of %s: line %d is missing", month, no)
-				continue
-			}
-			lines++
-			cents += page.GetLines()[slot].GetAmountCents()
-		}
-		if lines == got.GetCount() && cents != got.GetTotalCents() {
-			bad("statement of %s: its lines sum to %s, its total is %s", month, money.Format(cents), money.Format(got.GetTotalCents()))
+				month, have.count, money.Format(have.cents), want.count, money.Format(want.cents))
 		}
 	}
 	return out

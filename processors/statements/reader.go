@@ -9,16 +9,16 @@ import (
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
 )
 
-// Reader reads statements from a view of the statements table. Every replica holding a view
-// answers for every card.
+// Reader reads statements from a view of the statement lines
+// (processors.Topology.StatementLines). Every replica holding a view answers for every card.
 type Reader struct {
 	view *processors.View
 }
 
-// NewReader returns a Reader over a view of processors.Topology.StatementsTable.
+// NewReader returns a Reader over a view of processors.Topology.StatementLines.
 func NewReader(view *processors.View) *Reader { return &Reader{view: view} }
 
-// Ready reports whether the view has caught up with the table once.
+// Ready reports whether the view has caught up with the lines once.
 func (r *Reader) Ready() bool { return r.view.Ready() }
 
 // Await calls check until it reports done or fails, again each time the statements change,
@@ -27,42 +27,56 @@ func (r *Reader) Await(ctx context.Context, check func() (bool, error)) error {
 	return r.view.Await(ctx, check)
 }
 
-// Card returns a card's statement state; empty for a card with no purchases, an error
-// wrapping ErrUnreadable when the stored state does not decode.
-func (r *Reader) Card(token string) (*eventsv1.StatementCard, error) {
-	v, err := r.view.Get(token)
-	if err != nil {
-		return nil, fmt.Errorf("read statement state: %w", err)
+// Months returns the months of a card's statement with their counts and totals, oldest first;
+// none for a card with no purchases, an error wrapping ErrUnreadable when a line does not
+// decode.
+func (r *Reader) Months(token string) ([]*eventsv1.MonthTotal, error) {
+	var s Summaries
+	start, limit := CardRange(token)
+	if err := r.scan(start, limit, func(key string, line *eventsv1.StatementLine) bool {
+		if _, at, err := ParseLineKey(key); err == nil {
+			s.Add(at, line)
+		}
+		return true
+	}); err != nil {
+		return nil, err
 	}
-	return cardState(v)
+	return s.Months(), nil
 }
 
-// Lines returns up to n lines of a card's month from line number from on, stopping early at a
-// line not placed yet.
+// Lines returns up to n lines of a card's month, oldest first, from the line at index from on.
 func (r *Reader) Lines(token, month string, from, n int64) ([]*eventsv1.StatementLine, error) {
-	var lines []*eventsv1.StatementLine
-	for no := from; no < from+n; {
-		v, err := r.view.Get(PageKey(token, month, no/PageSize))
-		if err != nil {
-			return nil, fmt.Errorf("read statement page: %w", err)
-		}
-		var page []*eventsv1.StatementLine
-		switch e := v.(type) {
-		case *eventsv1.StatementEntry:
-			page = e.GetPage().GetLines()
-		case *codecs.Undecodable:
-			return nil, fmt.Errorf("read statement page: %w: %w", ErrUnreadable, e)
-		}
-		for slot := int(no % PageSize); slot < len(page) && no < from+n; slot++ {
-			if page[slot].GetTransactionId() == "" { // not placed yet: a nil slot decodes as an empty line
-				return lines, nil
-			}
-			lines = append(lines, page[slot])
-			no++
-		}
-		if int(no%PageSize) != 0 && no < from+n {
-			return lines, nil // the page ends before PageSize lines: nothing further is placed yet
-		}
+	start, limit, err := MonthRange(token, month)
+	if err != nil {
+		return nil, err
 	}
-	return lines, nil
+	var lines []*eventsv1.StatementLine
+	i := int64(0)
+	err = r.scan(start, limit, func(_ string, line *eventsv1.StatementLine) bool {
+		if i >= from {
+			lines = append(lines, line)
+		}
+		i++
+		return int64(len(lines)) < n
+	})
+	return lines, err
+}
+
+// scan calls fn with each line of the key range [start, limit), in key order, until it returns
+// false.
+func (r *Reader) scan(start, limit string, fn func(key string, line *eventsv1.StatementLine) bool) error {
+	err := r.view.Range(start, limit, func(key string, v any) (bool, error) {
+		switch v := v.(type) {
+		case *eventsv1.StatementLine:
+			return fn(key, v), nil
+		case *codecs.Undecodable:
+			return false, fmt.Errorf("%w: %w", ErrUnreadable, v)
+		default:
+			return false, fmt.Errorf("%w: value of type %T", ErrUnreadable, v)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("read statement: %w", err)
+	}
+	return nil
 }

@@ -30,6 +30,9 @@ type Command struct {
 	// Name and Addr say which server it is in messages: "broker on
 	// 127.0.0.1:9092".
 	Name, Addr string
+	// Nice, when positive, lowers the process's priority (nice(1)): a helper that must not
+	// take the CPU from the servers on a request's path.
+	Nice int
 	// BindFailure finds, in the log of a server that did not start, the
 	// port (its first group) that a listener could not bind. If it matches
 	// and the log says "Address already in use", WaitReady's error wraps a
@@ -66,7 +69,8 @@ func StartProcess(c Command) (*Process, error) {
 
 	args := append(append([]string(nil), c.Options...), c.CDS.serverArgs()...)
 	args = append(append(args, "-cp", c.Classpath, c.Main), c.Args...)
-	cmd := exec.Command(c.Java.Path, args...)
+	path, args := osproc.Niced(c.Nice, c.Java.Path, args)
+	cmd := exec.Command(path, args...)
 	cmd.Dir = c.Dir
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile

@@ -66,6 +66,9 @@ type Options struct {
 	PeakJIT bool
 	// HeapMB is the maximum Java heap in MiB; default 512.
 	HeapMB int
+	// Nice, when positive, runs the JVM at that niceness (nice(1)): below the servers a
+	// payment's answer waits for, on a machine they share.
+	Nice int
 	// Logger receives progress messages; default slog.Default().
 	Logger *slog.Logger
 }
@@ -130,6 +133,7 @@ func launch(ctx context.Context, java *jvm.Java, in *jvm.Installation, dataDir j
 	proc, err := jvm.StartProcess(jvm.Command{
 		Java:      java,
 		Options:   jvmArgs(opts.HeapMB, opts.PeakJIT),
+		Nice:      opts.Nice,
 		CDS:       jvm.NewClassData(filepath.Join(in.Dir, "cds"), "worker", java, classpath),
 		Classpath: classpath,
 		Main:      "org.apache.kafka.connect.cli.ConnectDistributed",

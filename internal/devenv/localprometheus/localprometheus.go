@@ -63,6 +63,9 @@ type Options struct {
 	RuleFiles []string
 	// Retention is how long series are kept; default Prometheus's (15 days).
 	Retention time.Duration
+	// Nice, when positive, runs the server at that niceness (nice(1)): below the servers a
+	// payment's answer waits for, on a machine they share.
+	Nice int
 	// Logger receives progress messages; default slog.Default().
 	Logger *slog.Logger
 }
@@ -129,7 +132,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 			}
 		}
 		s := &Server{in: in, port: port, dataDir: dir, tempDir: temp, log: o.Logger}
-		err = s.start(ctx, o.Retention)
+		err = s.start(ctx, o.Retention, o.Nice)
 		if err == nil {
 			o.Logger.Info("localprometheus: ready", "url", s.URL(), "version", in.Version)
 			return s, nil
@@ -147,7 +150,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 
 var errPortInUse = errors.New("port in use")
 
-func (s *Server) start(ctx context.Context, retention time.Duration) error {
+func (s *Server) start(ctx context.Context, retention time.Duration, nice int) error {
 	logPath := filepath.Join(s.dataDir, "prometheus.log")
 	logFile, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
@@ -165,7 +168,8 @@ func (s *Server) start(ctx context.Context, retention time.Duration) error {
 	if retention > 0 {
 		args = append(args, "--storage.tsdb.retention.time="+strconv.FormatInt(int64(retention/time.Second), 10)+"s")
 	}
-	cmd := exec.Command(s.in.Prometheus, args...)
+	path, args := osproc.Niced(nice, s.in.Prometheus, args)
+	cmd := exec.Command(path, args...)
 	cmd.Dir = s.dataDir
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = osproc.SysProcAttr()

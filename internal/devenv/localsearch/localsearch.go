@@ -62,6 +62,9 @@ type Options struct {
 	PeakJIT bool
 	// HeapMB is the maximum Java heap in MiB; default 512.
 	HeapMB int
+	// Nice, when positive, runs the JVM at that niceness (nice(1)): below the servers a
+	// payment's answer waits for, on a machine they share.
+	Nice int
 	// Logger receives progress messages; default slog.Default().
 	Logger *slog.Logger
 }
@@ -120,6 +123,7 @@ func launch(ctx context.Context, java *jvm.Java, in *jvm.Installation, dataDir j
 	proc, err := jvm.StartProcess(jvm.Command{
 		Java:      java,
 		Options:   jvmArgs(opts.HeapMB, dataDir.Path, opts.PeakJIT),
+		Nice:      opts.Nice,
 		CDS:       jvm.NewClassData(filepath.Join(in.Dir, "cds"), "node", java, classpath(in)),
 		Classpath: classpath(in),
 		Main:      nodeMainClass,

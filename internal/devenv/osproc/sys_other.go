@@ -22,3 +22,6 @@ func SysProcAttr() *syscall.SysProcAttr { return nil }
 
 // Terminate kills the process: there is no SIGTERM here.
 func Terminate(p *os.Process) error { return p.Kill() }
+
+// Niced returns path and args unchanged: there is no nice(1) here.
+func Niced(nice int, path string, args []string) (string, []string) { return path, args }

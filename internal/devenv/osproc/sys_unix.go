@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"syscall"
 	"time"
 )
@@ -63,3 +64,13 @@ func TryLockFile(path string) (unlock func(), ok bool) {
 
 // Terminate asks the process for a controlled shutdown.
 func Terminate(p *os.Process) error { return p.Signal(syscall.SIGTERM) }
+
+// Niced returns the command line that runs path with args at a niceness of nice (through
+// nice(1), so that every thread of the process starts with it), or path and args unchanged
+// when nice is 0. The process keeps the PID the command starts with: nice execs it.
+func Niced(nice int, path string, args []string) (string, []string) {
+	if nice == 0 {
+		return path, args
+	}
+	return "nice", append([]string{"-n", strconv.Itoa(nice), path}, args...)
+}

@@ -284,7 +284,7 @@ func StartView(t testing.TB, d Deployment, table processors.Topic) *processors.V
 // view has recovered. It is stopped when the test ends.
 func StartStatementsView(t testing.TB, d Deployment) *statements.Reader {
 	t.Helper()
-	return statements.NewReader(StartView(t, d, d.Topo.StatementsTable()))
+	return statements.NewReader(StartView(t, d, d.Topo.StatementLines()))
 }
 
 // Value returns the value of the counter or gauge name with exactly these labels in reg; 0

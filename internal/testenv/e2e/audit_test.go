@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/lovoo/goka"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/codebank/codebank/codecs"
 	"github.com/codebank/codebank/internal/card"
@@ -120,22 +122,30 @@ func TestAuditFindsCorruptedBooks(t *testing.T) {
 		Currency: "BRL", ExpiryMonth: issued[1].GetCard().GetExpiryMonth(), ExpiryYear: issued[1].GetCard().GetExpiryYear(),
 		Status: eventsv1.CardStatus_CARD_STATUS_ACTIVE, MaskedNumber: card.Mask(second)}, codecs.Account))
 
-	// 3. The third card's statement page without its first line.
+	// 3. The third card's statement without its first line, and a line of a payment that
+	// never was.
 	third := issued[2].GetCard().GetNumber()
-	month := time.Now().UTC().Format(statements.MonthLayout)
-	pageKey := statements.PageKey(issued[2].GetCard().GetCardId(), month, 0)
-	var page *eventsv1.StatementPage
-	for _, m := range readAtLeast(t, client, d.Topo.StatementsTable().Name, 1, 20*time.Second) {
-		if string(m.Key) == pageKey {
-			v, _ := codecs.StatementEntry.Decode(m.Value)
-			page = v.(*eventsv1.StatementEntry).GetPage()
+	token := issued[2].GetCard().GetCardId()
+	start, limit := statements.CardRange(token)
+	var keys []string
+	var line *eventsv1.StatementLine
+	for _, m := range readAtLeast(t, client, d.Topo.StatementLines().Name, 1, 20*time.Second) {
+		if k := string(m.Key); k >= start && k < limit {
+			keys = append(keys, k)
+			v, _ := codecs.StatementLine.Decode(m.Value)
+			line = v.(*eventsv1.StatementLine)
 		}
 	}
-	if page == nil || len(page.GetLines()) != 2 {
-		t.Fatalf("page of the third card = %v, want 2 lines", page)
+	if len(keys) != 2 {
+		t.Fatalf("lines of the third card = %v, want 2", keys)
 	}
-	page.Lines[0] = nil
-	send(d.Topo.StatementsTable().Name, pageKey, encode(&eventsv1.StatementEntry{Entry: &eventsv1.StatementEntry_Page{Page: page}}, codecs.StatementEntry))
+	slices.Sort(keys)
+	_, firstAt, _ := statements.ParseLineKey(keys[0])
+	month := statements.MonthOf(firstAt)
+	send(d.Topo.StatementLines().Name, keys[0], nil)
+	forged := proto.Clone(line).(*eventsv1.StatementLine)
+	forged.TransactionId = "never-paid"
+	send(d.Topo.StatementLines().Name, statements.LineKey(token, firstAt, token+":code-store:never-paid"), encode(forged, codecs.StatementLine))
 
 	out, code = codebankAudit(t, d)
 	if code != 3 {
@@ -144,7 +154,8 @@ func TestAuditFindsCorruptedBooks(t *testing.T) {
 	for _, want := range []string{
 		"payment " + original.PaymentKey + " (card " + card.Mask(first) + "): two different results",
 		"card " + card.Mask(second) + ": used 1500.00 is over its limit 1000.00",
-		"card " + card.Mask(third) + ": statement of " + month + ": line 0 is missing",
+		"card " + card.Mask(third) + ": statement of " + month + ": the line of payment",
+		"card " + card.Mask(third) + ": statement of " + month + `: line "never-paid"`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("audit output lacks %q:\n%s", want, out)

@@ -19,7 +19,6 @@ import (
 	"github.com/codebank/codebank/internal/testenv/banktest"
 	"github.com/codebank/codebank/internal/testenv/wait"
 	"github.com/codebank/codebank/processors"
-	"github.com/codebank/codebank/processors/statements"
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 	"github.com/codebank/codebank/web/store"
@@ -46,7 +45,6 @@ func TestPoisonNeverStopsTheBank(t *testing.T) {
 		issued = append(issued, issue(t, b.cards, h, 10_000_000))
 	}
 	token := issued[0].GetCard().GetCardId()
-	month := time.Now().UTC().Format(statements.MonthLayout)
 	replyKey, err := grpcgateway.ReplyKey(topo.Replies().Name, 0, topo.Replies().Partitions) // the partition the ingress reads
 	if err != nil {
 		t.Fatal(err)
@@ -72,10 +70,6 @@ func TestPoisonNeverStopsTheBank(t *testing.T) {
 		topo.Results().Name: {
 			{token, []byte(`{"transaction_id":"poison-3",`), "not JSON"},
 			{token, []byte(`{"transaction_id":"poison-4","card_token":"` + token + `","status":"approved","amount_cents":1}`), "no payment key"},
-		},
-		topo.StatementsLoop().Name: {
-			{statements.PageKey(token, month, 0), undecodableProto, "undecodable"},
-			{statements.PageKey(token, month, 0), encode(topo.StatementsLoop().Codec, &eventsv1.StatementLinePlacement{LineNo: 3}), "no line"},
 		},
 		topo.Replies().Name: {
 			{replyKey, undecodableProto, "undecodable"},

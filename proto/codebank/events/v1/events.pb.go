@@ -1651,148 +1651,7 @@ func (x *ReplyError) GetCardToken() string {
 	return ""
 }
 
-// StatementCard is the statements processor's state for one card (table key: card token): which
-// results it has applied, and each month's running totals.
-type StatementCard struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// recent are the latest applied transactions, oldest first, to ignore a result delivered twice.
-	Recent []*AppliedLine `protobuf:"bytes,1,rep,name=recent,proto3" json:"recent,omitempty"`
-	// months are the months with purchases, oldest first.
-	Months []*MonthTotal `protobuf:"bytes,2,rep,name=months,proto3" json:"months,omitempty"`
-	// last_offset is the offset, in its results partition, of the last result applied: a result
-	// at or below it is a redelivery.
-	LastOffset    int64 `protobuf:"varint,3,opt,name=last_offset,json=lastOffset,proto3" json:"last_offset,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *StatementCard) Reset() {
-	*x = StatementCard{}
-	mi := &file_codebank_events_v1_events_proto_msgTypes[13]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *StatementCard) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*StatementCard) ProtoMessage() {}
-
-func (x *StatementCard) ProtoReflect() protoreflect.Message {
-	mi := &file_codebank_events_v1_events_proto_msgTypes[13]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use StatementCard.ProtoReflect.Descriptor instead.
-func (*StatementCard) Descriptor() ([]byte, []int) {
-	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{13}
-}
-
-func (x *StatementCard) GetRecent() []*AppliedLine {
-	if x != nil {
-		return x.Recent
-	}
-	return nil
-}
-
-func (x *StatementCard) GetMonths() []*MonthTotal {
-	if x != nil {
-		return x.Months
-	}
-	return nil
-}
-
-func (x *StatementCard) GetLastOffset() int64 {
-	if x != nil {
-		return x.LastOffset
-	}
-	return 0
-}
-
-// AppliedLine records where a payment was put on the statement.
-type AppliedLine struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// transaction_id is the payment's transaction id. No longer written: payment_key holds it.
-	TransactionId string `protobuf:"bytes,1,opt,name=transaction_id,json=transactionId,proto3" json:"transaction_id,omitempty"`
-	// month is "YYYY-MM".
-	Month string `protobuf:"bytes,2,opt,name=month,proto3" json:"month,omitempty"`
-	// line_no is the line's position in the month, from 0.
-	LineNo int64 `protobuf:"varint,3,opt,name=line_no,json=lineNo,proto3" json:"line_no,omitempty"`
-	// payment_key is the payment's key (codecs.Result.PaymentKey) without the card token it
-	// starts with, the state's own key: "merchant:transaction id" (the whole key in states
-	// written before). A result whose key is here was applied already.
-	PaymentKey    string `protobuf:"bytes,4,opt,name=payment_key,json=paymentKey,proto3" json:"payment_key,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *AppliedLine) Reset() {
-	*x = AppliedLine{}
-	mi := &file_codebank_events_v1_events_proto_msgTypes[14]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *AppliedLine) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*AppliedLine) ProtoMessage() {}
-
-func (x *AppliedLine) ProtoReflect() protoreflect.Message {
-	mi := &file_codebank_events_v1_events_proto_msgTypes[14]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use AppliedLine.ProtoReflect.Descriptor instead.
-func (*AppliedLine) Descriptor() ([]byte, []int) {
-	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{14}
-}
-
-func (x *AppliedLine) GetTransactionId() string {
-	if x != nil {
-		return x.TransactionId
-	}
-	return ""
-}
-
-func (x *AppliedLine) GetMonth() string {
-	if x != nil {
-		return x.Month
-	}
-	return ""
-}
-
-func (x *AppliedLine) GetLineNo() int64 {
-	if x != nil {
-		return x.LineNo
-	}
-	return 0
-}
-
-func (x *AppliedLine) GetPaymentKey() string {
-	if x != nil {
-		return x.PaymentKey
-	}
-	return ""
-}
-
-// MonthTotal is one month's running totals.
+// MonthTotal is one month of a card's statement, in short.
 type MonthTotal struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// month is "YYYY-MM".
@@ -1807,7 +1666,7 @@ type MonthTotal struct {
 
 func (x *MonthTotal) Reset() {
 	*x = MonthTotal{}
-	mi := &file_codebank_events_v1_events_proto_msgTypes[15]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1819,7 +1678,7 @@ func (x *MonthTotal) String() string {
 func (*MonthTotal) ProtoMessage() {}
 
 func (x *MonthTotal) ProtoReflect() protoreflect.Message {
-	mi := &file_codebank_events_v1_events_proto_msgTypes[15]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1832,7 +1691,7 @@ func (x *MonthTotal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MonthTotal.ProtoReflect.Descriptor instead.
 func (*MonthTotal) Descriptor() ([]byte, []int) {
-	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{15}
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *MonthTotal) GetMonth() string {
@@ -1856,142 +1715,8 @@ func (x *MonthTotal) GetTotalCents() int64 {
 	return 0
 }
 
-// StatementPage holds a fixed-size run of one month's lines (table key:
-// "card token|YYYY-MM|page").
-type StatementPage struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// lines are the page's lines, in line order.
-	Lines         []*StatementLine `protobuf:"bytes,1,rep,name=lines,proto3" json:"lines,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *StatementPage) Reset() {
-	*x = StatementPage{}
-	mi := &file_codebank_events_v1_events_proto_msgTypes[16]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *StatementPage) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*StatementPage) ProtoMessage() {}
-
-func (x *StatementPage) ProtoReflect() protoreflect.Message {
-	mi := &file_codebank_events_v1_events_proto_msgTypes[16]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use StatementPage.ProtoReflect.Descriptor instead.
-func (*StatementPage) Descriptor() ([]byte, []int) {
-	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{16}
-}
-
-func (x *StatementPage) GetLines() []*StatementLine {
-	if x != nil {
-		return x.Lines
-	}
-	return nil
-}
-
-// StatementEntry is a value of the statements table: a card's state under its card token, or
-// a page of lines under "card token|YYYY-MM|page".
-type StatementEntry struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// entry is one or the other.
-	//
-	// Types that are valid to be assigned to Entry:
-	//
-	//	*StatementEntry_Card
-	//	*StatementEntry_Page
-	Entry         isStatementEntry_Entry `protobuf_oneof:"entry"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *StatementEntry) Reset() {
-	*x = StatementEntry{}
-	mi := &file_codebank_events_v1_events_proto_msgTypes[17]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *StatementEntry) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*StatementEntry) ProtoMessage() {}
-
-func (x *StatementEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_codebank_events_v1_events_proto_msgTypes[17]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use StatementEntry.ProtoReflect.Descriptor instead.
-func (*StatementEntry) Descriptor() ([]byte, []int) {
-	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{17}
-}
-
-func (x *StatementEntry) GetEntry() isStatementEntry_Entry {
-	if x != nil {
-		return x.Entry
-	}
-	return nil
-}
-
-func (x *StatementEntry) GetCard() *StatementCard {
-	if x != nil {
-		if x, ok := x.Entry.(*StatementEntry_Card); ok {
-			return x.Card
-		}
-	}
-	return nil
-}
-
-func (x *StatementEntry) GetPage() *StatementPage {
-	if x != nil {
-		if x, ok := x.Entry.(*StatementEntry_Page); ok {
-			return x.Page
-		}
-	}
-	return nil
-}
-
-type isStatementEntry_Entry interface {
-	isStatementEntry_Entry()
-}
-
-type StatementEntry_Card struct {
-	// card is a card's state.
-	Card *StatementCard `protobuf:"bytes,1,opt,name=card,proto3,oneof"`
-}
-
-type StatementEntry_Page struct {
-	// page is a page of lines.
-	Page *StatementPage `protobuf:"bytes,2,opt,name=page,proto3,oneof"`
-}
-
-func (*StatementEntry_Card) isStatementEntry_Entry() {}
-
-func (*StatementEntry_Page) isStatementEntry_Entry() {}
-
-// StatementLine is one purchase on a statement.
+// StatementLine is one purchase on a statement: the value of its record in the statement lines
+// topic (processors.Topology.StatementLines).
 type StatementLine struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// transaction_id identifies the payment.
@@ -2010,7 +1735,7 @@ type StatementLine struct {
 
 func (x *StatementLine) Reset() {
 	*x = StatementLine{}
-	mi := &file_codebank_events_v1_events_proto_msgTypes[18]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2022,7 +1747,7 @@ func (x *StatementLine) String() string {
 func (*StatementLine) ProtoMessage() {}
 
 func (x *StatementLine) ProtoReflect() protoreflect.Message {
-	mi := &file_codebank_events_v1_events_proto_msgTypes[18]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2035,7 +1760,7 @@ func (x *StatementLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatementLine.ProtoReflect.Descriptor instead.
 func (*StatementLine) Descriptor() ([]byte, []int) {
-	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{18}
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *StatementLine) GetTransactionId() string {
@@ -2071,61 +1796,6 @@ func (x *StatementLine) GetAmountCents() int64 {
 		return x.AmountCents
 	}
 	return 0
-}
-
-// StatementLinePlacement is a loopback record: put line at line_no of its month's pages.
-type StatementLinePlacement struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// line_no is the line's position in the month, from 0.
-	LineNo int64 `protobuf:"varint,1,opt,name=line_no,json=lineNo,proto3" json:"line_no,omitempty"`
-	// line is the purchase.
-	Line          *StatementLine `protobuf:"bytes,2,opt,name=line,proto3" json:"line,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *StatementLinePlacement) Reset() {
-	*x = StatementLinePlacement{}
-	mi := &file_codebank_events_v1_events_proto_msgTypes[19]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *StatementLinePlacement) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*StatementLinePlacement) ProtoMessage() {}
-
-func (x *StatementLinePlacement) ProtoReflect() protoreflect.Message {
-	mi := &file_codebank_events_v1_events_proto_msgTypes[19]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use StatementLinePlacement.ProtoReflect.Descriptor instead.
-func (*StatementLinePlacement) Descriptor() ([]byte, []int) {
-	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{19}
-}
-
-func (x *StatementLinePlacement) GetLineNo() int64 {
-	if x != nil {
-		return x.LineNo
-	}
-	return 0
-}
-
-func (x *StatementLinePlacement) GetLine() *StatementLine {
-	if x != nil {
-		return x.Line
-	}
-	return nil
 }
 
 var File_codebank_events_v1_events_proto protoreflect.FileDescriptor
@@ -2242,39 +1912,19 @@ const file_codebank_events_v1_events_proto_rawDesc = "" +
 	"ReplyError\x12\x18\n" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12\x1d\n" +
 	"\n" +
-	"card_token\x18\x02 \x01(\tR\tcardToken\"\xa1\x01\n" +
-	"\rStatementCard\x127\n" +
-	"\x06recent\x18\x01 \x03(\v2\x1f.codebank.events.v1.AppliedLineR\x06recent\x126\n" +
-	"\x06months\x18\x02 \x03(\v2\x1e.codebank.events.v1.MonthTotalR\x06months\x12\x1f\n" +
-	"\vlast_offset\x18\x03 \x01(\x03R\n" +
-	"lastOffset\"\x84\x01\n" +
-	"\vAppliedLine\x12%\n" +
-	"\x0etransaction_id\x18\x01 \x01(\tR\rtransactionId\x12\x14\n" +
-	"\x05month\x18\x02 \x01(\tR\x05month\x12\x17\n" +
-	"\aline_no\x18\x03 \x01(\x03R\x06lineNo\x12\x1f\n" +
-	"\vpayment_key\x18\x04 \x01(\tR\n" +
-	"paymentKey\"Y\n" +
+	"card_token\x18\x02 \x01(\tR\tcardToken\"Y\n" +
 	"\n" +
 	"MonthTotal\x12\x14\n" +
 	"\x05month\x18\x01 \x01(\tR\x05month\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x03R\x05count\x12\x1f\n" +
 	"\vtotal_cents\x18\x03 \x01(\x03R\n" +
-	"totalCents\"H\n" +
-	"\rStatementPage\x127\n" +
-	"\x05lines\x18\x01 \x03(\v2!.codebank.events.v1.StatementLineR\x05lines\"\x8b\x01\n" +
-	"\x0eStatementEntry\x127\n" +
-	"\x04card\x18\x01 \x01(\v2!.codebank.events.v1.StatementCardH\x00R\x04card\x127\n" +
-	"\x04page\x18\x02 \x01(\v2!.codebank.events.v1.StatementPageH\x00R\x04pageB\a\n" +
-	"\x05entry\"\xc4\x01\n" +
+	"totalCents\"\xc4\x01\n" +
 	"\rStatementLine\x12%\n" +
 	"\x0etransaction_id\x18\x01 \x01(\tR\rtransactionId\x121\n" +
 	"\x15authorized_at_unix_ms\x18\x02 \x01(\x03R\x12authorizedAtUnixMs\x12\x14\n" +
 	"\x05store\x18\x03 \x01(\tR\x05store\x12 \n" +
 	"\vdescription\x18\x04 \x01(\tR\vdescription\x12!\n" +
-	"\famount_cents\x18\x05 \x01(\x03R\vamountCents\"h\n" +
-	"\x16StatementLinePlacement\x12\x17\n" +
-	"\aline_no\x18\x01 \x01(\x03R\x06lineNo\x125\n" +
-	"\x04line\x18\x02 \x01(\v2!.codebank.events.v1.StatementLineR\x04line*Z\n" +
+	"\famount_cents\x18\x05 \x01(\x03R\vamountCents*Z\n" +
 	"\n" +
 	"CardStatus\x12\x1b\n" +
 	"\x17CARD_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
@@ -2325,34 +1975,29 @@ func file_codebank_events_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_codebank_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_codebank_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_codebank_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_codebank_events_v1_events_proto_goTypes = []any{
-	(CardStatus)(0),                // 0: codebank.events.v1.CardStatus
-	(PaymentStatus)(0),             // 1: codebank.events.v1.PaymentStatus
-	(RejectReason)(0),              // 2: codebank.events.v1.RejectReason
-	(Channel)(0),                   // 3: codebank.events.v1.Channel
-	(BlockReason)(0),               // 4: codebank.events.v1.BlockReason
-	(CardResult)(0),                // 5: codebank.events.v1.CardResult
-	(*PaymentRequested)(nil),       // 6: codebank.events.v1.PaymentRequested
-	(*CardCommand)(nil),            // 7: codebank.events.v1.CardCommand
-	(*IssueCard)(nil),              // 8: codebank.events.v1.IssueCard
-	(*GetCard)(nil),                // 9: codebank.events.v1.GetCard
-	(*BlockCard)(nil),              // 10: codebank.events.v1.BlockCard
-	(*UnblockCard)(nil),            // 11: codebank.events.v1.UnblockCard
-	(*VerifyCard)(nil),             // 12: codebank.events.v1.VerifyCard
-	(*Account)(nil),                // 13: codebank.events.v1.Account
-	(*Outcome)(nil),                // 14: codebank.events.v1.Outcome
-	(*Reply)(nil),                  // 15: codebank.events.v1.Reply
-	(*PaymentReply)(nil),           // 16: codebank.events.v1.PaymentReply
-	(*CardReply)(nil),              // 17: codebank.events.v1.CardReply
-	(*ReplyError)(nil),             // 18: codebank.events.v1.ReplyError
-	(*StatementCard)(nil),          // 19: codebank.events.v1.StatementCard
-	(*AppliedLine)(nil),            // 20: codebank.events.v1.AppliedLine
-	(*MonthTotal)(nil),             // 21: codebank.events.v1.MonthTotal
-	(*StatementPage)(nil),          // 22: codebank.events.v1.StatementPage
-	(*StatementEntry)(nil),         // 23: codebank.events.v1.StatementEntry
-	(*StatementLine)(nil),          // 24: codebank.events.v1.StatementLine
-	(*StatementLinePlacement)(nil), // 25: codebank.events.v1.StatementLinePlacement
+	(CardStatus)(0),          // 0: codebank.events.v1.CardStatus
+	(PaymentStatus)(0),       // 1: codebank.events.v1.PaymentStatus
+	(RejectReason)(0),        // 2: codebank.events.v1.RejectReason
+	(Channel)(0),             // 3: codebank.events.v1.Channel
+	(BlockReason)(0),         // 4: codebank.events.v1.BlockReason
+	(CardResult)(0),          // 5: codebank.events.v1.CardResult
+	(*PaymentRequested)(nil), // 6: codebank.events.v1.PaymentRequested
+	(*CardCommand)(nil),      // 7: codebank.events.v1.CardCommand
+	(*IssueCard)(nil),        // 8: codebank.events.v1.IssueCard
+	(*GetCard)(nil),          // 9: codebank.events.v1.GetCard
+	(*BlockCard)(nil),        // 10: codebank.events.v1.BlockCard
+	(*UnblockCard)(nil),      // 11: codebank.events.v1.UnblockCard
+	(*VerifyCard)(nil),       // 12: codebank.events.v1.VerifyCard
+	(*Account)(nil),          // 13: codebank.events.v1.Account
+	(*Outcome)(nil),          // 14: codebank.events.v1.Outcome
+	(*Reply)(nil),            // 15: codebank.events.v1.Reply
+	(*PaymentReply)(nil),     // 16: codebank.events.v1.PaymentReply
+	(*CardReply)(nil),        // 17: codebank.events.v1.CardReply
+	(*ReplyError)(nil),       // 18: codebank.events.v1.ReplyError
+	(*MonthTotal)(nil),       // 19: codebank.events.v1.MonthTotal
+	(*StatementLine)(nil),    // 20: codebank.events.v1.StatementLine
 }
 var file_codebank_events_v1_events_proto_depIdxs = []int32{
 	3,  // 0: codebank.events.v1.PaymentRequested.channel:type_name -> codebank.events.v1.Channel
@@ -2371,17 +2016,11 @@ var file_codebank_events_v1_events_proto_depIdxs = []int32{
 	14, // 13: codebank.events.v1.PaymentReply.outcome:type_name -> codebank.events.v1.Outcome
 	5,  // 14: codebank.events.v1.CardReply.result:type_name -> codebank.events.v1.CardResult
 	13, // 15: codebank.events.v1.CardReply.account:type_name -> codebank.events.v1.Account
-	20, // 16: codebank.events.v1.StatementCard.recent:type_name -> codebank.events.v1.AppliedLine
-	21, // 17: codebank.events.v1.StatementCard.months:type_name -> codebank.events.v1.MonthTotal
-	24, // 18: codebank.events.v1.StatementPage.lines:type_name -> codebank.events.v1.StatementLine
-	19, // 19: codebank.events.v1.StatementEntry.card:type_name -> codebank.events.v1.StatementCard
-	22, // 20: codebank.events.v1.StatementEntry.page:type_name -> codebank.events.v1.StatementPage
-	24, // 21: codebank.events.v1.StatementLinePlacement.line:type_name -> codebank.events.v1.StatementLine
-	22, // [22:22] is the sub-list for method output_type
-	22, // [22:22] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_codebank_events_v1_events_proto_init() }
@@ -2401,17 +2040,13 @@ func file_codebank_events_v1_events_proto_init() {
 		(*Reply_Card)(nil),
 		(*Reply_Error)(nil),
 	}
-	file_codebank_events_v1_events_proto_msgTypes[17].OneofWrappers = []any{
-		(*StatementEntry_Card)(nil),
-		(*StatementEntry_Page)(nil),
-	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_codebank_events_v1_events_proto_rawDesc), len(file_codebank_events_v1_events_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   20,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
