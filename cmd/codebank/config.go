@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/codebank/codebank/grpcgateway"
+	"github.com/codebank/codebank/internal/apikey"
 	"github.com/codebank/codebank/internal/card"
 	"github.com/codebank/codebank/internal/cli"
 	"github.com/codebank/codebank/internal/kafkaconf"
@@ -61,11 +62,12 @@ type config struct {
 	BankKey        string
 	BankPlaintext  bool
 
-	StorageDir string
-	HotStandby bool
-	LogFormat  string
-	LogLevel   string
-	Pprof      bool
+	StorageDir  string
+	HotStandby  bool
+	DemoSecrets bool
+	LogFormat   string
+	LogLevel    string
+	Pprof       bool
 
 	// Secrets: never logged.
 	tokenKey, cardKeys, kafkaPassword  *cli.Secret
@@ -150,6 +152,24 @@ func (c *config) lockoutFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.LockWindow, "lock-window", authorizer.DefaultLockWindow, "how long a failed card verification counts toward --lock-after")
 }
 
+// demoSecretsFlag registers the flag that admits the published demo secrets.
+func (c *config) demoSecretsFlag(fs *flag.FlagSet) {
+	fs.BoolVar(&c.DemoSecrets, "demo-secrets", false, "accept the demo secrets published with the source code ("+cli.PublishedDir+"), which every role refuses otherwise: for the Compose demo only (compose.yaml sets it), since a bank that uses them has no secret at all")
+}
+
+// checkKeysFile refuses a keys file that admits a published demo key (unless --demo-secrets).
+func (c *config) checkKeysFile(set *apikey.Set) error {
+	if c.DemoSecrets {
+		return nil
+	}
+	for id, sum := range set.Hashes() {
+		if f, ok := cli.PublishedHash(sum); ok {
+			return cli.PublishedError("API key "+id, f)
+		}
+	}
+	return nil
+}
+
 // storageFlag registers the directory of a role's local table storage.
 func (c *config) storageFlag(fs *flag.FlagSet) {
 	fs.StringVar(&c.StorageDir, "storage-dir", "/var/lib/codebank", "directory of the local table storage (one per instance)")
@@ -188,6 +208,9 @@ func (c *config) keys(withCardKeys bool) (card.Keys, error) {
 	if err != nil {
 		return card.Keys{}, err
 	}
+	if err := cli.CheckPublished("--token-key", []byte(tk), c.DemoSecrets); err != nil {
+		return card.Keys{}, err
+	}
 	var cks []card.CardKey
 	if withCardKeys {
 		v, err := c.cardKeys.Required(`the card keys, "id:secret" each, the current first (at least 32 random bytes each)`)
@@ -196,6 +219,11 @@ func (c *config) keys(withCardKeys bool) (card.Keys, error) {
 		}
 		if cks, err = card.ParseCardKeys(v); err != nil {
 			return card.Keys{}, err
+		}
+		for _, ck := range cks {
+			if err := cli.CheckPublished("--card-keys key "+ck.ID, ck.Secret, c.DemoSecrets); err != nil {
+				return card.Keys{}, err
+			}
 		}
 	}
 	return card.NewKeys([]byte(tk), cks...)

@@ -67,6 +67,7 @@ func roleCommand(name string, r roles, register func(*flag.FlagSet, *config, *ro
 		var c config
 		fs := cli.NewFlagSet("codebank "+name+" [flags]", stderr)
 		c.kafkaFlags(fs)
+		c.demoSecretsFlag(fs)
 		register(fs, &c, &r)
 		if err := cli.Parse(fs, args); err != nil {
 			return cli.HelpOK(err)
@@ -253,7 +254,7 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
 		if c.APIKeysFile == "" {
 			return fmt.Errorf("%w: the API keys file of the callers: set CODEBANK_API_KEYS_FILE or --api-keys-file (codebank keys new writes its lines)", cli.ErrUsage)
 		}
-		if apiKeys, err = apikey.Open(c.APIKeysFile, reg, log); err != nil {
+		if apiKeys, err = apikey.Open(c.APIKeysFile, reg, log, c.checkKeysFile); err != nil {
 			return err
 		}
 	}
@@ -457,6 +458,11 @@ func (c *config) pageSecrets() (pageSecrets, error) {
 	}
 	if s.pagesKey, err = c.pagesKey.Required("the bank pages' API key (role pages)"); err != nil {
 		return s, err
+	}
+	for _, v := range []struct{ what, secret string }{{"--store-secret", s.storeSecret}, {"--merchant-key", s.merchantKey}, {"--pages-key", s.pagesKey}} {
+		if err := cli.CheckPublished(v.what, []byte(v.secret), c.DemoSecrets); err != nil {
+			return s, err
+		}
 	}
 	return s, nil
 }

@@ -88,7 +88,7 @@ func TestStoreReloads(t *testing.T) {
 		}
 	}
 	write(line("store-1", old))
-	s, err := Open(path, prometheus.NewRegistry(), nil)
+	s, err := Open(path, prometheus.NewRegistry(), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +113,7 @@ func TestStoreReloads(t *testing.T) {
 	}
 	// An empty file is refused at start.
 	write("# nobody\n")
-	if _, err := Open(path, nil, nil); err == nil {
+	if _, err := Open(path, nil, nil, nil); err == nil {
 		t.Error("Open accepted a file without keys")
 	}
 }
@@ -135,7 +135,7 @@ func TestStoreFailsClosed(t *testing.T) {
 	write(good)
 	reg := prometheus.NewRegistry()
 	var logs strings.Builder
-	s, err := Open(path, reg, slog.New(slog.NewTextHandler(&logs, nil)))
+	s, err := Open(path, reg, slog.New(slog.NewTextHandler(&logs, nil)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,8 +30,9 @@ const ReloadInterval = 5 * time.Second
 //	codebank_api_keys_revoked              1 while every key is refused because the file cannot be used
 //	codebank_api_keys_reload_errors_total  times the file could not be read or parsed, or held no key
 type Store struct {
-	path string
-	log  *slog.Logger
+	path  string
+	log   *slog.Logger
+	check func(*Set) error
 	set  atomic.Pointer[Set]
 	last []byte // the file as last used; nil while revoked
 
@@ -48,12 +49,13 @@ type Store struct {
 var ErrRevoked = errors.New("every API key is revoked: the keys file cannot be used")
 
 // Open reads the keys file at path. It fails when the file cannot be read or parsed, or holds no
-// key: a bank that nobody may call is a mistake.
-func Open(path string, reg prometheus.Registerer, log *slog.Logger) (*Store, error) {
+// key (a bank that nobody may call is a mistake), or when check (if not nil) refuses its keys;
+// a file that check refuses later, at a reload, revokes every key like a malformed one.
+func Open(path string, reg prometheus.Registerer, log *slog.Logger, check func(*Set) error) (*Store, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Store{path: path, log: log}
+	s := &Store{path: path, log: log, check: check}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("keys file: %w", err)
@@ -64,6 +66,11 @@ func Open(path string, reg prometheus.Registerer, log *slog.Logger) (*Store, err
 	}
 	if set.Len() == 0 {
 		return nil, fmt.Errorf("%s: no API keys: nobody could call the bank", path)
+	}
+	if check != nil {
+		if err := check(set); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
 	}
 	s.set.Store(set)
 	s.last = b
@@ -114,6 +121,9 @@ func (s *Store) Reload() error {
 	}
 	if err == nil && set.Len() == 0 {
 		err = fmt.Errorf("%s: no API keys", s.path)
+	}
+	if err == nil && s.check != nil {
+		err = s.check(set)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
