@@ -2,10 +2,15 @@ package grpcgateway_test
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
+	"github.com/codebank/codebank/internal/card"
 	"github.com/codebank/codebank/internal/testenv/banktest"
 	"github.com/codebank/codebank/internal/testenv/kafkatest"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
@@ -124,4 +129,106 @@ func BenchmarkStatementLag(b *testing.B) {
 	}
 	b.StopTimer()
 	reportPercentiles(b, lat)
+}
+
+// BenchmarkDeclineTiming measures what a merchant's clock can tell apart: the latency of
+// Authorize, end to end through the real broker, for an unknown card, a known card with a
+// wrong CVV, a known card with the right data over its limit, and an approval. Each iteration
+// makes one call of each kind in a shuffled order (so that drift and warm-up fall on all alike),
+// on cards with some history (remembered outcomes); the wrong CVVs are spread over cards, three
+// a card, so that none is locked. It reports each kind's p10, p50 and p90 in milliseconds
+// (unknown-p50-ms, ...). The decision is pure and the same size of work for every kind but the
+// unknown card, which has no account to read or write.
+func BenchmarkDeclineTiming(b *testing.B) {
+	d := banktest.NewDeployment(b, brokerAddr, kafkatest.Name(b), 6, 2)
+	banktest.StartAuthorizer(b, d, "")
+	in := banktest.StartIngress(b, d, banktest.IngressOptions{})
+	cards := codebankv1.NewCardServiceClient(in.Conn)
+	payments := codebankv1.NewPaymentServiceClient(in.Conn)
+	ctx := context.Background()
+	issue := func(limit int64) *codebankv1.CardDetails {
+		c, err := cards.IssueCard(ctx, &codebankv1.IssueCardRequest{HolderName: "Bench Card", LimitCents: limit})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return &codebankv1.CardDetails{Number: c.GetCard().GetNumber(), HolderName: "Bench Card",
+			ExpiryMonth: c.GetCard().GetExpiryMonth(), ExpiryYear: c.GetCard().GetExpiryYear(), Cvv: c.GetCvv()}
+	}
+	rich, poor := issue(100_000_000_000), issue(100)
+	var guessed []*codebankv1.CardDetails
+	wrongCVV := func() *codebankv1.CardDetails { // 3 wrong CVVs a card: under the lockout
+		if len(guessed)%3 == 0 {
+			c := issue(100_000)
+			for range 3 { // some history
+				if _, err := payments.Authorize(ctx, &codebankv1.AuthorizeRequest{Card: c, AmountCents: 1, Store: "Code Store", Description: "bench"}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			guessed = append(guessed, c, c, c)
+		}
+		w := proto.Clone(guessed[len(guessed)-1]).(*codebankv1.CardDetails)
+		guessed = guessed[:len(guessed)-1]
+		w.Cvv = fmt.Sprintf("%03d", (atoi(w.GetCvv())+1)%1000)
+		return w
+	}
+	unknown := func(i int) *codebankv1.CardDetails {
+		n, err := card.NewNumber(card.DefaultBIN)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return &codebankv1.CardDetails{Number: n, HolderName: "Bench Card", ExpiryMonth: rich.GetExpiryMonth(), ExpiryYear: rich.GetExpiryYear(), Cvv: "123"}
+	}
+	kinds := []struct {
+		name   string
+		req    func(i int) *codebankv1.AuthorizeRequest
+		reason codebankv1.RejectReason
+	}{
+		{"unknown", func(i int) *codebankv1.AuthorizeRequest {
+			return &codebankv1.AuthorizeRequest{Card: unknown(i), AmountCents: 1}
+		}, codebankv1.RejectReason_REJECT_REASON_DO_NOT_HONOR},
+		{"wrong-cvv", func(i int) *codebankv1.AuthorizeRequest {
+			return &codebankv1.AuthorizeRequest{Card: wrongCVV(), AmountCents: 1}
+		},
+			codebankv1.RejectReason_REJECT_REASON_DO_NOT_HONOR},
+		{"over-limit", func(i int) *codebankv1.AuthorizeRequest {
+			return &codebankv1.AuthorizeRequest{Card: poor, AmountCents: 1_000}
+		},
+			codebankv1.RejectReason_REJECT_REASON_INSUFFICIENT_CREDIT},
+		{"approved", func(i int) *codebankv1.AuthorizeRequest {
+			return &codebankv1.AuthorizeRequest{Card: rich, AmountCents: 1}
+		}, 0},
+	}
+	call := func(k int, i int) time.Duration {
+		req := kinds[k].req(i)
+		req.TransactionId, req.Store, req.Description = fmt.Sprintf("%s-%d", kinds[k].name, i), "Code Store", "bench"
+		start := time.Now()
+		r, err := payments.Authorize(ctx, req)
+		took := time.Since(start)
+		if err != nil || r.GetReason() != kinds[k].reason {
+			b.Fatalf("%s: Authorize = %v, %v; want reason %v", kinds[k].name, r, err, kinds[k].reason)
+		}
+		return took
+	}
+	for i := range 200 { // warm up, and give the cards some history
+		for k := range kinds {
+			call(k, -1-i)
+		}
+	}
+	lat := make([][]time.Duration, len(kinds))
+	order := []int{0, 1, 2, 3}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		rand.Shuffle(len(order), func(x, y int) { order[x], order[y] = order[y], order[x] })
+		for _, k := range order {
+			lat[k] = append(lat[k], call(k, i))
+		}
+	}
+	b.StopTimer()
+	for k, l := range lat {
+		slices.Sort(l)
+		at := func(q float64) float64 { return float64(l[int(q*float64(len(l)-1))].Microseconds()) / 1000 }
+		b.ReportMetric(at(0.10), kinds[k].name+"-p10-ms")
+		b.ReportMetric(at(0.50), kinds[k].name+"-p50-ms")
+		b.ReportMetric(at(0.90), kinds[k].name+"-p90-ms")
+	}
 }
