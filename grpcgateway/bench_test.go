@@ -134,11 +134,12 @@ func BenchmarkStatementLag(b *testing.B) {
 // BenchmarkDeclineTiming measures what a merchant's clock can tell apart: the latency of
 // Authorize, end to end through the real broker, for an unknown card, a known card with a
 // wrong CVV, a known card with the right data over its limit, and an approval. Each iteration
-// makes one call of each kind in a shuffled order (so that drift and warm-up fall on all alike),
-// on cards with some history (remembered outcomes); the wrong CVVs are spread over cards, three
-// a card, so that none is locked. It reports each kind's p10, p50 and p90 in milliseconds
-// (unknown-p50-ms, ...). The decision is pure and the same size of work for every kind but the
-// unknown card, which has no account to read or write.
+// makes one call of each kind in a shuffled order (so that drift, load and warm-up fall on all
+// alike), on cards with some history; the wrong CVVs are spread over cards, three a card, so
+// that none is locked. It reports each kind's p10, p50 and p90 in milliseconds
+// (unknown-p50-ms, ...). An unknown card has no account to write: until its result was sent
+// ahead of its reply, as a known card's account write is (processors/authorizer), it answered
+// about 0.1 ms later than the others at p10 and p50, run after run.
 func BenchmarkDeclineTiming(b *testing.B) {
 	d := banktest.NewDeployment(b, brokerAddr, kafkatest.Name(b), 6, 2)
 	banktest.StartAuthorizer(b, d, "")
@@ -171,36 +172,28 @@ func BenchmarkDeclineTiming(b *testing.B) {
 		w.Cvv = fmt.Sprintf("%03d", (atoi(w.GetCvv())+1)%1000)
 		return w
 	}
-	unknown := func(i int) *codebankv1.CardDetails {
+	unknown := func() *codebankv1.CardDetails {
 		n, err := card.NewNumber(card.DefaultBIN)
 		if err != nil {
 			b.Fatal(err)
 		}
 		return &codebankv1.CardDetails{Number: n, HolderName: "Bench Card", ExpiryMonth: rich.GetExpiryMonth(), ExpiryYear: rich.GetExpiryYear(), Cvv: "123"}
 	}
-	kinds := []struct {
+	type kind struct {
 		name   string
-		req    func(i int) *codebankv1.AuthorizeRequest
+		card   func() *codebankv1.CardDetails
+		amount int64
 		reason codebankv1.RejectReason
-	}{
-		{"unknown", func(i int) *codebankv1.AuthorizeRequest {
-			return &codebankv1.AuthorizeRequest{Card: unknown(i), AmountCents: 1}
-		}, codebankv1.RejectReason_REJECT_REASON_DO_NOT_HONOR},
-		{"wrong-cvv", func(i int) *codebankv1.AuthorizeRequest {
-			return &codebankv1.AuthorizeRequest{Card: wrongCVV(), AmountCents: 1}
-		},
-			codebankv1.RejectReason_REJECT_REASON_DO_NOT_HONOR},
-		{"over-limit", func(i int) *codebankv1.AuthorizeRequest {
-			return &codebankv1.AuthorizeRequest{Card: poor, AmountCents: 1_000}
-		},
-			codebankv1.RejectReason_REJECT_REASON_INSUFFICIENT_CREDIT},
-		{"approved", func(i int) *codebankv1.AuthorizeRequest {
-			return &codebankv1.AuthorizeRequest{Card: rich, AmountCents: 1}
-		}, 0},
+	}
+	kinds := []kind{
+		{"unknown", unknown, 1, codebankv1.RejectReason_REJECT_REASON_DO_NOT_HONOR},
+		{"wrong-cvv", wrongCVV, 1, codebankv1.RejectReason_REJECT_REASON_DO_NOT_HONOR},
+		{"over-limit", func() *codebankv1.CardDetails { return poor }, 1_000, codebankv1.RejectReason_REJECT_REASON_INSUFFICIENT_CREDIT},
+		{"approved", func() *codebankv1.CardDetails { return rich }, 1, codebankv1.RejectReason_REJECT_REASON_UNSPECIFIED},
 	}
 	call := func(k int, i int) time.Duration {
-		req := kinds[k].req(i)
-		req.TransactionId, req.Store, req.Description = fmt.Sprintf("%s-%d", kinds[k].name, i), "Code Store", "bench"
+		req := &codebankv1.AuthorizeRequest{TransactionId: fmt.Sprintf("%s-%d", kinds[k].name, i), Card: kinds[k].card(),
+			AmountCents: kinds[k].amount, Store: "Code Store", Description: "bench"}
 		start := time.Now()
 		r, err := payments.Authorize(ctx, req)
 		took := time.Since(start)
