@@ -123,7 +123,7 @@ func (c *config) ingressFlags(fs *flag.FlagSet, grpcAddr, httpAddr string) {
 	fs.StringVar(&c.LegacyMerchant, "legacy-merchant", "", "serve the original bank's payment.PaymentService, whose callers carry no key, booking them as this merchant of the keys file (only behind a mesh that authenticates them; empty: not served)")
 	fs.BoolVar(&c.Reflection, "reflection", false, "serve gRPC server reflection")
 	c.serverTLSFlags(fs)
-	fs.StringVar(&c.APIKeysFile, "api-keys-file", "", "API keys file: one key a line, \"<key id> <role> <sha256 hex> [<merchant> <name>]\" (codebank keys new writes lines); read again when it changes (required)")
+	fs.StringVar(&c.APIKeysFile, "api-keys-file", "", "API keys file: one key a line, \"<key id> <role> <sha256 hex> [<merchant> <name>]\" (codebank keys new writes lines); read again when it changes, and a file that becomes empty, malformed or missing revokes every key until it is fixed (required)")
 	c.opsFlags(fs)
 }
 
