@@ -84,7 +84,7 @@ const (
 	// BLOCK_REASON_OPERATOR: a bank operator blocked the card (BlockCard).
 	BlockReason_BLOCK_REASON_OPERATOR BlockReason = 1
 	// BLOCK_REASON_VERIFICATION_FAILURES: the card failed its verification (CVV, expiry, holder
-	// name) too many times in a row.
+	// name) too many times within the bank's lockout window.
 	BlockReason_BLOCK_REASON_VERIFICATION_FAILURES BlockReason = 2
 )
 

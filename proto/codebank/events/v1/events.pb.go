@@ -277,7 +277,8 @@ const (
 	BlockReason_BLOCK_REASON_UNSPECIFIED BlockReason = 0
 	// BLOCK_REASON_OPERATOR: an operator blocked the card.
 	BlockReason_BLOCK_REASON_OPERATOR BlockReason = 1
-	// BLOCK_REASON_VERIFICATION_FAILURES: the card failed verification too many times in a row.
+	// BLOCK_REASON_VERIFICATION_FAILURES: the card failed verification too many times within the
+	// lockout's window.
 	BlockReason_BLOCK_REASON_VERIFICATION_FAILURES BlockReason = 2
 )
 
