@@ -25,6 +25,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	goruntime "runtime"
 	"slices"
 	"strconv"
 	"time"
@@ -41,7 +42,6 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/codebank/codebank/internal/card"
@@ -135,7 +135,7 @@ type Server struct {
 	grpc       *grpc.Server
 	health     *health.Server
 	http       *http.Server
-	inproc     *bufconn.Listener // REST calls reach inprocGRPC through it
+	inproc     *memListener // REST calls reach inprocGRPC through it
 	inprocGRPC *grpc.Server
 	inprocConn *grpc.ClientConn
 	metrics    serverMetrics
@@ -191,6 +191,10 @@ func New(cfg Config, deps Deps) *Server {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
 		// A connection must complete its HTTP/2 handshake within 10 s.
 		grpc.ConnectionTimeout(10 * time.Second),
+		// Calls run on a few long-lived goroutines whose stacks have grown to a call's needs,
+		// instead of a new goroutine per call growing its stack every time (one more goroutine
+		// is started when all are busy).
+		grpc.NumStreamWorkers(uint32(goruntime.GOMAXPROCS(0))),
 	}
 	// Two servers of the same services, interceptors and limits: the public one, over TLS when
 	// configured, and the one REST calls reach in memory (no network, so no TLS to terminate).
@@ -239,7 +243,7 @@ func (s *Server) httpHandler() http.Handler {
 	)
 	// REST calls are gRPC calls to this server over an in-memory connection: they meet the
 	// same authentication, access table, limits and metrics as any other.
-	s.inproc = bufconn.Listen(1 << 20)
+	s.inproc = newMemListener()
 	conn, err := grpc.NewClient("passthrough:///in-process",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return s.inproc.DialContext(ctx) }),
 		grpc.WithTransportCredentials(insecure.NewCredentials()))

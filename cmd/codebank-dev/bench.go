@@ -63,6 +63,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	probes := fs.Float64("probes", 2, "with --full: payments a second that measure the statement and index lag beside the load")
 	peakJIT := fs.Bool("peak-jit", false, "with --full: OpenSearch and Kafka Connect compile fully (C2), as codebank-dev run --peak-jit")
 	helperNice := fs.Int("helper-nice", DefaultHelperNice, "with --full: niceness of OpenSearch, Kafka Connect and Prometheus, as codebank-dev run --helper-nice")
+	brokerGC := fs.String("broker-gc", "", "with --full: the broker's garbage collector, g1 (default) or parallel")
+	brokerJVM := fs.String("broker-jvm", "", "with --full: more JVM options of the broker, space-separated (e.g. -XX:TieredStopAtLevel=1)")
+	bankEnv := fs.String("bank-env", "", "with --full: more environment for codebank all, K=V,K=V (e.g. GOMAXPROCS=1,GOGC=200), to compare settings")
+	warm := fs.Duration("warm-up", DefaultWarmUp, "with --full: how long the bank warms up before it is ready, as codebank-dev run --warm-up")
 	withPrometheus := fs.Bool("prometheus", true, "with --full: also run the local Prometheus of make run (scraping every 5s, rules loaded), its CPU counted")
 	if err := cli.Parse(fs, args); err != nil {
 		return cli.HelpOK(err)
@@ -70,7 +74,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *full {
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		o := fullOptions{Codebank: *codebank, Cards: 1000, API: "legacy", Probes: *probes, PeakJIT: *peakJIT, Prometheus: *withPrometheus, HelperNice: *helperNice,
+		o := fullOptions{Codebank: *codebank, Cards: 1000, API: "legacy", Probes: *probes, PeakJIT: *peakJIT, Prometheus: *withPrometheus, HelperNice: *helperNice, ReadyWarmUp: *warm,
 			WarmUp: fullWarmUp, Idle: fullIdle, Runs: *runs, RunFor: fullRunFor, Soak: *soak, SoakRate: *soakRate}
 		if *cold {
 			o.Cold = fullCold
@@ -82,6 +86,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			o.API = *api
 		}
 		o.BrokerProps = parseProps(*brokerProps)
+		o.BrokerGC, o.BrokerJVM = *brokerGC, strings.Fields(*brokerJVM)
+		for k, v := range parseProps(*bankEnv) {
+			o.BankEnv = append(o.BankEnv, k+"="+v)
+		}
 		var err error
 		if set["schedule"] {
 			if o.Steps, err = loadgen.ParseSchedule(*schedule); err != nil {

@@ -64,8 +64,15 @@ type fullOptions struct {
 	Prometheus bool
 	// BrokerProps are extra broker settings.
 	BrokerProps map[string]string
-	// HelperNice is the niceness of OpenSearch, Connect and Prometheus (devBankOptions).
-	HelperNice int
+	// HelperNice is the niceness of OpenSearch, Connect and Prometheus, and ReadyWarmUp how
+	// long the bank warms up before it is ready (devBankOptions).
+	HelperNice  int
+	ReadyWarmUp time.Duration
+	// BankEnv is more environment for codebank all (--bank-env); BrokerGC and BrokerJVM the
+	// broker's garbage collector and more JVM options (--broker-gc, --broker-jvm).
+	BankEnv   []string
+	BrokerGC  string
+	BrokerJVM []string
 
 	// Cold, when its rate is set, runs right after the cards are issued, before any warm-up.
 	Cold loadgen.Step
@@ -141,7 +148,7 @@ func benchFull(ctx context.Context, stdout io.Writer, o fullOptions) error {
 	defer os.RemoveAll(dir)
 	grpcAddr, httpAddr, opsAddr := freeAddr(), freeAddr(), freeAddr()
 	bank, err := startDevBank(ctx, devBankOptions{DataDir: dir, Codebank: o.Codebank, GRPCAddr: grpcAddr, HTTPAddr: httpAddr,
-		OpsAddr: opsAddr, Analytics: true, BankLog: filepath.Join(dir, "codebank.log"), PeakJIT: o.PeakJIT, BrokerProps: o.BrokerProps, Prometheus: o.Prometheus, HelperNice: o.HelperNice}, stdout)
+		OpsAddr: opsAddr, Analytics: true, BankLog: filepath.Join(dir, "codebank.log"), PeakJIT: o.PeakJIT, BrokerProps: o.BrokerProps, Prometheus: o.Prometheus, HelperNice: o.HelperNice, WarmUp: o.ReadyWarmUp, BankEnv: o.BankEnv, BrokerGC: o.BrokerGC, BrokerJVM: o.BrokerJVM}, stdout)
 	if err != nil {
 		return err
 	}

@@ -64,13 +64,14 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	withPrometheus := fs.Bool("prometheus", true, "also run Prometheus, scraping the bank's operations port with the rules and alerts of monitoring/prometheus/rules.yaml")
 	prometheusPort := fs.Int("prometheus-port", 9091, "HTTP port of the local Prometheus (the bank's operations port has 9090)")
 	peakJIT := fs.Bool("peak-jit", false, "start OpenSearch and Kafka Connect with full JIT compilation (C1 then C2): a slower start, and minutes of compiling before they use less CPU under load")
+	warm := fs.Duration("warm-up", DefaultWarmUp, "before saying it is ready, ask the bank about a card of its own for this long, from 100 to 1,000 calls a second, so that the first checkouts meet warm servers (0: skip)")
 	helperNice := fs.Int("helper-nice", DefaultHelperNice, "niceness of OpenSearch, Kafka Connect and Prometheus, off a payment's path: they yield the CPU to the broker and the bank (0: same priority)")
 	if err := cli.Parse(fs, args); err != nil {
 		return cli.HelpOK(err)
 	}
 	bank, err := startDevBank(ctx, devBankOptions{DataDir: *dataDir, Codebank: *codebank, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr,
 		OpsAddr: *opsAddr, KafkaPort: *kafkaPort, Analytics: *withAnalytics, SearchPort: *searchPort, ConnectPort: *connectPort,
-		Prometheus: *withPrometheus, PrometheusPort: *prometheusPort, PeakJIT: *peakJIT, HelperNice: *helperNice}, stdout)
+		Prometheus: *withPrometheus, PrometheusPort: *prometheusPort, PeakJIT: *peakJIT, HelperNice: *helperNice, WarmUp: *warm}, stdout)
 	if err != nil {
 		return err
 	}
@@ -105,6 +106,15 @@ type devBankOptions struct {
 	// Connect, Prometheus): on a machine they share with the broker and the bank, they yield
 	// the CPU to what a checkout waits for, and catch up when it is idle.
 	HelperNice int
+	// WarmUp is how long the bank is asked about a card of its own before it is ready
+	// (warmUp).
+	WarmUp time.Duration
+	// BankEnv is more environment for codebank all (e.g. GOGC=200), for experiments.
+	BankEnv []string
+	// BrokerGC is the broker's garbage collector (localkafka.Options.GC) and BrokerJVM more
+	// JVM options of it, for experiments.
+	BrokerGC  string
+	BrokerJVM []string
 }
 
 // devBank is what `make run` starts: a local broker, with analytics an OpenSearch node and a
@@ -150,7 +160,7 @@ func startDevBank(ctx context.Context, o devBankOptions, stdout io.Writer) (_ *d
 	// requests to each other cost less CPU (BENCHMARKS.md, the whole bank).
 	props := map[string]string{"num.network.threads": "1", "num.io.threads": "2"}
 	maps.Copy(props, o.BrokerProps)
-	kopts := localkafka.Options{DataDir: filepath.Join(abs, "kafka"), Port: o.KafkaPort, ExtraProperties: props}
+	kopts := localkafka.Options{DataDir: filepath.Join(abs, "kafka"), Port: o.KafkaPort, ExtraProperties: props, GC: o.BrokerGC, JVMOptions: o.BrokerJVM}
 	if o.KafkaPort != 0 {
 		kopts.ControllerPort = o.KafkaPort + 1
 	}
@@ -194,7 +204,7 @@ func startDevBank(ctx context.Context, o devBankOptions, stdout io.Writer) (_ *d
 	}
 
 	cardsFile := filepath.Join(abs, "demo-cards.json")
-	if d.proc, err = startChild(bin, o.BankLog, env, "all", "--brokers", d.broker.Addr(), "--storage-dir", filepath.Join(abs, "authorizer"),
+	if d.proc, err = startChild(bin, o.BankLog, append(env, o.BankEnv...), "all", "--brokers", d.broker.Addr(), "--storage-dir", filepath.Join(abs, "authorizer"),
 		"--grpc-addr", o.GRPCAddr, "--http-addr", o.HTTPAddr, "--ops-addr", o.OpsAddr, "--demo-cards", cardsFile,
 		"--legacy-merchant", devMerchant, "--reflection"); err != nil {
 		return nil, err
@@ -215,6 +225,12 @@ func startDevBank(ctx context.Context, o devBankOptions, stdout io.Writer) (_ *d
 	}
 	if d.cards, err = seedDemoCards(ctx, o.GRPCAddr, d.creds.Keys, cardsFile); err != nil {
 		return nil, fmt.Errorf("seed demo cards: %w", err)
+	}
+	if o.WarmUp > 0 {
+		fmt.Fprintf(stdout, "Warming up for %s (--warm-up=0 skips it)...\n", o.WarmUp)
+		if err := warmUp(ctx, o.GRPCAddr, d.creds.Keys, filepath.Join(abs, "warm-up-card.json"), o.WarmUp); err != nil {
+			return nil, fmt.Errorf("warm up: %w", err)
+		}
 	}
 	return d, nil
 }

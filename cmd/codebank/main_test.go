@@ -51,7 +51,9 @@ func TestEnvironment(t *testing.T) {
 }
 
 // TestProductionBinaryImports: the production binary, which the image ships, links none of the
-// developer tools: no local server launcher, test harness or load generator.
+// developer tools (no local server launcher, test harness or load generator) and no test code
+// of anyone: not the standard library's testing, nor any package named for tests or mocks
+// (gomock through a dependency's mock files, gRPC's bufconn).
 func TestProductionBinaryImports(t *testing.T) {
 	out, err := exec.Command("go", "list", "-deps", ".").Output()
 	if err != nil {
@@ -67,9 +69,48 @@ func TestProductionBinaryImports(t *testing.T) {
 				t.Errorf("codebank links %s", pkg)
 			}
 		}
+		if isTestCode(pkg) {
+			t.Errorf("codebank links test code: %s", pkg)
+		}
 	}
 	if len(prod) < 10 {
 		t.Fatalf("go list found only %v", prod)
+	}
+}
+
+// isTestCode reports whether a package is test code: the standard library's testing (and its
+// sub-packages), or one whose path has a part that names tests or mocks (testenv, tester,
+// testify, gomock, bufconn). The runtime's own
+// internal/testlog and internal/synctest, which every program links through os and sync, are
+// not.
+func isTestCode(pkg string) bool {
+	if pkg == "testing" || strings.HasPrefix(pkg, "testing/") {
+		return true
+	}
+	if strings.HasPrefix(pkg, "internal/") {
+		return false
+	}
+	for _, part := range strings.Split(pkg, "/") {
+		p := strings.ToLower(part)
+		p = strings.NewReplacer("latest", "", "attest", "").Replace(p) // words that only contain "test"
+		if strings.Contains(p, "test") || strings.Contains(p, "mock") || p == "bufconn" {
+			return true
+		}
+	}
+	return false
+}
+
+// TestIsTestCode: what TestProductionBinaryImports refuses.
+func TestIsTestCode(t *testing.T) {
+	for pkg, want := range map[string]bool{
+		"testing": true, "testing/iotest": true, "go.uber.org/mock/gomock": true, "google.golang.org/grpc/test/bufconn": true,
+		"github.com/lovoo/goka/tester": true, "github.com/codebank/codebank/internal/testenv/wait": true, "github.com/stretchr/testify/assert": true,
+		"github.com/sigstore/attestation": false, "example.com/latest/v2": false,
+		"internal/testlog": false, "os": false, "github.com/IBM/sarama": false, "github.com/golang/mock/mockgen": true,
+	} {
+		if got := isTestCode(pkg); got != want {
+			t.Errorf("isTestCode(%q) = %v, want %v", pkg, got, want)
+		}
 	}
 }
 

@@ -94,18 +94,19 @@ type store struct {
 	// meanwhile (from flushing, then LevelDB).
 	flushMu sync.Mutex
 
-	mu        sync.Mutex
-	batch     *leveldb.Batch
-	pending   map[string]entry // the batch's writes, for reads; empty while recovering
-	flushing  map[string]entry // the batch being written, until it is
-	spare     map[string]entry // a cleared map for the next batch
-	bytes     int
-	offset    int64
-	hasOffset bool
-	recovered bool
-	view      bool // keep the overlay from the first write (see NewView)
-	timer     *time.Timer
-	err       error // a failed write: the storage no longer matches the changelog
+	mu         sync.Mutex
+	batch      *leveldb.Batch
+	spareBatch *leveldb.Batch   // the batch written last, reset, for the next one
+	pending    map[string]entry // the batch's writes, for reads; empty while recovering
+	flushing   map[string]entry // the batch being written, until it is
+	spare      map[string]entry // a cleared map for the next batch
+	bytes      int
+	offset     int64
+	hasOffset  bool
+	recovered  bool
+	view       bool // keep the overlay from the first write (see NewView)
+	timer      *time.Timer
+	err        error // a failed write: the storage no longer matches the changelog
 }
 
 func newStore(db *leveldb.DB) *store {
@@ -242,7 +243,10 @@ func (s *store) flush() error {
 		return nil
 	}
 	b := s.batch
-	s.batch = new(leveldb.Batch)
+	if s.batch = s.spareBatch; s.batch == nil {
+		s.batch = new(leveldb.Batch)
+	}
+	s.spareBatch = nil
 	s.flushing, s.pending, s.spare = s.pending, s.spare, nil
 	s.bytes = 0
 	s.mu.Unlock()
@@ -253,6 +257,10 @@ func (s *store) flush() error {
 	defer s.mu.Unlock()
 	clear(s.flushing)
 	s.spare, s.flushing = s.flushing, nil
+	// LevelDB has copied the batch into its journal and memory table: keep its buffer, grown
+	// to the size of a batch, for the one after next.
+	b.Reset()
+	s.spareBatch = b
 	if err != nil {
 		s.err = fmt.Errorf("write table storage: %w", err)
 		return s.err

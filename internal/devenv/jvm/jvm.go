@@ -239,21 +239,40 @@ func writeFileAtomic(path string, data []byte) error {
 // on a small machine, and one-shot tools, at the cost of speed under steady load.
 const C1Only = "-XX:TieredStopAtLevel=1"
 
+// The garbage collectors a server may run with (KafkaOptions): G1, Kafka's own choice, or the
+// parallel collector, which spends less CPU on a small heap for pauses of a few milliseconds.
+const (
+	GCG1       = "g1"
+	GCParallel = "parallel"
+)
+
+// gcOptions returns the JVM options of a garbage collector, G1 when gc is empty.
+func gcOptions(gc string) ([]string, error) {
+	switch gc {
+	case "", GCG1:
+		return []string{"-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35", "-XX:+ExplicitGCInvokesConcurrent"}, nil
+	case GCParallel:
+		return []string{"-XX:+UseParallelGC"}, nil
+	}
+	return nil, fmt.Errorf("unknown garbage collector %q: want %s or %s", gc, GCG1, GCParallel)
+}
+
 // KafkaOptions are the JVM options Kafka's own scripts (kafka-run-class.sh) start the broker
 // and the Connect worker with, on a heap of minHeapMB to heapMB MiB, without an hsperfdata
-// file, and with slf4j-simple logging at WARN with timestamps.
-func KafkaOptions(minHeapMB, heapMB int) []string {
-	return []string{
+// file, and with slf4j-simple logging at WARN with timestamps. gc chooses the garbage
+// collector (GCG1 when empty, as Kafka's scripts do).
+func KafkaOptions(minHeapMB, heapMB int, gc string) ([]string, error) {
+	collector, err := gcOptions(gc)
+	if err != nil {
+		return nil, err
+	}
+	return append(append([]string{
 		"-Xms" + strconv.Itoa(minHeapMB) + "m",
-		"-Xmx" + strconv.Itoa(heapMB) + "m",
-		"-XX:+UseG1GC",
-		"-XX:MaxGCPauseMillis=20",
-		"-XX:InitiatingHeapOccupancyPercent=35",
-		"-XX:+ExplicitGCInvokesConcurrent",
+		"-Xmx" + strconv.Itoa(heapMB) + "m"}, collector...),
 		"-XX:-UsePerfData",
 		"-Djava.awt.headless=true",
 		"-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
 		"-Dorg.slf4j.simpleLogger.showDateTime=true",
 		"-Dorg.slf4j.simpleLogger.dateTimeFormat=yyyy-MM-dd'T'HH:mm:ss.SSSXXX",
-	}
+	), nil
 }

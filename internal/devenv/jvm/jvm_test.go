@@ -192,3 +192,26 @@ func TestTail(t *testing.T) {
 		t.Errorf("Tail = %q", got)
 	}
 }
+
+// TestKafkaOptions: the servers' collector is G1 unless asked for the parallel one, never both,
+// and an unknown one is refused.
+func TestKafkaOptions(t *testing.T) {
+	for gc, want := range map[string]string{"": "-XX:+UseG1GC", GCG1: "-XX:+UseG1GC", GCParallel: "-XX:+UseParallelGC"} {
+		opts, err := KafkaOptions(128, 512, gc)
+		if err != nil {
+			t.Fatalf("KafkaOptions(%q): %v", gc, err)
+		}
+		var collectors []string
+		for _, o := range opts {
+			if strings.HasPrefix(o, "-XX:+Use") && strings.HasSuffix(o, "GC") {
+				collectors = append(collectors, o)
+			}
+		}
+		if len(collectors) != 1 || collectors[0] != want {
+			t.Errorf("KafkaOptions(%q) chooses %v, want %s", gc, collectors, want)
+		}
+	}
+	if _, err := KafkaOptions(128, 512, "zgc"); err == nil {
+		t.Error("an unknown collector was accepted")
+	}
+}

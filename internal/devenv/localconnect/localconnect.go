@@ -164,7 +164,8 @@ func launch(ctx context.Context, java *jvm.Java, in *jvm.Installation, dataDir j
 // compilation (a faster start for the small loads of tests), no hsperfdata file, and
 // slf4j-simple logging at WARN (INFO for the sink connector) to worker.log.
 func jvmArgs(heapMB int, peakJIT bool) []string {
-	args := append(jvm.KafkaOptions(min(128, heapMB), heapMB), "-Dorg.slf4j.simpleLogger.log.codebank.connect=info")
+	args, _ := jvm.KafkaOptions(min(128, heapMB), heapMB, jvm.GCG1)
+	args = append(args, "-Dorg.slf4j.simpleLogger.log.codebank.connect=info")
 	if !peakJIT {
 		args = append(args, jvm.C1Only)
 	}

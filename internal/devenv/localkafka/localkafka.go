@@ -71,6 +71,11 @@ type Options struct {
 	ControllerPort int
 	// HeapMB is the maximum Java heap in MiB; default 512.
 	HeapMB int
+	// GC is the garbage collector, jvm.GCG1 (the default, as Kafka's scripts choose) or
+	// jvm.GCParallel.
+	GC string
+	// JVMOptions are more JVM options, after the defaults (e.g. jvm.C1Only).
+	JVMOptions []string
 	// Logger receives progress messages; default slog.Default().
 	Logger *slog.Logger
 	// ExtraProperties are appended to server.properties, overriding the
@@ -265,9 +270,13 @@ func launch(ctx context.Context, java *jvm.Java, in *jvm.Installation, dataDir j
 	if opts.SASLSSL != nil {
 		saslSSLAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports.saslSSL))
 	}
+	options, err := jvmArgs(opts.HeapMB, opts.GC)
+	if err != nil {
+		return nil, err
+	}
 	proc, err := jvm.StartProcess(jvm.Command{
 		Java:      java,
-		Options:   jvmArgs(opts.HeapMB),
+		Options:   append(options, opts.JVMOptions...),
 		CDS:       cds,
 		Classpath: classpath,
 		Main:      "kafka.Kafka",
@@ -365,8 +374,8 @@ func setUsers(ctx context.Context, addr string, users map[string]string) error {
 // jvmArgs returns the broker's JVM options: the defaults of Kafka's
 // kafka-run-class.sh and kafka-server-start.sh with a smaller heap, no
 // hsperfdata file, and slf4j-simple logging at WARN (to broker.log).
-func jvmArgs(heapMB int) []string {
-	return jvm.KafkaOptions(min(256, heapMB), heapMB)
+func jvmArgs(heapMB int, gc string) ([]string, error) {
+	return jvm.KafkaOptions(min(256, heapMB), heapMB, gc)
 }
 
 // serverProperties renders the broker configuration; extra entries come last
