@@ -33,8 +33,8 @@ type Store struct {
 	path  string
 	log   *slog.Logger
 	check func(*Set) error
-	set  atomic.Pointer[Set]
-	last []byte // the file as last used; nil while revoked
+	set   atomic.Pointer[Set]
+	last  []byte // the file as last used; nil while revoked
 
 	mu      sync.Mutex // guards revoked, set by Reload and read by Ready
 	revoked error
