@@ -28,8 +28,8 @@ test: proto-check lint ## Run every test: unit, goka tester, integration (real K
 	CODEBANK_TEST_OUT=$(CURDIR)/out $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
 
 .PHONY: unit
-unit: ## Run only the tests that need no server (fast)
-	$(GO) test -count=1 ./internal/card/ ./internal/money/ ./codecs/ ./processors/... ./web/store/
+unit: ## Run the hermetic tier: every test that needs no server (no JVM, broker, browser), in about a minute (go test -short; internal/testenv/tier)
+	$(GO) test -short -count=1 $(PKGS)
 
 # Each fuzz target of `make fuzz` runs this long.
 FUZZTIME ?= 30s

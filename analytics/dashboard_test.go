@@ -14,6 +14,7 @@ import (
 
 	"github.com/codebank/codebank/analytics"
 	"github.com/codebank/codebank/codecs"
+	"github.com/codebank/codebank/internal/testenv/tier"
 )
 
 const dashboardFile = "kibana/codebank-dashboard.ndjson"
@@ -301,6 +302,7 @@ func checkAggregation(t *testing.T, id string, raw json.RawMessage) {
 // TestDashboardPanelsRun runs the aggregation behind every panel against the real search
 // server, on an index made with the index template and holding results records.
 func TestDashboardPanelsRun(t *testing.T) {
+	tier.Servers(t, "OpenSearch")
 	ctx := context.Background()
 	c, err := analytics.NewClient(servers.SearchURL)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/codebank/codebank/connect"
 	"github.com/codebank/codebank/internal/testenv/banktest"
 	"github.com/codebank/codebank/internal/testenv/kafkatest"
+	"github.com/codebank/codebank/internal/testenv/tier"
 	"github.com/codebank/codebank/internal/testenv/wait"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
@@ -139,6 +140,7 @@ func connectREST(t *testing.T, method, path string) {
 // TestIndexEveryAuthorizationOnce: N authorizations make N documents, by status as decided;
 // replaying the whole topic leaves N.
 func TestIndexEveryAuthorizationOnce(t *testing.T) {
+	tier.Servers(t, "a Kafka broker, OpenSearch and Kafka Connect")
 	p := startPipeline(t)
 	const n = 40
 	p.pay(t, n)
@@ -206,6 +208,7 @@ func waitState(t *testing.T, name, state string) {
 // TestSearchServerDown: payments made while the search server is down are all indexed once it
 // is back, from Connect's offsets.
 func TestSearchServerDown(t *testing.T) {
+	tier.Servers(t, "a Kafka broker, OpenSearch and Kafka Connect")
 	p := startPipeline(t)
 	p.pay(t, 10)
 	p.waitCount(t, 10, time.Minute)
@@ -225,6 +228,7 @@ func TestSearchServerDown(t *testing.T) {
 // TestDeadLetters: a record the sink cannot index goes to the dead-letter topic with the
 // reason, and the records after it are indexed.
 func TestDeadLetters(t *testing.T) {
+	tier.Servers(t, "a Kafka broker, OpenSearch and Kafka Connect")
 	p := startPipeline(t)
 	producer, err := sarama.NewSyncProducer([]string{servers.Broker}, p.d.Kafka.Sarama())
 	if err != nil {

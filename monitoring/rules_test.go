@@ -12,6 +12,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/codebank/codebank/internal/devenv/localprometheus"
+	"github.com/codebank/codebank/internal/testenv/tier"
 )
 
 var (
@@ -37,12 +38,14 @@ func promtool(t *testing.T, args ...string) string {
 }
 
 func TestPromtoolCheckRules(t *testing.T) {
+	tier.Servers(t, "Prometheus's promtool")
 	t.Log(promtool(t, "check", "rules", "rules.yaml"))
 }
 
 // TestPromtoolTestRules runs the unit tests of every alert (rules_test.yaml) and of the
 // dashboards' Kubernetes panels (kubernetes_test.yaml).
 func TestPromtoolTestRules(t *testing.T) {
+	tier.Servers(t, "Prometheus's promtool")
 	t.Log(promtool(t, "test", "rules", "rules_test.yaml", "kubernetes_test.yaml"))
 }
 

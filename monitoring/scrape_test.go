@@ -32,6 +32,7 @@ import (
 	"github.com/codebank/codebank/internal/devenv/localkafka"
 	"github.com/codebank/codebank/internal/devenv/localprometheus"
 	"github.com/codebank/codebank/internal/testenv/banktest"
+	"github.com/codebank/codebank/internal/testenv/tier"
 	"github.com/codebank/codebank/internal/testenv/wait"
 	"github.com/codebank/codebank/monitoring"
 	"github.com/codebank/codebank/monitoring/grafana"
@@ -164,6 +165,7 @@ func TestKubernetesExpressionsAreUnitTested(t *testing.T) {
 // without error, and each of its series selectors matches a series of the scrape (or of the
 // rules evaluated over it). Selectors of Kubernetes-only series are left to promtool.
 func TestEveryExpressionSelectsScrapedSeries(t *testing.T) {
+	tier.Servers(t, "Prometheus and a Kafka broker")
 	begin := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/codebank/codebank/internal/kafkaconf"
 	"github.com/codebank/codebank/internal/testenv/kafkatest"
+	"github.com/codebank/codebank/internal/testenv/tier"
 	"github.com/codebank/codebank/internal/testenv/wait"
 	"github.com/codebank/codebank/processors"
 )
@@ -56,6 +57,7 @@ func gaugesOf(t *testing.T, reg *prometheus.Registry, name, group string) map[st
 // it follows the commits; and a bank that cannot reach Kafka serves its other metrics without
 // it.
 func TestLag(t *testing.T) {
+	tier.Servers(t, "a Kafka broker")
 	kc := kafkaconf.Config{Brokers: []string{brokerAddr}}
 	topic, group := kafkatest.Name(t)+"-in", kafkatest.Name(t)+"-group"
 	cfg := kc.Sarama()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/codebank/codebank/internal/kafkaconf"
 	"github.com/codebank/codebank/internal/testenv/kafkatest"
+	"github.com/codebank/codebank/internal/testenv/tier"
 	"github.com/codebank/codebank/internal/testenv/wait"
 	"github.com/codebank/codebank/processors"
 )
@@ -21,6 +22,7 @@ import (
 // TestGroupStats: a running group reports, from goka's stats, every partition assigned to this
 // instance, its table recovered, and nothing left to recover.
 func TestGroupStats(t *testing.T) {
+	tier.Servers(t, "a Kafka broker")
 	kc := kafkaconf.Config{Brokers: []string{brokerAddr}}
 	name := kafkatest.Name(t)
 	in := name + "-in"

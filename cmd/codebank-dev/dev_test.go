@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/codebank/codebank/internal/card"
+	"github.com/codebank/codebank/internal/testenv/tier"
 	"github.com/codebank/codebank/internal/testenv/wait"
 )
 
@@ -53,6 +54,7 @@ func freePort(t *testing.T) string {
 // a developer would); pays over the limit, reads the statement and the analytics; starts the
 // pages alone in front of it; then restarts it and finds the same cards, balances and keys.
 func TestRun(t *testing.T) {
+	tier.Servers(t, "the whole bank of make run")
 	root := t.TempDir()
 	dir := filepath.Join(root, ".data")
 	grpcPort, httpPort, opsPort, kafkaPort, searchPort, connectPort := freePort(t), freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)

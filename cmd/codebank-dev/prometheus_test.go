@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/codebank/codebank/internal/devenv/osproc"
+	"github.com/codebank/codebank/internal/testenv/tier"
 	"github.com/codebank/codebank/internal/testenv/wait"
 )
 
@@ -67,6 +68,7 @@ func getJSON(url string, v any) error {
 // operations port and finds it scraped, with the rules loaded, at the helpers' lower priority;
 // then again on the same directory, as a second `make run` does.
 func TestStartPrometheus(t *testing.T) {
+	tier.Servers(t, "Prometheus")
 	reg := prometheus.NewRegistry()
 	ops := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	defer ops.Close()

@@ -18,6 +18,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -253,22 +255,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 
 	// Every card, in a stable order.
-	tokens := map[string]bool{}
-	for t := range cards {
-		tokens[t] = true
-	}
-	for t := range accounts {
-		tokens[t] = true
-	}
-	for t := range stmtLines {
-		tokens[t] = true
-	}
-	sorted := make([]string, 0, len(tokens))
-	for t := range tokens {
-		sorted = append(sorted, t)
-	}
-	slices.Sort(sorted)
-	for _, token := range sorted {
+	for _, token := range sortedUnion(maps.Keys(cards), maps.Keys(accounts), maps.Keys(stmtLines)) {
 		rep.Problems = append(rep.Problems, checkCard(token, cards[token], accounts[token], stmtLines[token], unreadable[token], partial)...)
 	}
 
@@ -325,7 +312,8 @@ func checkCard(token string, b *books, a *accountInfo, stmt map[string]*eventsv1
 	// Every approved payment has its line, for its amount, and nothing else is on the
 	// statement; each month's count and total follow.
 	got := map[string]*monthBooks{}
-	for key, line := range stmt {
+	for _, key := range slices.Sorted(maps.Keys(stmt)) {
+		line := stmt[key]
 		_, at, _ := statements.ParseLineKey(key)
 		month := statements.MonthOf(at)
 		if got[month] == nil {
@@ -339,25 +327,13 @@ func checkCard(token string, b *books, a *accountInfo, stmt map[string]*eventsv1
 			bad("statement of %s: line %q is for %s, its payment %q for %s", month, line.GetTransactionId(), money.Format(line.GetAmountCents()), r.TransactionID, money.Format(r.AmountCents))
 		}
 	}
-	for key, r := range b.lines {
-		if _, ok := stmt[key]; !ok {
+	for _, key := range slices.Sorted(maps.Keys(b.lines)) {
+		if r := b.lines[key]; stmt[key] == nil {
 			_, at, _ := statements.ParseLineKey(key)
 			bad("statement of %s: the line of payment %q (%s) is missing", statements.MonthOf(at), r.TransactionID, money.Format(r.AmountCents))
 		}
 	}
-	months := map[string]bool{}
-	for m := range b.months {
-		months[m] = true
-	}
-	for m := range got {
-		months[m] = true
-	}
-	sorted := make([]string, 0, len(months))
-	for m := range months {
-		sorted = append(sorted, m)
-	}
-	slices.Sort(sorted)
-	for _, month := range sorted {
+	for _, month := range sortedUnion(maps.Keys(b.months), maps.Keys(got)) {
 		want, have := b.months[month], got[month]
 		if want == nil {
 			want = &monthBooks{}
@@ -371,6 +347,17 @@ func checkCard(token string, b *books, a *accountInfo, stmt map[string]*eventsv1
 		}
 	}
 	return out
+}
+
+// sortedUnion returns every key the sequences yield, once each, sorted.
+func sortedUnion(seqs ...iter.Seq[string]) []string {
+	set := map[string]bool{}
+	for _, seq := range seqs {
+		for k := range seq {
+			set[k] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(set))
 }
 
 // countDeadLetters counts the records of every dead-letter topic.

@@ -10,10 +10,12 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/codebank/codebank/internal/devenv/chromium"
+	"github.com/codebank/codebank/internal/testenv/tier"
 )
 
 // TestHeadless finds (or installs) the browser and loads a page in it.
 func TestHeadless(t *testing.T) {
+	tier.Servers(t, "Chromium")
 	path, err := chromium.Find()
 	if err != nil {
 		t.Fatal(err)

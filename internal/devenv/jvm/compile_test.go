@@ -11,9 +11,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/codebank/codebank/internal/testenv/tier"
 )
 
 func TestCompile(t *testing.T) {
+	tier.Servers(t, "a JDK")
 	java, err := FindJava(17, true)
 	if err != nil {
 		t.Skip(err)

@@ -22,6 +22,7 @@ import (
 	"github.com/codebank/codebank/connect"
 	"github.com/codebank/codebank/internal/devenv/localsearch"
 	"github.com/codebank/codebank/internal/testenv/kafkatest"
+	"github.com/codebank/codebank/internal/testenv/tier"
 	"github.com/codebank/codebank/internal/testenv/wait"
 )
 
@@ -36,6 +37,10 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if tier.Short() {
+		close(searchReady)
+		os.Exit(kafkatest.Run(m, &brokerAddr)) // the hermetic tier: no servers
+	}
 	go func() {
 		defer close(searchReady)
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
@@ -242,6 +247,7 @@ func result(id, status string, cents int) string {
 // TestOpenSearchSink runs the connector of connect/opensearch-sink.json on a
 // distributed worker against OpenSearch.
 func TestOpenSearchSink(t *testing.T) {
+	tier.Servers(t, "a Kafka broker, OpenSearch and Kafka Connect")
 	ctx := context.Background()
 	node := searchNode(t)
 	es, err := elastic.NewClient(elastic.SetURL(node.URL()), elastic.SetSniff(false), elastic.SetHealthcheck(false))

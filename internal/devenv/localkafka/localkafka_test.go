@@ -21,6 +21,7 @@ import (
 	"github.com/codebank/codebank/internal/devenv/osproc"
 	"github.com/codebank/codebank/internal/kafkaconf"
 	"github.com/codebank/codebank/internal/testenv/certs"
+	"github.com/codebank/codebank/internal/testenv/tier"
 )
 
 func saramaConfig() *sarama.Config {
@@ -113,6 +114,7 @@ func createTopic(t *testing.T, addr, topic string, partitions int32) {
 }
 
 func TestFetch(t *testing.T) {
+	tier.Servers(t, "Maven Central")
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	begin := time.Now()
@@ -193,6 +195,7 @@ func login(t *testing.T, b *Broker, caFile, user, password string) error {
 }
 
 func TestRestartKeepsState(t *testing.T) {
+	tier.Servers(t, "a Kafka broker")
 	dataDir := t.TempDir()
 	const topic, key, value = "restart-test", "card-1", "hello kafka"
 	listener, caFile := saslSSLListener(t, map[string]string{"alice": "first", "bob": "bob-secret"})
@@ -255,6 +258,7 @@ func TestRestartKeepsState(t *testing.T) {
 
 // TestTempDataDir also checks the SASL_SSL listener, on the same broker.
 func TestTempDataDir(t *testing.T) {
+	tier.Servers(t, "a Kafka broker")
 	listener, caFile := saslSSLListener(t, map[string]string{"codebank": "pa55-of-the-bank"})
 	b := start(t, Options{SASLSSL: listener})
 	dir := b.DataDir()
@@ -331,6 +335,7 @@ func testSASLSSL(t *testing.T, b *Broker, caFile string) {
 // Both fail with a PortInUseError for the port, which makes Start retry on a
 // port it picked.
 func TestStartFailsWithBrokerLog(t *testing.T) {
+	tier.Servers(t, "a Kafka broker")
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -361,6 +366,7 @@ func TestStartFailsWithBrokerLog(t *testing.T) {
 }
 
 func TestStartFailsOnBadConfig(t *testing.T) {
+	tier.Servers(t, "a Kafka broker")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	_, err := Start(ctx, Options{ExtraProperties: map[string]string{"node.id": "not-a-number"}})

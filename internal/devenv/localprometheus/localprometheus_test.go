@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/codebank/codebank/internal/testenv/tier"
 	"github.com/codebank/codebank/internal/testenv/wait"
 )
 
@@ -70,6 +71,7 @@ func query(s *Server, expr, label string) (map[string]string, error) {
 // TestScrapesTargetsAndEvaluatesRules starts a server on a target that serves a counter, and
 // reads back the scraped counter and a recording rule's series through the query API.
 func TestScrapesTargetsAndEvaluatesRules(t *testing.T) {
+	tier.Servers(t, "Prometheus")
 	reg := prometheus.NewRegistry()
 	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "localprometheus_test_total", Help: "A counter of the test."})
 	reg.MustRegister(c)
@@ -109,6 +111,7 @@ func TestScrapesTargetsAndEvaluatesRules(t *testing.T) {
 
 // TestWebUI loads the web UI and the scripts it links to, which come from packages of their own.
 func TestWebUI(t *testing.T) {
+	tier.Servers(t, "Prometheus")
 	s := start(t, Options{})
 	if s.Installation().Dir == "" {
 		t.Logf("prometheus from PATH (%s): its web UI is its own", s.Installation().Prometheus)
@@ -130,6 +133,7 @@ func TestWebUI(t *testing.T) {
 
 // TestDataDirKeepsSeries restarts a server on the same directory, and on the same port.
 func TestDataDirKeepsSeries(t *testing.T) {
+	tier.Servers(t, "Prometheus")
 	dir := t.TempDir()
 	first := start(t, Options{DataDir: dir})
 	port := first.port
@@ -147,6 +151,7 @@ func TestDataDirKeepsSeries(t *testing.T) {
 
 // TestPortInUse fails with the server's own words when the port is taken.
 func TestPortInUse(t *testing.T) {
+	tier.Servers(t, "Prometheus")
 	busy := httptest.NewServer(http.NotFoundHandler())
 	defer busy.Close()
 	n := busy.Listener.Addr().(*net.TCPAddr).Port
@@ -163,6 +168,7 @@ func TestPortInUse(t *testing.T) {
 }
 
 func TestPromtool(t *testing.T) {
+	tier.Servers(t, "Prometheus's promtool")
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	in, err := Fetch(ctx, "")

@@ -15,6 +15,7 @@ import (
 	"github.com/olivere/elastic/v7"
 
 	"github.com/codebank/codebank/internal/devenv/jvm"
+	"github.com/codebank/codebank/internal/testenv/tier"
 )
 
 func start(t *testing.T, opts Options) *Node {
@@ -59,6 +60,7 @@ type result struct {
 // the Elasticsearch 7 client, finds it, and finds it again after a restart
 // on the same DataDir.
 func TestIndexSearchRestart(t *testing.T) {
+	tier.Servers(t, "an OpenSearch node")
 	ctx := context.Background()
 	dataDir := t.TempDir()
 	const index, id = "results-2026.11", "tx-0001"
@@ -137,6 +139,7 @@ func TestIndexSearchRestart(t *testing.T) {
 }
 
 func TestTempDataDir(t *testing.T) {
+	tier.Servers(t, "an OpenSearch node")
 	n := start(t, Options{HeapMB: 384})
 	dir := n.DataDir()
 	for _, f := range []string{"config/opensearch.yml", "node.log", "data"} {
@@ -158,6 +161,7 @@ func TestTempDataDir(t *testing.T) {
 }
 
 func TestStartFailsOnBusyPort(t *testing.T) {
+	tier.Servers(t, "an OpenSearch node")
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

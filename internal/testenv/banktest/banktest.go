@@ -21,6 +21,7 @@ import (
 	"github.com/codebank/codebank/grpcgateway"
 	"github.com/codebank/codebank/internal/card"
 	"github.com/codebank/codebank/internal/kafkaconf"
+	"github.com/codebank/codebank/internal/testenv/tier"
 	"github.com/codebank/codebank/internal/testenv/wait"
 	"github.com/codebank/codebank/processors"
 	"github.com/codebank/codebank/processors/authorizer"
@@ -66,6 +67,7 @@ type Deployment struct {
 // setup` does: the bank's and the store's.
 func NewDeployment(t testing.TB, broker, prefix string, partitions, replyPartitions int) Deployment {
 	t.Helper()
+	tier.Servers(t, "a Kafka broker")
 	d := Deployment{
 		Kafka: kafkaconf.Config{Brokers: []string{broker}, ClientID: "test"},
 		Topo:  processors.Topology{Prefix: prefix + "-", Partitions: partitions, ReplyPartitions: replyPartitions, Replication: 1},

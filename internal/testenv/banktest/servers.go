@@ -13,6 +13,7 @@ import (
 	"github.com/codebank/codebank/internal/devenv/localconnect"
 	"github.com/codebank/codebank/internal/devenv/localkafka"
 	"github.com/codebank/codebank/internal/devenv/localsearch"
+	"github.com/codebank/codebank/internal/testenv/tier"
 )
 
 // Servers are the real servers a test package of the analytics side shares: a Kafka broker, a
@@ -32,6 +33,9 @@ type Servers struct {
 //
 //	func TestMain(m *testing.M) { os.Exit(banktest.RunWithAnalytics(m, &servers, "mypkg-connect")) }
 func RunWithAnalytics(m *testing.M, s *Servers, connectGroup string) int {
+	if tier.Short() {
+		return m.Run() // the hermetic tier: no servers, and the tests that need them skip
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	dir, err := os.MkdirTemp("", "banktest-")

@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/codebank/codebank/internal/testenv/banktest"
+	"github.com/codebank/codebank/internal/testenv/tier"
 )
 
 // servers are the real servers every test of the package shares; binary is the codebank
@@ -20,6 +22,11 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if tier.Short() {
+		// Every test here needs the whole bank on real servers: none is in the hermetic tier.
+		flag.Set("test.run", "^$")
+		os.Exit(m.Run())
+	}
 	os.Exit(func() int {
 		dir, err := os.MkdirTemp("", "e2e-test-")
 		if err != nil {

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/codebank/codebank/internal/devenv/localkafka"
+	"github.com/codebank/codebank/internal/testenv/tier"
 )
 
 // startTimeout bounds the broker's start-up, including a first download of
@@ -41,10 +42,14 @@ const maxNameLen = 100
 //
 //	func TestMain(m *testing.M) { os.Exit(kafkatest.Run(m, &brokerAddr)) }
 //
+// Under -short (the hermetic tier, package tier) it starts no broker, and leaves *addr empty.
 // If the broker cannot start, Run prints why (the error says what to install
 // if Java or Maven is missing) and returns 1: the tests fail, they are never
 // skipped.
 func Run(m *testing.M, addr *string) int {
+	if tier.Short() {
+		return m.Run() // the hermetic tier: no broker, and the tests that need one skip
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	b, err := localkafka.Start(ctx, localkafka.Options{})
 	cancel()

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+
+	"github.com/codebank/codebank/internal/testenv/tier"
 )
 
 var brokerAddr string
@@ -55,6 +57,7 @@ func TestSanitize(t *testing.T) {
 // TestBroker checks that Run provided a broker that takes and serves
 // messages on topics named by Name.
 func TestBroker(t *testing.T) {
+	tier.Servers(t, "a Kafka broker")
 	if !strings.HasPrefix(brokerAddr, "127.0.0.1:") {
 		t.Fatalf("brokerAddr = %q", brokerAddr)
 	}
