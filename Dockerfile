@@ -13,6 +13,10 @@ ARG GO_VERSION=1.26.8
 FROM --platform=$BUILDPLATFORM golang:${GO_VERSION} AS build
 ARG TARGETOS
 ARG TARGETARCH
+# What `codebank --version` and codebank_build_info report (the build context has no .git):
+# docker build --build-arg VERSION=$(git describe --tags --always) --build-arg REVISION=$(git rev-parse HEAD) .
+ARG VERSION=
+ARG REVISION=
 WORKDIR /src
 # No separate `go mod download` step: go.mod also lists the code generators (tool lines), which
 # the binary does not need. The build fetches only the modules it imports, into a cache mount
@@ -21,7 +25,7 @@ COPY . .
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} \
-    go build -trimpath -ldflags="-s -w" -o /out/codebank ./cmd/codebank \
+    go build -trimpath -ldflags="-s -w -X github.com/codebank/codebank/internal/buildinfo.version=${VERSION} -X github.com/codebank/codebank/internal/buildinfo.revision=${REVISION}" -o /out/codebank ./cmd/codebank \
  && mkdir -p /out/storage
 
 # Runtime stage: no shell, no package manager, user nonroot (65532).

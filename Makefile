@@ -13,18 +13,26 @@ TEST_TIMEOUT ?= 20m
 
 ##@ Run
 
+# Flags of `codebank-dev run`, e.g. make run ARGS="--analytics=false --prometheus=false".
+ARGS ?=
+
 .PHONY: run
-run: ## Run Code Bank locally (Kafka, authorizer, ingress), seeded with demo cards; state in .data/
-	$(GO) run ./cmd/codebank-dev run
+run: ## Run Code Bank locally (Kafka, OpenSearch, Connect, Prometheus, the bank), seeded with demo cards; state in .data/; flags in ARGS
+	$(GO) run ./cmd/codebank-dev run $(ARGS)
 
 ##@ Develop
 
+# The version and revision the binary reports (codebank --version, codebank_build_info).
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+BUILDINFO := github.com/codebank/codebank/internal/buildinfo
+
 .PHONY: build
-build: ## Build the codebank binary into bin/
-	$(GO) build -o $(BIN) ./cmd/codebank
+build: ## Build the codebank binary into bin/, stamped with VERSION and REVISION (from git)
+	$(GO) build -ldflags "-X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).revision=$(REVISION)" -o $(BIN) ./cmd/codebank
 
 .PHONY: test
-test: proto-check lint ## Run every test: unit, goka tester, integration (real Kafka, Connect, OpenSearch) and browser (real Chromium); screenshots in out/
+test: proto-check lint breaking ## Run every test: unit, goka tester, integration (real Kafka, Connect, OpenSearch) and browser (real Chromium); screenshots in out/
 	CODEBANK_TEST_OUT=$(CURDIR)/out $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
 
 .PHONY: unit
@@ -78,8 +86,17 @@ bench: ## The whole bank of make run under ghz at 200 to 5,000/s (bench --full),
 ##@ Contract
 
 .PHONY: proto
-proto: ## Regenerate the Go code of proto/ with the buf and plugins pinned in go.mod
+proto: ## Regenerate the Go code of proto/ and the REST API's OpenAPI document with the buf and plugins pinned in go.mod
 	$(GO) tool buf generate
+	$(GO) tool buf generate --template buf.gen.openapi.yaml
+
+.PHONY: breaking
+breaking: ## Fail if the protos break the released public API: buf breaking against proto/released.binpb (the Kafka records of codebank/events are the bank's own); after a deliberate change: make release-api
+	$(GO) tool buf breaking --against proto/released.binpb
+
+.PHONY: release-api
+release-api: ## Record the public API (codebank.v1, and the original bank's payment) as released (proto/released.binpb), which make breaking compares with; commit it
+	$(GO) tool buf build --path proto/codebank/v1 --path proto/payment -o proto/released.binpb
 
 .PHONY: proto-check
 proto-check: proto ## Fail if the committed generated code is stale

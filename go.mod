@@ -6,6 +6,7 @@ require (
 	cel.dev/cel-go v0.32.0
 	github.com/IBM/sarama v1.46.3
 	github.com/chromedp/chromedp v0.23.0
+	github.com/codebank/codebank/proto v0.0.0-00010101000000-000000000000
 	github.com/compose-spec/compose-go/v2 v2.16.2
 	github.com/distribution/reference v0.6.0
 	github.com/google/uuid v1.6.0
@@ -191,9 +192,15 @@ require (
 tool (
 	github.com/bufbuild/buf/cmd/buf
 	github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway
+	github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2
 	google.golang.org/grpc/cmd/protoc-gen-go-grpc
 	google.golang.org/protobuf/cmd/protoc-gen-go
 )
+
+// The public contract's generated Go code is a module of its own (proto/go.mod), so that a
+// checkout importing the client needs only gRPC, protobuf and grpc-gateway; here it is the
+// copy beside the code that serves it.
+replace github.com/codebank/codebank/proto => ./proto
 
 // goka with one change (third_party/goka/PATCHES.md): a rebalance no longer pauses every
 // processor for 5 seconds.

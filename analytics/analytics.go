@@ -1,16 +1,19 @@
-// Package analytics is the search side of Code Bank: the index template that gives every
-// results record (docs/results-topic.md) explicit types before Kafka Connect indexes it, and
-// the key figures analysts follow, computed from the index for the terminal (`codebank
-// analytics`) with the same aggregations as the Kibana dashboard in kibana/.
+// Package analytics is the search side of Code Bank: how the results records
+// (docs/results-topic.md) are kept (Indices: one index a month, named by each result's own
+// authorized_at, behind one alias, with a template that gives every field its type, and the
+// retention that deletes whole old indices), how the server is reached (Search: HTTPS with a
+// CA of its own, a user and password), and the key figures analysts follow, computed through
+// the alias for the terminal (`codebank analytics`) with the same aggregations as the
+// dashboards in kibana/.
 //
-// The bank never writes to the index: Kafka Connect does (connect/). This package only creates
-// the template and reads.
+// The bank never writes to the indices: Kafka Connect does (connect/). This package creates
+// the template, the lifecycle policy and the first index, reads, and deletes old indices where
+// the server has no lifecycle of its own (Indices.Prune).
 package analytics
 
 import (
 	"context"
 	_ "embed"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -20,48 +23,15 @@ import (
 	"github.com/codebank/codebank/codecs"
 )
 
-// DefaultIndex is the index Kafka Connect writes the results topic to.
+// DefaultIndex is the alias the results are read through, and the prefix of the monthly
+// indices Kafka Connect writes them to (codebank-payments-2026.12: Indices).
 const DefaultIndex = "codebank-payments"
 
-// templateJSON is the index template, also applicable by hand:
+// templateJSON is the index template of the monthly indices, also applicable by hand:
 // PUT _index_template/codebank-payments with index-template.json.
 //
 //go:embed index-template.json
 var templateJSON []byte
-
-// NewClient returns a client of an Elasticsearch 7 or OpenSearch 2 server at url. Sniffing is
-// off: the node addresses a cluster publishes are often unreachable from clients.
-func NewClient(url string) (*elastic.Client, error) {
-	c, err := elastic.NewClient(elastic.SetURL(url), elastic.SetSniff(false), elastic.SetHealthcheck(false))
-	if err != nil {
-		return nil, fmt.Errorf("search client for %s: %w", url, err)
-	}
-	return c, nil
-}
-
-// Template returns the index template for indices named index*.
-func Template(index string) (map[string]any, error) {
-	var t map[string]any
-	if err := json.Unmarshal(templateJSON, &t); err != nil {
-		return nil, err
-	}
-	t["index_patterns"] = []string{index + "*"}
-	return t, nil
-}
-
-// EnsureTemplate creates or updates the index template of index, so that the first document
-// Kafka Connect writes gets explicit types: keywords for store, status, reason and card
-// token, dates for times, numbers for amounts and latency.
-func EnsureTemplate(ctx context.Context, c *elastic.Client, index string) error {
-	t, err := Template(index)
-	if err != nil {
-		return err
-	}
-	if _, err := c.IndexPutIndexTemplate(index).BodyJson(t).Do(ctx); err != nil {
-		return fmt.Errorf("put index template %s: %w", index, err)
-	}
-	return nil
-}
 
 // Figures are the bank's key figures over a period.
 type Figures struct {

@@ -17,7 +17,12 @@ import (
 	"github.com/codebank/codebank/internal/testenv/tier"
 )
 
-const dashboardFile = "kibana/codebank-dashboard.ndjson"
+// The dashboards, each for the versions it imports into (kibana/README.md): classic
+// visualizations of Kibana 7.10 for OpenSearch Dashboards 2.x, and Lens for Kibana 8.
+const (
+	dashboardFile        = "kibana/codebank-dashboard.ndjson"
+	kibana8DashboardFile = "kibana/codebank-dashboard-kibana8.ndjson"
+)
 
 // savedObject is one line of a Kibana saved-objects export.
 type savedObject struct {
@@ -29,11 +34,16 @@ type savedObject struct {
 		Type string `json:"type"`
 		ID   string `json:"id"`
 	} `json:"references"`
+	MigrationVersion     map[string]string `json:"migrationVersion"`
+	CoreMigrationVersion string            `json:"coreMigrationVersion"`
+	TypeMigrationVersion string            `json:"typeMigrationVersion"`
 }
 
-func readDashboard(t *testing.T) []savedObject {
+func readDashboard(t *testing.T) []savedObject { return readSavedObjects(t, dashboardFile) }
+
+func readSavedObjects(t *testing.T, file string) []savedObject {
 	t.Helper()
-	f, err := os.Open(dashboardFile)
+	f, err := os.Open(file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,8 +95,19 @@ func TestDashboardFile(t *testing.T) {
 		}
 	}
 	ip := byKey["index-pattern/codebank-payments"]
-	if ip.Attributes["timeFieldName"] != "authorized_at" || ip.Attributes["title"] != analytics.DefaultIndex+"*" {
-		t.Errorf("index pattern = %v", ip.Attributes)
+	if ip.Attributes["timeFieldName"] != "authorized_at" || ip.Attributes["title"] != analytics.DefaultIndex {
+		t.Errorf("index pattern = %v, want the alias %s", ip.Attributes, analytics.DefaultIndex)
+	}
+	// A Kibana 7.10 export, which OpenSearch Dashboards 2.x imports (and Kibana 9 refuses).
+	for _, o := range objs {
+		for typ, v := range o.MigrationVersion {
+			if !strings.HasPrefix(v, "7.") {
+				t.Errorf("%s %s: migration version %s %s, want 7.x (OpenSearch Dashboards imports Kibana 7.10's objects)", o.Type, o.ID, typ, v)
+			}
+		}
+		if o.CoreMigrationVersion != "" || o.TypeMigrationVersion != "" {
+			t.Errorf("%s %s: Kibana 8's migration versions in a file for OpenSearch Dashboards", o.Type, o.ID)
+		}
 	}
 	var dash savedObject
 	for _, o := range objs {
@@ -114,7 +135,7 @@ func TestDashboardFile(t *testing.T) {
 	}
 	// Every field a panel uses is mapped by the index template (a sum over a missing field
 	// would quietly be 0).
-	tmpl, err := analytics.Template(analytics.DefaultIndex)
+	tmpl, err := analytics.Indices{}.Template()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,8 +320,10 @@ func checkAggregation(t *testing.T, id string, raw json.RawMessage) {
 	}
 }
 
-// TestDashboardPanelsRun runs the aggregation behind every panel against the real search
-// server, on an index made with the index template and holding results records.
+// TestDashboardPanelsRun runs the aggregation behind every panel of both dashboards (Lens for
+// Kibana 8, classic visualizations for OpenSearch Dashboards) against the real search server,
+// through the alias, on monthly indices made with the index template and holding results
+// records.
 func TestDashboardPanelsRun(t *testing.T) {
 	tier.Servers(t, "OpenSearch")
 	ctx := context.Background()
@@ -308,26 +331,40 @@ func TestDashboardPanelsRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	index := analytics.DefaultIndex + "-dashboard-test"
-	if err := analytics.EnsureTemplate(ctx, c, index); err != nil {
+	ix := analytics.Indices{Alias: analytics.DefaultIndex + "-dashboard-test"}
+	now := time.Now().UTC()
+	if _, err := ix.Ensure(ctx, c, now); err != nil {
 		t.Fatal(err)
 	}
-	bulk := c.Bulk().Index(index).Refresh("true")
-	now := time.Now().UTC()
+	index := ix.Alias
+	bulk := c.Bulk().Refresh("true")
 	stores := []string{"Code Store", "Padaria", "Livraria"}
 	for i := 0; i < 60; i++ {
+		at := now.Add(-time.Duration(i) * time.Minute)
 		r := codecs.Result{TransactionID: fmt.Sprint("tx-", i), CardToken: "tok", CardMasked: "545454******0001", CardBIN: "545454",
 			Status: "approved", AmountCents: int64(100 * (i + 1)), Amount: json.Number(fmt.Sprintf("%d.00", i+1)), Currency: "BRL",
 			Store: stores[i%3], Description: "d", Channel: "api",
-			RequestedAt: now.Add(-time.Duration(i) * time.Minute).Format(time.RFC3339Nano), AuthorizedAt: now.Add(-time.Duration(i) * time.Minute).Format(time.RFC3339Nano),
+			RequestedAt: at.Format(time.RFC3339Nano), AuthorizedAt: at.Format(time.RFC3339Nano),
 			ProcessingMs: float64(i%7) + 0.5}
 		if i%4 == 0 {
 			r.Status, r.Reason = "rejected", []string{"insufficient_credit", "cvv_mismatch"}[i%8/4]
 		}
-		bulk.Add(elastic.NewBulkIndexRequest().Id(r.TransactionID).Doc(r))
+		bulk.Add(elastic.NewBulkIndexRequest().Index(ix.IndexOf(at)).Id(r.TransactionID).Doc(r)) // as the sink names it
 	}
 	if res, err := bulk.Do(ctx); err != nil || res.Errors {
 		t.Fatalf("index test documents: %v %v", err, res)
+	}
+	for _, o := range readSavedObjects(t, kibana8DashboardFile) {
+		if o.Type != "lens" {
+			continue
+		}
+		query, agg := lensSearch(t, o)
+		res, err := c.Search(index).Size(0).Query(query).Aggregation("panel", agg).Do(ctx)
+		if err != nil {
+			t.Errorf("%s: %v", o.ID, err)
+			continue
+		}
+		checkAggregation(t, o.ID, res.Aggregations["panel"])
 	}
 	for _, o := range readDashboard(t) {
 		if o.Type != "visualization" {

@@ -42,7 +42,7 @@ func startPipeline(t testing.TB) *pipeline {
 		cards: codebankv1.NewCardServiceClient(in.Conn), payments: codebankv1.NewPaymentServiceClient(in.Conn)}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := analytics.Setup(ctx, d.Topo, analytics.Sink{SearchURL: servers.SearchURL, ConnectURL: servers.ConnectURL, Index: p.index}); err != nil {
+	if _, err := analytics.Setup(ctx, d.Topo, analytics.Sink{SearchURL: servers.SearchURL, ConnectURL: servers.ConnectURL, Index: p.index}); err != nil {
 		t.Fatal(err)
 	}
 	var err error

@@ -38,6 +38,14 @@ type SinkParams struct {
 	Index string
 	// DLQTopic receives the records that cannot be indexed: ${DLQ_TOPIC}.
 	DLQTopic string
+
+	// Username and Password, when set, sign the sink in (opensearch.username and
+	// opensearch.password). Connect's REST API shows the password: on a shared worker give it
+	// through a config provider instead, e.g. ${file:/etc/connect/search.properties:password}.
+	Username, Password string
+	// Truststore, when set, is the CA certificates (PEM) that https:// URLs are verified
+	// against, as a path on the Connect workers (opensearch.ssl.truststore.location).
+	Truststore string
 }
 
 var placeholderRE = regexp.MustCompile(`\$\{[A-Z_]+\}`)
@@ -65,6 +73,12 @@ func OpenSearchSinkConfig(p SinkParams) (map[string]string, error) {
 			return nil, fmt.Errorf("connect: opensearch-sink.json: %s is empty: fill its placeholder", k)
 		}
 		config[k] = v
+	}
+	if p.Username != "" {
+		config["opensearch.username"], config["opensearch.password"] = p.Username, p.Password
+	}
+	if p.Truststore != "" {
+		config["opensearch.ssl.truststore.location"], config["opensearch.ssl.truststore.type"] = p.Truststore, "PEM"
 	}
 	return config, nil
 }

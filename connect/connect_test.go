@@ -18,6 +18,8 @@ func TestOpenSearchSinkConfig(t *testing.T) {
 		"topics":                            "results",
 		"opensearch.url":                    "http://127.0.0.1:9200",
 		"index.name":                        "results-v1",
+		"index.date.field":                  "authorized_at",
+		"index.date.format":                 "yyyy.MM",
 		"document.id.field":                 "payment_key",
 		"value.converter":                   "org.apache.kafka.connect.storage.StringConverter",
 		"errors.tolerance":                  "all",
@@ -32,6 +34,16 @@ func TestOpenSearchSinkConfig(t *testing.T) {
 		if strings.Contains(v, "${") {
 			t.Errorf("%s keeps a placeholder: %q", k, v)
 		}
+	}
+
+	if c["opensearch.username"] != "" || c["opensearch.ssl.truststore.location"] != "" {
+		t.Errorf("credentials or a truststore nobody asked for: %v", c)
+	}
+	c, err = OpenSearchSinkConfig(SinkParams{Topic: "t", OpenSearchURL: "https://h:9200", Index: "i", DLQTopic: "d",
+		Username: "sink", Password: "secret", Truststore: "/etc/search/ca.crt"})
+	if err != nil || c["opensearch.username"] != "sink" || c["opensearch.password"] != "secret" ||
+		c["opensearch.ssl.truststore.location"] != "/etc/search/ca.crt" || c["opensearch.ssl.truststore.type"] != "PEM" {
+		t.Errorf("with credentials and a CA: %v, %v", c, err)
 	}
 
 	// An empty index means the topic's name.
@@ -57,7 +69,7 @@ func TestFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(src) != 2 || !strings.Contains(string(src["OpenSearchSinkConnector.java"]), "class OpenSearchSinkConnector") ||
+	if len(src) != 3 || !strings.Contains(string(src["Trust.java"]), "class Trust") || !strings.Contains(string(src["OpenSearchSinkConnector.java"]), "class OpenSearchSinkConnector") ||
 		!strings.Contains(string(src["OpenSearchSinkTask.java"]), "class OpenSearchSinkTask") {
 		t.Errorf("sources: %d files", len(src))
 	}

@@ -262,6 +262,12 @@ func (s *Server) httpHandler() http.Handler {
 
 	mux := http.NewServeMux()
 	mux.Handle("/", s.metrics.countHTTP(LimitHeaders(LimitBody(gw, int64(s.cfg.MaxMessageBytes)), s.cfg.MaxHeaderBytes)))
+	// The contract, for anyone: it holds no secret, and a checkout's developer reads it before
+	// having a key.
+	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(codebankv1.OpenAPI)
+	})
 	for _, register := range s.deps.Routes {
 		register(mux)
 	}

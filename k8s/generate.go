@@ -30,6 +30,7 @@ const (
 	UsersFile          = "k8s/base/codebank/kafka/users.yaml"
 	PrometheusRuleFile = "k8s/base/codebank/monitoring/prometheusrule.yaml"
 	DashboardsFile     = "k8s/base/codebank/monitoring/dashboards.yaml"
+	ConnectMetricsFile = "k8s/base/codebank/monitoring/connect-metrics.yaml"
 
 	// EnvFile is the settings of every pod, which the topics follow.
 	EnvFile = "k8s/base/codebank/codebank.env"
@@ -37,6 +38,16 @@ const (
 	// of.
 	RulesSource      = "monitoring/prometheus/rules.yaml"
 	DashboardsSource = "monitoring/grafana/dashboards"
+	// ConnectMetricsSource is the JMX exporter's configuration of Kafka Connect, which
+	// ConnectMetricsFile carries to Strimzi.
+	ConnectMetricsSource = "monitoring/connect/jmx-exporter.yaml"
+)
+
+// ConnectMetricsConfigMap is the ConfigMap of ConnectMetricsFile, and ConnectMetricsKey its key
+// holding the JMX exporter's configuration (the KafkaConnect's metricsConfig names both).
+const (
+	ConnectMetricsConfigMap = "connect-metrics"
+	ConnectMetricsKey       = "jmx-exporter.yaml"
 )
 
 // KafkaCluster is the name of the Strimzi Kafka cluster (base/codebank/kafka/kafka.yaml).
@@ -90,7 +101,12 @@ func Generate(root string) ([]File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []File{{TopicsFile, topics}, {GenerationFileOf(1), generation}, {UsersFile, users}, {PrometheusRuleFile, rule}, {DashboardsFile, dashboards}}, nil
+	connectMetrics, err := connectMetricsYAML(root)
+	if err != nil {
+		return nil, err
+	}
+	return []File{{TopicsFile, topics}, {GenerationFileOf(1), generation}, {UsersFile, users}, {PrometheusRuleFile, rule}, {DashboardsFile, dashboards},
+		{ConnectMetricsFile, connectMetrics}}, nil
 }
 
 // ReadEnv reads a file of NAME=value lines (codebank.env); blank lines and # comments are
@@ -285,8 +301,9 @@ func dashboardsYAML(root string) ([]byte, error) {
 	fmt.Fprintf(&b, header, DashboardsSource+"/*.json")
 	b.WriteString(`#
 # Grafana's dashboards of Code Bank, one ConfigMap each, for the dashboard sidecar of Grafana
-# (kube-prometheus-stack: grafana.sidecar.dashboards.enabled, label grafana_dashboard, and
-# searchNamespace ALL so that it reads this namespace), in the folder "Code Bank".
+# (kube-prometheus-stack: grafana.sidecar.dashboards.enabled, label grafana_dashboard,
+# searchNamespace ALL so that it reads this namespace, and folderAnnotation grafana_folder: the
+# values of k8s/operators/kube-prometheus-stack.values.yaml), in the folder "Code Bank".
 `)
 	for _, f := range files {
 		data, err := os.ReadFile(f)
@@ -305,6 +322,31 @@ func dashboardsYAML(root string) ([]byte, error) {
 			}
 			b.WriteString("    " + line + "\n")
 		}
+	}
+	return b.Bytes(), nil
+}
+
+// connectMetricsYAML makes the ConfigMap that carries the JMX exporter's configuration to
+// Kafka Connect (kafka/connect.yaml: metricsConfig).
+func connectMetricsYAML(root string) ([]byte, error) {
+	data, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(ConnectMetricsSource)))
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, header, ConnectMetricsSource)
+	b.WriteString(`#
+# How Kafka Connect's workers expose their metrics to Prometheus (the JMX exporter, which Strimzi
+# runs with this configuration: kafka/connect.yaml, metricsConfig), the same as make run's
+# worker's: the alerts on the search sink read these series.
+`)
+	fmt.Fprintf(&b, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: %s\ndata:\n  %s: |-\n", ConnectMetricsConfigMap, ConnectMetricsKey)
+	for _, line := range strings.Split(strings.TrimRight(string(data), "\n"), "\n") {
+		if line == "" {
+			b.WriteString("\n")
+			continue
+		}
+		b.WriteString("    " + line + "\n")
 	}
 	return b.Bytes(), nil
 }

@@ -337,6 +337,7 @@ func (d decoded) operatorSecrets() map[string][]string {
 			out[o.Name()] = []string{"password", "sasl.jaas.config"}
 		case "Elasticsearch":
 			out[o.Name()+"-es-elastic-user"] = []string{"elastic"}
+			out[o.Name()+"-es-http-certs-public"] = []string{"ca.crt", "tls.crt"}
 		}
 	}
 	return out
@@ -389,6 +390,8 @@ func TestOverlays(t *testing.T) {
 			checkAutoscaling(t, d)
 			checkKafka(t, d)
 			checkSearch(t, d, examples)
+			checkServiceNames(t, d)
+			checkGrafana(t, d, examples)
 			checkImages(t, d)
 		})
 	}
@@ -690,7 +693,7 @@ func checkMesh(t *testing.T, d decoded) {
 				for _, path := range op.Paths {
 					found := false
 					switch {
-					case path == "/metrics" || path == "/healthz" || path == "/readyz" || path == "/grpc.health.v1.Health/*":
+					case path == "/metrics" || path == "/healthz" || path == "/readyz" || path == "/grpc.health.v1.Health/*" || path == "/openapi.json":
 						found = true
 					case slices.Contains(op.Ports, "8090"):
 						found = true // the pages
@@ -1028,7 +1031,17 @@ func checkKafka(t *testing.T, d decoded) {
 			Version, BootstrapServers, Image, GroupID                  string
 			ConfigStorageTopic, OffsetStorageTopic, StatusStorageTopic string
 			Authentication                                             struct{ Username string }
-			Template                                                   struct{ ConnectContainer struct{ Env []corev1.EnvVar } }
+			Template                                                   struct {
+				Pod              struct{ Volumes []corev1.Volume }
+				ConnectContainer struct {
+					Env          []corev1.EnvVar
+					VolumeMounts []corev1.VolumeMount
+				}
+			}
+			MetricsConfig struct {
+				Type      string
+				ValueFrom struct{ ConfigMapKeyRef corev1.ConfigMapKeySelector }
+			}
 		}
 	}
 	connectObj, ok := d.find("KafkaConnect", "results")
@@ -1095,8 +1108,28 @@ func checkKafka(t *testing.T, d decoded) {
 			t.Errorf("%s: %s is not in connect/opensearch-sink.json", conn, k)
 		}
 	}
-	if !strings.HasPrefix(kcr.Spec.Config["opensearch.url"], "http://codebank-es-http:") {
-		t.Errorf("%s: opensearch.url %s, want the Elasticsearch of search/", conn, kcr.Spec.Config["opensearch.url"])
+	if !strings.HasPrefix(kcr.Spec.Config["opensearch.url"], "https://codebank-es-http:") {
+		t.Errorf("%s: opensearch.url %s, want the Elasticsearch of search/, over HTTPS", conn, kcr.Spec.Config["opensearch.url"])
+	}
+	// The sink verifies Elasticsearch's certificate against ECK's CA, mounted from its Secret.
+	ca := ""
+	for _, m := range kc.Spec.Template.ConnectContainer.VolumeMounts {
+		for _, v := range kc.Spec.Template.Pod.Volumes {
+			if v.Name == m.Name && v.Secret != nil && v.Secret.SecretName == "codebank-es-http-certs-public" {
+				ca = m.MountPath + "/ca.crt"
+			}
+		}
+	}
+	if ca == "" || kcr.Spec.Config["opensearch.ssl.truststore.location"] != ca || kcr.Spec.Config["opensearch.ssl.truststore.type"] != "PEM" {
+		t.Errorf("%s: truststore %q (%s), want ECK's CA as Connect mounts it, %q (PEM)", conn, kcr.Spec.Config["opensearch.ssl.truststore.location"],
+			kcr.Spec.Config["opensearch.ssl.truststore.type"], ca)
+	}
+	// Its metrics: the JMX exporter with monitoring/connect/jmx-exporter.yaml, which the sink's
+	// alerts read.
+	if mc := kc.Spec.MetricsConfig; mc.Type != "jmxPrometheusExporter" || mc.ValueFrom.ConfigMapKeyRef.Name != ConnectMetricsConfigMap || mc.ValueFrom.ConfigMapKeyRef.Key != ConnectMetricsKey {
+		t.Errorf("KafkaConnect: metrics %+v, want the JMX exporter with ConfigMap %s, key %s", mc, ConnectMetricsConfigMap, ConnectMetricsKey)
+	} else if o, ok := d.find("ConfigMap", ConnectMetricsConfigMap); !ok || !strings.Contains(string(o.JSON), "kafka_connect_connector_status") {
+		t.Errorf("KafkaConnect: ConfigMap %s is missing or not the JMX exporter's configuration", ConnectMetricsConfigMap)
 	}
 	if p := kcr.Spec.Config["opensearch.password"]; p != "${strimzienv:SEARCH_PASSWORD}" ||
 		!slices.ContainsFunc(kc.Spec.Template.ConnectContainer.Env, func(e corev1.EnvVar) bool { return e.Name == "SEARCH_PASSWORD" }) {

@@ -3,7 +3,8 @@
 // prometheus/rules_test.yaml) and the Grafana dashboards (grafana/, built from Go), each alert
 // explained in docs/runbook.md.
 //
-// Rules holds the rules file, for the Prometheus of `make run` and for manifests that carry it;
+// Rules holds the rules file, ConnectJMXExporter how a Kafka Connect worker exposes the series
+// the sink's alerts read, for the Prometheus of `make run` and for manifests that carry it;
 // RuleExpressions lists its expressions. The package's tests hold the rules and dashboards to the
 // bank: promtool checks and tests the rules, and a real Prometheus scrapes a running `codebank
 // all` under payments, against which every expression must parse, evaluate, and select series
@@ -22,6 +23,13 @@ import (
 //
 //go:embed prometheus/rules.yaml
 var Rules []byte
+
+// ConnectJMXExporter is connect/jmx-exporter.yaml: the configuration of the Prometheus JMX
+// exporter agent on the Kafka Connect workers of the results sink, whose series the sink's
+// alerts read.
+//
+//go:embed connect/jmx-exporter.yaml
+var ConnectJMXExporter []byte
 
 // Expression is a PromQL expression and where it is used.
 type Expression struct {

@@ -29,8 +29,11 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/codebank/codebank/analytics"
+	"github.com/codebank/codebank/internal/devenv/localconnect"
 	"github.com/codebank/codebank/internal/devenv/localkafka"
 	"github.com/codebank/codebank/internal/devenv/localprometheus"
+	"github.com/codebank/codebank/internal/devenv/localsearch"
 	"github.com/codebank/codebank/internal/testenv/banktest"
 	"github.com/codebank/codebank/internal/testenv/tier"
 	"github.com/codebank/codebank/internal/testenv/wait"
@@ -159,11 +162,13 @@ func TestKubernetesExpressionsAreUnitTested(t *testing.T) {
 	}
 }
 
-// TestEveryExpressionSelectsScrapedSeries runs `codebank all` on a broker of its own, has a real
-// Prometheus scrape it every second (with the rules loaded) while payments flow, and then checks
-// every expression of the rules and dashboards against that Prometheus: it parses, evaluates
-// without error, and each of its series selectors matches a series of the scrape (or of the
-// rules evaluated over it). Selectors of Kubernetes-only series are left to promtool.
+// TestEveryExpressionSelectsScrapedSeries runs `codebank all` on a broker of its own, with a
+// search node and a Kafka Connect worker running the results sink (its metrics through the JMX
+// exporter agent, as on Kubernetes), has a real Prometheus scrape the bank and the worker every
+// second (with the rules loaded) while payments flow, and then checks every expression of the
+// rules and dashboards against that Prometheus: it parses, evaluates without error, and each of
+// its series selectors matches a series of the scrape (or of the rules evaluated over it).
+// Selectors of Kubernetes-only series are left to promtool.
 func TestEveryExpressionSelectsScrapedSeries(t *testing.T) {
 	tier.Servers(t, "Prometheus and a Kafka broker")
 	begin := time.Now()
@@ -171,10 +176,12 @@ func TestEveryExpressionSelectsScrapedSeries(t *testing.T) {
 	defer cancel()
 	dir := t.TempDir()
 
-	// Start-up: the binary, the broker and Prometheus's files, at once.
+	// Start-up: the binary, the broker and Connect, the search node and Prometheus's files, at once.
 	var (
 		bin    = filepath.Join(dir, "codebank")
 		broker *localkafka.Broker
+		worker *localconnect.Worker
+		node   *localsearch.Node
 	)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -185,7 +192,14 @@ func TestEveryExpressionSelectsScrapedSeries(t *testing.T) {
 		return nil
 	})
 	g.Go(func() (err error) {
-		broker, err = localkafka.Start(gctx, localkafka.Options{})
+		if broker, err = localkafka.Start(gctx, localkafka.Options{}); err != nil {
+			return err
+		}
+		worker, err = localconnect.Start(gctx, localconnect.Options{Brokers: broker.Addr(), GroupID: "monitoring-test-connect", Metrics: monitoring.ConnectJMXExporter})
+		return err
+	})
+	g.Go(func() (err error) {
+		node, err = localsearch.Start(gctx, localsearch.Options{})
 		return err
 	})
 	g.Go(func() error {
@@ -196,19 +210,25 @@ func TestEveryExpressionSelectsScrapedSeries(t *testing.T) {
 	if broker != nil {
 		t.Cleanup(func() { broker.Stop() })
 	}
+	if worker != nil {
+		t.Cleanup(func() { worker.Stop() })
+	}
+	if node != nil {
+		t.Cleanup(func() { node.Stop() })
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("codebank built, broker and Prometheus ready after %s", time.Since(begin).Round(time.Millisecond))
+	t.Logf("codebank built, broker, Connect, search and Prometheus ready after %s", time.Since(begin).Round(time.Millisecond))
 
 	topo := processors.Topology{Partitions: 2, ReplyPartitions: 1}
 	common := []string{"--brokers", broker.Addr(), "--partitions", "2", "--reply-partitions", "1"}
-	if out, err := exec.CommandContext(ctx, bin, append([]string{"setup"}, common...)...).CombinedOutput(); err != nil {
+	if out, err := exec.CommandContext(ctx, bin, append([]string{"setup", "--search-url", node.URL(), "--connect-url", worker.URL(), "--search-replicas", "0"}, common...)...).CombinedOutput(); err != nil {
 		t.Fatalf("codebank setup: %v\n%s", err, out)
 	}
 	grpcAddr, httpAddr, opsAddr := freeAddr(), freeAddr(), freeAddr()
 	stopBank := startBank(t, bin, filepath.Join(dir, "bank.log"), append([]string{"all", "--storage-dir", filepath.Join(dir, "storage"),
-		"--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--ops-addr", opsAddr, "--request-timeout", "2s", "--max-inflight", strconv.Itoa(maxInFlight)}, common...))
+		"--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--ops-addr", opsAddr, "--request-timeout", "2s", "--max-inflight", strconv.Itoa(maxInFlight), "--sink-lag"}, common...))
 	defer stopBank()
 
 	rules, err := filepath.Abs("prometheus/rules.yaml")
@@ -216,21 +236,37 @@ func TestEveryExpressionSelectsScrapedSeries(t *testing.T) {
 		t.Fatal(err)
 	}
 	prom, err := localprometheus.Start(ctx, localprometheus.Options{ScrapeInterval: time.Second, RuleFiles: []string{rules},
-		Jobs: []localprometheus.Job{{Name: "codebank", Targets: []string{opsAddr}}}})
+		Jobs: []localprometheus.Job{{Name: "codebank", Targets: []string{opsAddr}}, {Name: "connect", Targets: []string{worker.MetricsAddr()}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { prom.Stop() })
 	waitReady(t, "http://"+opsAddr+"/readyz", filepath.Join(dir, "bank.log"))
-	t.Logf("bank ready, Prometheus scraping it, after %s", time.Since(begin).Round(time.Millisecond))
+	t.Logf("bank ready, Prometheus scraping it and Connect, after %s", time.Since(begin).Round(time.Millisecond))
 
-	// Payments of every kind, a poison record and a store checkout.
+	// Payments of every kind, a poison record for the authorizer and one for the results' readers
+	// (the statements and the sink, which dead-letters it), and a store checkout.
 	pay(t, grpcAddr)
 	poison(t, broker.Addr(), topo.PaymentRequests().Name)
+	poison(t, broker.Addr(), topo.Results().Name)
 	checkout(t, httpAddr)
 	t.Logf("load sent after %s", time.Since(begin).Round(time.Millisecond))
 
+	// The sink paused for a moment, so that its states other than running are scraped too.
 	api := promAPI{url: prom.URL()}
+	sink := analytics.ConnectorName(topo)
+	connectPut(t, worker.URL()+"/connectors/"+sink+"/pause")
+	wait.For(t, time.Minute, "the paused sink to be scraped", func() error {
+		var res []any
+		if _, err := api.get(ctx, "query", url.Values{"query": {`kafka_connect_connector_task_status{status="paused"}`}}, &struct{ Result *[]any }{&res}); err != nil {
+			return err
+		}
+		if len(res) == 0 {
+			return errors.New("no paused task yet")
+		}
+		return nil
+	})
+	connectPut(t, worker.URL()+"/connectors/"+sink+"/resume")
 
 	// Every selector must match a series of the scrape; series appear within a scrape or an
 	// evaluation of the rules, so wait for the last of them.
@@ -396,11 +432,13 @@ func pay(t *testing.T, grpcAddr string) {
 			Store: "Code Store", Description: "Produtos: caneca"})
 		return err
 	}
-	// A careful client: refused for the bank's load, it asks again with the same id.
+	// A careful client: refused for the bank's load, or left without an answer within the
+	// bank's deadline (a busy machine), it asks again with the same id, which returns the final
+	// outcome.
 	retrying := func(tx string, c *codebankv1.CardDetails, cents int64) error {
 		for {
 			err := authorize(banktest.Ctx(t), tx, c, cents)
-			if status.Code(err) != codes.ResourceExhausted {
+			if code := status.Code(err); code != codes.ResourceExhausted && code != codes.DeadlineExceeded {
 				return err
 			}
 			time.Sleep(5 * time.Millisecond)
@@ -491,6 +529,23 @@ func checkout(t *testing.T, httpAddr string) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusUnprocessableEntity {
 		t.Errorf("incomplete checkout: %s, want 422", resp.Status)
+	}
+}
+
+// connectPut sends a PUT without a body to Kafka Connect's REST API.
+func connectPut(t *testing.T, u string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPut, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		t.Fatalf("PUT %s: %s", u, resp.Status)
 	}
 }
 

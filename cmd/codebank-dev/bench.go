@@ -32,7 +32,7 @@ import (
 )
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := cli.NewFlagSet("codebank-dev bench [flags]", stderr)
+	fs := cli.NewFlagSet("codebank-dev bench [flags]", stdout, stderr)
 	codebank := fs.String("codebank", "", "the codebank binary to run (default: built into a temporary directory)")
 	schedule := fs.String("schedule", "~2000:30s,7000:60s,10000:60s", "load steps RATE:DURATION, comma-separated; ~ marks warm-up steps (default: 30 s for the processes to settle after the cards are issued, then the two rates of the targets)")
 	ncards := fs.Int("cards", 100_000, "cards issued before the load")
@@ -87,6 +87,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		o.BrokerProps = parseProps(*brokerProps)
 		o.BrokerGC, o.BrokerJVM = *brokerGC, strings.Fields(*brokerJVM)
+		if set["partitions"] {
+			o.Partitions = *partitions
+		}
 		for k, v := range parseProps(*bankEnv) {
 			o.BankEnv = append(o.BankEnv, k+"="+v)
 		}

@@ -70,9 +70,10 @@ type fullOptions struct {
 	ReadyWarmUp time.Duration
 	// BankEnv is more environment for codebank all (--bank-env); BrokerGC and BrokerJVM the
 	// broker's garbage collector and more JVM options (--broker-gc, --broker-jvm).
-	BankEnv   []string
-	BrokerGC  string
-	BrokerJVM []string
+	BankEnv    []string
+	BrokerGC   string
+	BrokerJVM  []string
+	Partitions int
 
 	// Cold, when its rate is set, runs right after the cards are issued, before any warm-up.
 	Cold loadgen.Step
@@ -148,7 +149,7 @@ func benchFull(ctx context.Context, stdout io.Writer, o fullOptions) error {
 	defer os.RemoveAll(dir)
 	grpcAddr, httpAddr, opsAddr := freeAddr(), freeAddr(), freeAddr()
 	bank, err := startDevBank(ctx, devBankOptions{DataDir: dir, Codebank: o.Codebank, GRPCAddr: grpcAddr, HTTPAddr: httpAddr,
-		OpsAddr: opsAddr, Analytics: true, BankLog: filepath.Join(dir, "codebank.log"), PeakJIT: o.PeakJIT, BrokerProps: o.BrokerProps, Prometheus: o.Prometheus, HelperNice: o.HelperNice, WarmUp: o.ReadyWarmUp, BankEnv: o.BankEnv, BrokerGC: o.BrokerGC, BrokerJVM: o.BrokerJVM}, stdout)
+		OpsAddr: opsAddr, Analytics: true, BankLog: filepath.Join(dir, "codebank.log"), PeakJIT: o.PeakJIT, BrokerProps: o.BrokerProps, Prometheus: o.Prometheus, HelperNice: o.HelperNice, WarmUp: o.ReadyWarmUp, BankEnv: o.BankEnv, BrokerGC: o.BrokerGC, BrokerJVM: o.BrokerJVM, Partitions: o.Partitions}, stdout)
 	if err != nil {
 		return err
 	}

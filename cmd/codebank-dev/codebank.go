@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -15,11 +16,32 @@ import (
 // developer tools run the bank exactly as it ships. It needs the go command (as `make run` does).
 func buildCodebank(ctx context.Context, dir string) (string, error) {
 	bin := filepath.Join(dir, "codebank")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/codebank/codebank/cmd/codebank")
+	cmd := exec.CommandContext(ctx, "go", "build", "-ldflags", buildStamp(ctx), "-o", bin, "github.com/codebank/codebank/cmd/codebank")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("build codebank: %v\n%s", err, out)
 	}
 	return bin, nil
+}
+
+// buildStamp returns the linker flags that stamp the binary with the checkout's version and
+// revision (internal/buildinfo), as `make build` does; none outside a git checkout.
+func buildStamp(ctx context.Context) string {
+	git := func(args ...string) string {
+		out, err := exec.CommandContext(ctx, "git", args...).Output()
+		if err != nil {
+			return ""
+		}
+		return strings.TrimSpace(string(out))
+	}
+	const pkg = "github.com/codebank/codebank/internal/buildinfo"
+	var flags []string
+	if v := git("describe", "--tags", "--always", "--dirty"); v != "" {
+		flags = append(flags, "-X "+pkg+".version="+v)
+	}
+	if r := git("rev-parse", "HEAD"); r != "" {
+		flags = append(flags, "-X "+pkg+".revision="+r)
+	}
+	return strings.Join(flags, " ")
 }
 
 // child is a codebank process started by a developer tool.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -51,7 +52,7 @@ var demoHolders = []struct {
 }
 
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := cli.NewFlagSet("codebank-dev run [flags]", stderr)
+	fs := cli.NewFlagSet("codebank-dev run [flags]", stdout, stderr)
 	dataDir := fs.String("data-dir", ".data", "where the local servers' data, the processors' storage and the demo cards are kept")
 	codebank := fs.String("codebank", "", "the codebank binary to run (default: built into DATA_DIR/bin)")
 	grpcAddr := fs.String("grpc-addr", "127.0.0.1:50051", "gRPC listen address of the bank (loopback: a development bank is for this machine)")
@@ -111,6 +112,9 @@ type devBankOptions struct {
 	WarmUp time.Duration
 	// BankEnv is more environment for codebank all (e.g. GOGC=200), for experiments.
 	BankEnv []string
+	// Partitions is the partition count of the card-keyed topics on a fresh broker (0: setup's
+	// default).
+	Partitions int
 	// BrokerGC is the broker's garbage collector (localkafka.Options.GC) and BrokerJVM more
 	// JVM options of it, for experiments.
 	BrokerGC  string
@@ -172,6 +176,11 @@ func startDevBank(ctx context.Context, o devBankOptions, stdout io.Writer) (_ *d
 		d.broker.Stop()
 	})
 	setup := []string{"setup", "--brokers", d.broker.Addr()}
+	all := []string{"all", "--brokers", d.broker.Addr()}
+	if o.Partitions > 0 {
+		setup = append(setup, "--partitions", strconv.Itoa(o.Partitions))
+		all = append(all, "--partitions", strconv.Itoa(o.Partitions))
+	}
 	if o.Analytics {
 		fmt.Fprintf(stdout, "Starting OpenSearch and Kafka Connect (--analytics=false skips them)...\n")
 		if d.node, d.worker, err = startAnalytics(ctx, abs, d.broker.Addr(), o.SearchPort, o.ConnectPort, o.PeakJIT, o.HelperNice); err != nil {
@@ -183,7 +192,10 @@ func startDevBank(ctx context.Context, o devBankOptions, stdout io.Writer) (_ *d
 			d.node.Stop()
 		})
 		d.sink = &analytics.Sink{SearchURL: d.node.URL(), ConnectURL: d.worker.URL(), Index: analytics.DefaultIndex}
-		setup = append(setup, "--search-url", d.sink.SearchURL, "--connect-url", d.sink.ConnectURL, "--index", d.sink.Index)
+		// One node: no replica (it could never be placed); the local server has no ISM, so
+		// setup says that `codebank analytics prune` keeps the retention.
+		setup = append(setup, "--search-url", d.sink.SearchURL, "--connect-url", d.sink.ConnectURL, "--index", d.sink.Index, "--search-replicas", "0")
+		all = append(all, "--sink-lag")
 	}
 	// Quiet, readable logs unless asked otherwise; the development secrets and keys, made on
 	// the first run; the original contract for the demo merchant, and reflection for grpcurl.
@@ -199,20 +211,30 @@ func startDevBank(ctx context.Context, o devBankOptions, stdout io.Writer) (_ *d
 	env = append(env, d.creds.Env...)
 	setupCmd := exec.CommandContext(ctx, bin, setup...)
 	setupCmd.Env = append(os.Environ(), env...)
-	if out, err := setupCmd.CombinedOutput(); err != nil {
+	out, err := setupCmd.CombinedOutput()
+	if err != nil {
 		return nil, fmt.Errorf("codebank setup: %v\n%s", err, out)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(line, "retention: ") {
+			fmt.Fprintln(stdout, "Search index "+line)
+		}
 	}
 
 	cardsFile := filepath.Join(abs, "demo-cards.json")
-	if d.proc, err = startChild(bin, o.BankLog, append(env, o.BankEnv...), "all", "--brokers", d.broker.Addr(), "--storage-dir", filepath.Join(abs, "authorizer"),
+	if d.proc, err = startChild(bin, o.BankLog, append(env, o.BankEnv...), append(all, "--storage-dir", filepath.Join(abs, "authorizer"),
 		"--grpc-addr", o.GRPCAddr, "--http-addr", o.HTTPAddr, "--ops-addr", o.OpsAddr, "--demo-cards", cardsFile,
-		"--legacy-merchant", devMerchant, "--reflection"); err != nil {
+		"--legacy-merchant", devMerchant, "--reflection")...); err != nil {
 		return nil, err
 	}
 	d.stops = append(d.stops, func() { d.proc.stop() })
-	if o.Prometheus {
+	if o.Prometheus && havePrometheus(ctx, stdout) {
 		fmt.Fprintf(stdout, "Starting Prometheus (data in %s; --prometheus=false skips it)...\n", filepath.Join(abs, "prometheus"))
-		if d.prometheus, err = startPrometheus(ctx, filepath.Join(abs, "prometheus"), o.PrometheusPort, cli.Loopback(o.OpsAddr), o.HelperNice); err != nil {
+		connectMetrics := ""
+		if d.worker != nil {
+			connectMetrics = d.worker.MetricsAddr()
+		}
+		if d.prometheus, err = startPrometheus(ctx, filepath.Join(abs, "prometheus"), o.PrometheusPort, cli.Loopback(o.OpsAddr), connectMetrics, o.HelperNice); err != nil {
 			return nil, err
 		}
 		d.stops = append(d.stops, func() {
@@ -243,10 +265,29 @@ func (d *devBank) stop() {
 	d.stops = nil
 }
 
+// havePrometheus reports whether a Prometheus can be had: Debian's package, fetched into the
+// cache, else one on PATH (localprometheus.Fetch). When none can, the bank runs without it, and
+// one line on w says why and what to install.
+func havePrometheus(ctx context.Context, w io.Writer) bool {
+	if _, err := localprometheus.Fetch(ctx, ""); err != nil {
+		fmt.Fprintf(w, "Prometheus not started, the bank runs without it: %s (install Debian's prometheus package, or put prometheus and promtool on PATH; --prometheus=false hides this line)\n",
+			firstLine(err.Error()))
+		return false
+	}
+	return true
+}
+
+// firstLine returns the first line of s.
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
 // startPrometheus starts a Prometheus in dir on port that scrapes the operations port opsAddr
-// (job "codebank") every 5 s and evaluates the rules of monitoring/prometheus/rules.yaml, written
-// into dir at each start so that they are the code's.
-func startPrometheus(ctx context.Context, dir string, port int, opsAddr string, nice int) (*localprometheus.Server, error) {
+// (job "codebank") and, when set, the Kafka Connect worker's metrics at connectAddr (job
+// "connect") every 5 s, and evaluates the rules of monitoring/prometheus/rules.yaml, written into
+// dir at each start so that they are the code's.
+func startPrometheus(ctx context.Context, dir string, port int, opsAddr, connectAddr string, nice int) (*localprometheus.Server, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -254,8 +295,12 @@ func startPrometheus(ctx context.Context, dir string, port int, opsAddr string, 
 	if err := os.WriteFile(rules, monitoring.Rules, 0o644); err != nil {
 		return nil, err
 	}
+	jobs := []localprometheus.Job{{Name: "codebank", Targets: []string{opsAddr}}}
+	if connectAddr != "" {
+		jobs = append(jobs, localprometheus.Job{Name: "connect", Targets: []string{connectAddr}})
+	}
 	p, err := localprometheus.Start(ctx, localprometheus.Options{DataDir: dir, Port: port, RuleFiles: []string{rules},
-		Retention: 7 * 24 * time.Hour, Jobs: []localprometheus.Job{{Name: "codebank", Targets: []string{opsAddr}}}, Nice: nice})
+		Retention: 7 * 24 * time.Hour, Jobs: jobs, Nice: nice})
 	if err != nil {
 		return nil, fmt.Errorf("start local Prometheus: %w", err)
 	}
@@ -275,7 +320,8 @@ func startAnalytics(ctx context.Context, dataDir, brokers string, searchPort, co
 		defer wg.Done()
 		node, nodeErr = localsearch.Start(ctx, localsearch.Options{DataDir: filepath.Join(dataDir, "opensearch"), HTTPPort: searchPort, PeakJIT: peakJIT, Nice: nice})
 	}()
-	worker, err := localconnect.Start(ctx, localconnect.Options{DataDir: filepath.Join(dataDir, "connect"), Brokers: brokers, RESTPort: connectPort, PeakJIT: peakJIT, Nice: nice})
+	worker, err := localconnect.Start(ctx, localconnect.Options{DataDir: filepath.Join(dataDir, "connect"), Brokers: brokers, RESTPort: connectPort, PeakJIT: peakJIT, Nice: nice,
+		Metrics: monitoring.ConnectJMXExporter})
 	wg.Wait()
 	if err != nil || nodeErr != nil {
 		if worker != nil {
@@ -362,14 +408,14 @@ Try it:
 Analytics: every authorization is indexed by Kafka Connect (%s) into %s/%s
   go run ./cmd/codebank analytics --search-url %s
   curl -s '%s/%s/_search?size=3&sort=authorized_at:desc'
-  Kibana: curl -X POST KIBANA/api/saved_objects/_import?overwrite=true -H 'kbn-xsrf: true' --form file=@analytics/kibana/codebank-dashboard.ndjson
+  Kibana 8: curl -X POST KIBANA/api/saved_objects/_import?overwrite=true -H 'kbn-xsrf: true' --form file=@analytics/kibana/codebank-dashboard-kibana8.ndjson
 `, sink.ConnectURL, sink.SearchURL, sink.Index, sink.SearchURL, sink.SearchURL, sink.Index)
 	}
 	fmt.Fprintf(w, "\nCode Store: http://localhost%s/   statement: http://localhost%s/statement   dashboard: http://localhost%s/dashboard\n",
 		port(httpAddr), port(httpAddr), port(httpAddr))
 	fmt.Fprintf(w, "Operations: http://localhost%s/metrics, /healthz, /readyz\n", port(opsAddr))
 	if prom != nil {
-		fmt.Fprintf(w, "Prometheus: http://localhost%s (the bank's metrics every 5 s; rules and alerts of monitoring/prometheus/rules.yaml; Grafana is not started: its dashboards are monitoring/grafana/dashboards/*.json)\n",
+		fmt.Fprintf(w, "Prometheus: http://localhost%s (the bank's and Kafka Connect's metrics every 5 s; rules and alerts of monitoring/prometheus/rules.yaml; Grafana is not started: its dashboards are monitoring/grafana/dashboards/*.json)\n",
 			port(prom.Addr()))
 	}
 	fmt.Fprintf(w, "Code Bank is ready: gRPC localhost%s, REST http://localhost%s (Ctrl-C stops it; state is kept in .data)\n",

@@ -121,6 +121,24 @@ func TestRun(t *testing.T) {
 	wait.For(t, 30*time.Second, "Prometheus to scrape the bank", func() error {
 		return promScrapes("http://127.0.0.1" + promPort)
 	})
+	// ... and the Kafka Connect worker, through its JMX exporter: the sink is running.
+	wait.For(t, 30*time.Second, "Prometheus to scrape the Connect worker's sink", func() error {
+		var st struct {
+			Data struct {
+				Result []struct{ Metric map[string]string }
+			}
+		}
+		if err := getJSON("http://127.0.0.1"+promPort+`/api/v1/query?query=kafka_connect_connector_status%7Bjob%3D%22connect%22%2Cstatus%3D%22running%22%7D`, &st); err != nil {
+			return err
+		}
+		if len(st.Data.Result) != 1 || st.Data.Result[0].Metric["connector"] != "codebank-results-opensearch" {
+			return fmt.Errorf("kafka_connect_connector_status{job=\"connect\",status=\"running\"} = %+v", st.Data.Result)
+		}
+		return nil
+	})
+	if !strings.Contains(out.String(), "Search index retention: the search server has neither ILM nor ISM") {
+		t.Errorf("make run does not say that nothing deletes old indices locally:\n%s", out.String())
+	}
 
 	// Every command printed under "Try it:", as printed, from the directory holding .data.
 	printed := printedCommands(out.String())

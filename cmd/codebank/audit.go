@@ -6,7 +6,6 @@ import (
 	"io"
 	"time"
 
-	"github.com/codebank/codebank/analytics"
 	"github.com/codebank/codebank/internal/audit"
 	"github.com/codebank/codebank/internal/cli"
 )
@@ -16,12 +15,13 @@ const exitDiscrepancies = 3
 
 func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var c config
-	fs := cli.NewFlagSet("codebank audit [flags]", stderr)
+	fs := cli.NewFlagSet("codebank audit [flags] (with --search-url, also that the index holds one document per payment)", stdout, stderr)
 	c.kafkaFlags(fs)
-	searchURL := fs.String("search-url", "", "Elasticsearch/OpenSearch URL: also check that the index holds one document per payment")
-	index := fs.String("index", analytics.DefaultIndex, "index the results topic is indexed into")
+	var sf searchFlags
+	sf.register(fs, "")
 	wait := fs.Duration("wait", 0, "audit again, once a second, for up to this long while the books do not balance (consumers catching up)")
 	maxShown := fs.Int("max", 20, "discrepancies listed at most")
+	cli.Scope(fs, "audit", "wait", "max")
 	if err := cli.Parse(fs, args); err != nil {
 		return cli.HelpOK(err)
 	}
@@ -29,10 +29,13 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := kc.Validate(); err != nil {
 		return err
 	}
-	cfg := audit.Config{Kafka: kc, Topo: c.topology(), Index: *index, Consumers: c.storeTopology().Consumers()}
-	if *searchURL != "" {
-		var err error
-		if cfg.Search, err = analytics.NewClient(*searchURL); err != nil {
+	cfg := audit.Config{Kafka: kc, Topo: c.topology(), Index: sf.index, Consumers: c.storeTopology().Consumers()}
+	if sf.url != "" {
+		s, err := sf.search()
+		if err != nil {
+			return err
+		}
+		if cfg.Search, err = s.Client(); err != nil {
 			return err
 		}
 	}

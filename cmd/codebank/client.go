@@ -77,7 +77,11 @@ type client struct {
 	plaintext                        bool
 }
 
-func (c *client) flags(fs *flag.FlagSet) {
+// flags registers the client flags of command: the bank's address and the credentials file
+// are read from the variables every client command shares (CODEBANK_ADDR), the timeout and the
+// TLS files from the command's own (CODEBANK_PAY_TIMEOUT, CODEBANK_PAY_TLS_CERT: a role's
+// CODEBANK_TLS_CERT is its server certificate, and probe's timeout is another).
+func (c *client) flags(fs *flag.FlagSet, command string) {
 	fs.StringVar(&c.addr, "addr", "localhost:50051", "Code Bank gRPC address")
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "how long to wait for the bank")
 	fs.StringVar(&c.ca, "tls-ca", "", "CA certificates (PEM) to reach the bank over TLS (empty: plaintext, to a loopback --addr only unless --plaintext)")
@@ -85,6 +89,7 @@ func (c *client) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.key, "tls-key", "", "private key (PEM) of --tls-cert")
 	fs.BoolVar(&c.plaintext, "plaintext", false, "without --tls-ca, send API keys and card data in plaintext to an --addr that is not loopback (only inside a network that encrypts or isolates the hop: a service mesh, a private network)")
 	fs.StringVar(&c.credentials, "credentials", defaultCredentials, "file of CODEBANK_MERCHANT_KEY=... and CODEBANK_ADMIN_KEY=... lines, read when the variables are not set (make run writes it)")
+	cli.Scope(fs, command, "timeout", "tls-ca", "tls-cert", "tls-key")
 }
 
 // defaultCredentials is where make run keeps the development keys.
@@ -139,18 +144,24 @@ func runCards(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		"unblock": "cards unblock CARD_ID|NUMBER",
 	}
 	if len(args) == 0 || usage[args[0]] == "" {
-		fmt.Fprintln(stderr, "Usage: codebank "+usage["issue"]+"\n       codebank "+usage["get"]+"\n       codebank "+usage["block"]+"\n       codebank "+usage["unblock"])
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+		help := len(args) > 0 && (args[0] == "-h" || args[0] == "--help")
+		w := stderr
+		if help {
+			w = stdout
+		}
+		fmt.Fprintln(w, "Usage: codebank "+usage["issue"]+"\n       codebank "+usage["get"]+"\n       codebank "+usage["block"]+"\n       codebank "+usage["unblock"])
+		if help {
 			return nil
 		}
 		return cli.ErrUsage
 	}
 	sub, args := args[0], args[1:]
-	fs := cli.NewFlagSet("codebank "+usage[sub], stderr)
+	fs := cli.NewFlagSet("codebank "+usage[sub], stdout, stderr)
 	var cl client
-	cl.flags(fs)
+	cl.flags(fs, "cards")
 	holder := fs.String("holder", "", "holder name (issue)")
 	limit := fs.String("limit", "", "credit limit in currency units, e.g. 1000.00 (issue)")
+	cli.Scope(fs, "cards", "holder", "limit")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return cli.HelpOK(err)
@@ -167,6 +178,9 @@ func runCards(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if sub == "issue" {
 		if len(pos) > 0 {
 			return fmt.Errorf("%w: cards issue takes no arguments, got %q", cli.ErrUsage, pos)
+		}
+		if err := cli.Missing(fs, "holder", "limit"); err != nil {
+			return err
 		}
 		cents, err := money.Parse(*limit)
 		if err != nil {
@@ -253,9 +267,9 @@ func parseExpiry(s string) (month, year int32, err error) {
 }
 
 func runPay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := cli.NewFlagSet("codebank pay --card NUMBER --holder NAME --exp MM/YY --cvv CVV --amount 12.34 [--store BRANCH]", stderr)
+	fs := cli.NewFlagSet("codebank pay --card NUMBER --holder NAME --exp MM/YY --cvv CVV --amount 12.34 [--store BRANCH]", stdout, stderr)
 	var cl client
-	cl.flags(fs)
+	cl.flags(fs, "pay")
 	number := fs.String("card", "", "card number")
 	holder := fs.String("holder", "", "holder name as on the card")
 	exp := fs.String("exp", "", "expiry, MM/YY")
@@ -264,11 +278,15 @@ func runPay(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	store := fs.String("store", "", "a sub-name of the merchant's store, such as a branch (the merchant is the one the key names)")
 	desc := fs.String("description", "", "what is bought (default: a purchase)")
 	txID := fs.String("tx", "", "transaction id (idempotency key); generated when empty")
+	cli.Scope(fs, "pay", "card", "holder", "exp", "cvv", "amount", "store", "description", "tx")
 	if err := cli.Parse(fs, args); err != nil {
 		return cli.HelpOK(err)
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected arguments %q", cli.ErrUsage, fs.Args())
+	}
+	if err := cli.Missing(fs, "card", "holder", "exp", "cvv", "amount"); err != nil {
+		return err
 	}
 	month, year, err := parseExpiry(*exp)
 	if err != nil {
@@ -312,10 +330,11 @@ func runPay(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 }
 
 func runStatement(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := cli.NewFlagSet("codebank statement CARD_ID|NUMBER [--month 2026-11]", stderr)
+	fs := cli.NewFlagSet("codebank statement CARD_ID|NUMBER [--month 2026-11]", stdout, stderr)
 	var cl client
-	cl.flags(fs)
+	cl.flags(fs, "statement")
 	month := fs.String("month", "", "month, YYYY-MM (default: the current one)")
+	cli.Scope(fs, "statement", "month")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return cli.HelpOK(err)

@@ -64,6 +64,7 @@ type config struct {
 
 	StorageDir  string
 	HotStandby  bool
+	SinkLag     bool
 	DemoSecrets bool
 	LogFormat   string
 	LogLevel    string
@@ -111,11 +112,14 @@ func (c *config) cardKeysFlag(fs *flag.FlagSet) {
 	c.cardKeys = cli.SecretFlag(fs, "card-keys", `card keys deriving CVVs, "id:secret" each (comma- or line-separated), the current one first; older ones keep their cards verifying (at least 32 random bytes each)`)
 }
 
+// httpAddrUsage is the help of --http-addr, one text for the roles that share its variable.
+const httpAddrUsage = "HTTP listen address: the REST gateway of the ingress and statements, the pages of web, both in codebank all"
+
 // ingressFlags registers the flags of a role that serves the bank's API, listening on the
 // addresses given by default.
 func (c *config) ingressFlags(fs *flag.FlagSet, grpcAddr, httpAddr string) {
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", grpcAddr, "gRPC listen address")
-	fs.StringVar(&c.HTTPAddr, "http-addr", httpAddr, "REST gateway listen address (the pages too, in codebank all)")
+	fs.StringVar(&c.HTTPAddr, "http-addr", httpAddr, httpAddrUsage)
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", 5*time.Second, "longest wait for the authorizer's answer")
 	fs.IntVar(&c.MaxInFlight, "max-inflight", grpcgateway.DefaultMaxInFlight, "calls that may wait for the authorizer at once; beyond it calls get RESOURCE_EXHAUSTED at once")
 	fs.IntVar(&c.ReplyPartition, "reply-partition", -1, "partition of the replies topic this replica reads; -1 picks one (StatefulSet ordinal, else random)")
@@ -168,6 +172,11 @@ func (c *config) checkKeysFile(set *apikey.Set) error {
 		}
 	}
 	return nil
+}
+
+// sinkLagFlag registers --sink-lag, of the roles that run the statements.
+func (c *config) sinkLagFlag(fs *flag.FlagSet) {
+	fs.BoolVar(&c.SinkLag, "sink-lag", false, "also export the consumer lag of the search sink, Kafka Connect's group connect-<topic prefix>codebank-results-opensearch on the results topic (where the sink runs: its alerts read it)")
 }
 
 // storageFlag registers the directory of a role's local table storage.

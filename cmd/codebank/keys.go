@@ -14,19 +14,24 @@ import (
 // keys file, which keeps only the key's hash.
 func runKeys(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "new" {
-		fmt.Fprintln(stderr, "Usage: codebank keys new --id ID --role merchant|admin|pages [--merchant ID --name NAME]")
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			fmt.Fprintln(stdout, "Usage: codebank keys new --id ID --role merchant|admin|pages [--merchant ID --name NAME]")
 			return nil
 		}
+		fmt.Fprintln(stderr, "Usage: codebank keys new --id ID --role merchant|admin|pages [--merchant ID --name NAME]")
 		return cli.ErrUsage
 	}
-	fs := cli.NewFlagSet("codebank keys new --id ID --role merchant|admin|pages [--merchant ID --name NAME]", stderr)
+	fs := cli.NewFlagSet("codebank keys new --id ID --role merchant|admin|pages [--merchant ID --name NAME]", stdout, stderr)
 	id := fs.String("id", "", "the key's id: lower-case letters, digits and dashes (e.g. store-2026-12)")
 	role := fs.String("role", "", "merchant, admin or pages")
 	merchant := fs.String("merchant", "", "the merchant's id (merchant keys)")
 	name := fs.String("name", "", "the merchant's name, as customers see it (merchant keys)")
+	cli.Scope(fs, "keys", "id", "role", "merchant", "name")
 	if err := cli.Parse(fs, args[1:]); err != nil {
 		return cli.HelpOK(err)
+	}
+	if err := cli.Missing(fs, "id", "role"); err != nil {
+		return err
 	}
 	p := apikey.Principal{KeyID: *id, Role: apikey.Role(*role), Merchant: *merchant, MerchantName: *name}
 	key, err := apikey.New(p.KeyID)

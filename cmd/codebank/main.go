@@ -4,6 +4,7 @@ package main
 import (
 	"github.com/rcrowley/go-metrics"
 
+	"github.com/codebank/codebank/internal/buildinfo"
 	"github.com/codebank/codebank/internal/cli"
 )
 
@@ -23,7 +24,7 @@ var program = cli.Program{Name: "codebank", Title: "Code Bank: payment authoriza
 	"pay":        {Summary: "pay with a card: pay --card N --holder NAME --exp MM/YY --cvv CVV --amount 12.34", Run: runPay},
 	"probe":      {Summary: "check that a role of this machine is ready (a container's health check): probe [--path /readyz]", Run: runProbe},
 	"keys":       {Summary: "make an API key and its line of the keys file: keys new --id ID --role merchant|admin|pages [--merchant ID --name NAME]", Run: runKeys},
-}}
+}, Version: func() string { return buildinfo.Read().String() }}
 
 func main() {
 	// sarama keeps go-metrics histograms of every request, which nothing here reads; they cost

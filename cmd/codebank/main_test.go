@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -15,20 +17,139 @@ import (
 	"github.com/codebank/codebank/internal/cli"
 )
 
+// commandLines returns every command line of codebank that has flags of its own: each command,
+// and each verb of those that take one.
+func commandLines() [][]string {
+	verbs := map[string][]string{"cards": {"issue", "get", "block", "unblock"}, "partitions": {"status", "grow", "rollback", "cleanup"}, "keys": {"new"}}
+	out := [][]string{{"analytics", "prune"}} // besides analytics itself
+	for name := range program.Commands {
+		if vs, ok := verbs[name]; ok {
+			for _, v := range vs {
+				out = append(out, []string{name, v})
+			}
+			continue
+		}
+		out = append(out, []string{name})
+	}
+	return out
+}
+
+// TestHelp: help goes to stdout, for the program and every command (and verb), and exits 0;
+// an unknown command is an error.
 func TestHelp(t *testing.T) {
-	var out bytes.Buffer
-	if err := program.Run(context.Background(), []string{"--help"}, &out, &out); err != nil || !strings.Contains(out.String(), "Commands:") {
-		t.Fatalf("codebank --help = %v: %s", err, out.String())
+	var out, errOut bytes.Buffer
+	if err := program.Run(context.Background(), []string{"--help"}, &out, &errOut); err != nil || !strings.Contains(out.String(), "Commands:") || errOut.Len() > 0 {
+		t.Fatalf("codebank --help = %v: stdout %q, stderr %q", err, out.String(), errOut.String())
 	}
 	for name := range program.Commands {
-		var out bytes.Buffer
-		err := program.Run(context.Background(), []string{name, "--help"}, &out, &out)
-		if err != nil || !strings.Contains(out.String(), "Usage: codebank "+name) {
-			t.Errorf("codebank %s --help = %v: %q", name, err, out.String())
+		var out, errOut bytes.Buffer
+		err := program.Run(context.Background(), []string{name, "--help"}, &out, &errOut)
+		if err != nil || !strings.Contains(out.String(), "Usage: codebank "+name) || errOut.Len() > 0 {
+			t.Errorf("codebank %s --help = %v: stdout %q, stderr %q", name, err, out.String(), errOut.String())
+		}
+	}
+	for _, line := range commandLines() {
+		var out, errOut bytes.Buffer
+		err := program.Run(context.Background(), append(line, "-h"), &out, &errOut)
+		if err != nil || !strings.Contains(out.String(), "Usage: codebank "+strings.Join(line, " ")) || errOut.Len() > 0 {
+			t.Errorf("codebank %s -h = %v: stdout %q, stderr %q", strings.Join(line, " "), err, out.String(), errOut.String())
 		}
 	}
 	if err := program.Run(context.Background(), []string{"nope"}, io.Discard, io.Discard); err == nil {
 		t.Error("unknown command succeeded")
+	}
+	out.Reset()
+	if err := program.Run(context.Background(), []string{"--version"}, &out, io.Discard); err != nil || !strings.HasPrefix(out.String(), "codebank ") || !strings.Contains(out.String(), "revision") {
+		t.Errorf("codebank --version = %v: %q", err, out.String())
+	}
+}
+
+// TestBuildInfoMetric: every role's registry exports codebank_build_info, 1, with the build's
+// version, revision and Go version.
+func TestBuildInfoMetric(t *testing.T) {
+	mfs, err := newRegistry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "codebank_build_info" {
+			continue
+		}
+		labels := map[string]string{}
+		for _, l := range mf.GetMetric()[0].GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		if len(mf.GetMetric()) != 1 || mf.GetMetric()[0].GetGauge().GetValue() != 1 || labels["goversion"] != runtime.Version() || labels["version"] == "" || labels["revision"] == "" {
+			t.Errorf("codebank_build_info = %v", mf)
+		}
+		return
+	}
+	t.Error("no codebank_build_info")
+}
+
+// sharedVariables are the environment variables that two commands read with different help on
+// purpose, and why.
+var sharedVariables = map[string]string{
+	"CODEBANK_OPS_ADDR": "probe reads the operations address of the role beside it, so that the two cannot disagree",
+}
+
+// TestEnvironmentVariablesMeanOneThing: a variable read by several commands means the same in
+// each (the same help; the default may be the role's), so that setting it for one command
+// never changes another's behaviour: pay's and probe's timeouts, a card number, a key's id are
+// each their command's own (CODEBANK_PAY_TIMEOUT, CODEBANK_PROBE_TIMEOUT).
+func TestEnvironmentVariablesMeanOneThing(t *testing.T) {
+	flagRE := regexp.MustCompile(`(?m)^  --(\S+)  \[(\S+)\]\n      (.*?)( \(default [^)]*\))?$`)
+	type use struct{ line, help string }
+	byVar := map[string][]use{}
+	for _, line := range commandLines() {
+		var out bytes.Buffer
+		if err := program.Run(context.Background(), append(line, "--help"), &out, io.Discard); err != nil {
+			t.Fatalf("codebank %s --help: %v", strings.Join(line, " "), err)
+		}
+		for _, m := range flagRE.FindAllStringSubmatch(out.String(), -1) {
+			byVar[m[2]] = append(byVar[m[2]], use{strings.Join(line, " "), m[3]})
+		}
+	}
+	for v, uses := range byVar {
+		if sharedVariables[v] != "" {
+			continue
+		}
+		for _, u := range uses[1:] {
+			if u.help != uses[0].help {
+				t.Errorf("%s means %q to codebank %s and %q to codebank %s: give one of them a variable of its own (cli.Scope)", v, uses[0].help, uses[0].line, u.help, u.line)
+			}
+		}
+	}
+	for _, v := range []string{"CODEBANK_PAY_TIMEOUT", "CODEBANK_PROBE_TIMEOUT", "CODEBANK_PAY_CARD", "CODEBANK_PAY_CVV", "CODEBANK_KEYS_ID", "CODEBANK_KEYS_NAME"} {
+		if len(byVar[v]) == 0 {
+			t.Errorf("no command reads %s", v)
+		}
+	}
+	for _, v := range []string{"CODEBANK_TIMEOUT", "CODEBANK_CARD", "CODEBANK_CVV", "CODEBANK_ID", "CODEBANK_NAME"} {
+		if len(byVar[v]) > 0 {
+			t.Errorf("%s is read by %v: too general a name for one command's flag", v, byVar[v])
+		}
+	}
+}
+
+// TestPayListsEveryMissingFlag: pay without its flags names them all at once, with their
+// variables, before reaching for the bank.
+func TestPayListsEveryMissingFlag(t *testing.T) {
+	for _, v := range []string{"CARD", "HOLDER", "EXP", "CVV", "AMOUNT"} {
+		t.Setenv("CODEBANK_PAY_"+v, "")
+		os.Unsetenv("CODEBANK_PAY_" + v)
+	}
+	err := program.Run(context.Background(), []string{"pay"}, io.Discard, io.Discard)
+	for _, want := range []string{"--card (CODEBANK_PAY_CARD)", "--holder", "--exp", "--cvv", "--amount (CODEBANK_PAY_AMOUNT)"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("codebank pay = %v, want it to name %s", err, want)
+		}
+	}
+	t.Setenv("CODEBANK_PAY_CARD", "5454540687568555")
+	t.Setenv("CODEBANK_PAY_CVV", "123")
+	err = program.Run(context.Background(), []string{"pay", "--holder", "Maria Silva"}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "missing --exp (CODEBANK_PAY_EXP), --amount (CODEBANK_PAY_AMOUNT)") {
+		t.Errorf("codebank pay with card, CVV and holder = %v, want only --exp and --amount missing", err)
 	}
 }
 
@@ -36,7 +157,7 @@ func TestEnvironment(t *testing.T) {
 	t.Setenv("CODEBANK_PARTITIONS", "9")
 	t.Setenv("CODEBANK_BROKERS", "a:1,b:2")
 	var c config
-	fs := cli.NewFlagSet("codebank x", io.Discard)
+	fs := cli.NewFlagSet("codebank x", io.Discard, io.Discard)
 	c.kafkaFlags(fs)
 	if err := cli.Parse(fs, []string{"--brokers", "flag:3"}); err != nil {
 		t.Fatal(err)

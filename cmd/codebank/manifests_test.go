@@ -166,6 +166,8 @@ func TestKubernetesManifests(t *testing.T) {
 			secrets[m.Metadata.Name] = map[string]string{"password": "", "sasl.jaas.config": ""}
 		case "Kafka":
 			secrets[m.Metadata.Name+"-cluster-ca-cert"] = map[string]string{"ca.crt": string(ca.CertPEM())}
+		case "Elasticsearch": // ECK's CA of the HTTP certificate
+			secrets[m.Metadata.Name+"-es-http-certs-public"] = map[string]string{"ca.crt": string(ca.CertPEM()), "tls.crt": ""}
 		}
 	}
 
@@ -284,7 +286,7 @@ func TestKubernetesManifests(t *testing.T) {
 			}
 
 			// Every variable naming a file of a mounted Secret gets a valid file in its place: the
-			// CA of the Kafka cluster, the keys file.
+			// CA of the Kafka cluster (or of Elasticsearch), the keys file, a password.
 			for k, v := range env {
 				key, mounted := files[v]
 				switch {
@@ -294,6 +296,12 @@ func TestKubernetesManifests(t *testing.T) {
 					env[k] = ca.WriteFile(t, t.TempDir())
 				case key == "api-keys":
 					env[k] = keysFile
+				case key == "password":
+					f := filepath.Join(t.TempDir(), "password")
+					if err := os.WriteFile(f, []byte(valid(k)), 0o600); err != nil {
+						t.Fatal(err)
+					}
+					env[k] = f
 				}
 			}
 

@@ -13,7 +13,11 @@ import (
 // (internal/generations): status, grow --to N, rollback, cleanup.
 func runPartitions(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintln(stderr, "Usage: codebank partitions status | grow --to N [--dry-run] | rollback [--dry-run] | cleanup [--dry-run] [kafka flags]\n\n"+
+		w := stdout // help asked for; a missing verb is an error
+		if len(args) == 0 {
+			w = stderr
+		}
+		fmt.Fprintln(w, "Usage: codebank partitions status | grow --to N [--dry-run] | rollback [--dry-run] | cleanup [--dry-run] [kafka flags]\n\n"+
 			"Moves a running bank between generations of the authorizer's topics: grow creates one with more partitions\n"+
 			"and moves every account to it, rollback moves back (with what was decided meanwhile), cleanup deletes the\n"+
 			"generation kept for rollback. Each verb takes the Kafka flags of the roles; see docs/operations.md.")
@@ -24,7 +28,7 @@ func runPartitions(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	verb := args[0]
 	var c config
-	fs := cli.NewFlagSet("codebank partitions "+verb+" [flags]", stderr)
+	fs := cli.NewFlagSet("codebank partitions "+verb+" [flags]", stdout, stderr)
 	c.kafkaFlags(fs)
 	dryRun := fs.Bool("dry-run", false, "only show what would be done")
 	var strimzi generations.Strimzi
@@ -33,8 +37,10 @@ func runPartitions(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.StringVar(&strimzi.Namespace, "strimzi-namespace", "codebank", "with --strimzi-dir: the namespace of the KafkaTopics")
 	fs.StringVar(&strimzi.Autoscaler, "autoscaler", "authorizer", "with --strimzi-dir: the authorizer's KEDA ScaledObject, whose maximum is raised to the new partition count (empty: none)")
 	to := 0
+	cli.Scope(fs, "partitions", "dry-run", "strimzi-dir", "strimzi-cluster", "strimzi-namespace", "autoscaler")
 	if verb == "grow" {
 		fs.IntVar(&to, "to", 0, "partition count of the new generation (more than the live one's)")
+		cli.Scope(fs, "partitions", "to")
 	}
 	if err := cli.Parse(fs, args[1:]); err != nil {
 		return cli.HelpOK(err)

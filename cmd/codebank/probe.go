@@ -16,10 +16,12 @@ import (
 // no shell and no HTTP client: `codebank probe` reads the same CODEBANK_OPS_ADDR as the role
 // beside it, so the two cannot disagree.
 func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := cli.NewFlagSet("codebank probe [--path /readyz]", stderr)
+	fs := cli.NewFlagSet("codebank probe [--path /readyz]", stdout, stderr)
 	opsAddr := fs.String("ops-addr", ":9090", "operations listen address of the role probed, as given to the role; probed on this machine")
 	path := fs.String("path", "/readyz", "path asked: /readyz (ready to serve) or /healthz (alive)")
 	timeout := fs.Duration("timeout", 2*time.Second, "longest wait for the answer")
+	// The role's CODEBANK_OPS_ADDR is shared on purpose; the path and timeout are probe's own.
+	cli.Scope(fs, "probe", "path", "timeout")
 	if err := cli.Parse(fs, args); err != nil {
 		return cli.HelpOK(err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/codebank/codebank/analytics"
 	"github.com/codebank/codebank/grpcgateway"
 	"github.com/codebank/codebank/internal/apikey"
+	"github.com/codebank/codebank/internal/buildinfo"
 	"github.com/codebank/codebank/internal/card"
 	"github.com/codebank/codebank/internal/cli"
 	"github.com/codebank/codebank/internal/generations"
@@ -65,7 +66,7 @@ func (r roles) api() bool { return r.ingress || r.statements }
 func roleCommand(name string, r roles, register func(*flag.FlagSet, *config, *roles)) func(context.Context, []string, io.Writer, io.Writer) error {
 	return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		var c config
-		fs := cli.NewFlagSet("codebank "+name+" [flags]", stderr)
+		fs := cli.NewFlagSet("codebank "+name+" [flags]", stdout, stderr)
 		c.kafkaFlags(fs)
 		c.demoSecretsFlag(fs)
 		register(fs, &c, &r)
@@ -88,6 +89,7 @@ var (
 		c.storageFlag(fs)
 		c.lockoutFlags(fs)
 		fs.BoolVar(&r.statements, "statements", true, "also run the statements processor and StatementService")
+		c.sinkLagFlag(fs)
 		fs.BoolVar(&r.web, "web", true, "also serve the store's and the bank's pages")
 		c.webFlags(fs)
 	})
@@ -105,9 +107,10 @@ var (
 	runStatements = roleCommand("statements", roles{statements: true}, func(fs *flag.FlagSet, c *config, _ *roles) {
 		c.ingressFlags(fs, ":50052", ":8082")
 		c.storageFlag(fs)
+		c.sinkLagFlag(fs)
 	})
 	runWeb = roleCommand("web", roles{web: true}, func(fs *flag.FlagSet, c *config, _ *roles) {
-		fs.StringVar(&c.HTTPAddr, "http-addr", ":8090", "listen address of the pages")
+		fs.StringVar(&c.HTTPAddr, "http-addr", ":8090", httpAddrUsage)
 		c.serverTLSFlags(fs)
 		c.storageFlag(fs)
 		fs.StringVar(&c.BankAddr, "bank-addr", "localhost:50051", "gRPC address of the bank's ingress (payments, card verification)")
@@ -119,16 +122,26 @@ var (
 
 func runSetup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var c config
-	fs := cli.NewFlagSet("codebank setup [flags]", stderr)
+	fs := cli.NewFlagSet("codebank setup [flags] (with --search-url, also the results indices; with --connect-url, the Connect sink)", stdout, stderr)
 	c.kafkaFlags(fs)
-	var sink analytics.Sink
-	fs.StringVar(&sink.SearchURL, "search-url", "", "Elasticsearch/OpenSearch URL: create the results index template there")
-	fs.StringVar(&sink.ConnectURL, "connect-url", "", "Kafka Connect REST URL: register the connector that indexes the results topic (needs --search-url)")
-	fs.StringVar(&sink.Index, "index", analytics.DefaultIndex, "index the results topic is indexed into")
+	var sf searchFlags
+	sf.register(fs, "")
+	connectURL := fs.String("connect-url", "", "Kafka Connect REST URL: register the connector that indexes the results topic (needs --search-url)")
+	connectCA := fs.String("connect-search-ca", "", "the CA file of --search-ca as the Connect workers see it, for the connector (default: --search-ca, for a worker on this machine)")
+	replicas := fs.Int("search-replicas", 1, "replicas of each results index: 1 on a cluster, 0 on one node")
+	retention := fs.Int("retention-months", 12, retentionUsage)
 	if err := cli.Parse(fs, args); err != nil {
 		return cli.HelpOK(err)
 	}
-	if sink.ConnectURL != "" && sink.SearchURL == "" {
+	var sink analytics.Sink
+	if sf.url != "" {
+		s, err := sf.search()
+		if err != nil {
+			return err
+		}
+		sink = analytics.Sink{SearchURL: s.URL, SearchCA: s.CAFile, SearchUser: s.User, SearchPassword: s.Password,
+			ConnectURL: *connectURL, ConnectCA: *connectCA, Index: sf.index, Replicas: *replicas, RetentionMonths: *retention}
+	} else if *connectURL != "" {
 		return fmt.Errorf("%w: --connect-url needs --search-url", cli.ErrUsage)
 	}
 	// The authorizer's topics at their live generation, when the bank has moved.
@@ -143,14 +156,25 @@ func runSetup(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for _, t := range append(topo.All(), c.storeTopology().All()...) {
 		fmt.Fprintf(stdout, "%-44s %3d partitions  key: %s\n", t.Name, t.Partitions, t.Key)
 	}
-	if sink.SearchURL != "" {
-		if err := analytics.Setup(ctx, c.topology(), sink); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "index template %s* on %s\n", sink.Index, sink.SearchURL)
-		if sink.ConnectURL != "" {
-			fmt.Fprintf(stdout, "connector %s on %s: running\n", analytics.ConnectorName(c.topology()), sink.ConnectURL)
-		}
+	if sink.SearchURL == "" {
+		return nil
+	}
+	lc, err := analytics.Setup(ctx, c.topology(), sink)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "results indices %s-YYYY.MM (%d replicas) read through the alias %s on %s\n", sink.Index, sink.Replicas, sink.Index, sink.SearchURL)
+	switch {
+	case sink.RetentionMonths == 0:
+		fmt.Fprintf(stdout, "retention: none, every index is kept\n")
+	case lc == analytics.None:
+		fmt.Fprintf(stdout, "retention: the search server has neither ILM nor ISM: nothing deletes old indices by itself; run "+
+			"`codebank analytics prune --retention-months %d` once a month (docs/operations.md, \"Search\")\n", sink.RetentionMonths)
+	default:
+		fmt.Fprintf(stdout, "retention: %s policy %s deletes each index %d months after its month\n", lc, sink.Index, sink.RetentionMonths)
+	}
+	if sink.ConnectURL != "" {
+		fmt.Fprintf(stdout, "connector %s on %s: running\n", analytics.ConnectorName(c.topology()), sink.ConnectURL)
 	}
 	return nil
 }
@@ -223,7 +247,8 @@ func withAdmin(ctx context.Context, kc kafkaconf.Config, do func(sarama.ClusterA
 // them together under one errgroup that owns every goroutine, and waits for them.
 func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
 	// Configuration, secrets first: a role refuses to start without those it needs.
-	log.Info("starting codebank", "role", r.String(), "config", c.logValue())
+	build := buildinfo.Read()
+	log.Info("starting codebank", "role", r.String(), "version", build.Version, "revision", build.Revision, "config", c.logValue())
 	kc, topo := c.kafka().ShareProducer(), c.topology() // one producer for the process (ShareProducer)
 	reg := newRegistry()
 	var keys card.Keys
@@ -331,6 +356,9 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
 	if r.statements {
 		static = append(static, processors.GroupInputs{Group: string(topo.StatementsGroup()),
 			Topics: []string{topo.Results().Name}})
+		if c.SinkLag { // Kafka Connect names a sink's group connect-<connector>
+			static = append(static, processors.GroupInputs{Group: "connect-" + analytics.ConnectorName(base), Topics: []string{topo.Results().Name}})
+		}
 	}
 	if r.web {
 		st := c.storeTopology()
@@ -537,10 +565,10 @@ func plaintextHint(err error) error {
 }
 
 // newRegistry returns the process's metrics registry, with the Go runtime's and the process's
-// own collectors.
+// own collectors and the build's (codebank_build_info).
 func newRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Read().Collector())
 	return reg
 }
 

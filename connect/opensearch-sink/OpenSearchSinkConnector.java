@@ -39,6 +39,11 @@ public final class OpenSearchSinkConnector extends SinkConnector {
     public static final String USERNAME = "opensearch.username";
     public static final String PASSWORD = "opensearch.password";
     public static final String INDEX = "index.name";
+    public static final String INDEX_DATE_FIELD = "index.date.field";
+    public static final String INDEX_DATE_FORMAT = "index.date.format";
+    public static final String TRUSTSTORE_LOCATION = "opensearch.ssl.truststore.location";
+    public static final String TRUSTSTORE_TYPE = "opensearch.ssl.truststore.type";
+    public static final String TRUSTSTORE_PASSWORD = "opensearch.ssl.truststore.password";
     public static final String ID_FIELD = "document.id.field";
     public static final String BATCH_MAX_RECORDS = "batch.max.records";
     public static final String REQUEST_TIMEOUT_MS = "request.timeout.ms";
@@ -50,7 +55,20 @@ public final class OpenSearchSinkConnector extends SinkConnector {
                 + "each request goes to the first that answers.")
         .define(USERNAME, Type.STRING, "", Importance.MEDIUM, "HTTP basic authentication user; empty: none.")
         .define(PASSWORD, Type.PASSWORD, "", Importance.MEDIUM, "HTTP basic authentication password.")
-        .define(INDEX, Type.STRING, "", Importance.HIGH, "The index (or alias) written to; empty: the record's topic.")
+        .define(INDEX, Type.STRING, "", Importance.HIGH, "The index (or alias) written to; empty: the record's topic. "
+            + "With index.date.field, the prefix of time-based indices.")
+        .define(INDEX_DATE_FIELD, Type.STRING, "", Importance.HIGH,
+            "Top-level field of the JSON value holding the document's time (ISO 8601, e.g. 2026-12-01T10:00:00.000000Z): "
+                + "each document goes to the index INDEX-TIME, TIME formatted in UTC by index.date.format, so that a "
+                + "record delivered again always lands in the index that holds it. Empty: one index.")
+        .define(INDEX_DATE_FORMAT, Type.STRING, "yyyy.MM", Importance.MEDIUM,
+            "java.time pattern naming the time-based indices: yyyy.MM (monthly, the default), yyyy.MM.dd (daily).")
+        .define(TRUSTSTORE_LOCATION, Type.STRING, "", Importance.MEDIUM,
+            "CA certificates that https:// URLs are verified against: a PEM file of one or more certificates (such as "
+                + "ECK's ca.crt), or a JKS or PKCS12 truststore (opensearch.ssl.truststore.type). Empty: the JVM's.")
+        .define(TRUSTSTORE_TYPE, Type.STRING, "PEM", ConfigDef.ValidString.in("PEM", "JKS", "PKCS12"), Importance.LOW,
+            "Format of opensearch.ssl.truststore.location: PEM, JKS or PKCS12.")
+        .define(TRUSTSTORE_PASSWORD, Type.PASSWORD, "", Importance.LOW, "Password of a JKS or PKCS12 truststore.")
         .define(ID_FIELD, Type.STRING, "", Importance.HIGH,
             "Top-level field of the JSON value whose value (a string or an integer) is the document id. "
                 + "Empty: the id is TOPIC+PARTITION+OFFSET, which makes Connect's redeliveries idempotent "
@@ -77,6 +95,12 @@ public final class OpenSearchSinkConnector extends SinkConnector {
                 throw new ConfigException(URL, url, "must start with http:// or https://");
             }
         }
+        try {
+            java.time.format.DateTimeFormatter.ofPattern(config.getString(INDEX_DATE_FORMAT));
+        } catch (IllegalArgumentException e) {
+            throw new ConfigException(INDEX_DATE_FORMAT, config.getString(INDEX_DATE_FORMAT), e.getMessage());
+        }
+        Trust.sslContext(config); // a truststore that cannot be read fails the connector, not each task
         this.props = Map.copyOf(props);
     }
 

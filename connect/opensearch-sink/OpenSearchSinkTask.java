@@ -9,12 +9,20 @@ import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
 import java.nio.charset.StandardCharsets;
+import java.time.DateTimeException;
 import java.time.Duration;
+import java.time.OffsetDateTime;
+import java.time.ZoneOffset;
+import java.time.format.DateTimeFormatter;
+import java.time.format.DateTimeParseException;
 import java.util.ArrayList;
 import java.util.Base64;
 import java.util.Collection;
 import java.util.List;
 import java.util.Map;
+
+import javax.net.ssl.SSLContext;
+import javax.net.ssl.SSLException;
 
 import com.fasterxml.jackson.core.JsonGenerator;
 import com.fasterxml.jackson.core.JsonProcessingException;
@@ -48,6 +56,8 @@ public final class OpenSearchSinkTask extends SinkTask {
     private String authorization;
     private String index;
     private String idField;
+    private String dateField;
+    private DateTimeFormatter dateFormat;
     private int batchMaxRecords;
     private Duration requestTimeout;
     private long retryBackoffMs;
@@ -79,18 +89,27 @@ public final class OpenSearchSinkTask extends SinkTask {
         }
         index = config.getString(OpenSearchSinkConnector.INDEX);
         idField = config.getString(OpenSearchSinkConnector.ID_FIELD);
+        dateField = config.getString(OpenSearchSinkConnector.INDEX_DATE_FIELD);
+        dateFormat = DateTimeFormatter.ofPattern(config.getString(OpenSearchSinkConnector.INDEX_DATE_FORMAT)).withZone(ZoneOffset.UTC);
         batchMaxRecords = config.getInt(OpenSearchSinkConnector.BATCH_MAX_RECORDS);
         requestTimeout = Duration.ofMillis(config.getInt(OpenSearchSinkConnector.REQUEST_TIMEOUT_MS));
         retryBackoffMs = config.getLong(OpenSearchSinkConnector.RETRY_BACKOFF_MS);
-        http = HttpClient.newBuilder().connectTimeout(requestTimeout).build();
+        HttpClient.Builder builder = HttpClient.newBuilder().connectTimeout(requestTimeout);
+        SSLContext ssl = Trust.sslContext(config);
+        if (ssl != null) {
+            builder.sslContext(ssl);
+        }
+        http = builder.build();
         try {
             reporter = context.errantRecordReporter();
         } catch (NoSuchMethodError | NoClassDefFoundError e) { // a worker older than Kafka 2.6
             reporter = null;
         }
-        LOG.info("OpenSearch sink task started: urls={} index={} id field={} error reporter={}",
-            urls, index.isEmpty() ? "(topic)" : index, idField.isEmpty() ? "(topic+partition+offset)" : idField,
-            reporter != null);
+        LOG.info("OpenSearch sink task started: urls={} index={} id field={} error reporter={} CA={}",
+            urls, (index.isEmpty() ? "(topic)" : index) + (dateField.isEmpty() ? "" : "-(" + dateField + " as "
+                + config.getString(OpenSearchSinkConnector.INDEX_DATE_FORMAT) + ")"),
+            idField.isEmpty() ? "(topic+partition+offset)" : idField, reporter != null,
+            ssl == null ? "(the JVM's)" : config.getString(OpenSearchSinkConnector.TRUSTSTORE_LOCATION));
     }
 
     @Override
@@ -168,10 +187,33 @@ public final class OpenSearchSinkTask extends SinkTask {
                 throw new DataException("the document id in \"" + idField + "\" is longer than " + MAX_ID_BYTES + " bytes");
             }
         }
+        String target = index.isEmpty() ? record.topic() : index;
+        if (!dateField.isEmpty()) {
+            target += "-" + indexTime(json);
+        }
         try {
-            return new Doc(position, index.isEmpty() ? record.topic() : index, id, MAPPER.writeValueAsString(json));
+            return new Doc(position, target, id, MAPPER.writeValueAsString(json));
         } catch (JsonProcessingException e) {
             throw new DataException("cannot serialize the value: " + e.getMessage(), e);
+        }
+    }
+
+    /**
+     * indexTime returns the document's time, from index.date.field, formatted
+     * for the name of its index: the same for every delivery of a record,
+     * whenever it happens.
+     */
+    private String indexTime(JsonNode json) {
+        JsonNode field = json.get(dateField);
+        if (field == null || !field.isTextual()) {
+            throw new DataException("the value has no string field \"" + dateField + "\" for the time of its index");
+        }
+        try {
+            return dateFormat.format(OffsetDateTime.parse(field.asText(), DateTimeFormatter.ISO_OFFSET_DATE_TIME));
+        } catch (DateTimeParseException e) {
+            throw new DataException("the field \"" + dateField + "\" is not an ISO 8601 time with an offset: " + field.asText(), e);
+        } catch (DateTimeException e) {
+            throw new DataException("the field \"" + dateField + "\" cannot name an index: " + e.getMessage(), e);
         }
     }
 
@@ -233,8 +275,14 @@ public final class OpenSearchSinkTask extends SinkTask {
         return transient_;
     }
 
-    /** post sends body to path on the first URL that answers; null if none does. */
+    /**
+     * post sends body to path on the first URL that answers; null if none
+     * does. A URL whose certificate is not trusted fails the task (a
+     * configuration problem: the truststore, or the server's certificate),
+     * unless another URL answers.
+     */
     private HttpResponse<String> post(String path, String body) {
+        SSLException untrusted = null;
         for (int n = 0; n < urls.size(); n++) {
             int i = (current + n) % urls.size();
             HttpRequest.Builder request = HttpRequest.newBuilder(URI.create(urls.get(i) + path))
@@ -248,6 +296,11 @@ public final class OpenSearchSinkTask extends SinkTask {
                 HttpResponse<String> response = http.send(request.build(), HttpResponse.BodyHandlers.ofString());
                 current = i;
                 return response;
+            } catch (SSLException e) {
+                LOG.warn("POST {}{} failed: {}", urls.get(i), path, e.toString());
+                if (certificateRefused(e)) {
+                    untrusted = e;
+                }
             } catch (IOException e) {
                 LOG.warn("POST {}{} failed: {}", urls.get(i), path, e.toString());
             } catch (InterruptedException e) {
@@ -255,7 +308,21 @@ public final class OpenSearchSinkTask extends SinkTask {
                 throw new ConnectException("interrupted", e);
             }
         }
+        if (untrusted != null) {
+            throw new ConnectException("TLS with " + String.join(", ", urls) + " failed: " + untrusted.getMessage()
+                + " (is " + OpenSearchSinkConnector.TRUSTSTORE_LOCATION + " the CA that signed the server's certificate?)", untrusted);
+        }
         return null;
+    }
+
+    /** certificateRefused reports whether e says the server's certificate was not trusted. */
+    private static boolean certificateRefused(Throwable e) {
+        for (Throwable c = e; c != null; c = c.getCause()) {
+            if (c instanceof java.security.cert.CertificateException) {
+                return true;
+            }
+        }
+        return false;
     }
 
     private RetriableException retry(String message) {

@@ -52,6 +52,8 @@ type Program struct {
 	Name, Title string
 	// Commands are its subcommands, by name.
 	Commands map[string]Command
+	// Version, when set, is the line `NAME --version` (or `NAME version`) prints.
+	Version func() string
 }
 
 // Main runs the command named by os.Args[1] until it returns or SIGINT or SIGTERM ends its
@@ -84,6 +86,10 @@ func (p Program) Run(ctx context.Context, args []string, stdout, stderr io.Write
 		}
 		return nil
 	}
+	if p.Version != nil && (args[0] == "--version" || args[0] == "-version" || args[0] == "version") {
+		fmt.Fprintf(stdout, "%s %s\n", p.Name, p.Version())
+		return nil
+	}
 	cmd, ok := p.Commands[args[0]]
 	if !ok {
 		p.usage(stderr)
@@ -105,54 +111,145 @@ func (p Program) usage(w io.Writer) {
 	fmt.Fprintf(w, "\nRun '%s COMMAND --help' for a command's flags. Every flag can also be set\nwith an environment variable: --reply-partition is CODEBANK_REPLY_PARTITION.\n", p.Name)
 }
 
-// NewFlagSet returns a flag set whose usage, "Usage: " and synopsis, lists its flags with their
-// environment variables.
-func NewFlagSet(synopsis string, stderr io.Writer) *flag.FlagSet {
+// NewFlagSet returns the flag set of a command whose synopsis is given, e.g. "codebank pay
+// --card NUMBER ...". Its help (-h, --help: Parse returns ErrHelp) lists the flags, each with
+// its environment variable, on stdout; a bad command line is reported, with the same list, on
+// stderr.
+func NewFlagSet(synopsis string, stdout, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(strings.Fields(synopsis + " x")[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: %s\n\nFlags (each also read from the environment variable shown):\n", synopsis)
+	m := &meta{scoped: map[string]string{}}
+	fs.Var(m, "help", "")
+	fs.Var(m, "h", "")
+	m.usage = func(w io.Writer) {
+		fmt.Fprintf(w, "Usage: %s\n\nFlags (each also read from the environment variable shown):\n", synopsis)
 		fs.VisitAll(func(f *flag.Flag) {
+			if f.Value == m {
+				return
+			}
 			def := ""
 			if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" {
 				def = " (default " + f.DefValue + ")"
 			}
-			fmt.Fprintf(stderr, "  --%s  [%s]\n      %s%s\n", f.Name, EnvName(f.Name), f.Usage, def)
+			fmt.Fprintf(w, "  --%s  [%s]\n      %s%s\n", f.Name, m.env(f.Name), f.Usage, def)
 		})
 	}
+	m.stdout = stdout
+	fs.Usage = func() { m.usage(fs.Output()) }
 	return fs
 }
 
-// EnvName is the environment variable of a flag: CODEBANK_ and its name in upper case, with
-// underscores for dashes.
+// meta is what NewFlagSet keeps about a flag set, as the Value of its help flags (-h, --help):
+// where help goes, and the flags whose environment variables are their command's own.
+type meta struct {
+	stdout    io.Writer
+	usage     func(io.Writer)
+	requested bool
+	scoped    map[string]string // flag name -> environment variable
+}
+
+func (m *meta) String() string   { return "" }
+func (m *meta) IsBoolFlag() bool { return true }
+func (m *meta) Set(v string) error {
+	m.requested = v != "false"
+	return nil
+}
+
+func (m *meta) env(name string) string {
+	if v, ok := m.scoped[name]; ok {
+		return v
+	}
+	return EnvName(name)
+}
+
+func metaOf(fs *flag.FlagSet) *meta {
+	if f := fs.Lookup("help"); f != nil {
+		if m, ok := f.Value.(*meta); ok {
+			return m
+		}
+	}
+	return nil
+}
+
+// Scope gives the named flags of fs the environment variables of their command: with command
+// "pay", --timeout is CODEBANK_PAY_TIMEOUT instead of CODEBANK_TIMEOUT. Use it for a flag whose
+// meaning is the command's own (pay's timeout is 10 s and probe's 2 s; a card number, a key's
+// id), so that a variable set for one command never changes another.
+func Scope(fs *flag.FlagSet, command string, flags ...string) {
+	m := metaOf(fs)
+	for _, name := range flags {
+		if fs.Lookup(name) == nil {
+			panic("cli.Scope: no flag --" + name)
+		}
+		m.scoped[name] = EnvName(command + "-" + name)
+	}
+}
+
+// FlagEnv returns the environment variable of the flag name of fs: CODEBANK_ and its name in
+// upper case (EnvName), or its command's own (Scope).
+func FlagEnv(fs *flag.FlagSet, name string) string {
+	if m := metaOf(fs); m != nil {
+		return m.env(name)
+	}
+	return EnvName(name)
+}
+
+// EnvName is the environment variable of a flag shared by the commands: CODEBANK_ and its name
+// in upper case, with underscores for dashes.
 func EnvName(flagName string) string {
 	return "CODEBANK_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
 // Parse parses args, then fills every flag not given on the command line from its environment
-// variable. It returns ErrHelp after printing help, and an error wrapping ErrUsage for a bad
-// command line.
+// variable (FlagEnv). It returns ErrHelp after printing help to the flag set's stdout, and an
+// error wrapping ErrUsage for a bad command line.
 func Parse(fs *flag.FlagSet, args []string) error {
+	m := metaOf(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return ErrHelp
 		}
 		return printedError{fmt.Errorf("%w: %v", ErrUsage, err)} // the flag package printed it with the usage
 	}
+	if m != nil && m.requested {
+		m.usage(m.stdout)
+		return ErrHelp
+	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] || err != nil {
+		if set[f.Name] || err != nil || (m != nil && f.Value == m) {
 			return
 		}
-		if v, ok := os.LookupEnv(EnvName(f.Name)); ok {
+		env := FlagEnv(fs, f.Name)
+		if v, ok := os.LookupEnv(env); ok {
 			if e := f.Value.Set(v); e != nil {
-				err = fmt.Errorf("%s=%q: %v", EnvName(f.Name), v, e)
+				err = fmt.Errorf("%s=%q: %v", env, v, e)
 			}
 		}
 	})
 	return err
+}
+
+// Missing returns an error naming every flag of names that is empty after Parse, with its
+// environment variable, at once: "missing --card (CODEBANK_PAY_CARD), --cvv (...)"; nil when
+// all are set.
+func Missing(fs *flag.FlagSet, names ...string) error {
+	var missing []string
+	for _, n := range names {
+		f := fs.Lookup(n)
+		if f == nil {
+			panic("cli.Missing: no flag --" + n)
+		}
+		if f.Value.String() == "" {
+			missing = append(missing, "--"+n+" ("+FlagEnv(fs, n)+")")
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: missing %s", ErrUsage, strings.Join(missing, ", "))
 }
 
 // printedError is an error already printed, with the usage, by the flag package.

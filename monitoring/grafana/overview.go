@@ -8,9 +8,10 @@ import (
 	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
 )
 
-// codebankJobs selects the scrape jobs of Code Bank's processes (monitoring/prometheus/rules.yaml
-// says which).
-const codebankJobs = `job=~".*codebank.*"`
+// codebankJobs selects the scrape job of Code Bank's processes, and only theirs: "codebank"
+// everywhere (monitoring/prometheus/rules.yaml says how), not the broker's, Connect's or the
+// sidecars' of the same namespace.
+const codebankJobs = `job="codebank"`
 
 // k8sContainers selects Code Bank's containers on Kubernetes, for kube-state-metrics' and the
 // kubelet's (cAdvisor) series; "POD" and "" are the pause container and the pod's own total.

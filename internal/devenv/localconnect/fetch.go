@@ -23,6 +23,10 @@ const Version = "4.1.1"
 // Kafka 4.1 logs through slf4j-api 1.7.36 and Maven brings no backend.
 const slf4jSimpleVersion = "1.7.36"
 
+// JMXExporterVersion is the Prometheus JMX exporter agent that Options.Metrics runs, from Maven
+// Central (io.prometheus.jmx:jmx_prometheus_javaagent).
+const JMXExporterVersion = "1.0.1"
+
 // pluginName is the directory, under the plugin path, of Code Bank's
 // OpenSearch sink connector.
 const pluginName = "codebank-opensearch-sink"
@@ -94,4 +98,25 @@ func buildPlugin(ctx context.Context, java *jvm.Java, libs, pluginPath string, s
 		return err
 	}
 	return os.Rename(filepath.Join(tmp, "plugins"), pluginPath)
+}
+
+// fetchJMXExporter resolves the Prometheus JMX exporter agent from Maven Central into
+// cacheDir/jmx-exporter-<version>/libs, once, and returns the agent's jar.
+func fetchJMXExporter(ctx context.Context, cacheDir string, log *slog.Logger) (string, error) {
+	in, err := jvm.Fetch(ctx, jvm.FetchSpec{
+		CacheDir:     cacheDir,
+		Name:         "jmx-exporter-" + JMXExporterVersion,
+		Title:        "Prometheus JMX exporter",
+		Dependencies: []string{"io.prometheus.jmx:jmx_prometheus_javaagent:" + JMXExporterVersion},
+		Log:          log,
+		LogPrefix:    "localconnect: ",
+	})
+	if err != nil {
+		return "", fmt.Errorf("localconnect: %w", err)
+	}
+	jar := filepath.Join(in.Libs, "jmx_prometheus_javaagent-"+JMXExporterVersion+".jar")
+	if _, err := os.Stat(jar); err != nil {
+		return "", fmt.Errorf("localconnect: the JMX exporter agent: %w", err)
+	}
+	return jar, nil
 }

@@ -66,6 +66,12 @@ type Options struct {
 	PeakJIT bool
 	// HeapMB is the maximum Java heap in MiB; default 512.
 	HeapMB int
+	// Metrics, when set, is the configuration (YAML) of the Prometheus JMX exporter agent
+	// (JMXExporterVersion, from Maven Central): the worker then serves its metrics on
+	// MetricsPort at /metrics, for a local Prometheus.
+	Metrics []byte
+	// MetricsPort is the metrics port on 127.0.0.1, with Metrics; 0 picks a free port.
+	MetricsPort int
 	// Nice, when positive, runs the JVM at that niceness (nice(1)): below the servers a
 	// payment's answer waits for, on a machine they share.
 	Nice int
@@ -75,8 +81,8 @@ type Options struct {
 
 // Worker is a running Kafka Connect worker started by Start.
 type Worker struct {
-	port int
-	srv  *jvm.Server
+	port, metricsPort int
+	srv               *jvm.Server
 }
 
 // bindFailureRE finds the port in Jetty's "Failed to bind to
@@ -113,26 +119,46 @@ func Start(ctx context.Context, opts Options) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
+	agent := ""
+	ports := []int{opts.RESTPort}
+	if opts.Metrics != nil {
+		if agent, err = fetchJMXExporter(ctx, opts.CacheDir, log); err != nil {
+			return nil, err
+		}
+		ports = append(ports, opts.MetricsPort)
+	}
 
-	return jvm.Launch("localconnect", "worker", opts.DataDir, []int{opts.RESTPort}, log,
+	return jvm.Launch("localconnect", "worker", opts.DataDir, ports, log,
 		func(dataDir jvm.DataDir, p []int) (*Worker, error) {
-			return launch(ctx, java, in, dataDir, p[0], opts, log)
+			w := &Worker{port: p[0]}
+			if agent != "" {
+				w.metricsPort = p[1]
+			}
+			return launch(ctx, java, in, dataDir, w, agent, opts, log)
 		})
 }
 
 // launch writes worker.properties, starts the java process and waits for
 // the worker to be ready.
-func launch(ctx context.Context, java *jvm.Java, in *jvm.Installation, dataDir jvm.DataDir, port int, opts Options, log *slog.Logger) (*Worker, error) {
+func launch(ctx context.Context, java *jvm.Java, in *jvm.Installation, dataDir jvm.DataDir, w *Worker, agent string, opts Options, log *slog.Logger) (*Worker, error) {
 	start := time.Now()
+	port := w.port
 	propsFile := filepath.Join(dataDir.Path, "worker.properties")
 	if err := os.WriteFile(propsFile, []byte(workerProperties(opts.Brokers, opts.GroupID, port, in.Extra)), 0o644); err != nil {
 		return nil, err
 	}
 	classpath := filepath.Join(in.Libs, "*")
-	w := &Worker{port: port}
+	options := jvmArgs(opts.HeapMB, opts.PeakJIT)
+	if agent != "" {
+		config := filepath.Join(dataDir.Path, "jmx-exporter.yaml")
+		if err := os.WriteFile(config, opts.Metrics, 0o644); err != nil {
+			return nil, err
+		}
+		options = append(options, fmt.Sprintf("-javaagent:%s=127.0.0.1:%d:%s", agent, w.metricsPort, config))
+	}
 	proc, err := jvm.StartProcess(jvm.Command{
 		Java:      java,
-		Options:   jvmArgs(opts.HeapMB, opts.PeakJIT),
+		Options:   options,
 		Nice:      opts.Nice,
 		CDS:       jvm.NewClassData(filepath.Join(in.Dir, "cds"), "worker", java, classpath),
 		Classpath: classpath,
@@ -150,7 +176,16 @@ func launch(ctx context.Context, java *jvm.Java, in *jvm.Installation, dataDir j
 		return nil, err
 	}
 	client := &http.Client{Timeout: 5 * time.Second}
-	if err := proc.WaitReady(ctx, startTimeout, "not ready", func() error { return probe(client, w.URL()) }); err != nil {
+	if err := proc.WaitReady(ctx, startTimeout, "not ready", func() error {
+		if err := probe(client, w.URL()); err != nil {
+			return err
+		}
+		if w.metricsPort != 0 {
+			_, err := get(client, "http://"+w.MetricsAddr()+"/metrics")
+			return err
+		}
+		return nil
+	}); err != nil {
 		return nil, err
 	}
 	w.srv = &jvm.Server{Pkg: "localconnect", Name: "worker", Dir: dataDir, Proc: proc, Log: log}
@@ -258,6 +293,15 @@ func get(client *http.Client, url string) ([]byte, error) {
 func (w *Worker) PID() int { return w.srv.Proc.PID() }
 
 func (w *Worker) URL() string { return "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(w.port)) }
+
+// MetricsAddr returns the host:port of the worker's Prometheus metrics (/metrics), "" without
+// Options.Metrics.
+func (w *Worker) MetricsAddr() string {
+	if w.metricsPort == 0 {
+		return ""
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(w.metricsPort))
+}
 
 // DataDir returns the directory holding worker.properties and worker.log.
 func (w *Worker) DataDir() string { return w.srv.Dir.Path }

@@ -24,6 +24,7 @@ import (
 	"github.com/codebank/codebank/internal/testenv/kafkatest"
 	"github.com/codebank/codebank/internal/testenv/tier"
 	"github.com/codebank/codebank/internal/testenv/wait"
+	"github.com/codebank/codebank/monitoring"
 )
 
 var (
@@ -255,10 +256,13 @@ func TestOpenSearchSink(t *testing.T) {
 		t.Fatalf("elastic.NewClient: %v", err)
 	}
 	group := kafkatest.Name(t)
-	w := startWorker(t, Options{Brokers: brokerAddr, GroupID: group})
+	w := startWorker(t, Options{Brokers: brokerAddr, GroupID: group, Metrics: monitoring.ConnectJMXExporter})
 	defer func() { w.Stop() }()
 
-	sinkConfig := func(topic, index string) map[string]string {
+	// monthly is the configuration of opensearch-sink.json as it is: an index a month, named by
+	// each record's authorized_at. sinkConfig writes to one index, named index, for the
+	// subtests of everything else.
+	monthly := func(topic, index string) map[string]string {
 		t.Helper()
 		c, err := connect.OpenSearchSinkConfig(connect.SinkParams{
 			Topic: topic, OpenSearchURL: node.URL(), Index: index, DLQTopic: topic + "-dlq",
@@ -268,6 +272,37 @@ func TestOpenSearchSink(t *testing.T) {
 		}
 		return c
 	}
+	sinkConfig := func(topic, index string) map[string]string {
+		t.Helper()
+		c := monthly(topic, index)
+		c["index.date.field"] = ""
+		return c
+	}
+
+	// Each record goes to the index of its authorized_at's month, in UTC; a record without a
+	// time that names an index is a dead letter.
+	t.Run("MonthlyIndices", func(t *testing.T) {
+		name := kafkatest.Name(t)
+		topic, index := name, strings.ToLower(name)
+		createTopic(t, topic, 1)
+		december := strings.Replace(result("tx-dec", "approved", 10), `"authorized_at":"2026-11-25T10:00:00.004000Z"`, `"authorized_at":"2026-12-01T00:00:00.000000Z"`, 1)
+		offset := strings.Replace(result("tx-offset", "approved", 11), `"authorized_at":"2026-11-25T10:00:00.004000Z"`, `"authorized_at":"2026-12-01T00:30:00-01:00"`, 1)
+		bad := strings.Replace(result("tx-bad-time", "approved", 12), `"authorized_at":"2026-11-25T10:00:00.004000Z"`, `"authorized_at":"yesterday"`, 1)
+		produce(t, topic, result("tx-nov", "approved", 9), december, offset, bad)
+		if err := w.PutConnector(ctx, name, monthly(topic, index)); err != nil {
+			t.Fatalf("PutConnector: %v", err)
+		}
+		dead := consume(t, topic+"-dlq", 1)
+		waitConsumed(t, name, topic)
+		if got := header(dead[0], "__connect.errors.exception.message"); !strings.Contains(got, "ISO 8601") || string(dead[0].Value) != bad {
+			t.Errorf("dead letter %s: %q, want the record with a bad time and why", dead[0].Value, got)
+		}
+		for idx, want := range map[string][]string{index + "-2026.11": {"tok:tx-nov"}, index + "-2026.12": {"tok:tx-dec", "tok:tx-offset"}} {
+			if got := ids(documents(t, es, idx)); !slices.Equal(got, want) {
+				t.Errorf("%s holds %v, want %v", idx, got, want)
+			}
+		}
+	})
 
 	// The same record twice (a producer retry, a redelivery) and another:
 	// two documents, whose ids are the transaction ids.
@@ -440,7 +475,7 @@ func TestOpenSearchSink(t *testing.T) {
 		}
 		produce(t, topic, result("tx-f", "approved", 2))
 
-		w = startWorker(t, Options{Brokers: brokerAddr, GroupID: group})
+		w = startWorker(t, Options{Brokers: brokerAddr, GroupID: group, Metrics: monitoring.ConnectJMXExporter})
 		wait.For(t, time.Minute, "the connector to run after the restart", func() error {
 			st, err := connect.ConnectorStatus(ctx, w.URL(), name)
 			if err == nil && !st.Running() {
@@ -452,6 +487,23 @@ func TestOpenSearchSink(t *testing.T) {
 		if got := ids(documents(t, es, index)); !slices.Equal(got, []string{"tok:tx-f"}) {
 			t.Errorf("document ids %v, want [tok:tx-f]", got)
 		}
+	})
+	// The worker's metrics, through the JMX exporter agent: the connectors' and tasks' states,
+	// and the dead letters of the subtests above.
+	t.Run("Metrics", func(t *testing.T) {
+		wait.For(t, 30*time.Second, "the sink's series on the worker's metrics", func() error {
+			body, err := get(&http.Client{Timeout: 5 * time.Second}, "http://"+w.MetricsAddr()+"/metrics")
+			if err != nil {
+				return err
+			}
+			for _, want := range []string{`kafka_connect_connector_status{connector="`, `status="running"`, `kafka_connect_connector_task_status{connector="`,
+				`kafka_connect_task_error_metrics_deadletterqueue_produce_requests{connector="`, "kafka_connect_worker_connector_count"} {
+				if !strings.Contains(string(body), want) {
+					return fmt.Errorf("no %s in:\n%s", want, body)
+				}
+			}
+			return nil
+		})
 	})
 	stopWorker(t, w)
 }

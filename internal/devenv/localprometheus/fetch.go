@@ -63,8 +63,8 @@ func (in *Installation) assets() []string {
 // in this or other processes, are serialised by a file lock. An empty cacheDir means
 // $CODEBANK_CACHE_DIR, else os.UserCacheDir()/codebank.
 //
-// Without apt-get it uses `prometheus` and `promtool` from PATH, and says what to install when
-// they are missing.
+// Without apt-get, or when the package cannot be fetched, it uses `prometheus` and `promtool`
+// from PATH, and says what to install when they are missing.
 func Fetch(ctx context.Context, cacheDir string) (*Installation, error) {
 	return fetch(ctx, cacheDir, slog.Default())
 }
@@ -98,6 +98,11 @@ func fetch(ctx context.Context, cacheDir string, log *slog.Logger) (*Installatio
 	defer unlock()
 	if !fileExists(filepath.Join(dir, completeMarker)) { // not fetched while we waited
 		if err := download(ctx, apt, cacheDir, dir, log); err != nil {
+			// Debian's package cannot be had (no mirror reachable): one on PATH will do.
+			if in, perr := onPath(); perr == nil {
+				log.Warn("localprometheus: Debian's package could not be fetched; using the Prometheus on PATH", "path", in.Prometheus, "err", err)
+				return in, nil
+			}
 			return nil, fmt.Errorf("localprometheus: %w", err)
 		}
 	}

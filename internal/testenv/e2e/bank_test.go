@@ -82,7 +82,7 @@ func startWholeBank(t *testing.T, cfg grpcgateway.Config) *wholeBank {
 	})
 	wait.Until(t, time.Minute, "the orders and the dashboard's feed", func() bool { return b.orders.Ready() && feed.Snapshot().Connected })
 
-	if err := analytics.Setup(ctx, d.Topo, analytics.Sink{SearchURL: servers.SearchURL, ConnectURL: servers.ConnectURL, Index: b.index}); err != nil {
+	if _, err := analytics.Setup(ctx, d.Topo, analytics.Sink{SearchURL: servers.SearchURL, ConnectURL: servers.ConnectURL, Index: b.index}); err != nil {
 		t.Fatal(err)
 	}
 	if b.search, err = analytics.NewClient(servers.SearchURL); err != nil {
