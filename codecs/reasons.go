@@ -1,5 +1,11 @@
 package codecs
 
+import (
+	"strings"
+
+	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
+)
+
 // Reason is a reject reason as the results record names it (Result.Reason), with the words the
 // bank's people and a customer read for it: the one place the pages, the dashboard and the
 // terminal's figures take them from.
@@ -32,4 +38,27 @@ func ReasonOf(code string) Reason {
 		return r
 	}
 	return Reason{Code: code, Label: code, Customer: reasons[""].Customer}
+}
+
+// MerchantReason is the reason merchants and the bank's public pages are told for r:
+// REJECT_REASON_DO_NOT_HONOR in place of every reason that would say which card data was wrong,
+// or that the number is no card of the bank's. The exact reason is for operators (the results
+// topic, the index, metrics).
+func MerchantReason(r eventsv1.RejectReason) eventsv1.RejectReason {
+	switch r {
+	case eventsv1.RejectReason_REJECT_REASON_CARD_NOT_FOUND, eventsv1.RejectReason_REJECT_REASON_EXPIRY_MISMATCH,
+		eventsv1.RejectReason_REJECT_REASON_CVV_MISMATCH, eventsv1.RejectReason_REJECT_REASON_HOLDER_MISMATCH:
+		return eventsv1.RejectReason_REJECT_REASON_DO_NOT_HONOR
+	}
+	return r
+}
+
+// MerchantReasonCode is MerchantReason for a reason code of the results record
+// ("cvv_mismatch" -> "do_not_honor"); a code it does not know is kept.
+func MerchantReasonCode(code string) string {
+	r, ok := eventsv1.RejectReason_value["REJECT_REASON_"+strings.ToUpper(code)]
+	if !ok || code == "" {
+		return code
+	}
+	return ReasonName(MerchantReason(eventsv1.RejectReason(r)))
 }

@@ -119,7 +119,7 @@ func TestAccessEveryMethodAndRoute(t *testing.T) {
 	if err := os.WriteFile(file, []byte(strings.Join(lines, "\n")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	store, err := apikey.Open(file, prometheus.NewRegistry(), nil)
+	store, err := apikey.Open(file, prometheus.NewRegistry(), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

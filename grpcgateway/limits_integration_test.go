@@ -6,12 +6,17 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/codebank/codebank/grpcgateway"
@@ -169,4 +174,99 @@ func adminGet(url string) (*http.Response, error) {
 	}
 	req.Header.Set("Authorization", "Bearer "+banktest.AdminKey)
 	return http.DefaultClient.Do(req)
+}
+
+// TestHeaderLimit: a call whose headers are over the limit (a huge API key, or huge metadata
+// beside a good key) is refused by the transport before its key is looked at: nothing is
+// counted or logged as a refused key. Headers under the limit pass, over gRPC and REST.
+func TestHeaderLimit(t *testing.T) {
+	t.Parallel()
+	b := startBank(t)
+	c := issue(t, b.cards, "Maria Silva", 100_000)
+	conn, err := grpc.NewClient(b.in.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	cards := codebankv1.NewCardServiceClient(conn)
+	denied := func() float64 {
+		var sum float64
+		for _, code := range []string{"Unauthenticated", "PermissionDenied"} {
+			sum += banktest.Value(t, b.in.Registry, "codebank_ingress_denied_total", map[string]string{"method": "GetCard", "code": code})
+		}
+		return sum
+	}
+	get := func(md ...string) error {
+		_, err := cards.GetCard(metadata.AppendToOutgoingContext(ctxT(t), md...), &codebankv1.GetCardRequest{CardId: c.GetCard().GetCardId()})
+		return err
+	}
+	over := strings.Repeat("k", grpcgateway.DefaultMaxHeaderBytes)
+	if err := get("authorization", "Bearer cb_ops-1_"+over); err == nil || status.Code(err) == codes.Unauthenticated {
+		t.Errorf("a key over the header limit = %v, want it refused before the key check", err)
+	}
+	if err := get("authorization", "Bearer "+banktest.AdminKey, "x-padding", over); err == nil {
+		t.Error("a good key beside metadata over the header limit was served")
+	}
+	if n := denied(); n != 0 {
+		t.Errorf("codebank_ingress_denied_total = %v: a call over the header limit reached the key check", n)
+	}
+	under := strings.Repeat("p", grpcgateway.DefaultMaxHeaderBytes/2)
+	if err := get("authorization", "Bearer "+banktest.AdminKey, "x-padding", under); err != nil {
+		t.Errorf("a call with headers under the limit = %v", err)
+	}
+	if err := get("authorization", "Bearer cb_ops-1_"+under); status.Code(err) != codes.Unauthenticated || denied() != 1 {
+		t.Errorf("an unknown key under the limit = %v, denied %v; want UNAUTHENTICATED, counted", err, denied())
+	}
+
+	rest := func(key, padding string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, b.in.HTTPURL+"/v1/cards/"+c.GetCard().GetCardId(), nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("X-Padding", padding)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, body := rest("cb_ops-1_"+over, ""); code != http.StatusRequestHeaderFieldsTooLarge || !strings.Contains(body, "over the limit") {
+		t.Errorf("REST with a key over the header limit = %d %s, want 431 saying so", code, body)
+	}
+	if code, _ := rest(banktest.AdminKey, over); code != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("REST with a good key beside headers over the limit = %d, want 431", code)
+	}
+	if n := denied(); n != 1 {
+		t.Errorf("codebank_ingress_denied_total = %v after REST calls over the header limit, want still 1", n)
+	}
+	if code, body := rest(banktest.AdminKey, under); code != http.StatusOK {
+		t.Errorf("REST with headers under the limit = %d %s", code, body)
+	}
+}
+
+// TestReadmeStatesTheLimits: the limits the README's API section states are the ingress's.
+func TestReadmeStatesTheLimits(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := strings.Join(strings.Fields(string(b)), " ")
+	thousands := func(n int) string {
+		s := fmt.Sprint(n)
+		for i := len(s) - 3; i > 0; i -= 3 {
+			s = s[:i] + "," + s[i:]
+		}
+		return s
+	}
+	for _, want := range []string{
+		fmt.Sprintf("a connection may have %s calls open at once", thousands(grpcgateway.DefaultMaxConcurrentStreams)),
+		fmt.Sprintf("a gRPC message or REST body over %d KiB", grpcgateway.DefaultMaxMessageBytes>>10),
+		fmt.Sprintf("headers over %d KiB", grpcgateway.DefaultMaxHeaderBytes>>10),
+		fmt.Sprintf("beyond `--max-inflight` calls waiting for the authorizer (%s)", thousands(grpcgateway.DefaultMaxInFlight)),
+	} {
+		if !strings.Contains(readme, want) {
+			t.Errorf("README.md does not say %q", want)
+		}
+	}
 }

@@ -13,15 +13,15 @@ import (
 // a server of their own in a process without the ingress):
 //
 //	GET /healthz        200 while the process runs
-//	GET /readyz         200 once ready() holds, else 503 saying notReady
+//	GET /readyz         200 once notReady() returns nil, else 503 saying its error
 //	GET /metrics        the metrics of reg
 //	/debug/pprof/...    the runtime profiles, with withPprof
-func OpsRoutes(reg prometheus.Gatherer, ready func() bool, notReady string, withPprof bool) func(*http.ServeMux) {
+func OpsRoutes(reg prometheus.Gatherer, notReady func() error, withPprof bool) func(*http.ServeMux) {
 	return func(mux *http.ServeMux) {
 		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 		mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-			if !ready() {
-				http.Error(w, "not ready: "+notReady, http.StatusServiceUnavailable)
+			if err := notReady(); err != nil {
+				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 				return
 			}
 			fmt.Fprintln(w, "ready")

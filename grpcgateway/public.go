@@ -2,6 +2,7 @@ package grpcgateway
 
 import (
 	"github.com/codebank/codebank/processors/statements"
+	"github.com/codebank/codebank/codecs"
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
@@ -19,15 +20,10 @@ func publicStatus(s eventsv1.PaymentStatus) codebankv1.PaymentStatus {
 
 func publicReason(r eventsv1.RejectReason) codebankv1.RejectReason { return codebankv1.RejectReason(r) }
 
-// merchantReason is the reason merchants are told: DO_NOT_HONOR for the reasons that would say
-// which card data was wrong, or that the number is no card of the bank's.
+// merchantReason is the reason merchants are told (codecs.MerchantReason): DO_NOT_HONOR for the
+// reasons that would say which card data was wrong, or that the number is no card of the bank's.
 func merchantReason(r eventsv1.RejectReason) codebankv1.RejectReason {
-	switch r {
-	case eventsv1.RejectReason_REJECT_REASON_CARD_NOT_FOUND, eventsv1.RejectReason_REJECT_REASON_EXPIRY_MISMATCH,
-		eventsv1.RejectReason_REJECT_REASON_CVV_MISMATCH, eventsv1.RejectReason_REJECT_REASON_HOLDER_MISMATCH:
-		return codebankv1.RejectReason_REJECT_REASON_DO_NOT_HONOR
-	}
-	return publicReason(r)
+	return publicReason(codecs.MerchantReason(r))
 }
 
 func publicBlockReason(r eventsv1.BlockReason) codebankv1.BlockReason {

@@ -16,9 +16,10 @@ import (
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
 
-// TestLockoutAndUnblock: five failed verifications in a row (by payments, or by VerifyCard as
-// the statement page asks) block the card, whose own data then proves nothing; an operator
-// unblocks it and it pays again.
+// TestLockoutAndUnblock: five failed verifications (by payments, or by VerifyCard as the
+// statement page asks) block the card, even with the card's own approvals between them; its
+// own data then proves nothing, and only its own data is told it is blocked: a wrong CVV gets
+// DO_NOT_HONOR as on any card. An operator unblocks it and it pays again.
 func TestLockoutAndUnblock(t *testing.T) {
 	t.Parallel()
 	b := startBank(t)
@@ -32,6 +33,11 @@ func TestLockoutAndUnblock(t *testing.T) {
 				r := authorize(t, b.payments, &codebankv1.AuthorizeRequest{Card: wrong, AmountCents: 100})
 				if r.GetReason() != codebankv1.RejectReason_REJECT_REASON_DO_NOT_HONOR {
 					t.Fatalf("%s: payment %d with a wrong CVV = %v, want DO_NOT_HONOR", how, i, r.GetReason())
+				}
+				if i < 4 { // the card's own approvals between the guesses clear nothing
+					if r := authorize(t, b.payments, &codebankv1.AuthorizeRequest{Card: details(c), AmountCents: 100}); r.GetStatus() != codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED {
+						t.Fatalf("%s: the card's own payment after %d wrong CVVs = %v, want approved", how, i+1, r)
+					}
 				}
 				continue
 			}
@@ -48,6 +54,9 @@ func TestLockoutAndUnblock(t *testing.T) {
 		}
 		if r := authorize(t, b.payments, &codebankv1.AuthorizeRequest{Card: details(c), AmountCents: 100}); r.GetReason() != codebankv1.RejectReason_REJECT_REASON_CARD_BLOCKED {
 			t.Errorf("%s: the right data on a locked card = %v, want CARD_BLOCKED", how, r.GetReason())
+		}
+		if r := authorize(t, b.payments, &codebankv1.AuthorizeRequest{Card: wrong, AmountCents: 100}); r.GetReason() != codebankv1.RejectReason_REJECT_REASON_DO_NOT_HONOR {
+			t.Errorf("%s: a wrong CVV on a locked card = %v, want DO_NOT_HONOR: the guesser must not learn the number is a card", how, r.GetReason())
 		}
 		if v, err := pages.VerifyCard(ctxT(t), &codebankv1.VerifyCardRequest{Number: c.GetCard().GetNumber(), ExpiryMonth: c.GetCard().GetExpiryMonth(),
 			ExpiryYear: c.GetCard().GetExpiryYear(), Cvv: c.GetCvv()}); err != nil || v.GetVerified() {

@@ -26,6 +26,7 @@ import (
 	"net"
 	"net/http"
 	goruntime "runtime"
+	"slices"
 	"strconv"
 	"time"
 
@@ -68,6 +69,11 @@ type Config struct {
 	// MaxConcurrentStreams bounds the calls one gRPC connection may have open at once (default
 	// DefaultMaxConcurrentStreams); further calls on it wait for one to finish.
 	MaxConcurrentStreams uint32
+	// MaxHeaderBytes bounds a call's headers (gRPC metadata, or REST request headers), counted
+	// as HTTP/2 does: name, value and 32 bytes a field (default DefaultMaxHeaderBytes). Larger
+	// ones are refused before the API key is looked at: the gRPC server advertises the limit
+	// and resets a stream over it, REST answers 431.
+	MaxHeaderBytes int
 	// Legacy, when set, serves the original bank's contract, whose callers carry no key and
 	// are booked as its merchant: meant to sit behind a mesh that authenticates them.
 	Legacy *Legacy
@@ -84,10 +90,12 @@ type Legacy struct {
 	Merchant, MerchantName string
 }
 
-// Defaults of Config's limits. Every request of the API fits in a few hundred bytes.
+// Defaults of Config's limits. Every request of the API fits in a few hundred bytes, and its
+// headers in a few hundred more. The README's "Limits" states them (TestReadmeStatesTheLimits).
 const (
 	DefaultMaxMessageBytes      = 64 << 10
 	DefaultMaxConcurrentStreams = 5000
+	DefaultMaxHeaderBytes       = 8 << 10
 )
 
 func (c Config) withDefaults() Config {
@@ -108,6 +116,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxConcurrentStreams == 0 {
 		c.MaxConcurrentStreams = DefaultMaxConcurrentStreams
+	}
+	if c.MaxHeaderBytes <= 0 {
+		c.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
 	return c
 }
@@ -192,8 +203,13 @@ func New(cfg Config, deps Deps) *Server {
 	}
 	// Two servers of the same services, interceptors and limits: the public one, over TLS when
 	// configured, and the one REST calls reach in memory (no network, so no TLS to terminate).
+	// Headers over the limit are refused by the transport, before any interceptor: a key of
+	// any size is never hashed, logged or counted. REST requests meet the limit first
+	// (LimitHeaders); the gateway renames some of their headers, longer, so the in-memory
+	// server allows twice as much.
 	s.health = health.NewServer()
-	s.inprocGRPC = s.newGRPCServer(opts)
+	s.inprocGRPC = s.newGRPCServer(slices.Concat(opts, []grpc.ServerOption{grpc.MaxHeaderListSize(uint32(2 * s.cfg.MaxHeaderBytes))}))
+	opts = append(opts, grpc.MaxHeaderListSize(uint32(s.cfg.MaxHeaderBytes)))
 	if s.cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(s.cfg.TLS)))
 	}
@@ -250,7 +266,7 @@ func (s *Server) httpHandler() http.Handler {
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/", s.metrics.countHTTP(LimitBody(gw, int64(s.cfg.MaxMessageBytes))))
+	mux.Handle("/", s.metrics.countHTTP(LimitHeaders(LimitBody(gw, int64(s.cfg.MaxMessageBytes)), s.cfg.MaxHeaderBytes)))
 	// The contract, for anyone: it holds no secret, and a checkout's developer reads it before
 	// having a key.
 	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
@@ -326,6 +342,27 @@ func LimitBody(next http.Handler, max int64) http.Handler {
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, max)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// LimitHeaders refuses a request whose headers are over max bytes, counted as HTTP/2 counts a
+// header list (name, value and 32 bytes a field), with 431 and a message, before next looks at
+// any of them.
+func LimitHeaders(next http.Handler, max int) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		size := 0
+		for name, values := range r.Header {
+			for _, v := range values {
+				size += len(name) + len(v) + 32
+			}
+		}
+		if size > max {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusRequestHeaderFieldsTooLarge)
+			fmt.Fprintf(w, `{"code":%d,"message":"request headers of %d bytes are over the limit of %d bytes"}`+"\n", codes.ResourceExhausted, size, max)
+			return
+		}
 		next.ServeHTTP(w, r)
 	})
 }

@@ -58,7 +58,7 @@ func (s cardService) IssueCard(ctx context.Context, req *codebankv1.IssueCardReq
 	ctx, cancel := s.deadline(ctx)
 	defer cancel()
 	exp := card.ExpiryAfter(s.now(), s.cfg.CardYears)
-	holder := strings.Join(strings.Fields(req.GetHolderName()), " ")
+	holder := card.Redact(strings.Join(strings.Fields(req.GetHolderName()), " "))
 	for attempt := 0; attempt < 3; attempt++ {
 		number, err := card.NewNumber(s.cfg.BIN)
 		if err != nil {
@@ -228,12 +228,15 @@ type paymentService struct {
 
 // Authorize validates the request, sends it to the authorizer under the caller's merchant and
 // waits for the decision. Merchants are told DO_NOT_HONOR for every reason that would say which
-// card data was wrong, and never the available credit.
+// card data was wrong, and never the available credit. A card number in a free-text field
+// (holder name, store, description) is masked (card.Redact) before anything is written; a
+// transaction id that holds the card's own number is refused.
 func (s paymentService) Authorize(ctx context.Context, req *codebankv1.AuthorizeRequest) (*codebankv1.AuthorizeResponse, error) {
 	c := req.GetCard()
 	number := card.NormalizeNumber(c.GetNumber())
 	var v violations
 	v.transactionID("transaction_id", req.GetTransactionId())
+	v.notTheNumber("transaction_id", req.GetTransactionId(), number)
 	if c == nil {
 		v.add("card", "is required")
 	} else {
@@ -254,9 +257,9 @@ func (s paymentService) Authorize(ctx context.Context, req *codebankv1.Authorize
 	}
 	exp := card.Expiry{Month: int(c.GetExpiryMonth()), Year: card.NormalizeYear(int(c.GetExpiryYear()))}
 	reply, err := s.pay(ctx, number, &eventsv1.PaymentRequested{
-		TransactionId: txID, HolderName: c.GetHolderName(),
+		TransactionId: txID, HolderName: card.Redact(c.GetHolderName()),
 		ExpiryMonth: int32(exp.Month), ExpiryYear: int32(exp.Year), CvvKeyIds: s.keys.MatchCVV(number, exp, c.GetCvv()),
-		AmountCents: req.GetAmountCents(), Store: req.GetStore(), Description: req.GetDescription(),
+		AmountCents: req.GetAmountCents(), Store: card.Redact(req.GetStore()), Description: card.Redact(req.GetDescription()),
 		Channel: eventsv1.Channel_CHANNEL_API,
 	})
 	if err != nil {
@@ -264,7 +267,7 @@ func (s paymentService) Authorize(ctx context.Context, req *codebankv1.Authorize
 	}
 	out := reply.GetOutcome()
 	if reply.GetConflict() {
-		return nil, conflict(txID)
+		return nil, conflict(card.Redact(txID))
 	}
 	paymentID, err := s.paymentID(ctx, reply)
 	if err != nil {
@@ -291,7 +294,7 @@ func (s *Server) pay(ctx context.Context, number string, req *eventsv1.PaymentRe
 	req.RequestedAtUnixUs = s.now().UnixMicro()
 	reply, err := s.bank.Pay(ctx, s.keys.Token(number), req)
 	if err != nil {
-		return nil, s.callError(err, "transaction "+req.GetTransactionId())
+		return nil, s.callError(err, "transaction "+card.Redact(req.GetTransactionId()))
 	}
 	return reply, nil
 }
@@ -330,10 +333,10 @@ func (s legacyService) Payment(ctx context.Context, req *paymentpb.PaymentReques
 	}
 	exp := card.Expiry{Month: int(c.GetExpirationMonth()), Year: card.NormalizeYear(int(c.GetExpirationYear()))}
 	reply, err := s.pay(ctx, number, &eventsv1.PaymentRequested{
-		TransactionId: uuid.NewString(), HolderName: c.GetName(),
+		TransactionId: uuid.NewString(), HolderName: card.Redact(c.GetName()),
 		ExpiryMonth: int32(exp.Month), ExpiryYear: int32(exp.Year),
 		CvvKeyIds:   s.keys.MatchCVV(number, exp, fmt.Sprintf("%03d", c.GetCvv())),
-		AmountCents: cents, Store: req.GetStore(), Description: req.GetDescription(),
+		AmountCents: cents, Store: card.Redact(req.GetStore()), Description: card.Redact(req.GetDescription()),
 		Channel: eventsv1.Channel_CHANNEL_LEGACY,
 	})
 	if err != nil {

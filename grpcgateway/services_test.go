@@ -23,6 +23,7 @@ type recordingBank struct {
 	payments   []*eventsv1.PaymentRequested
 	operations []*eventsv1.Operation
 	tokens     []string
+	commands   []*eventsv1.CardCommand
 }
 
 func (b *recordingBank) Pay(_ context.Context, token string, req *eventsv1.PaymentRequested) (*eventsv1.PaymentReply, error) {
@@ -32,7 +33,8 @@ func (b *recordingBank) Pay(_ context.Context, token string, req *eventsv1.Payme
 		AmountCents: req.GetAmountCents(), DecidedAtUnixUs: 1795602454530123}}, nil
 }
 
-func (b *recordingBank) Command(_ context.Context, token string, _ *eventsv1.CardCommand) (*eventsv1.CardReply, error) {
+func (b *recordingBank) Command(_ context.Context, token string, cmd *eventsv1.CardCommand) (*eventsv1.CardReply, error) {
+	b.commands = append(b.commands, cmd)
 	if token == knownCard {
 		return &eventsv1.CardReply{Result: eventsv1.CardResult_CARD_RESULT_OK, Account: &eventsv1.Account{HolderName: "Ana", LimitCents: 100}}, nil
 	}
@@ -193,4 +195,64 @@ func atoi(s string) int {
 		n = n*10 + int(r-'0')
 	}
 	return n
+}
+
+// TestFreeTextHoldsNoCardNumber: a card number a checkout puts in a free-text field (holder
+// name, store, description; the card's own or another, whole, grouped or dashed) is masked
+// before the request is written, through Authorize and the original contract alike; a card
+// issued to a name that is a number keeps it masked. A transaction id that holds the card's own
+// number is refused, naming the field but not the number; numeric ids that are not the card's
+// number are ids like any.
+func TestFreeTextHoldsNoCardNumber(t *testing.T) {
+	s, bank, keys := newTestServer(t)
+	const number, other = "4111111111111111", "5454540687568555"
+	exp := card.Expiry{Month: 1, Year: 2031}
+	cvv, _ := keys.CVV("k1", number, exp)
+	pay := func(txID string) error {
+		_, err := paymentService{Server: s}.Authorize(merchantCtx(), &codebankv1.AuthorizeRequest{TransactionId: txID,
+			Card:        &codebankv1.CardDetails{Number: number, HolderName: "Ana 4111 1111 1111 1111", ExpiryMonth: 1, ExpiryYear: 2031, Cvv: cvv},
+			AmountCents: 5, Store: "Loja 5454-5406-8756-8555", Description: "pago com 4111111111111111, ok"})
+		return err
+	}
+	if err := pay("order-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (legacyService{Server: s}).Payment(merchantCtx(), &paymentpb.PaymentRequest{CreditCard: &paymentpb.PaymentRequest_CreditCard{
+		Name: "Ana 4111-1111-1111-1111", Number: number, ExpirationMonth: 1, ExpirationYear: 2031, Cvv: int32(atoi(cvv))},
+		Amount: 1, Store: "Loja " + other, Description: "cartão 4111 1111 1111 1111"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range bank.payments {
+		for field, text := range map[string]string{"holder_name": p.GetHolderName(), "store": p.GetStore(), "description": p.GetDescription()} {
+			if strings.Contains(card.NormalizeNumber(text), number) || strings.Contains(card.NormalizeNumber(text), other) || !strings.Contains(text, "**") {
+				t.Errorf("%s written as %q, want its card number masked", field, text)
+			}
+		}
+	}
+	if got := bank.payments[0].GetDescription(); got != "pago com 411111******1111, ok" {
+		t.Errorf("description = %q, want the number masked as the masked number is shown", got)
+	}
+	if _, err := (cardService{Server: s}).IssueCard(context.Background(), &codebankv1.IssueCardRequest{HolderName: "4111  1111 1111 1111", LimitCents: 100}); err != nil {
+		t.Fatal(err)
+	}
+	if got := bank.commands[len(bank.commands)-1].GetIssue().GetHolderName(); got != "4111 11** **** 1111" {
+		t.Errorf("a card issued to a number is recorded for %q, want it masked", got)
+	}
+
+	sent := len(bank.payments)
+	for _, txID := range []string{"4111111111111111", "order-4111111111111111", "4111-1111-1111-1111", "pedido:4111.1111.1111.1111"} {
+		err := pay(txID)
+		if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "transaction_id:") ||
+			strings.Contains(st.Message(), "1111") {
+			t.Errorf("transaction id %q = %v, want INVALID_ARGUMENT naming transaction_id, without the number", txID, err)
+		}
+	}
+	if len(bank.payments) != sent {
+		t.Errorf("a transaction id holding the card's number reached the bank")
+	}
+	for _, txID := range []string{"123456789012", "20261207000123", other, "order-" + number[:12]} {
+		if err := pay(txID); err != nil {
+			t.Errorf("transaction id %q = %v, want it accepted", txID, err)
+		}
+	}
 }

@@ -86,6 +86,20 @@ func (v *violations) cvv(field, cvv string) {
 	}
 }
 
+// notTheNumber refuses a transaction id that holds the request's card number, whole or with
+// separators (- . : _) between its digits: the id is kept and shown everywhere (results,
+// statements, the index) in full. Other numbers, an order number among them, are ids like any.
+// The message never repeats the number.
+func (v *violations) notTheNumber(field, id, number string) {
+	if len(number) < 13 || id == "" {
+		return
+	}
+	digits := strings.NewReplacer("-", "", ".", "", ":", "", "_", "").Replace(id)
+	if strings.Contains(digits, number) {
+		v.add(field, "must not contain the card's number: use an order or payment id of your own")
+	}
+}
+
 // transactionID checks an optional transaction id (the bank generates one when it is empty).
 func (v *violations) transactionID(field, id string) {
 	if id == "" {

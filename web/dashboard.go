@@ -68,7 +68,9 @@ type DashboardData struct {
 	ApprovedCents int64 `json:"approved_cents"`
 	// Stores are the stores with the largest approved amounts, largest first.
 	Stores []StoreAmount `json:"stores"`
-	// Reasons count rejections by reason, most frequent first.
+	// Reasons count rejections by the reason merchants are told (codecs.MerchantReason: a
+	// wrong CVV, expiry or holder and an unknown card are all do_not_honor), most frequent
+	// first: the page is public, and the exact reasons are for operators.
 	Reasons []ReasonCount `json:"reasons"`
 	// Reversals and Refunds count the merchants' reversals and refunds in the window, and
 	// CreditedCents their amount: credit given back to cards.
@@ -357,7 +359,7 @@ func (a *aggregate) add(r *codecs.Result, now time.Time) {
 	if b.reasons == nil {
 		b.reasons = map[string]int64{}
 	}
-	b.reasons[r.Reason]++
+	b.reasons[codecs.MerchantReasonCode(r.Reason)]++
 }
 
 func (a *aggregate) snapshot(now time.Time) DashboardData {

@@ -925,6 +925,38 @@ func TestDashboardPages(t *testing.T) {
 	}
 }
 
+// TestDashboardTellsNoCardData: the public dashboard (no key) counts rejections by the reason
+// merchants are told: an anonymous visitor who paid with a guessed card cannot read which field
+// was wrong, nor that the number is a card; exact reasons stay in the results, the index and the
+// metrics, for operators.
+func TestDashboardTellsNoCardData(t *testing.T) {
+	f := newFixture(t)
+	exact := []string{"cvv_mismatch", "expiry_mismatch", "holder_mismatch", "card_not_found"}
+	for i, reason := range exact {
+		f.feed.Add(result(fmt.Sprint("guess-", i), "rejected", reason, "Code Store", 100, testNow.Add(-time.Second), 1))
+	}
+	f.feed.Add(result("blocked", "rejected", "card_blocked", "Code Store", 100, testNow.Add(-time.Second), 1))
+	f.feed.Add(result("short", "rejected", "insufficient_credit", "Code Store", 100, testNow.Add(-time.Second), 1))
+	_, data := f.get(t, "/dashboard/data")
+	_, page := f.get(t, "/dashboard")
+	var d DashboardData
+	if err := json.Unmarshal([]byte(data), &d); err != nil {
+		t.Fatal(err)
+	}
+	want := []ReasonCount{{"do_not_honor", codecs.ReasonOf("do_not_honor").Label, 4}, {"card_blocked", "Card blocked", 1}, {"insufficient_credit", "Insufficient credit", 1}}
+	if !slices.Equal(d.Reasons, want) {
+		t.Errorf("reasons = %+v, want %+v", d.Reasons, want)
+	}
+	for _, reason := range exact {
+		label := codecs.ReasonOf(reason).Label
+		for where, body := range map[string]string{"/dashboard/data": data, "/dashboard": page} {
+			if strings.Contains(body, reason) || strings.Contains(body, label) {
+				t.Errorf("%s tells %q (%s)", where, reason, label)
+			}
+		}
+	}
+}
+
 func TestStaticAndMux(t *testing.T) {
 	f := newFixture(t)
 	for _, path := range []string{"/static/style.css", "/static/checkout.js", "/static/statement.js", "/static/dashboard.js", "/static/img/logo.svg", "/static/img/mug.svg"} {

@@ -247,7 +247,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var clients []*grpc.ClientConn
 	for _, a := range addrs {
 		for i := 0; i < *conns; i++ {
-			c, err := cli.Dial(a, nil, keys)
+			c, err := cli.Dial(a, nil, keys, false)
 			if err != nil {
 				return err
 			}

@@ -175,7 +175,7 @@ func benchFull(ctx context.Context, stdout io.Writer, o fullOptions) error {
 	if err := writeGhzData(b.dataFile, cards, o.API); err != nil {
 		return err
 	}
-	conn, err := cli.Dial(grpcAddr, nil, bank.creds.Keys)
+	conn, err := cli.Dial(grpcAddr, nil, bank.creds.Keys, false)
 	if err != nil {
 		return err
 	}

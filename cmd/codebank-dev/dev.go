@@ -337,7 +337,7 @@ func startAnalytics(ctx context.Context, dataDir, brokers string, searchPort, co
 
 // seedDemoCards returns the demo cards, issuing them the first time.
 func seedDemoCards(ctx context.Context, grpcAddr string, keys grpcgateway.CallerKeys, file string) ([]demoCard, error) {
-	conn, err := cli.Dial(cli.Loopback(grpcAddr), nil, keys)
+	conn, err := cli.Dial(cli.Loopback(grpcAddr), nil, keys, false)
 	if err != nil {
 		return nil, err
 	}

@@ -34,7 +34,7 @@ func warmUp(ctx context.Context, grpcAddr string, keys grpcgateway.CallerKeys, f
 	if d <= 0 {
 		return nil
 	}
-	conn, err := cli.Dial(cli.Loopback(grpcAddr), nil, keys)
+	conn, err := cli.Dial(cli.Loopback(grpcAddr), nil, keys, false)
 	if err != nil {
 		return err
 	}

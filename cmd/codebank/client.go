@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -73,6 +74,7 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 type client struct {
 	addr, ca, cert, key, credentials string
 	timeout                          time.Duration
+	plaintext                        bool
 }
 
 // flags registers the client flags of command: the bank's address and the credentials file
@@ -82,9 +84,10 @@ type client struct {
 func (c *client) flags(fs *flag.FlagSet, command string) {
 	fs.StringVar(&c.addr, "addr", "localhost:50051", "Code Bank gRPC address")
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "how long to wait for the bank")
-	fs.StringVar(&c.ca, "tls-ca", "", "CA certificates (PEM) to reach the bank over TLS (empty: plaintext)")
+	fs.StringVar(&c.ca, "tls-ca", "", "CA certificates (PEM) to reach the bank over TLS (empty: plaintext, to a loopback --addr only unless --plaintext)")
 	fs.StringVar(&c.cert, "tls-cert", "", "client certificate (PEM) for mutual TLS; with --tls-key")
 	fs.StringVar(&c.key, "tls-key", "", "private key (PEM) of --tls-cert")
+	fs.BoolVar(&c.plaintext, "plaintext", false, "without --tls-ca, send API keys and card data in plaintext to an --addr that is not loopback (only inside a network that encrypts or isolates the hop: a service mesh, a private network)")
 	fs.StringVar(&c.credentials, "credentials", defaultCredentials, "file of CODEBANK_MERCHANT_KEY=... and CODEBANK_ADMIN_KEY=... lines, read when the variables are not set (make run writes it)")
 	cli.Scope(fs, command, "timeout", "tls-ca", "tls-cert", "tls-key")
 }
@@ -104,7 +107,11 @@ func (c *client) dial() (*grpc.ClientConn, error) {
 		return nil, err
 	}
 	keys.Insecure = tlsConfig == nil
-	return cli.Dial(c.addr, tlsConfig, keys)
+	conn, err := cli.Dial(c.addr, tlsConfig, keys, c.plaintext)
+	if errors.Is(err, cli.ErrPlaintext) {
+		return nil, fmt.Errorf("%w; give the bank's CA (--tls-ca), or --plaintext inside a network that encrypts or isolates the hop", err)
+	}
+	return conn, err
 }
 
 // callerKeys returns the keys of CODEBANK_MERCHANT_KEY and CODEBANK_ADMIN_KEY, each read from

@@ -12,10 +12,12 @@ import (
 	"time"
 
 	"github.com/codebank/codebank/grpcgateway"
+	"github.com/codebank/codebank/internal/apikey"
 	"github.com/codebank/codebank/internal/card"
 	"github.com/codebank/codebank/internal/cli"
 	"github.com/codebank/codebank/internal/kafkaconf"
 	"github.com/codebank/codebank/processors"
+	"github.com/codebank/codebank/processors/authorizer"
 	"github.com/codebank/codebank/web/store"
 )
 
@@ -46,6 +48,7 @@ type config struct {
 	LegacyMerchant string
 	Reflection     bool
 	LockAfter      int
+	LockWindow     time.Duration
 	APIKeysFile    string
 	TLSCert        string
 	TLSKey         string
@@ -57,13 +60,15 @@ type config struct {
 	BankCA         string
 	BankCert       string
 	BankKey        string
+	BankPlaintext  bool
 
-	StorageDir string
-	HotStandby bool
-	SinkLag    bool
-	LogFormat  string
-	LogLevel   string
-	Pprof      bool
+	StorageDir  string
+	HotStandby  bool
+	SinkLag     bool
+	DemoSecrets bool
+	LogFormat   string
+	LogLevel    string
+	Pprof       bool
 
 	// Secrets: never logged.
 	tokenKey, cardKeys, kafkaPassword  *cli.Secret
@@ -122,7 +127,7 @@ func (c *config) ingressFlags(fs *flag.FlagSet, grpcAddr, httpAddr string) {
 	fs.StringVar(&c.LegacyMerchant, "legacy-merchant", "", "serve the original bank's payment.PaymentService, whose callers carry no key, booking them as this merchant of the keys file (only behind a mesh that authenticates them; empty: not served)")
 	fs.BoolVar(&c.Reflection, "reflection", false, "serve gRPC server reflection")
 	c.serverTLSFlags(fs)
-	fs.StringVar(&c.APIKeysFile, "api-keys-file", "", "API keys file: one key a line, \"<key id> <role> <sha256 hex> [<merchant> <name>]\" (codebank keys new writes lines); read again when it changes (required)")
+	fs.StringVar(&c.APIKeysFile, "api-keys-file", "", "API keys file: one key a line, \"<key id> <role> <sha256 hex> [<merchant> <name>]\" (codebank keys new writes lines); read again when it changes, and a file that becomes empty, malformed or missing revokes every key until it is fixed (required)")
 	c.opsFlags(fs)
 }
 
@@ -139,9 +144,34 @@ func (c *config) webFlags(fs *flag.FlagSet) {
 	c.merchantKey = cli.SecretFlag(fs, "merchant-key", "the store's merchant API key, for its payments")
 	c.pagesKey = cli.SecretFlag(fs, "pages-key", "the bank pages' API key (role pages), to verify cards and show statements")
 	fs.StringVar(&c.DemoCardsFile, "demo-cards", "", "JSON file of demo cards for the store's help panel (make run writes it)")
-	fs.StringVar(&c.BankCA, "bank-ca", "", "CA certificates (PEM) to reach the bank over TLS (empty: plaintext, for loopback or a mesh)")
+	fs.StringVar(&c.BankCA, "bank-ca", "", "CA certificates (PEM) to reach the bank over TLS (empty: plaintext, to a loopback --bank-addr only unless --bank-plaintext)")
 	fs.StringVar(&c.BankCert, "bank-cert", "", "client certificate (PEM) for mutual TLS with the bank; with --bank-key")
 	fs.StringVar(&c.BankKey, "bank-key", "", "private key (PEM) of --bank-cert")
+	fs.BoolVar(&c.BankPlaintext, "bank-plaintext", false, "without --bank-ca, send API keys and card data in plaintext to a --bank-addr or --statements-addr that is not loopback (only inside a network that encrypts or isolates the hop: a service mesh, a private network)")
+}
+
+// lockoutFlags registers the authorizer's lockout.
+func (c *config) lockoutFlags(fs *flag.FlagSet) {
+	fs.IntVar(&c.LockAfter, "lock-after", authorizer.DefaultLockAfter, fmt.Sprintf("failed card verifications (a wrong expiry, CVV or holder name, by payments or the statement page) within --lock-window that block a card until an operator unblocks it; approvals do not clear them (0: never; at most %d)", authorizer.MaxLockAfter))
+	fs.DurationVar(&c.LockWindow, "lock-window", authorizer.DefaultLockWindow, "how long a failed card verification counts toward --lock-after")
+}
+
+// demoSecretsFlag registers the flag that admits the published demo secrets.
+func (c *config) demoSecretsFlag(fs *flag.FlagSet) {
+	fs.BoolVar(&c.DemoSecrets, "demo-secrets", false, "accept the demo secrets published with the source code ("+cli.PublishedDir+"), which every role refuses otherwise: for the Compose demo only (compose.yaml sets it), since a bank that uses them has no secret at all")
+}
+
+// checkKeysFile refuses a keys file that admits a published demo key (unless --demo-secrets).
+func (c *config) checkKeysFile(set *apikey.Set) error {
+	if c.DemoSecrets {
+		return nil
+	}
+	for id, sum := range set.Hashes() {
+		if f, ok := cli.PublishedHash(sum); ok {
+			return cli.PublishedError("API key "+id, f)
+		}
+	}
+	return nil
 }
 
 // sinkLagFlag registers --sink-lag, of the roles that run the statements.
@@ -187,6 +217,9 @@ func (c *config) keys(withCardKeys bool) (card.Keys, error) {
 	if err != nil {
 		return card.Keys{}, err
 	}
+	if err := cli.CheckPublished("--token-key", []byte(tk), c.DemoSecrets); err != nil {
+		return card.Keys{}, err
+	}
 	var cks []card.CardKey
 	if withCardKeys {
 		v, err := c.cardKeys.Required(`the card keys, "id:secret" each, the current first (at least 32 random bytes each)`)
@@ -195,6 +228,11 @@ func (c *config) keys(withCardKeys bool) (card.Keys, error) {
 		}
 		if cks, err = card.ParseCardKeys(v); err != nil {
 			return card.Keys{}, err
+		}
+		for _, ck := range cks {
+			if err := cli.CheckPublished("--card-keys key "+ck.ID, ck.Secret, c.DemoSecrets); err != nil {
+				return card.Keys{}, err
+			}
 		}
 	}
 	return card.NewKeys([]byte(tk), cks...)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -19,7 +20,12 @@ import (
 func TestProbe(t *testing.T) {
 	var ready atomic.Bool
 	mux := http.NewServeMux()
-	grpcgateway.OpsRoutes(prometheus.NewRegistry(), ready.Load, "recovering state", false)(mux)
+	grpcgateway.OpsRoutes(prometheus.NewRegistry(), func() error {
+		if !ready.Load() {
+			return errors.New("recovering state")
+		}
+		return nil
+	}, false)(mux)
 	srv := httptest.NewServer(mux)
 	addr := strings.TrimPrefix(srv.URL, "http://")
 

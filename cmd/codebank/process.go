@@ -22,15 +22,21 @@ type process struct {
 }
 
 // component is one part of a process: it runs until ctx ends, and says when it is ready (nil:
-// at once).
+// at once), or why it is not (check).
 type component struct {
 	name  string
 	run   func(context.Context) error
 	ready func() bool
+	check func() error
 }
 
 func (p *process) add(name string, run func(context.Context) error, ready func() bool) {
 	p.components = append(p.components, component{name: name, run: run, ready: ready})
+}
+
+// addChecked adds a component that says why it is not ready: check returns nil when it is.
+func (p *process) addChecked(name string, run func(context.Context) error, check func() error) {
+	p.components = append(p.components, component{name: name, run: run, check: check})
 }
 
 // closeWith adds what close releases, in reverse order.
@@ -51,15 +57,23 @@ func (p *process) listen(addr string) (net.Listener, error) {
 	return l, nil
 }
 
-// ready reports whether every component is ready.
-func (p *process) ready() bool {
+// notReady returns nil when every component is ready, else why the first that is not is not.
+func (p *process) notReady() error {
 	for _, c := range p.components {
+		if c.check != nil {
+			if err := c.check(); err != nil {
+				return fmt.Errorf("%s: %w", c.name, err)
+			}
+		}
 		if c.ready != nil && !c.ready() {
-			return false
+			return fmt.Errorf("starting: %s is recovering its state or reaching Kafka", c.name)
 		}
 	}
-	return true
+	return nil
 }
+
+// ready reports whether every component is ready.
+func (p *process) ready() bool { return p.notReady() == nil }
 
 // start runs every component under g, and logs once when all are ready.
 func (p *process) start(ctx context.Context, g *errgroup.Group, log *slog.Logger) {

@@ -68,6 +68,7 @@ func roleCommand(name string, r roles, register func(*flag.FlagSet, *config, *ro
 		var c config
 		fs := cli.NewFlagSet("codebank "+name+" [flags]", stdout, stderr)
 		c.kafkaFlags(fs)
+		c.demoSecretsFlag(fs)
 		register(fs, &c, &r)
 		if err := cli.Parse(fs, args); err != nil {
 			return cli.HelpOK(err)
@@ -86,7 +87,7 @@ var (
 		c.tokenKeyFlag(fs)
 		c.cardKeysFlag(fs)
 		c.storageFlag(fs)
-		fs.IntVar(&c.LockAfter, "lock-after", authorizer.DefaultLockAfter, "failed card verifications in a row that block a card (0: never)")
+		c.lockoutFlags(fs)
 		fs.BoolVar(&r.statements, "statements", true, "also run the statements processor and StatementService")
 		c.sinkLagFlag(fs)
 		fs.BoolVar(&r.web, "web", true, "also serve the store's and the bank's pages")
@@ -100,7 +101,7 @@ var (
 	runAuthorizer = roleCommand("authorizer", roles{authorizer: true}, func(fs *flag.FlagSet, c *config, _ *roles) {
 		c.storageFlag(fs)
 		c.tokenKeyFlag(fs)
-		fs.IntVar(&c.LockAfter, "lock-after", authorizer.DefaultLockAfter, "failed card verifications in a row that block a card (0: never)")
+		c.lockoutFlags(fs)
 		c.opsFlags(fs)
 	})
 	runStatements = roleCommand("statements", roles{statements: true}, func(fs *flag.FlagSet, c *config, _ *roles) {
@@ -257,6 +258,9 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
 			return err
 		}
 	}
+	if r.authorizer && (c.LockAfter > authorizer.MaxLockAfter || c.LockWindow <= 0) {
+		return fmt.Errorf("%w: --lock-after must be 0 to %d and --lock-window positive, got %d and %s", cli.ErrUsage, authorizer.MaxLockAfter, c.LockAfter, c.LockWindow)
+	}
 	serverTLS, err := c.serverTLS()
 	if err != nil {
 		return err
@@ -266,13 +270,16 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
 		if pages, err = c.pageSecrets(); err != nil {
 			return err
 		}
+		if err := c.checkBankTransport(r); err != nil {
+			return err
+		}
 	}
 	var apiKeys *apikey.Store
 	if r.api() {
 		if c.APIKeysFile == "" {
 			return fmt.Errorf("%w: the API keys file of the callers: set CODEBANK_API_KEYS_FILE or --api-keys-file (codebank keys new writes its lines)", cli.ErrUsage)
 		}
-		if apiKeys, err = apikey.Open(c.APIKeysFile, reg, log); err != nil {
+		if apiKeys, err = apikey.Open(c.APIKeysFile, reg, log, c.checkKeysFile); err != nil {
 			return err
 		}
 	}
@@ -313,11 +320,11 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
 		return err
 	}
 	if apiKeys != nil {
-		p.add("api keys", apiKeys.Run, nil)
+		p.addChecked("api keys", apiKeys.Run, apiKeys.Ready)
 	}
 	p.add("generations", gens.Run, nil)
 	if r.authorizer {
-		a := authorizer.New(authorizer.Config{Topology: base, LockAfter: lockAfter(c.LockAfter)}, authorizer.Deps{Keys: keys, Registerer: reg, Log: log})
+		a := authorizer.New(authorizer.Config{Topology: base, LockAfter: lockAfter(c.LockAfter), LockWindow: c.LockWindow}, authorizer.Deps{Keys: keys, Registerer: reg, Log: log})
 		akc := kc
 		akc.HotStandby = c.HotStandby
 		g := &generational{gens: gens, base: base, a: a, kc: akc, storageDir: c.StorageDir, stats: p.groups, log: log}
@@ -435,7 +442,7 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
 	}
 	if opsL != nil {
 		ops := http.NewServeMux()
-		grpcgateway.OpsRoutes(reg, p.ready, "starting: recovering state or reaching Kafka", c.Pprof)(ops)
+		grpcgateway.OpsRoutes(reg, p.notReady, c.Pprof)(ops)
 		log.Info("operations endpoints listening", "ops", opsL.Addr().String())
 		servers = append(servers, func(ctx context.Context) error { return serveHTTP(ctx, opsL, ops, nil) })
 	}
@@ -480,6 +487,11 @@ func (c *config) pageSecrets() (pageSecrets, error) {
 	if s.pagesKey, err = c.pagesKey.Required("the bank pages' API key (role pages)"); err != nil {
 		return s, err
 	}
+	for _, v := range []struct{ what, secret string }{{"--store-secret", s.storeSecret}, {"--merchant-key", s.merchantKey}, {"--pages-key", s.pagesKey}} {
+		if err := cli.CheckPublished(v.what, []byte(v.secret), c.DemoSecrets); err != nil {
+			return s, err
+		}
+	}
 	return s, nil
 }
 
@@ -507,15 +519,15 @@ func newPages(c config, secrets pageSecrets, kc kafkaconf.Config, bankAddr, stat
 	p.closeWith(orders.Close)
 	feed := web.NewFeed(web.FeedConfig{Kafka: kc.Patient(c.FetchWait), Topology: c.topology()}, web.FeedDeps{Registerer: reg, Log: log})
 	creds := grpcgateway.CallerKeys{Merchant: secrets.merchantKey, Pages: secrets.pagesKey, Insecure: bankTLS == nil}
-	bank, err := cli.Dial(bankAddr, bankTLS, creds)
+	bank, err := cli.Dial(bankAddr, bankTLS, creds, c.BankPlaintext)
 	if err != nil {
-		return nil, err
+		return nil, plaintextHint(err)
 	}
 	p.closeWith(bank.Close)
 	stmts := bank
 	if statementsAddr != "" && statementsAddr != bankAddr {
-		if stmts, err = cli.Dial(statementsAddr, bankTLS, creds); err != nil {
-			return nil, err
+		if stmts, err = cli.Dial(statementsAddr, bankTLS, creds, c.BankPlaintext); err != nil {
+			return nil, plaintextHint(err)
 		}
 		p.closeWith(stmts.Close)
 	}
@@ -525,6 +537,31 @@ func newPages(c config, secrets pageSecrets, kc kafkaconf.Config, bankAddr, stat
 	return web.New(web.Config{OrderSecret: []byte(secrets.storeSecret), DemoCardsFile: c.DemoCardsFile},
 		web.Deps{Payments: codebankv1.NewPaymentServiceClient(bank), Cards: codebankv1.NewCardServiceClient(bank),
 			Statements: codebankv1.NewStatementServiceClient(stmts), Orders: orders, Dashboard: feed, Log: log, Registerer: reg}), nil
+}
+
+// checkBankTransport refuses, before anything starts, a web role that would send keys and card
+// data to the bank in plaintext over the network (cli.CheckPlaintext).
+func (c *config) checkBankTransport(r roles) error {
+	if r.ingress { // the pages call this process's own port
+		return nil
+	}
+	for _, addr := range []string{c.BankAddr, c.StatementsAddr} {
+		if addr == "" {
+			continue
+		}
+		if err := cli.CheckPlaintext(addr, c.BankCA != "", c.BankPlaintext); err != nil {
+			return plaintextHint(err)
+		}
+	}
+	return nil
+}
+
+// plaintextHint adds to a refusal of plaintext what the web role's flags can do about it.
+func plaintextHint(err error) error {
+	if errors.Is(err, cli.ErrPlaintext) {
+		return fmt.Errorf("%w; give the bank's CA (--bank-ca), or --bank-plaintext inside a network that encrypts or isolates the hop (a service mesh)", err)
+	}
+	return err
 }
 
 // newRegistry returns the process's metrics registry, with the Go runtime's and the process's

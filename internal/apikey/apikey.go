@@ -187,6 +187,15 @@ func parseLine(line string) (entry, error) {
 	return e, nil
 }
 
+// Hashes returns the SHA-256 of each key of the set, by key id.
+func (s *Set) Hashes() map[string][sha256.Size]byte {
+	out := make(map[string][sha256.Size]byte, len(s.byID))
+	for id, e := range s.byID {
+		out[id] = e.hash
+	}
+	return out
+}
+
 // Len returns the number of keys.
 func (s *Set) Len() int { return len(s.byID) }
 

@@ -2,6 +2,7 @@ package apikey
 
 import (
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -74,7 +75,7 @@ func TestParseRefusesBadLines(t *testing.T) {
 }
 
 // TestStoreReloads: a key added is accepted, a key deleted (revoked) refused, after the file
-// changes; a file that no longer parses leaves the last good keys in use.
+// changes.
 func TestStoreReloads(t *testing.T) {
 	old, next := newKey(t, "store-1"), newKey(t, "store-2")
 	line := func(id, key string) string {
@@ -87,7 +88,7 @@ func TestStoreReloads(t *testing.T) {
 		}
 	}
 	write(line("store-1", old))
-	s, err := Open(path, prometheus.NewRegistry(), nil)
+	s, err := Open(path, prometheus.NewRegistry(), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,17 +111,105 @@ func TestStoreReloads(t *testing.T) {
 	if _, err := s.Authenticate(old); !errors.Is(err, ErrUnknown) {
 		t.Errorf("the revoked key: %v, want ErrUnknown", err)
 	}
-	// A broken file keeps the last good keys.
-	write("store-3 merchant nothex code-store Code Store\n")
-	if err := s.Reload(); err == nil {
-		t.Error("Reload accepted a broken file")
-	}
-	if _, err := s.Authenticate(next); err != nil {
-		t.Errorf("after a broken file: %v, want the last good keys in use", err)
-	}
 	// An empty file is refused at start.
 	write("# nobody\n")
-	if _, err := Open(path, nil, nil); err == nil {
+	if _, err := Open(path, nil, nil, nil); err == nil {
 		t.Error("Open accepted a file without keys")
+	}
+}
+
+// TestStoreFailsClosed: a keys file that becomes empty, malformed or missing revokes every key
+// (never "the last good keys stay valid"): callers are refused, and the store says so in its
+// log, codebank_api_keys_revoked and Ready. The good file again, even byte for byte the one in
+// use before, admits its keys again.
+func TestStoreFailsClosed(t *testing.T) {
+	key := newKey(t, "store-1")
+	good := Line(Principal{KeyID: "store-1", Role: Merchant, Merchant: "code-store", MerchantName: "Code Store"}, key) + "\n"
+	path := filepath.Join(t.TempDir(), "api-keys")
+	write := func(s string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(good)
+	reg := prometheus.NewRegistry()
+	var logs strings.Builder
+	s, err := Open(path, reg, slog.New(slog.NewTextHandler(&logs, nil)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	revokedMetric := func() float64 {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "codebank_api_keys_revoked" {
+				return mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		t.Fatal("no codebank_api_keys_revoked")
+		return 0
+	}
+	admitted := func(what string) {
+		t.Helper()
+		if _, err := s.Authenticate(key); err != nil || s.Ready() != nil || revokedMetric() != 0 || s.Set().Len() != 1 {
+			t.Fatalf("%s: key %v, ready %v, revoked metric %v, %d keys; want the key admitted", what, err, s.Ready(), revokedMetric(), s.Set().Len())
+		}
+	}
+	admitted("at start")
+	for _, tc := range []struct {
+		name    string
+		breakIt func()
+	}{
+		{"empty", func() { write("") }},
+		{"comments only", func() { write("# every key was deleted\n") }},
+		{"malformed", func() { write("store-1 merchant nothex code-store Code Store\n") }},
+		{"a good line and a malformed one", func() { write(good + "ops-1 root 1234\n") }},
+		{"deleted", func() {
+			if err := os.Remove(path); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"unreadable (a directory)", func() {
+			os.Remove(path)
+			if err := os.Mkdir(path, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.Remove(path) })
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			logs.Reset()
+			tc.breakIt()
+			if err := s.Reload(); err == nil {
+				t.Error("Reload accepted the file")
+			}
+			if _, err := s.Authenticate(key); !errors.Is(err, ErrUnknown) {
+				t.Errorf("the key after the file went %s: %v, want ErrUnknown", tc.name, err)
+			}
+			if err := s.Ready(); !errors.Is(err, ErrRevoked) {
+				t.Errorf("Ready = %v, want ErrRevoked", err)
+			}
+			if revokedMetric() != 1 || s.Set().Len() != 0 {
+				t.Errorf("codebank_api_keys_revoked = %v, %d keys in use; want 1, 0", revokedMetric(), s.Set().Len())
+			}
+			if !strings.Contains(logs.String(), "every key is revoked") {
+				t.Errorf("the log does not say so: %s", logs.String())
+			}
+			// Still broken at the next reload: still refused.
+			s.Reload()
+			if _, err := s.Authenticate(key); err == nil {
+				t.Error("the key was admitted again while the file is still broken")
+			}
+			os.Remove(path) // a directory, for one case
+			write(good)
+			if err := s.Reload(); err != nil {
+				t.Fatalf("Reload of the good file again: %v", err)
+			}
+			admitted("the good file again")
+		})
 	}
 }

@@ -102,33 +102,40 @@ func Mask(number string) string {
 	return strings.Repeat("*", len(number)-4) + number[len(number)-4:]
 }
 
-// Redact masks, in free text such as an error message, every run of 13 to 19 digits that
-// passes the Luhn check (anything that could be a card number) and every longer run of digits
-// (which could hide one), as Mask would, and leaves the rest of s as it is.
+// Redact masks, in free text (a description, a store or holder name, an error message), every
+// run of 13 to 19 digits that passes the Luhn check, written whole or in groups separated by up
+// to three spaces or dashes ("4111 1111 1111 1111", "4111-1111-1111-1111"): anything that could
+// be a card number; and every unbroken run of more than 19 digits, which could hide one. A masked
+// run keeps at most its first 6 and last 4 digits, as Mask, and its separators; the rest of s is
+// left as it is, byte for byte.
 func Redact(s string) string {
+	digits := 0
+	for i := 0; i < len(s); i++ {
+		if isDigit(s[i]) {
+			digits++
+		}
+	}
+	if digits < 13 {
+		return s
+	}
 	var b []byte // nil until something is masked
-	start := -1
-	for i := 0; i <= len(s); i++ {
-		if i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			if start < 0 {
-				start = i
-			}
-			continue
+	for {
+		cur := s
+		if b != nil {
+			cur = string(b)
 		}
-		if start >= 0 {
-			if run := s[start:i]; len(run) > 19 || len(run) >= 13 && luhnSum(run)%10 == 0 {
-				if b == nil {
-					b = append(make([]byte, 0, len(s)), s[:start]...)
-				}
-				b = append(b, maskRun(run)...)
-			} else if b != nil {
-				b = append(b, run...)
-			}
-			start = -1
+		mask := cardRuns(cur)
+		if len(mask) == 0 {
+			break
 		}
-		if i < len(s) && b != nil {
-			b = append(b, s[i])
+		if b == nil {
+			b = []byte(s)
 		}
+		for _, i := range mask {
+			b[i] = '*'
+		}
+		// Again, on what is left visible: digits kept at the edge of one run may make another
+		// with their neighbours.
 	}
 	if b == nil {
 		return s
@@ -136,14 +143,81 @@ func Redact(s string) string {
 	return string(b)
 }
 
-// maskRun masks a run of digits keeping at most its first 6 and last 4, and always hiding at
-// least half of it.
-func maskRun(run string) string {
-	if len(run) == NumberLength {
-		return Mask(run)
+// MaxSeparator is how many spaces and dashes Redact allows between two groups of digits of one
+// number.
+const MaxSeparator = 3
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// cardRuns returns the offsets in s of the digits Redact masks: those of every run of groups of
+// digits (maximal runs of digits, separated by at most MaxSeparator spaces and dashes) that has
+// 13 to 19 digits and passes the Luhn check, and of every group of more than 19, except the
+// first and last digits Mask would show.
+func cardRuns(s string) []int {
+	type group struct{ start, end int }
+	var groups []group
+	for i := 0; i < len(s); {
+		if !isDigit(s[i]) {
+			i++
+			continue
+		}
+		j := i
+		for j < len(s) && isDigit(s[j]) {
+			j++
+		}
+		groups = append(groups, group{i, j})
+		i = j
 	}
-	head, tail := min(6, len(run)/4), min(4, len(run)/4)
-	return run[:head] + strings.Repeat("*", len(run)-head-tail) + run[len(run)-tail:]
+	separated := func(from, to int) bool {
+		if to-from < 1 || to-from > MaxSeparator {
+			return false
+		}
+		for k := from; k < to; k++ {
+			if s[k] != ' ' && s[k] != '-' {
+				return false
+			}
+		}
+		return true
+	}
+	var mask []int
+	// maskGroups masks the digits of groups gs as one run of n digits.
+	maskGroups := func(gs []group, n int) {
+		head, tail := min(6, n/4), min(4, n/4)
+		if n == NumberLength {
+			head, tail = 6, 4
+		}
+		k := 0
+		for _, g := range gs {
+			for i := g.start; i < g.end; i++ {
+				if k >= head && k < n-tail {
+					mask = append(mask, i)
+				}
+				k++
+			}
+		}
+	}
+	var digits [19]byte
+	for i, g := range groups {
+		if g.end-g.start > 19 {
+			maskGroups(groups[i:i+1], g.end-g.start)
+			continue
+		}
+		n := 0
+		for j := i; j < len(groups); j++ {
+			if j > i && !separated(groups[j-1].end, groups[j].start) {
+				break
+			}
+			gj := groups[j]
+			if n+gj.end-gj.start > 19 {
+				break
+			}
+			n += copy(digits[n:], s[gj.start:gj.end])
+			if n >= 13 && luhnSum(string(digits[:n]))%10 == 0 {
+				maskGroups(groups[i:j+1], n)
+			}
+		}
+	}
+	return mask
 }
 
 // Grouped writes a card number in groups of four digits, as on the card: 5454 5406 8756 8555.

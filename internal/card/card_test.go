@@ -311,3 +311,30 @@ func BenchmarkKeys(b *testing.B) {
 		}
 	})
 }
+
+// TestRedactFreeText: a card number in free text is masked however it is written (whole, in
+// groups of spaces or dashes, inside a longer text of numbers); numbers that are no card number
+// are left alone.
+func TestRedactFreeText(t *testing.T) {
+	for in, want := range map[string]string{
+		"Pedido 4111111111111111":               "Pedido 411111******1111",
+		"card 4111 1111 1111 1111 thanks":       "card 4111 11** **** 1111 thanks",
+		"4111-1111-1111-1111":                   "4111-11**-****-1111",
+		"4111 - 1111 - 1111 - 1111":             "4111 - 11** - **** - 1111",
+		"Order 2026 4111 1111 1111 1111":        "Order 2026 4111 11** **** 1111",
+		"Amex 3782 822463 10005":                "Amex 378* ****** **005",
+		"19 digits 4111111111111111110":         "19 digits 4111***********1110",
+		"order 2026-000123":                     "order 2026-000123",
+		"numeric order id 123456789012":         "numeric order id 123456789012",
+		"4111 1111 1111 1112 (Luhn fails)":      "4111 1111 1111 1112 (Luhn fails)",
+		"4111    1111 1111 1111 (apart)":        "4111    1111 1111 1111 (apart)",
+		"Produtos: caneca x2, livro x1":         "Produtos: caneca x2, livro x1",
+		"MARIA 5454 5406 8756 8555 SILVA":       "MARIA 5454 54** **** 8555 SILVA",
+		"twenty digits 12345678901234567890":    "twenty digits 12345***********7890",
+		"ids 4111111111111111/5454540687568555": "ids 411111******1111/545454******8555",
+	} {
+		if got := Redact(in); got != want {
+			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

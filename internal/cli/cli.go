@@ -13,6 +13,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"sort"
@@ -31,6 +33,9 @@ var (
 	ErrUsage = errors.New("usage")
 	// ErrHelp is returned by Parse after printing help: the command exits 0 (HelpOK).
 	ErrHelp = fmt.Errorf("%w: help", ErrUsage)
+	// ErrPlaintext is returned by Dial for plaintext to an address that is not loopback, unless
+	// its caller says the network is trusted.
+	ErrPlaintext = errors.New("plaintext (no TLS) to an address that is not loopback: API keys and card data would cross the network in the clear")
 )
 
 // Command is one subcommand of a program.
@@ -260,9 +265,14 @@ func HelpOK(err error) error {
 	return err
 }
 
-// Dial connects to a Code Bank gRPC address: over TLS when tlsConfig is set, else in
-// plaintext; with per-call credentials (API keys) when creds is set.
-func Dial(addr string, tlsConfig *tls.Config, creds credentials.PerRPCCredentials) (*grpc.ClientConn, error) {
+// Dial connects to a Code Bank gRPC address, with per-call credentials (API keys) when creds
+// is set: over TLS when tlsConfig is set; else in plaintext, which it refuses (ErrPlaintext) to
+// an address that is not loopback (Loopback) unless plaintextAnywhere says that the network
+// between is trusted (a service mesh that encrypts the hop, a private network).
+func Dial(addr string, tlsConfig *tls.Config, creds credentials.PerRPCCredentials, plaintextAnywhere bool) (*grpc.ClientConn, error) {
+	if err := CheckPlaintext(addr, tlsConfig != nil, plaintextAnywhere); err != nil {
+		return nil, err
+	}
 	transport := insecure.NewCredentials()
 	if tlsConfig != nil {
 		transport = credentials.NewTLS(tlsConfig)
@@ -304,6 +314,36 @@ func ClientTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
 		cfg.Certificates = []tls.Certificate{cert}
 	}
 	return cfg, nil
+}
+
+// CheckPlaintext returns an error wrapping ErrPlaintext when Dial would refuse addr: without
+// TLS, to an address that is not loopback, and not plaintextAnywhere.
+func CheckPlaintext(addr string, withTLS, plaintextAnywhere bool) error {
+	if withTLS || plaintextAnywhere || IsLoopback(addr) {
+		return nil
+	}
+	return fmt.Errorf("connect to %s: %w", addr, ErrPlaintext)
+}
+
+// IsLoopback reports whether a gRPC target ("host:port", "dns:///host:port", "unix:path", ...)
+// stays on this machine: a Unix socket, localhost, or a loopback IP address (127.0.0.0/8, ::1).
+// Other names are not resolved: what they resolve to may change, and may be anywhere.
+func IsLoopback(target string) bool {
+	if strings.HasPrefix(target, "unix:") || strings.HasPrefix(target, "unix-abstract:") {
+		return true
+	}
+	if _, rest, ok := strings.Cut(target, "://"); ok { // scheme://authority/endpoint
+		_, target, _ = strings.Cut(rest, "/")
+	}
+	host, _, err := net.SplitHostPort(target)
+	if err != nil {
+		host = target
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	return err == nil && ip.Unmap().IsLoopback()
 }
 
 // Loopback turns a listen address like "[::]:50051" or ":50051" into one a local client can

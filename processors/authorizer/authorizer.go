@@ -11,17 +11,22 @@
 //
 // # Lockout
 //
-// Expiry, CVV and holder-name failures in a row are counted on the account; at
-// Config.LockAfter the card is blocked (BLOCK_REASON_VERIFICATION_FAILURES) until an operator
-// unblocks it. VerifyCard commands count like payments.
+// Expiry, CVV and holder-name failures are counted on the account in a sliding window: at
+// Config.LockAfter within Config.LockWindow the card is blocked
+// (BLOCK_REASON_VERIFICATION_FAILURES) until an operator unblocks it, which alone clears the
+// count; an approval does not. VerifyCard commands count like payments. Card data is checked
+// before anything else about a known card is said: a blocked or expired card, or an earlier
+// outcome of the same transaction id, is told only to a request whose data is the card's.
 //
 // # Idempotency
 //
 // A transaction id is an idempotency key scoped to its merchant and card: the account remembers its latest
 // outcomes (DefaultKeep, DefaultKeepFor) under a keyed digest of the transaction id with one of
-// the parameters (Fingerprint). A request repeating both is answered with the original outcome
-// and charged nothing; one repeating the id with other parameters is refused as a conflict,
-// decides nothing and publishes no result.
+// the parameters (Fingerprint). A request repeating both, with card data that is the card's, is
+// answered with the original outcome and charged nothing; one repeating the id with other
+// parameters is refused as a conflict, decides nothing and publishes no result; one repeating
+// the id with card data that is not the card's is rejected, counted toward the lockout, and
+// neither remembered nor published.
 //
 // # Money back: reversals, refunds and bill payments
 //
@@ -78,9 +83,10 @@
 //	codebank_authorizer_decisions_total{status,reason,channel}  payments decided
 //	codebank_authorizer_duplicates_total                         requests answered with an earlier outcome
 //	codebank_authorizer_conflicts_total                          requests refused: transaction id reused with other parameters
+//	codebank_authorizer_unverified_repeats_total                 requests repeating a transaction id with card data not the card's
 //	codebank_authorizer_unavailable_total                        payments refused undecided: the card's account cannot be read
 //	codebank_authorizer_commands_total{command,result}           card commands handled
-//	codebank_authorizer_lockouts_total                           cards blocked by failed verifications
+//	codebank_authorizer_lockouts_total                           cards blocked by failed verifications (Config.LockAfter within Config.LockWindow)
 //	codebank_authorizer_processing_seconds                       ingress acceptance to decision
 //	codebank_authorizer_replays_total{outcome}                   requests read again after a restart, decided before
 //	codebank_authorizer_operations_total{kind,result}            reversals, refunds and bill payments handled
@@ -92,6 +98,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -126,9 +133,12 @@ type Config struct {
 	// most (default DefaultKeep, DefaultKeepFor).
 	Keep    int
 	KeepFor time.Duration
-	// LockAfter is how many failed verifications in a row block a card (default
-	// DefaultLockAfter; negative: never).
+	// LockAfter is how many failed verifications within LockWindow block a card (default
+	// DefaultLockAfter; negative: never; at most MaxLockAfter).
 	LockAfter int
+	// LockWindow is how long a failed verification counts toward the lockout (default
+	// DefaultLockWindow).
+	LockWindow time.Duration
 	// CreditWindow is how long after its approval a purchase can be reversed or refunded, and
 	// CreditKeep how many credited purchases a card remembers at most (default
 	// DefaultCreditWindow, DefaultCreditKeep).
@@ -141,7 +151,7 @@ func (c Config) creditPolicy() CreditPolicy {
 }
 
 func (c Config) policy() Policy {
-	return Policy{Keep: c.Keep, KeepFor: c.KeepFor, LockAfter: max(c.LockAfter, 0)}
+	return Policy{Keep: c.Keep, KeepFor: c.KeepFor, LockAfter: min(max(c.LockAfter, 0), MaxLockAfter), LockWindow: c.LockWindow}
 }
 
 // Deps are the authorizer's collaborators.
@@ -166,6 +176,9 @@ func New(cfg Config, deps Deps) *Processor {
 	}
 	if cfg.LockAfter == 0 {
 		cfg.LockAfter = DefaultLockAfter
+	}
+	if cfg.LockWindow <= 0 {
+		cfg.LockWindow = DefaultLockWindow
 	}
 	if cfg.CreditWindow <= 0 {
 		cfg.CreditWindow = DefaultCreditWindow
@@ -291,15 +304,27 @@ func (p *Processor) pay(ctx goka.Context, msg any) error {
 			return nil
 		}
 		out, kind = Decide(acct, req, fp, now)
-		if acct != nil && kind == Fresh {
+		if acct != nil && (kind == Fresh || kind == Unverified) {
 			wasBlocked := acct.GetStatus() == eventsv1.CardStatus_CARD_STATUS_BLOCKED
-			Record(acct, out, fp, p.cfg.policy())
+			if kind == Unverified {
+				RecordUnverified(acct, out, p.cfg.policy())
+			} else {
+				Record(acct, out, fp, p.cfg.policy())
+			}
 			acct.RequestInput, acct.RequestOffset = at.input, at.offset
 			ctx.SetValue(acct)
 			if !wasBlocked && acct.GetStatus() == eventsv1.CardStatus_CARD_STATUS_BLOCKED {
 				p.locked(acct, token)
 			}
 		}
+	}
+	// An unknown card's result goes out before its reply, as a known card's account write
+	// does: the shared producer sends a reply that follows another record about 0.1 ms sooner
+	// than one alone, and a merchant's clock must not tell an unknown number from a wrong CVV
+	// (BenchmarkDeclineTiming in grpcgateway). It waits for no account write.
+	unknown := acct == nil && err == nil
+	if unknown {
+		ctx.Emit(p.results, token, p.result(token, acct, req, out))
 	}
 	if req.GetReplyKey() != "" && req.GetCorrelationId() != "" {
 		ctx.Emit(p.replies, req.GetReplyKey(), &eventsv1.Reply{
@@ -312,6 +337,10 @@ func (p *Processor) pay(ctx goka.Context, msg any) error {
 	case kind == Conflict:
 		// Nothing was decided: a result would stand for another payment under the same key.
 		p.m.conflicts.Inc()
+		return nil
+	case kind == Unverified:
+		// Not published either: the id's result is the original payment's.
+		p.m.unverified.Inc()
 		return nil
 	case err != nil:
 		// Nothing was decided either: once the account is repaired, a retry with the same id is
@@ -327,7 +356,9 @@ func (p *Processor) pay(ctx goka.Context, msg any) error {
 		p.m.decisions.WithLabelValues(codecs.StatusName(out.GetStatus()), codecs.ReasonName(out.GetReason()), codecs.ChannelName(req.GetChannel())).Inc()
 		p.m.processing.Observe(float64(out.GetDecidedAtUnixUs()-out.GetRequestedAtUnixUs()) / 1e6)
 	}
-	ctx.Emit(p.results, token, p.result(token, acct, req, out))
+	if !unknown {
+		ctx.Emit(p.results, token, p.result(token, acct, req, out))
+	}
 	return nil
 }
 
@@ -338,6 +369,20 @@ func (p *Processor) pay(ctx goka.Context, msg any) error {
 // answered and published when it was decided, and deciding it again would charge it twice.
 func (p *Processor) replay(ctx goka.Context, acct *eventsv1.Account, req *eventsv1.PaymentRequested, fp Fingerprint) {
 	prev, ok := findOutcome(acct, fp.ID)
+	if ok && !VerificationFailed(prev.reason) {
+		if reason := unverifiedPayment(acct, req); reason != eventsv1.RejectReason_REJECT_REASON_UNSPECIFIED {
+			// A repeat of the id with data not the card's (Unverified): its failure was counted
+			// when it was decided, and its answer is that rejection again, never the id's outcome.
+			p.m.replays.WithLabelValues("unverified").Inc()
+			if req.GetReplyKey() != "" && req.GetCorrelationId() != "" {
+				out := &eventsv1.Outcome{TransactionId: req.GetTransactionId(), Status: eventsv1.PaymentStatus_PAYMENT_STATUS_REJECTED, Reason: reason,
+					AmountCents: req.GetAmountCents(), AvailableCents: Available(acct), DecidedAtUnixUs: p.deps.Now().UnixMicro(), RequestedAtUnixUs: req.GetRequestedAtUnixUs()}
+				ctx.Emit(p.replies, req.GetReplyKey(), &eventsv1.Reply{CorrelationId: req.GetCorrelationId(),
+					Body: &eventsv1.Reply_Payment{Payment: &eventsv1.PaymentReply{Outcome: out, CardToken: ctx.Key()}}})
+			}
+			return
+		}
+	}
 	if !ok {
 		p.m.replays.WithLabelValues("forgotten").Inc()
 		p.deps.Log.Warn("payment request read again was decided before and its outcome is no longer remembered: not answered again",
@@ -383,8 +428,8 @@ func (p position) within(input uint32, offset int64) bool {
 // locked logs a card blocked by its verification failures.
 func (p *Processor) locked(acct *eventsv1.Account, token string) {
 	p.m.lockouts.Inc()
-	p.deps.Log.Warn("card blocked: too many failed verifications in a row", "card", acct.GetMaskedNumber(), "card_token", token,
-		"failures", acct.GetVerifyFailures())
+	p.deps.Log.Warn("card blocked: too many failed verifications", "card", acct.GetMaskedNumber(), "card_token", token,
+		"failures", len(acct.GetVerifyFailureTimes()), "window", p.cfg.LockWindow.String())
 }
 
 func (p *Processor) result(token string, acct *eventsv1.Account, req *eventsv1.PaymentRequested, out *eventsv1.Outcome) *codecs.Result {
@@ -474,14 +519,15 @@ func (p *Processor) command(ctx goka.Context, msg any) error {
 		acct.Status, acct.BlockReason = eventsv1.CardStatus_CARD_STATUS_BLOCKED, eventsv1.BlockReason_BLOCK_REASON_OPERATOR
 		store()
 	case name == "unblock":
-		acct.Status, acct.BlockReason, acct.VerifyFailures = eventsv1.CardStatus_CARD_STATUS_ACTIVE, eventsv1.BlockReason_BLOCK_REASON_UNSPECIFIED, 0
+		acct.Status, acct.BlockReason = eventsv1.CardStatus_CARD_STATUS_ACTIVE, eventsv1.BlockReason_BLOCK_REASON_UNSPECIFIED
+		clearFailures(acct)
 		store()
 	case name == "verify":
-		wasBlocked, before := acct.GetStatus() == eventsv1.CardStatus_CARD_STATUS_BLOCKED, acct.GetVerifyFailures()
+		wasBlocked, before := acct.GetStatus() == eventsv1.CardStatus_CARD_STATUS_BLOCKED, slices.Clone(acct.GetVerifyFailureTimes())
 		if !Verify(acct, cmd.GetVerify(), p.deps.Now(), p.cfg.policy()) {
 			reply.Result = eventsv1.CardResult_CARD_RESULT_NOT_VERIFIED
 		}
-		if acct.GetVerifyFailures() != before || acct.GetStatus() == eventsv1.CardStatus_CARD_STATUS_BLOCKED && !wasBlocked {
+		if !slices.Equal(acct.GetVerifyFailureTimes(), before) || acct.GetStatus() == eventsv1.CardStatus_CARD_STATUS_BLOCKED && !wasBlocked {
 			store()
 		}
 		if !replayed && !wasBlocked && acct.GetStatus() == eventsv1.CardStatus_CARD_STATUS_BLOCKED {
@@ -492,6 +538,11 @@ func (p *Processor) command(ctx goka.Context, msg any) error {
 		p.deps.Log.Info("card "+name+"ed", "card", acct.GetMaskedNumber(), "card_token", token, "actor", cmd.GetActor(), "result", reply.Result.String())
 	}
 	p.m.commands.WithLabelValues(name, strings.ToLower(strings.TrimPrefix(reply.Result.String(), "CARD_RESULT_"))).Inc()
+	if reply.Account != nil {
+		// The failures that count toward the lockout now, for GetCard; the table keeps their times.
+		reply.Account = proto.Clone(reply.Account).(*eventsv1.Account)
+		reply.Account.VerifyFailures = int32(Failures(reply.Account, p.deps.Now(), p.cfg.policy()))
+	}
 	if cmd.GetReplyKey() != "" {
 		ctx.Emit(p.replies, cmd.GetReplyKey(), &eventsv1.Reply{
 			CorrelationId: cmd.GetCommandId(),
@@ -524,6 +575,7 @@ type metrics struct {
 	decisions   *prometheus.CounterVec
 	duplicates  prometheus.Counter
 	conflicts   prometheus.Counter
+	unverified  prometheus.Counter
 	unavailable prometheus.Counter
 	commands    *prometheus.CounterVec
 	lockouts    prometheus.Counter
@@ -543,6 +595,9 @@ func newMetrics(r prometheus.Registerer) metrics {
 		conflicts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "codebank_authorizer_conflicts_total", Help: "Requests refused because their card already has a payment with the same transaction id and other parameters.",
 		}),
+		unverified: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "codebank_authorizer_unverified_repeats_total", Help: "Requests repeating the transaction id of a remembered outcome with card data that is not the card's: rejected, counted toward the lockout, not published.",
+		}),
 		unavailable: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "codebank_authorizer_unavailable_total", Help: "Payments rejected undecided because the card's stored account cannot be read.",
 		}),
@@ -550,7 +605,7 @@ func newMetrics(r prometheus.Registerer) metrics {
 			Name: "codebank_authorizer_commands_total", Help: "Card commands handled, by command and result.",
 		}, []string{"command", "result"}),
 		lockouts: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "codebank_authorizer_lockouts_total", Help: "Cards blocked because they failed verification too many times in a row.",
+			Name: "codebank_authorizer_lockouts_total", Help: "Cards blocked because they failed verification too many times within the lockout's window.",
 		}),
 		processing: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "codebank_authorizer_processing_seconds",
@@ -558,13 +613,13 @@ func newMetrics(r prometheus.Registerer) metrics {
 			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}),
 		replays: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "codebank_authorizer_replays_total", Help: "Payment requests read again after a restart that their card had decided already: answered with the remembered outcome, or forgotten (not answered again).",
+			Name: "codebank_authorizer_replays_total", Help: "Payment requests read again after a restart that their card had decided already: answered with the remembered outcome, answered rejected again (unverified: a repeat whose card data was not the card's), or forgotten (not answered again).",
 		}, []string{"outcome"}),
 		operations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "codebank_authorizer_operations_total", Help: "Reversals, refunds and bill payments handled, by kind and result (ok, duplicate, conflict, exceeds, expired, not_found, unavailable, forgotten).",
 		}, []string{"kind", "result"}),
 	}
-	r.MustRegister(m.decisions, m.duplicates, m.conflicts, m.unavailable, m.commands, m.lockouts, m.processing, m.replays, m.operations)
+	r.MustRegister(m.decisions, m.duplicates, m.conflicts, m.unverified, m.unavailable, m.commands, m.lockouts, m.processing, m.replays, m.operations)
 	return m
 }
 

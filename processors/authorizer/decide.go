@@ -16,7 +16,8 @@ const DefaultKeep = 128
 // DefaultKeepFor is how long outcomes are remembered at most.
 const DefaultKeepFor = 24 * time.Hour
 
-// DefaultLockAfter is how many failed verifications in a row block a card.
+// DefaultLockAfter is how many failed verifications within the lockout's window
+// (DefaultLockWindow) block a card.
 const DefaultLockAfter = 5
 
 // Policy is what Record keeps of a decision.
@@ -24,13 +25,15 @@ type Policy struct {
 	// Keep is how many outcomes a card remembers, and KeepFor for how long at most.
 	Keep    int
 	KeepFor time.Duration
-	// LockAfter is how many failed verifications in a row (expiry, CVV or holder name, by
-	// payments or VerifyCard) block the card; 0 never does.
+	// LockAfter is how many failed verifications (expiry, CVV or holder name, by payments or
+	// VerifyCard) within LockWindow block the card; 0 never does. At most MaxLockAfter.
 	LockAfter int
+	// LockWindow is how long a failed verification counts (0: DefaultLockWindow).
+	LockWindow time.Duration
 }
 
 // DefaultPolicy is the policy of New's defaults.
-var DefaultPolicy = Policy{Keep: DefaultKeep, KeepFor: DefaultKeepFor, LockAfter: DefaultLockAfter}
+var DefaultPolicy = Policy{Keep: DefaultKeep, KeepFor: DefaultKeepFor, LockAfter: DefaultLockAfter, LockWindow: DefaultLockWindow}
 
 // Kind says how a payment request relates to the outcomes its card remembers.
 type Kind int
@@ -44,18 +47,29 @@ const (
 	// Conflict requests repeat the transaction id of a remembered outcome with other parameters
 	// (amount, store, description or channel): refused, nothing is decided or charged.
 	Conflict
+	// Unverified requests repeat the transaction id of a remembered outcome with card data that
+	// is not the card's: rejected with the failed check's reason, a failure counted toward the
+	// lockout (RecordUnverified), neither remembered nor published (the id's outcome stands for
+	// the original payment).
+	Unverified
 )
 
 // Decide returns the bank's decision on a payment request, with fingerprint fp, for an account
 // which is nil when the card does not exist. It changes nothing.
 //
-// When the account remembers an outcome for fp.ID, Decide returns that outcome and Duplicate if
-// the parameters match, or a bare outcome (the request's transaction id, amount and times) and
-// Conflict if they do not. Otherwise the checks run in this order: unknown card, blocked card,
-// expiry not the card's, card expired at the time of the request, CVV, holder name, available
-// credit.
+// When the account remembers an outcome for fp.ID, the card data is checked first: data that
+// is not the card's gets a rejection and Unverified, whatever the remembered outcome. Right
+// data gets that outcome and Duplicate if the parameters match (even on a card blocked since),
+// or a bare outcome (the request's transaction id, amount and times) and Conflict if they do
+// not. Otherwise the checks run in this order: unknown card, expiry not the card's, CVV, holder
+// name, then (the data proven right) blocked card, card expired at the time of the request,
+// available credit: a blocked or expired card says so only to whoever proves its data.
 func Decide(a *eventsv1.Account, r *eventsv1.PaymentRequested, fp Fingerprint, now time.Time) (*eventsv1.Outcome, Kind) {
 	if prev, ok := findOutcome(a, fp.ID); ok {
+		if reason := unverifiedPayment(a, r); reason != eventsv1.RejectReason_REJECT_REASON_UNSPECIFIED {
+			return &eventsv1.Outcome{TransactionId: r.GetTransactionId(), Status: eventsv1.PaymentStatus_PAYMENT_STATUS_REJECTED, Reason: reason,
+				AmountCents: r.GetAmountCents(), AvailableCents: Available(a), DecidedAtUnixUs: now.UnixMicro(), RequestedAtUnixUs: r.GetRequestedAtUnixUs()}, Unverified
+		}
 		if prev.fp.Params != fp.Params || prev.amountCents != r.GetAmountCents() {
 			return &eventsv1.Outcome{TransactionId: r.GetTransactionId(), AmountCents: r.GetAmountCents(),
 				DecidedAtUnixUs: now.UnixMicro(), RequestedAtUnixUs: r.GetRequestedAtUnixUs()}, Conflict
@@ -72,19 +86,19 @@ func Decide(a *eventsv1.Account, r *eventsv1.PaymentRequested, fp Fingerprint, n
 	}
 	requestedAt := time.UnixMicro(r.GetRequestedAtUnixUs())
 	exp := card.Expiry{Month: int(a.GetExpiryMonth()), Year: int(a.GetExpiryYear())}
+	var failed eventsv1.RejectReason
+	if a != nil {
+		failed = unverifiedPayment(a, r)
+	}
 	switch {
 	case a == nil:
 		out.Reason = eventsv1.RejectReason_REJECT_REASON_CARD_NOT_FOUND
+	case failed != eventsv1.RejectReason_REJECT_REASON_UNSPECIFIED:
+		out.Reason = failed
 	case a.GetStatus() == eventsv1.CardStatus_CARD_STATUS_BLOCKED:
 		out.Reason = eventsv1.RejectReason_REJECT_REASON_CARD_BLOCKED
-	case r.GetExpiryMonth() != a.GetExpiryMonth() || r.GetExpiryYear() != a.GetExpiryYear():
-		out.Reason = eventsv1.RejectReason_REJECT_REASON_EXPIRY_MISMATCH
 	case exp.Expired(requestedAt):
 		out.Reason = eventsv1.RejectReason_REJECT_REASON_CARD_EXPIRED
-	case !slices.Contains(r.GetCvvKeyIds(), a.GetCardKeyId()):
-		out.Reason = eventsv1.RejectReason_REJECT_REASON_CVV_MISMATCH
-	case !card.SameHolder(r.GetHolderName(), a.GetHolderName()):
-		out.Reason = eventsv1.RejectReason_REJECT_REASON_HOLDER_MISMATCH
 	case r.GetAmountCents() <= 0 || r.GetAmountCents() > Available(a):
 		out.Reason = eventsv1.RejectReason_REJECT_REASON_INSUFFICIENT_CREDIT
 	default:
@@ -106,19 +120,15 @@ func Unavailable(r *eventsv1.PaymentRequested, now time.Time) *eventsv1.Outcome 
 
 // Record applies a fresh outcome of a request with fingerprint fp to its account: an approved
 // amount is charged and counted; a failed verification is counted, and blocks the card at
-// p.LockAfter in a row, while one that passed (approved, or short of credit) clears the count;
-// and the outcome is remembered, keeping at most p.Keep outcomes and none decided more than
-// p.KeepFor before it.
+// p.LockAfter within p.LockWindow (lockout.go); and the outcome is remembered, keeping at most
+// p.Keep outcomes and none decided more than p.KeepFor before it.
 func Record(a *eventsv1.Account, out *eventsv1.Outcome, fp Fingerprint, p Policy) {
 	switch {
 	case out.GetStatus() == eventsv1.PaymentStatus_PAYMENT_STATUS_APPROVED:
 		a.UsedCents += out.GetAmountCents()
 		a.Approvals++
-		a.VerifyFailures = 0
-	case out.GetReason() == eventsv1.RejectReason_REJECT_REASON_INSUFFICIENT_CREDIT:
-		a.VerifyFailures = 0
 	case VerificationFailed(out.GetReason()):
-		recordFailure(a, p)
+		recordFailure(a, out.GetDecidedAtUnixUs(), p)
 	}
 	a.Outcomes = appendOutcome(a.Outcomes, out, fp, p.Keep, out.GetDecidedAtUnixUs()-p.KeepFor.Microseconds())
 }
@@ -135,30 +145,25 @@ func VerificationFailed(r eventsv1.RejectReason) bool {
 	return false
 }
 
-// recordFailure counts a failed verification and blocks the card when it reaches p.LockAfter.
-func recordFailure(a *eventsv1.Account, p Policy) {
-	a.VerifyFailures++
-	if p.LockAfter > 0 && a.VerifyFailures >= int32(p.LockAfter) && a.GetStatus() == eventsv1.CardStatus_CARD_STATUS_ACTIVE {
-		a.Status = eventsv1.CardStatus_CARD_STATUS_BLOCKED
-		a.BlockReason = eventsv1.BlockReason_BLOCK_REASON_VERIFICATION_FAILURES
-	}
+// RecordUnverified applies an Unverified outcome to its account: the failed verification is
+// counted toward the lockout; nothing is remembered or charged.
+func RecordUnverified(a *eventsv1.Account, out *eventsv1.Outcome, p Policy) {
+	recordFailure(a, out.GetDecidedAtUnixUs(), p)
 }
 
 // Verify returns whether a verify command proves the card (an active card, its expiry, not
 // expired at now, and a CVV that matched under the card's own key), and applies the answer to
 // the account as a payment's verification would be: data that is not the card's counts toward
-// the lockout, data that is clears the count. A blocked card is never proven, and its count is
-// left as it is.
+// the lockout. A blocked card is never proven, and its count is left as it is.
 func Verify(a *eventsv1.Account, v *eventsv1.VerifyCard, now time.Time, p Policy) bool {
 	if a.GetStatus() != eventsv1.CardStatus_CARD_STATUS_ACTIVE {
 		return false
 	}
 	if v.GetExpiryMonth() != a.GetExpiryMonth() || v.GetExpiryYear() != a.GetExpiryYear() ||
 		!slices.Contains(v.GetCvvKeyIds(), a.GetCardKeyId()) {
-		recordFailure(a, p)
+		recordFailure(a, now.UnixMicro(), p)
 		return false
 	}
-	a.VerifyFailures = 0
 	exp := card.Expiry{Month: int(a.GetExpiryMonth()), Year: int(a.GetExpiryYear())}
 	return !exp.Expired(now)
 }

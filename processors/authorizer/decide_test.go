@@ -2,6 +2,7 @@ package authorizer
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -73,6 +74,22 @@ func TestDecide(t *testing.T) {
 			return a
 		},
 			func(r *eventsv1.PaymentRequested) { r.AmountCents = 1e6 }, rejected, eventsv1.RejectReason_REJECT_REASON_CARD_BLOCKED, 8000},
+		// A blocked or expired card says so only to whoever proves its data: to anyone else it is
+		// a wrong CVV, expiry or holder like any other (DO_NOT_HONOR to merchants).
+		{"blocked, wrong CVV", func(a *eventsv1.Account) *eventsv1.Account {
+			a.Status = eventsv1.CardStatus_CARD_STATUS_BLOCKED
+			return a
+		}, func(r *eventsv1.PaymentRequested) { r.CvvKeyIds = nil }, rejected, eventsv1.RejectReason_REJECT_REASON_CVV_MISMATCH, 8000},
+		{"blocked, wrong expiry", func(a *eventsv1.Account) *eventsv1.Account {
+			a.Status, a.BlockReason = eventsv1.CardStatus_CARD_STATUS_BLOCKED, eventsv1.BlockReason_BLOCK_REASON_VERIFICATION_FAILURES
+			return a
+		}, func(r *eventsv1.PaymentRequested) { r.ExpiryYear = 2031 }, rejected, eventsv1.RejectReason_REJECT_REASON_EXPIRY_MISMATCH, 8000},
+		{"blocked, wrong holder", func(a *eventsv1.Account) *eventsv1.Account {
+			a.Status = eventsv1.CardStatus_CARD_STATUS_BLOCKED
+			return a
+		}, func(r *eventsv1.PaymentRequested) { r.HolderName = "Mario Silva" }, rejected, eventsv1.RejectReason_REJECT_REASON_HOLDER_MISMATCH, 8000},
+		{"expired, wrong CVV", func(a *eventsv1.Account) *eventsv1.Account { a.ExpiryMonth, a.ExpiryYear = 10, 2026; return a },
+			func(r *eventsv1.PaymentRequested) { r.ExpiryMonth, r.ExpiryYear, r.CvvKeyIds = 10, 2026, nil }, rejected, eventsv1.RejectReason_REJECT_REASON_CVV_MISMATCH, 8000},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -138,7 +155,11 @@ func TestReusedTransactionID(t *testing.T) {
 		want   Kind
 	}{
 		{"same parameters", func(*eventsv1.PaymentRequested) {}, Duplicate},
-		{"same parameters, other verification data", func(r *eventsv1.PaymentRequested) { r.CvvKeyIds, r.HolderName = nil, "x" }, Duplicate},
+		{"same parameters, a CVV not the card's", func(r *eventsv1.PaymentRequested) { r.CvvKeyIds = nil }, Unverified},
+		{"same parameters, a holder not the card's", func(r *eventsv1.PaymentRequested) { r.HolderName = "x" }, Unverified},
+		{"same parameters, an expiry not the card's", func(r *eventsv1.PaymentRequested) { r.ExpiryYear++ }, Unverified},
+		{"another amount and a CVV not the card's", func(r *eventsv1.PaymentRequested) { r.AmountCents++; r.CvvKeyIds = nil }, Unverified},
+		{"same parameters, the holder's name written otherwise", func(r *eventsv1.PaymentRequested) { r.HolderName = " maria  SILVA" }, Duplicate},
 		{"same id from another merchant", func(r *eventsv1.PaymentRequested) { r.MerchantId = "other-shop" }, Fresh},
 		{"same merchant renamed", func(r *eventsv1.PaymentRequested) { r.MerchantName = "Code Store Ltda" }, Duplicate},
 		{"another amount", func(r *eventsv1.PaymentRequested) { r.AmountCents++ }, Conflict},
@@ -159,6 +180,10 @@ func TestReusedTransactionID(t *testing.T) {
 			if kind == Conflict && (got.GetStatus() != eventsv1.PaymentStatus_PAYMENT_STATUS_UNSPECIFIED ||
 				got.GetTransactionId() != r.GetTransactionId() || got.GetAmountCents() != r.GetAmountCents()) {
 				t.Errorf("conflict outcome = %v, want the request's id and amount and no decision", got)
+			}
+			if kind == Unverified && (got.GetStatus() != eventsv1.PaymentStatus_PAYMENT_STATUS_REJECTED || !VerificationFailed(got.GetReason()) ||
+				got.GetTransactionId() != r.GetTransactionId() || got.GetAmountCents() != r.GetAmountCents()) {
+				t.Errorf("unverified outcome = %v, want the request's id and amount, rejected for the data", got)
 			}
 			if after := fmt.Sprint(a); after != before {
 				t.Errorf("Decide changed the account")
@@ -247,68 +272,155 @@ func TestOutcomesAtTheirBounds(t *testing.T) {
 	}
 }
 
-// TestLockout: failed verifications in a row block the card at the limit; one that passes
-// clears the count; a blocked card is not counted further; VerifyCard counts like payments.
+// TestLockout: failed verifications within the window block the card at the limit; nothing
+// that proves the card's data takes a failure back (an approval, a rejection for credit, a
+// verification), failures older than the window no longer count, and the account keeps no more
+// failure times than the limit; a blocked card is not counted by VerifyCard; VerifyCard counts
+// like payments.
 func TestLockout(t *testing.T) {
+	p := Policy{Keep: DefaultKeep, KeepFor: DefaultKeepFor, LockAfter: 3, LockWindow: time.Hour}
 	a := testAccount()
-	pay := func(tx string, change func(*eventsv1.PaymentRequested)) *eventsv1.Outcome {
+	n := 0
+	pay := func(at time.Time, change func(*eventsv1.PaymentRequested)) *eventsv1.Outcome {
+		t.Helper()
+		n++
 		r := testRequest()
-		r.TransactionId = tx
+		r.TransactionId, r.RequestedAtUnixUs, r.AmountCents = fmt.Sprint("tx-", n), at.UnixMicro(), 1
 		if change != nil {
 			change(r)
 		}
-		out, kind := Decide(a, r, fp(r), now)
+		out, kind := Decide(a, r, fp(r), at)
 		if kind != Fresh {
-			t.Fatalf("%s: kind %v", tx, kind)
+			t.Fatalf("%s: kind %v", r.TransactionId, kind)
 		}
-		Record(a, out, fp(r), Policy{Keep: DefaultKeep, KeepFor: DefaultKeepFor, LockAfter: 3})
+		Record(a, out, fp(r), p)
 		return out
 	}
 	badCVV := func(r *eventsv1.PaymentRequested) { r.CvvKeyIds = nil }
-	pay("a", badCVV)
-	pay("b", func(r *eventsv1.PaymentRequested) { r.ExpiryMonth = 1 })
-	if a.GetVerifyFailures() != 2 {
-		t.Fatalf("failures = %d, want 2", a.GetVerifyFailures())
+	pay(now, badCVV)
+	pay(now.Add(time.Minute), func(r *eventsv1.PaymentRequested) { r.ExpiryMonth = 1 })
+	if got := Failures(a, now.Add(time.Minute), p); got != 2 {
+		t.Fatalf("failures = %d, want 2", got)
 	}
-	pay("c", func(r *eventsv1.PaymentRequested) { r.AmountCents = 1e6 }) // short of credit: the data verified
-	if a.GetVerifyFailures() != 0 {
-		t.Fatalf("failures = %d after a payment whose data verified, want 0", a.GetVerifyFailures())
+	if out := pay(now.Add(2*time.Minute), nil); out.GetStatus() != eventsv1.PaymentStatus_PAYMENT_STATUS_APPROVED {
+		t.Fatalf("the card's own data = %v, want approved", out)
 	}
-	pay("d", badCVV)
-	pay("e", func(r *eventsv1.PaymentRequested) { r.HolderName = "Someone Else" })
-	if a.GetStatus() != eventsv1.CardStatus_CARD_STATUS_ACTIVE {
-		t.Fatal("blocked before the limit")
+	pay(now.Add(3*time.Minute), func(r *eventsv1.PaymentRequested) { r.AmountCents = 1e6 }) // short of credit: the data proved right
+	if got := Failures(a, now.Add(3*time.Minute), p); got != 2 {
+		t.Fatalf("failures = %d after an approval and a rejection for credit, want still 2", got)
 	}
-	pay("f", badCVV)
+	// The window slides: an hour after the first failure, it no longer counts.
+	pay(now.Add(time.Hour), func(r *eventsv1.PaymentRequested) { r.HolderName = "Someone Else" })
+	if a.GetStatus() != eventsv1.CardStatus_CARD_STATUS_ACTIVE || Failures(a, now.Add(time.Hour), p) != 2 {
+		t.Fatalf("an hour later: %v with %d failures; want active, 2 (the first out of the window)", a.GetStatus(), Failures(a, now.Add(time.Hour), p))
+	}
+	pay(now.Add(time.Hour+30*time.Second), badCVV)
 	if a.GetStatus() != eventsv1.CardStatus_CARD_STATUS_BLOCKED || a.GetBlockReason() != eventsv1.BlockReason_BLOCK_REASON_VERIFICATION_FAILURES {
-		t.Fatalf("after 3 failures in a row: %v %v, want blocked for verification failures", a.GetStatus(), a.GetBlockReason())
+		t.Fatalf("after 3 failures within the hour: %v %v, want blocked for verification failures", a.GetStatus(), a.GetBlockReason())
 	}
-	if out := pay("g", nil); out.GetReason() != eventsv1.RejectReason_REJECT_REASON_CARD_BLOCKED || a.GetVerifyFailures() != 3 {
-		t.Errorf("the right data on a locked card: %v, failures %d; want CARD_BLOCKED, 3", out.GetReason(), a.GetVerifyFailures())
+	if out := pay(now.Add(time.Hour+2*time.Minute), nil); out.GetReason() != eventsv1.RejectReason_REJECT_REASON_CARD_BLOCKED {
+		t.Errorf("the right data on a locked card: %v; want CARD_BLOCKED", out.GetReason())
+	}
+	if out := pay(now.Add(time.Hour+3*time.Minute), badCVV); out.GetReason() != eventsv1.RejectReason_REJECT_REASON_CVV_MISMATCH {
+		t.Errorf("a wrong CVV on a locked card: %v; want CVV_MISMATCH (DO_NOT_HONOR to merchants), never CARD_BLOCKED", out.GetReason())
+	}
+	if len(a.GetVerifyFailureTimes()) > p.LockAfter {
+		t.Errorf("the account keeps %d failure times, want at most %d", len(a.GetVerifyFailureTimes()), p.LockAfter)
+	}
+	clearFailures(a)
+	if Failures(a, now.Add(time.Hour+3*time.Minute), p) != 0 {
+		t.Error("failures left after an unblock")
+	}
+
+	// A guesser's wrong CVVs interleaved with the card's own approvals: 32 wrong, 8 right, in
+	// an hour, at the default policy. The card is blocked at the 5th wrong one.
+	g := testAccount()
+	g.LimitCents = 1e9
+	blockedAt := 0
+	for i := range 40 {
+		r := testRequest()
+		r.TransactionId, r.AmountCents = fmt.Sprint("g-", i), 1
+		at := now.Add(time.Duration(i) * time.Minute)
+		r.RequestedAtUnixUs = at.UnixMicro()
+		if i%5 != 4 {
+			r.CvvKeyIds = nil
+		}
+		out, _ := Decide(g, r, fp(r), at)
+		Record(g, out, fp(r), DefaultPolicy)
+		if blockedAt == 0 && g.GetStatus() == eventsv1.CardStatus_CARD_STATUS_BLOCKED {
+			blockedAt = i + 1
+		}
+	}
+	if blockedAt != 6 { // wrong, wrong, wrong, wrong, right, wrong
+		t.Errorf("interleaved with approvals, the card was blocked at request %d, want 6 (the 5th wrong CVV)", blockedAt)
+	}
+	if len(g.GetVerifyFailureTimes()) > DefaultLockAfter {
+		t.Errorf("the account keeps %d failure times, want at most %d", len(g.GetVerifyFailureTimes()), DefaultLockAfter)
+	}
+
+	// Lockout off: nothing blocks, and the account still keeps a bounded number of times.
+	off := testAccount()
+	for i := range 50 {
+		r := testRequest()
+		r.TransactionId, r.CvvKeyIds = fmt.Sprint("o-", i), nil
+		out, _ := Decide(off, r, fp(r), now)
+		Record(off, out, fp(r), Policy{Keep: 4, KeepFor: time.Hour})
+	}
+	if off.GetStatus() != eventsv1.CardStatus_CARD_STATUS_ACTIVE || len(off.GetVerifyFailureTimes()) != DefaultLockAfter {
+		t.Errorf("lockout off: %v with %d failure times kept; want active, %d", off.GetStatus(), len(off.GetVerifyFailureTimes()), DefaultLockAfter)
 	}
 
 	// VerifyCard.
 	b := testAccount()
-	p := Policy{LockAfter: 2}
+	vp := Policy{LockAfter: 2}
 	good := &eventsv1.VerifyCard{ExpiryMonth: 11, ExpiryYear: 2030, CvvKeyIds: []string{"k1"}}
-	if !Verify(b, good, now, p) {
-		t.Fatal("Verify refused the card's data")
+	if Verify(b, &eventsv1.VerifyCard{ExpiryMonth: 11, ExpiryYear: 2030, CvvKeyIds: []string{"k2"}}, now, vp) {
+		t.Error("Verify proved a CVV of another key")
 	}
-	for _, bad := range []*eventsv1.VerifyCard{
-		{ExpiryMonth: 11, ExpiryYear: 2030, CvvKeyIds: []string{"k2"}},
-		{ExpiryMonth: 12, ExpiryYear: 2030, CvvKeyIds: []string{"k1"}},
-	} {
-		if Verify(b, bad, now, p) {
-			t.Errorf("Verify(%v) proved the card", bad)
-		}
+	if !Verify(b, good, now, vp) || Failures(b, now, vp) != 1 {
+		t.Fatalf("Verify of the card's data: failures %d after it, want 1 (a success takes nothing back)", Failures(b, now, vp))
 	}
-	if b.GetStatus() != eventsv1.CardStatus_CARD_STATUS_BLOCKED || Verify(b, good, now, p) {
+	if Verify(b, &eventsv1.VerifyCard{ExpiryMonth: 12, ExpiryYear: 2030, CvvKeyIds: []string{"k1"}}, now, vp) {
+		t.Error("Verify proved another expiry")
+	}
+	if b.GetStatus() != eventsv1.CardStatus_CARD_STATUS_BLOCKED || Verify(b, good, now, vp) {
 		t.Errorf("after 2 failed verifications: %v, and the good data still proves it", b.GetStatus())
 	}
 	// An expired card's right data proves nothing, and counts nothing.
 	c := testAccount()
 	c.ExpiryMonth, c.ExpiryYear = 10, 2026
-	if Verify(c, &eventsv1.VerifyCard{ExpiryMonth: 10, ExpiryYear: 2026, CvvKeyIds: []string{"k1"}}, now, p) || c.GetVerifyFailures() != 0 {
-		t.Errorf("expired card: proven, or failures %d", c.GetVerifyFailures())
+	if Verify(c, &eventsv1.VerifyCard{ExpiryMonth: 10, ExpiryYear: 2026, CvvKeyIds: []string{"k1"}}, now, vp) || Failures(c, now, vp) != 0 {
+		t.Errorf("expired card: proven, or failures %d", Failures(c, now, vp))
+	}
+}
+
+// TestRepeatChecksTheCardFirst: a repeated transaction id is answered with its outcome only
+// when the card data proves right, even on a card blocked since; with data that is not the
+// card's it is rejected for that data, counted toward the lockout, and the remembered outcome
+// is left as it was.
+func TestRepeatChecksTheCardFirst(t *testing.T) {
+	a := testAccount()
+	r := testRequest()
+	out, _ := Decide(a, r, fp(r), now)
+	Record(a, out, fp(r), DefaultPolicy)
+	a.Status, a.BlockReason = eventsv1.CardStatus_CARD_STATUS_BLOCKED, eventsv1.BlockReason_BLOCK_REASON_OPERATOR
+	if again, kind := Decide(a, r, fp(r), now.Add(time.Minute)); kind != Duplicate || !proto.Equal(again, out) {
+		t.Errorf("the right data again on a card blocked since = %v, %v; want the approval replayed", again, kind)
+	}
+	wrong := testRequest()
+	wrong.CvvKeyIds = nil
+	later := now.Add(2 * time.Minute)
+	got, kind := Decide(a, wrong, fp(wrong), later)
+	if kind != Unverified || got.GetStatus() != eventsv1.PaymentStatus_PAYMENT_STATUS_REJECTED || got.GetReason() != eventsv1.RejectReason_REJECT_REASON_CVV_MISMATCH {
+		t.Fatalf("the same id with a wrong CVV = %v, %v; want rejected for the CVV, Unverified", got, kind)
+	}
+	before := proto.Clone(a).(*eventsv1.Account)
+	RecordUnverified(a, got, DefaultPolicy)
+	if Failures(a, later, DefaultPolicy) != 1 || !slices.Equal(a.GetOutcomes(), before.GetOutcomes()) || a.GetUsedCents() != before.GetUsedCents() {
+		t.Errorf("after the unverified repeat: %d failures, outcomes changed %v, used %d; want 1 failure, nothing else", Failures(a, later, DefaultPolicy),
+			!slices.Equal(a.GetOutcomes(), before.GetOutcomes()), a.GetUsedCents())
+	}
+	if again, kind := Decide(a, r, fp(r), later); kind != Duplicate || !proto.Equal(again, out) {
+		t.Errorf("the right data after an unverified repeat = %v, %v; want the approval replayed", again, kind)
 	}
 }

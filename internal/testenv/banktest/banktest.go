@@ -6,6 +6,7 @@ package banktest
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"
@@ -170,7 +171,12 @@ func StartIngress(t testing.TB, d Deployment, o IngressOptions) *Ingress {
 	}
 	srv := grpcgateway.New(o.Config, grpcgateway.Deps{Bank: bank, Statements: o.Statements, Keys: keys, APIKeys: o.APIKeys,
 		Registerer: reg, Log: o.Log, Now: o.Now,
-		Routes: []func(*http.ServeMux){grpcgateway.OpsRoutes(reg, bank.Ready, "not connected to Kafka", false)}})
+		Routes: []func(*http.ServeMux){grpcgateway.OpsRoutes(reg, func() error {
+			if !bank.Ready() {
+				return errors.New("not connected to Kafka")
+			}
+			return nil
+		}, false)}})
 	gl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

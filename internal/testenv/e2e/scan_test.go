@@ -22,7 +22,7 @@ import (
 // scanner looks for card numbers wherever the bank keeps or shows data: every record of every
 // topic (read through a consumer, so that compression cannot hide one), every byte of a
 // directory, the documents of a search index, a metrics endpoint. A number is found as it is,
-// and grouped as on a card (5454 5406 8756 8555).
+// grouped as on a card (5454 5406 8756 8555) and in dashed groups (5454-5406-8756-8555).
 type scanner struct {
 	needles [][]byte
 }
@@ -30,7 +30,7 @@ type scanner struct {
 func newScanner(numbers ...string) *scanner {
 	s := &scanner{}
 	for _, n := range numbers {
-		s.needles = append(s.needles, []byte(n), []byte(card.Grouped(n)))
+		s.needles = append(s.needles, []byte(n), []byte(card.Grouped(n)), []byte(strings.ReplaceAll(card.Grouped(n), " ", "-")))
 	}
 	return s
 }

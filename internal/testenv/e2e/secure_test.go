@@ -23,8 +23,10 @@ import (
 	"github.com/syndtr/goleveldb/leveldb"
 	"github.com/syndtr/goleveldb/leveldb/opt"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/codebank/codebank/analytics"
 	"github.com/codebank/codebank/internal/audit"
@@ -45,10 +47,13 @@ import (
 // pages) on a broker that they reach over SASL_SSL with SCRAM, with TLS on the API (mutual TLS:
 // clients present certificates) and on the pages, the analytics sink beside them. It pays with
 // issued cards through every interface: gRPC, REST, the original contract, the store's checkout,
-// and proves a card on the statement page. Then it looks for the issued card numbers everywhere
-// the bank keeps or shows data: every record of every topic, every byte of the processes'
-// storage, the search index, the logs of every process (Kafka Connect's too) and their metrics;
-// and finds none. The same scans, given a number planted on purpose in each place, find it.
+// and proves a card on the statement page; and it plants the issued numbers, whole, grouped and
+// dashed, in every free-text field a caller fills (holder names, stores, descriptions, by every
+// interface; a card issued to a name that is a number) and in a transaction id. Then it looks
+// for the issued card numbers everywhere the bank keeps or shows data: every record of every
+// topic, every byte of the processes' storage, the search index, the logs of every process
+// (Kafka Connect's too) and their metrics; and finds none. The same scans, given a number
+// planted on purpose in each place, find it.
 func TestSecureDeployment(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -199,6 +204,57 @@ func TestSecureDeployment(t *testing.T) {
 		t.Fatalf("the statement page = %d, want the gRPC payment on it", resp.StatusCode)
 	}
 
+	// Card numbers in every free-text field: masked before anything keeps them. A transaction id
+	// holding the card's own number is refused.
+	n0, n1, n2 := issued[0].GetCard().GetNumber(), issued[1].GetCard().GetNumber(), issued[2].GetCard().GetNumber()
+	dashed := func(n string) string { return strings.ReplaceAll(card.Grouped(n), " ", "-") }
+	issue(t, cards, "Titular "+card.Grouped(n1), 1_000)
+	if r, err := payments.Authorize(ctxT(t), &codebankv1.AuthorizeRequest{TransactionId: "free-text-1", Card: details(issued[0]), AmountCents: 100,
+		Store: "Loja " + dashed(n1), Description: "pago com " + card.Grouped(n0)}); err != nil || r.GetStatus() != codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED {
+		t.Fatalf("a payment with card numbers in its store and description = %v, %v; want approved", r, err)
+	}
+	withNumber := details(issued[0])
+	withNumber.HolderName = withNumber.GetHolderName() + " " + n0
+	if r, err := payments.Authorize(ctxT(t), &codebankv1.AuthorizeRequest{TransactionId: "free-text-2", Card: withNumber, AmountCents: 100, Description: n2}); err != nil ||
+		r.GetReason() != codebankv1.RejectReason_REJECT_REASON_DO_NOT_HONOR {
+		t.Fatalf("a payment with a card number in its holder name = %v, %v; want DO_NOT_HONOR", r, err)
+	}
+	for _, txID := range []string{n0, "pedido-" + dashed(n0)} {
+		if _, err := payments.Authorize(ctxT(t), &codebankv1.AuthorizeRequest{TransactionId: txID, Card: details(issued[0]), AmountCents: 100, Description: "x"}); status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("a transaction id holding the card's number = %v, want INVALID_ARGUMENT", err)
+		}
+	}
+	body = fmt.Sprintf(`{"transaction_id":"rest-2","card":{"number":%q,"holder_name":%q,"expiry_month":%d,"expiry_year":%d,"cvv":%q},"amount_cents":200,"store":%q,"description":%q}`,
+		d.GetNumber(), d.GetHolderName(), d.GetExpiryMonth(), d.GetExpiryYear(), d.GetCvv(), n2, "REST "+dashed(n1))
+	req, _ = http.NewRequest(http.MethodPost, "https://"+inHTTP+"/v1/payments", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+banktest.MerchantKey)
+	if resp, err = https.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(raw), "PAYMENT_STATUS_APPROVED") {
+		t.Fatalf("REST payment with card numbers in its store and description = %d %s", resp.StatusCode, raw)
+	}
+	if _, err := paymentpb.NewPaymentServiceClient(conn).Payment(ctxT(t), &paymentpb.PaymentRequest{CreditCard: &paymentpb.PaymentRequest_CreditCard{
+		Name: c2.GetHolderName() + " " + card.Grouped(n2), Number: c2.GetNumber(), ExpirationMonth: c2.GetExpiryMonth(), ExpirationYear: c2.GetExpiryYear(),
+		Cvv: int32(atoi(issued[2].GetCvv()))}, Amount: 3, Store: "Loja " + n0, Description: "legacy " + dashed(n2)}); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("legacy payment with card numbers in every text = %v, want rejected for the holder", err)
+	}
+	product = getBody(t, pages, "https://"+webHTTP+"/products/stoneware-mug")
+	if orderID = regexp.MustCompile(`name="order_id" value="([^"]+)"`).FindStringSubmatch(product); orderID == nil {
+		t.Fatal("the product page has no order form")
+	}
+	resp, err = pages.PostForm("https://"+webHTTP+"/checkout", url.Values{"order_id": {orderID[1]}, "product": {"stoneware-mug"}, "quantity": {"1"},
+		"holder": {card.Grouped(c0.GetNumber())}, "number": {c0.GetNumber()}, "expiry": {expiry}, "cvv": {issued[0].GetCvv()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("checkout with the card number as the holder's name = %d, want a redirect to the order", resp.StatusCode)
+	}
+
 	// The books balance and the index holds every result, read as the bank reads them: over
 	// SASL_SSL.
 	secure := kafkaconf.Config{Brokers: []string{broker.SASLSSLAddr()}, ClientID: "test", TLS: &kafkaconf.TLS{CAFile: caFile},
@@ -209,8 +265,8 @@ func TestSecureDeployment(t *testing.T) {
 	}
 	topo := processors.Topology{Prefix: prefix, Partitions: 2, ReplyPartitions: 2}
 	rep := balanced(t, audit.Config{Kafka: secure, Topo: topo, Search: search, Index: index, Consumers: store.Topology{Prefix: prefix}.Consumers()})
-	if rep.Payments != 5 || rep.Documents != 5 {
-		t.Errorf("audit: %d payments, %d documents; want the 5 made", rep.Payments, rep.Documents)
+	if rep.Payments != 10 || rep.Documents != 10 {
+		t.Errorf("audit: %d payments, %d documents; want the 10 made", rep.Payments, rep.Documents)
 	}
 
 	// No issued card number anywhere.

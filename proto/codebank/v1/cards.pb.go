@@ -84,7 +84,7 @@ const (
 	// BLOCK_REASON_OPERATOR: a bank operator blocked the card (BlockCard).
 	BlockReason_BLOCK_REASON_OPERATOR BlockReason = 1
 	// BLOCK_REASON_VERIFICATION_FAILURES: the card failed its verification (CVV, expiry, holder
-	// name) too many times in a row.
+	// name) too many times within the bank's lockout window.
 	BlockReason_BLOCK_REASON_VERIFICATION_FAILURES BlockReason = 2
 )
 
@@ -161,8 +161,9 @@ type Card struct {
 	CardId string `protobuf:"bytes,12,opt,name=card_id,json=cardId,proto3" json:"card_id,omitempty"`
 	// block_reason says why the card is blocked; UNSPECIFIED when it is active.
 	BlockReason BlockReason `protobuf:"varint,13,opt,name=block_reason,json=blockReason,proto3,enum=codebank.v1.BlockReason" json:"block_reason,omitempty"`
-	// verification_failures counts the card's failed verifications in a row; the card is blocked
-	// when they reach the bank's limit.
+	// verification_failures counts the card's failed verifications within the bank's lockout
+	// window (24 hours by default); the card is blocked when they reach the bank's limit, and
+	// only an unblock clears them.
 	VerificationFailures int32 `protobuf:"varint,14,opt,name=verification_failures,json=verificationFailures,proto3" json:"verification_failures,omitempty"`
 	unknownFields        protoimpl.UnknownFields
 	sizeCache            protoimpl.SizeCache

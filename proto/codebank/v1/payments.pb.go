@@ -83,7 +83,8 @@ const (
 	RejectReason_REJECT_REASON_UNSPECIFIED RejectReason = 0
 	// REJECT_REASON_CARD_NOT_FOUND: the bank issued no card with this number.
 	RejectReason_REJECT_REASON_CARD_NOT_FOUND RejectReason = 1
-	// REJECT_REASON_CARD_EXPIRED: the card expired before the payment.
+	// REJECT_REASON_CARD_EXPIRED: the card expired before the payment. Said only when the card
+	// data given is the card's; otherwise DO_NOT_HONOR.
 	RejectReason_REJECT_REASON_CARD_EXPIRED RejectReason = 2
 	// REJECT_REASON_EXPIRY_MISMATCH: the expiry given is not the card's.
 	RejectReason_REJECT_REASON_EXPIRY_MISMATCH RejectReason = 3
@@ -91,7 +92,8 @@ const (
 	RejectReason_REJECT_REASON_CVV_MISMATCH RejectReason = 4
 	// REJECT_REASON_HOLDER_MISMATCH: the holder name given is not the card's.
 	RejectReason_REJECT_REASON_HOLDER_MISMATCH RejectReason = 5
-	// REJECT_REASON_CARD_BLOCKED: the card is blocked.
+	// REJECT_REASON_CARD_BLOCKED: the card is blocked. Said only when the card data given is the
+	// card's; otherwise DO_NOT_HONOR.
 	RejectReason_REJECT_REASON_CARD_BLOCKED RejectReason = 6
 	// REJECT_REASON_INSUFFICIENT_CREDIT: the amount exceeds the available credit.
 	RejectReason_REJECT_REASON_INSUFFICIENT_CREDIT RejectReason = 7
@@ -249,16 +251,18 @@ type AuthorizeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// transaction_id is the idempotency key chosen by the client (1-64 characters of
 	// [A-Za-z0-9._:-]), unique per card; the bank generates one when it is empty. The same id on
-	// two cards, or from two merchants, is two payments.
+	// two cards, or from two merchants, is two payments. It must not contain the card's number
+	// (INVALID_ARGUMENT): it is shown in full on statements and records.
 	TransactionId string `protobuf:"bytes,1,opt,name=transaction_id,json=transactionId,proto3" json:"transaction_id,omitempty"`
 	// card identifies and authenticates the card.
 	Card *CardDetails `protobuf:"bytes,2,opt,name=card,proto3" json:"card,omitempty"`
 	// amount_cents is the amount in minor units of the card's currency, greater than zero.
 	AmountCents int64 `protobuf:"varint,3,opt,name=amount_cents,json=amountCents,proto3" json:"amount_cents,omitempty"`
 	// store is an optional sub-name of the merchant's store, such as a branch (0-100
-	// characters). The merchant's own name comes from its API key.
+	// characters). The merchant's own name comes from its API key. A card number in it is masked.
 	Store string `protobuf:"bytes,4,opt,name=store,proto3" json:"store,omitempty"`
-	// description says what was bought (1-500 characters).
+	// description says what was bought (1-500 characters). A card number in it (13 to 19 digits,
+	// spaces and dashes allowed) is masked before it is kept or shown.
 	Description   string `protobuf:"bytes,5,opt,name=description,proto3" json:"description,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -33,10 +33,11 @@ type PaymentServiceClient interface {
 	// Authorize approves or rejects a payment and answers once the decision is final. A rejection
 	// is a normal answer (status REJECTED with a reason), not an error. The merchant is the one
 	// the caller's API key names. The transaction_id is an idempotency key scoped to the merchant
-	// and the card: calling again with the same card, transaction_id, amount, store and
+	// and the card: calling again with the same card data, transaction_id, amount, store and
 	// description never charges twice and returns the original outcome (duplicate = true); the
 	// same card and transaction_id with another amount, store or description is refused with
-	// ALREADY_EXISTS (HTTP 409) and charges nothing. The same transaction_id from another
+	// ALREADY_EXISTS (HTTP 409) and charges nothing. A repeat whose card data (holder, expiry,
+	// CVV) is not the card's is declined DO_NOT_HONOR, whatever the original outcome. The same transaction_id from another
 	// merchant is another payment. Beyond the ingress's limit of calls in flight the call is
 	// refused at once with RESOURCE_EXHAUSTED.
 	Authorize(ctx context.Context, in *AuthorizeRequest, opts ...grpc.CallOption) (*AuthorizeResponse, error)
@@ -103,10 +104,11 @@ type PaymentServiceServer interface {
 	// Authorize approves or rejects a payment and answers once the decision is final. A rejection
 	// is a normal answer (status REJECTED with a reason), not an error. The merchant is the one
 	// the caller's API key names. The transaction_id is an idempotency key scoped to the merchant
-	// and the card: calling again with the same card, transaction_id, amount, store and
+	// and the card: calling again with the same card data, transaction_id, amount, store and
 	// description never charges twice and returns the original outcome (duplicate = true); the
 	// same card and transaction_id with another amount, store or description is refused with
-	// ALREADY_EXISTS (HTTP 409) and charges nothing. The same transaction_id from another
+	// ALREADY_EXISTS (HTTP 409) and charges nothing. A repeat whose card data (holder, expiry,
+	// CVV) is not the card's is declined DO_NOT_HONOR, whatever the original outcome. The same transaction_id from another
 	// merchant is another payment. Beyond the ingress's limit of calls in flight the call is
 	// refused at once with RESOURCE_EXHAUSTED.
 	Authorize(context.Context, *AuthorizeRequest) (*AuthorizeResponse, error)

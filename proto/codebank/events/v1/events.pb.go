@@ -339,7 +339,8 @@ const (
 	BlockReason_BLOCK_REASON_UNSPECIFIED BlockReason = 0
 	// BLOCK_REASON_OPERATOR: an operator blocked the card.
 	BlockReason_BLOCK_REASON_OPERATOR BlockReason = 1
-	// BLOCK_REASON_VERIFICATION_FAILURES: the card failed verification too many times in a row.
+	// BLOCK_REASON_VERIFICATION_FAILURES: the card failed verification too many times within the
+	// lockout's window.
 	BlockReason_BLOCK_REASON_VERIFICATION_FAILURES BlockReason = 2
 )
 
@@ -1316,8 +1317,10 @@ type Account struct {
 	MaskedNumber string `protobuf:"bytes,13,opt,name=masked_number,json=maskedNumber,proto3" json:"masked_number,omitempty"`
 	// card_key_id is the id of the card key the card's CVV is derived under.
 	CardKeyId string `protobuf:"bytes,14,opt,name=card_key_id,json=cardKeyId,proto3" json:"card_key_id,omitempty"`
-	// verify_failures counts the card's failed verifications in a row (expiry, CVV, holder name,
-	// by payments and by VerifyCard); a success clears it, and reaching the limit blocks the card.
+	// verify_failures is no longer written in the table (accounts written before keep the count of
+	// their failures in a row, which nothing reads): verify_failure_times holds the failures. In a
+	// CardReply it is the number of failures that count toward the lockout at the time of the
+	// reply.
 	VerifyFailures int32 `protobuf:"varint,15,opt,name=verify_failures,json=verifyFailures,proto3" json:"verify_failures,omitempty"`
 	// block_reason says why the card is blocked.
 	BlockReason BlockReason `protobuf:"varint,16,opt,name=block_reason,json=blockReason,proto3,enum=codebank.events.v1.BlockReason" json:"block_reason,omitempty"`
@@ -1343,9 +1346,14 @@ type Account struct {
 	CreditFloorUnixS int64 `protobuf:"varint,61,opt,name=credit_floor_unix_s,json=creditFloorUnixS,proto3" json:"credit_floor_unix_s,omitempty"`
 	// operations counts the operations ever applied to the card (reversals, refunds and bill
 	// payments): a statement shows every one once its count of them reaches it.
-	Operations    int64 `protobuf:"varint,62,opt,name=operations,proto3" json:"operations,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Operations int64 `protobuf:"varint,62,opt,name=operations,proto3" json:"operations,omitempty"`
+	// verify_failure_times are the times, in seconds since the Unix epoch, of the card's latest
+	// failed verifications (expiry, CVV or holder name, by payments and by VerifyCard), oldest
+	// first: the lockout counts those within its window, and a success does not clear them, an
+	// operator's unblock does. At most as many as the lockout's limit are kept, 4 bytes each.
+	VerifyFailureTimes []uint32 `protobuf:"fixed32,40,rep,packed,name=verify_failure_times,json=verifyFailureTimes,proto3" json:"verify_failure_times,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Account) Reset() {
@@ -1523,6 +1531,13 @@ func (x *Account) GetOperations() int64 {
 		return x.Operations
 	}
 	return 0
+}
+
+func (x *Account) GetVerifyFailureTimes() []uint32 {
+	if x != nil {
+		return x.VerifyFailureTimes
+	}
+	return nil
 }
 
 // Outcome is the decision on one payment.
@@ -2365,7 +2380,7 @@ const file_codebank_events_v1_events_proto_rawDesc = "" +
 	"\fexpiry_month\x18\x01 \x01(\x05R\vexpiryMonth\x12\x1f\n" +
 	"\vexpiry_year\x18\x02 \x01(\x05R\n" +
 	"expiryYear\x12\x1e\n" +
-	"\vcvv_key_ids\x18\x03 \x03(\tR\tcvvKeyIds\"\xae\x06\n" +
+	"\vcvv_key_ids\x18\x03 \x03(\tR\tcvvKeyIds\"\xe0\x06\n" +
 	"\aAccount\x12\x1f\n" +
 	"\vholder_name\x18\x01 \x01(\tR\n" +
 	"holderName\x12\x1f\n" +
@@ -2393,7 +2408,8 @@ const file_codebank_events_v1_events_proto_rawDesc = "" +
 	"\x13credit_floor_unix_s\x18= \x01(\x03R\x10creditFloorUnixS\x12\x1e\n" +
 	"\n" +
 	"operations\x18> \x01(\x03R\n" +
-	"operationsJ\x04\b\t\x10\n" +
+	"operations\x120\n" +
+	"\x14verify_failure_times\x18( \x03(\aR\x12verifyFailureTimesJ\x04\b\t\x10\n" +
 	"J\x04\b\n" +
 	"\x10\vR\x06recent\"\xcf\x02\n" +
 	"\aOutcome\x12%\n" +
