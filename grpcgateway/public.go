@@ -1,8 +1,8 @@
 package grpcgateway
 
 import (
-	"github.com/codebank/codebank/processors/statements"
 	"github.com/codebank/codebank/codecs"
+	"github.com/codebank/codebank/processors/statements"
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
