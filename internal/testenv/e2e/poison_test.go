@@ -145,12 +145,12 @@ func TestPoisonNeverStopsTheBank(t *testing.T) {
 		}
 		e.Finish()
 	}
-	// A malformed request from a call that waits gets an error reply at once, not a timeout.
-	start := time.Now()
+	// A malformed request from a call that waits gets an error reply, not a timeout: only the
+	// authorizer's error reply makes ErrRefused (a wait would end with the context's error).
 	_, err = b.in.Bank.Pay(ctxT(t), token, &eventsv1.PaymentRequested{TransactionId: "poison-6", HolderName: "Maria Silva",
 		ExpiryMonth: 1, ExpiryYear: 2030, Store: "x", Description: "x", RequestedAtUnixUs: time.Now().UnixMicro()})
-	if !errors.Is(err, grpcgateway.ErrRefused) || time.Since(start) > 5*time.Second {
-		t.Errorf("malformed request = %v after %v, want refused at once", err, time.Since(start))
+	if !errors.Is(err, grpcgateway.ErrRefused) {
+		t.Errorf("malformed request = %v, want refused by the authorizer", err)
 	}
 	// The bank goes on deciding past the poison, on every partition.
 	after := calls.Load()
