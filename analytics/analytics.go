@@ -51,6 +51,22 @@ type Figures struct {
 	ByChannel        []Bucket // by count
 	LatestAuthorized time.Time
 	IndexedDocuments int64 // every document in the index, whatever its time
+	// Money back: the merchants' reversals and refunds (counts and amounts), the refund rate
+	// (their count over approved purchases), the bill payments recorded, and each merchant's
+	// net sales (approved purchases less reversals and refunds), largest first: by merchant,
+	// as a reversal or refund is the merchant's and names no branch.
+	Reversals, Refunds             int64
+	ReversedAmount, RefundedAmount float64
+	RefundRate                     float64
+	BillPayments                   int64
+	BillPaidAmount                 float64
+	NetSales                       []Bucket
+}
+
+// purchases selects the records of payment attempts: every kind but the operations (records
+// written before kinds existed have none, and are purchases).
+func purchases() elastic.Query {
+	return elastic.NewBoolQuery().MustNot(elastic.NewTermsQuery("kind", codecs.KindReversal, codecs.KindRefund, codecs.KindBillPayment))
 }
 
 // Bucket is one term and its figure.
@@ -60,11 +76,13 @@ type Bucket struct {
 	Value float64
 }
 
-// KeyFigures computes the figures of authorizations decided in [from, to).
+// KeyFigures computes the figures of authorizations decided in [from, to), and of the
+// operations that gave credit back in it.
 func KeyFigures(ctx context.Context, c *elastic.Client, index string, from, to time.Time) (*Figures, error) {
 	approved := elastic.NewTermQuery("status", codecs.StatusApproved)
+	period := elastic.NewRangeQuery("authorized_at").Gte(from.UTC().Format(time.RFC3339Nano)).Lt(to.UTC().Format(time.RFC3339Nano))
 	search := c.Search(index).Size(0).TrackTotalHits(true).
-		Query(elastic.NewRangeQuery("authorized_at").Gte(from.UTC().Format(time.RFC3339Nano)).Lt(to.UTC().Format(time.RFC3339Nano))).
+		Query(elastic.NewBoolQuery().Filter(period, purchases())).
 		Aggregation("status", elastic.NewTermsAggregation().Field("status").Size(5)).
 		Aggregation("approved", elastic.NewFilterAggregation().Filter(approved).
 			SubAggregation("amount", elastic.NewSumAggregation().Field("amount")).
@@ -123,7 +141,54 @@ func KeyFigures(ctx context.Context, c *elastic.Client, index string, from, to t
 	if n, err := c.Count(index).Do(ctx); err == nil {
 		f.IndexedDocuments = n
 	}
+	if err := moneyBack(ctx, c, index, period, f); err != nil {
+		return nil, err
+	}
 	return f, nil
+}
+
+// moneyBack adds the figures of the operations in period, and the stores' net sales.
+func moneyBack(ctx context.Context, c *elastic.Client, index string, period elastic.Query, f *Figures) error {
+	res, err := c.Search(index).Size(0).Query(elastic.NewBoolQuery().Filter(period, elastic.NewTermQuery("status", codecs.StatusApproved))).
+		Aggregation("kinds", elastic.NewTermsAggregation().Field("kind").Size(5).SubAggregation("amount", elastic.NewSumAggregation().Field("amount"))).
+		Aggregation("net", elastic.NewTermsAggregation().Field("merchant").Size(10).OrderByAggregation("net", false).
+			SubAggregation("net", elastic.NewSumAggregation().Field("net_amount"))).
+		Do(ctx)
+	if err != nil {
+		return fmt.Errorf("search %s: %w", index, err)
+	}
+	if kinds, ok := res.Aggregations.Terms("kinds"); ok {
+		for _, b := range kinds.Buckets {
+			amount := 0.0
+			if s, ok := b.Sum("amount"); ok && s.Value != nil {
+				amount = *s.Value
+			}
+			switch fmt.Sprint(b.Key) {
+			case codecs.KindReversal:
+				f.Reversals, f.ReversedAmount = b.DocCount, amount
+			case codecs.KindRefund:
+				f.Refunds, f.RefundedAmount = b.DocCount, amount
+			case codecs.KindBillPayment:
+				f.BillPayments, f.BillPaidAmount = b.DocCount, amount
+			}
+		}
+	}
+	if f.Approved > 0 {
+		f.RefundRate = float64(f.Reversals+f.Refunds) / float64(f.Approved)
+	}
+	if net, ok := res.Aggregations.Terms("net"); ok {
+		for _, b := range net.Buckets {
+			v := 0.0
+			if s, ok := b.Sum("net"); ok && s.Value != nil {
+				v = *s.Value
+			}
+			if fmt.Sprint(b.Key) == "" {
+				continue // bill payments are no merchant's
+			}
+			f.NetSales = append(f.NetSales, Bucket{Key: fmt.Sprint(b.Key), Count: b.DocCount, Value: v})
+		}
+	}
+	return nil
 }
 
 func terms(res *elastic.SearchResult, name string) []Bucket {
@@ -150,6 +215,15 @@ func (f *Figures) Format(currency string) string {
 		fmt.Fprintf(&b, "\n  top stores by approved amount\n")
 		for _, s := range f.TopStores {
 			fmt.Fprintf(&b, "    %-28s %s %12.2f  (%d)\n", s.Key, currency, s.Value, s.Count)
+		}
+	}
+	fmt.Fprintf(&b, "\n  reversals        %d (%s %.2f)\n  refunds          %d (%s %.2f)\n", f.Reversals, currency, f.ReversedAmount, f.Refunds, currency, f.RefundedAmount)
+	fmt.Fprintf(&b, "  refund rate      %.1f%% of approved purchases\n", 100*f.RefundRate)
+	fmt.Fprintf(&b, "  bill payments    %d (%s %.2f)\n", f.BillPayments, currency, f.BillPaidAmount)
+	if len(f.NetSales) > 0 {
+		fmt.Fprintf(&b, "\n  net sales by merchant (purchases less reversals and refunds)\n")
+		for _, s := range f.NetSales {
+			fmt.Fprintf(&b, "    %-28s %s %12.2f\n", s.Key, currency, s.Value)
 		}
 	}
 	if len(f.RejectionReasons) > 0 {

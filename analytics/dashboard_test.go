@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"strings"
 	"testing"
@@ -74,8 +75,8 @@ func TestDashboardFile(t *testing.T) {
 		byKey[o.Type+"/"+o.ID] = o
 		types[o.Type]++
 	}
-	if types["index-pattern"] != 1 || types["dashboard"] != 1 || types["visualization"] != 7 {
-		t.Fatalf("objects by type = %v, want 1 index pattern, 1 dashboard, 7 visualizations", types)
+	if types["index-pattern"] != 1 || types["dashboard"] != 1 || types["visualization"] != 9 {
+		t.Fatalf("objects by type = %v, want 1 index pattern, 1 dashboard, 9 visualizations", types)
 	}
 	for _, o := range objs {
 		for _, r := range o.References {
@@ -130,8 +131,27 @@ func TestDashboardFile(t *testing.T) {
 			t.Errorf("panel %s has no reference", p.PanelRefName)
 		}
 	}
-	if len(panels) != 7 {
-		t.Errorf("dashboard has %d panels, want 7", len(panels))
+	if len(panels) != 9 {
+		t.Errorf("dashboard has %d panels, want 9", len(panels))
+	}
+	// The refunds panel and net sales, and the panels of authorizations leave operations out.
+	for _, o := range objs {
+		meta, _ := o.Attributes["kibanaSavedObjectMeta"].(map[string]any)
+		src, _ := meta["searchSourceJSON"].(string)
+		vs, _ := o.Attributes["visState"].(string)
+		switch {
+		case o.Type != "visualization":
+		case o.ID == "codebank-refunds":
+			if !strings.Contains(src, "kind:(reversal OR refund)") {
+				t.Errorf("the refunds panel selects %s", src)
+			}
+		case o.ID == "codebank-net-sales-by-store":
+			if !strings.Contains(vs, `"net_amount"`) {
+				t.Errorf("net sales sum %s", vs)
+			}
+		case !strings.Contains(src+vs, purchasesOnly):
+			t.Errorf("%s counts reversals, refunds and bill payments as authorizations", o.ID)
+		}
 	}
 	// Every field a panel uses is mapped by the index template (a sum over a missing field
 	// would quietly be 0).
@@ -349,7 +369,24 @@ func TestDashboardPanelsRun(t *testing.T) {
 		if i%4 == 0 {
 			r.Status, r.Reason = "rejected", []string{"insufficient_credit", "cvv_mismatch"}[i%8/4]
 		}
+		r.Merchant = []string{"code-store", "padaria", "livraria"}[i%3]
+		if i%2 == 0 {
+			r.Kind = codecs.KindPurchase // and every other one as written before kinds
+			r.NetAmount = json.Number(fmt.Sprintf("%d.00", r.NetCents()/100))
+		}
 		bulk.Add(elastic.NewBulkIndexRequest().Index(ix.IndexOf(at)).Id(r.TransactionID).Doc(r)) // as the sink names it
+	}
+	// Reversals and refunds of the first purchases, and a bill payment.
+	for i, kind := range []string{codecs.KindReversal, codecs.KindRefund, codecs.KindRefund, codecs.KindBillPayment} {
+		at := now.Add(-time.Duration(i) * time.Minute)
+		r := codecs.Result{Kind: kind, TransactionID: fmt.Sprint("tx-", i+1), OperationID: fmt.Sprint("op-", i), CardToken: "tok", Status: "approved",
+			AmountCents: 50, Amount: "0.50", Currency: "BRL", Merchant: "code-store", Store: "Code Store", Channel: "api",
+			RequestedAt: at.Format(time.RFC3339Nano), AuthorizedAt: at.Format(time.RFC3339Nano), ProcessingMs: 1}
+		if kind == codecs.KindBillPayment {
+			r.TransactionID, r.Merchant, r.Store = "", "", ""
+		}
+		r.NetAmount = json.Number(fmt.Sprintf("%.2f", float64(r.NetCents())/100))
+		bulk.Add(elastic.NewBulkIndexRequest().Index(ix.IndexOf(at)).Id(r.OperationID).Doc(r))
 	}
 	if res, err := bulk.Do(ctx); err != nil || res.Errors {
 		t.Fatalf("index test documents: %v %v", err, res)
@@ -387,4 +424,10 @@ func TestDashboardPanelsRun(t *testing.T) {
 	if f.Total != 60 || f.Approved != 45 || f.Rejected != 15 || len(f.TopStores) != 3 || len(f.RejectionReasons) != 2 || f.LatencyP99 <= 0 {
 		t.Errorf("figures = %+v", f)
 	}
+	if f.Reversals != 1 || f.Refunds != 2 || f.RefundedAmount != 1 || f.BillPayments != 1 || math.Abs(f.RefundRate-3.0/45) > 1e-9 || len(f.NetSales) != 3 {
+		t.Errorf("money back figures = %+v", f)
+	}
 }
+
+// purchasesOnly is the query the panels of authorizations add to leave operations out.
+const purchasesOnly = "NOT kind:(reversal OR refund OR bill_payment)"

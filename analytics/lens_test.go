@@ -84,8 +84,30 @@ func TestKibana8DashboardFile(t *testing.T) {
 			}
 		}
 	}
-	if types["index-pattern"] != 1 || types["dashboard"] != 1 || types["lens"] != 7 || len(types) != 3 {
-		t.Fatalf("objects by type = %v, want 1 data view, 1 dashboard, 7 Lens visualizations", types)
+	if types["index-pattern"] != 1 || types["dashboard"] != 1 || types["lens"] != 9 || len(types) != 3 {
+		t.Fatalf("objects by type = %v, want 1 data view, 1 dashboard, 9 Lens visualizations", types)
+	}
+	// The panels of authorizations leave reversals, refunds and bill payments out; the refunds
+	// panel shows them, and net sales sums net_amount.
+	for _, o := range objs {
+		if o.Type != "lens" {
+			continue
+		}
+		q := lensOf(t, o).Query.Query
+		switch o.ID {
+		case "codebank-lens-refunds":
+			if q != "kind:(reversal OR refund)" {
+				t.Errorf("the refunds panel selects %q", q)
+			}
+		case "codebank-lens-net-sales":
+			if b, _ := json.Marshal(o.Attributes["state"]); !strings.Contains(string(b), `"sourceField":"net_amount"`) {
+				t.Errorf("net sales does not sum net_amount")
+			}
+		default:
+			if !strings.HasSuffix(q, purchasesOnly) {
+				t.Errorf("%s counts reversals, refunds and bill payments as authorizations: %q", o.ID, q)
+			}
+		}
 	}
 	dv := byKey["index-pattern/"+analytics.DefaultIndex]
 	if dv.Attributes["title"] != analytics.DefaultIndex || dv.Attributes["timeFieldName"] != "authorized_at" {
@@ -183,9 +205,10 @@ func templateFields(t *testing.T) map[string]any {
 	return tmpl["template"].(map[string]any)["mappings"].(map[string]any)["properties"].(map[string]any)
 }
 
-// kqlTerm is the KQL of the dashboards' queries and filters: field:value, which Lucene's query
-// string reads the same.
-var kqlTerm = regexp.MustCompile(`^[a-z_]+ ?: ?"?[a-z_]+"?$`)
+// kqlTerm is the KQL of the dashboards' queries and filters: field:value or field:(value OR
+// value ...), maybe negated with NOT, joined by AND; Lucene's query string reads it the same
+// (KQL takes its operators in capitals too).
+var kqlTerm = regexp.MustCompile(`^(NOT )?[a-z_]+ ?: ?("?[a-z_]+"?|\([a-z_]+( OR [a-z_]+)*\))( AND (NOT )?[a-z_]+ ?: ?("?[a-z_]+"?|\([a-z_]+( OR [a-z_]+)*\)))*$`)
 
 func kqlQuery(t *testing.T, id, kql string) elastic.Query {
 	t.Helper()
@@ -193,7 +216,7 @@ func kqlQuery(t *testing.T, id, kql string) elastic.Query {
 		return elastic.NewMatchAllQuery()
 	}
 	if !kqlTerm.MatchString(kql) {
-		t.Fatalf("%s: KQL %q is more than field:value", id, kql)
+		t.Fatalf("%s: KQL %q is more than terms joined by AND", id, kql)
 	}
 	return elastic.NewQueryStringQuery(strings.ReplaceAll(kql, `"`, ""))
 }

@@ -121,6 +121,40 @@ func TestContracts(t *testing.T) {
 	if err := CheckResult(token, res); err == nil {
 		t.Error("a result whose payment key leaves out the merchant passed")
 	}
+	// Operations: a key of their own, the purchase they credit; old records are purchases.
+	refund := &Result{PaymentKey: OperationKey(token, "code-store", KindRefund, "r-1"), Kind: KindRefund, TransactionID: "tx:1", OperationID: "r-1",
+		PurchaseKey: PaymentKey(token, "code-store", "tx:1"), CardToken: token, Merchant: "code-store", Status: StatusApproved, AmountCents: 1,
+		AuthorizedAt: "2026-11-25T10:00:00.000001Z"}
+	if err := CheckResult(token, refund); err != nil {
+		t.Errorf("a good refund: %v", err)
+	}
+	bill := &Result{PaymentKey: OperationKey(token, "", KindBillPayment, "b-1"), Kind: KindBillPayment, OperationID: "b-1", CardToken: token,
+		Status: StatusApproved, AmountCents: 1, AuthorizedAt: "2026-11-25T10:00:00.000001Z"}
+	if err := CheckResult(token, bill); err != nil {
+		t.Errorf("a good bill payment: %v", err)
+	}
+	for name, tc := range map[string]struct {
+		r      Result
+		change func(*Result)
+		want   string
+	}{
+		"a refund under its purchase's key": {*refund, func(r *Result) { r.PaymentKey = r.PurchaseKey }, "payment_key must be"},
+		"a refund naming no purchase":       {*refund, func(r *Result) { r.PurchaseKey = "" }, "purchase_key must be"},
+		"a refund without its id":           {*refund, func(r *Result) { r.OperationID = "" }, "operation_id is required"},
+		"a refund rejected":                 {*refund, func(r *Result) { r.Status, r.Reason = StatusRejected, "x" }, "status must be approved"},
+		"a bill payment with a merchant":    {*bill, func(r *Result) { r.Merchant = "code-store" }, "merchant must be empty"},
+		"an unknown kind":                   {*refund, func(r *Result) { r.Kind = "chargeback" }, "kind must be"},
+		"a purchase with an operation id":   {*res, func(r *Result) { r.PaymentKey, r.OperationID = PaymentKey(token, "code-store", "tx:1"), "r-1" }, "operation_id must be empty"},
+	} {
+		r := tc.r
+		tc.change(&r)
+		if err := CheckResult(token, &r); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", name, err, tc.want)
+		}
+	}
+	if old := (&Result{}); old.KindOf() != KindPurchase || !old.Purchase() {
+		t.Error("a record without a kind is not a purchase")
+	}
 	if got := StoreName("Code Store", " Centro "); got != "Code Store (Centro)" {
 		t.Errorf("StoreName = %q", got)
 	}

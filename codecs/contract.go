@@ -190,6 +190,29 @@ func CheckPaymentRequested(key string, r *eventsv1.PaymentRequested) error {
 	return p.err("payment request")
 }
 
+// operation checks an operation: a reversal or refund names its merchant and purchase, a bill
+// payment neither.
+func (p *problems) operation(op *eventsv1.Operation) {
+	p.check("operation.operation_id", CheckTransactionID(op.GetOperationId()))
+	p.check("operation.amount_cents", CheckCents(op.GetAmountCents()))
+	switch op.GetKind() {
+	case eventsv1.OperationKind_OPERATION_KIND_REVERSAL, eventsv1.OperationKind_OPERATION_KIND_REFUND:
+		p.check("operation.merchant_id", checkMerchant(op.GetMerchantId()))
+		p.check("operation.merchant_name", CheckText(op.GetMerchantName(), MaxMerchantNameLen))
+		p.check("operation.transaction_id", CheckTransactionID(op.GetTransactionId()))
+		p.check("operation.purchase_amount_cents", CheckCents(op.GetPurchaseAmountCents()))
+		if op.GetPurchaseDecidedAtUnixUs() <= 0 {
+			p.add("operation.purchase_decided_at_unix_us", "is required")
+		}
+	case eventsv1.OperationKind_OPERATION_KIND_BILL_PAYMENT:
+		if op.GetMerchantId() != "" || op.GetTransactionId() != "" || op.GetPurchaseAmountCents() != 0 {
+			p.add("operation.merchant_id", "must be empty, with the purchase's fields, for a bill payment")
+		}
+	default:
+		p.add("operation.kind", "must be a reversal, a refund or a bill payment")
+	}
+}
+
 // CheckCardCommand checks a card command (key: card token) against its contract.
 func CheckCardCommand(key string, c *eventsv1.CardCommand) error {
 	var p problems
@@ -213,12 +236,18 @@ func CheckCardCommand(key string, c *eventsv1.CardCommand) error {
 	case *eventsv1.CardCommand_Verify:
 		p.expiry(cmd.Verify.GetExpiryMonth(), cmd.Verify.GetExpiryYear())
 		p.cardKeyIDs("verify.cvv_key_ids", cmd.Verify.GetCvvKeyIds())
+	case *eventsv1.CardCommand_Operation:
+		p.operation(cmd.Operation)
 	case *eventsv1.CardCommand_Get, *eventsv1.CardCommand_Block, *eventsv1.CardCommand_Unblock:
 	default:
 		p.add("command", "is required")
 	}
 	return p.err("card command")
 }
+
+// AccountCreditSize is the size of an entry of Account.credits
+// (processors/authorizer/credits.go).
+const AccountCreditSize = 25
 
 // CheckAccount checks an authorizer table value: an account whose amounts make no sense is
 // treated like one that does not decode, and fails its card closed.
@@ -227,11 +256,15 @@ func CheckAccount(a *eventsv1.Account) error {
 	if err := CheckCents(a.GetLimitCents()); err != nil {
 		p.add("limit_cents", "%v", err)
 	}
-	if a.GetUsedCents() < 0 || a.GetUsedCents() > a.GetLimitCents() {
-		p.add("used_cents", "must be 0 to the limit")
+	// Below zero is a credit balance: a refund after the bill was paid.
+	if a.GetUsedCents() < -money.MaxCents || a.GetUsedCents() > a.GetLimitCents() {
+		p.add("used_cents", "must be -%d to the limit", money.MaxCents)
 	}
-	if a.GetApprovals() < 0 {
-		p.add("approvals", "must not be negative")
+	if a.GetApprovals() < 0 || a.GetOperations() < 0 {
+		p.add("approvals", "must not be negative, nor operations")
+	}
+	if len(a.GetCredits())%AccountCreditSize != 0 || a.GetCreditFloorUnixS() < 0 {
+		p.add("credits", "must be whole entries of %d bytes, with a floor not below zero", AccountCreditSize)
 	}
 	if a.GetVerifyFailures() < 0 {
 		p.add("verify_failures", "must not be negative")
@@ -259,10 +292,37 @@ func CheckResult(key string, r *Result) error {
 	if r.CardToken == "" || key != r.CardToken {
 		p.add("key", "must be the record's card_token")
 	}
-	p.check("transaction_id", CheckTransactionID(r.TransactionID))
-	p.check("merchant", checkMerchant(r.Merchant))
-	if r.PaymentKey != PaymentKey(r.CardToken, r.Merchant, r.TransactionID) {
-		p.add("payment_key", "must be card_token:merchant:transaction_id")
+	kind := r.KindOf()
+	switch kind {
+	case KindPurchase:
+		p.check("transaction_id", CheckTransactionID(r.TransactionID))
+		p.check("merchant", checkMerchant(r.Merchant))
+		if r.PaymentKey != PaymentKey(r.CardToken, r.Merchant, r.TransactionID) {
+			p.add("payment_key", "must be card_token:merchant:transaction_id")
+		}
+		if r.OperationID != "" || r.PurchaseKey != "" {
+			p.add("operation_id", "must be empty for a purchase")
+		}
+	case KindReversal, KindRefund:
+		p.check("transaction_id", CheckTransactionID(r.TransactionID))
+		p.check("merchant", checkMerchant(r.Merchant))
+		p.check("operation_id", CheckTransactionID(r.OperationID))
+		if r.PaymentKey != OperationKey(r.CardToken, r.Merchant, kind, r.OperationID) {
+			p.add("payment_key", "must be card_token:merchant:kind/operation_id")
+		}
+		if r.PurchaseKey != PaymentKey(r.CardToken, r.Merchant, r.TransactionID) {
+			p.add("purchase_key", "must be card_token:merchant:transaction_id")
+		}
+	case KindBillPayment:
+		p.check("operation_id", CheckTransactionID(r.OperationID))
+		if r.Merchant != "" || r.TransactionID != "" || r.PurchaseKey != "" {
+			p.add("merchant", "must be empty, with transaction_id and purchase_key, for a bill payment")
+		}
+		if r.PaymentKey != OperationKey(r.CardToken, "", kind, r.OperationID) {
+			p.add("payment_key", "must be card_token::bill_payment/operation_id")
+		}
+	default:
+		p.add("kind", "must be %s, %s, %s or %s", KindPurchase, KindReversal, KindRefund, KindBillPayment)
 	}
 	switch r.Status {
 	case StatusApproved:
@@ -273,6 +333,9 @@ func CheckResult(key string, r *Result) error {
 		if r.Reason == "" {
 			p.add("reason", "is required when rejected")
 		}
+		if kind != KindPurchase {
+			p.add("status", "must be %s for an operation: only operations carried out are published", StatusApproved)
+		}
 	default:
 		p.add("status", "must be %s or %s", StatusApproved, StatusRejected)
 	}
@@ -282,7 +345,7 @@ func CheckResult(key string, r *Result) error {
 	} else if us := t.UnixMicro(); us < 0 || us > maxAuthorizedUs {
 		p.add("authorized_at", "must be between 1970 and 2286")
 	}
-	if r.Status == StatusApproved {
+	if r.Status == StatusApproved && kind == KindPurchase {
 		p.check("store", CheckText(r.Store, MaxStoreLen))
 		p.check("description", CheckText(r.Description, MaxDescriptionLen))
 	}

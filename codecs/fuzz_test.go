@@ -18,6 +18,10 @@ func FuzzDecode(f *testing.F) {
 			Store: "Code Store", Description: "book", RequestedAtUnixUs: 1, ReplyKey: "r0", CorrelationId: "c"},
 		&eventsv1.CardCommand{CommandId: "c-1", Command: &eventsv1.CardCommand_Issue{Issue: &eventsv1.IssueCard{HolderName: "JOSE", LimitCents: 1, Currency: "BRL", ExpiryMonth: 1, ExpiryYear: 2031}}},
 		&eventsv1.Account{HolderName: "JOSE", LimitCents: 100, UsedCents: 50, Outcomes: make([]byte, 47)},
+		&eventsv1.Account{HolderName: "JOSE", LimitCents: 100, UsedCents: -50, Credits: make([]byte, 25), Operations: 2},
+		&eventsv1.CardCommand{CommandId: "c-2", Command: &eventsv1.CardCommand_Operation{Operation: &eventsv1.Operation{Kind: eventsv1.OperationKind_OPERATION_KIND_REFUND,
+			OperationId: "r-1", AmountCents: 5, MerchantId: "code-store", MerchantName: "Code Store", TransactionId: "tx-1", PurchaseAmountCents: 10, PurchaseDecidedAtUnixUs: 1}}},
+		&eventsv1.Reply{CorrelationId: "y", Body: &eventsv1.Reply_Operation{Operation: &eventsv1.OperationReply{CardToken: "t", Result: eventsv1.OperationResult_OPERATION_RESULT_OK}}},
 		&eventsv1.Reply{CorrelationId: "x", Body: &eventsv1.Reply_Payment{Payment: &eventsv1.PaymentReply{Outcome: &eventsv1.Outcome{TransactionId: "x"}}}},
 	}
 	for _, s := range seeds {
@@ -25,6 +29,7 @@ func FuzzDecode(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte(`{"payment_key":"t:x","transaction_id":"x","card_token":"t","status":"approved","amount_cents":5,"amount":0.05,"authorized_at":"2026-11-25T10:00:00Z"}`))
+	f.Add([]byte(`{"payment_key":"t:m:refund/r","kind":"refund","transaction_id":"x","operation_id":"r","purchase_key":"t:m:x","card_token":"t","status":"approved","amount_cents":5,"authorized_at":"2026-11-25T10:00:00Z"}`))
 	f.Add([]byte{0xff, 0xff})
 	protos := []goka.Codec{PaymentRequested, CardCommand, Account, Reply, StatementLine}
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -8,20 +8,35 @@ import (
 )
 
 // Result is one record of the results topic (documented for every consumer in
-// docs/results-topic.md): the bank's decision on one payment attempt,
-// approved or rejected. It is JSON, read by the statements processor, by Kafka Connect (which
-// indexes it for analysts) and by any other team; fields are only ever added, never renamed.
-// Its key is CardToken. The full card number never appears in it.
+// docs/results-topic.md): the bank's decision on one payment attempt, approved or rejected, or
+// one operation that gave credit back to a card (a reversal, a refund, a bill payment; Kind).
+// It is JSON, read by the statements processor, by Kafka Connect (which indexes it for
+// analysts) and by any other team; fields are only ever added, never renamed. Its key is
+// CardToken. The full card number never appears in it.
 //
-// A payment redelivered or retried with the same transaction id yields the same record again,
+// A payment or operation redelivered or retried with the same id yields the same record again,
 // identical field for field: consumers dedupe by PaymentKey.
 type Result struct {
-	// PaymentKey identifies the payment everywhere downstream (see PaymentKey): statements
-	// dedupe by it, the search index uses it as the document id, the audit counts by it.
+	// PaymentKey identifies the record's payment or operation everywhere downstream (see
+	// PaymentKey and OperationKey): statements dedupe by it, the search index uses it as the
+	// document id, the audit counts by it.
 	PaymentKey string `json:"payment_key"`
+	// Kind is what the record is: KindPurchase, a payment attempt, or an operation that gives
+	// credit back: KindReversal, KindRefund, KindBillPayment. Amounts are always positive: the
+	// kind gives the direction. Records written before operations existed have none: they are
+	// purchases (KindOf).
+	Kind string `json:"kind,omitempty"`
 	// TransactionID is the payment's idempotency key, chosen by the client, unique per merchant
-	// and card (the same id on two cards, or from two merchants, is two payments).
+	// and card (the same id on two cards, or from two merchants, is two payments). For a
+	// reversal or refund, the transaction id of the purchase it credits; empty for a bill
+	// payment.
 	TransactionID string `json:"transaction_id"`
+	// OperationID is an operation's own idempotency key (its reversal_id, refund_id or
+	// bill_payment_id); empty for a purchase.
+	OperationID string `json:"operation_id,omitempty"`
+	// PurchaseKey is the PaymentKey of the purchase a reversal or refund credits; empty
+	// otherwise.
+	PurchaseKey string `json:"purchase_key,omitempty"`
 	// CardToken identifies the card without revealing its number (HMAC under the bank's
 	// tokenization key): the public API's card id.
 	CardToken string `json:"card_token"`
@@ -39,6 +54,11 @@ type Result struct {
 	AmountCents int64 `json:"amount_cents"`
 	// Amount is AmountCents as a decimal number of currency units (12.34), for charts.
 	Amount json.Number `json:"amount"`
+	// NetAmount is what the record adds to its merchant's sales, in currency units, for
+	// charts of net sales: Amount for an approved purchase, minus Amount for a reversal or
+	// refund, 0.00 for a rejection or a bill payment (NetCents). Absent in records written
+	// before operations existed.
+	NetAmount json.Number `json:"net_amount,omitempty"`
 	// Currency is the ISO 4217 code of the amounts.
 	Currency string `json:"currency,omitempty"`
 	// Merchant is the id of the merchant whose API key asked for the payment.
@@ -64,6 +84,52 @@ type Result struct {
 	LimitCents int64 `json:"limit_cents"`
 }
 
+// The kinds of results records (Result.Kind).
+const (
+	KindPurchase    = "purchase"
+	KindReversal    = "reversal"
+	KindRefund      = "refund"
+	KindBillPayment = "bill_payment"
+)
+
+// KindOf returns the record's kind: KindPurchase for a record written before kinds existed.
+func (r *Result) KindOf() string {
+	if r.Kind == "" {
+		return KindPurchase
+	}
+	return r.Kind
+}
+
+// NetCents returns what the record adds to its merchant's sales: its amount for an approved
+// purchase, minus its amount for a reversal or refund, 0 otherwise.
+func (r *Result) NetCents() int64 {
+	switch {
+	case r.Status != StatusApproved:
+		return 0
+	case r.KindOf() == KindPurchase:
+		return r.AmountCents
+	case r.Kind == KindReversal || r.Kind == KindRefund:
+		return -r.AmountCents
+	}
+	return 0
+}
+
+// Purchase reports whether the record is a payment attempt, not an operation.
+func (r *Result) Purchase() bool { return r.KindOf() == KindPurchase }
+
+// KindName is the name of an operation kind in results and metrics: KindRefund.
+func KindName(k eventsv1.OperationKind) string {
+	switch k {
+	case eventsv1.OperationKind_OPERATION_KIND_REVERSAL:
+		return KindReversal
+	case eventsv1.OperationKind_OPERATION_KIND_REFUND:
+		return KindRefund
+	case eventsv1.OperationKind_OPERATION_KIND_BILL_PAYMENT:
+		return KindBillPayment
+	}
+	return KindPurchase
+}
+
 // ResultCodec is the goka codec of *Result.
 type ResultCodec = JSON[Result]
 
@@ -73,6 +139,13 @@ type ResultCodec = JSON[Result]
 // first two.
 func PaymentKey(cardToken, merchant, transactionID string) string {
 	return cardToken + ":" + merchant + ":" + transactionID
+}
+
+// OperationKey returns the key that identifies an operation downstream, as PaymentKey does a
+// payment: "TOKEN:MERCHANT:KIND/OPERATION_ID" (MERCHANT empty for a bill payment). A transaction
+// id holds no "/", so an operation's key is never a payment's.
+func OperationKey(cardToken, merchant, kind, operationID string) string {
+	return cardToken + ":" + merchant + ":" + kind + "/" + operationID
 }
 
 // StoreName is the store shown on statements and in analytics: the merchant's name (from its

@@ -41,6 +41,8 @@ type rule struct {
 // PERMISSION_DENIED: a new method stays closed until it is listed here.
 var access = map[string]rule{
 	codebankv1.PaymentService_Authorize_FullMethodName: {roles: []apikey.Role{apikey.Merchant}},
+	codebankv1.PaymentService_Reverse_FullMethodName:   {roles: []apikey.Role{apikey.Merchant}},
+	codebankv1.PaymentService_Refund_FullMethodName:    {roles: []apikey.Role{apikey.Merchant}},
 
 	codebankv1.CardService_IssueCard_FullMethodName:   {roles: []apikey.Role{apikey.Admin}},
 	codebankv1.CardService_GetCard_FullMethodName:     {roles: []apikey.Role{apikey.Admin}},
@@ -48,6 +50,7 @@ var access = map[string]rule{
 	codebankv1.CardService_BlockCard_FullMethodName:   {roles: []apikey.Role{apikey.Admin}},
 	codebankv1.CardService_UnblockCard_FullMethodName: {roles: []apikey.Role{apikey.Admin}},
 	codebankv1.CardService_VerifyCard_FullMethodName:  {roles: []apikey.Role{apikey.Pages}},
+	codebankv1.CardService_PayBill_FullMethodName:     {roles: []apikey.Role{apikey.Admin}},
 
 	codebankv1.StatementService_GetStatement_FullMethodName:   {roles: []apikey.Role{apikey.Admin, apikey.Pages}},
 	codebankv1.StatementService_ListStatements_FullMethodName: {roles: []apikey.Role{apikey.Admin, apikey.Pages}},

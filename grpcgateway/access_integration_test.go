@@ -39,12 +39,15 @@ type apiMethod struct {
 // say exactly this.
 var policy = map[string]string{
 	"/codebank.v1.PaymentService/Authorize":        "merchant",
+	"/codebank.v1.PaymentService/Reverse":          "merchant",
+	"/codebank.v1.PaymentService/Refund":           "merchant",
 	"/codebank.v1.CardService/IssueCard":           "admin",
 	"/codebank.v1.CardService/GetCard":             "admin",
 	"/codebank.v1.CardService/LookupCard":          "admin",
 	"/codebank.v1.CardService/BlockCard":           "admin",
 	"/codebank.v1.CardService/UnblockCard":         "admin",
 	"/codebank.v1.CardService/VerifyCard":          "pages",
+	"/codebank.v1.CardService/PayBill":             "admin",
 	"/codebank.v1.StatementService/GetStatement":   "admin,pages",
 	"/codebank.v1.StatementService/ListStatements": "admin,pages",
 	"/payment.PaymentService/Payment":              "legacy",
@@ -213,7 +216,7 @@ func TestAccessEveryMethodAndRoute(t *testing.T) {
 			if path == "" {
 				continue
 			}
-			path = strings.NewReplacer("{card_id}", "gzNcUY7KgaoXOFX_qNg2gQ", "{month}", "2026-11").Replace(path)
+			path = strings.NewReplacer("{card_id}", "gzNcUY7KgaoXOFX_qNg2gQ", "{month}", "2026-11", "{payment_id}", "AQID").Replace(path)
 			routes++
 			if code := restCall(method, path, ""); code != http.StatusUnauthorized {
 				t.Errorf("%s %s without a key = %d, want 401", method, path, code)
@@ -231,7 +234,7 @@ func TestAccessEveryMethodAndRoute(t *testing.T) {
 			}
 		}
 	}
-	if routes < 9 {
+	if routes < 12 {
 		t.Errorf("checked %d REST routes, want every one of the API's", routes)
 	}
 	if n := banktest.Value(t, in.Registry, "codebank_ingress_denied_total", map[string]string{"method": "IssueCard", "code": "Unauthenticated"}); n < 3 {

@@ -409,3 +409,22 @@ func (b *KafkaBank) Close() error {
 	})
 	return errors.Join(errs...)
 }
+
+// Operate writes a card command carrying an operation for the card of token and waits for its
+// answer: a reply about this card, operation id and amount.
+func (b *KafkaBank) Operate(ctx context.Context, token string, cmd *eventsv1.CardCommand) (*eventsv1.OperationReply, error) {
+	cmd.ReplyKey = b.replyKey
+	cmd.CommandId = b.corr.NewID()
+	op := cmd.GetOperation()
+	r, err := b.call(ctx, func(e *emitters) *goka.Emitter { return e.commands }, token, cmd.CommandId, cmd, func(r *eventsv1.Reply) bool {
+		if e := r.GetError(); e != nil {
+			return e.GetCardToken() == token
+		}
+		o := r.GetOperation()
+		return o != nil && o.GetCardToken() == token && o.GetOperationId() == op.GetOperationId() && o.GetAmountCents() == op.GetAmountCents()
+	})
+	if err != nil {
+		return nil, err
+	}
+	return r.GetOperation(), nil
+}

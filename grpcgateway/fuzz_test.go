@@ -14,6 +14,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/codebank/codebank/codecs"
+	"github.com/codebank/codebank/internal/apikey"
+	"github.com/codebank/codebank/internal/paymentid"
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 	paymentpb "github.com/codebank/codebank/proto/payment"
@@ -161,4 +163,58 @@ func FuzzGetStatement(f *testing.F) {
 			}
 		}
 	})
+}
+
+// FuzzMoneyBack: a reversal, refund or bill payment with arbitrary fields is refused with
+// INVALID_ARGUMENT naming its fields, refused as NOT_FOUND (a payment id that does not open for
+// the merchant), or sent on as an operation the authorizer's contract accepts, for the card the
+// payment id was sealed for, and no other.
+func FuzzMoneyBack(f *testing.F) {
+	_, _, keys := newTestServer(f)
+	ids, _ := paymentid.ForKeys(keys)
+	good, _ := ids.Seal("code-store", paymentid.Payment{CardToken: knownCard, TransactionID: "order-1", AmountCents: 10_000, DecidedAtUnixUs: 1795602454530123, Approved: true})
+	f.Add(uint8(0), good, "r-1", int64(1000), "")
+	f.Add(uint8(1), good, "v/1", int64(0), "")
+	f.Add(uint8(2), "", "b-1", int64(500), knownCard)
+	f.Add(uint8(2), "", "", int64(-1), "nope")
+	f.Add(uint8(0), good[:len(good)-2]+"AA", "r-2", int64(1), "")
+	f.Fuzz(func(t *testing.T, kind uint8, paymentID, opID string, amount int64, cardID string) {
+		s, bank, _ := newTestServer(t)
+		var err error
+		switch kind % 3 {
+		case 0:
+			_, err = paymentService{Server: s}.Refund(merchantCtx(), &codebankv1.RefundRequest{PaymentId: paymentID, RefundId: opID, AmountCents: amount})
+		case 1:
+			_, err = paymentService{Server: s}.Reverse(merchantCtx(), &codebankv1.ReverseRequest{PaymentId: paymentID, ReversalId: opID, AmountCents: amount})
+		default:
+			_, err = cardService{Server: s}.PayBill(adminCtx(), &codebankv1.PayBillRequest{CardId: cardID, BillPaymentId: opID, AmountCents: amount})
+		}
+		switch {
+		case err != nil && len(bank.operations) != 0:
+			t.Fatalf("refused (%v), and an operation was sent", err)
+		case err != nil && !refusedWell(err) && status.Code(err) != codes.NotFound:
+			t.Fatalf("refusal = %v; want INVALID_ARGUMENT naming fields, or NOT_FOUND", err)
+		case err != nil:
+			return
+		case len(bank.operations) != 1:
+			t.Fatalf("an accepted operation sent %d", len(bank.operations))
+		}
+		op := bank.operations[0]
+		if err := codecs.CheckCardCommand(bank.tokens[0], &eventsv1.CardCommand{CommandId: "c", Command: &eventsv1.CardCommand_Operation{Operation: op}}); err != nil {
+			t.Fatalf("the ingress accepted an operation the authorizer refuses: %v (%v)", err, op)
+		}
+		if kind%3 != 2 {
+			p, err := ids.Open("code-store", paymentID)
+			if err != nil || bank.tokens[0] != p.CardToken || op.GetTransactionId() != p.TransactionID || op.GetPurchaseAmountCents() != p.AmountCents {
+				t.Fatalf("operation %v sent to card %q for payment id %+v, %v", op, bank.tokens[0], p, err)
+			}
+		} else if bank.tokens[0] != cardID {
+			t.Fatalf("bill payment sent to card %q, asked for %q", bank.tokens[0], cardID)
+		}
+	})
+}
+
+// adminCtx is the context of a call made with an operator's key.
+func adminCtx() context.Context {
+	return context.WithValue(context.Background(), principalKey{}, apikey.Principal{KeyID: "ops-1", Role: apikey.Admin})
 }

@@ -45,6 +45,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/codebank/codebank/internal/card"
+	"github.com/codebank/codebank/internal/paymentid"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 	paymentpb "github.com/codebank/codebank/proto/payment"
 )
@@ -140,6 +141,7 @@ type Server struct {
 	inprocConn *grpc.ClientConn
 	metrics    serverMetrics
 	statements StatementReader
+	paymentIDs *paymentid.Sealer // nil without a tokenization key (a statements-only server)
 }
 
 // Deps are the Server's collaborators.
@@ -178,6 +180,9 @@ func New(cfg Config, deps Deps) *Server {
 	s := &Server{cfg: cfg.withDefaults(), deps: deps, bank: deps.Bank, keys: deps.Keys, auth: deps.APIKeys, log: deps.Log, now: deps.Now,
 		statements: deps.Statements}
 	s.metrics = newServerMetrics(deps.Registerer)
+	if deps.Keys.Tokenizes() {
+		s.paymentIDs, _ = paymentid.ForKeys(deps.Keys) // fails only for a key of another size than AES's
+	}
 	opts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(s.metrics.interceptor, s.authUnary),
 		grpc.ChainStreamInterceptor(s.authStream),

@@ -24,6 +24,8 @@ import (
 type Bank interface {
 	Pay(ctx context.Context, token string, req *eventsv1.PaymentRequested) (*eventsv1.PaymentReply, error)
 	Command(ctx context.Context, token string, cmd *eventsv1.CardCommand) (*eventsv1.CardReply, error)
+	// Operate sends a card command carrying an Operation and waits for its answer.
+	Operate(ctx context.Context, token string, cmd *eventsv1.CardCommand) (*eventsv1.OperationReply, error)
 	Ready() bool
 }
 
@@ -267,10 +269,14 @@ func (s paymentService) Authorize(ctx context.Context, req *codebankv1.Authorize
 	if reply.GetConflict() {
 		return nil, conflict(card.Redact(txID))
 	}
+	paymentID, err := s.paymentID(ctx, reply)
+	if err != nil {
+		return nil, err
+	}
 	return &codebankv1.AuthorizeResponse{
 		TransactionId: out.GetTransactionId(), Status: publicStatus(out.GetStatus()), Reason: merchantReason(out.GetReason()),
 		AmountCents: out.GetAmountCents(), AuthorizedAtUnixMs: out.GetDecidedAtUnixUs() / 1000, MaskedNumber: card.Mask(number),
-		Duplicate: reply.GetDuplicate(),
+		Duplicate: reply.GetDuplicate(), PaymentId: paymentID,
 	}, nil
 }
 

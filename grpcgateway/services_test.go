@@ -20,15 +20,17 @@ import (
 
 // recordingBank approves everything and records what reached it.
 type recordingBank struct {
-	payments []*eventsv1.PaymentRequested
-	tokens   []string
-	commands []*eventsv1.CardCommand
+	payments   []*eventsv1.PaymentRequested
+	operations []*eventsv1.Operation
+	tokens     []string
+	commands   []*eventsv1.CardCommand
 }
 
 func (b *recordingBank) Pay(_ context.Context, token string, req *eventsv1.PaymentRequested) (*eventsv1.PaymentReply, error) {
 	b.payments = append(b.payments, req)
 	b.tokens = append(b.tokens, token)
-	return &eventsv1.PaymentReply{Outcome: &eventsv1.Outcome{TransactionId: req.GetTransactionId(), Status: eventsv1.PaymentStatus_PAYMENT_STATUS_APPROVED, AmountCents: req.GetAmountCents()}}, nil
+	return &eventsv1.PaymentReply{CardToken: token, Outcome: &eventsv1.Outcome{TransactionId: req.GetTransactionId(), Status: eventsv1.PaymentStatus_PAYMENT_STATUS_APPROVED,
+		AmountCents: req.GetAmountCents(), DecidedAtUnixUs: 1795602454530123}}, nil
 }
 
 func (b *recordingBank) Command(_ context.Context, token string, cmd *eventsv1.CardCommand) (*eventsv1.CardReply, error) {
@@ -37,6 +39,14 @@ func (b *recordingBank) Command(_ context.Context, token string, cmd *eventsv1.C
 		return &eventsv1.CardReply{Result: eventsv1.CardResult_CARD_RESULT_OK, Account: &eventsv1.Account{HolderName: "Ana", LimitCents: 100}}, nil
 	}
 	return &eventsv1.CardReply{Result: eventsv1.CardResult_CARD_RESULT_NOT_FOUND}, nil
+}
+
+func (b *recordingBank) Operate(_ context.Context, token string, cmd *eventsv1.CardCommand) (*eventsv1.OperationReply, error) {
+	b.operations = append(b.operations, cmd.GetOperation())
+	b.tokens = append(b.tokens, token)
+	op := cmd.GetOperation()
+	return &eventsv1.OperationReply{CardToken: token, Result: eventsv1.OperationResult_OPERATION_RESULT_OK, OperationId: op.GetOperationId(),
+		AmountCents: op.GetAmountCents(), Account: &eventsv1.Account{LimitCents: 100}}, nil
 }
 
 // knownCard is the token of the one card recordingBank has.

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/codebank/codebank/processors/statements"
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
@@ -55,10 +56,11 @@ func (s *Server) account(ctx context.Context, token string) (*eventsv1.Account, 
 	return reply.GetAccount(), nil
 }
 
-// GetStatement returns one page of a month. It first asks the authorizer for the card, whose
-// count of approvals the statement must reach, and waits up to StatementWait for the
-// statements processor to have applied them: a statement read right after an approved
-// Authorize shows that purchase.
+// GetStatement returns one page of a month, with the month's bill. It first asks the
+// authorizer for the card, whose count of approvals and operations (reversals, refunds, bill
+// payments) the statement's lines must reach, and waits up to StatementWait for the statements
+// processor to have written them: a statement read right after an approved Authorize, or a
+// Refund, shows it.
 func (s statementService) GetStatement(ctx context.Context, req *codebankv1.GetStatementRequest) (*codebankv1.GetStatementResponse, error) {
 	month := req.GetMonth()
 	if month == "" {
@@ -100,9 +102,10 @@ func (s statementService) GetStatement(ctx context.Context, req *codebankv1.GetS
 		AvailableCents: acct.GetLimitCents() - acct.GetUsedCents(), LimitCents: acct.GetLimitCents(), Currency: acct.GetCurrency(),
 	}
 	// Read the page, again each time the statements change, until the card's statement counts
-	// all its approvals or StatementWait has passed.
+	// all its approvals and operations or StatementWait has passed.
 	wait, cancel := context.WithTimeout(ctx, StatementWait)
 	defer cancel()
+	now := s.now()
 	err = s.statements.Await(wait, func() (bool, error) {
 		months, err := s.statements.Months(token)
 		if err != nil {
@@ -116,6 +119,7 @@ func (s statementService) GetStatement(ctx context.Context, req *codebankv1.GetS
 			}
 			applied += m.GetCount()
 		}
+		resp.Bill = publicBill(statements.BillOf(months, month, now))
 		want := max(min(size, resp.GetCount()-from), 0)
 		resp.Lines = nil
 		if want > 0 {
@@ -125,7 +129,7 @@ func (s statementService) GetStatement(ctx context.Context, req *codebankv1.GetS
 			}
 			resp.Lines = publicLines(lines)
 		}
-		resp.UpToDate = applied >= acct.GetApprovals() && int64(len(resp.Lines)) == want
+		resp.UpToDate = applied >= acct.GetApprovals()+acct.GetOperations() && int64(len(resp.Lines)) == want
 		return resp.UpToDate, nil
 	})
 	if err != nil && wait.Err() == nil {
@@ -137,7 +141,8 @@ func (s statementService) GetStatement(ctx context.Context, req *codebankv1.GetS
 	return resp, nil
 }
 
-// ListStatements lists the months with purchases, newest first.
+// ListStatements lists the months with lines, newest first, each with its closing balance and
+// whether it was paid by its due date.
 func (s statementService) ListStatements(ctx context.Context, req *codebankv1.ListStatementsRequest) (*codebankv1.ListStatementsResponse, error) {
 	token, err := cardID("card_id", req.GetCardId())
 	if err != nil {
@@ -152,8 +157,12 @@ func (s statementService) ListStatements(ctx context.Context, req *codebankv1.Li
 		return nil, status.Errorf(codes.Unavailable, "read statement: %v", err)
 	}
 	resp := &codebankv1.ListStatementsResponse{MaskedNumber: acct.GetMaskedNumber(), HolderName: acct.GetHolderName(), Currency: acct.GetCurrency()}
-	for _, m := range months {
-		resp.Statements = append(resp.Statements, &codebankv1.StatementSummary{Month: m.GetMonth(), TotalCents: m.GetTotalCents(), Count: m.GetCount()})
+	bills := statements.Bills(months, s.now())
+	for i, m := range months {
+		b := publicBill(bills[i])
+		resp.Statements = append(resp.Statements, &codebankv1.StatementSummary{Month: m.GetMonth(), TotalCents: m.GetTotalCents(), Count: m.GetCount(),
+			ClosingBalanceCents: b.GetClosingBalanceCents(), PaidByDueDate: b.GetStatus() == codebankv1.BillStatus_BILL_STATUS_PAID ||
+				b.GetStatus() == codebankv1.BillStatus_BILL_STATUS_NOTHING_DUE, Bill: b})
 	}
 	slices.SortFunc(resp.Statements, func(a, b *codebankv1.StatementSummary) int {
 		if a.GetMonth() > b.GetMonth() {

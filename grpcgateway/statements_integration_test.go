@@ -3,6 +3,7 @@ package grpcgateway_test
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -10,7 +11,9 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/codebank/codebank/grpcgateway"
 	"github.com/codebank/codebank/internal/testenv/banktest"
 	"github.com/codebank/codebank/internal/testenv/kafkatest"
 	"github.com/codebank/codebank/internal/testenv/wait"
@@ -220,5 +223,102 @@ func TestStatementsTwoInstances(t *testing.T) {
 				t.Errorf("replica %d, card %d: total %d with %d lines, want %d with %d", k, i, head.GetTotalCents(), len(lines), want, i%3+1)
 			}
 		}
+	}
+}
+
+// TestStatementAsABill: purchases, a reversal, a refund and a bill payment are each a line of
+// their own in the month they happen, naming the purchase they credit; the month reads as a
+// bill (opening and closing balance, due date the 10th of the next month, minimum payment); a
+// refund after the bill was paid is a credit balance; ListStatements says which months were
+// paid by their due date. GetStatement's read-your-writes wait covers every kind: with the
+// statements processor stopped, a statement read after a refund is not up to date.
+func TestStatementAsABill(t *testing.T) {
+	t.Parallel()
+	d := banktest.NewDeployment(t, brokerAddr, kafkatest.Name(t), 3, 2)
+	clk := newClock(time.Date(2026, 10, 20, 12, 0, 0, 0, time.UTC))
+	banktest.StartAuthorizerWith(t, d, "", authorizer.Deps{Now: clk.now})
+	sp := banktest.StartStatements(t, d, "")
+	in := banktest.StartIngress(t, d, banktest.IngressOptions{Statements: banktest.StartStatementsView(t, d),
+		Config: grpcgateway.Config{}, Now: clk.now})
+	cards, payments := codebankv1.NewCardServiceClient(in.Conn), codebankv1.NewPaymentServiceClient(in.Conn)
+	stmts := codebankv1.NewStatementServiceClient(in.Conn)
+	c := issue(t, cards, "Maria Silva", 100_000)
+	id := c.GetCard().GetCardId()
+
+	// October: 600.00 and 150.00 of purchases; 50.00 of the first reversed, 20.00 refunded.
+	book := purchase(t, payments, c, "order-1", 60_000)
+	purchase(t, payments, c, "order-2", 15_000)
+	if _, err := payments.Reverse(ctxT(t), &codebankv1.ReverseRequest{PaymentId: book.GetPaymentId(), ReversalId: "order-1-void", AmountCents: 5_000}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := payments.Refund(ctxT(t), &codebankv1.RefundRequest{PaymentId: book.GetPaymentId(), RefundId: "order-1-r1", AmountCents: 2_000}); err != nil {
+		t.Fatal(err)
+	}
+	// November: the October bill (680.00) paid on the 5th, then a refund leaves a credit.
+	clk.set(time.Date(2026, 11, 5, 9, 0, 0, 0, time.UTC))
+	if _, err := cards.PayBill(ctxT(t), &codebankv1.PayBillRequest{CardId: id, BillPaymentId: "boleto-2026-10", AmountCents: 68_000}); err != nil {
+		t.Fatal(err)
+	}
+	clk.set(time.Date(2026, 11, 12, 9, 0, 0, 0, time.UTC))
+	if _, err := payments.Refund(ctxT(t), &codebankv1.RefundRequest{PaymentId: book.GetPaymentId(), RefundId: "order-1-r2", AmountCents: 3_000}); err != nil {
+		t.Fatal(err)
+	}
+	clk.set(time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC))
+
+	oct, lines := statementLines(t, stmts, id, "2026-10", 0)
+	kinds := func(lines []*codebankv1.StatementLine) (out []string) {
+		for _, l := range lines {
+			out = append(out, fmt.Sprintf("%s %s %s %d", strings.TrimPrefix(l.GetKind().String(), "LINE_KIND_"), l.GetTransactionId(), l.GetOperationId(), l.GetAmountCents()))
+		}
+		return out
+	}
+	if got, want := kinds(lines), []string{"PURCHASE order-1  60000", "PURCHASE order-2  15000", "REVERSAL order-1 order-1-void 5000", "REFUND order-1 order-1-r1 2000"}; !slices.Equal(got, want) {
+		t.Errorf("October's lines = %q, want %q", got, want)
+	}
+	wantOct := &codebankv1.Bill{OpeningBalanceCents: 0, PurchasesCents: 75_000, ReversalsCents: 5_000, RefundsCents: 2_000, ClosingBalanceCents: 68_000,
+		DueDate: "2026-11-10", MinimumPaymentCents: 10_200, PaidByDueDateCents: 68_000, Status: codebankv1.BillStatus_BILL_STATUS_PAID}
+	if !proto.Equal(oct.GetBill(), wantOct) || oct.GetCount() != 4 || oct.GetTotalCents() != 75_000 {
+		t.Errorf("October = %v (count %d, total %d)\nwant the bill %v", oct.GetBill(), oct.GetCount(), oct.GetTotalCents(), wantOct)
+	}
+	nov, lines := statementLines(t, stmts, id, "2026-11", 0)
+	if got, want := kinds(lines), []string{"BILL_PAYMENT  boleto-2026-10 68000", "REFUND order-1 order-1-r2 3000"}; !slices.Equal(got, want) {
+		t.Errorf("November's lines = %q, want %q", got, want)
+	}
+	if b := nov.GetBill(); b.GetOpeningBalanceCents() != 68_000 || b.GetClosingBalanceCents() != -3_000 || b.GetMinimumPaymentCents() != 0 ||
+		b.GetStatus() != codebankv1.BillStatus_BILL_STATUS_NOTHING_DUE || b.GetDueDate() != "2026-12-10" || nov.GetAvailableCents() != 103_000 {
+		t.Errorf("November = %v, available %d; want a credit balance of 30.00, nothing due", b, nov.GetAvailableCents())
+	}
+	if u := used(t, cards, c); u != nov.GetBill().GetClosingBalanceCents() {
+		t.Errorf("used %d, the latest closing balance %d", u, nov.GetBill().GetClosingBalanceCents())
+	}
+	list, err := stmts.ListStatements(ctxT(t), &codebankv1.ListStatementsRequest{CardId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := list.GetStatements(); len(got) != 2 || got[1].GetClosingBalanceCents() != 68_000 || !got[1].GetPaidByDueDate() ||
+		got[0].GetClosingBalanceCents() != -3_000 || !got[0].GetPaidByDueDate() {
+		t.Errorf("ListStatements = %v", got)
+	}
+
+	// A month whose bill was not paid by the 10th: overdue.
+	clk.set(time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC))
+	purchase(t, payments, c, "order-3", 40_000)
+	clk.set(time.Date(2027, 1, 11, 0, 0, 0, 0, time.UTC))
+	if dec, _ := statementLines(t, stmts, id, "2026-12", 0); dec.GetBill().GetClosingBalanceCents() != 37_000 || dec.GetBill().GetMinimumPaymentCents() != 5_550 ||
+		dec.GetBill().GetStatus() != codebankv1.BillStatus_BILL_STATUS_OVERDUE {
+		t.Errorf("December, unpaid on 11 January = %v", dec.GetBill())
+	}
+
+	// The statements processor stopped: a statement read right after a refund waits for its
+	// line, and says it is not up to date.
+	recent := purchase(t, payments, c, "order-4", 1_000)
+	statementLines(t, stmts, id, "2027-01", 0)
+	sp.Stop(t)
+	if _, err := payments.Refund(ctxT(t), &codebankv1.RefundRequest{PaymentId: recent.GetPaymentId(), RefundId: "order-4-r1", AmountCents: 100}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stmts.GetStatement(ctxT(t), &codebankv1.GetStatementRequest{CardId: id, Month: "2027-01"})
+	if err != nil || resp.GetUpToDate() {
+		t.Errorf("a statement read after a refund whose line is not written = %v, %v; want up_to_date false", resp, err)
 	}
 }

@@ -109,8 +109,8 @@ func (t Topology) PaymentRequests() Topic {
 		Config: map[string]string{"retention.ms": strconv.FormatInt((7 * 24 * time.Hour).Milliseconds(), 10)}}
 }
 
-// CardCommands carries commands about cards (issue, get, block, unblock, verify). Key: card
-// token. Value:
+// CardCommands carries commands about cards (issue, get, block, unblock, verify) and the
+// operations that give credit back (reversals, refunds, bill payments). Key: card token. Value:
 // eventsv1.CardCommand. Written by the ingress, read by the authorizer; co-partitioned with
 // PaymentRequests so one authorizer instance owns a card for both.
 func (t Topology) CardCommands() Topic {
@@ -146,8 +146,8 @@ func (t Topology) Generations() Topic {
 		Config: map[string]string{"cleanup.policy": "compact"}}
 }
 
-// Results carries the decision on every payment attempt, approved or rejected, as JSON
-// (codecs.Result). Key: card token. Written by the authorizer, read by the statements
+// Results carries the decision on every payment attempt, approved or rejected, and every
+// reversal, refund and bill payment carried out, as JSON (codecs.Result). Key: card token. Written by the authorizer, read by the statements
 // processor and Kafka Connect.
 func (t Topology) Results() Topic {
 	return Topic{Name: t.Prefix + "payment-results", Key: "card token", Codec: codecs.ResultCodec{}, Partitions: t.partitions(),

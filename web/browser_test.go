@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http/httptest"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"github.com/codebank/codebank/internal/testenv/wait"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 	"github.com/codebank/codebank/web"
+	"github.com/codebank/codebank/web/store"
 )
 
 // browser is one tab of a headless Chromium, with helpers that fail the test.
@@ -311,3 +313,110 @@ func TestBrowser(t *testing.T) {
 	b.open(strings.TrimPrefix(urls[0], s.url))
 	b.shot("12-order-phone")
 }
+
+// TestBrowserMoneyBack, in a real headless Chromium: an order cancelled from its page (the bank
+// reverses its payment), a refund of part of another purchase, and a bill payment, all on the
+// month's statement as lines of their own, with the bill (opening and closing balance, due
+// date, minimum payment); and on the dashboard. Screenshots of each page.
+func TestBrowserMoneyBack(t *testing.T) {
+	t.Parallel()
+	var maria *codebankv1.IssueCardResponse
+	s := startStack(t, func(cards codebankv1.CardServiceClient) []web.DemoCard {
+		maria = issue(t, cards, "Maria Silva", 100_000)
+		return []web.DemoCard{demoCard(maria)}
+	})
+	card := demoCard(maria)
+	b := newBrowser(t, s.url)
+	orderOf := func() *store.Order {
+		t.Helper()
+		id := strings.TrimPrefix(eval[string](b, `location.pathname`), "/orders/")
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		o, err := s.store.Get(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+
+	// Two mugs, then the order cancelled from its page: a reversal, the credit back at once.
+	b.pay("stoneware-mug", card, 2)
+	mugs := orderOf()
+	b.do(chromedp.WaitVisible(chromedp.ID("cancel-order")))
+	if got := b.text(".cancel-form"); !strings.Contains(got, "reverses the payment") {
+		t.Errorf("cancel form says %q", got)
+	}
+	b.do(chromedp.Click(chromedp.ID("cancel-order")), chromedp.WaitVisible(chromedp.ID("order-cancelled")))
+	if got := b.text("#order-status"); !strings.Contains(got, "Cancelled") {
+		t.Errorf("cancelled order's status = %q", got)
+	}
+	if got := b.text("#order-cancelled"); !strings.Contains(got, "Payment reversed: R$ 119.80 back on the card") {
+		t.Errorf("cancelled order says %q", got)
+	}
+	b.shot("13-order-cancelled")
+	if used := usedCents(t, s.cards, card.Number); used != 0 {
+		t.Errorf("used %d after the order was cancelled, want 0", used)
+	}
+
+	// A notebook and a book; 30.00 of the book refunded by the store's merchant; a bill payment
+	// of 50.00 recorded by an operator.
+	b.pay("dot-grid-notebook", card, 1)
+	b.pay("stream-processing-book", card, 1)
+	book := orderOf()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := s.payments.Refund(ctx, &codebankv1.RefundRequest{PaymentId: book.PaymentID, RefundId: book.ID + "-r1", AmountCents: 3_000}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.cards.PayBill(ctx, &codebankv1.PayBillRequest{CardId: maria.GetCard().GetCardId(), BillPaymentId: "boleto-1", AmountCents: 5_000}); err != nil {
+		t.Fatal(err)
+	}
+
+	// The statement: every line, and the month as a bill.
+	b.open("/statement")
+	b.do(chromedp.SendKeys(chromedp.ID("number"), card.Number), chromedp.SendKeys(chromedp.ID("expiry"), card.Expiry), chromedp.SendKeys(chromedp.ID("cvv"), card.CVV),
+		chromedp.Click(chromedp.CSS(".statement-form button")), chromedp.WaitVisible(chromedp.ID("statement-lines")))
+	lines := b.text("#statement-lines")
+	for _, want := range []string{"Produtos: 2x Stoneware Mug", "R$ 119.80", "Reversal of " + mugs.ID, "−R$ 119.80", "Produtos: Dot-Grid Notebook", "R$ 39.90",
+		"Refund of " + book.ID, "−R$ 30.00", "Bill payment", "−R$ 50.00"} {
+		if !strings.Contains(lines, want) {
+			t.Errorf("statement lines lack %q:\n%s", want, lines)
+		}
+	}
+	purchases := 11_980 + 3_990 + book.TotalCents
+	closing := purchases - 11_980 - 3_000 - 5_000
+	now := time.Now().UTC()
+	due := time.Date(now.Year(), now.Month()+1, 10, 0, 0, 0, 0, time.UTC).Format("02 Jan 2006")
+	for sel, want := range map[string]string{
+		"#statement-total":     "R$ " + fmtCents(purchases),
+		"#statement-reversals": "−R$ 119.80",
+		"#statement-refunds":   "−R$ 30.00",
+		"#statement-payments":  "−R$ 50.00",
+		"#statement-closing":   "R$ " + fmtCents(closing),
+		"#statement-minimum":   "R$ 50.00",
+		"#statement-due":       due,
+		"#statement-opening":   "R$ 0.00",
+	} {
+		if got := b.text(sel); got != want {
+			t.Errorf("%s = %q, want %q", sel, got, want)
+		}
+	}
+	b.shot("14-statement-bill")
+
+	// The dashboard: the reversal and the refund, the refund rate.
+	b.open("/dashboard")
+	b.waitText("#sum-reversals", "1", 15*time.Second)
+	b.waitText("#sum-refunds", "1", 5*time.Second)
+	if got := b.text("#kpi-refund-rate"); got != "66.7%" {
+		t.Errorf("refund rate = %q, want 66.7%% (2 of 3 purchases)", got)
+	}
+	wait.For(t, 10*time.Second, "the money-back chart's bars", func() error {
+		if n := eval[int](b, `document.querySelectorAll('#chart-credits svg rect').length`); n == 0 {
+			return errors.New("none drawn")
+		}
+		return nil
+	})
+	b.shot("15-dashboard-money-back")
+}
+
+func fmtCents(c int64) string { return fmt.Sprintf("%d.%02d", c/100, c%100) }

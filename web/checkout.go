@@ -328,7 +328,7 @@ func (s *Server) pay(w http.ResponseWriter, r *http.Request, id string, items []
 		// The bank has decided, the store could not record it: show the answer now; the order
 		// stays pending, and a retry gets the same answer from the bank.
 		log.Error("record decision", "status", d.Status, "err", err)
-		local := store.Apply(o, id, &store.Event{Kind: store.EventDecided, At: s.now().UTC(), Status: d.Status, Reason: d.Reason, TransactionID: d.TransactionID}, o.Offset)
+		local := store.Apply(o, id, &store.Event{Kind: store.EventDecided, At: s.now().UTC(), Status: d.Status, Reason: d.Reason, TransactionID: d.TransactionID, PaymentID: d.PaymentID}, o.Offset)
 		s.renderOrder(w, http.StatusOK, orderPage{Order: local})
 		return
 	}
@@ -365,7 +365,7 @@ func (s *Server) redirectToOrder(w http.ResponseWriter, r *http.Request, id stri
 
 // decisionOf turns the bank's answer into the order's decision.
 func decisionOf(resp *codebankv1.AuthorizeResponse) store.Decision {
-	d := store.Decision{Status: store.StatusApproved, TransactionID: resp.GetTransactionId()}
+	d := store.Decision{Status: store.StatusApproved, TransactionID: resp.GetTransactionId(), PaymentID: resp.GetPaymentId()}
 	if resp.GetStatus() != codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED {
 		d.Status, d.Reason = store.StatusRejected, codecs.ReasonName(resp.GetReason())
 	}

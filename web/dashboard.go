@@ -72,6 +72,16 @@ type DashboardData struct {
 	// wrong CVV, expiry or holder and an unknown card are all do_not_honor), most frequent
 	// first: the page is public, and the exact reasons are for operators.
 	Reasons []ReasonCount `json:"reasons"`
+	// Reversals and Refunds count the merchants' reversals and refunds in the window, and
+	// CreditedCents their amount: credit given back to cards.
+	Reversals     int64 `json:"reversals"`
+	Refunds       int64 `json:"refunds"`
+	CreditedCents int64 `json:"credited_cents"`
+	// CreditsPerSecond is reversals and refunds per second over the last ten seconds.
+	CreditsPerSecond float64 `json:"credits_per_second"`
+	// RefundRate is (Reversals + Refunds) / Approved, the share of purchases given back;
+	// absent without approvals.
+	RefundRate *float64 `json:"refund_rate,omitempty"`
 }
 
 // Series is one count per second of the window.
@@ -80,6 +90,8 @@ type Series struct {
 	StartUnix int64 `json:"start_unix"`
 	Approved  []int `json:"approved"`
 	Rejected  []int `json:"rejected"`
+	Reversals []int `json:"reversals"`
+	Refunds   []int `json:"refunds"`
 }
 
 // Latency holds percentiles in milliseconds; zero without decisions.
@@ -277,6 +289,9 @@ type second struct {
 	stores   map[string]StoreAmount
 	reasons  map[string]int64
 	keys     []string // of the results counted, to forget them with the second
+	// reversals and refunds count the credits given back, of credited cents.
+	reversals, refunds int
+	credited           int64
 }
 
 // aggregate is a ring of WindowSeconds seconds.
@@ -312,6 +327,19 @@ func (a *aggregate) add(r *codecs.Result, now time.Time) {
 	}
 	a.seen[key] = sec
 	b.keys = append(b.keys, key)
+	switch r.KindOf() {
+	case codecs.KindPurchase:
+	case codecs.KindReversal:
+		b.reversals++
+		b.credited += r.AmountCents
+		return
+	case codecs.KindRefund:
+		b.refunds++
+		b.credited += r.AmountCents
+		return
+	default:
+		return // a bill payment: the bank's, not a sale's
+	}
 	b.latency[latencyBucket(r.ProcessingMs)]++
 	if r.Status == codecs.StatusApproved {
 		b.approved++
@@ -339,14 +367,15 @@ func (a *aggregate) snapshot(now time.Time) DashboardData {
 	start := nowSec - WindowSeconds + 1
 	d := DashboardData{
 		Now: now.UTC(), WindowSeconds: WindowSeconds,
-		Series:  Series{StartUnix: start, Approved: make([]int, WindowSeconds), Rejected: make([]int, WindowSeconds)},
+		Series: Series{StartUnix: start, Approved: make([]int, WindowSeconds), Rejected: make([]int, WindowSeconds),
+			Reversals: make([]int, WindowSeconds), Refunds: make([]int, WindowSeconds)},
 		Stores:  []StoreAmount{},
 		Reasons: []ReasonCount{},
 	}
 	var hist [latencyBuckets]int64
 	stores := map[string]StoreAmount{}
 	reasons := map[string]int64{}
-	var recent int64
+	var recent, recentCredits int64
 	for i := range a.secs {
 		b := &a.secs[i]
 		if b.unix < start || b.unix > nowSec {
@@ -356,8 +385,14 @@ func (a *aggregate) snapshot(now time.Time) DashboardData {
 		d.Series.Rejected[b.unix-start] = b.rejected
 		d.Approved += int64(b.approved)
 		d.Rejected += int64(b.rejected)
+		d.Series.Reversals[b.unix-start] = b.reversals
+		d.Series.Refunds[b.unix-start] = b.refunds
+		d.Reversals += int64(b.reversals)
+		d.Refunds += int64(b.refunds)
+		d.CreditedCents += b.credited
 		if b.unix > nowSec-rateSeconds {
 			recent += int64(b.approved + b.rejected)
+			recentCredits += int64(b.reversals + b.refunds)
 		}
 		for j, n := range b.latency {
 			hist[j] += int64(n)
@@ -373,6 +408,11 @@ func (a *aggregate) snapshot(now time.Time) DashboardData {
 		}
 	}
 	d.RatePerSecond = float64(recent) / rateSeconds
+	d.CreditsPerSecond = float64(recentCredits) / rateSeconds
+	if d.Approved > 0 {
+		rate := float64(d.Reversals+d.Refunds) / float64(d.Approved)
+		d.RefundRate = &rate
+	}
 	if total := d.Approved + d.Rejected; total > 0 {
 		rate := float64(d.Approved) / float64(total)
 		d.ApprovalRate = &rate
@@ -439,6 +479,17 @@ func (v dashboardView) ApprovalPercent() string {
 
 // Rate is the authorizations per second, "12.3".
 func (v dashboardView) Rate() string { return fmt.Sprintf("%.1f", v.D.RatePerSecond) }
+
+// CreditRate is the reversals and refunds per second, "0.4".
+func (v dashboardView) CreditRate() string { return fmt.Sprintf("%.1f", v.D.CreditsPerSecond) }
+
+// RefundPercent is the refund rate as "2.5%", or "—".
+func (v dashboardView) RefundPercent() string {
+	if v.D.RefundRate == nil {
+		return "—"
+	}
+	return fmt.Sprintf("%.1f%%", *v.D.RefundRate*100)
+}
 
 // Ms formats a latency: "1.70 ms", or "—" without decisions.
 func (v dashboardView) Ms(ms float64) string {

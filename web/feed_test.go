@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codebank/codebank/codecs"
 	"github.com/codebank/codebank/internal/kafkaconf"
 )
 
@@ -100,5 +101,36 @@ func TestGroupThousands(t *testing.T) {
 		if got := groupThousands(in); got != want {
 			t.Errorf("groupThousands(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestAggregateMoneyBack: reversals and refunds are counted apart from purchases (not as
+// approvals, not in the stores' sales, not in the latency), with their own rate and the refund
+// rate; a bill payment is not a sale's and is left out; a refund read twice counts once.
+func TestAggregateMoneyBack(t *testing.T) {
+	var a aggregate
+	now := testNow
+	for i := range 8 {
+		a.add(result(fmt.Sprint("p", i), "approved", "", "Code Store", 1000, now.Add(-time.Duration(i)*time.Second), 1), now)
+	}
+	credit := func(key, kind string, cents int64, at time.Time) *codecs.Result {
+		r := result(key, "approved", "", "Code Store", cents, at, 500)
+		r.Kind = kind
+		return r
+	}
+	a.add(credit("v1", codecs.KindReversal, 300, now), now)
+	a.add(credit("r1", codecs.KindRefund, 200, now.Add(-20*time.Second)), now)
+	a.add(credit("r1", codecs.KindRefund, 200, now.Add(-20*time.Second)), now) // read again
+	a.add(credit("b1", codecs.KindBillPayment, 5000, now), now)
+	d := a.snapshot(now)
+	if d.Approved != 8 || d.ApprovedCents != 8000 || d.Latency.Count != 8 || d.Stores[0].Count != 8 {
+		t.Errorf("purchases: %d approved, %d cents, latency of %d, store %+v; want the 8 purchases alone", d.Approved, d.ApprovedCents, d.Latency.Count, d.Stores[0])
+	}
+	if d.Reversals != 1 || d.Refunds != 1 || d.CreditedCents != 500 || d.CreditsPerSecond != 0.1 || math.Abs(*d.RefundRate-0.25) > 1e-9 {
+		t.Errorf("money back: %d reversals, %d refunds, %d cents, %v/s, rate %v; want 1, 1, 500, 0.1/s, 25%%",
+			d.Reversals, d.Refunds, d.CreditedCents, d.CreditsPerSecond, *d.RefundRate)
+	}
+	if d.Series.Reversals[WindowSeconds-1] != 1 || d.Series.Refunds[WindowSeconds-21] != 1 {
+		t.Errorf("series: %v %v", d.Series.Reversals[WindowSeconds-3:], d.Series.Refunds[WindowSeconds-22:WindowSeconds-19])
 	}
 }

@@ -51,10 +51,50 @@ type fakeBank struct {
 	delay     time.Duration
 	// verifications counts VerifyCard calls.
 	verifications int
+	// credits are the reversals and refunds carried out, "kind id payment_id amount", once
+	// each; creditErr, when set, fails them.
+	credits   []string
+	creditErr error
 }
 
 func approveAll(req *codebankv1.AuthorizeRequest) (*codebankv1.AuthorizeResponse, error) {
-	return &codebankv1.AuthorizeResponse{TransactionId: req.GetTransactionId(), Status: codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED, AmountCents: req.GetAmountCents()}, nil
+	return &codebankv1.AuthorizeResponse{TransactionId: req.GetTransactionId(), Status: codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED, AmountCents: req.GetAmountCents(),
+		PaymentId: "pid-" + req.GetTransactionId()}, nil
+}
+
+// credit carries out a reversal or refund once per kind and id, like the real bank.
+func (f *fakeBank) credit(kind, id, paymentID string, amount int64) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.creditErr != nil {
+		return false, f.creditErr
+	}
+	c := fmt.Sprintf("%s %s %s %d", kind, id, paymentID, amount)
+	if slices.Contains(f.credits, c) {
+		return true, nil
+	}
+	f.credits = append(f.credits, c)
+	return false, nil
+}
+
+func (f *fakeBank) Reverse(_ context.Context, req *codebankv1.ReverseRequest, _ ...grpc.CallOption) (*codebankv1.ReverseResponse, error) {
+	dup, err := f.credit("reversal", req.GetReversalId(), req.GetPaymentId(), req.GetAmountCents())
+	if err != nil {
+		return nil, err
+	}
+	return &codebankv1.ReverseResponse{ReversalId: req.GetReversalId(), AmountCents: req.GetAmountCents(), Duplicate: dup}, nil
+}
+
+func (f *fakeBank) Refund(_ context.Context, req *codebankv1.RefundRequest, _ ...grpc.CallOption) (*codebankv1.RefundResponse, error) {
+	dup, err := f.credit("refund", req.GetRefundId(), req.GetPaymentId(), req.GetAmountCents())
+	if err != nil {
+		return nil, err
+	}
+	return &codebankv1.RefundResponse{RefundId: req.GetRefundId(), AmountCents: req.GetAmountCents(), Duplicate: dup}, nil
+}
+
+func (f *fakeBank) PayBill(context.Context, *codebankv1.PayBillRequest, ...grpc.CallOption) (*codebankv1.PayBillResponse, error) {
+	return nil, status.Error(codes.PermissionDenied, "the pages may not record bill payments")
 }
 
 func (f *fakeBank) Authorize(ctx context.Context, req *codebankv1.AuthorizeRequest, _ ...grpc.CallOption) (*codebankv1.AuthorizeResponse, error) {
@@ -937,5 +977,59 @@ func TestStaticAndMux(t *testing.T) {
 		if !strings.Contains(rec.Body.String(), want) {
 			t.Errorf("GET %s on the shared mux does not answer %q", path, want)
 		}
+	}
+}
+
+// TestCancelOrder: an approved order is cancelled by reversing its payment within a day of the
+// approval and refunding it after, in full, under the order id, once however many times the
+// button is pressed; a failed attempt says so and is tried again as the same operation.
+func TestCancelOrder(t *testing.T) {
+	f := newFixture(t)
+	pay := func() string {
+		t.Helper()
+		id := newOrderID()
+		if resp, _ := f.post(t, "/checkout", checkoutForm0(id)); resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("checkout = %d", resp.StatusCode)
+		}
+		return id
+	}
+	first := pay()
+	_, page := f.get(t, "/orders/"+first)
+	if !strings.Contains(page, `action="/orders/`+first+`/cancel"`) || !strings.Contains(page, "reverses the payment") {
+		t.Fatalf("an approved order's page offers no cancellation by reversal:\n%s", page)
+	}
+	for range 2 {
+		if resp, _ := f.post(t, "/orders/"+first+"/cancel", nil); resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("cancel = %d", resp.StatusCode)
+		}
+	}
+	o, _ := f.orders.Get(context.Background(), first)
+	if want := []string{"reversal " + first + " pid-" + first + " 11980"}; !slices.Equal(f.bank.credits, want) || !o.Cancelled() {
+		t.Fatalf("credits %v, order %+v; want %v once, the order cancelled", f.bank.credits, o.Cancellation, want)
+	}
+	_, page = f.get(t, "/orders/"+first)
+	if !strings.Contains(page, ">Cancelled<") || !strings.Contains(page, "Payment reversed: R$ 119.80 back on the card") || strings.Contains(page, "/cancel\"") {
+		t.Errorf("a cancelled order's page:\n%s", page)
+	}
+
+	// A day later: a refund. The bank is unreachable first; the retry is the same refund.
+	second := pay()
+	f.later = 25 * time.Hour
+	f.bank.creditErr = status.Error(codes.Unavailable, "down")
+	f.post(t, "/orders/"+second+"/cancel", nil)
+	if _, page := f.get(t, "/orders/"+second); !strings.Contains(page, "We could not cancel the order just now") || !strings.Contains(page, "refunds the payment") {
+		t.Errorf("after a failed cancellation:\n%s", page)
+	}
+	f.bank.creditErr = nil
+	f.post(t, "/orders/"+second+"/cancel", nil)
+	if got := f.bank.credits[len(f.bank.credits)-1]; got != "refund "+second+" pid-"+second+" 11980" {
+		t.Errorf("second cancellation = %q, want a refund of the whole order", got)
+	}
+	if _, page := f.get(t, "/orders/"+second); !strings.Contains(page, "the bank refunded the payment") {
+		t.Errorf("a refunded order's page:\n%s", page)
+	}
+	// A rejected or unknown order has nothing to cancel.
+	if resp, _ := f.post(t, "/orders/order-aaaaaaaaaaaaaaaa-bbbbbbbbbbbbbbbb/cancel", nil); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("cancel of no order = %d", resp.StatusCode)
 	}
 }

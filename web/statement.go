@@ -72,16 +72,45 @@ type statementData struct {
 	// More is true when the month has more lines than the page shows.
 	More     bool `json:"more"`
 	UpToDate bool `json:"up_to_date"`
+	// Bill is the month as a bill.
+	Bill statementBill `json:"bill"`
 }
 
-// statementLine is one purchase.
+// statementBill is a month's bill, formatted for the page.
+type statementBill struct {
+	Opening   string `json:"opening"`
+	Purchases string `json:"purchases"`
+	Reversals string `json:"reversals"`
+	Refunds   string `json:"refunds"`
+	Payments  string `json:"payments"`
+	// Closing is the closing balance, ClosingCents its amount, ClosingLabel what it is: a
+	// balance owed, or a credit balance (shown positive).
+	Closing      string `json:"closing"`
+	ClosingCents int64  `json:"closing_cents"`
+	ClosingLabel string `json:"closing_label"`
+	Due          string `json:"due"`
+	Minimum      string `json:"minimum"`
+	// Status says where the bill stands, in words; StatusCode as the API names it.
+	Status     string `json:"status"`
+	StatusCode string `json:"status_code"`
+}
+
+// statementLine is one purchase, or one operation that gave credit back.
 type statementLine struct {
+	// Key tells the lines apart on the page: the transaction id of a purchase, the kind and id
+	// of an operation.
+	Key           string `json:"key"`
 	TransactionID string `json:"transaction_id"`
 	Date          string `json:"date"`
 	Store         string `json:"store"`
 	Description   string `json:"description"`
 	AmountCents   int64  `json:"amount_cents"`
-	Amount        string `json:"amount"`
+	// Amount is the amount as it counts on the bill: a credit with a minus sign.
+	Amount string `json:"amount"`
+	// Kind is "purchase", "reversal", "refund" or "bill_payment"; Credit is true for the last
+	// three.
+	Kind   string `json:"kind"`
+	Credit bool   `json:"credit"`
 }
 
 func (s *Server) statementForm(w http.ResponseWriter, r *http.Request) {
@@ -203,17 +232,60 @@ func (s *Server) lookupStatement(ctx context.Context, f statementForm) (*stateme
 		TotalCents: resp.GetTotalCents(), Total: s.money(resp.GetTotalCents()),
 		AvailableCents: resp.GetAvailableCents(), Available: s.money(resp.GetAvailableCents()), Limit: s.money(resp.GetLimitCents()),
 		More: int64(len(resp.GetLines())) < resp.GetCount(), UpToDate: resp.GetUpToDate(),
-		Lines: make([]statementLine, 0, len(resp.GetLines())),
+		Lines: make([]statementLine, 0, len(resp.GetLines())), Bill: s.bill(resp.GetBill()),
 	}
 	for _, l := range resp.GetLines() {
-		d.Lines = append(d.Lines, statementLine{
-			TransactionID: l.GetTransactionId(),
-			Date:          time.UnixMilli(l.GetAuthorizedAtUnixMs()).UTC().Format("02 Jan 15:04"),
-			Store:         l.GetStore(), Description: l.GetDescription(),
-			AmountCents: l.GetAmountCents(), Amount: s.money(l.GetAmountCents()),
-		})
+		d.Lines = append(d.Lines, s.line(l))
 	}
 	return d, s.viewToken(cardID), nil, "", http.StatusOK
+}
+
+// line formats a statement line: a purchase as it is, an operation naming the purchase it
+// credits, its amount taken from the balance.
+func (s *Server) line(l *codebankv1.StatementLine) statementLine {
+	out := statementLine{
+		Key: l.GetTransactionId(), TransactionID: l.GetTransactionId(), Kind: "purchase",
+		Date:  time.UnixMilli(l.GetAuthorizedAtUnixMs()).UTC().Format("02 Jan 15:04"),
+		Store: l.GetStore(), Description: l.GetDescription(),
+		AmountCents: l.GetAmountCents(), Amount: s.money(l.GetAmountCents()),
+	}
+	switch l.GetKind() {
+	case codebankv1.LineKind_LINE_KIND_REVERSAL:
+		out.Kind, out.Description = "reversal", "Reversal of "+l.GetTransactionId()
+	case codebankv1.LineKind_LINE_KIND_REFUND:
+		out.Kind, out.Description = "refund", "Refund of "+l.GetTransactionId()
+	case codebankv1.LineKind_LINE_KIND_BILL_PAYMENT:
+		out.Kind, out.Store, out.Description = "bill_payment", "Code Bank", "Bill payment, thank you"
+	default:
+		return out
+	}
+	out.Key, out.Credit, out.Amount = out.Kind+"/"+l.GetOperationId(), true, "−"+s.money(l.GetAmountCents())
+	return out
+}
+
+// bill formats a month's bill.
+func (s *Server) bill(b *codebankv1.Bill) statementBill {
+	out := statementBill{Opening: s.money(b.GetOpeningBalanceCents()), Purchases: s.money(b.GetPurchasesCents()),
+		Reversals: s.money(b.GetReversalsCents()), Refunds: s.money(b.GetRefundsCents()), Payments: s.money(b.GetPaymentsCents()),
+		ClosingCents: b.GetClosingBalanceCents(), Closing: s.money(b.GetClosingBalanceCents()), ClosingLabel: "Closing balance",
+		Minimum: s.money(b.GetMinimumPaymentCents()), StatusCode: strings.TrimPrefix(b.GetStatus().String(), "BILL_STATUS_")}
+	if due, err := time.Parse("2006-01-02", b.GetDueDate()); err == nil {
+		out.Due = due.Format("02 Jan 2006")
+	}
+	if b.GetClosingBalanceCents() < 0 {
+		out.ClosingLabel, out.Closing = "Credit balance", s.money(-b.GetClosingBalanceCents())
+	}
+	switch b.GetStatus() {
+	case codebankv1.BillStatus_BILL_STATUS_NOTHING_DUE:
+		out.Status = "Nothing to pay"
+	case codebankv1.BillStatus_BILL_STATUS_OPEN:
+		out.Status = "To pay by " + out.Due
+	case codebankv1.BillStatus_BILL_STATUS_PAID:
+		out.Status = "Paid by the due date"
+	case codebankv1.BillStatus_BILL_STATUS_OVERDUE:
+		out.Status = "Overdue since " + out.Due
+	}
+	return out
 }
 
 // viewToken lets the page refresh a proven card's statement, and show its other months, for

@@ -18,6 +18,7 @@
 //	POST /checkout          place the order and pay
 //	GET  /orders/{id}       an order and the bank's answer
 //	POST /orders/{id}/pay   pay a pending order again (same order id)
+//	POST /orders/{id}/cancel  cancel an approved order: the bank reverses or refunds it
 //	GET  /statement         the statement form
 //	POST /statement         a card's statement for a month (the number is kept out of URLs)
 //	POST /statement/data    the same as JSON, polled by the page every few seconds
@@ -29,6 +30,8 @@
 //
 //	codebank_web_checkouts_total{result}  payments attempted by the store, by result: approved,
 //	                                      rejected, invalid, unreachable, mismatch, store_error
+//	codebank_web_cancellations_total{kind,result}  orders cancelled by the store: reversal or
+//	                                      refund, ok or the bank's status code
 package web
 
 import (
@@ -134,6 +137,11 @@ type OrderStore interface {
 	Decide(ctx context.Context, id string, d store.Decision) (*store.Order, error)
 	// Fail records that an attempt got no answer (store.ErrorUnreachable, ErrorInvalid).
 	Fail(ctx context.Context, id, why string) (*store.Order, error)
+	// Cancelling records an attempt to cancel an approved order, Cancelled the bank's giving
+	// its payment back, CancelFailed an attempt that got no answer.
+	Cancelling(ctx context.Context, id, kind, cancelID string) (*store.Order, error)
+	Cancelled(ctx context.Context, id string) (*store.Order, error)
+	CancelFailed(ctx context.Context, id, why string) (*store.Order, error)
 }
 
 // Dashboard gives the dashboard its figures (Feed).
@@ -176,6 +184,8 @@ type Server struct {
 	version   string // of the static files, for cache busting
 	products  map[string]Product
 	checkouts *prometheus.CounterVec
+	// cancellations counts the store's reversals and refunds of orders.
+	cancellations *prometheus.CounterVec
 	// orderWait is how long an order page waits for an order it does not know yet.
 	orderWait time.Duration
 	// orderKey signs order ids (Config.OrderSecret).
@@ -238,8 +248,11 @@ func New(cfg Config, deps Deps) *Server {
 	s.checkouts = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "codebank_web_checkouts_total", Help: "Payments attempted by the store, by result.",
 	}, []string{"result"})
+	s.cancellations = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "codebank_web_cancellations_total", Help: "Orders the store cancelled (the bank reversed or refunded their payment), by kind and result.",
+	}, []string{"kind", "result"})
 	if deps.Registerer != nil {
-		deps.Registerer.MustRegister(s.checkouts)
+		deps.Registerer.MustRegister(s.checkouts, s.cancellations)
 	}
 	return s
 }
@@ -256,6 +269,7 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.Handle("POST /checkout", post(s.checkout))
 	mux.HandleFunc("GET /orders/{id}", s.order)
 	mux.Handle("POST /orders/{id}/pay", post(s.retry))
+	mux.Handle("POST /orders/{id}/cancel", post(s.cancel))
 	mux.HandleFunc("GET /statement", s.statementForm)
 	mux.Handle("POST /statement", post(s.statement))
 	mux.Handle("POST /statement/data", post(s.statementData))

@@ -251,7 +251,11 @@ func printCard(w io.Writer, c *codebankv1.Card) {
 	}
 	fmt.Fprintf(w, "Status:     %s\n", status)
 	fmt.Fprintf(w, "Limit:      %s %s\n", c.GetCurrency(), money.Format(c.GetLimitCents()))
-	fmt.Fprintf(w, "Used:       %s %s\n", c.GetCurrency(), money.Format(c.GetUsedCents()))
+	if c.GetUsedCents() < 0 {
+		fmt.Fprintf(w, "Used:       %s 0.00, and a credit balance of %s (spent before the limit)\n", c.GetCurrency(), money.Format(-c.GetUsedCents()))
+	} else {
+		fmt.Fprintf(w, "Used:       %s %s\n", c.GetCurrency(), money.Format(c.GetUsedCents()))
+	}
 	fmt.Fprintf(w, "Available:  %s %s\n", c.GetCurrency(), money.Format(c.GetAvailableCents()))
 }
 
@@ -320,6 +324,9 @@ func runPay(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		fmt.Fprintf(stdout, "Reason:     %s\n", codecs.ReasonOf(codecs.ReasonName(resp.GetReason())).Label)
 	}
 	fmt.Fprintf(stdout, "Transaction: %s\n", resp.GetTransactionId())
+	if resp.GetStatus() == codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED {
+		fmt.Fprintf(stdout, "Payment id:  %s\n", resp.GetPaymentId())
+	}
 	if resp.GetDuplicate() {
 		fmt.Fprintln(stdout, "(already decided earlier: this is the original outcome)")
 	}
@@ -376,11 +383,43 @@ func runStatement(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if len(lines) == 0 {
 		fmt.Fprintln(stdout, "  No purchases this month.")
 	}
+	var purchases, operations int
 	for _, l := range lines {
+		desc, amount := l.GetDescription(), money.Format(l.GetAmountCents())
+		if l.GetKind() == codebankv1.LineKind_LINE_KIND_PURCHASE {
+			purchases++
+		} else {
+			operations++
+		}
+		switch l.GetKind() {
+		case codebankv1.LineKind_LINE_KIND_REVERSAL:
+			desc, amount = "Reversal of "+l.GetTransactionId(), "-"+amount
+		case codebankv1.LineKind_LINE_KIND_REFUND:
+			desc, amount = "Refund of "+l.GetTransactionId(), "-"+amount
+		case codebankv1.LineKind_LINE_KIND_BILL_PAYMENT:
+			desc, amount = "Bill payment "+l.GetOperationId(), "-"+amount
+		}
 		fmt.Fprintf(stdout, "  %s  %-24s %-30s %12s\n", time.UnixMilli(l.GetAuthorizedAtUnixMs()).UTC().Format("2006-01-02 15:04"),
-			truncate(l.GetStore(), 24), truncate(l.GetDescription(), 30), money.Format(l.GetAmountCents()))
+			truncate(l.GetStore(), 24), truncate(desc, 30), amount)
 	}
-	fmt.Fprintf(stdout, "\n  %d purchases, total %s %s\n", first.GetCount(), cur, money.Format(first.GetTotalCents()))
+	b := first.GetBill()
+	fmt.Fprintf(stdout, "\n  Opening balance     %s %12s\n", cur, money.Format(b.GetOpeningBalanceCents()))
+	fmt.Fprintf(stdout, "  Purchases           %s %12s\n", cur, money.Format(b.GetPurchasesCents()))
+	fmt.Fprintf(stdout, "  Reversals           %s %12s\n", cur, money.Format(-b.GetReversalsCents()))
+	fmt.Fprintf(stdout, "  Refunds             %s %12s\n", cur, money.Format(-b.GetRefundsCents()))
+	fmt.Fprintf(stdout, "  Bill payments       %s %12s\n", cur, money.Format(-b.GetPaymentsCents()))
+	if closing := b.GetClosingBalanceCents(); closing < 0 {
+		fmt.Fprintf(stdout, "  Credit balance      %s %12s\n", cur, money.Format(-closing))
+	} else {
+		fmt.Fprintf(stdout, "  Closing balance     %s %12s\n", cur, money.Format(closing))
+	}
+	fmt.Fprintf(stdout, "  Minimum payment     %s %12s   due %s (%s)\n", cur, money.Format(b.GetMinimumPaymentCents()), b.GetDueDate(),
+		strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(b.GetStatus().String(), "BILL_STATUS_"), "_", " ")))
+	fmt.Fprintf(stdout, "\n  %d purchases, total %s %s", purchases, cur, money.Format(first.GetTotalCents()))
+	if operations > 0 {
+		fmt.Fprintf(stdout, "; %d reversals, refunds and bill payments", operations)
+	}
+	fmt.Fprintln(stdout)
 	fmt.Fprintf(stdout, "  Available credit: %s %s of %s\n", cur, money.Format(first.GetAvailableCents()), money.Format(first.GetLimitCents()))
 	if !first.GetUpToDate() {
 		fmt.Fprintln(stdout, "  (the latest purchases are still on their way; ask again in a moment)")

@@ -22,6 +22,9 @@ var program = cli.Program{Name: "codebank", Title: "Code Bank: payment authoriza
 	"statement":  {Summary: "print a card's statement: statement CARD_ID|NUMBER [--month 2026-11]", Run: runStatement},
 	"cards":      {Summary: "issue, read, block or unblock cards: cards issue --holder NAME --limit 1000.00 | cards get|block|unblock CARD_ID|NUMBER", Run: runCards},
 	"pay":        {Summary: "pay with a card: pay --card N --holder NAME --exp MM/YY --cvv CVV --amount 12.34", Run: runPay},
+	"reverse":    {Summary: "void part or all of a payment (merchant): reverse PAYMENT_ID --amount 12.34 [--id ID]", Run: runCredit("reverse")},
+	"refund":     {Summary: "refund part or all of a purchase (merchant): refund PAYMENT_ID --amount 12.34 [--id ID]", Run: runCredit("refund")},
+	"pay-bill":   {Summary: "record the cardholder's payment of the bill (operator): pay-bill CARD_ID|NUMBER --amount 12.34 [--id ID]", Run: runPayBill},
 	"probe":      {Summary: "check that a role of this machine is ready (a container's health check): probe [--path /readyz]", Run: runProbe},
 	"keys":       {Summary: "make an API key and its line of the keys file: keys new --id ID --role merchant|admin|pages [--merchant ID --name NAME]", Run: runKeys},
 }, Version: func() string { return buildinfo.Read().String() }}

@@ -3,11 +3,17 @@
 // (and, when asked, the search index) and checks, for every card, that
 //
 //   - its account decodes and is not over its limit;
-//   - the approved results sum to the account's used credit;
-//   - its statement holds exactly one line for each approved result, for its amount, and each
-//     month's count and total follow;
+//   - its used credit is its approved purchases less its reversals, refunds and bill payments
+//     (each from its results);
+//   - no purchase was reversed or refunded beyond its amount, nor credited without its
+//     approval among the results;
+//   - its statement holds exactly one line for each approved result (purchase, reversal, refund
+//     or bill payment), of its kind and for its amount, and each month's sums follow;
+//   - each month's closing balance is its opening (the previous month's closing) plus its
+//     purchases less its reversals, refunds and bill payments, and is the card's used credit at
+//     the month's end (from its results); the latest is the account's used credit;
 //   - no payment key was applied twice (two different approvals under one key);
-//   - the search index holds one document per payment.
+//   - the search index holds one document per payment and per operation.
 //
 // Results that do not decode or break docs/results-topic.md are counted, not booked: every
 // consumer dead-letters them. Its main types are Config and Report.
@@ -54,12 +60,17 @@ type Config struct {
 // Report is what an audit found.
 type Report struct {
 	// Results is the number of records read from the results topic; Payments the distinct
-	// payment keys among them, Replays the records that repeated one identically, Refused the
-	// records that do not decode or break the contract.
+	// purchases' payment keys among them (Operations counts the others), Replays the records
+	// that repeated one identically, Refused the records that do not decode or break the
+	// contract.
 	Results, Payments, Replays, Refused int
 	// Approved is the number of approved payments and ApprovedCents their sum.
 	Approved      int
 	ApprovedCents int64
+	// Operations is the number of reversals, refunds and bill payments (each once), and
+	// CreditedCents their sum.
+	Operations    int
+	CreditedCents int64
 	// Cards is the number of cards with an account.
 	Cards int
 	// Documents is the number of documents in the index; -1 when it was not checked.
@@ -80,6 +91,7 @@ func (r *Report) OK() bool { return len(r.Problems) == 0 }
 func (r *Report) Write(w io.Writer, max int) {
 	fmt.Fprintf(w, "results:   %d records: %d payments (%d approved, %s), %d replays, %d refused by the contract\n",
 		r.Results, r.Payments, r.Approved, money.Format(r.ApprovedCents), r.Replays, r.Refused)
+	fmt.Fprintf(w, "money back: %d reversals, refunds and bill payments (%s)\n", r.Operations, money.Format(r.CreditedCents))
 	fmt.Fprintf(w, "accounts:  %d cards\n", r.Cards)
 	if r.Documents >= 0 {
 		fmt.Fprintf(w, "index:     %d documents\n", r.Documents)
@@ -114,11 +126,18 @@ type books struct {
 	masked        string
 	approvedCents int64
 	approved      int64
-	months        map[string]*monthBooks
-	lines         map[string]*codecs.Result // the approved payments by the key of their statement line
+	lines         map[string]*codecs.Result // the approved payments and operations by the key of their statement line
+	// creditedCents is what reversals, refunds and bill payments gave back.
+	creditedCents int64
+	operations    int64
 }
 
-type monthBooks struct{ cents, count int64 }
+// purchaseBooks are one purchase's credits from the results.
+type purchaseBooks struct {
+	result   *codecs.Result // nil: no approval of it among the results
+	credited int64
+	card     string // masked
+}
 
 type accountInfo struct {
 	masked string
@@ -135,9 +154,18 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	defer client.Close()
 	rep := &Report{Documents: -1, DeadLetters: map[string]int64{}}
 
-	// The results: every payment once, and each card's books.
+	// The results: every payment and operation once, and each card's books.
 	payments := map[string]*codecs.Result{}
 	cards := map[string]*books{}
+	purchases := map[string]*purchaseBooks{}
+	purchase := func(key string) *purchaseBooks {
+		p := purchases[key]
+		if p == nil {
+			p = &purchaseBooks{}
+			purchases[key] = p
+		}
+		return p
+	}
 	results := cfg.Topo.Results()
 	partial, err := readTopic(ctx, client, results.Name, func(m *sarama.ConsumerMessage) {
 		if m.Value == nil {
@@ -172,27 +200,49 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		b := cards[r.CardToken]
 		if b == nil {
-			b = &books{masked: r.CardMasked, months: map[string]*monthBooks{}, lines: map[string]*codecs.Result{}}
+			b = &books{masked: r.CardMasked, lines: map[string]*codecs.Result{}}
 			cards[r.CardToken] = b
 		}
 		at, _ := time.Parse(time.RFC3339Nano, r.AuthorizedAt)
-		month := statements.MonthOf(at)
 		b.lines[statements.LineKey(r.CardToken, at, r.PaymentKey)] = r
-		mb := b.months[month]
-		if mb == nil {
-			mb = &monthBooks{}
-			b.months[month] = mb
+		if !r.Purchase() {
+			b.operations++
+			b.creditedCents += r.AmountCents
+			rep.Operations++
+			rep.CreditedCents += r.AmountCents
+			if r.PurchaseKey != "" {
+				p := purchase(r.PurchaseKey)
+				p.credited += r.AmountCents
+				p.card = r.CardMasked
+			}
+			return
 		}
+		purchase(r.PaymentKey).result = r
 		b.approved++
 		b.approvedCents += r.AmountCents
-		mb.count++
-		mb.cents += r.AmountCents
 	})
 	if err != nil {
 		return nil, err
 	}
 	rep.Partial = partial
-	rep.Payments = len(payments)
+	rep.Payments = len(payments) - rep.Operations
+	keys := make([]string, 0, len(purchases))
+	for k := range purchases {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		p := purchases[k]
+		switch {
+		case p.credited == 0:
+		case p.result == nil && !partial:
+			rep.Problems = append(rep.Problems, fmt.Sprintf("purchase %s (card %s): %s reversed or refunded, and no approval of it among the results",
+				k, p.card, money.Format(p.credited)))
+		case p.result != nil && p.credited > p.result.AmountCents:
+			rep.Problems = append(rep.Problems, fmt.Sprintf("purchase %s (card %s): %s reversed or refunded of %s approved",
+				k, p.result.CardMasked, money.Format(p.credited), money.Format(p.result.AmountCents)))
+		}
+	}
 	for _, b := range cards {
 		rep.Approved += int(b.approved)
 		rep.ApprovedCents += b.approvedCents
@@ -273,7 +323,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 // checkCard returns the discrepancies of one card.
 func checkCard(token string, b *books, a *accountInfo, stmt map[string]*eventsv1.StatementLine, unreadable, partial bool) []string {
 	if b == nil {
-		b = &books{months: map[string]*monthBooks{}, lines: map[string]*codecs.Result{}}
+		b = &books{lines: map[string]*codecs.Result{}}
 	}
 	name := b.masked
 	if a != nil {
@@ -297,11 +347,10 @@ func checkCard(token string, b *books, a *accountInfo, stmt map[string]*eventsv1
 		if used > limit {
 			bad("used %s is over its limit %s", money.Format(used), money.Format(limit))
 		}
-		if used < 0 {
-			bad("used %s is negative", money.Format(used))
-		}
-		if !partial && used != b.approvedCents {
-			bad("used %s, but its approved results sum to %s (%d payments)", money.Format(used), money.Format(b.approvedCents), b.approved)
+		if !partial && used != b.approvedCents-b.creditedCents {
+			bad("used %s, but its results say %s: %s approved (%d purchases) less %s given back (%d reversals, refunds and bill payments)",
+				money.Format(used), money.Format(b.approvedCents-b.creditedCents), money.Format(b.approvedCents), b.approved,
+				money.Format(b.creditedCents), b.operations)
 		}
 	}
 
@@ -309,44 +358,95 @@ func checkCard(token string, b *books, a *accountInfo, stmt map[string]*eventsv1
 		bad("a statement line does not decode")
 		return out
 	}
-	// Every approved payment has its line, for its amount, and nothing else is on the
-	// statement; each month's count and total follow.
-	got := map[string]*monthBooks{}
+	// Every approved payment and operation has its line, of its kind and for its amount, and
+	// nothing else is on the statement.
 	for _, key := range slices.Sorted(maps.Keys(stmt)) {
 		line := stmt[key]
 		_, at, _ := statements.ParseLineKey(key)
 		month := statements.MonthOf(at)
-		if got[month] == nil {
-			got[month] = &monthBooks{}
-		}
-		got[month].count++
-		got[month].cents += line.GetAmountCents()
 		if r, ok := b.lines[key]; !ok {
-			bad("statement of %s: line %q (%s) is no approved payment's", month, line.GetTransactionId(), money.Format(line.GetAmountCents()))
-		} else if r.AmountCents != line.GetAmountCents() || r.TransactionID != line.GetTransactionId() {
-			bad("statement of %s: line %q is for %s, its payment %q for %s", month, line.GetTransactionId(), money.Format(line.GetAmountCents()), r.TransactionID, money.Format(r.AmountCents))
+			bad("statement of %s: line %q (%s) is no approved payment's or operation's", month, line.GetTransactionId()+line.GetOperationId(), money.Format(line.GetAmountCents()))
+		} else if want, _ := statements.LineOf(r); r.AmountCents != line.GetAmountCents() || r.TransactionID != line.GetTransactionId() ||
+			want.GetKind() != kindOf(line) || r.OperationID != line.GetOperationId() {
+			bad("statement of %s: line %q is a %s of %s, its result %q a %s of %s", month, line.GetTransactionId()+line.GetOperationId(), kindOf(line),
+				money.Format(line.GetAmountCents()), r.PaymentKey, r.KindOf(), money.Format(r.AmountCents))
 		}
 	}
 	for _, key := range slices.Sorted(maps.Keys(b.lines)) {
 		if r := b.lines[key]; stmt[key] == nil {
 			_, at, _ := statements.ParseLineKey(key)
-			bad("statement of %s: the line of payment %q (%s) is missing", statements.MonthOf(at), r.TransactionID, money.Format(r.AmountCents))
+			what := "payment " + r.TransactionID
+			if !r.Purchase() {
+				what = strings.ReplaceAll(r.KindOf(), "_", " ") + " " + r.OperationID
+			}
+			bad("statement of %s: the line of %s (%s) is missing", statements.MonthOf(at), what, money.Format(r.AmountCents))
 		}
 	}
-	for _, month := range sortedUnion(maps.Keys(b.months), maps.Keys(got)) {
-		want, have := b.months[month], got[month]
-		if want == nil {
-			want = &monthBooks{}
+	// Each month's sums, and its bill: the closing balance the statement shows (its opening
+	// plus its purchases less its reversals, refunds and payments, month after month) is the
+	// card's used credit at the month's end, as its results say; and the latest is the
+	// account's.
+	fromResults := make(map[string]*eventsv1.StatementLine, len(b.lines))
+	for k, r := range b.lines {
+		fromResults[k], _ = statements.LineOf(r)
+	}
+	want, got := summaries(fromResults), summaries(stmt)
+	wantBills, gotBills := statements.Bills(want, time.Now()), statements.Bills(got, time.Now())
+	byMonth := map[string][2]*statements.Bill{}
+	for i := range wantBills {
+		e := byMonth[wantBills[i].Month]
+		e[0] = &wantBills[i]
+		byMonth[wantBills[i].Month] = e
+	}
+	for i := range gotBills {
+		e := byMonth[gotBills[i].Month]
+		e[1] = &gotBills[i]
+		byMonth[gotBills[i].Month] = e
+	}
+	for _, month := range slices.Sorted(maps.Keys(byMonth)) {
+		w, g := byMonth[month][0], byMonth[month][1]
+		if w == nil {
+			w = &statements.Bill{}
 		}
-		if have == nil {
-			have = &monthBooks{}
+		if g == nil {
+			g = &statements.Bill{}
 		}
-		if *have != *want {
-			bad("statement of %s shows %d purchases (%s), its approved results are %d (%s)",
-				month, have.count, money.Format(have.cents), want.count, money.Format(want.cents))
+		if g.Closing != g.Opening+g.Purchases-g.Reversals-g.Refunds-g.Payments {
+			bad("statement of %s: closing balance %s is not its opening %s plus purchases %s less reversals %s, refunds %s and payments %s",
+				month, money.Format(g.Closing), money.Format(g.Opening), money.Format(g.Purchases), money.Format(g.Reversals), money.Format(g.Refunds), money.Format(g.Payments))
 		}
+		if w.Purchases != g.Purchases || w.Reversals != g.Reversals || w.Refunds != g.Refunds || w.Payments != g.Payments {
+			bad("statement of %s shows purchases %s, reversals %s, refunds %s, payments %s; its results are %s, %s, %s, %s", month,
+				money.Format(g.Purchases), money.Format(g.Reversals), money.Format(g.Refunds), money.Format(g.Payments),
+				money.Format(w.Purchases), money.Format(w.Reversals), money.Format(w.Refunds), money.Format(w.Payments))
+		}
+		if !partial && g.Closing != w.Closing {
+			bad("statement of %s closes at %s, but the card's used credit at the month's end was %s", month, money.Format(g.Closing), money.Format(w.Closing))
+		}
+	}
+	if n := len(gotBills); n > 0 && !partial && a != nil && a.acct != nil && gotBills[n-1].Closing != a.acct.GetUsedCents() {
+		bad("statement of %s closes at %s, the account's used credit is %s", gotBills[n-1].Month, money.Format(gotBills[n-1].Closing), money.Format(a.acct.GetUsedCents()))
 	}
 	return out
+}
+
+// kindOf is a statement line's kind, a line written before kinds being a purchase's.
+func kindOf(l *eventsv1.StatementLine) eventsv1.OperationKind {
+	if l.GetKind() == eventsv1.OperationKind_OPERATION_KIND_UNSPECIFIED {
+		return eventsv1.OperationKind_OPERATION_KIND_PURCHASE
+	}
+	return l.GetKind()
+}
+
+// summaries adds up a card's lines by their keys (statement line keys), month by month.
+func summaries(lines map[string]*eventsv1.StatementLine) []*eventsv1.MonthTotal {
+	var s statements.Summaries
+	for _, k := range slices.Sorted(maps.Keys(lines)) { // by time, as the statement reads them
+		if _, at, err := statements.ParseLineKey(k); err == nil {
+			s.Add(at, lines[k])
+		}
+	}
+	return s.Months()
 }
 
 // sortedUnion returns every key the sequences yield, once each, sorted.
@@ -444,10 +544,10 @@ func checkIndex(ctx context.Context, c *elastic.Client, index string, payments m
 	slices.Sort(missing)
 	slices.Sort(extra)
 	if len(missing) > 0 {
-		rep.Problems = append(rep.Problems, fmt.Sprintf("index %s: %d payments have no document, e.g. %s", index, len(missing), strings.Join(missing[:min(3, len(missing))], ", ")))
+		rep.Problems = append(rep.Problems, fmt.Sprintf("index %s: %d payments or operations have no document, e.g. %s", index, len(missing), strings.Join(missing[:min(3, len(missing))], ", ")))
 	}
 	if len(extra) > 0 {
-		rep.Problems = append(rep.Problems, fmt.Sprintf("index %s: %d documents are no payment's, e.g. %s", index, len(extra), strings.Join(extra[:min(3, len(extra))], ", ")))
+		rep.Problems = append(rep.Problems, fmt.Sprintf("index %s: %d documents are no payment's or operation's, e.g. %s", index, len(extra), strings.Join(extra[:min(3, len(extra))], ", ")))
 	}
 	return nil
 }

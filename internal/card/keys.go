@@ -132,6 +132,18 @@ func (k Keys) Digest(domain string, parts ...string) [16]byte {
 	return [16]byte(sum[:16])
 }
 
+// Tokenizes reports whether the Keys hold a tokenization key (the zero value does not).
+func (k Keys) Tokenizes() bool { return k.token != nil }
+
+// Derive returns a 256-bit key for one use of the tokenization key's (HMAC-SHA256 under it of
+// the use's name): another secret to hold, without another one to distribute. The ingress
+// seals payment ids under Derive("payment-id").
+func (k Keys) Derive(use string) [32]byte {
+	var sum [sha256.Size]byte
+	k.token.mac(&sum, "derive", use)
+	return sum
+}
+
 // CardKeyID returns the id of the current card key, under which new cards are issued; empty
 // when the Keys have none.
 func (k Keys) CardKeyID() string {

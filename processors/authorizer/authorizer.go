@@ -28,6 +28,37 @@
 // the id with card data that is not the card's is rejected, counted toward the lockout, and
 // neither remembered nor published.
 //
+// # Money back: reversals, refunds and bill payments
+//
+// An Operation (a CardCommand) gives credit back: a merchant reverses or refunds part of a
+// purchase, or an operator records the cardholder's payment of the bill. It is decided in the
+// card's stream, in order with its payments (DecideOperation, RecordOperation), so concurrent
+// refunds of one purchase can never give back more than it cost: each is checked against what
+// is left of it at its turn.
+//
+// What is left of a purchase is its amount less what was given back of it. The account reads
+// and writes the card's state for every payment, so what it keeps for this must cost nothing on
+// a card whose purchases are never credited and stay small on one whose are. The purchase's
+// amount and time are therefore not kept: they travel in the payment id the merchant holds,
+// sealed by the ingress under a key of the bank (AEAD: a merchant can neither forge one nor
+// alter it, and it opens only for the merchant it was given to). The account keeps only, for
+// each purchase credited within the window (Config.CreditWindow, 30 days after its approval),
+// how much was given back: 25 bytes a credited purchase in Account.credits, at most
+// Config.CreditKeep (128) of them, so a busy card's account grows by at most 3.2 KB and by
+// nothing until its first refund. A reversal or refund of a purchase beyond the window, or of
+// one whose entry had to be dropped for room (Account.credit_floor_unix_s), is refused with
+// OPERATION_RESULT_EXPIRED, never credited wrongly. Keys routed to the card's partition under
+// other keys of the table were the other way: they would be written by goka's loopback, after
+// the account and not with it, and grow with every approval instead of every credit.
+//
+// An operation is idempotent by its own id, like a payment: its outcome is remembered among the
+// card's outcomes (Config.Keep, Config.KeepFor) under a keyed digest of its kind, merchant and
+// id, with its purchase and amount as the parameters a retry must repeat. A bill payment is
+// refused when it is more than the card owes; a refund after the bill was paid leaves used
+// credit below zero, a credit balance the card can spend. Operations need no card data and
+// never touch the lockout. Each one carried out is published as a results record of its own
+// kind and key (docs/results-topic.md), and counted in Account.operations.
+//
 // # Read again after a crash
 //
 // The account keeps the place in the log of the last request, and of the last command, that
@@ -58,6 +89,7 @@
 //	codebank_authorizer_lockouts_total                           cards blocked by failed verifications (Config.LockAfter within Config.LockWindow)
 //	codebank_authorizer_processing_seconds                       ingress acceptance to decision
 //	codebank_authorizer_replays_total{outcome}                   requests read again after a restart, decided before
+//	codebank_authorizer_operations_total{kind,result}            reversals, refunds and bill payments handled
 //	codebank_dead_letters_total{group="authorizer",topic}        records dead-lettered (processors.DeadLetters)
 package authorizer
 
@@ -107,6 +139,15 @@ type Config struct {
 	// LockWindow is how long a failed verification counts toward the lockout (default
 	// DefaultLockWindow).
 	LockWindow time.Duration
+	// CreditWindow is how long after its approval a purchase can be reversed or refunded, and
+	// CreditKeep how many credited purchases a card remembers at most (default
+	// DefaultCreditWindow, DefaultCreditKeep).
+	CreditWindow time.Duration
+	CreditKeep   int
+}
+
+func (c Config) creditPolicy() CreditPolicy {
+	return CreditPolicy{Window: c.CreditWindow, Keep: c.CreditKeep}
 }
 
 func (c Config) policy() Policy {
@@ -138,6 +179,12 @@ func New(cfg Config, deps Deps) *Processor {
 	}
 	if cfg.LockWindow <= 0 {
 		cfg.LockWindow = DefaultLockWindow
+	}
+	if cfg.CreditWindow <= 0 {
+		cfg.CreditWindow = DefaultCreditWindow
+	}
+	if cfg.CreditKeep <= 0 {
+		cfg.CreditKeep = DefaultCreditKeep
 	}
 	if deps.Registerer == nil {
 		deps.Registerer = prometheus.NewRegistry()
@@ -388,8 +435,9 @@ func (p *Processor) locked(acct *eventsv1.Account, token string) {
 func (p *Processor) result(token string, acct *eventsv1.Account, req *eventsv1.PaymentRequested, out *eventsv1.Outcome) *codecs.Result {
 	requested, decided := time.UnixMicro(out.GetRequestedAtUnixUs()).UTC(), time.UnixMicro(out.GetDecidedAtUnixUs()).UTC()
 	masked := req.GetMaskedNumber() // the account's, if any, is the same: both come from the number
-	return &codecs.Result{
+	r := &codecs.Result{
 		PaymentKey:     codecs.PaymentKey(token, req.GetMerchantId(), out.GetTransactionId()),
+		Kind:           codecs.KindPurchase,
 		TransactionID:  out.GetTransactionId(),
 		CardToken:      token,
 		CardMasked:     masked,
@@ -409,6 +457,8 @@ func (p *Processor) result(token string, acct *eventsv1.Account, req *eventsv1.P
 		AvailableCents: out.GetAvailableCents(),
 		LimitCents:     acct.GetLimitCents(),
 	}
+	r.NetAmount = json.Number(money.Format(r.NetCents()))
+	return r
 }
 
 // command handles one card command (key: card token).
@@ -418,6 +468,10 @@ func (p *Processor) command(ctx goka.Context, msg any) error {
 	if err := codecs.CheckCardCommand(token, cmd); err != nil {
 		p.refuse(ctx, cmd.GetReplyKey(), cmd.GetCommandId(), err)
 		return err
+	}
+	if op := cmd.GetOperation(); op != nil {
+		p.operate(ctx, cmd, op)
+		return nil
 	}
 	acct, err := account(ctx)
 	at := positionOf(ctx)
@@ -511,6 +565,8 @@ func commandName(cmd *eventsv1.CardCommand) string {
 		return "unblock"
 	case *eventsv1.CardCommand_Verify:
 		return "verify"
+	case *eventsv1.CardCommand_Operation:
+		return "operation"
 	}
 	return "unknown" // CheckCardCommand refuses it first
 }
@@ -525,6 +581,7 @@ type metrics struct {
 	lockouts    prometheus.Counter
 	processing  prometheus.Histogram
 	replays     *prometheus.CounterVec
+	operations  *prometheus.CounterVec
 }
 
 func newMetrics(r prometheus.Registerer) metrics {
@@ -558,7 +615,110 @@ func newMetrics(r prometheus.Registerer) metrics {
 		replays: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "codebank_authorizer_replays_total", Help: "Payment requests read again after a restart that their card had decided already: answered with the remembered outcome, answered rejected again (unverified: a repeat whose card data was not the card's), or forgotten (not answered again).",
 		}, []string{"outcome"}),
+		operations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "codebank_authorizer_operations_total", Help: "Reversals, refunds and bill payments handled, by kind and result (ok, duplicate, conflict, exceeds, expired, not_found, unavailable, forgotten).",
+		}, []string{"kind", "result"}),
 	}
-	r.MustRegister(m.decisions, m.duplicates, m.conflicts, m.unverified, m.unavailable, m.commands, m.lockouts, m.processing, m.replays)
+	r.MustRegister(m.decisions, m.duplicates, m.conflicts, m.unverified, m.unavailable, m.commands, m.lockouts, m.processing, m.replays, m.operations)
 	return m
+}
+
+// operate carries out a reversal, a refund or a bill payment (key: card token), or refuses it,
+// and answers it. One carried out is stored with the account, published as a results record of
+// its own and remembered under its id, like a payment.
+func (p *Processor) operate(ctx goka.Context, cmd *eventsv1.CardCommand, op *eventsv1.Operation) {
+	token, kind := ctx.Key(), codecs.KindName(op.GetKind())
+	acct, err := account(ctx)
+	at := positionOf(ctx)
+	fp := OperationFingerprintOf(p.deps.Keys, op)
+	now := p.deps.Now()
+	replayed := err == nil && acct != nil && at.within(acct.GetCommandInput(), acct.GetCommandOffset())
+	var (
+		out  OperationOutcome
+		seen = Fresh
+	)
+	switch {
+	case err != nil:
+		out = OperationOutcome{Result: eventsv1.OperationResult_OPERATION_RESULT_UNAVAILABLE, AmountCents: op.GetAmountCents(),
+			DecidedAtUnixUs: now.UnixMicro(), RequestedAtUnixUs: cmd.GetRequestedAtUnixUs()}
+		p.deps.Log.Error("account unreadable: operation refused", "card_token", token, "kind", kind, "err", card.Redact(err.Error()))
+	case replayed:
+		// Read again after a restart: the card decided it before. Its remembered outcome is the
+		// answer. One no longer remembered that would be carried out now was carried out then
+		// (answered and published): it is never carried out twice. A refusal changed nothing,
+		// and is decided again.
+		out, seen = DecideOperation(acct, op, fp, cmd.GetRequestedAtUnixUs(), now, p.cfg.creditPolicy())
+		if seen == Fresh && out.Result == eventsv1.OperationResult_OPERATION_RESULT_OK {
+			p.m.operations.WithLabelValues(kind, "forgotten").Inc()
+			p.deps.Log.Warn("operation read again was carried out before and is no longer remembered: not answered again",
+				"card", acct.GetMaskedNumber(), "card_token", token, "kind", kind, "offset", ctx.Offset())
+			return
+		}
+		if seen == Duplicate {
+			// Written again, as it is: the local table may hold a write that never reached the
+			// changelog before the crash, and the result below must not go without it.
+			ctx.SetValue(acct)
+		}
+	default:
+		out, seen = DecideOperation(acct, op, fp, cmd.GetRequestedAtUnixUs(), now, p.cfg.creditPolicy())
+		if seen == Fresh && out.Result == eventsv1.OperationResult_OPERATION_RESULT_OK {
+			RecordOperation(acct, op, out, fp, p.cfg.policy(), p.cfg.creditPolicy())
+			acct.CommandInput, acct.CommandOffset = at.input, at.offset
+			ctx.SetValue(acct)
+		}
+	}
+	label := strings.ToLower(strings.TrimPrefix(out.Result.String(), "OPERATION_RESULT_"))
+	if seen == Duplicate && !replayed {
+		label = "duplicate"
+	}
+	p.m.operations.WithLabelValues(kind, label).Inc()
+	if cmd.GetReplyKey() != "" {
+		reply := &eventsv1.OperationReply{CardToken: token, Result: out.Result, Duplicate: seen == Duplicate && !replayed,
+			OperationId: op.GetOperationId(), AmountCents: op.GetAmountCents(), LeftCents: out.LeftCents, DecidedAtUnixUs: out.DecidedAtUnixUs,
+			UsedCents: acct.GetUsedCents(), AvailableCents: Available(acct)}
+		if op.GetKind() == eventsv1.OperationKind_OPERATION_KIND_BILL_PAYMENT && acct != nil {
+			// An operator's answer shows the card: not what only the authorizer reads.
+			reply.Account = proto.Clone(acct).(*eventsv1.Account)
+			reply.Account.Outcomes, reply.Account.Credits = nil, nil
+		}
+		ctx.Emit(p.replies, cmd.GetReplyKey(), &eventsv1.Reply{CorrelationId: cmd.GetCommandId(), Body: &eventsv1.Reply_Operation{Operation: reply}})
+	}
+	if out.Result == eventsv1.OperationResult_OPERATION_RESULT_OK {
+		// A duplicate is published again, identical: if the original was lost with a crash
+		// before it was acknowledged, this delivers it; consumers dedupe by its key.
+		ctx.Emit(p.results, token, p.operationResult(token, acct, op, out))
+	}
+}
+
+// operationResult is the results record of an operation carried out.
+func (p *Processor) operationResult(token string, acct *eventsv1.Account, op *eventsv1.Operation, out OperationOutcome) *codecs.Result {
+	kind := codecs.KindName(op.GetKind())
+	requested, decided := time.UnixMicro(out.RequestedAtUnixUs).UTC(), time.UnixMicro(out.DecidedAtUnixUs).UTC()
+	masked := acct.GetMaskedNumber()
+	r := &codecs.Result{
+		PaymentKey:     codecs.OperationKey(token, op.GetMerchantId(), kind, op.GetOperationId()),
+		Kind:           kind,
+		TransactionID:  op.GetTransactionId(),
+		OperationID:    op.GetOperationId(),
+		CardToken:      token,
+		CardMasked:     masked,
+		CardBIN:        masked[:min(6, len(masked))],
+		Status:         codecs.StatusApproved,
+		AmountCents:    out.AmountCents,
+		Amount:         json.Number(money.Format(out.AmountCents)),
+		Currency:       acct.GetCurrency(),
+		Merchant:       op.GetMerchantId(),
+		Store:          op.GetMerchantName(),
+		Channel:        codecs.ChannelName(eventsv1.Channel_CHANNEL_API),
+		RequestedAt:    requested.Format(codecs.TimeFormat),
+		AuthorizedAt:   decided.Format(codecs.TimeFormat),
+		ProcessingMs:   float64(out.DecidedAtUnixUs-out.RequestedAtUnixUs) / 1e3,
+		AvailableCents: out.AvailableCents,
+		LimitCents:     acct.GetLimitCents(),
+	}
+	if isCredit(op.GetKind()) {
+		r.PurchaseKey = codecs.PaymentKey(token, op.GetMerchantId(), op.GetTransactionId())
+	}
+	r.NetAmount = json.Number(money.Format(r.NetCents()))
+	return r
 }

@@ -552,3 +552,108 @@ func TestEveryReplyFollowsAWrite(t *testing.T) {
 		}
 	}
 }
+
+// TestProcessorOperations: reversals, refunds and bill payments come in as card commands, are
+// answered, change the account, and each one carried out is published as a results record of
+// its own kind and key, naming the purchase it credits; a refusal changes and publishes
+// nothing. Read again after a restart, one carried out is answered as it was and never carried
+// out twice.
+func TestProcessorOperations(t *testing.T) {
+	tt, topo := startTester(t)
+	replies := tt.NewQueueTracker(topo.Replies().Name)
+	results := tt.NewQueueTracker(topo.Results().Name)
+	table := goka.Table(topo.AuthorizerTable().Name)
+	tt.Consume(topo.CardCommands().Name, token, issueCommand("c1", "Maria Silva", 10000))
+	replies.Next()
+	tt.Consume(topo.PaymentRequests().Name, token, payment("tx-1", 6000))
+	replies.Next()
+	results.Next()
+
+	n := 0
+	operate := func(op *eventsv1.Operation) (*eventsv1.OperationReply, *codecs.Result) {
+		t.Helper()
+		n++
+		id := fmt.Sprint("op-", n)
+		tt.Consume(topo.CardCommands().Name, token, &eventsv1.CardCommand{CommandId: id, ReplyKey: "r0", RequestedAtUnixUs: now.Add(-time.Millisecond).UnixMicro(),
+			Command: &eventsv1.CardCommand_Operation{Operation: op}})
+		_, v, ok := replies.Next()
+		if !ok || v.(*eventsv1.Reply).GetCorrelationId() != id {
+			t.Fatalf("reply = %v", v)
+		}
+		var result *codecs.Result
+		if _, v, ok := results.Next(); ok {
+			result = v.(*codecs.Result)
+		}
+		return v.(*eventsv1.Reply).GetOperation(), result
+	}
+	purchase := func(kind eventsv1.OperationKind, id string, amount int64) *eventsv1.Operation {
+		op := credit(kind, id, "tx-1", amount)
+		op.PurchaseAmountCents = 6000
+		return op
+	}
+
+	reply, result := operate(purchase(reversal, "v1", 1000))
+	if reply.GetResult() != opOK || reply.GetLeftCents() != 5000 || reply.GetUsedCents() != 5000 || reply.GetAvailableCents() != 5000 || reply.GetCardToken() != token {
+		t.Fatalf("reversal = %v", reply)
+	}
+	if result == nil || result.Kind != codecs.KindReversal || result.PaymentKey != token+":code-store:reversal/v1" ||
+		result.PurchaseKey != token+":code-store:tx-1" || result.TransactionID != "tx-1" || result.OperationID != "v1" ||
+		result.AmountCents != 1000 || result.Status != codecs.StatusApproved || result.AvailableCents != 5000 || result.Store != "Code Store" {
+		t.Fatalf("reversal's result = %+v", result)
+	}
+	if err := codecs.CheckResult(token, result); err != nil {
+		t.Fatal(err)
+	}
+	if reply, result := operate(purchase(refund, "r1", 5001)); reply.GetResult() != opExceeds || reply.GetLeftCents() != 5000 || result != nil {
+		t.Fatalf("a refund of more than is left = %v, %v", reply, result)
+	}
+	refundReply, refundResult := operate(purchase(refund, "r1", 5000))
+	if refundReply.GetResult() != opOK || refundReply.GetLeftCents() != 0 || refundReply.GetUsedCents() != 0 || refundResult.Kind != codecs.KindRefund {
+		t.Fatalf("refund of the rest = %v, %+v", refundReply, refundResult)
+	}
+	if reply, result := operate(purchase(refund, "r1", 5000)); !reply.GetDuplicate() || reply.GetResult() != opOK || result == nil || *result != *refundResult {
+		t.Fatalf("the refund again = %v, %+v; want the original, republished", reply, result)
+	}
+	if reply, result := operate(purchase(refund, "r1", 4000)); reply.GetResult() != opConflict || result != nil {
+		t.Fatalf("the refund's id for another amount = %v, %+v", reply, result)
+	}
+	if reply, _ := operate(payBill("b1", 1)); reply.GetResult() != opExceeds {
+		t.Fatalf("a bill payment of a card that owes nothing = %v", reply)
+	}
+	tt.Consume(topo.PaymentRequests().Name, token, payment("tx-2", 3000))
+	replies.Next()
+	results.Next()
+	reply, result = operate(payBill("b1", 3000))
+	if reply.GetResult() != opOK || reply.GetUsedCents() != 0 || result.Kind != codecs.KindBillPayment || result.Merchant != "" ||
+		result.PaymentKey != token+"::bill_payment/b1" || result.PurchaseKey != "" {
+		t.Fatalf("bill payment = %v, %+v", reply, result)
+	}
+	if err := codecs.CheckResult(token, result); err != nil {
+		t.Fatal(err)
+	}
+	acct := tt.TableValue(table, token).(*eventsv1.Account)
+	if acct.GetUsedCents() != 0 || acct.GetOperations() != 3 || acct.GetApprovals() != 2 || acct.GetVerifyFailures() != 0 {
+		t.Fatalf("account = %v", acct)
+	}
+
+	// The restart: the commands from here on were read before.
+	acct.CommandOffset += 1000
+	tt.SetTableValue(table, token, acct)
+	if reply, result := operate(payBill("b1", 3000)); reply.GetDuplicate() || reply.GetResult() != opOK || result == nil || result.AuthorizedAt != "2026-11-25T12:00:00.000000Z" {
+		t.Fatalf("a bill payment read again = %v, %+v; want its original answer, republished", reply, result)
+	}
+	// r2 was carried out before the crash and is not remembered (as when more than Keep
+	// outcomes came after it): it is neither answered nor carried out again.
+	tt.Consume(topo.CardCommands().Name, token, &eventsv1.CardCommand{CommandId: "lost", ReplyKey: "r0", RequestedAtUnixUs: now.UnixMicro(),
+		Command: &eventsv1.CardCommand_Operation{Operation: func() *eventsv1.Operation {
+			op := credit(refund, "r2", "tx-2", 100)
+			op.PurchaseAmountCents = 3000
+			return op
+		}()}})
+	if _, v, ok := replies.Next(); ok {
+		t.Fatalf("a forgotten operation read again was answered: %v", v)
+	}
+	if got := tt.TableValue(table, token).(*eventsv1.Account); got.GetUsedCents() != 0 || got.GetOperations() != 3 {
+		t.Fatalf("after the operations read again: %v", got)
+	}
+}

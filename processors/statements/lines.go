@@ -87,7 +87,8 @@ type Summaries struct {
 	months []*eventsv1.MonthTotal
 }
 
-// Add counts one line approved at at.
+// Add counts one line approved at at, by its kind: a purchase adds to the month's total, a
+// reversal, refund or bill payment to its own sum.
 func (s *Summaries) Add(at time.Time, line *eventsv1.StatementLine) {
 	month := MonthOf(at)
 	if n := len(s.months); n == 0 || s.months[n-1].GetMonth() != month {
@@ -95,7 +96,21 @@ func (s *Summaries) Add(at time.Time, line *eventsv1.StatementLine) {
 	}
 	m := s.months[len(s.months)-1]
 	m.Count++
-	m.TotalCents += line.GetAmountCents()
+	amount := line.GetAmountCents()
+	switch line.GetKind() {
+	case eventsv1.OperationKind_OPERATION_KIND_REVERSAL:
+		m.ReversedCents += amount
+	case eventsv1.OperationKind_OPERATION_KIND_REFUND:
+		m.RefundedCents += amount
+	case eventsv1.OperationKind_OPERATION_KIND_BILL_PAYMENT:
+		m.PaidCents += amount
+		if at.UTC().Day() <= DueDay {
+			m.PaidByTenthCents += amount
+		}
+	default: // a purchase, or a line written before kinds
+		m.TotalCents += amount
+		m.Purchases++
+	}
 }
 
 // Months returns the months with lines, oldest first.

@@ -4,7 +4,8 @@
 //
 // # One record a line
 //
-// Each approved payment becomes one record of its own in a compacted topic
+// Each approved payment, and each reversal, refund and bill payment, becomes one record of its
+// own in a compacted topic
 // (processors.Topology.StatementLines), keyed by LineKey: the card token, the time the bank
 // approved it (µs, fixed width) and a digest of its payment key. The key alone orders a card's
 // lines by time, so a month is the range of keys between two instants and needs no index; the
@@ -19,6 +20,15 @@
 // first time) writes the same key with the same value, and compaction keeps one. Nothing needs
 // remembering to tell a payment seen before. Rejected results never reach a statement.
 //
+// # A month as a bill
+//
+// A line's kind says whether it adds to what the card owes (a purchase) or takes from it (a
+// reversal, a refund, a bill payment); amounts are always positive. A month's bill (Bills) is
+// computed from the card's lines when it is read: opening balance (the previous month's
+// closing), purchases, credits, payments, closing balance, due date (the 10th of the next month,
+// UTC) and minimum payment (MinimumPayment). Nothing of it is stored: the group stays without
+// state, and an old line is never rewritten.
+//
 // # Records it cannot use
 //
 // Results are read through processors.DeadLetters: one that does not decode or breaks
@@ -28,7 +38,7 @@
 //
 // Metrics (registered by New):
 //
-//	codebank_statements_lines_total                         lines written (a result read again writes its line again)
+//	codebank_statements_lines_total                         lines written, of every kind (a result read again writes its line again)
 //	codebank_statements_lag_seconds                         from a payment's authorization to its line written
 //	codebank_dead_letters_total{group="statements",topic}   records dead-lettered (processors.DeadLetters)
 package statements
@@ -114,14 +124,28 @@ func (p *Processor) apply(ctx goka.Context, msg any) error {
 	return nil
 }
 
-// LineOf returns the statement line of an approved result that passed codecs.CheckResult, and
-// the time the bank approved it.
+// LineOf returns the statement line of an approved result that passed codecs.CheckResult (a
+// purchase or an operation), and the time the bank approved it.
 func LineOf(r *codecs.Result) (*eventsv1.StatementLine, time.Time) {
 	t, _ := time.Parse(time.RFC3339Nano, r.AuthorizedAt)
 	return &eventsv1.StatementLine{
 		TransactionId: r.TransactionID, AuthorizedAtUnixMs: t.UnixMilli(),
 		Store: r.Store, Description: r.Description, AmountCents: r.AmountCents,
+		Kind: lineKind(r.KindOf()), OperationId: r.OperationID,
 	}, t
+}
+
+// lineKind is the kind of a line of a result of kind k (codecs.Result.KindOf).
+func lineKind(k string) eventsv1.OperationKind {
+	switch k {
+	case codecs.KindReversal:
+		return eventsv1.OperationKind_OPERATION_KIND_REVERSAL
+	case codecs.KindRefund:
+		return eventsv1.OperationKind_OPERATION_KIND_REFUND
+	case codecs.KindBillPayment:
+		return eventsv1.OperationKind_OPERATION_KIND_BILL_PAYMENT
+	}
+	return eventsv1.OperationKind_OPERATION_KIND_PURCHASE
 }
 
 type metrics struct {

@@ -58,18 +58,21 @@
     return 10 * p;
   }
 
-  // Stacked columns of approved and rejected per second, averaged over BIN seconds.
-  function drawRate(d, width) {
+  // Stacked columns of two series per second (approved and rejected, or reversals and
+  // refunds: their names and classes), averaged over BIN seconds.
+  function drawRate(d, width, first, second) {
+    first = first || 'approved';
+    second = second || 'rejected';
     var W = Math.max(width || 900, 280), H = 220, L = 44, R = 8, T = 10, B = 26;
     var s = svg(W, H);
-    var n = Math.ceil(d.series.approved.length / BIN);
+    var n = Math.ceil(d.series[first].length / BIN);
     var bins = [];
     var max = 0;
     for (var i = 0; i < n; i++) {
       var a = 0, r = 0;
-      for (var j = i * BIN; j < Math.min((i + 1) * BIN, d.series.approved.length); j++) {
-        a += d.series.approved[j];
-        r += d.series.rejected[j];
+      for (var j = i * BIN; j < Math.min((i + 1) * BIN, d.series[first].length); j++) {
+        a += d.series[first][j];
+        r += d.series[second][j];
       }
       bins.push([a / BIN, r / BIN]);
       max = Math.max(max, (a + r) / BIN);
@@ -86,10 +89,10 @@
       var x = L + i * colW + 1;
       var ha = plotH * b[0] / max, hr = plotH * b[1] / max;
       if (ha > 0) {
-        el(s, 'rect', { x: x, y: T + plotH - ha, width: Math.max(colW - 2, 1), height: ha, 'class': 'approved' });
+        el(s, 'rect', { x: x, y: T + plotH - ha, width: Math.max(colW - 2, 1), height: ha, 'class': first });
       }
       if (hr > 0) {
-        el(s, 'rect', { x: x, y: T + plotH - ha - hr, width: Math.max(colW - 2, 1), height: hr, 'class': 'rejected' });
+        el(s, 'rect', { x: x, y: T + plotH - ha - hr, width: Math.max(colW - 2, 1), height: hr, 'class': second });
       }
     });
     var minutes = d.window_seconds / 60;
@@ -166,6 +169,14 @@
     var rate = document.getElementById('chart-rate');
     rate.setAttribute('aria-label', d.approved + ' approved and ' + d.rejected + ' rejected in the last 5 minutes');
     rate.replaceChildren(drawRate(d, rate.clientWidth));
+    set('kpi-credits', d.credits_per_second.toFixed(1));
+    set('kpi-refund-rate', d.refund_rate === undefined ? '—' : (d.refund_rate * 100).toFixed(1) + '%');
+    set('sum-reversals', String(d.reversals));
+    set('sum-refunds', String(d.refunds));
+    set('sum-credited', money(d.credited_cents));
+    var credits = document.getElementById('chart-credits');
+    credits.setAttribute('aria-label', d.reversals + ' reversals and ' + d.refunds + ' refunds in the last 5 minutes');
+    credits.replaceChildren(drawRate(d, credits.clientWidth, 'reversals', 'refunds'));
     var latency = document.getElementById('chart-latency');
     latency.replaceChildren(drawBars(total ? [
       { label: 'p50', value: d.latency_ms.p50, text: ms(d.latency_ms.p50, total) },

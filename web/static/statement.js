@@ -1,5 +1,6 @@
 // The statement refreshes by itself: it asks for the month every few seconds and redraws the
-// lines and totals when a purchase lands, without reloading the page.
+// lines, totals and bill when a purchase, a credit or a payment lands, without reloading the
+// page.
 (function () {
   'use strict';
   var section = document.getElementById('statement');
@@ -13,7 +14,7 @@
   var liveText = document.getElementById('statement-live-text');
   var seen = {};
   body.querySelectorAll('tr[data-tx]').forEach(function (tr) { seen[tr.dataset.tx] = true; });
-  var shown = { count: text('statement-count'), total: text('statement-total') };
+  var shown = { count: text('statement-count'), total: text('statement-total'), closing: text('statement-closing') };
 
   function text(id) {
     var el = document.getElementById(id);
@@ -43,10 +44,11 @@
     var added = 0;
     d.lines.forEach(function (line) {
       var tr = document.createElement('tr');
-      tr.dataset.tx = line.transaction_id;
-      if (!seen[line.transaction_id]) {
-        tr.className = 'new';
-        seen[line.transaction_id] = true;
+      tr.dataset.tx = line.key;
+      tr.className = 'line-' + line.kind;
+      if (!seen[line.key]) {
+        tr.className += ' new';
+        seen[line.key] = true;
         added++;
       }
       cell(tr, line.date);
@@ -69,7 +71,22 @@
     setText('statement-total-foot', d.total);
     setText('statement-count', String(d.count));
     setText('statement-available', d.available);
-    shown = { count: String(d.count), total: d.total };
+    var b = d.bill;
+    setText('statement-closing-label', b.closing_label);
+    setText('statement-closing', b.closing);
+    setText('statement-closing-bill', b.closing);
+    setText('statement-minimum', b.minimum);
+    setText('statement-due', b.due);
+    setText('statement-opening', b.opening);
+    setText('statement-reversals', '\u2212' + b.reversals);
+    setText('statement-refunds', '\u2212' + b.refunds);
+    setText('statement-payments', '\u2212' + b.payments);
+    var st = document.getElementById('statement-bill-status');
+    if (st) {
+      st.textContent = b.status;
+      st.className = 'bill-status bill-' + b.status_code;
+    }
+    shown = { count: String(d.count), total: d.total, closing: b.closing };
     return added;
   }
 
@@ -91,9 +108,9 @@
       }
       var d = res.d;
       var at = new Date().toLocaleTimeString();
-      if (String(d.count) !== shown.count || d.total !== shown.total) {
+      if (String(d.count) !== shown.count || d.total !== shown.total || d.bill.closing !== shown.closing) {
         var added = draw(d);
-        status((added === 1 ? 'A new purchase' : added + ' new purchases') + ' at ' + at + '. Total ' + d.total + '.', false);
+        status((added === 1 ? 'A new purchase' : added + ' new lines') + ' at ' + at + '. ' + d.bill.closing_label + ' ' + d.bill.closing + '.', false);
       } else if (live.classList.contains('error')) {
         status('Updates by itself when a new purchase lands.', false);
       }

@@ -106,7 +106,24 @@ func (s *Orders) Place(ctx context.Context, id string, p Placement) (*Order, err
 
 // Decide records the bank's answer and returns the order once it is applied.
 func (s *Orders) Decide(ctx context.Context, id string, d Decision) (*Order, error) {
-	return s.write(ctx, id, &Event{Kind: EventDecided, At: s.now().UTC(), Status: d.Status, Reason: d.Reason, TransactionID: d.TransactionID})
+	return s.write(ctx, id, &Event{Kind: EventDecided, At: s.now().UTC(), Status: d.Status, Reason: d.Reason, TransactionID: d.TransactionID, PaymentID: d.PaymentID})
+}
+
+// Cancelling records an attempt to cancel an approved order (the first one fixes its kind and
+// id) and returns the order once it is applied. Call it before each call to the bank.
+func (s *Orders) Cancelling(ctx context.Context, id, kind, cancelID string) (*Order, error) {
+	return s.write(ctx, id, &Event{Kind: EventCancelling, At: s.now().UTC(), CancelKind: kind, CancelID: cancelID})
+}
+
+// Cancelled records that the bank gave the order's payment back.
+func (s *Orders) Cancelled(ctx context.Context, id string) (*Order, error) {
+	return s.write(ctx, id, &Event{Kind: EventCancelled, At: s.now().UTC()})
+}
+
+// CancelFailed records that an attempt to cancel got no answer (why: ErrorUnreachable or
+// ErrorInvalid).
+func (s *Orders) CancelFailed(ctx context.Context, id, why string) (*Order, error) {
+	return s.write(ctx, id, &Event{Kind: EventCancelFailed, At: s.now().UTC(), Error: why})
 }
 
 // Fail records that an attempt got no decision (why: ErrorUnreachable or ErrorInvalid) and

@@ -48,7 +48,22 @@ func (m *Memory) Place(_ context.Context, id string, p Placement) (*Order, error
 
 // Decide is Orders.Decide.
 func (m *Memory) Decide(_ context.Context, id string, d Decision) (*Order, error) {
-	return m.apply(id, &Event{Kind: EventDecided, At: m.now().UTC(), Status: d.Status, Reason: d.Reason, TransactionID: d.TransactionID})
+	return m.apply(id, &Event{Kind: EventDecided, At: m.now().UTC(), Status: d.Status, Reason: d.Reason, TransactionID: d.TransactionID, PaymentID: d.PaymentID})
+}
+
+// Cancelling is Orders.Cancelling.
+func (m *Memory) Cancelling(_ context.Context, id, kind, cancelID string) (*Order, error) {
+	return m.apply(id, &Event{Kind: EventCancelling, At: m.now().UTC(), CancelKind: kind, CancelID: cancelID})
+}
+
+// Cancelled is Orders.Cancelled.
+func (m *Memory) Cancelled(_ context.Context, id string) (*Order, error) {
+	return m.apply(id, &Event{Kind: EventCancelled, At: m.now().UTC()})
+}
+
+// CancelFailed is Orders.CancelFailed.
+func (m *Memory) CancelFailed(_ context.Context, id, why string) (*Order, error) {
+	return m.apply(id, &Event{Kind: EventCancelFailed, At: m.now().UTC(), Error: why})
 }
 
 // Fail is Orders.Fail.

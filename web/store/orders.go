@@ -33,7 +33,17 @@
 //
 // A decision is final: a later placement or failure of the same order (a second click on
 // "Pay", a retry racing a slow answer) changes nothing but the order's offset. The order keeps
-// the masked card number only; the full number and the CVV are never written.
+// the masked card number only; the full number and the CVV are never written. An approved
+// order keeps the bank's payment id, which is all the store needs to give the money back.
+//
+// # Cancelling an order
+//
+// An approved order can be cancelled: within a day of its approval the store reverses the
+// payment, later it refunds it, in full, with the order id as the reversal's or refund's id.
+// Like a payment, the attempt is written first (EventCancelling, which fixes the kind, so that a
+// retry a minute past the day is still the same reversal), then the bank is called, then its
+// answer written (EventCancelled, or EventCancelFailed, which a retry clears). The bank gives
+// an id back at most once, however many times the customer clicks.
 package store
 
 import (
@@ -66,9 +76,18 @@ const (
 
 // Kinds of events.
 const (
-	EventPlaced  = "placed"
-	EventDecided = "decided"
-	EventFailed  = "failed"
+	EventPlaced       = "placed"
+	EventDecided      = "decided"
+	EventFailed       = "failed"
+	EventCancelling   = "cancelling"
+	EventCancelled    = "cancelled"
+	EventCancelFailed = "cancel_failed"
+)
+
+// The ways an approved order is cancelled (Cancellation.Kind), as the bank's results name them.
+const (
+	CancelReversal = codecs.KindReversal
+	CancelRefund   = codecs.KindRefund
 )
 
 // Reasons an attempt got no decision (Order.LastError, Event.Error).
@@ -129,10 +148,49 @@ type Order struct {
 	UpdatedAt time.Time `json:"updated_at"`
 	// Offset is the input offset of the latest event applied, for read-your-writes.
 	Offset int64 `json:"offset"`
+	// PaymentID is the bank's payment id of an approved order: what a reversal or refund names.
+	PaymentID string `json:"payment_id,omitempty"`
+	// Cancellation is the order's cancellation, once asked for.
+	Cancellation *Cancellation `json:"cancellation,omitempty"`
+}
+
+// Cancellation is the giving back of an approved order's payment.
+type Cancellation struct {
+	// Kind is CancelReversal or CancelRefund, fixed by the first attempt.
+	Kind string `json:"kind"`
+	// ID is the reversal's or refund's id at the bank (the order id).
+	ID string `json:"id"`
+	// AmountCents is the amount given back: the whole order.
+	AmountCents int64 `json:"amount_cents"`
+	// RequestedAt is when it was first asked for; DoneAt when the bank carried it out (zero
+	// until then).
+	RequestedAt time.Time `json:"requested_at"`
+	DoneAt      time.Time `json:"done_at,omitzero"`
+	// LastError says why the latest attempt failed (ErrorUnreachable, ErrorInvalid); empty
+	// while one is in flight.
+	LastError string `json:"last_error,omitempty"`
 }
 
 // Decided reports whether the bank's answer is recorded.
 func (o *Order) Decided() bool { return o.Status == StatusApproved || o.Status == StatusRejected }
+
+// Cancellable reports whether the order can be cancelled, or its cancellation tried again: it
+// was approved, with a payment id, and is not cancelled yet.
+func (o *Order) Cancellable() bool {
+	return o.Status == StatusApproved && o.PaymentID != "" && (o.Cancellation == nil || o.Cancellation.DoneAt.IsZero())
+}
+
+// Cancelled reports whether the bank gave the order's payment back.
+func (o *Order) Cancelled() bool { return o.Cancellation != nil && !o.Cancellation.DoneAt.IsZero() }
+
+// CancelKindAt returns how an order decided at decidedAt is cancelled at now: a reversal within a
+// day of its approval, a refund after.
+func CancelKindAt(decidedAt, now time.Time) string {
+	if now.Sub(decidedAt) < 24*time.Hour {
+		return CancelReversal
+	}
+	return CancelRefund
+}
 
 // Event is one record of the events topic.
 type Event struct {
@@ -145,10 +203,14 @@ type Event struct {
 	TotalCents int64  `json:"total_cents,omitempty"`
 	Currency   string `json:"currency,omitempty"`
 	CardMasked string `json:"card_masked,omitempty"`
-	// Status, Reason and TransactionID describe a decision.
+	// Status, Reason, TransactionID and PaymentID describe a decision.
 	Status        Status `json:"status,omitempty"`
 	Reason        string `json:"reason,omitempty"`
 	TransactionID string `json:"transaction_id,omitempty"`
+	PaymentID     string `json:"payment_id,omitempty"`
+	// CancelKind and CancelID describe a cancellation asked for.
+	CancelKind string `json:"cancel_kind,omitempty"`
+	CancelID   string `json:"cancel_id,omitempty"`
 	// Error says why an attempt failed.
 	Error string `json:"error,omitempty"`
 }
@@ -174,6 +236,8 @@ type Decision struct {
 	Status        Status
 	Reason        string
 	TransactionID string
+	// PaymentID is the bank's payment id (approved orders).
+	PaymentID string
 }
 
 // Apply folds event e (at input offset off) into order o, the order's state before it (nil for
@@ -186,6 +250,13 @@ func Apply(o *Order, id string, e *Event, off int64) *Order {
 		n = Order{ID: id, Status: StatusPending, PlacedAt: e.At}
 	}
 	n.Offset = max(n.Offset, off)
+	switch e.Kind {
+	case EventCancelling, EventCancelled, EventCancelFailed:
+		if n.Status == StatusApproved && n.PaymentID != "" && cancel(&n, e) {
+			n.UpdatedAt = e.At
+		}
+		return &n
+	}
 	if n.Decided() {
 		return &n // a decision is final
 	}
@@ -200,6 +271,7 @@ func Apply(o *Order, id string, e *Event, off int64) *Order {
 		n.LastError = ""
 	case EventDecided:
 		n.Status, n.Reason, n.TransactionID, n.DecidedAt = e.Status, e.Reason, e.TransactionID, e.At
+		n.PaymentID = e.PaymentID
 		n.LastError = ""
 	case EventFailed:
 		n.LastError = e.Error
@@ -208,6 +280,35 @@ func Apply(o *Order, id string, e *Event, off int64) *Order {
 	}
 	n.UpdatedAt = e.At
 	return &n
+}
+
+// cancel folds a cancellation event into an approved order n, and reports whether it changed
+// it: the first attempt fixes the cancellation, a retry clears its error, the bank's answer
+// ends it; nothing changes a cancellation carried out.
+func cancel(n *Order, e *Event) bool {
+	c := n.Cancellation
+	if c != nil && !c.DoneAt.IsZero() {
+		return false
+	}
+	if c == nil {
+		if e.Kind != EventCancelling {
+			return false
+		}
+		n.Cancellation = &Cancellation{Kind: e.CancelKind, ID: e.CancelID, AmountCents: n.TotalCents, RequestedAt: e.At}
+		return true
+	}
+	c = new(Cancellation)
+	*c = *n.Cancellation // orders are values: never change the one given
+	n.Cancellation = c
+	switch e.Kind {
+	case EventCancelling:
+		c.LastError = ""
+	case EventCancelled:
+		c.DoneAt, c.LastError = e.At, ""
+	case EventCancelFailed:
+		c.LastError = e.Error
+	}
+	return true
 }
 
 // Processor is the orders group. Build it with New, define its goka group with Graph.
@@ -287,12 +388,20 @@ func CheckEvent(key string, e *Event) error {
 		if e.Status != StatusApproved && e.Status != StatusRejected {
 			bad("status must be approved or rejected")
 		}
-	case EventFailed:
+	case EventFailed, EventCancelFailed:
 		if e.Error == "" {
 			bad("error is required")
 		}
+	case EventCancelling:
+		if e.CancelKind != CancelReversal && e.CancelKind != CancelRefund {
+			bad("cancel_kind must be %s or %s", CancelReversal, CancelRefund)
+		}
+		if codecs.CheckTransactionID(e.CancelID) != nil {
+			bad("cancel_id must be an id of 1-64 characters of [A-Za-z0-9._:-]")
+		}
+	case EventCancelled:
 	default:
-		bad("kind must be placed, decided or failed")
+		bad("kind must be placed, decided, failed, cancelling, cancelled or cancel_failed")
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("order event: %w: %s", codecs.ErrContract, strings.Join(problems, "; "))

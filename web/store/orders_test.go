@@ -27,6 +27,11 @@ func TestApply(t *testing.T) {
 	reject := &Event{Kind: EventDecided, At: at(2), Status: StatusRejected, Reason: "insufficient_credit", TransactionID: "order-1"}
 	unreachable := &Event{Kind: EventFailed, At: at(1), Error: ErrorUnreachable}
 	retry := &Event{Kind: EventPlaced, At: at(3), Items: []Item{{Slug: "other", Quantity: 9}}, TotalCents: 1, CardMasked: "411111******1111"}
+	approvePaid := &Event{Kind: EventDecided, At: at(2), Status: StatusApproved, TransactionID: "order-1", PaymentID: "pay-1"}
+	cancelling := &Event{Kind: EventCancelling, At: at(4), CancelKind: CancelReversal, CancelID: "order-1"}
+	cancelAsRefund := &Event{Kind: EventCancelling, At: at(6), CancelKind: CancelRefund, CancelID: "order-1"}
+	cancelFailed := &Event{Kind: EventCancelFailed, At: at(5), Error: ErrorUnreachable}
+	cancelled := &Event{Kind: EventCancelled, At: at(7)}
 
 	tests := []struct {
 		name   string
@@ -48,6 +53,17 @@ func TestApply(t *testing.T) {
 		{"a failure before the first placement keeps the placement's items", []*Event{unreachable, place},
 			Order{Status: StatusPending, Items: []Item{mug}, TotalCents: 11980, Currency: "BRL", CardMasked: "545454******8555", Attempts: 1, UpdatedAt: t0}},
 		{"a decision is final", []*Event{place, approve, retry, unreachable, reject},
+			Order{Status: StatusApproved, Items: []Item{mug}, TotalCents: 11980, Currency: "BRL", CardMasked: "545454******8555", Attempts: 1,
+				TransactionID: "order-1", DecidedAt: at(2), UpdatedAt: at(2)}},
+		{"a cancellation keeps its first kind through a failure and a retry", []*Event{place, approvePaid, cancelling, cancelFailed, cancelAsRefund, cancelled},
+			Order{Status: StatusApproved, Items: []Item{mug}, TotalCents: 11980, Currency: "BRL", CardMasked: "545454******8555", Attempts: 1,
+				TransactionID: "order-1", PaymentID: "pay-1", DecidedAt: at(2), UpdatedAt: at(7),
+				Cancellation: &Cancellation{Kind: CancelReversal, ID: "order-1", AmountCents: 11980, RequestedAt: at(4), DoneAt: at(7)}}},
+		{"a cancellation carried out is final", []*Event{place, approvePaid, cancelling, cancelled, cancelFailed, cancelAsRefund},
+			Order{Status: StatusApproved, Items: []Item{mug}, TotalCents: 11980, Currency: "BRL", CardMasked: "545454******8555", Attempts: 1,
+				TransactionID: "order-1", PaymentID: "pay-1", DecidedAt: at(2), UpdatedAt: at(7),
+				Cancellation: &Cancellation{Kind: CancelReversal, ID: "order-1", AmountCents: 11980, RequestedAt: at(4), DoneAt: at(7)}}},
+		{"nothing to cancel without a payment id, or before an approval", []*Event{place, cancelling, approve, cancelling, cancelled},
 			Order{Status: StatusApproved, Items: []Item{mug}, TotalCents: 11980, Currency: "BRL", CardMasked: "545454******8555", Attempts: 1,
 				TransactionID: "order-1", DecidedAt: at(2), UpdatedAt: at(2)}},
 	}

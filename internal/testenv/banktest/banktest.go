@@ -141,6 +141,8 @@ type IngressOptions struct {
 	Keys *card.Keys
 	// Log is its logger (default: Logger).
 	Log *slog.Logger
+	// Now is its clock (default time.Now): it stamps requests, and says which bills are due.
+	Now func() time.Time
 }
 
 // StartIngress runs an ingress replica, serving gRPC and HTTP (with the operations endpoints)
@@ -168,7 +170,7 @@ func StartIngress(t testing.TB, d Deployment, o IngressOptions) *Ingress {
 		o.Log = Logger()
 	}
 	srv := grpcgateway.New(o.Config, grpcgateway.Deps{Bank: bank, Statements: o.Statements, Keys: keys, APIKeys: o.APIKeys,
-		Registerer: reg, Log: o.Log,
+		Registerer: reg, Log: o.Log, Now: o.Now,
 		Routes: []func(*http.ServeMux){grpcgateway.OpsRoutes(reg, func() error {
 			if !bank.Ready() {
 				return errors.New("not connected to Kafka")

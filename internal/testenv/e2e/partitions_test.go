@@ -18,7 +18,9 @@ import (
 	"github.com/IBM/sarama"
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/codebank/codebank/internal/audit"
 	"github.com/codebank/codebank/internal/card"
@@ -36,7 +38,9 @@ import (
 // grow), back (rollback, with payments approved in between) and deletes the newer generation
 // (cleanup). Every call gets its one final answer; the books balance between the moves; every
 // account arrives in the new generation exactly as it was in the old one, and goes back with
-// what was decided meanwhile; every approval the clients were told of is on the card.
+// what was decided meanwhile; every approval the clients were told of is on the card. What a
+// card remembers of its reversals and refunds moves with it both ways: what is left of a
+// purchase, and the ids of the operations carried out.
 func TestGrowPartitionsUnderLoad(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -70,6 +74,37 @@ func TestGrowPartitionsUnderLoad(t *testing.T) {
 	var cards []*codebankv1.IssueCardResponse
 	for i := range 24 {
 		cards = append(cards, issue(t, cardsClient, fmt.Sprintf("Holder %c", 'A'+i), 1_000_000_000))
+	}
+
+	// A card of its own for money back, out of the load: a purchase of 100.00, 30.00 refunded
+	// and 20.00 reversed before the move.
+	mb := issue(t, cardsClient, "Money Back", 1_000_000)
+	paymentsClient := codebankv1.NewPaymentServiceClient(conn)
+	bought, err := paymentsClient.Authorize(ctxT(t), &codebankv1.AuthorizeRequest{TransactionId: "mb-order", Card: details(mb), AmountCents: 10_000,
+		Store: "Code Store", Description: "Produtos: mochila"})
+	if err != nil || bought.GetStatus() != codebankv1.PaymentStatus_PAYMENT_STATUS_APPROVED {
+		t.Fatalf("money-back purchase: %v, %v", bought, err)
+	}
+	refund := func(id string, amount int64) (*codebankv1.RefundResponse, error) {
+		return paymentsClient.Refund(ctxT(t), &codebankv1.RefundRequest{PaymentId: bought.GetPaymentId(), RefundId: id, AmountCents: amount})
+	}
+	moneyBack := func(when string, again string, againAmount, over, fits, left int64) {
+		t.Helper()
+		if r, err := refund(again, againAmount); err != nil || !r.GetDuplicate() {
+			t.Errorf("%s: refund %s again = %v, %v; want its original outcome", when, again, r, err)
+		}
+		if _, err := refund("mb-over-"+when, over); status.Code(err) != codes.FailedPrecondition {
+			t.Errorf("%s: a refund of %d, a cent more than is left = %v, want FAILED_PRECONDITION", when, over, err)
+		}
+		if r, err := refund("mb-"+when, fits); err != nil || r.GetLeftCents() != left {
+			t.Errorf("%s: a refund of %d = %v, %v; want %d left", when, fits, r, err, left)
+		}
+	}
+	if _, err := refund("mb-r1", 3_000); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := paymentsClient.Reverse(ctxT(t), &codebankv1.ReverseRequest{PaymentId: bought.GetPaymentId(), ReversalId: "mb-v1", AmountCents: 2_000}); err != nil {
+		t.Fatal(err)
 	}
 
 	kc := kafkaconf.Config{Brokers: []string{broker.Addr()}, ClientID: "test"}
@@ -142,14 +177,17 @@ func TestGrowPartitionsUnderLoad(t *testing.T) {
 	// Every account arrived as it was: the records of each card in the new table start with
 	// all of its records in the old one, in order, the last being its account at the move.
 	old, moved := byKey(readAll(t, client, gen1)), byKey(readAll(t, client, gen2))
-	if len(old) != len(cards) {
-		t.Errorf("%d accounts in the old table, want %d", len(old), len(cards))
+	if len(old) != len(cards)+1 {
+		t.Errorf("%d accounts in the old table, want %d", len(old), len(cards)+1)
 	}
 	for token, vs := range old {
 		if len(moved[token]) < len(vs) || !slices.EqualFunc(vs, moved[token][:len(vs)], bytes.Equal) {
 			t.Errorf("card token %s: its %d records in %s do not start with its %d in %s", token, len(moved[token]), gen2, len(vs), gen1)
 		}
 	}
+
+	// The money back moved: 50.00 was left, and the refund before the move is remembered.
+	moneyBack("grown", "mb-r1", 3_000, 5_001, 4_000, 1_000)
 
 	// Rollback under load, with payments approved on the new generation meanwhile.
 	stop = load("rollback 12 -> 6")
@@ -171,6 +209,12 @@ func TestGrowPartitionsUnderLoad(t *testing.T) {
 		if !found {
 			t.Errorf("card token %s: its account in %s did not go back to %s", token, gen2, gen1)
 		}
+	}
+
+	// And back, with what the new generation gave back: 10.00 left.
+	moneyBack("rolled-back", "mb-grown", 4_000, 1_001, 1_000, 0)
+	if u := used(t, cardsClient, mb); u != 0 {
+		t.Errorf("the money-back card's used credit is %d after its purchase was given back in full, want 0", u)
 	}
 
 	// Cleanup: the newer generation goes, the bank goes on.

@@ -144,9 +144,11 @@ type Card struct {
 	ExpiryYear int32 `protobuf:"varint,5,opt,name=expiry_year,json=expiryYear,proto3" json:"expiry_year,omitempty"`
 	// limit_cents is the credit limit in minor units of currency.
 	LimitCents int64 `protobuf:"varint,6,opt,name=limit_cents,json=limitCents,proto3" json:"limit_cents,omitempty"`
-	// used_cents is the credit already spent, in minor units.
+	// used_cents is the credit already spent, in minor units: purchases less reversals, refunds
+	// and bill payments. Below zero when the card holds a credit balance (a refund after the
+	// bill was paid): it is spent before the limit.
 	UsedCents int64 `protobuf:"varint,7,opt,name=used_cents,json=usedCents,proto3" json:"used_cents,omitempty"`
-	// available_cents is limit_cents - used_cents.
+	// available_cents is limit_cents - used_cents: above the limit with a credit balance.
 	AvailableCents int64 `protobuf:"varint,8,opt,name=available_cents,json=availableCents,proto3" json:"available_cents,omitempty"`
 	// currency is the ISO 4217 code of every amount on this card, e.g. "BRL".
 	Currency string `protobuf:"bytes,9,opt,name=currency,proto3" json:"currency,omitempty"`
@@ -846,6 +848,154 @@ func (x *VerifyCardRequest) GetCvv() string {
 	return ""
 }
 
+// PayBillRequest records a payment of a card's bill.
+type PayBillRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// card_id is the card's id.
+	CardId string `protobuf:"bytes,1,opt,name=card_id,json=cardId,proto3" json:"card_id,omitempty"`
+	// bill_payment_id is the idempotency key of this payment (1-64 characters of
+	// [A-Za-z0-9._:-]), chosen by the operator.
+	BillPaymentId string `protobuf:"bytes,2,opt,name=bill_payment_id,json=billPaymentId,proto3" json:"bill_payment_id,omitempty"`
+	// amount_cents is the amount paid, greater than zero and at most what the card owes.
+	AmountCents   int64 `protobuf:"varint,3,opt,name=amount_cents,json=amountCents,proto3" json:"amount_cents,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PayBillRequest) Reset() {
+	*x = PayBillRequest{}
+	mi := &file_codebank_v1_cards_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PayBillRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PayBillRequest) ProtoMessage() {}
+
+func (x *PayBillRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_codebank_v1_cards_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PayBillRequest.ProtoReflect.Descriptor instead.
+func (*PayBillRequest) Descriptor() ([]byte, []int) {
+	return file_codebank_v1_cards_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *PayBillRequest) GetCardId() string {
+	if x != nil {
+		return x.CardId
+	}
+	return ""
+}
+
+func (x *PayBillRequest) GetBillPaymentId() string {
+	if x != nil {
+		return x.BillPaymentId
+	}
+	return ""
+}
+
+func (x *PayBillRequest) GetAmountCents() int64 {
+	if x != nil {
+		return x.AmountCents
+	}
+	return 0
+}
+
+// PayBillResponse is the payment recorded and the card after it.
+type PayBillResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// card is the card after the payment.
+	Card *Card `protobuf:"bytes,1,opt,name=card,proto3" json:"card,omitempty"`
+	// bill_payment_id is the payment's id.
+	BillPaymentId string `protobuf:"bytes,2,opt,name=bill_payment_id,json=billPaymentId,proto3" json:"bill_payment_id,omitempty"`
+	// amount_cents is the amount paid.
+	AmountCents int64 `protobuf:"varint,3,opt,name=amount_cents,json=amountCents,proto3" json:"amount_cents,omitempty"`
+	// paid_at_unix_ms is when the payment was recorded, in milliseconds since the Unix epoch.
+	PaidAtUnixMs int64 `protobuf:"varint,4,opt,name=paid_at_unix_ms,json=paidAtUnixMs,proto3" json:"paid_at_unix_ms,omitempty"`
+	// duplicate is true when this bill_payment_id had already been recorded and this is its
+	// original outcome.
+	Duplicate     bool `protobuf:"varint,5,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PayBillResponse) Reset() {
+	*x = PayBillResponse{}
+	mi := &file_codebank_v1_cards_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PayBillResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PayBillResponse) ProtoMessage() {}
+
+func (x *PayBillResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_codebank_v1_cards_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PayBillResponse.ProtoReflect.Descriptor instead.
+func (*PayBillResponse) Descriptor() ([]byte, []int) {
+	return file_codebank_v1_cards_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *PayBillResponse) GetCard() *Card {
+	if x != nil {
+		return x.Card
+	}
+	return nil
+}
+
+func (x *PayBillResponse) GetBillPaymentId() string {
+	if x != nil {
+		return x.BillPaymentId
+	}
+	return ""
+}
+
+func (x *PayBillResponse) GetAmountCents() int64 {
+	if x != nil {
+		return x.AmountCents
+	}
+	return 0
+}
+
+func (x *PayBillResponse) GetPaidAtUnixMs() int64 {
+	if x != nil {
+		return x.PaidAtUnixMs
+	}
+	return 0
+}
+
+func (x *PayBillResponse) GetDuplicate() bool {
+	if x != nil {
+		return x.Duplicate
+	}
+	return false
+}
+
 // VerifyCardResponse says whether the card was proven.
 type VerifyCardResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -861,7 +1011,7 @@ type VerifyCardResponse struct {
 
 func (x *VerifyCardResponse) Reset() {
 	*x = VerifyCardResponse{}
-	mi := &file_codebank_v1_cards_proto_msgTypes[12]
+	mi := &file_codebank_v1_cards_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -873,7 +1023,7 @@ func (x *VerifyCardResponse) String() string {
 func (*VerifyCardResponse) ProtoMessage() {}
 
 func (x *VerifyCardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_codebank_v1_cards_proto_msgTypes[12]
+	mi := &file_codebank_v1_cards_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -886,7 +1036,7 @@ func (x *VerifyCardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyCardResponse.ProtoReflect.Descriptor instead.
 func (*VerifyCardResponse) Descriptor() ([]byte, []int) {
-	return file_codebank_v1_cards_proto_rawDescGZIP(), []int{12}
+	return file_codebank_v1_cards_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *VerifyCardResponse) GetVerified() bool {
@@ -964,7 +1114,17 @@ const file_codebank_v1_cards_proto_rawDesc = "" +
 	"\fexpiry_month\x18\x02 \x01(\x05R\vexpiryMonth\x12\x1f\n" +
 	"\vexpiry_year\x18\x03 \x01(\x05R\n" +
 	"expiryYear\x12\x10\n" +
-	"\x03cvv\x18\x04 \x01(\tR\x03cvv\"n\n" +
+	"\x03cvv\x18\x04 \x01(\tR\x03cvv\"t\n" +
+	"\x0ePayBillRequest\x12\x17\n" +
+	"\acard_id\x18\x01 \x01(\tR\x06cardId\x12&\n" +
+	"\x0fbill_payment_id\x18\x02 \x01(\tR\rbillPaymentId\x12!\n" +
+	"\famount_cents\x18\x03 \x01(\x03R\vamountCents\"\xc8\x01\n" +
+	"\x0fPayBillResponse\x12%\n" +
+	"\x04card\x18\x01 \x01(\v2\x11.codebank.v1.CardR\x04card\x12&\n" +
+	"\x0fbill_payment_id\x18\x02 \x01(\tR\rbillPaymentId\x12!\n" +
+	"\famount_cents\x18\x03 \x01(\x03R\vamountCents\x12%\n" +
+	"\x0fpaid_at_unix_ms\x18\x04 \x01(\x03R\fpaidAtUnixMs\x12\x1c\n" +
+	"\tduplicate\x18\x05 \x01(\bR\tduplicate\"n\n" +
 	"\x12VerifyCardResponse\x12\x1a\n" +
 	"\bverified\x18\x01 \x01(\bR\bverified\x12\x17\n" +
 	"\acard_id\x18\x02 \x01(\tR\x06cardId\x12#\n" +
@@ -977,7 +1137,7 @@ const file_codebank_v1_cards_proto_rawDesc = "" +
 	"\vBlockReason\x12\x1c\n" +
 	"\x18BLOCK_REASON_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15BLOCK_REASON_OPERATOR\x10\x01\x12&\n" +
-	"\"BLOCK_REASON_VERIFICATION_FAILURES\x10\x022\x96\x05\n" +
+	"\"BLOCK_REASON_VERIFICATION_FAILURES\x10\x022\x80\x06\n" +
 	"\vCardService\x12`\n" +
 	"\tIssueCard\x12\x1d.codebank.v1.IssueCardRequest\x1a\x1e.codebank.v1.IssueCardResponse\"\x14\x82\xd3\xe4\x93\x02\x0e:\x01*\"\t/v1/cards\x12a\n" +
 	"\aGetCard\x12\x1b.codebank.v1.GetCardRequest\x1a\x1c.codebank.v1.GetCardResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/cards/{card_id}\x12j\n" +
@@ -986,7 +1146,8 @@ const file_codebank_v1_cards_proto_rawDesc = "" +
 	"\tBlockCard\x12\x1d.codebank.v1.BlockCardRequest\x1a\x1e.codebank.v1.BlockCardResponse\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/cards/{card_id}:block\x12x\n" +
 	"\vUnblockCard\x12\x1f.codebank.v1.UnblockCardRequest\x1a .codebank.v1.UnblockCardResponse\"&\x82\xd3\xe4\x93\x02 :\x01*\"\x1b/v1/cards/{card_id}:unblock\x12j\n" +
 	"\n" +
-	"VerifyCard\x12\x1e.codebank.v1.VerifyCardRequest\x1a\x1f.codebank.v1.VerifyCardResponse\"\x1b\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/v1/cards:verifyB;Z9github.com/codebank/codebank/proto/codebank/v1;codebankv1b\x06proto3"
+	"VerifyCard\x12\x1e.codebank.v1.VerifyCardRequest\x1a\x1f.codebank.v1.VerifyCardResponse\"\x1b\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/v1/cards:verify\x12h\n" +
+	"\aPayBill\x12\x1b.codebank.v1.PayBillRequest\x1a\x1c.codebank.v1.PayBillResponse\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/cards/{card_id}:payB;Z9github.com/codebank/codebank/proto/codebank/v1;codebankv1b\x06proto3"
 
 var (
 	file_codebank_v1_cards_proto_rawDescOnce sync.Once
@@ -1001,7 +1162,7 @@ func file_codebank_v1_cards_proto_rawDescGZIP() []byte {
 }
 
 var file_codebank_v1_cards_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_codebank_v1_cards_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_codebank_v1_cards_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_codebank_v1_cards_proto_goTypes = []any{
 	(CardStatus)(0),             // 0: codebank.v1.CardStatus
 	(BlockReason)(0),            // 1: codebank.v1.BlockReason
@@ -1017,7 +1178,9 @@ var file_codebank_v1_cards_proto_goTypes = []any{
 	(*UnblockCardRequest)(nil),  // 11: codebank.v1.UnblockCardRequest
 	(*UnblockCardResponse)(nil), // 12: codebank.v1.UnblockCardResponse
 	(*VerifyCardRequest)(nil),   // 13: codebank.v1.VerifyCardRequest
-	(*VerifyCardResponse)(nil),  // 14: codebank.v1.VerifyCardResponse
+	(*PayBillRequest)(nil),      // 14: codebank.v1.PayBillRequest
+	(*PayBillResponse)(nil),     // 15: codebank.v1.PayBillResponse
+	(*VerifyCardResponse)(nil),  // 16: codebank.v1.VerifyCardResponse
 }
 var file_codebank_v1_cards_proto_depIdxs = []int32{
 	0,  // 0: codebank.v1.Card.status:type_name -> codebank.v1.CardStatus
@@ -1027,23 +1190,26 @@ var file_codebank_v1_cards_proto_depIdxs = []int32{
 	2,  // 4: codebank.v1.LookupCardResponse.card:type_name -> codebank.v1.Card
 	2,  // 5: codebank.v1.BlockCardResponse.card:type_name -> codebank.v1.Card
 	2,  // 6: codebank.v1.UnblockCardResponse.card:type_name -> codebank.v1.Card
-	3,  // 7: codebank.v1.CardService.IssueCard:input_type -> codebank.v1.IssueCardRequest
-	5,  // 8: codebank.v1.CardService.GetCard:input_type -> codebank.v1.GetCardRequest
-	7,  // 9: codebank.v1.CardService.LookupCard:input_type -> codebank.v1.LookupCardRequest
-	9,  // 10: codebank.v1.CardService.BlockCard:input_type -> codebank.v1.BlockCardRequest
-	11, // 11: codebank.v1.CardService.UnblockCard:input_type -> codebank.v1.UnblockCardRequest
-	13, // 12: codebank.v1.CardService.VerifyCard:input_type -> codebank.v1.VerifyCardRequest
-	4,  // 13: codebank.v1.CardService.IssueCard:output_type -> codebank.v1.IssueCardResponse
-	6,  // 14: codebank.v1.CardService.GetCard:output_type -> codebank.v1.GetCardResponse
-	8,  // 15: codebank.v1.CardService.LookupCard:output_type -> codebank.v1.LookupCardResponse
-	10, // 16: codebank.v1.CardService.BlockCard:output_type -> codebank.v1.BlockCardResponse
-	12, // 17: codebank.v1.CardService.UnblockCard:output_type -> codebank.v1.UnblockCardResponse
-	14, // 18: codebank.v1.CardService.VerifyCard:output_type -> codebank.v1.VerifyCardResponse
-	13, // [13:19] is the sub-list for method output_type
-	7,  // [7:13] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	2,  // 7: codebank.v1.PayBillResponse.card:type_name -> codebank.v1.Card
+	3,  // 8: codebank.v1.CardService.IssueCard:input_type -> codebank.v1.IssueCardRequest
+	5,  // 9: codebank.v1.CardService.GetCard:input_type -> codebank.v1.GetCardRequest
+	7,  // 10: codebank.v1.CardService.LookupCard:input_type -> codebank.v1.LookupCardRequest
+	9,  // 11: codebank.v1.CardService.BlockCard:input_type -> codebank.v1.BlockCardRequest
+	11, // 12: codebank.v1.CardService.UnblockCard:input_type -> codebank.v1.UnblockCardRequest
+	13, // 13: codebank.v1.CardService.VerifyCard:input_type -> codebank.v1.VerifyCardRequest
+	14, // 14: codebank.v1.CardService.PayBill:input_type -> codebank.v1.PayBillRequest
+	4,  // 15: codebank.v1.CardService.IssueCard:output_type -> codebank.v1.IssueCardResponse
+	6,  // 16: codebank.v1.CardService.GetCard:output_type -> codebank.v1.GetCardResponse
+	8,  // 17: codebank.v1.CardService.LookupCard:output_type -> codebank.v1.LookupCardResponse
+	10, // 18: codebank.v1.CardService.BlockCard:output_type -> codebank.v1.BlockCardResponse
+	12, // 19: codebank.v1.CardService.UnblockCard:output_type -> codebank.v1.UnblockCardResponse
+	16, // 20: codebank.v1.CardService.VerifyCard:output_type -> codebank.v1.VerifyCardResponse
+	15, // 21: codebank.v1.CardService.PayBill:output_type -> codebank.v1.PayBillResponse
+	15, // [15:22] is the sub-list for method output_type
+	8,  // [8:15] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_codebank_v1_cards_proto_init() }
@@ -1057,7 +1223,7 @@ func file_codebank_v1_cards_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_codebank_v1_cards_proto_rawDesc), len(file_codebank_v1_cards_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

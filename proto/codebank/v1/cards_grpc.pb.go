@@ -25,6 +25,7 @@ const (
 	CardService_BlockCard_FullMethodName   = "/codebank.v1.CardService/BlockCard"
 	CardService_UnblockCard_FullMethodName = "/codebank.v1.CardService/UnblockCard"
 	CardService_VerifyCard_FullMethodName  = "/codebank.v1.CardService/VerifyCard"
+	CardService_PayBill_FullMethodName     = "/codebank.v1.CardService/PayBill"
 )
 
 // CardServiceClient is the client API for CardService service.
@@ -52,6 +53,12 @@ type CardServiceClient interface {
 	// answer is yes with the card's id, or a bare no that says nothing of what did not match. A
 	// failure counts toward the card's lockout, as a payment's failed verification does.
 	VerifyCard(ctx context.Context, in *VerifyCardRequest, opts ...grpc.CallOption) (*VerifyCardResponse, error)
+	// PayBill records the cardholder's payment of the bill ("pagar a fatura"), by an operator:
+	// the amount paid can be spent again at once. Paying more than the card owes is refused with
+	// FAILED_PRECONDITION. The bill_payment_id is an idempotency key: the same id and amount
+	// again return the original outcome (duplicate = true); the same id with another amount gets
+	// ALREADY_EXISTS and changes nothing.
+	PayBill(ctx context.Context, in *PayBillRequest, opts ...grpc.CallOption) (*PayBillResponse, error)
 }
 
 type cardServiceClient struct {
@@ -122,6 +129,16 @@ func (c *cardServiceClient) VerifyCard(ctx context.Context, in *VerifyCardReques
 	return out, nil
 }
 
+func (c *cardServiceClient) PayBill(ctx context.Context, in *PayBillRequest, opts ...grpc.CallOption) (*PayBillResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PayBillResponse)
+	err := c.cc.Invoke(ctx, CardService_PayBill_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CardServiceServer is the server API for CardService service.
 // All implementations must embed UnimplementedCardServiceServer
 // for forward compatibility.
@@ -147,6 +164,12 @@ type CardServiceServer interface {
 	// answer is yes with the card's id, or a bare no that says nothing of what did not match. A
 	// failure counts toward the card's lockout, as a payment's failed verification does.
 	VerifyCard(context.Context, *VerifyCardRequest) (*VerifyCardResponse, error)
+	// PayBill records the cardholder's payment of the bill ("pagar a fatura"), by an operator:
+	// the amount paid can be spent again at once. Paying more than the card owes is refused with
+	// FAILED_PRECONDITION. The bill_payment_id is an idempotency key: the same id and amount
+	// again return the original outcome (duplicate = true); the same id with another amount gets
+	// ALREADY_EXISTS and changes nothing.
+	PayBill(context.Context, *PayBillRequest) (*PayBillResponse, error)
 	mustEmbedUnimplementedCardServiceServer()
 }
 
@@ -174,6 +197,9 @@ func (UnimplementedCardServiceServer) UnblockCard(context.Context, *UnblockCardR
 }
 func (UnimplementedCardServiceServer) VerifyCard(context.Context, *VerifyCardRequest) (*VerifyCardResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method VerifyCard not implemented")
+}
+func (UnimplementedCardServiceServer) PayBill(context.Context, *PayBillRequest) (*PayBillResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PayBill not implemented")
 }
 func (UnimplementedCardServiceServer) mustEmbedUnimplementedCardServiceServer() {}
 func (UnimplementedCardServiceServer) testEmbeddedByValue()                     {}
@@ -304,6 +330,24 @@ func _CardService_VerifyCard_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CardService_PayBill_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PayBillRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CardServiceServer).PayBill(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CardService_PayBill_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CardServiceServer).PayBill(ctx, req.(*PayBillRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CardService_ServiceDesc is the grpc.ServiceDesc for CardService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -334,6 +378,10 @@ var CardService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "VerifyCard",
 			Handler:    _CardService_VerifyCard_Handler,
+		},
+		{
+			MethodName: "PayBill",
+			Handler:    _CardService_PayBill_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -350,7 +350,11 @@ type AuthorizeResponse struct {
 	MaskedNumber string `protobuf:"bytes,7,opt,name=masked_number,json=maskedNumber,proto3" json:"masked_number,omitempty"`
 	// duplicate is true when this transaction_id had already been decided and this is its
 	// original outcome, replayed.
-	Duplicate     bool `protobuf:"varint,8,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	Duplicate bool `protobuf:"varint,8,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	// payment_id names this payment for Reverse and Refund: opaque, URL-safe, up to 180
+	// characters, different in every answer (even for the same payment), and meaningful to the
+	// bank only, and only for this merchant. Keep it instead of any card data.
+	PaymentId     string `protobuf:"bytes,9,opt,name=payment_id,json=paymentId,proto3" json:"payment_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -434,6 +438,331 @@ func (x *AuthorizeResponse) GetDuplicate() bool {
 	return false
 }
 
+func (x *AuthorizeResponse) GetPaymentId() string {
+	if x != nil {
+		return x.PaymentId
+	}
+	return ""
+}
+
+// ReverseRequest voids part or all of a payment.
+type ReverseRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// payment_id is the payment's id, as Authorize answered it.
+	PaymentId string `protobuf:"bytes,1,opt,name=payment_id,json=paymentId,proto3" json:"payment_id,omitempty"`
+	// reversal_id is the idempotency key of this reversal (1-64 characters of [A-Za-z0-9._:-]),
+	// chosen by the merchant.
+	ReversalId string `protobuf:"bytes,2,opt,name=reversal_id,json=reversalId,proto3" json:"reversal_id,omitempty"`
+	// amount_cents is the amount to reverse, greater than zero and at most what is left of the
+	// payment.
+	AmountCents   int64 `protobuf:"varint,3,opt,name=amount_cents,json=amountCents,proto3" json:"amount_cents,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReverseRequest) Reset() {
+	*x = ReverseRequest{}
+	mi := &file_codebank_v1_payments_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReverseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReverseRequest) ProtoMessage() {}
+
+func (x *ReverseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_codebank_v1_payments_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReverseRequest.ProtoReflect.Descriptor instead.
+func (*ReverseRequest) Descriptor() ([]byte, []int) {
+	return file_codebank_v1_payments_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ReverseRequest) GetPaymentId() string {
+	if x != nil {
+		return x.PaymentId
+	}
+	return ""
+}
+
+func (x *ReverseRequest) GetReversalId() string {
+	if x != nil {
+		return x.ReversalId
+	}
+	return ""
+}
+
+func (x *ReverseRequest) GetAmountCents() int64 {
+	if x != nil {
+		return x.AmountCents
+	}
+	return 0
+}
+
+// ReverseResponse is the reversal carried out.
+type ReverseResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// reversal_id is the reversal's id.
+	ReversalId string `protobuf:"bytes,1,opt,name=reversal_id,json=reversalId,proto3" json:"reversal_id,omitempty"`
+	// transaction_id is the transaction id of the payment reversed.
+	TransactionId string `protobuf:"bytes,2,opt,name=transaction_id,json=transactionId,proto3" json:"transaction_id,omitempty"`
+	// amount_cents is the amount reversed.
+	AmountCents int64 `protobuf:"varint,3,opt,name=amount_cents,json=amountCents,proto3" json:"amount_cents,omitempty"`
+	// left_cents is what is left of the payment to reverse or refund now.
+	LeftCents int64 `protobuf:"varint,4,opt,name=left_cents,json=leftCents,proto3" json:"left_cents,omitempty"`
+	// reversed_at_unix_ms is when the reversal was carried out, in milliseconds since the Unix
+	// epoch.
+	ReversedAtUnixMs int64 `protobuf:"varint,5,opt,name=reversed_at_unix_ms,json=reversedAtUnixMs,proto3" json:"reversed_at_unix_ms,omitempty"`
+	// duplicate is true when this reversal_id had already been carried out and this is its
+	// original outcome.
+	Duplicate     bool `protobuf:"varint,6,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReverseResponse) Reset() {
+	*x = ReverseResponse{}
+	mi := &file_codebank_v1_payments_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReverseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReverseResponse) ProtoMessage() {}
+
+func (x *ReverseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_codebank_v1_payments_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReverseResponse.ProtoReflect.Descriptor instead.
+func (*ReverseResponse) Descriptor() ([]byte, []int) {
+	return file_codebank_v1_payments_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ReverseResponse) GetReversalId() string {
+	if x != nil {
+		return x.ReversalId
+	}
+	return ""
+}
+
+func (x *ReverseResponse) GetTransactionId() string {
+	if x != nil {
+		return x.TransactionId
+	}
+	return ""
+}
+
+func (x *ReverseResponse) GetAmountCents() int64 {
+	if x != nil {
+		return x.AmountCents
+	}
+	return 0
+}
+
+func (x *ReverseResponse) GetLeftCents() int64 {
+	if x != nil {
+		return x.LeftCents
+	}
+	return 0
+}
+
+func (x *ReverseResponse) GetReversedAtUnixMs() int64 {
+	if x != nil {
+		return x.ReversedAtUnixMs
+	}
+	return 0
+}
+
+func (x *ReverseResponse) GetDuplicate() bool {
+	if x != nil {
+		return x.Duplicate
+	}
+	return false
+}
+
+// RefundRequest gives back part or all of a purchase.
+type RefundRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// payment_id is the payment's id, as Authorize answered it.
+	PaymentId string `protobuf:"bytes,1,opt,name=payment_id,json=paymentId,proto3" json:"payment_id,omitempty"`
+	// refund_id is the idempotency key of this refund (1-64 characters of [A-Za-z0-9._:-]),
+	// chosen by the merchant.
+	RefundId string `protobuf:"bytes,2,opt,name=refund_id,json=refundId,proto3" json:"refund_id,omitempty"`
+	// amount_cents is the amount to refund, greater than zero and at most what is left of the
+	// payment.
+	AmountCents   int64 `protobuf:"varint,3,opt,name=amount_cents,json=amountCents,proto3" json:"amount_cents,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RefundRequest) Reset() {
+	*x = RefundRequest{}
+	mi := &file_codebank_v1_payments_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefundRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefundRequest) ProtoMessage() {}
+
+func (x *RefundRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_codebank_v1_payments_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefundRequest.ProtoReflect.Descriptor instead.
+func (*RefundRequest) Descriptor() ([]byte, []int) {
+	return file_codebank_v1_payments_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RefundRequest) GetPaymentId() string {
+	if x != nil {
+		return x.PaymentId
+	}
+	return ""
+}
+
+func (x *RefundRequest) GetRefundId() string {
+	if x != nil {
+		return x.RefundId
+	}
+	return ""
+}
+
+func (x *RefundRequest) GetAmountCents() int64 {
+	if x != nil {
+		return x.AmountCents
+	}
+	return 0
+}
+
+// RefundResponse is the refund carried out.
+type RefundResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// refund_id is the refund's id.
+	RefundId string `protobuf:"bytes,1,opt,name=refund_id,json=refundId,proto3" json:"refund_id,omitempty"`
+	// transaction_id is the transaction id of the payment refunded.
+	TransactionId string `protobuf:"bytes,2,opt,name=transaction_id,json=transactionId,proto3" json:"transaction_id,omitempty"`
+	// amount_cents is the amount refunded.
+	AmountCents int64 `protobuf:"varint,3,opt,name=amount_cents,json=amountCents,proto3" json:"amount_cents,omitempty"`
+	// left_cents is what is left of the payment to reverse or refund now.
+	LeftCents int64 `protobuf:"varint,4,opt,name=left_cents,json=leftCents,proto3" json:"left_cents,omitempty"`
+	// refunded_at_unix_ms is when the refund was carried out, in milliseconds since the Unix
+	// epoch.
+	RefundedAtUnixMs int64 `protobuf:"varint,5,opt,name=refunded_at_unix_ms,json=refundedAtUnixMs,proto3" json:"refunded_at_unix_ms,omitempty"`
+	// duplicate is true when this refund_id had already been carried out and this is its
+	// original outcome.
+	Duplicate     bool `protobuf:"varint,6,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RefundResponse) Reset() {
+	*x = RefundResponse{}
+	mi := &file_codebank_v1_payments_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefundResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefundResponse) ProtoMessage() {}
+
+func (x *RefundResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_codebank_v1_payments_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefundResponse.ProtoReflect.Descriptor instead.
+func (*RefundResponse) Descriptor() ([]byte, []int) {
+	return file_codebank_v1_payments_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *RefundResponse) GetRefundId() string {
+	if x != nil {
+		return x.RefundId
+	}
+	return ""
+}
+
+func (x *RefundResponse) GetTransactionId() string {
+	if x != nil {
+		return x.TransactionId
+	}
+	return ""
+}
+
+func (x *RefundResponse) GetAmountCents() int64 {
+	if x != nil {
+		return x.AmountCents
+	}
+	return 0
+}
+
+func (x *RefundResponse) GetLeftCents() int64 {
+	if x != nil {
+		return x.LeftCents
+	}
+	return 0
+}
+
+func (x *RefundResponse) GetRefundedAtUnixMs() int64 {
+	if x != nil {
+		return x.RefundedAtUnixMs
+	}
+	return 0
+}
+
+func (x *RefundResponse) GetDuplicate() bool {
+	if x != nil {
+		return x.Duplicate
+	}
+	return false
+}
+
 var File_codebank_v1_payments_proto protoreflect.FileDescriptor
 
 const file_codebank_v1_payments_proto_rawDesc = "" +
@@ -452,7 +781,7 @@ const file_codebank_v1_payments_proto_rawDesc = "" +
 	"\x04card\x18\x02 \x01(\v2\x18.codebank.v1.CardDetailsR\x04card\x12!\n" +
 	"\famount_cents\x18\x03 \x01(\x03R\vamountCents\x12\x14\n" +
 	"\x05store\x18\x04 \x01(\tR\x05store\x12 \n" +
-	"\vdescription\x18\x05 \x01(\tR\vdescription\"\xd1\x02\n" +
+	"\vdescription\x18\x05 \x01(\tR\vdescription\"\xf0\x02\n" +
 	"\x11AuthorizeResponse\x12%\n" +
 	"\x0etransaction_id\x18\x01 \x01(\tR\rtransactionId\x122\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x1a.codebank.v1.PaymentStatusR\x06status\x121\n" +
@@ -460,7 +789,37 @@ const file_codebank_v1_payments_proto_rawDesc = "" +
 	"\famount_cents\x18\x05 \x01(\x03R\vamountCents\x121\n" +
 	"\x15authorized_at_unix_ms\x18\x06 \x01(\x03R\x12authorizedAtUnixMs\x12#\n" +
 	"\rmasked_number\x18\a \x01(\tR\fmaskedNumber\x12\x1c\n" +
-	"\tduplicate\x18\b \x01(\bR\tduplicateJ\x04\b\x04\x10\x05R\x0favailable_cents*i\n" +
+	"\tduplicate\x18\b \x01(\bR\tduplicate\x12\x1d\n" +
+	"\n" +
+	"payment_id\x18\t \x01(\tR\tpaymentIdJ\x04\b\x04\x10\x05R\x0favailable_cents\"s\n" +
+	"\x0eReverseRequest\x12\x1d\n" +
+	"\n" +
+	"payment_id\x18\x01 \x01(\tR\tpaymentId\x12\x1f\n" +
+	"\vreversal_id\x18\x02 \x01(\tR\n" +
+	"reversalId\x12!\n" +
+	"\famount_cents\x18\x03 \x01(\x03R\vamountCents\"\xe8\x01\n" +
+	"\x0fReverseResponse\x12\x1f\n" +
+	"\vreversal_id\x18\x01 \x01(\tR\n" +
+	"reversalId\x12%\n" +
+	"\x0etransaction_id\x18\x02 \x01(\tR\rtransactionId\x12!\n" +
+	"\famount_cents\x18\x03 \x01(\x03R\vamountCents\x12\x1d\n" +
+	"\n" +
+	"left_cents\x18\x04 \x01(\x03R\tleftCents\x12-\n" +
+	"\x13reversed_at_unix_ms\x18\x05 \x01(\x03R\x10reversedAtUnixMs\x12\x1c\n" +
+	"\tduplicate\x18\x06 \x01(\bR\tduplicate\"n\n" +
+	"\rRefundRequest\x12\x1d\n" +
+	"\n" +
+	"payment_id\x18\x01 \x01(\tR\tpaymentId\x12\x1b\n" +
+	"\trefund_id\x18\x02 \x01(\tR\brefundId\x12!\n" +
+	"\famount_cents\x18\x03 \x01(\x03R\vamountCents\"\xe3\x01\n" +
+	"\x0eRefundResponse\x12\x1b\n" +
+	"\trefund_id\x18\x01 \x01(\tR\brefundId\x12%\n" +
+	"\x0etransaction_id\x18\x02 \x01(\tR\rtransactionId\x12!\n" +
+	"\famount_cents\x18\x03 \x01(\x03R\vamountCents\x12\x1d\n" +
+	"\n" +
+	"left_cents\x18\x04 \x01(\x03R\tleftCents\x12-\n" +
+	"\x13refunded_at_unix_ms\x18\x05 \x01(\x03R\x10refundedAtUnixMs\x12\x1c\n" +
+	"\tduplicate\x18\x06 \x01(\bR\tduplicate*i\n" +
 	"\rPaymentStatus\x12\x1e\n" +
 	"\x1aPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17PAYMENT_STATUS_APPROVED\x10\x01\x12\x1b\n" +
@@ -475,9 +834,11 @@ const file_codebank_v1_payments_proto_rawDesc = "" +
 	"\x1aREJECT_REASON_CARD_BLOCKED\x10\x06\x12%\n" +
 	"!REJECT_REASON_INSUFFICIENT_CREDIT\x10\a\x12%\n" +
 	"!REJECT_REASON_ACCOUNT_UNAVAILABLE\x10\b\x12\x1e\n" +
-	"\x1aREJECT_REASON_DO_NOT_HONOR\x10\t2u\n" +
+	"\x1aREJECT_REASON_DO_NOT_HONOR\x10\t2\xd9\x02\n" +
 	"\x0ePaymentService\x12c\n" +
-	"\tAuthorize\x12\x1d.codebank.v1.AuthorizeRequest\x1a\x1e.codebank.v1.AuthorizeResponse\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/paymentsB;Z9github.com/codebank/codebank/proto/codebank/v1;codebankv1b\x06proto3"
+	"\tAuthorize\x12\x1d.codebank.v1.AuthorizeRequest\x1a\x1e.codebank.v1.AuthorizeResponse\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/payments\x12r\n" +
+	"\aReverse\x12\x1b.codebank.v1.ReverseRequest\x1a\x1c.codebank.v1.ReverseResponse\",\x82\xd3\xe4\x93\x02&:\x01*\"!/v1/payments/{payment_id}:reverse\x12n\n" +
+	"\x06Refund\x12\x1a.codebank.v1.RefundRequest\x1a\x1b.codebank.v1.RefundResponse\"+\x82\xd3\xe4\x93\x02%:\x01*\" /v1/payments/{payment_id}:refundB;Z9github.com/codebank/codebank/proto/codebank/v1;codebankv1b\x06proto3"
 
 var (
 	file_codebank_v1_payments_proto_rawDescOnce sync.Once
@@ -492,22 +853,30 @@ func file_codebank_v1_payments_proto_rawDescGZIP() []byte {
 }
 
 var file_codebank_v1_payments_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_codebank_v1_payments_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_codebank_v1_payments_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_codebank_v1_payments_proto_goTypes = []any{
 	(PaymentStatus)(0),        // 0: codebank.v1.PaymentStatus
 	(RejectReason)(0),         // 1: codebank.v1.RejectReason
 	(*CardDetails)(nil),       // 2: codebank.v1.CardDetails
 	(*AuthorizeRequest)(nil),  // 3: codebank.v1.AuthorizeRequest
 	(*AuthorizeResponse)(nil), // 4: codebank.v1.AuthorizeResponse
+	(*ReverseRequest)(nil),    // 5: codebank.v1.ReverseRequest
+	(*ReverseResponse)(nil),   // 6: codebank.v1.ReverseResponse
+	(*RefundRequest)(nil),     // 7: codebank.v1.RefundRequest
+	(*RefundResponse)(nil),    // 8: codebank.v1.RefundResponse
 }
 var file_codebank_v1_payments_proto_depIdxs = []int32{
 	2, // 0: codebank.v1.AuthorizeRequest.card:type_name -> codebank.v1.CardDetails
 	0, // 1: codebank.v1.AuthorizeResponse.status:type_name -> codebank.v1.PaymentStatus
 	1, // 2: codebank.v1.AuthorizeResponse.reason:type_name -> codebank.v1.RejectReason
 	3, // 3: codebank.v1.PaymentService.Authorize:input_type -> codebank.v1.AuthorizeRequest
-	4, // 4: codebank.v1.PaymentService.Authorize:output_type -> codebank.v1.AuthorizeResponse
-	4, // [4:5] is the sub-list for method output_type
-	3, // [3:4] is the sub-list for method input_type
+	5, // 4: codebank.v1.PaymentService.Reverse:input_type -> codebank.v1.ReverseRequest
+	7, // 5: codebank.v1.PaymentService.Refund:input_type -> codebank.v1.RefundRequest
+	4, // 6: codebank.v1.PaymentService.Authorize:output_type -> codebank.v1.AuthorizeResponse
+	6, // 7: codebank.v1.PaymentService.Reverse:output_type -> codebank.v1.ReverseResponse
+	8, // 8: codebank.v1.PaymentService.Refund:output_type -> codebank.v1.RefundResponse
+	6, // [6:9] is the sub-list for method output_type
+	3, // [3:6] is the sub-list for method input_type
 	3, // [3:3] is the sub-list for extension type_name
 	3, // [3:3] is the sub-list for extension extendee
 	0, // [0:3] is the sub-list for field type_name
@@ -524,7 +893,7 @@ func file_codebank_v1_payments_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_codebank_v1_payments_proto_rawDesc), len(file_codebank_v1_payments_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   3,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -20,6 +20,8 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	PaymentService_Authorize_FullMethodName = "/codebank.v1.PaymentService/Authorize"
+	PaymentService_Reverse_FullMethodName   = "/codebank.v1.PaymentService/Reverse"
+	PaymentService_Refund_FullMethodName    = "/codebank.v1.PaymentService/Refund"
 )
 
 // PaymentServiceClient is the client API for PaymentService service.
@@ -39,6 +41,20 @@ type PaymentServiceClient interface {
 	// merchant is another payment. Beyond the ingress's limit of calls in flight the call is
 	// refused at once with RESOURCE_EXHAUSTED.
 	Authorize(ctx context.Context, in *AuthorizeRequest, opts ...grpc.CallOption) (*AuthorizeResponse, error)
+	// Reverse voids part or all of an approved payment: the credit comes back to the card at
+	// once. Only the merchant of the payment may reverse it, up to what is left of it (reversals
+	// and refunds together never exceed the amount approved), within 30 days of its approval. A
+	// payment_id that is unknown, of a rejected payment or of another merchant gets NOT_FOUND,
+	// alike. The reversal_id is an idempotency key scoped to the merchant and the card, as a
+	// transaction_id is: the same id and parameters again return the original outcome
+	// (duplicate = true); the same id with another payment or amount gets ALREADY_EXISTS and
+	// changes nothing. More than is left: FAILED_PRECONDITION. A payment beyond the window:
+	// FAILED_PRECONDITION.
+	Reverse(ctx context.Context, in *ReverseRequest, opts ...grpc.CallOption) (*ReverseResponse, error)
+	// Refund gives back part or all of a purchase later (a merchant credit); several partial
+	// refunds may follow one purchase. The same rules as Reverse: the payment's merchant only, up
+	// to what is left of it, within 30 days of its approval, idempotent by refund_id.
+	Refund(ctx context.Context, in *RefundRequest, opts ...grpc.CallOption) (*RefundResponse, error)
 }
 
 type paymentServiceClient struct {
@@ -53,6 +69,26 @@ func (c *paymentServiceClient) Authorize(ctx context.Context, in *AuthorizeReque
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(AuthorizeResponse)
 	err := c.cc.Invoke(ctx, PaymentService_Authorize_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *paymentServiceClient) Reverse(ctx context.Context, in *ReverseRequest, opts ...grpc.CallOption) (*ReverseResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReverseResponse)
+	err := c.cc.Invoke(ctx, PaymentService_Reverse_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *paymentServiceClient) Refund(ctx context.Context, in *RefundRequest, opts ...grpc.CallOption) (*RefundResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RefundResponse)
+	err := c.cc.Invoke(ctx, PaymentService_Refund_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -76,6 +112,20 @@ type PaymentServiceServer interface {
 	// merchant is another payment. Beyond the ingress's limit of calls in flight the call is
 	// refused at once with RESOURCE_EXHAUSTED.
 	Authorize(context.Context, *AuthorizeRequest) (*AuthorizeResponse, error)
+	// Reverse voids part or all of an approved payment: the credit comes back to the card at
+	// once. Only the merchant of the payment may reverse it, up to what is left of it (reversals
+	// and refunds together never exceed the amount approved), within 30 days of its approval. A
+	// payment_id that is unknown, of a rejected payment or of another merchant gets NOT_FOUND,
+	// alike. The reversal_id is an idempotency key scoped to the merchant and the card, as a
+	// transaction_id is: the same id and parameters again return the original outcome
+	// (duplicate = true); the same id with another payment or amount gets ALREADY_EXISTS and
+	// changes nothing. More than is left: FAILED_PRECONDITION. A payment beyond the window:
+	// FAILED_PRECONDITION.
+	Reverse(context.Context, *ReverseRequest) (*ReverseResponse, error)
+	// Refund gives back part or all of a purchase later (a merchant credit); several partial
+	// refunds may follow one purchase. The same rules as Reverse: the payment's merchant only, up
+	// to what is left of it, within 30 days of its approval, idempotent by refund_id.
+	Refund(context.Context, *RefundRequest) (*RefundResponse, error)
 	mustEmbedUnimplementedPaymentServiceServer()
 }
 
@@ -88,6 +138,12 @@ type UnimplementedPaymentServiceServer struct{}
 
 func (UnimplementedPaymentServiceServer) Authorize(context.Context, *AuthorizeRequest) (*AuthorizeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Authorize not implemented")
+}
+func (UnimplementedPaymentServiceServer) Reverse(context.Context, *ReverseRequest) (*ReverseResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Reverse not implemented")
+}
+func (UnimplementedPaymentServiceServer) Refund(context.Context, *RefundRequest) (*RefundResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Refund not implemented")
 }
 func (UnimplementedPaymentServiceServer) mustEmbedUnimplementedPaymentServiceServer() {}
 func (UnimplementedPaymentServiceServer) testEmbeddedByValue()                        {}
@@ -128,6 +184,42 @@ func _PaymentService_Authorize_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PaymentService_Reverse_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReverseRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PaymentServiceServer).Reverse(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PaymentService_Reverse_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PaymentServiceServer).Reverse(ctx, req.(*ReverseRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PaymentService_Refund_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RefundRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PaymentServiceServer).Refund(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PaymentService_Refund_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PaymentServiceServer).Refund(ctx, req.(*RefundRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PaymentService_ServiceDesc is the grpc.ServiceDesc for PaymentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -138,6 +230,14 @@ var PaymentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Authorize",
 			Handler:    _PaymentService_Authorize_Handler,
+		},
+		{
+			MethodName: "Reverse",
+			Handler:    _PaymentService_Reverse_Handler,
+		},
+		{
+			MethodName: "Refund",
+			Handler:    _PaymentService_Refund_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -22,6 +22,132 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// LineKind is what a statement line is.
+type LineKind int32
+
+const (
+	// LINE_KIND_UNSPECIFIED is never returned.
+	LineKind_LINE_KIND_UNSPECIFIED LineKind = 0
+	// LINE_KIND_PURCHASE: an approved payment; it adds to the balance.
+	LineKind_LINE_KIND_PURCHASE LineKind = 1
+	// LINE_KIND_REVERSAL: the merchant voided part or all of a purchase; it takes from the
+	// balance.
+	LineKind_LINE_KIND_REVERSAL LineKind = 2
+	// LINE_KIND_REFUND: the merchant refunded part or all of a purchase; it takes from the
+	// balance.
+	LineKind_LINE_KIND_REFUND LineKind = 3
+	// LINE_KIND_BILL_PAYMENT: the cardholder paid the bill; it takes from the balance.
+	LineKind_LINE_KIND_BILL_PAYMENT LineKind = 4
+)
+
+// Enum value maps for LineKind.
+var (
+	LineKind_name = map[int32]string{
+		0: "LINE_KIND_UNSPECIFIED",
+		1: "LINE_KIND_PURCHASE",
+		2: "LINE_KIND_REVERSAL",
+		3: "LINE_KIND_REFUND",
+		4: "LINE_KIND_BILL_PAYMENT",
+	}
+	LineKind_value = map[string]int32{
+		"LINE_KIND_UNSPECIFIED":  0,
+		"LINE_KIND_PURCHASE":     1,
+		"LINE_KIND_REVERSAL":     2,
+		"LINE_KIND_REFUND":       3,
+		"LINE_KIND_BILL_PAYMENT": 4,
+	}
+)
+
+func (x LineKind) Enum() *LineKind {
+	p := new(LineKind)
+	*p = x
+	return p
+}
+
+func (x LineKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (LineKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_codebank_v1_statements_proto_enumTypes[0].Descriptor()
+}
+
+func (LineKind) Type() protoreflect.EnumType {
+	return &file_codebank_v1_statements_proto_enumTypes[0]
+}
+
+func (x LineKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use LineKind.Descriptor instead.
+func (LineKind) EnumDescriptor() ([]byte, []int) {
+	return file_codebank_v1_statements_proto_rawDescGZIP(), []int{0}
+}
+
+// BillStatus says where a month's bill stands.
+type BillStatus int32
+
+const (
+	// BILL_STATUS_UNSPECIFIED is never returned.
+	BillStatus_BILL_STATUS_UNSPECIFIED BillStatus = 0
+	// BILL_STATUS_NOTHING_DUE: the closing balance is zero or a credit.
+	BillStatus_BILL_STATUS_NOTHING_DUE BillStatus = 1
+	// BILL_STATUS_OPEN: the bill is not paid in full yet, and its due date has not passed (or the
+	// month has not ended).
+	BillStatus_BILL_STATUS_OPEN BillStatus = 2
+	// BILL_STATUS_PAID: bill payments from the month's end to its due date covered the closing
+	// balance.
+	BillStatus_BILL_STATUS_PAID BillStatus = 3
+	// BILL_STATUS_OVERDUE: the due date passed before the closing balance was paid.
+	BillStatus_BILL_STATUS_OVERDUE BillStatus = 4
+)
+
+// Enum value maps for BillStatus.
+var (
+	BillStatus_name = map[int32]string{
+		0: "BILL_STATUS_UNSPECIFIED",
+		1: "BILL_STATUS_NOTHING_DUE",
+		2: "BILL_STATUS_OPEN",
+		3: "BILL_STATUS_PAID",
+		4: "BILL_STATUS_OVERDUE",
+	}
+	BillStatus_value = map[string]int32{
+		"BILL_STATUS_UNSPECIFIED": 0,
+		"BILL_STATUS_NOTHING_DUE": 1,
+		"BILL_STATUS_OPEN":        2,
+		"BILL_STATUS_PAID":        3,
+		"BILL_STATUS_OVERDUE":     4,
+	}
+)
+
+func (x BillStatus) Enum() *BillStatus {
+	p := new(BillStatus)
+	*p = x
+	return p
+}
+
+func (x BillStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (BillStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_codebank_v1_statements_proto_enumTypes[1].Descriptor()
+}
+
+func (BillStatus) Type() protoreflect.EnumType {
+	return &file_codebank_v1_statements_proto_enumTypes[1]
+}
+
+func (x BillStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use BillStatus.Descriptor instead.
+func (BillStatus) EnumDescriptor() ([]byte, []int) {
+	return file_codebank_v1_statements_proto_rawDescGZIP(), []int{1}
+}
+
 // GetStatementRequest names a card and a month.
 type GetStatementRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -95,19 +221,26 @@ func (x *GetStatementRequest) GetPageToken() string {
 	return ""
 }
 
-// StatementLine is one approved purchase.
+// StatementLine is one approved purchase, or one operation that gave credit back.
 type StatementLine struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// transaction_id identifies the payment.
+	// transaction_id identifies the payment; for a reversal or refund, the purchase it credits;
+	// empty for a bill payment.
 	TransactionId string `protobuf:"bytes,1,opt,name=transaction_id,json=transactionId,proto3" json:"transaction_id,omitempty"`
-	// authorized_at_unix_ms is when the bank approved it, in milliseconds since the Unix epoch.
+	// authorized_at_unix_ms is when the bank approved it (or carried the operation out), in
+	// milliseconds since the Unix epoch.
 	AuthorizedAtUnixMs int64 `protobuf:"varint,2,opt,name=authorized_at_unix_ms,json=authorizedAtUnixMs,proto3" json:"authorized_at_unix_ms,omitempty"`
 	// store is the merchant's name, with the sub-name its checkout gave in parentheses.
 	Store string `protobuf:"bytes,3,opt,name=store,proto3" json:"store,omitempty"`
-	// description says what was bought.
+	// description says what was bought; empty for an operation.
 	Description string `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
-	// amount_cents is the amount in minor units.
-	AmountCents   int64 `protobuf:"varint,5,opt,name=amount_cents,json=amountCents,proto3" json:"amount_cents,omitempty"`
+	// amount_cents is the amount in minor units, always positive: kind says whether it adds to
+	// the balance or takes from it.
+	AmountCents int64 `protobuf:"varint,5,opt,name=amount_cents,json=amountCents,proto3" json:"amount_cents,omitempty"`
+	// kind is what the line is.
+	Kind LineKind `protobuf:"varint,6,opt,name=kind,proto3,enum=codebank.v1.LineKind" json:"kind,omitempty"`
+	// operation_id is a reversal's, refund's or bill payment's own id; empty for a purchase.
+	OperationId   string `protobuf:"bytes,7,opt,name=operation_id,json=operationId,proto3" json:"operation_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -177,6 +310,150 @@ func (x *StatementLine) GetAmountCents() int64 {
 	return 0
 }
 
+func (x *StatementLine) GetKind() LineKind {
+	if x != nil {
+		return x.Kind
+	}
+	return LineKind_LINE_KIND_UNSPECIFIED
+}
+
+func (x *StatementLine) GetOperationId() string {
+	if x != nil {
+		return x.OperationId
+	}
+	return ""
+}
+
+// Bill is a month of a card's statement as a bill. Amounts are in minor units; a balance below
+// zero is a credit balance.
+type Bill struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// opening_balance_cents is what was owed at the end of the previous month.
+	OpeningBalanceCents int64 `protobuf:"varint,1,opt,name=opening_balance_cents,json=openingBalanceCents,proto3" json:"opening_balance_cents,omitempty"`
+	// purchases_cents is the sum of the month's purchases.
+	PurchasesCents int64 `protobuf:"varint,2,opt,name=purchases_cents,json=purchasesCents,proto3" json:"purchases_cents,omitempty"`
+	// reversals_cents, refunds_cents and payments_cents are the sums of the month's reversals,
+	// refunds and bill payments.
+	ReversalsCents int64 `protobuf:"varint,3,opt,name=reversals_cents,json=reversalsCents,proto3" json:"reversals_cents,omitempty"`
+	RefundsCents   int64 `protobuf:"varint,4,opt,name=refunds_cents,json=refundsCents,proto3" json:"refunds_cents,omitempty"`
+	PaymentsCents  int64 `protobuf:"varint,5,opt,name=payments_cents,json=paymentsCents,proto3" json:"payments_cents,omitempty"`
+	// closing_balance_cents is opening + purchases - reversals - refunds - payments: what is
+	// owed at the month's end (so far, for the current month).
+	ClosingBalanceCents int64 `protobuf:"varint,6,opt,name=closing_balance_cents,json=closingBalanceCents,proto3" json:"closing_balance_cents,omitempty"`
+	// due_date is the day the closing balance is due, "YYYY-MM-DD" (UTC): the 10th of the next
+	// month.
+	DueDate string `protobuf:"bytes,7,opt,name=due_date,json=dueDate,proto3" json:"due_date,omitempty"`
+	// minimum_payment_cents is 15% of the closing balance (rounded up to the cent), at least
+	// 50.00, or the whole balance when that is smaller; 0 when nothing is owed.
+	MinimumPaymentCents int64 `protobuf:"varint,8,opt,name=minimum_payment_cents,json=minimumPaymentCents,proto3" json:"minimum_payment_cents,omitempty"`
+	// paid_by_due_date_cents is what bill payments from the month's end to the due date paid.
+	PaidByDueDateCents int64 `protobuf:"varint,9,opt,name=paid_by_due_date_cents,json=paidByDueDateCents,proto3" json:"paid_by_due_date_cents,omitempty"`
+	// status says whether the bill was paid by its due date.
+	Status        BillStatus `protobuf:"varint,10,opt,name=status,proto3,enum=codebank.v1.BillStatus" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Bill) Reset() {
+	*x = Bill{}
+	mi := &file_codebank_v1_statements_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Bill) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Bill) ProtoMessage() {}
+
+func (x *Bill) ProtoReflect() protoreflect.Message {
+	mi := &file_codebank_v1_statements_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Bill.ProtoReflect.Descriptor instead.
+func (*Bill) Descriptor() ([]byte, []int) {
+	return file_codebank_v1_statements_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Bill) GetOpeningBalanceCents() int64 {
+	if x != nil {
+		return x.OpeningBalanceCents
+	}
+	return 0
+}
+
+func (x *Bill) GetPurchasesCents() int64 {
+	if x != nil {
+		return x.PurchasesCents
+	}
+	return 0
+}
+
+func (x *Bill) GetReversalsCents() int64 {
+	if x != nil {
+		return x.ReversalsCents
+	}
+	return 0
+}
+
+func (x *Bill) GetRefundsCents() int64 {
+	if x != nil {
+		return x.RefundsCents
+	}
+	return 0
+}
+
+func (x *Bill) GetPaymentsCents() int64 {
+	if x != nil {
+		return x.PaymentsCents
+	}
+	return 0
+}
+
+func (x *Bill) GetClosingBalanceCents() int64 {
+	if x != nil {
+		return x.ClosingBalanceCents
+	}
+	return 0
+}
+
+func (x *Bill) GetDueDate() string {
+	if x != nil {
+		return x.DueDate
+	}
+	return ""
+}
+
+func (x *Bill) GetMinimumPaymentCents() int64 {
+	if x != nil {
+		return x.MinimumPaymentCents
+	}
+	return 0
+}
+
+func (x *Bill) GetPaidByDueDateCents() int64 {
+	if x != nil {
+		return x.PaidByDueDateCents
+	}
+	return 0
+}
+
+func (x *Bill) GetStatus() BillStatus {
+	if x != nil {
+		return x.Status
+	}
+	return BillStatus_BILL_STATUS_UNSPECIFIED
+}
+
 // GetStatementResponse is one page of a month's statement.
 type GetStatementResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -186,11 +463,11 @@ type GetStatementResponse struct {
 	HolderName string `protobuf:"bytes,2,opt,name=holder_name,json=holderName,proto3" json:"holder_name,omitempty"`
 	// month is the statement's month, "YYYY-MM".
 	Month string `protobuf:"bytes,3,opt,name=month,proto3" json:"month,omitempty"`
-	// lines are this page's purchases, oldest first.
+	// lines are this page's purchases and operations, oldest first.
 	Lines []*StatementLine `protobuf:"bytes,4,rep,name=lines,proto3" json:"lines,omitempty"`
-	// total_cents is the sum of the whole month, every page.
+	// total_cents is the sum of the month's purchases, every page.
 	TotalCents int64 `protobuf:"varint,5,opt,name=total_cents,json=totalCents,proto3" json:"total_cents,omitempty"`
-	// count is the number of purchases in the whole month.
+	// count is the number of lines in the whole month, of every kind.
 	Count int64 `protobuf:"varint,6,opt,name=count,proto3" json:"count,omitempty"`
 	// available_cents is the card's available credit now.
 	AvailableCents int64 `protobuf:"varint,7,opt,name=available_cents,json=availableCents,proto3" json:"available_cents,omitempty"`
@@ -201,15 +478,18 @@ type GetStatementResponse struct {
 	// next_page_token fetches the next page; empty on the last.
 	NextPageToken string `protobuf:"bytes,10,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	// up_to_date is false when the statement had not caught up with the card's latest approval
-	// within the wait: ask again shortly.
-	UpToDate      bool `protobuf:"varint,11,opt,name=up_to_date,json=upToDate,proto3" json:"up_to_date,omitempty"`
+	// or operation within the wait: ask again shortly.
+	UpToDate bool `protobuf:"varint,11,opt,name=up_to_date,json=upToDate,proto3" json:"up_to_date,omitempty"`
+	// bill is the month as a bill: balances, due date, minimum payment. (total_cents above is
+	// its purchases, count its lines of every kind.)
+	Bill          *Bill `protobuf:"bytes,12,opt,name=bill,proto3" json:"bill,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetStatementResponse) Reset() {
 	*x = GetStatementResponse{}
-	mi := &file_codebank_v1_statements_proto_msgTypes[2]
+	mi := &file_codebank_v1_statements_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -221,7 +501,7 @@ func (x *GetStatementResponse) String() string {
 func (*GetStatementResponse) ProtoMessage() {}
 
 func (x *GetStatementResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_codebank_v1_statements_proto_msgTypes[2]
+	mi := &file_codebank_v1_statements_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -234,7 +514,7 @@ func (x *GetStatementResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatementResponse.ProtoReflect.Descriptor instead.
 func (*GetStatementResponse) Descriptor() ([]byte, []int) {
-	return file_codebank_v1_statements_proto_rawDescGZIP(), []int{2}
+	return file_codebank_v1_statements_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *GetStatementResponse) GetMaskedNumber() string {
@@ -314,6 +594,13 @@ func (x *GetStatementResponse) GetUpToDate() bool {
 	return false
 }
 
+func (x *GetStatementResponse) GetBill() *Bill {
+	if x != nil {
+		return x.Bill
+	}
+	return nil
+}
+
 // ListStatementsRequest names a card.
 type ListStatementsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -325,7 +612,7 @@ type ListStatementsRequest struct {
 
 func (x *ListStatementsRequest) Reset() {
 	*x = ListStatementsRequest{}
-	mi := &file_codebank_v1_statements_proto_msgTypes[3]
+	mi := &file_codebank_v1_statements_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -337,7 +624,7 @@ func (x *ListStatementsRequest) String() string {
 func (*ListStatementsRequest) ProtoMessage() {}
 
 func (x *ListStatementsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_codebank_v1_statements_proto_msgTypes[3]
+	mi := &file_codebank_v1_statements_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -350,7 +637,7 @@ func (x *ListStatementsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStatementsRequest.ProtoReflect.Descriptor instead.
 func (*ListStatementsRequest) Descriptor() ([]byte, []int) {
-	return file_codebank_v1_statements_proto_rawDescGZIP(), []int{3}
+	return file_codebank_v1_statements_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ListStatementsRequest) GetCardId() string {
@@ -367,15 +654,22 @@ type StatementSummary struct {
 	Month string `protobuf:"bytes,1,opt,name=month,proto3" json:"month,omitempty"`
 	// total_cents is the sum of the month's purchases.
 	TotalCents int64 `protobuf:"varint,2,opt,name=total_cents,json=totalCents,proto3" json:"total_cents,omitempty"`
-	// count is the number of purchases.
-	Count         int64 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
+	// count is the number of lines, of every kind.
+	Count int64 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
+	// closing_balance_cents is what was owed at the month's end (so far, for the current month).
+	ClosingBalanceCents int64 `protobuf:"varint,4,opt,name=closing_balance_cents,json=closingBalanceCents,proto3" json:"closing_balance_cents,omitempty"`
+	// paid_by_due_date is true when bill payments from the month's end to its due date covered
+	// the closing balance (or nothing was owed).
+	PaidByDueDate bool `protobuf:"varint,5,opt,name=paid_by_due_date,json=paidByDueDate,proto3" json:"paid_by_due_date,omitempty"`
+	// bill is the month as a bill.
+	Bill          *Bill `protobuf:"bytes,6,opt,name=bill,proto3" json:"bill,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatementSummary) Reset() {
 	*x = StatementSummary{}
-	mi := &file_codebank_v1_statements_proto_msgTypes[4]
+	mi := &file_codebank_v1_statements_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -387,7 +681,7 @@ func (x *StatementSummary) String() string {
 func (*StatementSummary) ProtoMessage() {}
 
 func (x *StatementSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_codebank_v1_statements_proto_msgTypes[4]
+	mi := &file_codebank_v1_statements_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -400,7 +694,7 @@ func (x *StatementSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatementSummary.ProtoReflect.Descriptor instead.
 func (*StatementSummary) Descriptor() ([]byte, []int) {
-	return file_codebank_v1_statements_proto_rawDescGZIP(), []int{4}
+	return file_codebank_v1_statements_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *StatementSummary) GetMonth() string {
@@ -424,6 +718,27 @@ func (x *StatementSummary) GetCount() int64 {
 	return 0
 }
 
+func (x *StatementSummary) GetClosingBalanceCents() int64 {
+	if x != nil {
+		return x.ClosingBalanceCents
+	}
+	return 0
+}
+
+func (x *StatementSummary) GetPaidByDueDate() bool {
+	if x != nil {
+		return x.PaidByDueDate
+	}
+	return false
+}
+
+func (x *StatementSummary) GetBill() *Bill {
+	if x != nil {
+		return x.Bill
+	}
+	return nil
+}
+
 // ListStatementsResponse lists a card's statements, newest first.
 type ListStatementsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -431,7 +746,7 @@ type ListStatementsResponse struct {
 	MaskedNumber string `protobuf:"bytes,1,opt,name=masked_number,json=maskedNumber,proto3" json:"masked_number,omitempty"`
 	// holder_name is the name on the card.
 	HolderName string `protobuf:"bytes,2,opt,name=holder_name,json=holderName,proto3" json:"holder_name,omitempty"`
-	// statements are the months with purchases, newest first.
+	// statements are the months with lines, newest first.
 	Statements []*StatementSummary `protobuf:"bytes,3,rep,name=statements,proto3" json:"statements,omitempty"`
 	// currency is the ISO 4217 code of the amounts.
 	Currency      string `protobuf:"bytes,4,opt,name=currency,proto3" json:"currency,omitempty"`
@@ -441,7 +756,7 @@ type ListStatementsResponse struct {
 
 func (x *ListStatementsResponse) Reset() {
 	*x = ListStatementsResponse{}
-	mi := &file_codebank_v1_statements_proto_msgTypes[5]
+	mi := &file_codebank_v1_statements_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -453,7 +768,7 @@ func (x *ListStatementsResponse) String() string {
 func (*ListStatementsResponse) ProtoMessage() {}
 
 func (x *ListStatementsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_codebank_v1_statements_proto_msgTypes[5]
+	mi := &file_codebank_v1_statements_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -466,7 +781,7 @@ func (x *ListStatementsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStatementsResponse.ProtoReflect.Descriptor instead.
 func (*ListStatementsResponse) Descriptor() ([]byte, []int) {
-	return file_codebank_v1_statements_proto_rawDescGZIP(), []int{5}
+	return file_codebank_v1_statements_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListStatementsResponse) GetMaskedNumber() string {
@@ -507,13 +822,27 @@ const file_codebank_v1_statements_proto_rawDesc = "" +
 	"\x05month\x18\x02 \x01(\tR\x05month\x12\x1b\n" +
 	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x04 \x01(\tR\tpageTokenJ\x04\b\x01\x10\x02R\x06number\"\xc4\x01\n" +
+	"page_token\x18\x04 \x01(\tR\tpageTokenJ\x04\b\x01\x10\x02R\x06number\"\x92\x02\n" +
 	"\rStatementLine\x12%\n" +
 	"\x0etransaction_id\x18\x01 \x01(\tR\rtransactionId\x121\n" +
 	"\x15authorized_at_unix_ms\x18\x02 \x01(\x03R\x12authorizedAtUnixMs\x12\x14\n" +
 	"\x05store\x18\x03 \x01(\tR\x05store\x12 \n" +
 	"\vdescription\x18\x04 \x01(\tR\vdescription\x12!\n" +
-	"\famount_cents\x18\x05 \x01(\x03R\vamountCents\"\x87\x03\n" +
+	"\famount_cents\x18\x05 \x01(\x03R\vamountCents\x12)\n" +
+	"\x04kind\x18\x06 \x01(\x0e2\x15.codebank.v1.LineKindR\x04kind\x12!\n" +
+	"\foperation_id\x18\a \x01(\tR\voperationId\"\xc0\x03\n" +
+	"\x04Bill\x122\n" +
+	"\x15opening_balance_cents\x18\x01 \x01(\x03R\x13openingBalanceCents\x12'\n" +
+	"\x0fpurchases_cents\x18\x02 \x01(\x03R\x0epurchasesCents\x12'\n" +
+	"\x0freversals_cents\x18\x03 \x01(\x03R\x0ereversalsCents\x12#\n" +
+	"\rrefunds_cents\x18\x04 \x01(\x03R\frefundsCents\x12%\n" +
+	"\x0epayments_cents\x18\x05 \x01(\x03R\rpaymentsCents\x122\n" +
+	"\x15closing_balance_cents\x18\x06 \x01(\x03R\x13closingBalanceCents\x12\x19\n" +
+	"\bdue_date\x18\a \x01(\tR\adueDate\x122\n" +
+	"\x15minimum_payment_cents\x18\b \x01(\x03R\x13minimumPaymentCents\x122\n" +
+	"\x16paid_by_due_date_cents\x18\t \x01(\x03R\x12paidByDueDateCents\x12/\n" +
+	"\x06status\x18\n" +
+	" \x01(\x0e2\x17.codebank.v1.BillStatusR\x06status\"\xae\x03\n" +
 	"\x14GetStatementResponse\x12#\n" +
 	"\rmasked_number\x18\x01 \x01(\tR\fmaskedNumber\x12\x1f\n" +
 	"\vholder_name\x18\x02 \x01(\tR\n" +
@@ -530,14 +859,18 @@ const file_codebank_v1_statements_proto_rawDesc = "" +
 	"\x0fnext_page_token\x18\n" +
 	" \x01(\tR\rnextPageToken\x12\x1c\n" +
 	"\n" +
-	"up_to_date\x18\v \x01(\bR\bupToDate\">\n" +
+	"up_to_date\x18\v \x01(\bR\bupToDate\x12%\n" +
+	"\x04bill\x18\f \x01(\v2\x11.codebank.v1.BillR\x04bill\">\n" +
 	"\x15ListStatementsRequest\x12\x17\n" +
-	"\acard_id\x18\x02 \x01(\tR\x06cardIdJ\x04\b\x01\x10\x02R\x06number\"_\n" +
+	"\acard_id\x18\x02 \x01(\tR\x06cardIdJ\x04\b\x01\x10\x02R\x06number\"\xe3\x01\n" +
 	"\x10StatementSummary\x12\x14\n" +
 	"\x05month\x18\x01 \x01(\tR\x05month\x12\x1f\n" +
 	"\vtotal_cents\x18\x02 \x01(\x03R\n" +
 	"totalCents\x12\x14\n" +
-	"\x05count\x18\x03 \x01(\x03R\x05count\"\xb9\x01\n" +
+	"\x05count\x18\x03 \x01(\x03R\x05count\x122\n" +
+	"\x15closing_balance_cents\x18\x04 \x01(\x03R\x13closingBalanceCents\x12'\n" +
+	"\x10paid_by_due_date\x18\x05 \x01(\bR\rpaidByDueDate\x12%\n" +
+	"\x04bill\x18\x06 \x01(\v2\x11.codebank.v1.BillR\x04bill\"\xb9\x01\n" +
 	"\x16ListStatementsResponse\x12#\n" +
 	"\rmasked_number\x18\x01 \x01(\tR\fmaskedNumber\x12\x1f\n" +
 	"\vholder_name\x18\x02 \x01(\tR\n" +
@@ -545,7 +878,20 @@ const file_codebank_v1_statements_proto_rawDesc = "" +
 	"\n" +
 	"statements\x18\x03 \x03(\v2\x1d.codebank.v1.StatementSummaryR\n" +
 	"statements\x12\x1a\n" +
-	"\bcurrency\x18\x04 \x01(\tR\bcurrency2\xbd\x02\n" +
+	"\bcurrency\x18\x04 \x01(\tR\bcurrency*\x87\x01\n" +
+	"\bLineKind\x12\x19\n" +
+	"\x15LINE_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12LINE_KIND_PURCHASE\x10\x01\x12\x16\n" +
+	"\x12LINE_KIND_REVERSAL\x10\x02\x12\x14\n" +
+	"\x10LINE_KIND_REFUND\x10\x03\x12\x1a\n" +
+	"\x16LINE_KIND_BILL_PAYMENT\x10\x04*\x8b\x01\n" +
+	"\n" +
+	"BillStatus\x12\x1b\n" +
+	"\x17BILL_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17BILL_STATUS_NOTHING_DUE\x10\x01\x12\x14\n" +
+	"\x10BILL_STATUS_OPEN\x10\x02\x12\x14\n" +
+	"\x10BILL_STATUS_PAID\x10\x03\x12\x17\n" +
+	"\x13BILL_STATUS_OVERDUE\x10\x042\xbd\x02\n" +
 	"\x10StatementService\x12\xa4\x01\n" +
 	"\fGetStatement\x12 .codebank.v1.GetStatementRequest\x1a!.codebank.v1.GetStatementResponse\"O\x82\xd3\xe4\x93\x02IZ\x1f\x12\x1d/v1/cards/{card_id}/statement\x12&/v1/cards/{card_id}/statements/{month}\x12\x81\x01\n" +
 	"\x0eListStatements\x12\".codebank.v1.ListStatementsRequest\x1a#.codebank.v1.ListStatementsResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/v1/cards/{card_id}/statementsB;Z9github.com/codebank/codebank/proto/codebank/v1;codebankv1b\x06proto3"
@@ -562,27 +908,35 @@ func file_codebank_v1_statements_proto_rawDescGZIP() []byte {
 	return file_codebank_v1_statements_proto_rawDescData
 }
 
-var file_codebank_v1_statements_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_codebank_v1_statements_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_codebank_v1_statements_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_codebank_v1_statements_proto_goTypes = []any{
-	(*GetStatementRequest)(nil),    // 0: codebank.v1.GetStatementRequest
-	(*StatementLine)(nil),          // 1: codebank.v1.StatementLine
-	(*GetStatementResponse)(nil),   // 2: codebank.v1.GetStatementResponse
-	(*ListStatementsRequest)(nil),  // 3: codebank.v1.ListStatementsRequest
-	(*StatementSummary)(nil),       // 4: codebank.v1.StatementSummary
-	(*ListStatementsResponse)(nil), // 5: codebank.v1.ListStatementsResponse
+	(LineKind)(0),                  // 0: codebank.v1.LineKind
+	(BillStatus)(0),                // 1: codebank.v1.BillStatus
+	(*GetStatementRequest)(nil),    // 2: codebank.v1.GetStatementRequest
+	(*StatementLine)(nil),          // 3: codebank.v1.StatementLine
+	(*Bill)(nil),                   // 4: codebank.v1.Bill
+	(*GetStatementResponse)(nil),   // 5: codebank.v1.GetStatementResponse
+	(*ListStatementsRequest)(nil),  // 6: codebank.v1.ListStatementsRequest
+	(*StatementSummary)(nil),       // 7: codebank.v1.StatementSummary
+	(*ListStatementsResponse)(nil), // 8: codebank.v1.ListStatementsResponse
 }
 var file_codebank_v1_statements_proto_depIdxs = []int32{
-	1, // 0: codebank.v1.GetStatementResponse.lines:type_name -> codebank.v1.StatementLine
-	4, // 1: codebank.v1.ListStatementsResponse.statements:type_name -> codebank.v1.StatementSummary
-	0, // 2: codebank.v1.StatementService.GetStatement:input_type -> codebank.v1.GetStatementRequest
-	3, // 3: codebank.v1.StatementService.ListStatements:input_type -> codebank.v1.ListStatementsRequest
-	2, // 4: codebank.v1.StatementService.GetStatement:output_type -> codebank.v1.GetStatementResponse
-	5, // 5: codebank.v1.StatementService.ListStatements:output_type -> codebank.v1.ListStatementsResponse
-	4, // [4:6] is the sub-list for method output_type
-	2, // [2:4] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	0, // 0: codebank.v1.StatementLine.kind:type_name -> codebank.v1.LineKind
+	1, // 1: codebank.v1.Bill.status:type_name -> codebank.v1.BillStatus
+	3, // 2: codebank.v1.GetStatementResponse.lines:type_name -> codebank.v1.StatementLine
+	4, // 3: codebank.v1.GetStatementResponse.bill:type_name -> codebank.v1.Bill
+	4, // 4: codebank.v1.StatementSummary.bill:type_name -> codebank.v1.Bill
+	7, // 5: codebank.v1.ListStatementsResponse.statements:type_name -> codebank.v1.StatementSummary
+	2, // 6: codebank.v1.StatementService.GetStatement:input_type -> codebank.v1.GetStatementRequest
+	6, // 7: codebank.v1.StatementService.ListStatements:input_type -> codebank.v1.ListStatementsRequest
+	5, // 8: codebank.v1.StatementService.GetStatement:output_type -> codebank.v1.GetStatementResponse
+	8, // 9: codebank.v1.StatementService.ListStatements:output_type -> codebank.v1.ListStatementsResponse
+	8, // [8:10] is the sub-list for method output_type
+	6, // [6:8] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_codebank_v1_statements_proto_init() }
@@ -595,13 +949,14 @@ func file_codebank_v1_statements_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_codebank_v1_statements_proto_rawDesc), len(file_codebank_v1_statements_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   6,
+			NumEnums:      2,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_codebank_v1_statements_proto_goTypes,
 		DependencyIndexes: file_codebank_v1_statements_proto_depIdxs,
+		EnumInfos:         file_codebank_v1_statements_proto_enumTypes,
 		MessageInfos:      file_codebank_v1_statements_proto_msgTypes,
 	}.Build()
 	File_codebank_v1_statements_proto = out.File

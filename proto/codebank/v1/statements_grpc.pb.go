@@ -27,14 +27,18 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// StatementService shows each card's approved purchases, month by month.
+// StatementService shows each card's statement, month by month, as a bill: its approved
+// purchases and the credit given back (reversals, refunds, bill payments), the opening and
+// closing balances, the due date and the minimum payment.
 type StatementServiceClient interface {
-	// GetStatement returns one month of a card's statement: every approved purchase in the order
-	// the bank decided them. It includes every payment approved before the call: the service
-	// waits (briefly) for the statement to catch up with the card's latest approval, so a
-	// checkout can redirect to the statement right after Authorize.
+	// GetStatement returns one month of a card's statement: every approved purchase and every
+	// reversal, refund and bill payment, each a line of its own, in the order the bank decided
+	// them, with the month's bill. It includes every operation carried out before the call: the
+	// service waits (briefly) for the statement to catch up with the card's latest approval or
+	// operation, so a checkout can redirect to the statement right after Authorize or Refund.
 	GetStatement(ctx context.Context, in *GetStatementRequest, opts ...grpc.CallOption) (*GetStatementResponse, error)
-	// ListStatements returns the months in which a card has purchases, with their totals.
+	// ListStatements returns the months in which a card has lines, with their totals, closing
+	// balances and whether each was paid by its due date.
 	ListStatements(ctx context.Context, in *ListStatementsRequest, opts ...grpc.CallOption) (*ListStatementsResponse, error)
 }
 
@@ -70,14 +74,18 @@ func (c *statementServiceClient) ListStatements(ctx context.Context, in *ListSta
 // All implementations must embed UnimplementedStatementServiceServer
 // for forward compatibility.
 //
-// StatementService shows each card's approved purchases, month by month.
+// StatementService shows each card's statement, month by month, as a bill: its approved
+// purchases and the credit given back (reversals, refunds, bill payments), the opening and
+// closing balances, the due date and the minimum payment.
 type StatementServiceServer interface {
-	// GetStatement returns one month of a card's statement: every approved purchase in the order
-	// the bank decided them. It includes every payment approved before the call: the service
-	// waits (briefly) for the statement to catch up with the card's latest approval, so a
-	// checkout can redirect to the statement right after Authorize.
+	// GetStatement returns one month of a card's statement: every approved purchase and every
+	// reversal, refund and bill payment, each a line of its own, in the order the bank decided
+	// them, with the month's bill. It includes every operation carried out before the call: the
+	// service waits (briefly) for the statement to catch up with the card's latest approval or
+	// operation, so a checkout can redirect to the statement right after Authorize or Refund.
 	GetStatement(context.Context, *GetStatementRequest) (*GetStatementResponse, error)
-	// ListStatements returns the months in which a card has purchases, with their totals.
+	// ListStatements returns the months in which a card has lines, with their totals, closing
+	// balances and whether each was paid by its due date.
 	ListStatements(context.Context, *ListStatementsRequest) (*ListStatementsResponse, error)
 	mustEmbedUnimplementedStatementServiceServer()
 }

@@ -269,6 +269,68 @@ func (Channel) EnumDescriptor() ([]byte, []int) {
 	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{3}
 }
 
+// OperationKind is what a card's operation is. The purchase is the payment itself; the others
+// give credit back.
+type OperationKind int32
+
+const (
+	// OPERATION_KIND_UNSPECIFIED is never sent.
+	OperationKind_OPERATION_KIND_UNSPECIFIED OperationKind = 0
+	// OPERATION_KIND_PURCHASE is an approved payment (never sent as an Operation).
+	OperationKind_OPERATION_KIND_PURCHASE OperationKind = 1
+	// OPERATION_KIND_REVERSAL: the merchant voids part or all of an approval.
+	OperationKind_OPERATION_KIND_REVERSAL OperationKind = 2
+	// OPERATION_KIND_REFUND: the merchant refunds part or all of a purchase (a merchant credit).
+	OperationKind_OPERATION_KIND_REFUND OperationKind = 3
+	// OPERATION_KIND_BILL_PAYMENT: the cardholder paid the bill, recorded by an operator.
+	OperationKind_OPERATION_KIND_BILL_PAYMENT OperationKind = 4
+)
+
+// Enum value maps for OperationKind.
+var (
+	OperationKind_name = map[int32]string{
+		0: "OPERATION_KIND_UNSPECIFIED",
+		1: "OPERATION_KIND_PURCHASE",
+		2: "OPERATION_KIND_REVERSAL",
+		3: "OPERATION_KIND_REFUND",
+		4: "OPERATION_KIND_BILL_PAYMENT",
+	}
+	OperationKind_value = map[string]int32{
+		"OPERATION_KIND_UNSPECIFIED":  0,
+		"OPERATION_KIND_PURCHASE":     1,
+		"OPERATION_KIND_REVERSAL":     2,
+		"OPERATION_KIND_REFUND":       3,
+		"OPERATION_KIND_BILL_PAYMENT": 4,
+	}
+)
+
+func (x OperationKind) Enum() *OperationKind {
+	p := new(OperationKind)
+	*p = x
+	return p
+}
+
+func (x OperationKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (OperationKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_codebank_events_v1_events_proto_enumTypes[4].Descriptor()
+}
+
+func (OperationKind) Type() protoreflect.EnumType {
+	return &file_codebank_events_v1_events_proto_enumTypes[4]
+}
+
+func (x OperationKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use OperationKind.Descriptor instead.
+func (OperationKind) EnumDescriptor() ([]byte, []int) {
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{4}
+}
+
 // BlockReason says why a card is blocked.
 type BlockReason int32
 
@@ -307,11 +369,11 @@ func (x BlockReason) String() string {
 }
 
 func (BlockReason) Descriptor() protoreflect.EnumDescriptor {
-	return file_codebank_events_v1_events_proto_enumTypes[4].Descriptor()
+	return file_codebank_events_v1_events_proto_enumTypes[5].Descriptor()
 }
 
 func (BlockReason) Type() protoreflect.EnumType {
-	return &file_codebank_events_v1_events_proto_enumTypes[4]
+	return &file_codebank_events_v1_events_proto_enumTypes[5]
 }
 
 func (x BlockReason) Number() protoreflect.EnumNumber {
@@ -320,7 +382,80 @@ func (x BlockReason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use BlockReason.Descriptor instead.
 func (BlockReason) EnumDescriptor() ([]byte, []int) {
-	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{4}
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{5}
+}
+
+// OperationResult is what became of an operation.
+type OperationResult int32
+
+const (
+	// OPERATION_RESULT_UNSPECIFIED is never sent.
+	OperationResult_OPERATION_RESULT_UNSPECIFIED OperationResult = 0
+	// OPERATION_RESULT_OK: the credit was given back (or, duplicate set, had been).
+	OperationResult_OPERATION_RESULT_OK OperationResult = 1
+	// OPERATION_RESULT_NOT_FOUND: no such card.
+	OperationResult_OPERATION_RESULT_NOT_FOUND OperationResult = 2
+	// OPERATION_RESULT_CONFLICT: the card already has an operation with this id and other
+	// parameters; nothing was changed.
+	OperationResult_OPERATION_RESULT_CONFLICT OperationResult = 3
+	// OPERATION_RESULT_EXCEEDS: the amount is more than is left of the purchase (reversal,
+	// refund) or than the card owes (bill payment); nothing was changed.
+	OperationResult_OPERATION_RESULT_EXCEEDS OperationResult = 4
+	// OPERATION_RESULT_EXPIRED: the purchase is beyond the window in which its credits are
+	// remembered; nothing was changed.
+	OperationResult_OPERATION_RESULT_EXPIRED OperationResult = 5
+	// OPERATION_RESULT_UNAVAILABLE: the card's stored account cannot be read; nothing was
+	// changed.
+	OperationResult_OPERATION_RESULT_UNAVAILABLE OperationResult = 6
+)
+
+// Enum value maps for OperationResult.
+var (
+	OperationResult_name = map[int32]string{
+		0: "OPERATION_RESULT_UNSPECIFIED",
+		1: "OPERATION_RESULT_OK",
+		2: "OPERATION_RESULT_NOT_FOUND",
+		3: "OPERATION_RESULT_CONFLICT",
+		4: "OPERATION_RESULT_EXCEEDS",
+		5: "OPERATION_RESULT_EXPIRED",
+		6: "OPERATION_RESULT_UNAVAILABLE",
+	}
+	OperationResult_value = map[string]int32{
+		"OPERATION_RESULT_UNSPECIFIED": 0,
+		"OPERATION_RESULT_OK":          1,
+		"OPERATION_RESULT_NOT_FOUND":   2,
+		"OPERATION_RESULT_CONFLICT":    3,
+		"OPERATION_RESULT_EXCEEDS":     4,
+		"OPERATION_RESULT_EXPIRED":     5,
+		"OPERATION_RESULT_UNAVAILABLE": 6,
+	}
+)
+
+func (x OperationResult) Enum() *OperationResult {
+	p := new(OperationResult)
+	*p = x
+	return p
+}
+
+func (x OperationResult) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (OperationResult) Descriptor() protoreflect.EnumDescriptor {
+	return file_codebank_events_v1_events_proto_enumTypes[6].Descriptor()
+}
+
+func (OperationResult) Type() protoreflect.EnumType {
+	return &file_codebank_events_v1_events_proto_enumTypes[6]
+}
+
+func (x OperationResult) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use OperationResult.Descriptor instead.
+func (OperationResult) EnumDescriptor() ([]byte, []int) {
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{6}
 }
 
 // CardResult is what became of a card command.
@@ -373,11 +508,11 @@ func (x CardResult) String() string {
 }
 
 func (CardResult) Descriptor() protoreflect.EnumDescriptor {
-	return file_codebank_events_v1_events_proto_enumTypes[5].Descriptor()
+	return file_codebank_events_v1_events_proto_enumTypes[7].Descriptor()
 }
 
 func (CardResult) Type() protoreflect.EnumType {
-	return &file_codebank_events_v1_events_proto_enumTypes[5]
+	return &file_codebank_events_v1_events_proto_enumTypes[7]
 }
 
 func (x CardResult) Number() protoreflect.EnumNumber {
@@ -386,7 +521,7 @@ func (x CardResult) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use CardResult.Descriptor instead.
 func (CardResult) EnumDescriptor() ([]byte, []int) {
-	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{5}
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{7}
 }
 
 // PaymentRequested is a payment attempt accepted by the ingress (key: card token). Neither the
@@ -588,6 +723,7 @@ type CardCommand struct {
 	//	*CardCommand_Block
 	//	*CardCommand_Unblock
 	//	*CardCommand_Verify
+	//	*CardCommand_Operation
 	Command       isCardCommand_Command `protobuf_oneof:"command"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -703,6 +839,15 @@ func (x *CardCommand) GetVerify() *VerifyCard {
 	return nil
 }
 
+func (x *CardCommand) GetOperation() *Operation {
+	if x != nil {
+		if x, ok := x.Command.(*CardCommand_Operation); ok {
+			return x.Operation
+		}
+	}
+	return nil
+}
+
 type isCardCommand_Command interface {
 	isCardCommand_Command()
 }
@@ -732,6 +877,12 @@ type CardCommand_Verify struct {
 	Verify *VerifyCard `protobuf:"bytes,14,opt,name=verify,proto3,oneof"`
 }
 
+type CardCommand_Operation struct {
+	// operation gives credit back: a merchant's reversal or refund of a purchase, or the
+	// cardholder's payment of the bill. Answered with an OperationReply.
+	Operation *Operation `protobuf:"bytes,15,opt,name=operation,proto3,oneof"`
+}
+
 func (*CardCommand_Issue) isCardCommand_Command() {}
 
 func (*CardCommand_Get) isCardCommand_Command() {}
@@ -741,6 +892,122 @@ func (*CardCommand_Block) isCardCommand_Command() {}
 func (*CardCommand_Unblock) isCardCommand_Command() {}
 
 func (*CardCommand_Verify) isCardCommand_Command() {}
+
+func (*CardCommand_Operation) isCardCommand_Command() {}
+
+// Operation gives credit back to a card. A reversal or refund names the purchase it credits by
+// what the ingress read from the payment id the merchant gave: the purchase's transaction id,
+// amount and time of approval, all sealed by the bank (a merchant can neither forge nor alter
+// them). A bill payment names no purchase.
+type Operation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// kind is REVERSAL, REFUND or BILL_PAYMENT.
+	Kind OperationKind `protobuf:"varint,1,opt,name=kind,proto3,enum=codebank.events.v1.OperationKind" json:"kind,omitempty"`
+	// operation_id is the operation's idempotency key (reversal_id, refund_id or
+	// bill_payment_id), scoped to the merchant (none for bill payments) and the card.
+	OperationId string `protobuf:"bytes,2,opt,name=operation_id,json=operationId,proto3" json:"operation_id,omitempty"`
+	// amount_cents is the credit given back, greater than zero.
+	AmountCents int64 `protobuf:"varint,3,opt,name=amount_cents,json=amountCents,proto3" json:"amount_cents,omitempty"`
+	// merchant_id names the merchant of the purchase, from the caller's API key; empty for a
+	// bill payment.
+	MerchantId string `protobuf:"bytes,4,opt,name=merchant_id,json=merchantId,proto3" json:"merchant_id,omitempty"`
+	// merchant_name is the merchant's name, from its API key.
+	MerchantName string `protobuf:"bytes,5,opt,name=merchant_name,json=merchantName,proto3" json:"merchant_name,omitempty"`
+	// transaction_id is the purchase's transaction id (reversals and refunds).
+	TransactionId string `protobuf:"bytes,6,opt,name=transaction_id,json=transactionId,proto3" json:"transaction_id,omitempty"`
+	// purchase_amount_cents is the amount approved for the purchase.
+	PurchaseAmountCents int64 `protobuf:"varint,7,opt,name=purchase_amount_cents,json=purchaseAmountCents,proto3" json:"purchase_amount_cents,omitempty"`
+	// purchase_decided_at_unix_us is when the purchase was approved, in microseconds.
+	PurchaseDecidedAtUnixUs int64 `protobuf:"varint,8,opt,name=purchase_decided_at_unix_us,json=purchaseDecidedAtUnixUs,proto3" json:"purchase_decided_at_unix_us,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
+}
+
+func (x *Operation) Reset() {
+	*x = Operation{}
+	mi := &file_codebank_events_v1_events_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Operation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Operation) ProtoMessage() {}
+
+func (x *Operation) ProtoReflect() protoreflect.Message {
+	mi := &file_codebank_events_v1_events_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Operation.ProtoReflect.Descriptor instead.
+func (*Operation) Descriptor() ([]byte, []int) {
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Operation) GetKind() OperationKind {
+	if x != nil {
+		return x.Kind
+	}
+	return OperationKind_OPERATION_KIND_UNSPECIFIED
+}
+
+func (x *Operation) GetOperationId() string {
+	if x != nil {
+		return x.OperationId
+	}
+	return ""
+}
+
+func (x *Operation) GetAmountCents() int64 {
+	if x != nil {
+		return x.AmountCents
+	}
+	return 0
+}
+
+func (x *Operation) GetMerchantId() string {
+	if x != nil {
+		return x.MerchantId
+	}
+	return ""
+}
+
+func (x *Operation) GetMerchantName() string {
+	if x != nil {
+		return x.MerchantName
+	}
+	return ""
+}
+
+func (x *Operation) GetTransactionId() string {
+	if x != nil {
+		return x.TransactionId
+	}
+	return ""
+}
+
+func (x *Operation) GetPurchaseAmountCents() int64 {
+	if x != nil {
+		return x.PurchaseAmountCents
+	}
+	return 0
+}
+
+func (x *Operation) GetPurchaseDecidedAtUnixUs() int64 {
+	if x != nil {
+		return x.PurchaseDecidedAtUnixUs
+	}
+	return 0
+}
 
 // IssueCard creates a card.
 type IssueCard struct {
@@ -765,7 +1032,7 @@ type IssueCard struct {
 
 func (x *IssueCard) Reset() {
 	*x = IssueCard{}
-	mi := &file_codebank_events_v1_events_proto_msgTypes[2]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -777,7 +1044,7 @@ func (x *IssueCard) String() string {
 func (*IssueCard) ProtoMessage() {}
 
 func (x *IssueCard) ProtoReflect() protoreflect.Message {
-	mi := &file_codebank_events_v1_events_proto_msgTypes[2]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -790,7 +1057,7 @@ func (x *IssueCard) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueCard.ProtoReflect.Descriptor instead.
 func (*IssueCard) Descriptor() ([]byte, []int) {
-	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{2}
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *IssueCard) GetHolderName() string {
@@ -851,7 +1118,7 @@ type GetCard struct {
 
 func (x *GetCard) Reset() {
 	*x = GetCard{}
-	mi := &file_codebank_events_v1_events_proto_msgTypes[3]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +1130,7 @@ func (x *GetCard) String() string {
 func (*GetCard) ProtoMessage() {}
 
 func (x *GetCard) ProtoReflect() protoreflect.Message {
-	mi := &file_codebank_events_v1_events_proto_msgTypes[3]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +1143,7 @@ func (x *GetCard) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCard.ProtoReflect.Descriptor instead.
 func (*GetCard) Descriptor() ([]byte, []int) {
-	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{3}
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{4}
 }
 
 // BlockCard blocks a card on an operator's request.
@@ -888,7 +1155,7 @@ type BlockCard struct {
 
 func (x *BlockCard) Reset() {
 	*x = BlockCard{}
-	mi := &file_codebank_events_v1_events_proto_msgTypes[4]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -900,7 +1167,7 @@ func (x *BlockCard) String() string {
 func (*BlockCard) ProtoMessage() {}
 
 func (x *BlockCard) ProtoReflect() protoreflect.Message {
-	mi := &file_codebank_events_v1_events_proto_msgTypes[4]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -913,7 +1180,7 @@ func (x *BlockCard) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockCard.ProtoReflect.Descriptor instead.
 func (*BlockCard) Descriptor() ([]byte, []int) {
-	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{4}
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{5}
 }
 
 // UnblockCard makes a blocked card usable again and clears its verification failures.
@@ -925,7 +1192,7 @@ type UnblockCard struct {
 
 func (x *UnblockCard) Reset() {
 	*x = UnblockCard{}
-	mi := &file_codebank_events_v1_events_proto_msgTypes[5]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -937,7 +1204,7 @@ func (x *UnblockCard) String() string {
 func (*UnblockCard) ProtoMessage() {}
 
 func (x *UnblockCard) ProtoReflect() protoreflect.Message {
-	mi := &file_codebank_events_v1_events_proto_msgTypes[5]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -950,7 +1217,7 @@ func (x *UnblockCard) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnblockCard.ProtoReflect.Descriptor instead.
 func (*UnblockCard) Descriptor() ([]byte, []int) {
-	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{5}
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{6}
 }
 
 // VerifyCard checks a card's expiry and CVV as a payment would, without paying.
@@ -968,7 +1235,7 @@ type VerifyCard struct {
 
 func (x *VerifyCard) Reset() {
 	*x = VerifyCard{}
-	mi := &file_codebank_events_v1_events_proto_msgTypes[6]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -980,7 +1247,7 @@ func (x *VerifyCard) String() string {
 func (*VerifyCard) ProtoMessage() {}
 
 func (x *VerifyCard) ProtoReflect() protoreflect.Message {
-	mi := &file_codebank_events_v1_events_proto_msgTypes[6]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -993,7 +1260,7 @@ func (x *VerifyCard) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyCard.ProtoReflect.Descriptor instead.
 func (*VerifyCard) Descriptor() ([]byte, []int) {
-	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{6}
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *VerifyCard) GetExpiryMonth() int32 {
@@ -1066,6 +1333,20 @@ type Account struct {
 	RequestOffset int64  `protobuf:"varint,18,opt,name=request_offset,json=requestOffset,proto3" json:"request_offset,omitempty"`
 	CommandInput  uint32 `protobuf:"fixed32,19,opt,name=command_input,json=commandInput,proto3" json:"command_input,omitempty"`
 	CommandOffset int64  `protobuf:"varint,20,opt,name=command_offset,json=commandOffset,proto3" json:"command_offset,omitempty"`
+	// Fields 60 and up hold what the card's operations need (reversals, refunds, bill payments).
+	//
+	// credits holds how much of each credited purchase was given back, packed, 25 bytes a
+	// purchase (see processors/authorizer/credits.go): only purchases with a reversal or refund
+	// are in it, so a card that never had one stores nothing more for every payment. What is left
+	// of a purchase is its amount (sealed in its payment id) less what is here.
+	Credits []byte `protobuf:"bytes,60,opt,name=credits,proto3" json:"credits,omitempty"`
+	// credit_floor_unix_s: a purchase approved at or before this second (since the epoch) that
+	// credits does not hold cannot be credited any more: an entry of its time was dropped to keep
+	// credits bounded, and it may have been its.
+	CreditFloorUnixS int64 `protobuf:"varint,61,opt,name=credit_floor_unix_s,json=creditFloorUnixS,proto3" json:"credit_floor_unix_s,omitempty"`
+	// operations counts the operations ever applied to the card (reversals, refunds and bill
+	// payments): a statement shows every one once its count of them reaches it.
+	Operations int64 `protobuf:"varint,62,opt,name=operations,proto3" json:"operations,omitempty"`
 	// verify_failure_times are the times, in seconds since the Unix epoch, of the card's latest
 	// failed verifications (expiry, CVV or holder name, by payments and by VerifyCard), oldest
 	// first: the lockout counts those within its window, and a success does not clear them, an
@@ -1077,7 +1358,7 @@ type Account struct {
 
 func (x *Account) Reset() {
 	*x = Account{}
-	mi := &file_codebank_events_v1_events_proto_msgTypes[7]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1089,7 +1370,7 @@ func (x *Account) String() string {
 func (*Account) ProtoMessage() {}
 
 func (x *Account) ProtoReflect() protoreflect.Message {
-	mi := &file_codebank_events_v1_events_proto_msgTypes[7]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1102,7 +1383,7 @@ func (x *Account) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Account.ProtoReflect.Descriptor instead.
 func (*Account) Descriptor() ([]byte, []int) {
-	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{7}
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Account) GetHolderName() string {
@@ -1231,6 +1512,27 @@ func (x *Account) GetCommandOffset() int64 {
 	return 0
 }
 
+func (x *Account) GetCredits() []byte {
+	if x != nil {
+		return x.Credits
+	}
+	return nil
+}
+
+func (x *Account) GetCreditFloorUnixS() int64 {
+	if x != nil {
+		return x.CreditFloorUnixS
+	}
+	return 0
+}
+
+func (x *Account) GetOperations() int64 {
+	if x != nil {
+		return x.Operations
+	}
+	return 0
+}
+
 func (x *Account) GetVerifyFailureTimes() []uint32 {
 	if x != nil {
 		return x.VerifyFailureTimes
@@ -1262,7 +1564,7 @@ type Outcome struct {
 
 func (x *Outcome) Reset() {
 	*x = Outcome{}
-	mi := &file_codebank_events_v1_events_proto_msgTypes[8]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1274,7 +1576,7 @@ func (x *Outcome) String() string {
 func (*Outcome) ProtoMessage() {}
 
 func (x *Outcome) ProtoReflect() protoreflect.Message {
-	mi := &file_codebank_events_v1_events_proto_msgTypes[8]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1287,7 +1589,7 @@ func (x *Outcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Outcome.ProtoReflect.Descriptor instead.
 func (*Outcome) Descriptor() ([]byte, []int) {
-	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{8}
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Outcome) GetTransactionId() string {
@@ -1353,6 +1655,7 @@ type Reply struct {
 	//	*Reply_Payment
 	//	*Reply_Card
 	//	*Reply_Error
+	//	*Reply_Operation
 	Body          isReply_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1360,7 +1663,7 @@ type Reply struct {
 
 func (x *Reply) Reset() {
 	*x = Reply{}
-	mi := &file_codebank_events_v1_events_proto_msgTypes[9]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1372,7 +1675,7 @@ func (x *Reply) String() string {
 func (*Reply) ProtoMessage() {}
 
 func (x *Reply) ProtoReflect() protoreflect.Message {
-	mi := &file_codebank_events_v1_events_proto_msgTypes[9]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1385,7 +1688,7 @@ func (x *Reply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reply.ProtoReflect.Descriptor instead.
 func (*Reply) Descriptor() ([]byte, []int) {
-	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{9}
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Reply) GetCorrelationId() string {
@@ -1429,6 +1732,15 @@ func (x *Reply) GetError() *ReplyError {
 	return nil
 }
 
+func (x *Reply) GetOperation() *OperationReply {
+	if x != nil {
+		if x, ok := x.Body.(*Reply_Operation); ok {
+			return x.Operation
+		}
+	}
+	return nil
+}
+
 type isReply_Body interface {
 	isReply_Body()
 }
@@ -1449,11 +1761,147 @@ type Reply_Error struct {
 	Error *ReplyError `protobuf:"bytes,12,opt,name=error,proto3,oneof"`
 }
 
+type Reply_Operation struct {
+	// operation answers a CardCommand's Operation.
+	Operation *OperationReply `protobuf:"bytes,13,opt,name=operation,proto3,oneof"`
+}
+
 func (*Reply_Payment) isReply_Body() {}
 
 func (*Reply_Card) isReply_Body() {}
 
 func (*Reply_Error) isReply_Body() {}
+
+func (*Reply_Operation) isReply_Body() {}
+
+// OperationReply answers an Operation.
+type OperationReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// card_token is the token of the card; the ingress checks it against the request's card.
+	CardToken string `protobuf:"bytes,1,opt,name=card_token,json=cardToken,proto3" json:"card_token,omitempty"`
+	// result says whether the operation was carried out.
+	Result OperationResult `protobuf:"varint,2,opt,name=result,proto3,enum=codebank.events.v1.OperationResult" json:"result,omitempty"`
+	// duplicate is true when the operation had been carried out before and this is its original
+	// outcome.
+	Duplicate bool `protobuf:"varint,3,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	// operation_id is the operation's id.
+	OperationId string `protobuf:"bytes,4,opt,name=operation_id,json=operationId,proto3" json:"operation_id,omitempty"`
+	// amount_cents is the operation's amount.
+	AmountCents int64 `protobuf:"varint,5,opt,name=amount_cents,json=amountCents,proto3" json:"amount_cents,omitempty"`
+	// left_cents is what is left of the purchase to reverse or refund (reversals, refunds), or
+	// what the card still owes (bill payments), now.
+	LeftCents int64 `protobuf:"varint,6,opt,name=left_cents,json=leftCents,proto3" json:"left_cents,omitempty"`
+	// decided_at_unix_us is when the operation was carried out (or refused).
+	DecidedAtUnixUs int64 `protobuf:"varint,7,opt,name=decided_at_unix_us,json=decidedAtUnixUs,proto3" json:"decided_at_unix_us,omitempty"`
+	// used_cents and available_cents are the card's used and available credit now.
+	UsedCents      int64 `protobuf:"varint,8,opt,name=used_cents,json=usedCents,proto3" json:"used_cents,omitempty"`
+	AvailableCents int64 `protobuf:"varint,9,opt,name=available_cents,json=availableCents,proto3" json:"available_cents,omitempty"`
+	// account is the card's state now, for a bill payment (an operator's answer), without its
+	// remembered outcomes and credits.
+	Account       *Account `protobuf:"bytes,10,opt,name=account,proto3" json:"account,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OperationReply) Reset() {
+	*x = OperationReply{}
+	mi := &file_codebank_events_v1_events_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OperationReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OperationReply) ProtoMessage() {}
+
+func (x *OperationReply) ProtoReflect() protoreflect.Message {
+	mi := &file_codebank_events_v1_events_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OperationReply.ProtoReflect.Descriptor instead.
+func (*OperationReply) Descriptor() ([]byte, []int) {
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *OperationReply) GetCardToken() string {
+	if x != nil {
+		return x.CardToken
+	}
+	return ""
+}
+
+func (x *OperationReply) GetResult() OperationResult {
+	if x != nil {
+		return x.Result
+	}
+	return OperationResult_OPERATION_RESULT_UNSPECIFIED
+}
+
+func (x *OperationReply) GetDuplicate() bool {
+	if x != nil {
+		return x.Duplicate
+	}
+	return false
+}
+
+func (x *OperationReply) GetOperationId() string {
+	if x != nil {
+		return x.OperationId
+	}
+	return ""
+}
+
+func (x *OperationReply) GetAmountCents() int64 {
+	if x != nil {
+		return x.AmountCents
+	}
+	return 0
+}
+
+func (x *OperationReply) GetLeftCents() int64 {
+	if x != nil {
+		return x.LeftCents
+	}
+	return 0
+}
+
+func (x *OperationReply) GetDecidedAtUnixUs() int64 {
+	if x != nil {
+		return x.DecidedAtUnixUs
+	}
+	return 0
+}
+
+func (x *OperationReply) GetUsedCents() int64 {
+	if x != nil {
+		return x.UsedCents
+	}
+	return 0
+}
+
+func (x *OperationReply) GetAvailableCents() int64 {
+	if x != nil {
+		return x.AvailableCents
+	}
+	return 0
+}
+
+func (x *OperationReply) GetAccount() *Account {
+	if x != nil {
+		return x.Account
+	}
+	return nil
+}
 
 // PaymentReply is the outcome of a payment.
 type PaymentReply struct {
@@ -1475,7 +1923,7 @@ type PaymentReply struct {
 
 func (x *PaymentReply) Reset() {
 	*x = PaymentReply{}
-	mi := &file_codebank_events_v1_events_proto_msgTypes[10]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1487,7 +1935,7 @@ func (x *PaymentReply) String() string {
 func (*PaymentReply) ProtoMessage() {}
 
 func (x *PaymentReply) ProtoReflect() protoreflect.Message {
-	mi := &file_codebank_events_v1_events_proto_msgTypes[10]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1500,7 +1948,7 @@ func (x *PaymentReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PaymentReply.ProtoReflect.Descriptor instead.
 func (*PaymentReply) Descriptor() ([]byte, []int) {
-	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{10}
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PaymentReply) GetOutcome() *Outcome {
@@ -1547,7 +1995,7 @@ type CardReply struct {
 
 func (x *CardReply) Reset() {
 	*x = CardReply{}
-	mi := &file_codebank_events_v1_events_proto_msgTypes[11]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1559,7 +2007,7 @@ func (x *CardReply) String() string {
 func (*CardReply) ProtoMessage() {}
 
 func (x *CardReply) ProtoReflect() protoreflect.Message {
-	mi := &file_codebank_events_v1_events_proto_msgTypes[11]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1572,7 +2020,7 @@ func (x *CardReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CardReply.ProtoReflect.Descriptor instead.
 func (*CardReply) Descriptor() ([]byte, []int) {
-	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{11}
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CardReply) GetResult() CardResult {
@@ -1610,7 +2058,7 @@ type ReplyError struct {
 
 func (x *ReplyError) Reset() {
 	*x = ReplyError{}
-	mi := &file_codebank_events_v1_events_proto_msgTypes[12]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1622,7 +2070,7 @@ func (x *ReplyError) String() string {
 func (*ReplyError) ProtoMessage() {}
 
 func (x *ReplyError) ProtoReflect() protoreflect.Message {
-	mi := &file_codebank_events_v1_events_proto_msgTypes[12]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1635,7 +2083,7 @@ func (x *ReplyError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplyError.ProtoReflect.Descriptor instead.
 func (*ReplyError) Descriptor() ([]byte, []int) {
-	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{12}
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ReplyError) GetMessage() string {
@@ -1657,17 +2105,27 @@ type MonthTotal struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// month is "YYYY-MM".
 	Month string `protobuf:"bytes,1,opt,name=month,proto3" json:"month,omitempty"`
-	// count is the number of lines.
+	// count is the number of lines, of every kind.
 	Count int64 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
-	// total_cents is their sum.
-	TotalCents    int64 `protobuf:"varint,3,opt,name=total_cents,json=totalCents,proto3" json:"total_cents,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// total_cents is the sum of the purchases.
+	TotalCents int64 `protobuf:"varint,3,opt,name=total_cents,json=totalCents,proto3" json:"total_cents,omitempty"`
+	// purchases is the number of purchase lines.
+	Purchases int64 `protobuf:"varint,4,opt,name=purchases,proto3" json:"purchases,omitempty"`
+	// reversed_cents, refunded_cents and paid_cents are the sums of the reversals, refunds and
+	// bill payments.
+	ReversedCents int64 `protobuf:"varint,5,opt,name=reversed_cents,json=reversedCents,proto3" json:"reversed_cents,omitempty"`
+	RefundedCents int64 `protobuf:"varint,6,opt,name=refunded_cents,json=refundedCents,proto3" json:"refunded_cents,omitempty"`
+	PaidCents     int64 `protobuf:"varint,7,opt,name=paid_cents,json=paidCents,proto3" json:"paid_cents,omitempty"`
+	// paid_by_tenth_cents is the part of paid_cents paid on the 1st to the 10th of the month
+	// (UTC): what pays the previous month's bill by its due date.
+	PaidByTenthCents int64 `protobuf:"varint,8,opt,name=paid_by_tenth_cents,json=paidByTenthCents,proto3" json:"paid_by_tenth_cents,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *MonthTotal) Reset() {
 	*x = MonthTotal{}
-	mi := &file_codebank_events_v1_events_proto_msgTypes[13]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1679,7 +2137,7 @@ func (x *MonthTotal) String() string {
 func (*MonthTotal) ProtoMessage() {}
 
 func (x *MonthTotal) ProtoReflect() protoreflect.Message {
-	mi := &file_codebank_events_v1_events_proto_msgTypes[13]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1692,7 +2150,7 @@ func (x *MonthTotal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MonthTotal.ProtoReflect.Descriptor instead.
 func (*MonthTotal) Descriptor() ([]byte, []int) {
-	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{13}
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *MonthTotal) GetMonth() string {
@@ -1716,27 +2174,68 @@ func (x *MonthTotal) GetTotalCents() int64 {
 	return 0
 }
 
+func (x *MonthTotal) GetPurchases() int64 {
+	if x != nil {
+		return x.Purchases
+	}
+	return 0
+}
+
+func (x *MonthTotal) GetReversedCents() int64 {
+	if x != nil {
+		return x.ReversedCents
+	}
+	return 0
+}
+
+func (x *MonthTotal) GetRefundedCents() int64 {
+	if x != nil {
+		return x.RefundedCents
+	}
+	return 0
+}
+
+func (x *MonthTotal) GetPaidCents() int64 {
+	if x != nil {
+		return x.PaidCents
+	}
+	return 0
+}
+
+func (x *MonthTotal) GetPaidByTenthCents() int64 {
+	if x != nil {
+		return x.PaidByTenthCents
+	}
+	return 0
+}
+
 // StatementLine is one purchase on a statement: the value of its record in the statement lines
 // topic (processors.Topology.StatementLines).
 type StatementLine struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// transaction_id identifies the payment.
+	// transaction_id identifies the payment; for a reversal or refund, the purchase it credits.
 	TransactionId string `protobuf:"bytes,1,opt,name=transaction_id,json=transactionId,proto3" json:"transaction_id,omitempty"`
-	// authorized_at_unix_ms is when the bank approved it, in milliseconds since the Unix epoch.
+	// authorized_at_unix_ms is when the bank approved it (or carried the operation out), in
+	// milliseconds since the Unix epoch.
 	AuthorizedAtUnixMs int64 `protobuf:"varint,2,opt,name=authorized_at_unix_ms,json=authorizedAtUnixMs,proto3" json:"authorized_at_unix_ms,omitempty"`
 	// store is the merchant's name.
 	Store string `protobuf:"bytes,3,opt,name=store,proto3" json:"store,omitempty"`
 	// description says what was bought.
 	Description string `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
-	// amount_cents is the amount in minor units.
-	AmountCents   int64 `protobuf:"varint,5,opt,name=amount_cents,json=amountCents,proto3" json:"amount_cents,omitempty"`
+	// amount_cents is the amount in minor units, always positive: kind gives the direction.
+	AmountCents int64 `protobuf:"varint,5,opt,name=amount_cents,json=amountCents,proto3" json:"amount_cents,omitempty"`
+	// kind is what the line is: a purchase (UNSPECIFIED in lines written before operations
+	// existed), or a reversal, refund or bill payment, which give credit back.
+	Kind OperationKind `protobuf:"varint,6,opt,name=kind,proto3,enum=codebank.events.v1.OperationKind" json:"kind,omitempty"`
+	// operation_id is a reversal's, refund's or bill payment's own id.
+	OperationId   string `protobuf:"bytes,7,opt,name=operation_id,json=operationId,proto3" json:"operation_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatementLine) Reset() {
 	*x = StatementLine{}
-	mi := &file_codebank_events_v1_events_proto_msgTypes[14]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1748,7 +2247,7 @@ func (x *StatementLine) String() string {
 func (*StatementLine) ProtoMessage() {}
 
 func (x *StatementLine) ProtoReflect() protoreflect.Message {
-	mi := &file_codebank_events_v1_events_proto_msgTypes[14]
+	mi := &file_codebank_events_v1_events_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1761,7 +2260,7 @@ func (x *StatementLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatementLine.ProtoReflect.Descriptor instead.
 func (*StatementLine) Descriptor() ([]byte, []int) {
-	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{14}
+	return file_codebank_events_v1_events_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *StatementLine) GetTransactionId() string {
@@ -1799,6 +2298,20 @@ func (x *StatementLine) GetAmountCents() int64 {
 	return 0
 }
 
+func (x *StatementLine) GetKind() OperationKind {
+	if x != nil {
+		return x.Kind
+	}
+	return OperationKind_OPERATION_KIND_UNSPECIFIED
+}
+
+func (x *StatementLine) GetOperationId() string {
+	if x != nil {
+		return x.OperationId
+	}
+	return ""
+}
+
 var File_codebank_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_codebank_events_v1_events_proto_rawDesc = "" +
@@ -1823,7 +2336,7 @@ const file_codebank_events_v1_events_proto_rawDesc = "" +
 	"\vcvv_key_ids\x18\x0e \x03(\tR\tcvvKeyIds\x12\x1f\n" +
 	"\vmerchant_id\x18\x0f \x01(\tR\n" +
 	"merchantId\x12#\n" +
-	"\rmerchant_name\x18\x10 \x01(\tR\fmerchantNameJ\x04\b\x05\x10\x06R\tcvv_match\"\xb1\x03\n" +
+	"\rmerchant_name\x18\x10 \x01(\tR\fmerchantNameJ\x04\b\x05\x10\x06R\tcvv_match\"\xf0\x03\n" +
 	"\vCardCommand\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12\x1b\n" +
@@ -1835,8 +2348,19 @@ const file_codebank_events_v1_events_proto_rawDesc = "" +
 	"\x03get\x18\v \x01(\v2\x1b.codebank.events.v1.GetCardH\x00R\x03get\x125\n" +
 	"\x05block\x18\f \x01(\v2\x1d.codebank.events.v1.BlockCardH\x00R\x05block\x12;\n" +
 	"\aunblock\x18\r \x01(\v2\x1f.codebank.events.v1.UnblockCardH\x00R\aunblock\x128\n" +
-	"\x06verify\x18\x0e \x01(\v2\x1e.codebank.events.v1.VerifyCardH\x00R\x06verifyB\t\n" +
-	"\acommand\"\xf2\x01\n" +
+	"\x06verify\x18\x0e \x01(\v2\x1e.codebank.events.v1.VerifyCardH\x00R\x06verify\x12=\n" +
+	"\toperation\x18\x0f \x01(\v2\x1d.codebank.events.v1.OperationH\x00R\toperationB\t\n" +
+	"\acommand\"\xe7\x02\n" +
+	"\tOperation\x125\n" +
+	"\x04kind\x18\x01 \x01(\x0e2!.codebank.events.v1.OperationKindR\x04kind\x12!\n" +
+	"\foperation_id\x18\x02 \x01(\tR\voperationId\x12!\n" +
+	"\famount_cents\x18\x03 \x01(\x03R\vamountCents\x12\x1f\n" +
+	"\vmerchant_id\x18\x04 \x01(\tR\n" +
+	"merchantId\x12#\n" +
+	"\rmerchant_name\x18\x05 \x01(\tR\fmerchantName\x12%\n" +
+	"\x0etransaction_id\x18\x06 \x01(\tR\rtransactionId\x122\n" +
+	"\x15purchase_amount_cents\x18\a \x01(\x03R\x13purchaseAmountCents\x12<\n" +
+	"\x1bpurchase_decided_at_unix_us\x18\b \x01(\x03R\x17purchaseDecidedAtUnixUs\"\xf2\x01\n" +
 	"\tIssueCard\x12\x1f\n" +
 	"\vholder_name\x18\x01 \x01(\tR\n" +
 	"holderName\x12\x1f\n" +
@@ -1856,7 +2380,7 @@ const file_codebank_events_v1_events_proto_rawDesc = "" +
 	"\fexpiry_month\x18\x01 \x01(\x05R\vexpiryMonth\x12\x1f\n" +
 	"\vexpiry_year\x18\x02 \x01(\x05R\n" +
 	"expiryYear\x12\x1e\n" +
-	"\vcvv_key_ids\x18\x03 \x03(\tR\tcvvKeyIds\"\xf7\x05\n" +
+	"\vcvv_key_ids\x18\x03 \x03(\tR\tcvvKeyIds\"\xe0\x06\n" +
 	"\aAccount\x12\x1f\n" +
 	"\vholder_name\x18\x01 \x01(\tR\n" +
 	"holderName\x12\x1f\n" +
@@ -1879,7 +2403,12 @@ const file_codebank_events_v1_events_proto_rawDesc = "" +
 	"\rrequest_input\x18\x11 \x01(\aR\frequestInput\x12%\n" +
 	"\x0erequest_offset\x18\x12 \x01(\x03R\rrequestOffset\x12#\n" +
 	"\rcommand_input\x18\x13 \x01(\aR\fcommandInput\x12%\n" +
-	"\x0ecommand_offset\x18\x14 \x01(\x03R\rcommandOffset\x120\n" +
+	"\x0ecommand_offset\x18\x14 \x01(\x03R\rcommandOffset\x12\x18\n" +
+	"\acredits\x18< \x01(\fR\acredits\x12-\n" +
+	"\x13credit_floor_unix_s\x18= \x01(\x03R\x10creditFloorUnixS\x12\x1e\n" +
+	"\n" +
+	"operations\x18> \x01(\x03R\n" +
+	"operations\x120\n" +
 	"\x14verify_failure_times\x18( \x03(\aR\x12verifyFailureTimesJ\x04\b\t\x10\n" +
 	"J\x04\b\n" +
 	"\x10\vR\x06recent\"\xcf\x02\n" +
@@ -1890,14 +2419,30 @@ const file_codebank_events_v1_events_proto_rawDesc = "" +
 	"\famount_cents\x18\x04 \x01(\x03R\vamountCents\x12'\n" +
 	"\x0favailable_cents\x18\x05 \x01(\x03R\x0eavailableCents\x12+\n" +
 	"\x12decided_at_unix_us\x18\x06 \x01(\x03R\x0fdecidedAtUnixUs\x12/\n" +
-	"\x14requested_at_unix_us\x18\a \x01(\x03R\x11requestedAtUnixUs\"\xe1\x01\n" +
+	"\x14requested_at_unix_us\x18\a \x01(\x03R\x11requestedAtUnixUs\"\xa5\x02\n" +
 	"\x05Reply\x12%\n" +
 	"\x0ecorrelation_id\x18\x01 \x01(\tR\rcorrelationId\x12<\n" +
 	"\apayment\x18\n" +
 	" \x01(\v2 .codebank.events.v1.PaymentReplyH\x00R\apayment\x123\n" +
 	"\x04card\x18\v \x01(\v2\x1d.codebank.events.v1.CardReplyH\x00R\x04card\x126\n" +
-	"\x05error\x18\f \x01(\v2\x1e.codebank.events.v1.ReplyErrorH\x00R\x05errorB\x06\n" +
-	"\x04body\"\x9e\x01\n" +
+	"\x05error\x18\f \x01(\v2\x1e.codebank.events.v1.ReplyErrorH\x00R\x05error\x12B\n" +
+	"\toperation\x18\r \x01(\v2\".codebank.events.v1.OperationReplyH\x00R\toperationB\x06\n" +
+	"\x04body\"\x9b\x03\n" +
+	"\x0eOperationReply\x12\x1d\n" +
+	"\n" +
+	"card_token\x18\x01 \x01(\tR\tcardToken\x12;\n" +
+	"\x06result\x18\x02 \x01(\x0e2#.codebank.events.v1.OperationResultR\x06result\x12\x1c\n" +
+	"\tduplicate\x18\x03 \x01(\bR\tduplicate\x12!\n" +
+	"\foperation_id\x18\x04 \x01(\tR\voperationId\x12!\n" +
+	"\famount_cents\x18\x05 \x01(\x03R\vamountCents\x12\x1d\n" +
+	"\n" +
+	"left_cents\x18\x06 \x01(\x03R\tleftCents\x12+\n" +
+	"\x12decided_at_unix_us\x18\a \x01(\x03R\x0fdecidedAtUnixUs\x12\x1d\n" +
+	"\n" +
+	"used_cents\x18\b \x01(\x03R\tusedCents\x12'\n" +
+	"\x0favailable_cents\x18\t \x01(\x03R\x0eavailableCents\x125\n" +
+	"\aaccount\x18\n" +
+	" \x01(\v2\x1b.codebank.events.v1.AccountR\aaccount\"\x9e\x01\n" +
 	"\fPaymentReply\x125\n" +
 	"\aoutcome\x18\x01 \x01(\v2\x1b.codebank.events.v1.OutcomeR\aoutcome\x12\x1c\n" +
 	"\tduplicate\x18\x02 \x01(\bR\tduplicate\x12\x1a\n" +
@@ -1913,19 +2458,27 @@ const file_codebank_events_v1_events_proto_rawDesc = "" +
 	"ReplyError\x12\x18\n" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12\x1d\n" +
 	"\n" +
-	"card_token\x18\x02 \x01(\tR\tcardToken\"Y\n" +
+	"card_token\x18\x02 \x01(\tR\tcardToken\"\x93\x02\n" +
 	"\n" +
 	"MonthTotal\x12\x14\n" +
 	"\x05month\x18\x01 \x01(\tR\x05month\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x03R\x05count\x12\x1f\n" +
 	"\vtotal_cents\x18\x03 \x01(\x03R\n" +
-	"totalCents\"\xc4\x01\n" +
+	"totalCents\x12\x1c\n" +
+	"\tpurchases\x18\x04 \x01(\x03R\tpurchases\x12%\n" +
+	"\x0ereversed_cents\x18\x05 \x01(\x03R\rreversedCents\x12%\n" +
+	"\x0erefunded_cents\x18\x06 \x01(\x03R\rrefundedCents\x12\x1d\n" +
+	"\n" +
+	"paid_cents\x18\a \x01(\x03R\tpaidCents\x12-\n" +
+	"\x13paid_by_tenth_cents\x18\b \x01(\x03R\x10paidByTenthCents\"\x9e\x02\n" +
 	"\rStatementLine\x12%\n" +
 	"\x0etransaction_id\x18\x01 \x01(\tR\rtransactionId\x121\n" +
 	"\x15authorized_at_unix_ms\x18\x02 \x01(\x03R\x12authorizedAtUnixMs\x12\x14\n" +
 	"\x05store\x18\x03 \x01(\tR\x05store\x12 \n" +
 	"\vdescription\x18\x04 \x01(\tR\vdescription\x12!\n" +
-	"\famount_cents\x18\x05 \x01(\x03R\vamountCents*Z\n" +
+	"\famount_cents\x18\x05 \x01(\x03R\vamountCents\x125\n" +
+	"\x04kind\x18\x06 \x01(\x0e2!.codebank.events.v1.OperationKindR\x04kind\x12!\n" +
+	"\foperation_id\x18\a \x01(\tR\voperationId*Z\n" +
 	"\n" +
 	"CardStatus\x12\x1b\n" +
 	"\x17CARD_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
@@ -1949,11 +2502,25 @@ const file_codebank_events_v1_events_proto_rawDesc = "" +
 	"\aChannel\x12\x17\n" +
 	"\x13CHANNEL_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vCHANNEL_API\x10\x01\x12\x12\n" +
-	"\x0eCHANNEL_LEGACY\x10\x02*n\n" +
+	"\x0eCHANNEL_LEGACY\x10\x02*\xa5\x01\n" +
+	"\rOperationKind\x12\x1e\n" +
+	"\x1aOPERATION_KIND_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17OPERATION_KIND_PURCHASE\x10\x01\x12\x1b\n" +
+	"\x17OPERATION_KIND_REVERSAL\x10\x02\x12\x19\n" +
+	"\x15OPERATION_KIND_REFUND\x10\x03\x12\x1f\n" +
+	"\x1bOPERATION_KIND_BILL_PAYMENT\x10\x04*n\n" +
 	"\vBlockReason\x12\x1c\n" +
 	"\x18BLOCK_REASON_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15BLOCK_REASON_OPERATOR\x10\x01\x12&\n" +
-	"\"BLOCK_REASON_VERIFICATION_FAILURES\x10\x02*\xb3\x01\n" +
+	"\"BLOCK_REASON_VERIFICATION_FAILURES\x10\x02*\xe9\x01\n" +
+	"\x0fOperationResult\x12 \n" +
+	"\x1cOPERATION_RESULT_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13OPERATION_RESULT_OK\x10\x01\x12\x1e\n" +
+	"\x1aOPERATION_RESULT_NOT_FOUND\x10\x02\x12\x1d\n" +
+	"\x19OPERATION_RESULT_CONFLICT\x10\x03\x12\x1c\n" +
+	"\x18OPERATION_RESULT_EXCEEDS\x10\x04\x12\x1c\n" +
+	"\x18OPERATION_RESULT_EXPIRED\x10\x05\x12 \n" +
+	"\x1cOPERATION_RESULT_UNAVAILABLE\x10\x06*\xb3\x01\n" +
 	"\n" +
 	"CardResult\x12\x1b\n" +
 	"\x17CARD_RESULT_UNSPECIFIED\x10\x00\x12\x12\n" +
@@ -1975,53 +2542,63 @@ func file_codebank_events_v1_events_proto_rawDescGZIP() []byte {
 	return file_codebank_events_v1_events_proto_rawDescData
 }
 
-var file_codebank_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_codebank_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_codebank_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
+var file_codebank_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_codebank_events_v1_events_proto_goTypes = []any{
 	(CardStatus)(0),          // 0: codebank.events.v1.CardStatus
 	(PaymentStatus)(0),       // 1: codebank.events.v1.PaymentStatus
 	(RejectReason)(0),        // 2: codebank.events.v1.RejectReason
 	(Channel)(0),             // 3: codebank.events.v1.Channel
-	(BlockReason)(0),         // 4: codebank.events.v1.BlockReason
-	(CardResult)(0),          // 5: codebank.events.v1.CardResult
-	(*PaymentRequested)(nil), // 6: codebank.events.v1.PaymentRequested
-	(*CardCommand)(nil),      // 7: codebank.events.v1.CardCommand
-	(*IssueCard)(nil),        // 8: codebank.events.v1.IssueCard
-	(*GetCard)(nil),          // 9: codebank.events.v1.GetCard
-	(*BlockCard)(nil),        // 10: codebank.events.v1.BlockCard
-	(*UnblockCard)(nil),      // 11: codebank.events.v1.UnblockCard
-	(*VerifyCard)(nil),       // 12: codebank.events.v1.VerifyCard
-	(*Account)(nil),          // 13: codebank.events.v1.Account
-	(*Outcome)(nil),          // 14: codebank.events.v1.Outcome
-	(*Reply)(nil),            // 15: codebank.events.v1.Reply
-	(*PaymentReply)(nil),     // 16: codebank.events.v1.PaymentReply
-	(*CardReply)(nil),        // 17: codebank.events.v1.CardReply
-	(*ReplyError)(nil),       // 18: codebank.events.v1.ReplyError
-	(*MonthTotal)(nil),       // 19: codebank.events.v1.MonthTotal
-	(*StatementLine)(nil),    // 20: codebank.events.v1.StatementLine
+	(OperationKind)(0),       // 4: codebank.events.v1.OperationKind
+	(BlockReason)(0),         // 5: codebank.events.v1.BlockReason
+	(OperationResult)(0),     // 6: codebank.events.v1.OperationResult
+	(CardResult)(0),          // 7: codebank.events.v1.CardResult
+	(*PaymentRequested)(nil), // 8: codebank.events.v1.PaymentRequested
+	(*CardCommand)(nil),      // 9: codebank.events.v1.CardCommand
+	(*Operation)(nil),        // 10: codebank.events.v1.Operation
+	(*IssueCard)(nil),        // 11: codebank.events.v1.IssueCard
+	(*GetCard)(nil),          // 12: codebank.events.v1.GetCard
+	(*BlockCard)(nil),        // 13: codebank.events.v1.BlockCard
+	(*UnblockCard)(nil),      // 14: codebank.events.v1.UnblockCard
+	(*VerifyCard)(nil),       // 15: codebank.events.v1.VerifyCard
+	(*Account)(nil),          // 16: codebank.events.v1.Account
+	(*Outcome)(nil),          // 17: codebank.events.v1.Outcome
+	(*Reply)(nil),            // 18: codebank.events.v1.Reply
+	(*OperationReply)(nil),   // 19: codebank.events.v1.OperationReply
+	(*PaymentReply)(nil),     // 20: codebank.events.v1.PaymentReply
+	(*CardReply)(nil),        // 21: codebank.events.v1.CardReply
+	(*ReplyError)(nil),       // 22: codebank.events.v1.ReplyError
+	(*MonthTotal)(nil),       // 23: codebank.events.v1.MonthTotal
+	(*StatementLine)(nil),    // 24: codebank.events.v1.StatementLine
 }
 var file_codebank_events_v1_events_proto_depIdxs = []int32{
 	3,  // 0: codebank.events.v1.PaymentRequested.channel:type_name -> codebank.events.v1.Channel
-	8,  // 1: codebank.events.v1.CardCommand.issue:type_name -> codebank.events.v1.IssueCard
-	9,  // 2: codebank.events.v1.CardCommand.get:type_name -> codebank.events.v1.GetCard
-	10, // 3: codebank.events.v1.CardCommand.block:type_name -> codebank.events.v1.BlockCard
-	11, // 4: codebank.events.v1.CardCommand.unblock:type_name -> codebank.events.v1.UnblockCard
-	12, // 5: codebank.events.v1.CardCommand.verify:type_name -> codebank.events.v1.VerifyCard
-	0,  // 6: codebank.events.v1.Account.status:type_name -> codebank.events.v1.CardStatus
-	4,  // 7: codebank.events.v1.Account.block_reason:type_name -> codebank.events.v1.BlockReason
-	1,  // 8: codebank.events.v1.Outcome.status:type_name -> codebank.events.v1.PaymentStatus
-	2,  // 9: codebank.events.v1.Outcome.reason:type_name -> codebank.events.v1.RejectReason
-	16, // 10: codebank.events.v1.Reply.payment:type_name -> codebank.events.v1.PaymentReply
-	17, // 11: codebank.events.v1.Reply.card:type_name -> codebank.events.v1.CardReply
-	18, // 12: codebank.events.v1.Reply.error:type_name -> codebank.events.v1.ReplyError
-	14, // 13: codebank.events.v1.PaymentReply.outcome:type_name -> codebank.events.v1.Outcome
-	5,  // 14: codebank.events.v1.CardReply.result:type_name -> codebank.events.v1.CardResult
-	13, // 15: codebank.events.v1.CardReply.account:type_name -> codebank.events.v1.Account
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	11, // 1: codebank.events.v1.CardCommand.issue:type_name -> codebank.events.v1.IssueCard
+	12, // 2: codebank.events.v1.CardCommand.get:type_name -> codebank.events.v1.GetCard
+	13, // 3: codebank.events.v1.CardCommand.block:type_name -> codebank.events.v1.BlockCard
+	14, // 4: codebank.events.v1.CardCommand.unblock:type_name -> codebank.events.v1.UnblockCard
+	15, // 5: codebank.events.v1.CardCommand.verify:type_name -> codebank.events.v1.VerifyCard
+	10, // 6: codebank.events.v1.CardCommand.operation:type_name -> codebank.events.v1.Operation
+	4,  // 7: codebank.events.v1.Operation.kind:type_name -> codebank.events.v1.OperationKind
+	0,  // 8: codebank.events.v1.Account.status:type_name -> codebank.events.v1.CardStatus
+	5,  // 9: codebank.events.v1.Account.block_reason:type_name -> codebank.events.v1.BlockReason
+	1,  // 10: codebank.events.v1.Outcome.status:type_name -> codebank.events.v1.PaymentStatus
+	2,  // 11: codebank.events.v1.Outcome.reason:type_name -> codebank.events.v1.RejectReason
+	20, // 12: codebank.events.v1.Reply.payment:type_name -> codebank.events.v1.PaymentReply
+	21, // 13: codebank.events.v1.Reply.card:type_name -> codebank.events.v1.CardReply
+	22, // 14: codebank.events.v1.Reply.error:type_name -> codebank.events.v1.ReplyError
+	19, // 15: codebank.events.v1.Reply.operation:type_name -> codebank.events.v1.OperationReply
+	6,  // 16: codebank.events.v1.OperationReply.result:type_name -> codebank.events.v1.OperationResult
+	16, // 17: codebank.events.v1.OperationReply.account:type_name -> codebank.events.v1.Account
+	17, // 18: codebank.events.v1.PaymentReply.outcome:type_name -> codebank.events.v1.Outcome
+	7,  // 19: codebank.events.v1.CardReply.result:type_name -> codebank.events.v1.CardResult
+	16, // 20: codebank.events.v1.CardReply.account:type_name -> codebank.events.v1.Account
+	4,  // 21: codebank.events.v1.StatementLine.kind:type_name -> codebank.events.v1.OperationKind
+	22, // [22:22] is the sub-list for method output_type
+	22, // [22:22] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_codebank_events_v1_events_proto_init() }
@@ -2035,19 +2612,21 @@ func file_codebank_events_v1_events_proto_init() {
 		(*CardCommand_Block)(nil),
 		(*CardCommand_Unblock)(nil),
 		(*CardCommand_Verify)(nil),
+		(*CardCommand_Operation)(nil),
 	}
-	file_codebank_events_v1_events_proto_msgTypes[9].OneofWrappers = []any{
+	file_codebank_events_v1_events_proto_msgTypes[10].OneofWrappers = []any{
 		(*Reply_Payment)(nil),
 		(*Reply_Card)(nil),
 		(*Reply_Error)(nil),
+		(*Reply_Operation)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_codebank_events_v1_events_proto_rawDesc), len(file_codebank_events_v1_events_proto_rawDesc)),
-			NumEnums:      6,
-			NumMessages:   15,
+			NumEnums:      8,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
