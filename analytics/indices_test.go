@@ -15,6 +15,7 @@ import (
 	"github.com/codebank/codebank/codecs"
 	"github.com/codebank/codebank/internal/testenv/banktest"
 	"github.com/codebank/codebank/internal/testenv/kafkatest"
+	"github.com/codebank/codebank/internal/testenv/tier"
 	"github.com/codebank/codebank/internal/testenv/wait"
 )
 
@@ -61,6 +62,7 @@ func TestExpired(t *testing.T) {
 // replicas, behind the alias; on this server (no ISM plugin) it says that nothing deletes old
 // indices; it refuses an index that holds the alias's name, and running it again is harmless.
 func TestEnsureIndices(t *testing.T) {
+	tier.Servers(t, "OpenSearch")
 	ctx := context.Background()
 	c, err := analytics.NewClient(servers.SearchURL)
 	if err != nil {
@@ -105,6 +107,7 @@ func TestEnsureIndices(t *testing.T) {
 // TestPrune: `codebank analytics prune` deletes whole indices past the retention, and no other,
 // on the real server; the alias then reads the ones left.
 func TestPrune(t *testing.T) {
+	tier.Servers(t, "OpenSearch")
 	ctx := context.Background()
 	c, err := analytics.NewClient(servers.SearchURL)
 	if err != nil {
@@ -157,6 +160,7 @@ func TestPrune(t *testing.T) {
 // delivered; delivered again (the same record produced twice, and Connect reading the whole
 // topic again), each overwrites its document in the same index: the alias counts two.
 func TestRedeliveryAcrossMonthBoundary(t *testing.T) {
+	tier.Servers(t, "a Kafka broker, OpenSearch and Kafka Connect")
 	name := kafkatest.Name(t)
 	d := banktest.NewDeployment(t, servers.Broker, name, 3, 1)
 	ix := analytics.Indices{Alias: analytics.DefaultIndex + "-" + strings.ToLower(name)}

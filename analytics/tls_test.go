@@ -22,6 +22,7 @@ import (
 	"github.com/codebank/codebank/internal/testenv/banktest"
 	"github.com/codebank/codebank/internal/testenv/certs"
 	"github.com/codebank/codebank/internal/testenv/kafkatest"
+	"github.com/codebank/codebank/internal/testenv/tier"
 	"github.com/codebank/codebank/internal/testenv/wait"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
@@ -79,6 +80,7 @@ func buildCodebank(t *testing.T, dir string) string {
 // audit` and `codebank analytics` read them back the same way. Without the CA the CLI refuses
 // the server's certificate, and a sink given another CA fails its task, saying so.
 func TestSinkAndCLIOverHTTPS(t *testing.T) {
+	tier.Servers(t, "a Kafka broker, OpenSearch and Kafka Connect")
 	dir := t.TempDir()
 	bin := buildCodebank(t, dir)
 	search := startHTTPSSearch(t, dir)
