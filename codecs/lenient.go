@@ -9,7 +9,7 @@ import (
 // A goka processor stops, and stops again after every restart, on the first record its codec
 // cannot decode: goka treats a decoding error as fatal. Code Bank's processors therefore read
 // their inputs with Framed and their tables with Lenient, whose Decode never fails, and decide
-// themselves what to do with a record that does not decode (processors.DeadLetters).
+// themselves what to do with a record that does not decode (stream.DeadLetters).
 
 // Frame is a record read through a Framed codec: its bytes as they were in the topic, and
 // either its decoded Value or the Err that kept it from decoding.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/codebank/codebank/codecs"
 	"github.com/codebank/codebank/internal/kafkaconf"
+	"github.com/codebank/codebank/internal/stream"
 	"github.com/codebank/codebank/processors"
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
 )
@@ -52,7 +53,7 @@ type KafkaBank struct {
 	out         atomic.Pointer[emitters] // the live generation's, swapped by Switch
 	consumer    sarama.Consumer
 	replies     sarama.PartitionConsumer
-	dead        *processors.DeadLetterWriter
+	dead        *stream.DeadLetterWriter
 	partition   int32
 	replyKey    string
 	corr        *Correlator
@@ -156,7 +157,7 @@ func NewKafkaBank(cfg BankConfig, deps BankDeps) (*KafkaBank, error) {
 		return nil, fmt.Errorf("consume %s/%d: %w", replies.Name, b.partition, err)
 	}
 	in := topo.Input(processors.ConsumerIngress, replies)
-	if b.dead, err = processors.NewDeadLetterWriter(kc, processors.ConsumerIngress, in, processors.NewDeadLetters(reg, log), log); err != nil {
+	if b.dead, err = stream.NewDeadLetterWriter(kc, processors.ConsumerIngress, in, stream.NewDeadLetters(reg, log), log); err != nil {
 		b.Close()
 		return nil, err
 	}

@@ -14,6 +14,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/codebank/codebank/internal/stream"
 	"github.com/codebank/codebank/processors"
 )
 
@@ -180,7 +181,7 @@ func GenerationYAML(d Deployment, generation, partitions int) []byte {
 # this one from there when codebank partitions cleanup asks for it (docs/operations.md, "Scale").
 `, generation, partitions)
 	for _, t := range (Deployment{Bank: d.Bank.At(generation, partitions), Replication: d.Replication}).Topics() {
-		if slices.ContainsFunc(d.Bank.At(generation, partitions).AuthorizerTopics(), func(a processors.Topic) bool { return a.Name == t.Name }) {
+		if slices.ContainsFunc(d.Bank.At(generation, partitions).AuthorizerTopics(), func(a stream.Topic) bool { return a.Name == t.Name }) {
 			writeTopic(&g, d, t, generation)
 		}
 	}
@@ -188,7 +189,7 @@ func GenerationYAML(d Deployment, generation, partitions int) []byte {
 }
 
 // writeTopic writes the KafkaTopic of t; generation > 0 labels it with its generation.
-func writeTopic(b *bytes.Buffer, d Deployment, t processors.Topic, generation int) {
+func writeTopic(b *bytes.Buffer, d Deployment, t stream.Topic, generation int) {
 	b.WriteString("---\n")
 	if t.Key != "" {
 		fmt.Fprintf(b, "# Key: %s.\n", t.Key)

@@ -39,7 +39,7 @@ import (
 	"github.com/codebank/codebank/analytics"
 	"github.com/codebank/codebank/connect"
 	"github.com/codebank/codebank/grpcgateway"
-	"github.com/codebank/codebank/processors"
+	"github.com/codebank/codebank/internal/stream"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 )
 
@@ -954,7 +954,7 @@ func checkKafka(t *testing.T, d decoded) {
 	}
 	// What they must be: every topic of the deployment but the authorizer's, and the
 	// authorizer's of every generation applied (generation-N.yaml), complete.
-	want := map[string]processors.Topic{}
+	want := map[string]stream.Topic{}
 	movable := map[string]bool{}
 	for _, topic := range dep.Bank.AuthorizerTopics() {
 		movable[topic.Name] = true

@@ -5,6 +5,7 @@ import (
 	"strconv"
 
 	"github.com/codebank/codebank/analytics"
+	"github.com/codebank/codebank/internal/stream"
 	"github.com/codebank/codebank/processors"
 	"github.com/codebank/codebank/web/store"
 )
@@ -35,15 +36,15 @@ func (d Deployment) ConnectorName() string { return analytics.ConnectorName(d.Ba
 
 // Topics returns every topic of the deployment: the bank's, the store's and Kafka Connect's,
 // each with min.insync.replicas added to its configuration.
-func (d Deployment) Topics() []processors.Topic {
-	compact := func(name string, parts int) processors.Topic {
-		return processors.Topic{Name: name, Key: "Kafka Connect's own", Partitions: parts,
+func (d Deployment) Topics() []stream.Topic {
+	compact := func(name string, parts int) stream.Topic {
+		return stream.Topic{Name: name, Key: "Kafka Connect's own", Partitions: parts,
 			Config: map[string]string{"cleanup.policy": "compact", "segment.ms": connectSegmentMillis}}
 	}
 	all := append(d.Bank.All(), d.Store().All()...)
 	all = append(all, compact(ConnectConfigsTopic, connectConfigsParts), compact(ConnectOffsetsTopic, connectOffsetsParts),
 		compact(ConnectStatusTopic, connectStatusParts))
-	out := make([]processors.Topic, len(all))
+	out := make([]stream.Topic, len(all))
 	for i, t := range all {
 		cfg := map[string]string{"min.insync.replicas": strconv.Itoa(MinInsyncReplicas)}
 		for k, v := range t.Config {
@@ -56,14 +57,14 @@ func (d Deployment) Topics() []processors.Topic {
 }
 
 // Client is what one client of Kafka does with it: the topics it reads and writes, the groups
-// it consumes in, and the consumers (processors.Consumer) it runs, whose inputs it reads and
+// it consumes in, and the consumers (stream.Consumer) it runs, whose inputs it reads and
 // whose dead-letter topics it writes.
 type Client struct {
 	// Name is the Kafka user: kafka-<role>.
 	Name string
 	// Doc says who uses it.
 	Doc string
-	// Consumers are the consumers the client runs (by processors.Consumer name).
+	// Consumers are the consumers the client runs (by stream.Consumer name).
 	Consumers []string
 	// Groups are the consumer groups it commits offsets in (Read).
 	Groups []string
@@ -131,7 +132,7 @@ func (d Deployment) Clients() []Client {
 	}
 }
 
-func names(topics []processors.Topic) []string {
+func names(topics []stream.Topic) []string {
 	out := make([]string, len(topics))
 	for i, t := range topics {
 		out[i] = t.Name
@@ -179,7 +180,7 @@ type User struct {
 // and DescribeConfigs on every topic it names, Read on its groups and Describe on the groups
 // whose lag it reads. The authorizer's topics and group are named by prefix (Generational).
 func (d Deployment) Users() []User {
-	consumers := map[string]processors.Consumer{}
+	consumers := map[string]stream.Consumer{}
 	for _, c := range append(d.Bank.Consumers(), d.Store().Consumers()...) {
 		consumers[c.Name] = c
 	}

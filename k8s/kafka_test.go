@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/codebank/codebank/processors"
+	"github.com/codebank/codebank/internal/stream"
 )
 
 // TestKafkaACLs checks the clients' access (Deployment.Clients, from which users.yaml is
@@ -23,7 +23,7 @@ func TestKafkaACLs(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, s := d.Bank, d.Store()
-	topics := map[string]processors.Topic{}
+	topics := map[string]stream.Topic{}
 	for _, topic := range d.Topics() {
 		topics[topic.Name] = topic
 	}

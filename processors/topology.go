@@ -1,30 +1,28 @@
-// Package processors declares every Kafka topic of Code Bank, with its key, codec and partition
-// count, and creates them all in one step (Topology.Ensure). The processors themselves live in
-// the sub-packages: authorizer (balances and decisions) and, downstream of it, the consumers
-// of its results.
+// Package processors is the bank's side of Kafka: this file declares every topic of the bank,
+// with its key, codec and partition count, every consumer of them and its dead-letter topics,
+// and creates them all in one step (Topology.Ensure). The bank's processors live in the
+// sub-packages: authorizer (balances and decisions) and, downstream of it, statements.
 //
-// Its main types are Topology, which names one deployment's topics, and Topic.
+// Its main type is Topology, which names one deployment's topics. The plumbing the processors
+// are built with (topics, groups, views, dead letters, lag) is not the bank's and lives apart,
+// in internal/stream, which the store (web/store) builds on too.
 package processors
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/lovoo/goka"
 
 	"github.com/codebank/codebank/codecs"
+	"github.com/codebank/codebank/internal/stream"
 )
 
-// Default partition counts, suited to one machine.
-const (
-	DefaultPartitions      = 6
-	DefaultReplyPartitions = 8
-)
+// DefaultReplyPartitions is the partition count of the replies topic when a topology names
+// none (the card-keyed topics have stream.DefaultPartitions).
+const DefaultReplyPartitions = 8
 
 // Topology names the topics and groups of one Code Bank deployment and says how many
 // partitions they have. Prefix separates deployments that share a cluster (and tests that
@@ -74,23 +72,9 @@ func (t Topology) authorizerPartitions() int {
 	return t.partitions()
 }
 
-// Topic is one Kafka topic of Code Bank.
-type Topic struct {
-	// Name is the topic's name.
-	Name string
-	// Key says what the record key is.
-	Key string
-	// Codec encodes and decodes record values.
-	Codec goka.Codec
-	// Partitions is the partition count.
-	Partitions int
-	// Config holds topic-level settings such as cleanup.policy.
-	Config map[string]string
-}
-
 func (t Topology) partitions() int {
 	if t.Partitions <= 0 {
-		return DefaultPartitions
+		return stream.DefaultPartitions
 	}
 	return t.Partitions
 }
@@ -104,8 +88,8 @@ func (t Topology) replyPartitions() int {
 
 // PaymentRequests carries payment attempts accepted by the ingress. Key: card token. Value:
 // eventsv1.PaymentRequested. Written by the ingress, read by the authorizer.
-func (t Topology) PaymentRequests() Topic {
-	return Topic{Name: t.Prefix + t.generational("payment-requests"), Key: "card token", Codec: codecs.PaymentRequested, Partitions: t.authorizerPartitions(),
+func (t Topology) PaymentRequests() stream.Topic {
+	return stream.Topic{Name: t.Prefix + t.generational("payment-requests"), Key: "card token", Codec: codecs.PaymentRequested, Partitions: t.authorizerPartitions(),
 		Config: map[string]string{"retention.ms": strconv.FormatInt((7 * 24 * time.Hour).Milliseconds(), 10)}}
 }
 
@@ -113,8 +97,8 @@ func (t Topology) PaymentRequests() Topic {
 // operations that give credit back (reversals, refunds, bill payments). Key: card token. Value:
 // eventsv1.CardCommand. Written by the ingress, read by the authorizer; co-partitioned with
 // PaymentRequests so one authorizer instance owns a card for both.
-func (t Topology) CardCommands() Topic {
-	return Topic{Name: t.Prefix + t.generational("card-commands"), Key: "card token", Codec: codecs.CardCommand, Partitions: t.authorizerPartitions(),
+func (t Topology) CardCommands() stream.Topic {
+	return stream.Topic{Name: t.Prefix + t.generational("card-commands"), Key: "card token", Codec: codecs.CardCommand, Partitions: t.authorizerPartitions(),
 		Config: map[string]string{"retention.ms": strconv.FormatInt((7 * 24 * time.Hour).Milliseconds(), 10)}}
 }
 
@@ -125,48 +109,48 @@ func (t Topology) AuthorizerGroup() goka.Group {
 
 // AuthorizerTable is the authorizer's compacted changelog: every card's account, the single
 // source of truth for balances. Key: card token. Value: eventsv1.Account.
-func (t Topology) AuthorizerTable() Topic {
-	return Topic{Name: string(goka.GroupTable(t.AuthorizerGroup())), Key: "card token", Codec: codecs.Account, Partitions: t.authorizerPartitions(),
+func (t Topology) AuthorizerTable() stream.Topic {
+	return stream.Topic{Name: string(goka.GroupTable(t.AuthorizerGroup())), Key: "card token", Codec: codecs.Account, Partitions: t.authorizerPartitions(),
 		Config: map[string]string{"cleanup.policy": "compact", "segment.ms": strconv.FormatInt(time.Hour.Milliseconds(), 10)}}
 }
 
 // AuthorizerTopics returns the topics of the authorizer's generation: its inputs, their
 // dead letters and its table.
-func (t Topology) AuthorizerTopics() []Topic {
+func (t Topology) AuthorizerTopics() []stream.Topic {
 	requests, commands := t.PaymentRequests(), t.CardCommands()
-	return []Topic{requests, commands, t.AuthorizerTable(),
+	return []stream.Topic{requests, commands, t.AuthorizerTable(),
 		t.DeadLetters(ConsumerAuthorizer, requests), t.DeadLetters(ConsumerAuthorizer, commands)}
 }
 
 // Generations records which generation of the authorizer's topics is live, and which one is
 // kept for rollback (internal/generations). Key: "authorizer". Value: JSON. One partition,
 // compacted.
-func (t Topology) Generations() Topic {
-	return Topic{Name: t.Prefix + "generations", Key: "authorizer", Codec: codecs.Bytes{}, Partitions: 1,
+func (t Topology) Generations() stream.Topic {
+	return stream.Topic{Name: t.Prefix + "generations", Key: "authorizer", Codec: codecs.Bytes{}, Partitions: 1,
 		Config: map[string]string{"cleanup.policy": "compact"}}
 }
 
 // Results carries the decision on every payment attempt, approved or rejected, and every
 // reversal, refund and bill payment carried out, as JSON (codecs.Result). Key: card token. Written by the authorizer, read by the statements
 // processor and Kafka Connect.
-func (t Topology) Results() Topic {
-	return Topic{Name: t.Prefix + "payment-results", Key: "card token", Codec: codecs.ResultCodec{}, Partitions: t.partitions(),
+func (t Topology) Results() stream.Topic {
+	return stream.Topic{Name: t.Prefix + "payment-results", Key: "card token", Codec: codecs.ResultCodec{}, Partitions: t.partitions(),
 		Config: map[string]string{"retention.ms": strconv.FormatInt((30 * 24 * time.Hour).Milliseconds(), 10)}}
 }
 
 // ResultDeadLetters receives the results records Kafka Connect could not index, unchanged, with
 // Connect's __connect.errors.* headers saying why. Written by Kafka Connect (errors.tolerance=all),
 // read by people. Kept for 30 days.
-func (t Topology) ResultDeadLetters() Topic {
-	return Topic{Name: t.Prefix + "payment-results-dlq", Key: "as in payment-results", Codec: codecs.ResultCodec{}, Partitions: 1,
+func (t Topology) ResultDeadLetters() stream.Topic {
+	return stream.Topic{Name: t.Prefix + "payment-results-dlq", Key: "as in payment-results", Codec: codecs.ResultCodec{}, Partitions: 1,
 		Config: map[string]string{"retention.ms": strconv.FormatInt((30 * 24 * time.Hour).Milliseconds(), 10)}}
 }
 
 // Replies carries the answer to each request back to the ingress replica waiting for it. Key:
 // the request's reply key, chosen by the replica so that it hashes to the replica's own
 // partition. Value: eventsv1.Reply. Replies matter for seconds, so they are kept for an hour.
-func (t Topology) Replies() Topic {
-	return Topic{Name: t.Prefix + "payment-replies", Key: "reply key (ingress replica)", Codec: codecs.Reply, Partitions: t.replyPartitions(),
+func (t Topology) Replies() stream.Topic {
+	return stream.Topic{Name: t.Prefix + "payment-replies", Key: "reply key (ingress replica)", Codec: codecs.Reply, Partitions: t.replyPartitions(),
 		Config: map[string]string{"retention.ms": strconv.FormatInt(time.Hour.Milliseconds(), 10)}}
 }
 
@@ -179,8 +163,8 @@ func (t Topology) StatementsGroup() goka.Group { return goka.Group(t.Prefix + "s
 // each, kept for good (compacted). Key: "card token|approved at, µs, 16 digits|payment digest"
 // (statements.LineKey): a card's lines sort by time, and a month is a range of keys. Value:
 // eventsv1.StatementLine. Written by the statements processor, read by statement views.
-func (t Topology) StatementLines() Topic {
-	return Topic{Name: t.Prefix + "statement-lines", Key: "card token|approved at|payment digest", Codec: codecs.StatementLine, Partitions: t.partitions(),
+func (t Topology) StatementLines() stream.Topic {
+	return stream.Topic{Name: t.Prefix + "statement-lines", Key: "card token|approved at|payment digest", Codec: codecs.StatementLine, Partitions: t.partitions(),
 		Config: map[string]string{"cleanup.policy": "compact", "segment.ms": strconv.FormatInt(time.Hour.Milliseconds(), 10)}}
 }
 
@@ -193,69 +177,35 @@ const (
 	ConsumerConnect    = "connect"    // Kafka Connect's sink into the search index
 )
 
-// Input is a topic a consumer reads and the dead-letter topic where it copies the records of it
-// that it cannot use.
-type Input struct {
-	Topic       Topic
-	DeadLetters Topic
-}
-
-// Consumer is one reader of Code Bank's topics.
-type Consumer struct {
-	// Name is the consumer's name (Consumer* constants).
-	Name string
-	// Inputs are the topics it reads.
-	Inputs []Input
-}
-
 // DeadLetters is the dead-letter topic of consumer for input: "<prefix><consumer>.<input>.dlq",
 // e.g. "authorizer.payment-requests.dlq". It receives, unchanged (key, value and headers), each
 // record of input that the consumer could not decode or that broke its contract, with headers
-// naming the source topic, partition, offset and the error (processors.DeadLetterHeaders).
+// naming the source topic, partition, offset and the error (stream.DeadLetterHeaders).
 // Read by people; kept 30 days.
-func (t Topology) DeadLetters(consumer string, input Topic) Topic {
-	return DeadLetterTopic(t.Prefix, consumer, input)
+func (t Topology) DeadLetters(consumer string, input stream.Topic) stream.Topic {
+	return stream.DeadLetterTopic(t.Prefix, consumer, input)
 }
 
-// DeadLetterTopic is the dead-letter topic of consumer for input in a deployment whose names
-// start with prefix (Topology.DeadLetters); the store's topology uses it too.
-func DeadLetterTopic(prefix, consumer string, input Topic) Topic {
-	return Topic{Name: prefix + consumer + "." + strings.TrimPrefix(input.Name, prefix) + ".dlq", Key: "as in " + input.Name,
-		Codec: codecs.Bytes{}, Partitions: 1,
-		Config: map[string]string{"retention.ms": strconv.FormatInt((30 * 24 * time.Hour).Milliseconds(), 10)}}
-}
-
-// DeadLetterTopics returns the dead-letter topics of consumers.
-func DeadLetterTopics(consumers []Consumer) []Topic {
-	var out []Topic
-	for _, c := range consumers {
-		for _, in := range c.Inputs {
-			out = append(out, in.DeadLetters)
-		}
-	}
-	return out
-}
-
-func (t Topology) input(consumer string, topic Topic) Input {
-	return Input{Topic: topic, DeadLetters: t.DeadLetters(consumer, topic)}
+func (t Topology) input(consumer string, topic stream.Topic) stream.Input {
+	return stream.Input{Topic: topic, DeadLetters: t.DeadLetters(consumer, topic)}
 }
 
 // Consumers returns every consumer of the bank's topics with the topics it reads. (The store
 // declares its own: store.Consumers.)
-func (t Topology) Consumers() []Consumer {
+func (t Topology) Consumers() []stream.Consumer {
 	results := t.Results()
-	return []Consumer{
-		{Name: ConsumerAuthorizer, Inputs: []Input{t.input(ConsumerAuthorizer, t.PaymentRequests()), t.input(ConsumerAuthorizer, t.CardCommands())}},
-		{Name: ConsumerStatements, Inputs: []Input{t.input(ConsumerStatements, results)}},
-		{Name: ConsumerIngress, Inputs: []Input{t.input(ConsumerIngress, t.Replies())}},
-		{Name: ConsumerDashboard, Inputs: []Input{t.input(ConsumerDashboard, results)}},
-		{Name: ConsumerConnect, Inputs: []Input{{Topic: results, DeadLetters: t.ResultDeadLetters()}}},
+	return []stream.Consumer{
+		{Name: ConsumerAuthorizer, Inputs: []stream.Input{t.input(ConsumerAuthorizer, t.PaymentRequests()), t.input(ConsumerAuthorizer, t.CardCommands())}},
+		{Name: ConsumerStatements, Inputs: []stream.Input{t.input(ConsumerStatements, results)}},
+		{Name: ConsumerIngress, Inputs: []stream.Input{t.input(ConsumerIngress, t.Replies())}},
+		{Name: ConsumerDashboard, Inputs: []stream.Input{t.input(ConsumerDashboard, results)}},
+		{Name: ConsumerConnect, Inputs: []stream.Input{{Topic: results, DeadLetters: t.ResultDeadLetters()}}},
 	}
 }
 
 // Input returns the input of consumer that reads topic; it panics when there is none, a
 // mistake in the code that names them.
-func (t Topology) Input(consumer string, topic Topic) Input {
+func (t Topology) Input(consumer string, topic stream.Topic) stream.Input {
 	for _, c := range t.Consumers() {
 		for _, in := range c.Inputs {
 			if c.Name == consumer && in.Topic.Name == topic.Name {
@@ -267,106 +217,13 @@ func (t Topology) Input(consumer string, topic Topic) Input {
 }
 
 // All returns every topic of the deployment.
-func (t Topology) All() []Topic {
-	return append([]Topic{t.PaymentRequests(), t.CardCommands(), t.AuthorizerTable(), t.Results(), t.Replies(), t.StatementLines(), t.Generations()},
-		DeadLetterTopics(t.Consumers())...)
+func (t Topology) All() []stream.Topic {
+	return append([]stream.Topic{t.PaymentRequests(), t.CardCommands(), t.AuthorizerTable(), t.Results(), t.Replies(), t.StatementLines(), t.Generations()},
+		stream.DeadLetterTopics(t.Consumers())...)
 }
-
-// ErrPartitionMismatch is returned by Ensure when an existing topic has another partition
-// count than the topology's: goka cannot co-partition it, and it cannot be fixed in place.
-var ErrPartitionMismatch = errors.New("topic has a different partition count")
 
 // Ensure creates every missing topic and checks the partition counts of existing ones. It is
 // safe to run from every replica at start-up.
 func (t Topology) Ensure(ctx context.Context, admin sarama.ClusterAdmin) error {
-	return CreateTopics(ctx, admin, t.Replication, t.All())
-}
-
-// CreateTopics creates the missing topics among topics (with replication, 1 when 0) and checks
-// the partition counts of existing ones: another count is an error wrapping
-// ErrPartitionMismatch. It returns once every created topic is visible in the cluster's
-// metadata. Topology.Ensure uses it for the bank's topics; other groups (the store's orders)
-// for theirs.
-func CreateTopics(ctx context.Context, admin sarama.ClusterAdmin, replication int, topics []Topic) error {
-	if replication <= 0 {
-		replication = 1
-	}
-	existing, err := admin.ListTopics()
-	if err != nil {
-		return fmt.Errorf("list topics: %w", err)
-	}
-	var created []string
-	for _, topic := range topics {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if d, ok := existing[topic.Name]; ok {
-			if int(d.NumPartitions) != topic.Partitions {
-				return fmt.Errorf("%s: %w: %d, want %d", topic.Name, ErrPartitionMismatch, d.NumPartitions, topic.Partitions)
-			}
-			continue
-		}
-		entries := make(map[string]*string, len(topic.Config))
-		for k, v := range topic.Config {
-			entries[k] = &v
-		}
-		err := admin.CreateTopic(topic.Name, &sarama.TopicDetail{
-			NumPartitions:     int32(topic.Partitions),
-			ReplicationFactor: int16(replication),
-			ConfigEntries:     entries,
-		}, false)
-		if err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) {
-			return fmt.Errorf("create topic %s: %w", topic.Name, err)
-		}
-		created = append(created, topic.Name)
-	}
-	return waitForTopics(ctx, admin, created)
-}
-
-// MissingTopics returns the names of the topics among topics that do not exist, and an error
-// wrapping ErrPartitionMismatch when one exists with another partition count.
-func MissingTopics(admin sarama.ClusterAdmin, topics []Topic) ([]string, error) {
-	existing, err := admin.ListTopics()
-	if err != nil {
-		return nil, fmt.Errorf("list topics: %w", err)
-	}
-	var missing []string
-	for _, topic := range topics {
-		d, ok := existing[topic.Name]
-		switch {
-		case !ok:
-			missing = append(missing, topic.Name)
-		case int(d.NumPartitions) != topic.Partitions:
-			return nil, fmt.Errorf("%s: %w: %d, want %d", topic.Name, ErrPartitionMismatch, d.NumPartitions, topic.Partitions)
-		}
-	}
-	return missing, nil
-}
-
-// waitForTopics waits until the cluster's metadata lists every topic: creation is
-// asynchronous, and goka checks the topics as soon as a processor starts.
-func waitForTopics(ctx context.Context, admin sarama.ClusterAdmin, names []string) error {
-	for deadline := time.Now().Add(30 * time.Second); len(names) > 0; {
-		meta, err := admin.DescribeTopics(names)
-		if err == nil {
-			missing := names[:0]
-			for _, m := range meta {
-				if !errors.Is(m.Err, sarama.ErrNoError) || len(m.Partitions) == 0 {
-					missing = append(missing, m.Name)
-				}
-			}
-			if names = missing; len(names) == 0 {
-				return nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("topics %v not visible 30s after creation: %v", names, err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	return nil
+	return stream.CreateTopics(ctx, admin, t.Replication, t.All())
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/codebank/codebank/codecs"
 	"github.com/codebank/codebank/internal/kafkaconf"
+	"github.com/codebank/codebank/internal/stream"
 	"github.com/codebank/codebank/processors"
 )
 
@@ -124,8 +125,8 @@ type ReasonCount struct {
 // Build it with NewFeed and Run it; a Feed without Run can be fed with Add.
 type Feed struct {
 	kc        kafkaconf.Config
-	in        processors.Input
-	dead      *processors.DeadLetters
+	in        stream.Input
+	dead      *stream.DeadLetters
 	topic     string
 	log       *slog.Logger
 	now       func() time.Time
@@ -157,7 +158,7 @@ func NewFeed(cfg FeedConfig, deps FeedDeps) *Feed {
 		deps.Log = slog.Default()
 	}
 	in := cfg.Topology.Input(processors.ConsumerDashboard, cfg.Topology.Results())
-	return &Feed{kc: cfg.Kafka, in: in, dead: processors.NewDeadLetters(deps.Registerer, deps.Log), topic: in.Topic.Name, log: deps.Log, now: time.Now}
+	return &Feed{kc: cfg.Kafka, in: in, dead: stream.NewDeadLetters(deps.Registerer, deps.Log), topic: in.Topic.Name, log: deps.Log, now: time.Now}
 }
 
 // Add counts one result.
@@ -212,7 +213,7 @@ func (f *Feed) consume(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("partitions of %s: %w", f.topic, err)
 	}
-	dead, err := processors.NewDeadLetterWriter(f.kc, processors.ConsumerDashboard, f.in, f.dead, f.log)
+	dead, err := stream.NewDeadLetterWriter(f.kc, processors.ConsumerDashboard, f.in, f.dead, f.log)
 	if err != nil {
 		return err
 	}
@@ -251,7 +252,7 @@ func (f *Feed) consume(ctx context.Context) error {
 }
 
 // read adds the records of one partition until ctx ends or the partition consumer stops.
-func (f *Feed) read(ctx context.Context, pc sarama.PartitionConsumer, dead *processors.DeadLetterWriter) error {
+func (f *Feed) read(ctx context.Context, pc sarama.PartitionConsumer, dead *stream.DeadLetterWriter) error {
 	for {
 		select {
 		case <-ctx.Done():

@@ -15,10 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codebank/codebank/internal/stream"
 	"github.com/codebank/codebank/internal/testenv/banktest"
 	"github.com/codebank/codebank/internal/testenv/kafkatest"
 	"github.com/codebank/codebank/internal/testenv/wait"
-	"github.com/codebank/codebank/processors"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 	"github.com/codebank/codebank/web"
 	"github.com/codebank/codebank/web/store"
@@ -102,7 +102,7 @@ func runUntilCleanup(t *testing.T, what string, run func(context.Context) error)
 // startOrders runs an instance of the orders group with its storage in dir.
 func startOrders(t *testing.T, d banktest.Deployment, dir string) *banktest.Processor {
 	t.Helper()
-	g, err := processors.NewGroup(d.Kafka, store.New(d.Store, store.Deps{Log: banktest.Logger()}).Graph(), dir, banktest.Logger())
+	g, err := stream.NewGroup(d.Kafka, store.New(d.Store, store.Deps{Log: banktest.Logger()}).Graph(), dir, banktest.Logger())
 	if err != nil {
 		t.Fatal(err)
 	}

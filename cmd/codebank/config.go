@@ -16,6 +16,7 @@ import (
 	"github.com/codebank/codebank/internal/card"
 	"github.com/codebank/codebank/internal/cli"
 	"github.com/codebank/codebank/internal/kafkaconf"
+	"github.com/codebank/codebank/internal/stream"
 	"github.com/codebank/codebank/processors"
 	"github.com/codebank/codebank/processors/authorizer"
 	"github.com/codebank/codebank/web/store"
@@ -79,7 +80,7 @@ type config struct {
 func (c *config) kafkaFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Brokers, "brokers", "127.0.0.1:9092", "Kafka bootstrap servers, comma-separated")
 	fs.StringVar(&c.Prefix, "topic-prefix", "", "prefix of every topic and group name (separates deployments sharing a cluster)")
-	fs.IntVar(&c.Partitions, "partitions", processors.DefaultPartitions, "partitions of the card-keyed topics (fixed once created)")
+	fs.IntVar(&c.Partitions, "partitions", stream.DefaultPartitions, "partitions of the card-keyed topics (fixed once created)")
 	fs.IntVar(&c.ReplyPartitions, "reply-partitions", processors.DefaultReplyPartitions, "partitions of the replies topic: the number of ingress replicas with a partition of their own")
 	fs.IntVar(&c.Replication, "replication", 1, "replication factor of created topics (3 on a cluster)")
 	fs.StringVar(&c.Acks, "acks", "all", "producer acks: all (durable) or leader (faster)")

@@ -11,6 +11,7 @@ import (
 	"github.com/codebank/codebank/grpcgateway"
 	"github.com/codebank/codebank/internal/generations"
 	"github.com/codebank/codebank/internal/kafkaconf"
+	"github.com/codebank/codebank/internal/stream"
 	"github.com/codebank/codebank/processors"
 	"github.com/codebank/codebank/processors/authorizer"
 )
@@ -25,10 +26,10 @@ type generational struct {
 	a          *authorizer.Processor // of the base generation; At gives the others
 	kc         kafkaconf.Config
 	storageDir string
-	stats      *processors.GroupStats
+	stats      *stream.GroupStats
 	log        *slog.Logger
 
-	deciding atomic.Pointer[processors.Group] // nil while a move is under way
+	deciding atomic.Pointer[stream.Group] // nil while a move is under way
 }
 
 // Ready reports whether the live generation's group has recovered its table and decides.
@@ -44,7 +45,7 @@ func (g *generational) Run(ctx context.Context) error {
 		runCtx, stop := context.WithCancel(ctx)
 		eg, egCtx := errgroup.WithContext(runCtx)
 		var removes []func()
-		start := func(grp *processors.Group) {
+		start := func(grp *stream.Group) {
 			removes = append(removes, g.stats.Add(grp))
 			eg.Go(func() error { return grp.Run(egCtx) })
 		}
@@ -58,7 +59,7 @@ func (g *generational) Run(ctx context.Context) error {
 			g.deciding.Store(d)
 			start(d)
 			if prev, ok := state.Prev(g.base); ok {
-				f, err := processors.NewGroup(g.kc, g.a.At(prev).ForwardGraph(live), g.storageDir, g.log)
+				f, err := stream.NewGroup(g.kc, g.a.At(prev).ForwardGraph(live), g.storageDir, g.log)
 				if err != nil {
 					stop()
 					eg.Wait()

@@ -11,14 +11,14 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/codebank/codebank/processors"
+	"github.com/codebank/codebank/internal/stream"
 )
 
 // process is the components of one codebank process: built one by one, then started together.
 type process struct {
 	components []component
 	closers    []func() error
-	groups     *processors.GroupStats // the goka groups' figures, registered by serve
+	groups     *stream.GroupStats // the goka groups' figures, registered by serve
 }
 
 // component is one part of a process: it runs until ctx ends, and says when it is ready (nil:

@@ -27,6 +27,7 @@ import (
 	"github.com/codebank/codebank/internal/cli"
 	"github.com/codebank/codebank/internal/generations"
 	"github.com/codebank/codebank/internal/kafkaconf"
+	"github.com/codebank/codebank/internal/stream"
 	"github.com/codebank/codebank/processors"
 	"github.com/codebank/codebank/processors/authorizer"
 	"github.com/codebank/codebank/processors/statements"
@@ -184,23 +185,23 @@ func runSetup(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 func createTopics(ctx context.Context, kc kafkaconf.Config, topo processors.Topology, st store.Topology) error {
 	return withAdmin(ctx, kc, func(admin sarama.ClusterAdmin) (bool, error) {
 		if err := topo.Ensure(ctx, admin); err != nil {
-			return errors.Is(err, processors.ErrPartitionMismatch), err
+			return errors.Is(err, stream.ErrPartitionMismatch), err
 		}
 		err := st.Ensure(ctx, admin)
-		return errors.Is(err, processors.ErrPartitionMismatch), err
+		return errors.Is(err, stream.ErrPartitionMismatch), err
 	})
 }
 
 // waitForTopics waits until every topic exists with its partition count: `codebank setup`
 // creates them, and a serving role never does.
-func waitForTopics(ctx context.Context, kc kafkaconf.Config, topics []processors.Topic, log *slog.Logger) error {
+func waitForTopics(ctx context.Context, kc kafkaconf.Config, topics []stream.Topic, log *slog.Logger) error {
 	warned := false
 	for {
 		var missing []string
 		err := withAdmin(ctx, kc, func(admin sarama.ClusterAdmin) (bool, error) {
 			var err error
-			missing, err = processors.MissingTopics(admin, topics)
-			return errors.Is(err, processors.ErrPartitionMismatch), err
+			missing, err = stream.MissingTopics(admin, topics)
+			return errors.Is(err, stream.ErrPartitionMismatch), err
 		})
 		if err != nil || len(missing) == 0 {
 			return err
@@ -296,7 +297,7 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
 	// Topics: created by `codebank setup`; every role waits for them, those of the authorizer
 	// at their live generation (internal/generations).
 	base := topo
-	if err := waitForTopics(ctx, kc, []processors.Topic{base.Generations()}, log); err != nil {
+	if err := waitForTopics(ctx, kc, []stream.Topic{base.Generations()}, log); err != nil {
 		return err
 	}
 	gens, err := generations.NewWatcher(ctx, kc, base)
@@ -314,7 +315,7 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
 	}
 
 	// Components, all built before any starts.
-	p := process{groups: processors.NewGroupStats()}
+	p := process{groups: stream.NewGroupStats()}
 	defer p.close(log)
 	if err := reg.Register(p.groups); err != nil {
 		return err
@@ -337,12 +338,12 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
 		patient := kc.Patient(c.FetchWait)
 		skc := patient
 		skc.HotStandby = c.HotStandby
-		g, err := processors.NewGroup(skc, sp.Graph(), c.StorageDir, log)
+		g, err := stream.NewGroup(skc, sp.Graph(), c.StorageDir, log)
 		if err != nil {
 			return err
 		}
 		p.groups.Add(g)
-		view, err := processors.NewView(patient, topo.StatementLines(), filepath.Join(c.StorageDir, "views"), log)
+		view, err := stream.NewView(patient, topo.StatementLines(), filepath.Join(c.StorageDir, "views"), log)
 		if err != nil {
 			return err
 		}
@@ -352,19 +353,19 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
 	}
 	// Consumer lag of the groups this process runs, read from Kafka at each scrape; the
 	// authorizer's at its live generation, and the previous one's while it is forwarded.
-	var static []processors.GroupInputs
+	var static []stream.GroupInputs
 	if r.statements {
-		static = append(static, processors.GroupInputs{Group: string(topo.StatementsGroup()),
+		static = append(static, stream.GroupInputs{Group: string(topo.StatementsGroup()),
 			Topics: []string{topo.Results().Name}})
 		if c.SinkLag { // Kafka Connect names a sink's group connect-<connector>
-			static = append(static, processors.GroupInputs{Group: "connect-" + analytics.ConnectorName(base), Topics: []string{topo.Results().Name}})
+			static = append(static, stream.GroupInputs{Group: "connect-" + analytics.ConnectorName(base), Topics: []string{topo.Results().Name}})
 		}
 	}
 	if r.web {
 		st := c.storeTopology()
-		static = append(static, processors.GroupInputs{Group: string(st.Group()), Topics: []string{st.Events().Name}})
+		static = append(static, stream.GroupInputs{Group: string(st.Group()), Topics: []string{st.Events().Name}})
 	}
-	lagGroups := func() []processors.GroupInputs {
+	lagGroups := func() []stream.GroupInputs {
 		if !r.authorizer {
 			return static
 		}
@@ -375,12 +376,12 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
 		}
 		out := slices.Clone(static)
 		for _, t := range tops {
-			out = append(out, processors.GroupInputs{Group: string(t.AuthorizerGroup()), Topics: []string{t.PaymentRequests().Name, t.CardCommands().Name}})
+			out = append(out, stream.GroupInputs{Group: string(t.AuthorizerGroup()), Topics: []string{t.PaymentRequests().Name, t.CardCommands().Name}})
 		}
 		return out
 	}
 	if r.authorizer || len(static) > 0 {
-		lag := processors.NewLag(kc, lagGroups, log)
+		lag := stream.NewLag(kc, lagGroups, log)
 		if err := reg.Register(lag); err != nil {
 			return err
 		}
@@ -507,7 +508,7 @@ func newPages(c config, secrets pageSecrets, kc kafkaconf.Config, bankAddr, stat
 	st := c.storeTopology()
 	gkc := kc
 	gkc.HotStandby = c.HotStandby
-	g, err := processors.NewGroup(gkc, store.New(st, store.Deps{Registerer: reg, Log: log}).Graph(), c.StorageDir, log)
+	g, err := stream.NewGroup(gkc, store.New(st, store.Deps{Registerer: reg, Log: log}).Graph(), c.StorageDir, log)
 	if err != nil {
 		return nil, err
 	}

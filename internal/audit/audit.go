@@ -38,6 +38,7 @@ import (
 	"github.com/codebank/codebank/internal/generations"
 	"github.com/codebank/codebank/internal/kafkaconf"
 	"github.com/codebank/codebank/internal/money"
+	"github.com/codebank/codebank/internal/stream"
 	"github.com/codebank/codebank/processors"
 	"github.com/codebank/codebank/processors/statements"
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
@@ -54,7 +55,7 @@ type Config struct {
 	Index  string
 	// Consumers are consumers beyond the bank's whose dead-letter topics are counted (the
 	// store's).
-	Consumers []processors.Consumer
+	Consumers []stream.Consumer
 }
 
 // Report is what an audit found.

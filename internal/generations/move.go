@@ -13,6 +13,7 @@ import (
 	"github.com/lovoo/goka"
 
 	"github.com/codebank/codebank/internal/kafkaconf"
+	"github.com/codebank/codebank/internal/stream"
 	"github.com/codebank/codebank/processors"
 )
 
@@ -21,9 +22,9 @@ type Plan struct {
 	// From is the state before the move, To the state once live.
 	From, To State
 	// Create lists the topics the move creates (a new generation's); empty for a rollback.
-	Create []processors.Topic
+	Create []stream.Topic
 	// Copy is the table the accounts are copied from, Into the one they are copied into.
-	Copy, Into processors.Topic
+	Copy, Into stream.Topic
 }
 
 // Grow plans the move of a bank in state cur to a new generation with partitions partitions.
@@ -125,7 +126,7 @@ func Move(ctx context.Context, kc kafkaconf.Config, base processors.Topology, pl
 		}
 		fmt.Fprintf(log, "the topics of generation %d exist\n", plan.To.Generation)
 	case len(plan.Create) > 0:
-		if err := processors.CreateTopics(ctx, admin, base.Replication, plan.Create); err != nil {
+		if err := stream.CreateTopics(ctx, admin, base.Replication, plan.Create); err != nil {
 			return rep, err
 		}
 		fmt.Fprintf(log, "created the topics of generation %d\n", plan.To.Generation)
@@ -218,14 +219,14 @@ func Cleanup(ctx context.Context, kc kafkaconf.Config, base processors.Topology,
 
 // waitCreated waits until every topic exists with its partition count, for up to ten
 // minutes.
-func waitCreated(ctx context.Context, admin sarama.ClusterAdmin, topics []processors.Topic) error {
+func waitCreated(ctx context.Context, admin sarama.ClusterAdmin, topics []stream.Topic) error {
 	deadline := time.Now().Add(10 * time.Minute)
 	for {
-		missing, err := processors.MissingTopics(admin, topics)
+		missing, err := stream.MissingTopics(admin, topics)
 		if err == nil && len(missing) == 0 {
 			return nil
 		}
-		if errors.Is(err, processors.ErrPartitionMismatch) {
+		if errors.Is(err, stream.ErrPartitionMismatch) {
 			return err
 		}
 		if time.Now().After(deadline) {
@@ -241,7 +242,7 @@ func waitCreated(ctx context.Context, admin sarama.ClusterAdmin, topics []proces
 
 // waitDeleted waits until the cluster no longer lists topics (deletion is asynchronous), for
 // up to within.
-func waitDeleted(ctx context.Context, admin sarama.ClusterAdmin, topics []processors.Topic, within time.Duration) error {
+func waitDeleted(ctx context.Context, admin sarama.ClusterAdmin, topics []stream.Topic, within time.Duration) error {
 	deadline := time.Now().Add(within)
 	for {
 		existing, err := admin.ListTopics()
@@ -346,7 +347,7 @@ func behind(client sarama.Client, admin sarama.ClusterAdmin, group string, topic
 // partitioned as goka partitions; it returns the records copied. Each key's records keep
 // their order (one source partition, one target partition, one request in flight), so its
 // latest value in from is its latest in into; compaction drops the older ones later.
-func copyTable(ctx context.Context, kc kafkaconf.Config, from, into processors.Topic) (int, error) {
+func copyTable(ctx context.Context, kc kafkaconf.Config, from, into stream.Topic) (int, error) {
 	cfg := kc.Sarama()
 	cfg.Producer.Partitioner = sarama.NewCustomHashPartitioner(goka.DefaultHasher())
 	cfg.Producer.Return.Successes = true

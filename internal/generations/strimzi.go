@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/codebank/codebank/internal/stream"
 	"github.com/codebank/codebank/processors"
 )
 
@@ -50,7 +51,7 @@ func (s *Strimzi) Manifest(generation int) string {
 var invalidName = regexp.MustCompile(`[^a-z0-9.-]+`)
 
 // write writes the KafkaTopics of topics as generation's manifest and returns its path.
-func (s *Strimzi) write(generation int, topics []processors.Topic) (string, error) {
+func (s *Strimzi) write(generation int, topics []stream.Topic) (string, error) {
 	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
 		return "", err
 	}
@@ -59,7 +60,7 @@ func (s *Strimzi) write(generation int, topics []processors.Topic) (string, erro
 }
 
 // Render returns the KafkaTopics of topics, of generation, as YAML documents.
-func (s *Strimzi) Render(generation int, topics []processors.Topic) string {
+func (s *Strimzi) Render(generation int, topics []stream.Topic) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# The KafkaTopics of generation %d of the authorizer's topics, written by codebank partitions grow.\n", generation)
 	for _, t := range topics {

@@ -235,7 +235,7 @@ func (c Config) EmitterOptions(log *slog.Logger) []goka.EmitterOption {
 	}
 }
 
-// ViewOptions returns the options of a goka view but its storage (processors.NewView adds it).
+// ViewOptions returns the options of a goka view but its storage (stream.NewView adds it).
 func (c Config) ViewOptions(log *slog.Logger) []goka.ViewOption {
 	return []goka.ViewOption{
 		goka.WithViewConsumerSaramaBuilder(func(brokers []string, clientID string) (sarama.Consumer, error) {

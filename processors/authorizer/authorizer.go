@@ -70,7 +70,7 @@
 //
 // # Records it cannot use
 //
-// Inputs are read through processors.DeadLetters: a record that does not decode or breaks its
+// Inputs are read through stream.DeadLetters: a record that does not decode or breaks its
 // contract (codecs.CheckPaymentRequested, codecs.CheckCardCommand) goes to the group's
 // dead-letter topic for its input, and one that carries a reply key gets an error reply at once.
 // An account that does not decode, or whose amounts make no sense, fails its card closed: its
@@ -90,7 +90,7 @@
 //	codebank_authorizer_processing_seconds                       ingress acceptance to decision
 //	codebank_authorizer_replays_total{outcome}                   requests read again after a restart, decided before
 //	codebank_authorizer_operations_total{kind,result}            reversals, refunds and bill payments handled
-//	codebank_dead_letters_total{group="authorizer",topic}        records dead-lettered (processors.DeadLetters)
+//	codebank_dead_letters_total{group="authorizer",topic}        records dead-lettered (stream.DeadLetters)
 package authorizer
 
 import (
@@ -111,6 +111,7 @@ import (
 	"github.com/codebank/codebank/internal/card"
 	"github.com/codebank/codebank/internal/kafkaconf"
 	"github.com/codebank/codebank/internal/money"
+	"github.com/codebank/codebank/internal/stream"
 	"github.com/codebank/codebank/processors"
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
 )
@@ -121,7 +122,7 @@ type Processor struct {
 	deps Deps
 	// replies and results are the output streams, named once: every payment emits to both.
 	replies, results goka.Stream
-	dead             *processors.DeadLetters
+	dead             *stream.DeadLetters
 	m                metrics
 }
 
@@ -195,7 +196,7 @@ func New(cfg Config, deps Deps) *Processor {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	return &Processor{cfg: cfg, deps: deps, m: newMetrics(deps.Registerer), dead: processors.NewDeadLetters(deps.Registerer, deps.Log),
+	return &Processor{cfg: cfg, deps: deps, m: newMetrics(deps.Registerer), dead: stream.NewDeadLetters(deps.Registerer, deps.Log),
 		replies: goka.Stream(cfg.Topology.Replies().Name), results: goka.Stream(cfg.Topology.Results().Name)}
 }
 
@@ -220,9 +221,9 @@ func (p *Processor) Graph() *goka.GroupGraph {
 // storageDir. Its results are written only once the account update they report is acknowledged
 // (kafkaconf.Config.HoldBehindTable): a result on the broker always has its account behind it,
 // so a request read again after a crash finds its outcome and is never decided twice.
-func (p *Processor) Group(kc kafkaconf.Config, storageDir string, log *slog.Logger) (*processors.Group, error) {
+func (p *Processor) Group(kc kafkaconf.Config, storageDir string, log *slog.Logger) (*stream.Group, error) {
 	topo := p.cfg.Topology
-	return processors.NewGroup(kc.HoldBehindTable(topo.AuthorizerTable().Name, topo.Results().Name), p.Graph(), storageDir, log)
+	return stream.NewGroup(kc.HoldBehindTable(topo.AuthorizerTable().Name, topo.Results().Name), p.Graph(), storageDir, log)
 }
 
 // At returns the authorizer of another generation of the topics (processors.Topology.At),

@@ -12,6 +12,7 @@ import (
 	"github.com/lovoo/goka/tester"
 
 	"github.com/codebank/codebank/codecs"
+	"github.com/codebank/codebank/internal/stream"
 	"github.com/codebank/codebank/processors"
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
 )
@@ -192,12 +193,12 @@ func TestPoisonRecords(t *testing.T) {
 			if key != tc.key || string(v.([]byte)) != string(raw) {
 				t.Errorf("dead letter = %q %x, want the record unchanged: %q %x", key, v, tc.key, raw)
 			}
-			if string(h[processors.HeaderSourceTopic]) != tc.topic || string(h[processors.HeaderConsumer]) != processors.ConsumerAuthorizer ||
-				!strings.Contains(string(h[processors.HeaderError]), tc.wantErr) || h[processors.HeaderSourceOffset] == nil || h[processors.HeaderSourcePartition] == nil {
+			if string(h[stream.HeaderSourceTopic]) != tc.topic || string(h[stream.HeaderConsumer]) != processors.ConsumerAuthorizer ||
+				!strings.Contains(string(h[stream.HeaderError]), tc.wantErr) || h[stream.HeaderSourceOffset] == nil || h[stream.HeaderSourcePartition] == nil {
 				t.Errorf("dead letter headers = %q", h)
 			}
-			if strings.Contains(string(h[processors.HeaderError]), token) {
-				t.Errorf("dead letter error quotes the key: %s", h[processors.HeaderError])
+			if strings.Contains(string(h[stream.HeaderError]), token) {
+				t.Errorf("dead letter error quotes the key: %s", h[stream.HeaderError])
 			}
 			if tc.errorFor == "" {
 				return

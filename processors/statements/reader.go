@@ -5,24 +5,24 @@ import (
 	"fmt"
 
 	"github.com/codebank/codebank/codecs"
-	"github.com/codebank/codebank/processors"
+	"github.com/codebank/codebank/internal/stream"
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
 )
 
 // Reader reads statements from a view of the statement lines
 // (processors.Topology.StatementLines). Every replica holding a view answers for every card.
 type Reader struct {
-	view *processors.View
+	view *stream.View
 }
 
 // NewReader returns a Reader over a view of processors.Topology.StatementLines.
-func NewReader(view *processors.View) *Reader { return &Reader{view: view} }
+func NewReader(view *stream.View) *Reader { return &Reader{view: view} }
 
 // Ready reports whether the view has caught up with the lines once.
 func (r *Reader) Ready() bool { return r.view.Ready() }
 
 // Await calls check until it reports done or fails, again each time the statements change,
-// until ctx ends (processors.View.Await).
+// until ctx ends (stream.View.Await).
 func (r *Reader) Await(ctx context.Context, check func() (bool, error)) error {
 	return r.view.Await(ctx, check)
 }

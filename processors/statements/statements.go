@@ -31,7 +31,7 @@
 //
 // # Records it cannot use
 //
-// Results are read through processors.DeadLetters: one that does not decode or breaks
+// Results are read through stream.DeadLetters: one that does not decode or breaks
 // docs/results-topic.md is copied to the group's dead-letter topic for it, and the partition
 // flows on. The Reader fails a card with a line that does not decode (ErrUnreadable) rather
 // than show it without it.
@@ -40,7 +40,7 @@
 //
 //	codebank_statements_lines_total                         lines written, of every kind (a result read again writes its line again)
 //	codebank_statements_lag_seconds                         from a payment's authorization to its line written
-//	codebank_dead_letters_total{group="statements",topic}   records dead-lettered (processors.DeadLetters)
+//	codebank_dead_letters_total{group="statements",topic}   records dead-lettered (stream.DeadLetters)
 package statements
 
 import (
@@ -52,6 +52,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/codebank/codebank/codecs"
+	"github.com/codebank/codebank/internal/stream"
 	"github.com/codebank/codebank/processors"
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
 )
@@ -63,7 +64,7 @@ const MonthLayout = "2006-01"
 type Processor struct {
 	cfg   Config
 	log   *slog.Logger
-	dead  *processors.DeadLetters
+	dead  *stream.DeadLetters
 	lines goka.Stream
 	m     metrics
 }
@@ -90,7 +91,7 @@ func New(cfg Config, deps Deps) *Processor {
 	if deps.Log == nil {
 		deps.Log = slog.Default()
 	}
-	return &Processor{cfg: cfg, log: deps.Log, m: newMetrics(deps.Registerer), dead: processors.NewDeadLetters(deps.Registerer, deps.Log),
+	return &Processor{cfg: cfg, log: deps.Log, m: newMetrics(deps.Registerer), dead: stream.NewDeadLetters(deps.Registerer, deps.Log),
 		lines: goka.Stream(cfg.Topology.StatementLines().Name)}
 }
 

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/codebank/codebank/codecs"
+	"github.com/codebank/codebank/internal/stream"
 	"github.com/codebank/codebank/processors"
 	eventsv1 "github.com/codebank/codebank/proto/codebank/events/v1"
 )
@@ -190,7 +191,7 @@ func TestPoisonRecords(t *testing.T) {
 			if !ok || key != "tok" {
 				t.Fatalf("dead letter = %q, %v; want the record of tok", key, ok)
 			}
-			if got := string(h[processors.HeaderError]); !strings.Contains(got, tc.wantErr) || string(h[processors.HeaderSourceTopic]) != results.Name {
+			if got := string(h[stream.HeaderError]); !strings.Contains(got, tc.wantErr) || string(h[stream.HeaderSourceTopic]) != results.Name {
 				t.Errorf("dead letter headers = %q, want an error about %s", h, tc.wantErr)
 			}
 		})

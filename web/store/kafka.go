@@ -13,7 +13,7 @@ import (
 
 	"github.com/codebank/codebank/codecs"
 	"github.com/codebank/codebank/internal/kafkaconf"
-	"github.com/codebank/codebank/processors"
+	"github.com/codebank/codebank/internal/stream"
 )
 
 // ErrNotReady is returned by Orders' methods while its view has not recovered the table.
@@ -29,7 +29,7 @@ var ErrNotApplied = errors.New("order event written but not applied in time")
 // every other. Build it with NewOrders, run it with Run, and Close it.
 type Orders struct {
 	emitter *goka.Emitter
-	view    *processors.View
+	view    *stream.View
 	log     *slog.Logger
 	now     func() time.Time
 	closed  sync.Once
@@ -47,7 +47,7 @@ func NewOrders(kc kafkaconf.Config, topo Topology, storageDir string, log *slog.
 	if err != nil {
 		return nil, fmt.Errorf("create orders emitter: %w", err)
 	}
-	view, err := processors.NewView(kc, table, storageDir, log)
+	view, err := stream.NewView(kc, table, storageDir, log)
 	if err != nil {
 		em.Finish()
 		return nil, err

@@ -58,7 +58,7 @@ import (
 
 	"github.com/codebank/codebank/codecs"
 	"github.com/codebank/codebank/internal/money"
-	"github.com/codebank/codebank/processors"
+	"github.com/codebank/codebank/internal/stream"
 )
 
 // Status is an order's state.
@@ -314,7 +314,7 @@ func cancel(n *Order, e *Event) bool {
 // Processor is the orders group. Build it with New, define its goka group with Graph.
 type Processor struct {
 	topo Topology
-	dead *processors.DeadLetters
+	dead *stream.DeadLetters
 }
 
 // Deps are the orders group's collaborators.
@@ -327,7 +327,7 @@ type Deps struct {
 
 // New returns the orders group of the store's topology.
 func New(topo Topology, deps Deps) *Processor {
-	return &Processor{topo: topo, dead: processors.NewDeadLetters(deps.Registerer, deps.Log)}
+	return &Processor{topo: topo, dead: stream.NewDeadLetters(deps.Registerer, deps.Log)}
 }
 
 // Graph returns the orders group: events in (with their dead-letter topic), orders persisted.

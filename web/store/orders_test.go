@@ -12,7 +12,7 @@ import (
 	"github.com/lovoo/goka/tester"
 
 	"github.com/codebank/codebank/codecs"
-	"github.com/codebank/codebank/processors"
+	"github.com/codebank/codebank/internal/stream"
 )
 
 var (
@@ -156,8 +156,8 @@ func TestPoisonEvents(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			tt.Consume(events, tc.key, tc.value)
 			h, key, _, ok := dlq.NextWithHeaders()
-			if !ok || key != tc.key || !strings.Contains(string(h[processors.HeaderError]), tc.wantErr) {
-				t.Fatalf("dead letter = %q %v %q, want one about %s", key, ok, h[processors.HeaderError], tc.wantErr)
+			if !ok || key != tc.key || !strings.Contains(string(h[stream.HeaderError]), tc.wantErr) {
+				t.Fatalf("dead letter = %q %v %q, want one about %s", key, ok, h[stream.HeaderError], tc.wantErr)
 			}
 		})
 	}
@@ -176,8 +176,8 @@ func TestTopics(t *testing.T) {
 	if ev.Partitions != 4 || tab.Partitions != 4 || tab.Config["cleanup.policy"] != "compact" {
 		t.Errorf("events %+v, table %+v", ev, tab)
 	}
-	if p := (Topology{}).Events().Partitions; p != processors.DefaultPartitions {
-		t.Errorf("default partitions = %d, want %d", p, processors.DefaultPartitions)
+	if p := (Topology{}).Events().Partitions; p != stream.DefaultPartitions {
+		t.Errorf("default partitions = %d, want %d", p, stream.DefaultPartitions)
 	}
 }
 

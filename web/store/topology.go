@@ -8,7 +8,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/lovoo/goka"
 
-	"github.com/codebank/codebank/processors"
+	"github.com/codebank/codebank/internal/stream"
 )
 
 // Topology names the store's topics and its group in one deployment: the store's own, beside
@@ -17,7 +17,7 @@ type Topology struct {
 	// Prefix is prepended to every topic and group name.
 	Prefix string
 	// Partitions is the partition count of the orders' events and table (default
-	// processors.DefaultPartitions).
+	// stream.DefaultPartitions).
 	Partitions int
 	// Replication is the replication factor of created topics.
 	Replication int
@@ -25,7 +25,7 @@ type Topology struct {
 
 func (t Topology) partitions() int {
 	if t.Partitions <= 0 {
-		return processors.DefaultPartitions
+		return stream.DefaultPartitions
 	}
 	return t.Partitions
 }
@@ -35,37 +35,37 @@ func (t Topology) Group() goka.Group { return goka.Group(t.Prefix + "store-order
 
 // Events carries the order events (EventCodec, JSON). Key: order id. Written by the store's
 // emitter, read by the orders group. Kept a week: the table holds the state for good.
-func (t Topology) Events() processors.Topic {
-	return processors.Topic{Name: t.Prefix + "store-order-events", Key: "order id", Codec: EventCodec{}, Partitions: t.partitions(),
+func (t Topology) Events() stream.Topic {
+	return stream.Topic{Name: t.Prefix + "store-order-events", Key: "order id", Codec: EventCodec{}, Partitions: t.partitions(),
 		Config: map[string]string{"retention.ms": strconv.FormatInt((7 * 24 * time.Hour).Milliseconds(), 10)}}
 }
 
 // Table is the orders group's compacted changelog: every order's current state (OrderCodec,
 // JSON). Key: order id. Written by the orders group, read by the store's views.
-func (t Topology) Table() processors.Topic {
-	return processors.Topic{Name: string(goka.GroupTable(t.Group())), Key: "order id", Codec: OrderCodec{}, Partitions: t.partitions(),
+func (t Topology) Table() stream.Topic {
+	return stream.Topic{Name: string(goka.GroupTable(t.Group())), Key: "order id", Codec: OrderCodec{}, Partitions: t.partitions(),
 		Config: map[string]string{"cleanup.policy": "compact", "segment.ms": strconv.FormatInt(time.Hour.Milliseconds(), 10)}}
 }
 
-// ConsumerOrders is the orders group's name among consumers (processors.Consumer): its
+// ConsumerOrders is the orders group's name among consumers (stream.Consumer): its
 // dead-letter topic is "<prefix>store-orders.store-order-events.dlq".
 const ConsumerOrders = "store-orders"
 
 // Consumers returns the store's consumers of its topics: the orders group.
-func (t Topology) Consumers() []processors.Consumer {
+func (t Topology) Consumers() []stream.Consumer {
 	events := t.Events()
-	return []processors.Consumer{{Name: ConsumerOrders, Inputs: []processors.Input{
-		{Topic: events, DeadLetters: processors.DeadLetterTopic(t.Prefix, ConsumerOrders, events)}}}}
+	return []stream.Consumer{{Name: ConsumerOrders, Inputs: []stream.Input{
+		{Topic: events, DeadLetters: stream.DeadLetterTopic(t.Prefix, ConsumerOrders, events)}}}}
 }
 
 // All returns the store's topics: its events, its table and its dead-letter topic.
-func (t Topology) All() []processors.Topic {
-	return append([]processors.Topic{t.Events(), t.Table()}, processors.DeadLetterTopics(t.Consumers())...)
+func (t Topology) All() []stream.Topic {
+	return append([]stream.Topic{t.Events(), t.Table()}, stream.DeadLetterTopics(t.Consumers())...)
 }
 
 // Ensure creates the store's topics when missing and checks the partition counts of existing
 // ones, like processors.Topology.Ensure does for the bank's: an existing topic with another
-// count is an error wrapping processors.ErrPartitionMismatch.
+// count is an error wrapping stream.ErrPartitionMismatch.
 func (t Topology) Ensure(ctx context.Context, admin sarama.ClusterAdmin) error {
-	return processors.CreateTopics(ctx, admin, t.Replication, t.All())
+	return stream.CreateTopics(ctx, admin, t.Replication, t.All())
 }

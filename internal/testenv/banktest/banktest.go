@@ -21,6 +21,7 @@ import (
 	"github.com/codebank/codebank/grpcgateway"
 	"github.com/codebank/codebank/internal/card"
 	"github.com/codebank/codebank/internal/kafkaconf"
+	"github.com/codebank/codebank/internal/stream"
 	"github.com/codebank/codebank/internal/testenv/tier"
 	"github.com/codebank/codebank/internal/testenv/wait"
 	"github.com/codebank/codebank/processors"
@@ -208,7 +209,7 @@ func StartIngress(t testing.TB, d Deployment, o IngressOptions) *Ingress {
 
 // Processor is a running goka processor.
 type Processor struct {
-	Group *processors.Group
+	Group *stream.Group
 	// Registry holds the processor's metrics.
 	Registry *prometheus.Registry
 	cancel   context.CancelFunc
@@ -223,7 +224,7 @@ func StartStatements(t testing.TB, d Deployment, dir string) *Processor {
 		dir = t.TempDir()
 	}
 	reg := prometheus.NewRegistry()
-	g, err := processors.NewGroup(d.Kafka, statements.New(statements.Config{Topology: d.Topo}, statements.Deps{Registerer: reg, Log: Logger()}).Graph(), dir, Logger())
+	g, err := stream.NewGroup(d.Kafka, statements.New(statements.Config{Topology: d.Topo}, statements.Deps{Registerer: reg, Log: Logger()}).Graph(), dir, Logger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +233,7 @@ func StartStatements(t testing.TB, d Deployment, dir string) *Processor {
 
 // Run runs a group until the test ends and waits until it is ready; reg is where its metrics
 // are.
-func Run(t testing.TB, g *processors.Group, what string, reg *prometheus.Registry) *Processor {
+func Run(t testing.TB, g *stream.Group, what string, reg *prometheus.Registry) *Processor {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Processor{Group: g, Registry: reg, cancel: cancel, done: make(chan error, 1)}
@@ -265,9 +266,9 @@ func (p *Processor) Stop(t testing.TB) {
 }
 
 // StartView runs a view of table until the test ends and returns it once it has recovered.
-func StartView(t testing.TB, d Deployment, table processors.Topic) *processors.View {
+func StartView(t testing.TB, d Deployment, table stream.Topic) *stream.View {
 	t.Helper()
-	view, err := processors.NewView(d.Kafka, table, t.TempDir(), Logger())
+	view, err := stream.NewView(d.Kafka, table, t.TempDir(), Logger())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,10 +13,10 @@ import (
 	"github.com/codebank/codebank/analytics"
 	"github.com/codebank/codebank/grpcgateway"
 	"github.com/codebank/codebank/internal/audit"
+	"github.com/codebank/codebank/internal/stream"
 	"github.com/codebank/codebank/internal/testenv/banktest"
 	"github.com/codebank/codebank/internal/testenv/kafkatest"
 	"github.com/codebank/codebank/internal/testenv/wait"
-	"github.com/codebank/codebank/processors"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 	"github.com/codebank/codebank/web"
 	"github.com/codebank/codebank/web/store"
@@ -58,7 +58,7 @@ func startWholeBank(t *testing.T, cfg grpcgateway.Config) *wholeBank {
 	b.statements = codebankv1.NewStatementServiceClient(b.in.Conn)
 
 	ordersReg := prometheus.NewRegistry()
-	g, err := processors.NewGroup(d.Kafka, store.New(d.Store, store.Deps{Registerer: ordersReg, Log: banktest.Logger()}).Graph(), t.TempDir(), banktest.Logger())
+	g, err := stream.NewGroup(d.Kafka, store.New(d.Store, store.Deps{Registerer: ordersReg, Log: banktest.Logger()}).Graph(), t.TempDir(), banktest.Logger())
 	if err != nil {
 		t.Fatal(err)
 	}

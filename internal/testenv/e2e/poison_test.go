@@ -16,6 +16,7 @@ import (
 
 	"github.com/codebank/codebank/codecs"
 	"github.com/codebank/codebank/grpcgateway"
+	"github.com/codebank/codebank/internal/stream"
 	"github.com/codebank/codebank/internal/testenv/banktest"
 	"github.com/codebank/codebank/internal/testenv/wait"
 	"github.com/codebank/codebank/processors"
@@ -214,8 +215,8 @@ func hasDeadLetter(msgs []*sarama.ConsumerMessage, consumer, topic string, p poi
 			}
 			continue
 		}
-		if h[processors.HeaderSourceTopic] == topic && h[processors.HeaderConsumer] == consumer && h[processors.HeaderError] != "" &&
-			h[processors.HeaderSourcePartition] != "" && h[processors.HeaderSourceOffset] != "" && !strings.Contains(h[processors.HeaderError], p.key) {
+		if h[stream.HeaderSourceTopic] == topic && h[stream.HeaderConsumer] == consumer && h[stream.HeaderError] != "" &&
+			h[stream.HeaderSourcePartition] != "" && h[stream.HeaderSourceOffset] != "" && !strings.Contains(h[stream.HeaderError], p.key) {
 			return true
 		}
 	}

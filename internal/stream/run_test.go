@@ -1,4 +1,4 @@
-package processors_test
+package stream_test
 
 import (
 	"context"
@@ -12,11 +12,12 @@ import (
 	"github.com/lovoo/goka/codec"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/codebank/codebank/codecs"
 	"github.com/codebank/codebank/internal/kafkaconf"
+	"github.com/codebank/codebank/internal/stream"
 	"github.com/codebank/codebank/internal/testenv/kafkatest"
 	"github.com/codebank/codebank/internal/testenv/tier"
 	"github.com/codebank/codebank/internal/testenv/wait"
-	"github.com/codebank/codebank/processors"
 )
 
 // TestGroupStats: a running group reports, from goka's stats, every partition assigned to this
@@ -40,12 +41,12 @@ func TestGroupStats(t *testing.T) {
 		goka.Input(goka.Stream(in), new(codec.String), func(ctx goka.Context, msg any) { ctx.SetValue(msg) }),
 		goka.Persist(new(codec.String)))
 	// New topics: the broker's metadata may not have them yet.
-	var g *processors.Group
+	var g *stream.Group
 	wait.For(t, 30*time.Second, "the group's topics", func() (err error) {
-		g, err = processors.NewGroup(kc, graph, t.TempDir(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+		g, err = stream.NewGroup(kc, graph, t.TempDir(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 		return err
 	})
-	stats := processors.NewGroupStats()
+	stats := stream.NewGroupStats()
 	stats.Add(g)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(stats)
@@ -102,9 +103,9 @@ func gauge(t *testing.T, reg *prometheus.Registry, name, group string) float64 {
 // its input is declared, so that a first dead letter is an increase like any other.
 func TestDeadLetterSeriesFromTheStart(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	d := processors.NewDeadLetters(reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	topo := processors.Topology{Prefix: "p-"}
-	d.Input(processors.ConsumerAuthorizer, topo.Input(processors.ConsumerAuthorizer, topo.PaymentRequests()), nil)
+	d := stream.NewDeadLetters(reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	requests := stream.Topic{Name: "p-payment-requests", Codec: codecs.Bytes{}, Partitions: 1}
+	d.Input("authorizer", stream.Input{Topic: requests, DeadLetters: stream.DeadLetterTopic("p-", "authorizer", requests)}, nil)
 	fams, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

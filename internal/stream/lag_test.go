@@ -1,4 +1,4 @@
-package processors_test
+package stream_test
 
 import (
 	"fmt"
@@ -12,10 +12,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/codebank/codebank/internal/kafkaconf"
+	"github.com/codebank/codebank/internal/stream"
 	"github.com/codebank/codebank/internal/testenv/kafkatest"
 	"github.com/codebank/codebank/internal/testenv/tier"
 	"github.com/codebank/codebank/internal/testenv/wait"
-	"github.com/codebank/codebank/processors"
 )
 
 var brokerAddr string
@@ -109,8 +109,8 @@ func TestLag(t *testing.T) {
 		om.Close()
 	}
 
-	lag := processors.NewLag(kc, func() []processors.GroupInputs {
-		return []processors.GroupInputs{{Group: group, Topics: []string{topic}}}
+	lag := stream.NewLag(kc, func() []stream.GroupInputs {
+		return []stream.GroupInputs{{Group: group, Topics: []string{topic}}}
 	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	defer lag.Close()
 	reg := prometheus.NewRegistry()
@@ -151,8 +151,8 @@ func TestLag(t *testing.T) {
 	}
 
 	// Kafka out of reach: no lag series, the rest of the registry still gathers.
-	down := processors.NewLag(kafkaconf.Config{Brokers: []string{"127.0.0.1:1"}}, func() []processors.GroupInputs {
-		return []processors.GroupInputs{{Group: group, Topics: []string{topic}}}
+	down := stream.NewLag(kafkaconf.Config{Brokers: []string{"127.0.0.1:1"}}, func() []stream.GroupInputs {
+		return []stream.GroupInputs{{Group: group, Topics: []string{topic}}}
 	},
 		slog.New(slog.NewTextHandler(io.Discard, nil)))
 	defer down.Close()
