@@ -223,7 +223,7 @@ func TestREST(t *testing.T) {
 		t.Errorf("POST unknown route = %d, want 404", code)
 	}
 	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
-		resp, err := http.Get(b.in.HTTPURL + path)
+		resp, err := http.Get(b.in.OpsURL + path)
 		if err != nil || resp.StatusCode != 200 {
 			t.Errorf("GET %s = %v %v", path, resp.StatusCode, err)
 		}

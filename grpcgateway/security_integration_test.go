@@ -127,8 +127,8 @@ func TestMerchantFromTheKey(t *testing.T) {
 	t.Parallel()
 	d := banktest.NewDeployment(t, brokerAddr, kafkatest.Name(t), 2, 2)
 	banktest.StartAuthorizer(t, d, "")
-	banktest.StartStatements(t, d, "")
-	in := banktest.StartIngress(t, d, banktest.IngressOptions{Statements: banktest.StartStatementsView(t, d)})
+	st := banktest.StartStatements(t, d, "")
+	in := banktest.StartIngress(t, d, banktest.IngressOptions{Statements: st.Reader})
 	cards, stmts := codebankv1.NewCardServiceClient(in.Conn), codebankv1.NewStatementServiceClient(in.Conn)
 	other, err := grpc.NewClient(in.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithPerRPCCredentials(grpcgateway.CallerKeys{Merchant: banktest.OtherMerchantKey, Insecure: true}))

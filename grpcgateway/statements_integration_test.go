@@ -59,8 +59,8 @@ func TestStatementsAcrossMonths(t *testing.T) {
 	d := banktest.NewDeployment(t, brokerAddr, kafkatest.Name(t), 3, 2)
 	clk := newClock(time.Date(2026, 10, 15, 12, 0, 0, 0, time.UTC))
 	banktest.StartAuthorizerWith(t, d, "", authorizer.Deps{Now: clk.now})
-	banktest.StartStatements(t, d, "")
-	in := banktest.StartIngress(t, d, banktest.IngressOptions{Statements: banktest.StartStatementsView(t, d)})
+	st := banktest.StartStatements(t, d, "")
+	in := banktest.StartIngress(t, d, banktest.IngressOptions{Statements: st.Reader})
 	cards, payments := codebankv1.NewCardServiceClient(in.Conn), codebankv1.NewPaymentServiceClient(in.Conn)
 	stmts := codebankv1.NewStatementServiceClient(in.Conn)
 	c := issue(t, cards, "Maria Silva", 10_000)
@@ -203,11 +203,10 @@ func TestStatementsTwoInstances(t *testing.T) {
 	t.Parallel()
 	d := banktest.NewDeployment(t, brokerAddr, kafkatest.Name(t), 4, 2)
 	banktest.StartAuthorizer(t, d, "")
-	banktest.StartStatements(t, d, "")
-	banktest.StartStatements(t, d, "")
+	sts := []*banktest.Statements{banktest.StartStatements(t, d, ""), banktest.StartStatements(t, d, "")}
 	ins := []*banktest.Ingress{
-		banktest.StartIngress(t, d, banktest.IngressOptions{Statements: banktest.StartStatementsView(t, d)}),
-		banktest.StartIngress(t, d, banktest.IngressOptions{ReplyPartition: 1, Statements: banktest.StartStatementsView(t, d)}),
+		banktest.StartIngress(t, d, banktest.IngressOptions{Statements: sts[0].Reader}),
+		banktest.StartIngress(t, d, banktest.IngressOptions{ReplyPartition: 1, Statements: sts[1].Reader}),
 	}
 	cards, payments := codebankv1.NewCardServiceClient(ins[0].Conn), codebankv1.NewPaymentServiceClient(ins[0].Conn)
 	month := time.Now().UTC().Format("2006-01")

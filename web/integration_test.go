@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -42,29 +41,24 @@ type stack struct {
 	url      string
 }
 
-// startStack runs the authorizer, the statements processor, an ingress with statements, the
-// orders group, the orders store, the dashboard feed and the web server on a loopback port.
-// demo, when set, issues the demo cards the pages show and returns them.
+// startStack runs the authorizer, the statements processor and its view, an ingress with
+// statements, and the web role (the orders group, the orders view, the dashboard feed and the
+// pages, on a loopback port), each as codebank builds it. demo, when set, issues the demo
+// cards the pages show and returns them.
 func startStack(t *testing.T, demo func(codebankv1.CardServiceClient) []web.DemoCard) *stack {
 	t.Helper()
 	d := banktest.NewDeployment(t, brokerAddr, kafkatest.Name(t), 3, 2)
 	banktest.StartAuthorizer(t, d, "")
-	banktest.StartStatements(t, d, "")
-	in := banktest.StartIngress(t, d, banktest.IngressOptions{Statements: banktest.StartStatementsView(t, d)})
-	startOrders(t, d, t.TempDir())
+	st := banktest.StartStatements(t, d, "")
+	in := banktest.StartIngress(t, d, banktest.IngressOptions{Statements: st.Reader})
 	s := &stack{d: d, cards: codebankv1.NewCardServiceClient(in.Conn), payments: codebankv1.NewPaymentServiceClient(in.Conn),
 		stmts: codebankv1.NewStatementServiceClient(in.Conn)}
-	s.store = startStore(t, d)
-	s.feed = web.NewFeed(web.FeedConfig{Kafka: d.Kafka, Topology: d.Topo}, web.FeedDeps{Log: banktest.Logger()})
-	runUntilCleanup(t, "dashboard feed", s.feed.Run)
 	var cards []web.DemoCard
 	if demo != nil {
 		cards = demo(s.cards)
 	}
-	srv := web.New(web.Config{DemoCards: cards}, web.Deps{Payments: s.payments, Cards: s.cards, Statements: s.stmts, Orders: s.store, Dashboard: s.feed, Log: banktest.Logger()})
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(hs.Close)
-	s.url = hs.URL
+	w := banktest.StartWeb(t, d, in, web.Config{DemoCards: cards})
+	s.store, s.feed, s.url = w.Orders, w.Feed, w.URL
 	return s
 }
 

@@ -10,14 +10,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/codebank/codebank/analytics"
 	"github.com/codebank/codebank/grpcgateway"
@@ -27,11 +24,11 @@ import (
 	"github.com/codebank/codebank/internal/cli"
 	"github.com/codebank/codebank/internal/generations"
 	"github.com/codebank/codebank/internal/kafkaconf"
+	"github.com/codebank/codebank/internal/role"
 	"github.com/codebank/codebank/internal/stream"
 	"github.com/codebank/codebank/processors"
 	"github.com/codebank/codebank/processors/authorizer"
 	"github.com/codebank/codebank/processors/statements"
-	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 	"github.com/codebank/codebank/web"
 	"github.com/codebank/codebank/web/store"
 )
@@ -250,7 +247,7 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
 	// Configuration, secrets first: a role refuses to start without those it needs.
 	build := buildinfo.Read()
 	log.Info("starting codebank", "role", r.String(), "version", build.Version, "revision", build.Revision, "config", c.logValue())
-	kc, topo := c.kafka().ShareProducer(), c.topology() // one producer for the process (ShareProducer)
+	kc := c.kafka().ShareProducer() // one producer for the process (ShareProducer)
 	reg := newRegistry()
 	var keys card.Keys
 	if r.ingress || r.authorizer {
@@ -276,37 +273,25 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
 		}
 	}
 	var apiKeys *apikey.Store
+	var legacy *grpcgateway.Legacy
 	if r.api() {
-		if c.APIKeysFile == "" {
-			return fmt.Errorf("%w: the API keys file of the callers: set CODEBANK_API_KEYS_FILE or --api-keys-file (codebank keys new writes its lines)", cli.ErrUsage)
-		}
-		if apiKeys, err = apikey.Open(c.APIKeysFile, reg, log, c.checkKeysFile); err != nil {
+		if apiKeys, legacy, err = c.callers(reg, log); err != nil {
 			return err
 		}
-	}
-	var legacy *grpcgateway.Legacy
-	if c.LegacyMerchant != "" {
-		name, ok := apiKeys.Set().MerchantName(c.LegacyMerchant)
-		if !ok {
-			return fmt.Errorf("%w: --legacy-merchant %q: no merchant key of the keys file names it", cli.ErrUsage, c.LegacyMerchant)
-		}
-		legacy = &grpcgateway.Legacy{Merchant: c.LegacyMerchant, MerchantName: name}
-		log.Warn("serving the original contract without credentials: its callers are booked as a merchant", "merchant", c.LegacyMerchant)
 	}
 
 	// Topics: created by `codebank setup`; every role waits for them, those of the authorizer
 	// at their live generation (internal/generations).
-	base := topo
+	base := c.topology()
 	if err := waitForTopics(ctx, kc, []stream.Topic{base.Generations()}, log); err != nil {
 		return err
 	}
-	gens, err := generations.NewWatcher(ctx, kc, base)
+	gens, watch, err := role.NewGenerations(ctx, kc, base)
 	if err != nil {
 		return err
 	}
 	state, _ := gens.Current()
-	topo = state.Live(base)
-	topics := topo.All()
+	topics := state.Live(base).All()
 	if r.web {
 		topics = append(topics, c.storeTopology().All()...)
 	}
@@ -314,149 +299,105 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
 		return err
 	}
 
-	// Components, all built before any starts.
-	p := process{groups: stream.NewGroupStats()}
-	defer p.close(log)
-	if err := reg.Register(p.groups); err != nil {
-		return err
-	}
-	if apiKeys != nil {
-		p.addChecked("api keys", apiKeys.Run, apiKeys.Ready)
-	}
-	p.add("generations", gens.Run, nil)
-	if r.authorizer {
-		a := authorizer.New(authorizer.Config{Topology: base, LockAfter: lockAfter(c.LockAfter), LockWindow: c.LockWindow}, authorizer.Deps{Keys: keys, Registerer: reg, Log: log})
-		akc := kc
-		akc.HotStandby = c.HotStandby
-		g := &generational{gens: gens, base: base, a: a, kc: akc, storageDir: c.StorageDir, stats: p.groups, log: log}
-		p.add("authorizer", g.Run, g.Ready)
-	}
-	var reader *statements.Reader
-	if r.statements {
-		sp := statements.New(statements.Config{Topology: topo}, statements.Deps{Registerer: reg, Log: log})
-		// Off the synchronous path: patient consumers (--fetch-wait).
-		patient := kc.Patient(c.FetchWait)
-		skc := patient
-		skc.HotStandby = c.HotStandby
-		g, err := stream.NewGroup(skc, sp.Graph(), c.StorageDir, log)
-		if err != nil {
-			return err
+	// Components, all built before any starts: one constructor a role (internal/role).
+	var p role.Components
+	defer func() {
+		if err := p.Close(); err != nil {
+			log.Warn("close", "err", err)
 		}
-		p.groups.Add(g)
-		view, err := stream.NewView(patient, topo.StatementLines(), filepath.Join(c.StorageDir, "views"), log)
-		if err != nil {
-			return err
-		}
-		reader = statements.NewReader(view)
-		p.add("statements", g.Run, g.Ready)
-		p.add("statements view", view.Run, view.Ready)
-	}
-	// Consumer lag of the groups this process runs, read from Kafka at each scrape; the
-	// authorizer's at its live generation, and the previous one's while it is forwarded.
-	var static []stream.GroupInputs
-	if r.statements {
-		static = append(static, stream.GroupInputs{Group: string(topo.StatementsGroup()),
-			Topics: []string{topo.Results().Name}})
-		if c.SinkLag { // Kafka Connect names a sink's group connect-<connector>
-			static = append(static, stream.GroupInputs{Group: "connect-" + analytics.ConnectorName(base), Topics: []string{topo.Results().Name}})
-		}
-	}
-	if r.web {
-		st := c.storeTopology()
-		static = append(static, stream.GroupInputs{Group: string(st.Group()), Topics: []string{st.Events().Name}})
-	}
-	lagGroups := func() []stream.GroupInputs {
-		if !r.authorizer {
-			return static
-		}
-		state, _ := gens.Current()
-		tops := []processors.Topology{state.Live(base)}
-		if prev, ok := state.Prev(base); ok {
-			tops = append(tops, prev)
-		}
-		out := slices.Clone(static)
-		for _, t := range tops {
-			out = append(out, stream.GroupInputs{Group: string(t.AuthorizerGroup()), Topics: []string{t.PaymentRequests().Name, t.CardCommands().Name}})
-		}
-		return out
-	}
-	if r.authorizer || len(static) > 0 {
-		lag := stream.NewLag(kc, lagGroups, log)
-		if err := reg.Register(lag); err != nil {
-			return err
-		}
-		p.closeWith(lag.Close)
-	}
-
+	}()
 	var grpcL, httpL, opsL net.Listener
 	if r.api() {
-		if grpcL, err = p.listen(c.GRPCAddr); err != nil {
+		if grpcL, err = p.Listen(c.GRPCAddr); err != nil {
 			return err
 		}
 	}
 	if c.HTTPAddr != "" {
-		if httpL, err = p.listen(c.HTTPAddr); err != nil {
+		if httpL, err = p.Listen(c.HTTPAddr); err != nil {
 			return err
 		}
 	}
 	if c.OpsAddr != "" {
-		if opsL, err = p.listen(c.OpsAddr); err != nil {
+		if opsL, err = p.Listen(c.OpsAddr); err != nil {
 			return err
 		}
+	}
+	env := role.Env{Kafka: kc, Topology: base, Generations: gens, StorageDir: c.StorageDir, HotStandby: c.HotStandby, FetchWait: c.FetchWait,
+		Groups: stream.NewGroupStats(), Registerer: reg, Log: log}
+	if err := reg.Register(env.Groups); err != nil {
+		return err
+	}
+	if apiKeys != nil {
+		p.AddChecked("api keys", apiKeys.Run, apiKeys.Ready)
+	}
+	p.Include(watch)
+	if r.authorizer {
+		p.Include(role.NewAuthorizer(authorizer.Config{LockAfter: lockAfter(c.LockAfter), LockWindow: c.LockWindow}, authorizer.Deps{Keys: keys}, env))
+	}
+	var reader *statements.Reader
+	if r.statements {
+		s, err := role.NewStatements(role.StatementsConfig{SinkLag: c.SinkLag}, env)
+		if err != nil {
+			return err
+		}
+		p.Include(s.Components)
+		reader = s.Reader
 	}
 	var routes []func(*http.ServeMux)
 	if r.web {
-		bankAddr, statementsAddr := c.BankAddr, c.StatementsAddr
-		if r.ingress { // the store is a client of the bank like any checkout: it calls this process's own port
-			bankAddr, statementsAddr = cli.Loopback(grpcL.Addr().String()), cli.Loopback(grpcL.Addr().String())
-		}
-		pages, err := newPages(c, pages, kc, bankAddr, statementsAddr, reg, log, &p)
+		cfg, err := c.webConfig(pages, r, grpcL, httpL, serverTLS)
 		if err != nil {
 			return err
 		}
-		routes = append(routes, pages.Register)
+		w, err := role.NewWeb(cfg, env)
+		if err != nil {
+			return plaintextHint(err)
+		}
+		p.Include(w.Components)
+		if cfg.HTTP == nil { // codebank all: the ingress serves the pages
+			routes = append(routes, w.Pages.Register)
+		}
 	}
-	var servers []func(context.Context) error
-	switch {
-	case r.api():
-		bank, err := grpcgateway.NewKafkaBank(grpcgateway.BankConfig{Kafka: kc, Topology: topo, ReplyPartition: c.ReplyPartition, MaxInFlight: c.MaxInFlight},
-			grpcgateway.BankDeps{Registerer: reg, Log: log})
+	if r.api() {
+		in, err := role.NewIngress(role.IngressConfig{Server: grpcgateway.Config{StatementsOnly: !r.ingress, RequestTimeout: c.RequestTimeout,
+			Currency: c.Currency, Legacy: legacy, Reflection: c.Reflection, TLS: serverTLS},
+			ReplyPartition: c.ReplyPartition, MaxInFlight: c.MaxInFlight, GRPC: grpcL, HTTP: httpL,
+			Keys: keys, APIKeys: apiKeys, Statements: reader, Routes: routes}, env)
 		if err != nil {
 			return err
 		}
-		p.add("replies", bank.Run, bank.Ready)
-		p.closeWith(bank.Close)
-		if r.ingress {
-			p.add("generation of the requests", followGenerations(gens, base, bank), nil)
-		}
-		srv := grpcgateway.New(grpcgateway.Config{StatementsOnly: !r.ingress, RequestTimeout: c.RequestTimeout, Currency: c.Currency,
-			Legacy: legacy, Reflection: c.Reflection, TLS: serverTLS},
-			grpcgateway.Deps{Bank: bank, Statements: reader, Keys: keys, APIKeys: apiKeys, Registerer: reg, Log: log, Routes: routes})
-		servers = append(servers, func(ctx context.Context) error { return srv.Serve(ctx, grpcL, httpL) })
-	case httpL != nil:
-		mux := http.NewServeMux()
-		for _, register := range routes {
-			register(mux)
-		}
-		log.Info("listening", "http", httpL.Addr().String())
-		servers = append(servers, func(ctx context.Context) error { return serveHTTP(ctx, httpL, mux, serverTLS) })
+		p.Include(in.Components)
+	}
+	// Consumer lag of the groups this process runs, read from Kafka at each scrape.
+	if err := p.ExportLag(env); err != nil {
+		return err
 	}
 	if opsL != nil {
-		ops := http.NewServeMux()
-		grpcgateway.OpsRoutes(reg, p.notReady, c.Pprof)(ops)
-		log.Info("operations endpoints listening", "ops", opsL.Addr().String())
-		servers = append(servers, func(ctx context.Context) error { return serveHTTP(ctx, opsL, ops, nil) })
+		p.Include(role.NewOps(opsL, reg, func() error { return p.NotReady() }, c.Pprof, log))
 	}
 
-	// Start, then wait: errgroup cancels ctx on the first error or on a signal.
-	g, ctx := errgroup.WithContext(ctx)
-	p.start(ctx, g, log)
-	for _, serve := range servers {
-		g.Go(func() error { return serve(ctx) })
-	}
-	err = g.Wait()
+	// Run until ctx ends (a signal) or a component fails.
+	err = p.Run(ctx, log)
 	log.Info("codebank stopped", "role", r.String(), "err", err)
 	return err
+}
+
+// callers returns the API keys of the callers of a role that serves the bank's API, and the
+// original contract's callers when --legacy-merchant names one of the keys file's merchants.
+func (c *config) callers(reg prometheus.Registerer, log *slog.Logger) (*apikey.Store, *grpcgateway.Legacy, error) {
+	if c.APIKeysFile == "" {
+		return nil, nil, fmt.Errorf("%w: the API keys file of the callers: set CODEBANK_API_KEYS_FILE or --api-keys-file (codebank keys new writes its lines)", cli.ErrUsage)
+	}
+	apiKeys, err := apikey.Open(c.APIKeysFile, reg, log, c.checkKeysFile)
+	if err != nil || c.LegacyMerchant == "" {
+		return apiKeys, nil, err
+	}
+	name, ok := apiKeys.Set().MerchantName(c.LegacyMerchant)
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: --legacy-merchant %q: no merchant key of the keys file names it", cli.ErrUsage, c.LegacyMerchant)
+	}
+	log.Warn("serving the original contract without credentials: its callers are booked as a merchant", "merchant", c.LegacyMerchant)
+	return apiKeys, &grpcgateway.Legacy{Merchant: c.LegacyMerchant, MerchantName: name}, nil
 }
 
 // lockAfter turns the flag's "0: never" into the authorizer's.
@@ -496,48 +437,22 @@ func (c *config) pageSecrets() (pageSecrets, error) {
 	return s, nil
 }
 
-// newPages builds the store's and the bank's pages with what they need beside them: the
-// store's orders group and orders (a view), the dashboard's feed of results, and gRPC clients
-// of the bank at bankAddr (payments, with the store's merchant key; card verification, with the
-// pages' key) and statementsAddr (statements, with the pages' key); it adds them to p.
-func newPages(c config, secrets pageSecrets, kc kafkaconf.Config, bankAddr, statementsAddr string, reg prometheus.Registerer, log *slog.Logger, p *process) (*web.Server, error) {
+// webConfig returns the web role's configuration: its pages reach the bank at --bank-addr and
+// --statements-addr, or, in codebank all, at this process's own gRPC listener, like any
+// checkout; in codebank web they are served on httpL.
+func (c *config) webConfig(secrets pageSecrets, r roles, grpcL, httpL net.Listener, serverTLS *tls.Config) (role.WebConfig, error) {
 	bankTLS, err := c.bankTLS()
 	if err != nil {
-		return nil, err
+		return role.WebConfig{}, err
 	}
-	st := c.storeTopology()
-	gkc := kc
-	gkc.HotStandby = c.HotStandby
-	g, err := stream.NewGroup(gkc, store.New(st, store.Deps{Registerer: reg, Log: log}).Graph(), c.StorageDir, log)
-	if err != nil {
-		return nil, err
+	cfg := role.WebConfig{Pages: web.Config{OrderSecret: []byte(secrets.storeSecret), DemoCardsFile: c.DemoCardsFile}, Store: c.storeTopology(),
+		BankAddr: c.BankAddr, StatementsAddr: c.StatementsAddr, MerchantKey: secrets.merchantKey, PagesKey: secrets.pagesKey,
+		BankTLS: bankTLS, BankPlaintext: c.BankPlaintext, HTTP: httpL, TLS: serverTLS}
+	if r.ingress { // the store is a client of the bank like any checkout: it calls this process's own port
+		cfg.BankAddr, cfg.StatementsAddr = cli.Loopback(grpcL.Addr().String()), cli.Loopback(grpcL.Addr().String())
+		cfg.HTTP, cfg.TLS = nil, nil
 	}
-	p.groups.Add(g)
-	orders, err := store.NewOrders(kc, st, filepath.Join(c.StorageDir, "orders-view"), log)
-	if err != nil {
-		return nil, err
-	}
-	p.closeWith(orders.Close)
-	feed := web.NewFeed(web.FeedConfig{Kafka: kc.Patient(c.FetchWait), Topology: c.topology()}, web.FeedDeps{Registerer: reg, Log: log})
-	creds := grpcgateway.CallerKeys{Merchant: secrets.merchantKey, Pages: secrets.pagesKey, Insecure: bankTLS == nil}
-	bank, err := cli.Dial(bankAddr, bankTLS, creds, c.BankPlaintext)
-	if err != nil {
-		return nil, plaintextHint(err)
-	}
-	p.closeWith(bank.Close)
-	stmts := bank
-	if statementsAddr != "" && statementsAddr != bankAddr {
-		if stmts, err = cli.Dial(statementsAddr, bankTLS, creds, c.BankPlaintext); err != nil {
-			return nil, plaintextHint(err)
-		}
-		p.closeWith(stmts.Close)
-	}
-	p.add("orders", g.Run, g.Ready)
-	p.add("orders view", orders.Run, orders.Ready)
-	p.add("dashboard feed", feed.Run, nil)
-	return web.New(web.Config{OrderSecret: []byte(secrets.storeSecret), DemoCardsFile: c.DemoCardsFile},
-		web.Deps{Payments: codebankv1.NewPaymentServiceClient(bank), Cards: codebankv1.NewCardServiceClient(bank),
-			Statements: codebankv1.NewStatementServiceClient(stmts), Orders: orders, Dashboard: feed, Log: log, Registerer: reg}), nil
+	return cfg, nil
 }
 
 // checkBankTransport refuses, before anything starts, a web role that would send keys and card
@@ -571,25 +486,4 @@ func newRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Read().Collector())
 	return reg
-}
-
-// serveHTTP serves handler on l, over TLS when tlsConfig is set, until ctx ends, then shuts down
-// gracefully.
-func serveHTTP(ctx context.Context, l net.Listener, handler http.Handler, tlsConfig *tls.Config) error {
-	srv := grpcgateway.NewHTTPServer(handler, 30*time.Second)
-	if tlsConfig != nil {
-		srv.TLSConfig = tlsConfig
-		l = tls.NewListener(l, tlsConfig)
-	}
-	done := make(chan error, 1)
-	go func() {
-		<-ctx.Done()
-		shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		done <- srv.Shutdown(shutdownCtx)
-	}()
-	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return <-done
 }

@@ -1,15 +1,15 @@
-// Package banktest runs Code Bank's components in-process against a real Kafka broker, for
-// integration tests: an authorizer instance (StartAuthorizer) and an ingress replica
-// (StartIngress) serving gRPC and HTTP on free loopback ports; and, for the analytics side,
-// the broker, search node and Kafka Connect worker a test package shares (RunWithAnalytics).
+// Package banktest runs Code Bank's roles in-process against a real Kafka broker, for
+// integration tests, each built by the constructor `codebank` builds it with (internal/role):
+// an authorizer instance (StartAuthorizer), a statements instance (StartStatements), an
+// ingress replica (StartIngress) serving gRPC, HTTP and its operations endpoints on free
+// loopback ports, and the web role (StartWeb); and, for the analytics side, the broker,
+// search node and Kafka Connect worker a test package shares (RunWithAnalytics).
 package banktest
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"testing"
 	"time"
@@ -21,6 +21,7 @@ import (
 	"github.com/codebank/codebank/grpcgateway"
 	"github.com/codebank/codebank/internal/card"
 	"github.com/codebank/codebank/internal/kafkaconf"
+	"github.com/codebank/codebank/internal/role"
 	"github.com/codebank/codebank/internal/stream"
 	"github.com/codebank/codebank/internal/testenv/tier"
 	"github.com/codebank/codebank/internal/testenv/wait"
@@ -28,6 +29,7 @@ import (
 	"github.com/codebank/codebank/processors/authorizer"
 	"github.com/codebank/codebank/processors/statements"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
+	"github.com/codebank/codebank/web"
 	"github.com/codebank/codebank/web/store"
 )
 
@@ -88,8 +90,71 @@ func NewDeployment(t testing.TB, broker, prefix string, partitions, replyPartiti
 	return d
 }
 
-// StartAuthorizer runs an authorizer instance with its storage in dir (t.TempDir() when
-// empty) and waits until it has recovered its partitions. It is stopped when the test ends.
+// process is the components of one role in a test, built by its constructor in
+// internal/role as `codebank` builds them, with what they share (role.Env): a producer of
+// their own (kafkaconf.Config.ShareProducer), a follower of the live generation of the
+// authorizer's topics, metrics on reg.
+type process struct {
+	env   role.Env
+	reg   *prometheus.Registry
+	comps role.Components
+}
+
+// newProcess returns the process of a role with its storage in dir (t.TempDir() when empty)
+// and its metrics on reg.
+func newProcess(t testing.TB, d Deployment, dir string, reg *prometheus.Registry, log *slog.Logger) *process {
+	t.Helper()
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	kc := d.Kafka.ShareProducer()
+	gens, watch, err := role.NewGenerations(Ctx(t), kc, d.Topo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups := stream.NewGroupStats()
+	reg.MustRegister(groups)
+	p := &process{env: role.Env{Kafka: kc, Topology: d.Topo, Generations: gens, StorageDir: dir, Groups: groups, Registerer: reg, Log: log}, reg: reg}
+	p.comps.Include(watch)
+	return p
+}
+
+// listen listens on a free loopback port, closed with the process.
+func (p *process) listen(t testing.TB) net.Listener {
+	t.Helper()
+	l, err := p.comps.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// start exports the lag of the process's groups, runs its components until the test ends and
+// waits until they are ready.
+func (p *process) start(t testing.TB, what string) *Processor {
+	t.Helper()
+	if err := p.comps.ExportLag(p.env); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Processor{Registry: p.reg, comps: p.comps, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- p.comps.Run(ctx, p.env.Log) }()
+	t.Cleanup(func() { r.Stop(t) })
+	wait.For(t, time.Minute, what+" to be ready", func() error {
+		select {
+		case err := <-r.done:
+			r.done <- err
+			t.Fatalf("%s stopped: %v", what, err)
+		default:
+		}
+		return p.comps.NotReady()
+	})
+	return r
+}
+
+// StartAuthorizer runs an authorizer instance (role.NewAuthorizer) with its storage in dir
+// (t.TempDir() when empty) and waits until it has recovered its partitions. It is stopped when
+// the test ends.
 func StartAuthorizer(t testing.TB, d Deployment, dir string) *Processor {
 	t.Helper()
 	return StartAuthorizerWith(t, d, dir, authorizer.Deps{})
@@ -99,16 +164,10 @@ func StartAuthorizer(t testing.TB, d Deployment, dir string) *Processor {
 // the others are the test's.
 func StartAuthorizerWith(t testing.TB, d Deployment, dir string, deps authorizer.Deps) *Processor {
 	t.Helper()
-	if dir == "" {
-		dir = t.TempDir()
-	}
-	reg := prometheus.NewRegistry()
-	deps.Keys, deps.Registerer, deps.Log = Keys(t), reg, Logger()
-	g, err := authorizer.New(authorizer.Config{Topology: d.Topo}, deps).Group(d.Kafka, dir, Logger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return Run(t, g, "authorizer", reg)
+	p := newProcess(t, d, dir, prometheus.NewRegistry(), Logger())
+	deps.Keys = Keys(t)
+	p.comps.Include(role.NewAuthorizer(authorizer.Config{}, deps, p.env))
+	return p.start(t, "authorizer")
 }
 
 // Ingress is a running ingress replica.
@@ -120,6 +179,8 @@ type Ingress struct {
 	Conn     *grpc.ClientConn
 	HTTPURL  string
 	GRPCAddr string
+	// OpsURL serves its operations endpoints (/healthz, /readyz, /metrics).
+	OpsURL string
 	// Registry holds the replica's metrics.
 	Registry *prometheus.Registry
 }
@@ -134,7 +195,7 @@ type IngressOptions struct {
 	// callers as Merchant.
 	Config   grpcgateway.Config
 	NoLegacy bool
-	// Statements, when set, serves StatementService.
+	// Statements, when set, serves StatementService (Statements.Reader).
 	Statements grpcgateway.StatementReader
 	// APIKeys authenticate its callers (default: the test deployment's, APIKeys).
 	APIKeys grpcgateway.Authenticator
@@ -146,17 +207,11 @@ type IngressOptions struct {
 	Now func() time.Time
 }
 
-// StartIngress runs an ingress replica, serving gRPC and HTTP (with the operations endpoints)
-// on free loopback ports, and returns it with a gRPC client connection. It is stopped when the
-// test ends.
+// StartIngress runs an ingress replica (role.NewIngress), serving gRPC, HTTP and its operations
+// endpoints on free loopback ports, and returns it, once ready, with a gRPC client connection.
+// It is stopped when the test ends.
 func StartIngress(t testing.TB, d Deployment, o IngressOptions) *Ingress {
 	t.Helper()
-	reg := prometheus.NewRegistry()
-	bank, err := grpcgateway.NewKafkaBank(grpcgateway.BankConfig{Kafka: d.Kafka, Topology: d.Topo, ReplyPartition: o.ReplyPartition, MaxInFlight: o.MaxInFlight},
-		grpcgateway.BankDeps{Registerer: reg, Log: Logger()})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if o.Config.Legacy == nil && !o.NoLegacy {
 		o.Config.Legacy = &grpcgateway.Legacy{Merchant: Merchant, MerchantName: MerchantName}
 	}
@@ -170,84 +225,94 @@ func StartIngress(t testing.TB, d Deployment, o IngressOptions) *Ingress {
 	if o.Log == nil {
 		o.Log = Logger()
 	}
-	srv := grpcgateway.New(o.Config, grpcgateway.Deps{Bank: bank, Statements: o.Statements, Keys: keys, APIKeys: o.APIKeys,
-		Registerer: reg, Log: o.Log, Now: o.Now,
-		Routes: []func(*http.ServeMux){grpcgateway.OpsRoutes(reg, func() error {
-			if !bank.Ready() {
-				return errors.New("not connected to Kafka")
-			}
-			return nil
-		}, false)}})
-	gl, err := net.Listen("tcp", "127.0.0.1:0")
+	reg := prometheus.NewRegistry()
+	p := newProcess(t, d, "", reg, o.Log)
+	gl, hl, ol := p.listen(t), p.listen(t), p.listen(t)
+	in, err := role.NewIngress(role.IngressConfig{Server: o.Config, ReplyPartition: o.ReplyPartition, MaxInFlight: o.MaxInFlight,
+		GRPC: gl, HTTP: hl, Keys: keys, APIKeys: o.APIKeys, Statements: o.Statements, Now: o.Now}, p.env)
 	if err != nil {
 		t.Fatal(err)
 	}
-	hl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	p.comps.Include(in.Components)
+	p.comps.Include(role.NewOps(ol, reg, func() error { return p.comps.NotReady() }, false, o.Log))
+	r := &Ingress{Bank: in.Bank, Server: in.Server, HTTPURL: "http://" + hl.Addr().String(), GRPCAddr: gl.Addr().String(),
+		OpsURL: "http://" + ol.Addr().String(), Registry: reg}
+	p.start(t, "ingress")
+	if r.Conn, err = grpc.NewClient(r.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(Callers)); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	in := &Ingress{Bank: bank, Server: srv, HTTPURL: "http://" + hl.Addr().String(), GRPCAddr: gl.Addr().String(), Registry: reg}
-	done := make(chan error, 2)
-	go func() { done <- bank.Run(ctx) }()
-	go func() { done <- srv.Serve(ctx, gl, hl) }()
-	if in.Conn, err = grpc.NewClient(in.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(Callers)); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		in.Conn.Close()
-		cancel()
-		for range 2 {
-			if err := <-done; err != nil {
-				t.Errorf("ingress stopped with: %v", err)
-			}
-		}
-		bank.Close()
-	})
-	return in
+	t.Cleanup(func() { r.Conn.Close() }) // before the replica stops: cleanups run last first
+	return r
 }
 
-// Processor is a running goka processor.
+// Processor is a running role.
 type Processor struct {
-	Group *stream.Group
-	// Registry holds the processor's metrics.
+	// Registry holds the role's metrics.
 	Registry *prometheus.Registry
+	comps    role.Components
 	cancel   context.CancelFunc
 	done     chan error
 }
 
-// StartStatements runs a statements processor instance with its storage in dir (t.TempDir()
-// when empty) and waits until it is ready. It is stopped when the test ends.
-func StartStatements(t testing.TB, d Deployment, dir string) *Processor {
+// Statements is a running statements role: the group and the view StatementService reads.
+type Statements struct {
+	*Processor
+	// Reader reads the view, for an ingress (IngressOptions.Statements).
+	Reader *statements.Reader
+}
+
+// StartStatements runs a statements instance (role.NewStatements: the group and its view) with
+// its storage in dir (t.TempDir() when empty) and waits until it is ready. It is stopped when
+// the test ends.
+func StartStatements(t testing.TB, d Deployment, dir string) *Statements {
 	t.Helper()
-	if dir == "" {
-		dir = t.TempDir()
-	}
-	reg := prometheus.NewRegistry()
-	g, err := stream.NewGroup(d.Kafka, statements.New(statements.Config{Topology: d.Topo}, statements.Deps{Registerer: reg, Log: Logger()}).Graph(), dir, Logger())
+	p := newProcess(t, d, dir, prometheus.NewRegistry(), Logger())
+	s, err := role.NewStatements(role.StatementsConfig{}, p.env)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Run(t, g, "statements processor", reg)
+	p.comps.Include(s.Components)
+	return &Statements{Processor: p.start(t, "statements"), Reader: s.Reader}
 }
 
-// Run runs a group until the test ends and waits until it is ready; reg is where its metrics
-// are.
+// Web is a running web role.
+type Web struct {
+	*Processor
+	// Orders is its view of the orders, Feed the dashboard's feed of results.
+	Orders *store.Orders
+	Feed   *web.Feed
+	// URL serves the pages.
+	URL string
+}
+
+// StartWeb runs the web role (role.NewWeb) with the pages config, a client of the bank at in
+// with the test deployment's store and pages keys, serving the pages on a free loopback port,
+// and waits until it is ready. It is stopped when the test ends.
+func StartWeb(t testing.TB, d Deployment, in *Ingress, pages web.Config) *Web {
+	t.Helper()
+	p := newProcess(t, d, "", prometheus.NewRegistry(), Logger())
+	hl := p.listen(t)
+	w, err := role.NewWeb(role.WebConfig{Pages: pages, Store: d.Store, BankAddr: in.GRPCAddr, MerchantKey: MerchantKey, PagesKey: PagesKey, HTTP: hl}, p.env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.comps.Include(w.Components)
+	return &Web{Processor: p.start(t, "web"), Orders: w.Orders, Feed: w.Feed, URL: "http://" + hl.Addr().String()}
+}
+
+// Run runs a group alone until the test ends and waits until it is ready; reg is where its
+// metrics are.
 func Run(t testing.TB, g *stream.Group, what string, reg *prometheus.Registry) *Processor {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	p := &Processor{Group: g, Registry: reg, cancel: cancel, done: make(chan error, 1)}
-	go func() { p.done <- g.Run(ctx) }()
-	t.Cleanup(func() { p.Stop(t) })
-	readyCtx, readyCancel := context.WithTimeout(ctx, 60*time.Second)
-	defer readyCancel()
-	if err := g.WaitReady(readyCtx); err != nil {
-		t.Fatalf("%s not ready: %v", what, err)
+	if reg == nil {
+		reg = prometheus.NewRegistry()
 	}
-	return p
+	p := &process{env: role.Env{Registerer: reg, Log: Logger()}, reg: reg}
+	p.comps.Add(what, g.Run, g.Ready)
+	return p.start(t, what)
 }
 
-// Stop stops the instance and waits for it; safe to call twice.
+// Stop stops the instance, waits for it and releases what it held; safe to call twice.
 func (p *Processor) Stop(t testing.TB) {
 	t.Helper()
 	if p.cancel == nil {
@@ -258,10 +323,13 @@ func (p *Processor) Stop(t testing.TB) {
 	select {
 	case err := <-p.done:
 		if err != nil {
-			t.Errorf("processor stopped with: %v", err)
+			t.Errorf("stopped with: %v", err)
 		}
 	case <-time.After(60 * time.Second):
-		t.Error("processor did not stop within 60s")
+		t.Error("did not stop within 60s")
+	}
+	if err := p.comps.Close(); err != nil {
+		t.Errorf("close: %v", err)
 	}
 }
 
@@ -285,8 +353,9 @@ func StartView(t testing.TB, d Deployment, table stream.Topic) *stream.View {
 	return view
 }
 
-// StartStatementsView runs a view of the statements table and returns its reader once the
-// view has recovered. It is stopped when the test ends.
+// StartStatementsView runs a view of the statements table alone and returns its reader once the
+// view has recovered, for an ingress that outlives the statements instances of a test
+// (StartStatements has a view of its own). It is stopped when the test ends.
 func StartStatementsView(t testing.TB, d Deployment) *statements.Reader {
 	t.Helper()
 	return statements.NewReader(StartView(t, d, d.Topo.StatementLines()))

@@ -8,32 +8,28 @@ import (
 	"time"
 
 	"github.com/olivere/elastic/v7"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/codebank/codebank/analytics"
 	"github.com/codebank/codebank/grpcgateway"
 	"github.com/codebank/codebank/internal/audit"
-	"github.com/codebank/codebank/internal/stream"
 	"github.com/codebank/codebank/internal/testenv/banktest"
 	"github.com/codebank/codebank/internal/testenv/kafkatest"
 	"github.com/codebank/codebank/internal/testenv/wait"
 	codebankv1 "github.com/codebank/codebank/proto/codebank/v1"
 	"github.com/codebank/codebank/web"
-	"github.com/codebank/codebank/web/store"
 )
 
-// wholeBank is every component of `codebank all` and its analytics, in the test's process, on
-// the package's servers: the authorizer, the statements processor and its view, an ingress
-// serving statements too, the store's orders group and store, the dashboard's feed, and the
+// wholeBank is every role of `codebank all` and its analytics, in the test's process, on the
+// package's servers, each built as codebank builds it (banktest, internal/role): the
+// authorizer, the statements processor and its view, an ingress serving statements too, the
+// web role (the store's orders group and view, the dashboard's feed, the pages), and the
 // Kafka Connect sink into an index of its own.
 type wholeBank struct {
 	d          banktest.Deployment
 	auth       *banktest.Processor
-	stmts      *banktest.Processor
-	ordersGrp  *banktest.Processor
+	stmts      *banktest.Statements
 	in         *banktest.Ingress
-	orders     *store.Orders
-	feedReg    *prometheus.Registry
+	web        *banktest.Web
 	index      string
 	search     *elastic.Client
 	cards      codebankv1.CardServiceClient
@@ -45,46 +41,23 @@ func startWholeBank(t *testing.T, cfg grpcgateway.Config) *wholeBank {
 	t.Helper()
 	name := kafkatest.Name(t)
 	d := banktest.NewDeployment(t, servers.Broker, name, 3, 2)
-	b := &wholeBank{d: d, index: analytics.DefaultIndex + "-" + strings.ToLower(name), feedReg: prometheus.NewRegistry()}
+	b := &wholeBank{d: d, index: analytics.DefaultIndex + "-" + strings.ToLower(name)}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
 	b.auth = banktest.StartAuthorizer(t, d, "")
 	b.stmts = banktest.StartStatements(t, d, "")
-	reader := banktest.StartStatementsView(t, d)
-	b.in = banktest.StartIngress(t, d, banktest.IngressOptions{Config: cfg, Statements: reader})
+	b.in = banktest.StartIngress(t, d, banktest.IngressOptions{Config: cfg, Statements: b.stmts.Reader})
 	b.cards = codebankv1.NewCardServiceClient(b.in.Conn)
 	b.payments = codebankv1.NewPaymentServiceClient(b.in.Conn)
 	b.statements = codebankv1.NewStatementServiceClient(b.in.Conn)
-
-	ordersReg := prometheus.NewRegistry()
-	g, err := stream.NewGroup(d.Kafka, store.New(d.Store, store.Deps{Registerer: ordersReg, Log: banktest.Logger()}).Graph(), t.TempDir(), banktest.Logger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.ordersGrp = banktest.Run(t, g, "orders processor", ordersReg)
-	if b.orders, err = store.NewOrders(d.Kafka, d.Store, "", banktest.Logger()); err != nil {
-		t.Fatal(err)
-	}
-	feed := web.NewFeed(web.FeedConfig{Kafka: d.Kafka, Topology: d.Topo}, web.FeedDeps{Registerer: b.feedReg, Log: banktest.Logger()})
-	runCtx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 2)
-	go func() { done <- b.orders.Run(runCtx) }()
-	go func() { done <- feed.Run(runCtx) }()
-	t.Cleanup(func() {
-		stop()
-		for range 2 {
-			if err := <-done; err != nil {
-				t.Errorf("store or feed stopped with: %v", err)
-			}
-		}
-		b.orders.Close()
-	})
-	wait.Until(t, time.Minute, "the orders and the dashboard's feed", func() bool { return b.orders.Ready() && feed.Snapshot().Connected })
+	b.web = banktest.StartWeb(t, d, b.in, web.Config{})
+	wait.Until(t, time.Minute, "the dashboard's feed", func() bool { return b.web.Feed.Snapshot().Connected })
 
 	if _, err := analytics.Setup(ctx, d.Topo, analytics.Sink{SearchURL: servers.SearchURL, ConnectURL: servers.ConnectURL, Index: b.index}); err != nil {
 		t.Fatal(err)
 	}
+	var err error
 	if b.search, err = analytics.NewClient(servers.SearchURL); err != nil {
 		t.Fatal(err)
 	}

@@ -253,8 +253,8 @@ func TestCLIMoneyBack(t *testing.T) {
 	t.Parallel()
 	d := banktest.NewDeployment(t, servers.Broker, kafkatest.Name(t), 3, 2)
 	banktest.StartAuthorizer(t, d, "")
-	banktest.StartStatements(t, d, "")
-	in := banktest.StartIngress(t, d, banktest.IngressOptions{Statements: banktest.StartStatementsView(t, d)})
+	st := banktest.StartStatements(t, d, "")
+	in := banktest.StartIngress(t, d, banktest.IngressOptions{Statements: st.Reader})
 	c := issue(t, codebankv1.NewCardServiceClient(in.Conn), "Maria Silva", 100_000)
 	cli := func(args ...string) (string, error) {
 		t.Helper()

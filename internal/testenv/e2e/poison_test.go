@@ -84,7 +84,7 @@ func TestPoisonNeverStopsTheBank(t *testing.T) {
 	consumers := append(topo.Consumers(), b.d.Store.Consumers()...)
 	registries := map[string]prometheus.Gatherer{
 		processors.ConsumerAuthorizer: b.auth.Registry, processors.ConsumerStatements: b.stmts.Registry,
-		processors.ConsumerIngress: b.in.Registry, processors.ConsumerDashboard: b.feedReg, store.ConsumerOrders: b.ordersGrp.Registry,
+		processors.ConsumerIngress: b.in.Registry, processors.ConsumerDashboard: b.web.Registry, store.ConsumerOrders: b.web.Registry,
 	}
 	for _, c := range consumers {
 		for _, in := range c.Inputs {

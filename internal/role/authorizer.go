@@ -1,4 +1,4 @@
-package main
+package role
 
 import (
 	"context"
@@ -8,13 +8,33 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/codebank/codebank/grpcgateway"
 	"github.com/codebank/codebank/internal/generations"
 	"github.com/codebank/codebank/internal/kafkaconf"
 	"github.com/codebank/codebank/internal/stream"
 	"github.com/codebank/codebank/processors"
 	"github.com/codebank/codebank/processors/authorizer"
 )
+
+// NewAuthorizer returns the authorizer role: the authorizer group (authorizer.New with cfg and
+// deps) on the live generation of its topics, following every move between generations
+// (env.Generations), its table kept under env.StorageDir. cfg.Topology is env's; deps'
+// registerer and logger, when unset, are env's. Its consumer lag is that of the live
+// generation's group, and of the previous one's while it is forwarded.
+func NewAuthorizer(cfg authorizer.Config, deps authorizer.Deps, env Env) Components {
+	cfg.Topology = env.Topology
+	if deps.Registerer == nil {
+		deps.Registerer = env.Registerer
+	}
+	if deps.Log == nil {
+		deps.Log = env.Log
+	}
+	g := &generational{gens: env.Generations, base: env.Topology, a: authorizer.New(cfg, deps), kc: env.group(),
+		storageDir: env.StorageDir, stats: env.Groups, log: env.Log}
+	var c Components
+	c.Add("authorizer", g.Run, g.Ready)
+	c.lagOf(g.lagGroups)
+	return c
+}
 
 // generational runs the authorizer on the live generation of its topics
 // (internal/generations), and follows every move: while one is under way it decides nothing;
@@ -26,7 +46,7 @@ type generational struct {
 	a          *authorizer.Processor // of the base generation; At gives the others
 	kc         kafkaconf.Config
 	storageDir string
-	stats      *stream.GroupStats
+	stats      *stream.GroupStats // nil: the groups' figures are not exported
 	log        *slog.Logger
 
 	deciding atomic.Pointer[stream.Group] // nil while a move is under way
@@ -46,7 +66,9 @@ func (g *generational) Run(ctx context.Context) error {
 		eg, egCtx := errgroup.WithContext(runCtx)
 		var removes []func()
 		start := func(grp *stream.Group) {
-			removes = append(removes, g.stats.Add(grp))
+			if g.stats != nil {
+				removes = append(removes, g.stats.Add(grp))
+			}
 			eg.Go(func() error { return grp.Run(egCtx) })
 		}
 		if !state.Switching {
@@ -93,19 +115,17 @@ func (g *generational) Run(ctx context.Context) error {
 	}
 }
 
-// followGenerations points the ingress at each new live generation.
-func followGenerations(gens *generations.Watcher, base processors.Topology, bank *grpcgateway.KafkaBank) func(context.Context) error {
-	return func(ctx context.Context) error {
-		for {
-			state, changed := gens.Current()
-			if err := bank.Switch(state.Live(base)); err != nil {
-				return err
-			}
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-changed:
-			}
-		}
+// lagGroups returns the authorizer's groups at the live generation, and the previous one's
+// while it is forwarded, with their inputs.
+func (g *generational) lagGroups() []stream.GroupInputs {
+	state, _ := g.gens.Current()
+	tops := []processors.Topology{state.Live(g.base)}
+	if prev, ok := state.Prev(g.base); ok {
+		tops = append(tops, prev)
 	}
+	out := make([]stream.GroupInputs, 0, len(tops))
+	for _, t := range tops {
+		out = append(out, stream.GroupInputs{Group: string(t.AuthorizerGroup()), Topics: []string{t.PaymentRequests().Name, t.CardCommands().Name}})
+	}
+	return out
 }
