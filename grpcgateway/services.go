@@ -89,11 +89,7 @@ func (s cardService) IssueCard(ctx context.Context, req *codebankv1.IssueCardReq
 
 // GetCard reads a card through the authorizer, so it sees every decision made before it.
 func (s cardService) GetCard(ctx context.Context, req *codebankv1.GetCardRequest) (*codebankv1.GetCardResponse, error) {
-	token, err := cardID("card_id", req.GetCardId())
-	if err != nil {
-		return nil, err
-	}
-	acct, err := s.account(ctx, token)
+	token, acct, err := s.accountByID(ctx, req.GetCardId())
 	if err != nil {
 		return nil, err
 	}
@@ -233,21 +229,16 @@ type paymentService struct {
 // transaction id that holds the card's own number is refused.
 func (s paymentService) Authorize(ctx context.Context, req *codebankv1.AuthorizeRequest) (*codebankv1.AuthorizeResponse, error) {
 	c := req.GetCard()
-	number := card.NormalizeNumber(c.GetNumber())
+	p := cardPayment{number: card.NormalizeNumber(c.GetNumber()), holder: c.GetHolderName(), month: c.GetExpiryMonth(), year: c.GetExpiryYear(),
+		cvv: c.GetCvv(), cents: req.GetAmountCents(), store: req.GetStore(), description: req.GetDescription()}
 	var v violations
 	v.transactionID("transaction_id", req.GetTransactionId())
-	v.notTheNumber("transaction_id", req.GetTransactionId(), number)
-	if c == nil {
-		v.add("card", "is required")
-	} else {
-		v.number("card.number", number)
-		v.text("card.holder_name", c.GetHolderName(), MaxHolderLen)
-		v.expiry("card.expiry_month", "card.expiry_year", c.GetExpiryMonth(), c.GetExpiryYear())
+	v.notTheNumber("transaction_id", req.GetTransactionId(), p.number)
+	if v.card(authorizeCard, c != nil, p) {
 		v.cvv("card.cvv", c.GetCvv())
 	}
 	v.cents("amount_cents", req.GetAmountCents())
-	v.optionalText("store", req.GetStore(), MaxStoreLen)
-	v.text("description", req.GetDescription(), MaxDescriptionLen)
+	v.purchase(p)
 	if err := v.err(); err != nil {
 		return nil, err
 	}
@@ -255,13 +246,7 @@ func (s paymentService) Authorize(ctx context.Context, req *codebankv1.Authorize
 	if txID == "" {
 		txID = uuid.NewString()
 	}
-	exp := card.Expiry{Month: int(c.GetExpiryMonth()), Year: card.NormalizeYear(int(c.GetExpiryYear()))}
-	reply, err := s.pay(ctx, number, &eventsv1.PaymentRequested{
-		TransactionId: txID, HolderName: card.Redact(c.GetHolderName()),
-		ExpiryMonth: int32(exp.Month), ExpiryYear: int32(exp.Year), CvvKeyIds: s.keys.MatchCVV(number, exp, c.GetCvv()),
-		AmountCents: req.GetAmountCents(), Store: card.Redact(req.GetStore()), Description: card.Redact(req.GetDescription()),
-		Channel: eventsv1.Channel_CHANNEL_API,
-	})
+	reply, err := s.payCard(ctx, txID, p, eventsv1.Channel_CHANNEL_API)
 	if err != nil {
 		return nil, err
 	}
@@ -275,9 +260,58 @@ func (s paymentService) Authorize(ctx context.Context, req *codebankv1.Authorize
 	}
 	return &codebankv1.AuthorizeResponse{
 		TransactionId: out.GetTransactionId(), Status: publicStatus(out.GetStatus()), Reason: merchantReason(out.GetReason()),
-		AmountCents: out.GetAmountCents(), AuthorizedAtUnixMs: out.GetDecidedAtUnixUs() / 1000, MaskedNumber: card.Mask(number),
+		AmountCents: out.GetAmountCents(), AuthorizedAtUnixMs: out.GetDecidedAtUnixUs() / 1000, MaskedNumber: card.Mask(p.number),
 		Duplicate: reply.GetDuplicate(), PaymentId: paymentID,
 	}, nil
+}
+
+// cardPayment is a payment as a contract gives it: the card's data, the amount and the
+// purchase's free text.
+type cardPayment struct {
+	number, holder, cvv string
+	month, year         int32
+	cents               int64
+	store, description  string
+}
+
+// cardFields are the names a contract gives the fields of a card.
+type cardFields struct{ card, number, holder, expiryMonth, expiryYear string }
+
+var (
+	authorizeCard = cardFields{"card", "card.number", "card.holder_name", "card.expiry_month", "card.expiry_year"}
+	legacyCard    = cardFields{"creditCard", "creditCard.number", "creditCard.name", "creditCard.expirationMonth", "creditCard.expirationYear"}
+)
+
+// card checks the card of p (its CVV is the caller's: the contracts differ), named as f names
+// its fields; given says whether the request has a card at all. It reports whether it had.
+func (v *violations) card(f cardFields, given bool, p cardPayment) bool {
+	if !given {
+		v.add(f.card, "is required")
+		return false
+	}
+	v.number(f.number, p.number)
+	v.text(f.holder, p.holder, MaxHolderLen)
+	v.expiry(f.expiryMonth, f.expiryYear, p.month, p.year)
+	return true
+}
+
+// purchase checks p's store and description.
+func (v *violations) purchase(p cardPayment) {
+	v.optionalText("store", p.store, MaxStoreLen)
+	v.text("description", p.description, MaxDescriptionLen)
+}
+
+// payCard sends the payment p, validated, under txID and waits for its decision (pay). The
+// holder name, store and description are masked (card.Redact) first, and the CVV checked here
+// (card.Keys.MatchCVV): only the ids of the keys it matched travel on.
+func (s *Server) payCard(ctx context.Context, txID string, p cardPayment, channel eventsv1.Channel) (*eventsv1.PaymentReply, error) {
+	exp := card.Expiry{Month: int(p.month), Year: card.NormalizeYear(int(p.year))}
+	return s.pay(ctx, p.number, &eventsv1.PaymentRequested{
+		TransactionId: txID, HolderName: card.Redact(p.holder),
+		ExpiryMonth: int32(exp.Month), ExpiryYear: int32(exp.Year), CvvKeyIds: s.keys.MatchCVV(p.number, exp, p.cvv),
+		AmountCents: p.cents, Store: card.Redact(p.store), Description: card.Redact(p.description),
+		Channel: channel,
+	})
 }
 
 // pay stamps a payment request with the card's token and masked number, the caller's merchant
@@ -310,35 +344,21 @@ type legacyService struct {
 // callers are booked as the merchant Config.Legacy names.
 func (s legacyService) Payment(ctx context.Context, req *paymentpb.PaymentRequest) (*emptypb.Empty, error) {
 	c := req.GetCreditCard()
-	number := card.NormalizeNumber(c.GetNumber())
+	p := cardPayment{number: card.NormalizeNumber(c.GetNumber()), holder: c.GetName(), month: c.GetExpirationMonth(), year: c.GetExpirationYear(),
+		cvv: fmt.Sprintf("%03d", c.GetCvv()), store: req.GetStore(), description: req.GetDescription()}
 	var v violations
-	if c == nil {
-		v.add("creditCard", "is required")
-	} else {
-		v.number("creditCard.number", number)
-		v.text("creditCard.name", c.GetName(), MaxHolderLen)
-		v.expiry("creditCard.expirationMonth", "creditCard.expirationYear", c.GetExpirationMonth(), c.GetExpirationYear())
-		if c.GetCvv() < 0 || c.GetCvv() > 999 {
-			v.add("creditCard.cvv", "must be 0-999, got %d", c.GetCvv())
-		}
+	if v.card(legacyCard, c != nil, p) && (c.GetCvv() < 0 || c.GetCvv() > 999) {
+		v.add("creditCard.cvv", "must be 0-999, got %d", c.GetCvv())
 	}
-	cents, err := money.FromFloat(req.GetAmount())
-	if err != nil {
+	var err error
+	if p.cents, err = money.FromFloat(req.GetAmount()); err != nil {
 		v.add("amount", "%v", err)
 	}
-	v.optionalText("store", req.GetStore(), MaxStoreLen)
-	v.text("description", req.GetDescription(), MaxDescriptionLen)
+	v.purchase(p)
 	if err := v.err(); err != nil {
 		return nil, err
 	}
-	exp := card.Expiry{Month: int(c.GetExpirationMonth()), Year: card.NormalizeYear(int(c.GetExpirationYear()))}
-	reply, err := s.pay(ctx, number, &eventsv1.PaymentRequested{
-		TransactionId: uuid.NewString(), HolderName: card.Redact(c.GetName()),
-		ExpiryMonth: int32(exp.Month), ExpiryYear: int32(exp.Year),
-		CvvKeyIds:   s.keys.MatchCVV(number, exp, fmt.Sprintf("%03d", c.GetCvv())),
-		AmountCents: cents, Store: card.Redact(req.GetStore()), Description: card.Redact(req.GetDescription()),
-		Channel: eventsv1.Channel_CHANNEL_LEGACY,
-	})
+	reply, err := s.payCard(ctx, uuid.NewString(), p, eventsv1.Channel_CHANNEL_LEGACY)
 	if err != nil {
 		return nil, err
 	}

@@ -56,6 +56,17 @@ func (s *Server) account(ctx context.Context, token string) (*eventsv1.Account, 
 	return reply.GetAccount(), nil
 }
 
+// accountByID reads the card a request's card_id names (account); INVALID_ARGUMENT when id is
+// not a card id.
+func (s *Server) accountByID(ctx context.Context, id string) (string, *eventsv1.Account, error) {
+	token, err := cardID("card_id", id)
+	if err != nil {
+		return "", nil, err
+	}
+	acct, err := s.account(ctx, token)
+	return token, acct, err
+}
+
 // GetStatement returns one page of a month, with the month's bill. It first asks the
 // authorizer for the card, whose count of approvals and operations (reversals, refunds, bill
 // payments) the statement's lines must reach, and waits up to StatementWait for the statements
@@ -144,11 +155,7 @@ func (s statementService) GetStatement(ctx context.Context, req *codebankv1.GetS
 // ListStatements lists the months with lines, newest first, each with its closing balance and
 // whether it was paid by its due date.
 func (s statementService) ListStatements(ctx context.Context, req *codebankv1.ListStatementsRequest) (*codebankv1.ListStatementsResponse, error) {
-	token, err := cardID("card_id", req.GetCardId())
-	if err != nil {
-		return nil, err
-	}
-	acct, err := s.account(ctx, token)
+	token, acct, err := s.accountByID(ctx, req.GetCardId())
 	if err != nil {
 		return nil, err
 	}

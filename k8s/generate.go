@@ -5,10 +5,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -199,12 +199,7 @@ func writeTopic(b *bytes.Buffer, d Deployment, t stream.Topic, generation int) {
 		fmt.Fprintf(b, "    %s: \"%d\"\n", GenerationLabel, generation)
 	}
 	fmt.Fprintf(b, "spec:\n  partitions: %d\n  replicas: %d\n  config:\n", t.Partitions, d.Replication)
-	keys := make([]string, 0, len(t.Config))
-	for k := range t.Config {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(t.Config)) {
 		fmt.Fprintf(b, "    %s: %q\n", k, t.Config[k])
 	}
 }
@@ -239,7 +234,7 @@ func usersYAML(d Deployment) ([]byte, error) {
 // prometheusRuleYAML wraps the groups of monitoring/prometheus/rules.yaml, comments and all,
 // in a PrometheusRule.
 func prometheusRuleYAML(root string) ([]byte, error) {
-	src, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(RulesSource)))
+	src, err := readSource(root, RulesSource)
 	if err != nil {
 		return nil, err
 	}
@@ -315,14 +310,7 @@ func dashboardsYAML(root string) ([]byte, error) {
 		name := "grafana-dashboard-" + strings.TrimSuffix(base, ".json")
 		b.WriteString("---\n")
 		fmt.Fprintf(&b, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: %s\n  labels:\n    grafana_dashboard: \"1\"\n  annotations:\n    grafana_folder: Code Bank\ndata:\n", name)
-		fmt.Fprintf(&b, "  %s: |-\n", base)
-		for _, line := range strings.Split(strings.TrimRight(string(data), "\n"), "\n") {
-			if line == "" {
-				b.WriteString("\n")
-				continue
-			}
-			b.WriteString("    " + line + "\n")
-		}
+		writeConfigMapData(&b, base, data)
 	}
 	return b.Bytes(), nil
 }
@@ -330,7 +318,7 @@ func dashboardsYAML(root string) ([]byte, error) {
 // connectMetricsYAML makes the ConfigMap that carries the JMX exporter's configuration to
 // Kafka Connect (kafka/connect.yaml: metricsConfig).
 func connectMetricsYAML(root string) ([]byte, error) {
-	data, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(ConnectMetricsSource)))
+	data, err := readSource(root, ConnectMetricsSource)
 	if err != nil {
 		return nil, err
 	}
@@ -341,7 +329,20 @@ func connectMetricsYAML(root string) ([]byte, error) {
 # runs with this configuration: kafka/connect.yaml, metricsConfig), the same as make run's
 # worker's: the alerts on the search sink read these series.
 `)
-	fmt.Fprintf(&b, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: %s\ndata:\n  %s: |-\n", ConnectMetricsConfigMap, ConnectMetricsKey)
+	fmt.Fprintf(&b, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: %s\ndata:\n", ConnectMetricsConfigMap)
+	writeConfigMapData(&b, ConnectMetricsKey, data)
+	return b.Bytes(), nil
+}
+
+// readSource reads the file of the repository at root named (with slashes) name.
+func readSource(root, name string) ([]byte, error) {
+	return os.ReadFile(filepath.Join(root, filepath.FromSlash(name)))
+}
+
+// writeConfigMapData writes data as the value of key in a ConfigMap's data: a YAML literal
+// block, its lines four spaces in.
+func writeConfigMapData(b *bytes.Buffer, key string, data []byte) {
+	fmt.Fprintf(b, "  %s: |-\n", key)
 	for _, line := range strings.Split(strings.TrimRight(string(data), "\n"), "\n") {
 		if line == "" {
 			b.WriteString("\n")
@@ -349,7 +350,6 @@ func connectMetricsYAML(root string) ([]byte, error) {
 		}
 		b.WriteString("    " + line + "\n")
 	}
-	return b.Bytes(), nil
 }
 
 // Deployment is what the generated Kafka objects follow: the topology of codebank.env.

@@ -212,18 +212,15 @@ func (d Deployment) Users() []User {
 				add(resource("topic", in.DeadLetters.Name), "Write")
 			}
 		}
-		for _, t := range c.Reads {
-			add(resource("topic", t), "Read")
+		grant := func(typ string, names []string, ops ...string) {
+			for _, n := range names {
+				add(resource(typ, n), ops...)
+			}
 		}
-		for _, t := range c.Writes {
-			add(resource("topic", t), "Write")
-		}
-		for _, t := range c.Describes {
-			add(resource("topic", t), "Describe")
-		}
-		for _, t := range c.Manages {
-			add(resource("topic", t), "Create", "Delete")
-		}
+		grant("topic", c.Reads, "Read")
+		grant("topic", c.Writes, "Write")
+		grant("topic", c.Describes, "Describe")
+		grant("topic", c.Manages, "Create", "Delete")
 		for i, a := range acls {
 			o := a.Operations
 			// Read and Write imply Describe; DescribeConfigs lets the client check a topic's
@@ -235,15 +232,9 @@ func (d Deployment) Users() []User {
 			slices.SortFunc(o, compareOps)
 			acls[i].Operations = o
 		}
-		for _, g := range c.Groups {
-			add(resource("group", g), "Read")
-		}
-		for _, g := range c.DescribeGroups {
-			add(resource("group", g), "Describe")
-		}
-		for _, g := range c.ManagesGroups {
-			add(resource("group", g), "Describe", "Delete")
-		}
+		grant("group", c.Groups, "Read")
+		grant("group", c.DescribeGroups, "Describe")
+		grant("group", c.ManagesGroups, "Describe", "Delete")
 		out = append(out, User{Name: c.Name, Doc: c.Doc, ACLs: acls})
 	}
 	return out

@@ -25,11 +25,7 @@ func runAnalytics(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err := cli.Parse(fs, args); err != nil {
 		return cli.HelpOK(err)
 	}
-	s, err := sf.search()
-	if err != nil {
-		return err
-	}
-	c, err := s.Client()
+	c, err := sf.client()
 	if err != nil {
 		return err
 	}
@@ -58,11 +54,7 @@ func runPrune(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *months <= 0 {
 		return fmt.Errorf("%w: --retention-months (%s) must be 1 or more", cli.ErrUsage, cli.FlagEnv(fs, "retention-months"))
 	}
-	s, err := sf.search()
-	if err != nil {
-		return err
-	}
-	c, err := s.Client()
+	c, err := sf.client()
 	if err != nil {
 		return err
 	}

@@ -31,11 +31,8 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	cfg := audit.Config{Kafka: kc, Topo: c.topology(), Index: sf.index, Consumers: c.storeTopology().Consumers()}
 	if sf.url != "" {
-		s, err := sf.search()
-		if err != nil {
-			return err
-		}
-		if cfg.Search, err = s.Client(); err != nil {
+		var err error
+		if cfg.Search, err = sf.client(); err != nil {
 			return err
 		}
 	}

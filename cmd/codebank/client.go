@@ -114,6 +114,26 @@ func (c *client) dial() (*grpc.ClientConn, error) {
 	return conn, err
 }
 
+// connect dials the bank (dial) and returns the connection with ctx bounded by the timeout, and
+// the function that releases both.
+func (c *client) connect(ctx context.Context) (*grpc.ClientConn, context.Context, func(), error) {
+	conn, err := c.dial()
+	if err != nil {
+		return nil, ctx, nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	return conn, ctx, func() { cancel(); conn.Close() }, nil
+}
+
+// parseAmount reads an amount in currency units (money.Parse) given to the flag name.
+func parseAmount(name, v string) (int64, error) {
+	cents, err := money.Parse(v)
+	if err != nil {
+		return 0, fmt.Errorf("%s %q: %v", name, v, err)
+	}
+	return cents, nil
+}
+
 // callerKeys returns the keys of CODEBANK_MERCHANT_KEY and CODEBANK_ADMIN_KEY, each read from
 // file when the environment does not set it.
 func callerKeys(file string) (grpcgateway.CallerKeys, error) {
@@ -166,13 +186,11 @@ func runCards(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return cli.HelpOK(err)
 	}
-	conn, err := cl.dial()
+	conn, ctx, done, err := cl.connect(ctx)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(ctx, cl.timeout)
-	defer cancel()
+	defer done()
 	cards := codebankv1.NewCardServiceClient(conn)
 
 	if sub == "issue" {
@@ -182,9 +200,9 @@ func runCards(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err := cli.Missing(fs, "holder", "limit"); err != nil {
 			return err
 		}
-		cents, err := money.Parse(*limit)
+		cents, err := parseAmount("--limit", *limit)
 		if err != nil {
-			return fmt.Errorf("--limit %q: %v", *limit, err)
+			return err
 		}
 		resp, err := cards.IssueCard(ctx, &codebankv1.IssueCardRequest{HolderName: *holder, LimitCents: cents})
 		if err != nil {
@@ -296,20 +314,18 @@ func runPay(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	cents, err := money.Parse(*amount)
+	cents, err := parseAmount("--amount", *amount)
 	if err != nil {
-		return fmt.Errorf("--amount %q: %v", *amount, err)
+		return err
 	}
 	if *desc == "" {
 		*desc = "a purchase"
 	}
-	conn, err := cl.dial()
+	conn, ctx, done, err := cl.connect(ctx)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(ctx, cl.timeout)
-	defer cancel()
+	defer done()
 	resp, err := codebankv1.NewPaymentServiceClient(conn).Authorize(ctx, &codebankv1.AuthorizeRequest{
 		TransactionId: *txID,
 		Card:          &codebankv1.CardDetails{Number: *number, HolderName: *holder, ExpiryMonth: month, ExpiryYear: year, Cvv: *cvv},
@@ -349,13 +365,11 @@ func runStatement(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if len(pos) != 1 {
 		return fmt.Errorf("%w: statement takes one CARD_ID or card NUMBER", cli.ErrUsage)
 	}
-	conn, err := cl.dial()
+	conn, ctx, done, err := cl.connect(ctx)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(ctx, cl.timeout)
-	defer cancel()
+	defer done()
 	id, err := cardIDOf(ctx, codebankv1.NewCardServiceClient(conn), pos[0])
 	if err != nil {
 		return err

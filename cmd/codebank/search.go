@@ -4,6 +4,8 @@ import (
 	"flag"
 	"fmt"
 
+	"github.com/olivere/elastic/v7"
+
 	"github.com/codebank/codebank/analytics"
 	"github.com/codebank/codebank/internal/cli"
 )
@@ -40,4 +42,13 @@ func (s *searchFlags) search() (analytics.Search, error) {
 		return analytics.Search{}, fmt.Errorf("%w: --search-user %s needs a password: set %s or %s", cli.ErrUsage, s.user, cli.EnvName("search-password"), cli.EnvName("search-password-file"))
 	}
 	return analytics.Search{URL: s.url, CAFile: s.ca, User: s.user, Password: pw}, nil
+}
+
+// client returns a client of the search server (search).
+func (s *searchFlags) client() (*elastic.Client, error) {
+	sr, err := s.search()
+	if err != nil {
+		return nil, err
+	}
+	return sr.Client()
 }

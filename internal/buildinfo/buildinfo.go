@@ -11,6 +11,7 @@
 package buildinfo
 
 import (
+	"cmp"
 	"fmt"
 	"runtime"
 	"runtime/debug"
@@ -57,12 +58,8 @@ func Read() Info {
 			}
 		}
 	}
-	if info.Version == "" {
-		info.Version = "(devel)"
-	}
-	if info.Revision == "" {
-		info.Revision = "unknown"
-	}
+	info.Version = cmp.Or(info.Version, "(devel)")
+	info.Revision = cmp.Or(info.Revision, "unknown")
 	return info
 }
 

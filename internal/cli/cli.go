@@ -13,11 +13,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
 	"os/signal"
-	"sort"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -100,12 +101,7 @@ func (p Program) Run(ctx context.Context, args []string, stdout, stderr io.Write
 
 func (p Program) usage(w io.Writer) {
 	fmt.Fprintf(w, "%s\n\nUsage: %s COMMAND [flags]\n\nCommands:\n", p.Title, p.Name)
-	names := make([]string, 0, len(p.Commands))
-	for n := range p.Commands {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(p.Commands)) {
 		fmt.Fprintf(w, "  %-11s %s\n", n, p.Commands[n].Summary)
 	}
 	fmt.Fprintf(w, "\nRun '%s COMMAND --help' for a command's flags. Every flag can also be set\nwith an environment variable: --reply-partition is CODEBANK_REPLY_PARTITION.\n", p.Name)

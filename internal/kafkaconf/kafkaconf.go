@@ -7,6 +7,7 @@
 package kafkaconf
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -70,12 +71,8 @@ func (c Config) withDefaults() Config {
 	if c.Replication <= 0 {
 		c.Replication = 1
 	}
-	if c.Acks == "" {
-		c.Acks = "all"
-	}
-	if c.ClientID == "" {
-		c.ClientID = "codebank"
-	}
+	c.Acks = cmp.Or(c.Acks, "all")
+	c.ClientID = cmp.Or(c.ClientID, "codebank")
 	return c
 }
 
