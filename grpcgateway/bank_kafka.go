@@ -82,13 +82,8 @@ type BankConfig struct {
 	MaxInFlight int
 }
 
-// BankDeps are a KafkaBank's collaborators.
-type BankDeps struct {
-	// Registerer receives the bank's metrics (default: a private registry).
-	Registerer prometheus.Registerer
-	// Log is the logger (default slog.Default()).
-	Log *slog.Logger
-}
+// BankDeps are a KafkaBank's collaborators: its Registerer receives the bank's metrics.
+type BankDeps = stream.Deps
 
 type bankMetrics struct {
 	legs       *prometheus.HistogramVec
@@ -100,14 +95,8 @@ type bankMetrics struct {
 // NewKafkaBank connects to Kafka and starts reading replies from its partition of the replies
 // topic. Run must be called to deliver replies.
 func NewKafkaBank(cfg BankConfig, deps BankDeps) (*KafkaBank, error) {
-	log := deps.Log
-	if log == nil {
-		log = slog.Default()
-	}
-	reg := deps.Registerer
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-	}
+	deps = deps.WithDefaults()
+	log, reg := deps.Log, deps.Registerer
 	kc, topo := cfg.Kafka, cfg.Topology
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = DefaultMaxInFlight

@@ -15,7 +15,6 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/lovoo/goka"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/codebank/codebank/codecs"
 	"github.com/codebank/codebank/internal/kafkaconf"
@@ -145,18 +144,11 @@ type FeedConfig struct {
 }
 
 // FeedDeps are a Feed's collaborators.
-type FeedDeps struct {
-	// Registerer receives codebank_dead_letters_total (default: a private registry).
-	Registerer prometheus.Registerer
-	// Log is the logger (default slog.Default()).
-	Log *slog.Logger
-}
+type FeedDeps = stream.Deps
 
 // NewFeed returns a feed of the results topic.
 func NewFeed(cfg FeedConfig, deps FeedDeps) *Feed {
-	if deps.Log == nil {
-		deps.Log = slog.Default()
-	}
+	deps = deps.WithDefaults()
 	in := cfg.Topology.Input(processors.ConsumerDashboard, cfg.Topology.Results())
 	return &Feed{kc: cfg.Kafka, in: in, dead: stream.NewDeadLetters(deps.Registerer, deps.Log), topic: in.Topic.Name, log: deps.Log, now: time.Now}
 }

@@ -120,6 +120,21 @@ func (s *Server) order(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// readOrder reads order id. When it cannot, it answers the request (404 for no such order, 503
+// when the orders cannot be read) and returns nil.
+func (s *Server) readOrder(ctx context.Context, w http.ResponseWriter, r *http.Request, id string) *store.Order {
+	o, err := s.orders.Get(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		s.notFound(w, r)
+		return nil
+	case err != nil:
+		s.unavailable(w, err, "read order", id)
+		return nil
+	}
+	return o
+}
+
 // retry pays for a pending order again, with the card typed again: the store never kept the
 // number nor the CVV. The order id, hence the bank's transaction id, is the same.
 func (s *Server) retry(w http.ResponseWriter, r *http.Request) {
@@ -131,13 +146,9 @@ func (s *Server) retry(w http.ResponseWriter, r *http.Request) {
 	if !parseForm(w, r) {
 		return
 	}
-	o, err := s.orders.Get(r.Context(), id)
+	o := s.readOrder(r.Context(), w, r, id)
 	switch {
-	case errors.Is(err, store.ErrNotFound):
-		s.notFound(w, r)
-		return
-	case err != nil:
-		s.unavailable(w, err, "read order", id)
+	case o == nil:
 		return
 	case o.Decided():
 		s.redirectToOrder(w, r, id)
@@ -174,14 +185,10 @@ func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
 	base := context.WithoutCancel(r.Context())
 	step := func() (context.Context, context.CancelFunc) { return context.WithTimeout(base, s.cfg.RequestTimeout) }
 	ctx, cancel := step()
-	o, err := s.orders.Get(ctx, id)
+	o := s.readOrder(ctx, w, r, id)
 	cancel()
 	switch {
-	case errors.Is(err, store.ErrNotFound):
-		s.notFound(w, r)
-		return
-	case err != nil:
-		s.unavailable(w, err, "read order", id)
+	case o == nil:
 		return
 	case !o.Cancellable():
 		s.redirectToOrder(w, r, id)
@@ -189,7 +196,7 @@ func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
 	}
 	kind := store.CancelKindAt(o.DecidedAt, s.now())
 	ctx, cancel = step()
-	o, err = s.orders.Cancelling(ctx, id, kind, id)
+	o, err := s.orders.Cancelling(ctx, id, kind, id)
 	cancel()
 	if err != nil {
 		s.unavailable(w, err, "record cancellation", id)

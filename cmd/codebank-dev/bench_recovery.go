@@ -30,20 +30,10 @@ func benchRecovery(ctx context.Context, stdout io.Writer, self string, n, partit
 		return err
 	}
 	defer tb.stop()
-	dir, broker, kc, topo, self := tb.dir, tb.broker, tb.kc, tb.topo, tb.self
-	// A fresh broker creates its group-offsets topic (50 partitions) when a group first looks
-	// up its coordinator, which takes seconds. Every running cluster has that topic already,
-	// so it is created here, before the clock starts.
-	if err := warmCoordinator(kc, string(topo.AuthorizerGroup())); err != nil {
-		return err
-	}
+	dir, broker, self := tb.dir, tb.broker, tb.self
 
 	storage := filepath.Join(dir, "authorizer")
-	creds, err := loadDevCredentials(filepath.Join(dir, "credentials"))
-	if err != nil {
-		return err
-	}
-	env := creds.Env
+	env := tb.creds.Env
 	if gomaxprocs != "" {
 		env = append(env, "GOMAXPROCS="+gomaxprocs)
 	}
@@ -116,10 +106,12 @@ type tableBench struct {
 	kc     kafkaconf.Config
 	topo   processors.Topology
 	self   string // the codebank binary
+	creds  devCredentials
 }
 
 // startTableBench starts a broker in a new temporary directory named after prefix, builds
-// codebank unless self names one, sets the bank up with partitions and fills its table.
+// codebank unless self names one, sets the bank up with partitions, fills its table, warms the
+// authorizer group's coordinator and makes the roles' credentials.
 func startTableBench(ctx context.Context, stdout io.Writer, prefix, self string, n, partitions int) (_ *tableBench, err error) {
 	tb := &tableBench{topo: processors.Topology{Partitions: partitions}, self: self}
 	if tb.dir, err = os.MkdirTemp("", prefix); err != nil {
@@ -144,6 +136,15 @@ func startTableBench(ctx context.Context, stdout io.Writer, prefix, self string,
 		return nil, fmt.Errorf("codebank setup: %v: %s", err, out)
 	}
 	if err := fillTable(stdout, tb.kc, tb.topo, n); err != nil {
+		return nil, err
+	}
+	// A fresh broker creates its group-offsets topic (50 partitions) when a group first looks
+	// up its coordinator, which takes seconds. Every running cluster has that topic already,
+	// so it is created here, before a benchmark's clock starts.
+	if err := warmCoordinator(tb.kc, string(tb.topo.AuthorizerGroup())); err != nil {
+		return nil, err
+	}
+	if tb.creds, err = loadDevCredentials(filepath.Join(tb.dir, "credentials")); err != nil {
 		return nil, err
 	}
 	return tb, nil

@@ -27,14 +27,7 @@ func benchScale(ctx context.Context, stdout io.Writer, self string, n, partition
 		return err
 	}
 	defer tb.stop()
-	dir, broker, kc, topo, self := tb.dir, tb.broker, tb.kc, tb.topo, tb.self
-	if err := warmCoordinator(kc, string(topo.AuthorizerGroup())); err != nil {
-		return err
-	}
-	creds, err := loadDevCredentials(filepath.Join(dir, "credentials"))
-	if err != nil {
-		return err
-	}
+	dir, broker, kc, topo, self, creds := tb.dir, tb.broker, tb.kc, tb.topo, tb.self, tb.creds
 	authorizer := func(name string, standby bool) (*child, string, error) {
 		ops := freeAddr()
 		c, err := startChild(self, filepath.Join(dir, name+".log"), creds.Env, "authorizer", "--brokers", broker.Addr(),

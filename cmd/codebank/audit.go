@@ -14,11 +14,7 @@ import (
 const exitDiscrepancies = 3
 
 func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var c config
-	fs := cli.NewFlagSet("codebank audit [flags] (with --search-url, also that the index holds one document per payment)", stdout, stderr)
-	c.kafkaFlags(fs)
-	var sf searchFlags
-	sf.register(fs, "")
+	fs, c, sf := bookFlags("codebank audit [flags] (with --search-url, also that the index holds one document per payment)", stdout, stderr)
 	wait := fs.Duration("wait", 0, "audit again, once a second, for up to this long while the books do not balance (consumers catching up)")
 	maxShown := fs.Int("max", 20, "discrepancies listed at most")
 	cli.Scope(fs, "audit", "wait", "max")

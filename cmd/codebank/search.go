@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 
 	"github.com/olivere/elastic/v7"
 
@@ -26,6 +27,17 @@ func (s *searchFlags) register(fs *flag.FlagSet, defaultURL string) {
 	fs.StringVar(&s.user, "search-user", "", "user signing in to the search server (HTTP basic authentication; empty: none)")
 	s.password = cli.SecretFlag(fs, "search-password", "password of --search-user")
 	fs.StringVar(&s.index, "index", analytics.DefaultIndex, "alias the results are read through, and the prefix of their monthly indices (INDEX-YYYY.MM)")
+}
+
+// bookFlags returns the flag set of a command that reads or sets up the bank's books: the
+// topics (the Kafka flags) and, with --search-url, the results indices (the search flags).
+func bookFlags(synopsis string, stdout, stderr io.Writer) (*flag.FlagSet, *config, *searchFlags) {
+	var c config
+	var sf searchFlags
+	fs := cli.NewFlagSet(synopsis, stdout, stderr)
+	c.kafkaFlags(fs)
+	sf.register(fs, "")
+	return fs, &c, &sf
 }
 
 // search returns how to reach the server; a password without a user, or one that cannot be

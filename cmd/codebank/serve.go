@@ -59,15 +59,57 @@ func (r roles) String() string {
 // api reports whether the process serves the bank's gRPC/REST API.
 func (r roles) api() bool { return r.ingress || r.statements }
 
-// roleCommand returns the command that runs roles r, with the flags that register adds to the
-// Kafka ones (and may change r by).
-func roleCommand(name string, r roles, register func(*flag.FlagSet, *config, *roles)) func(context.Context, []string, io.Writer, io.Writer) error {
+// flagGroup registers a group of a serving role's flags (config.go); r is the roles its command
+// runs, which codebank all's --statements and --web change.
+type flagGroup func(c *config, fs *flag.FlagSet, r *roles)
+
+// flags is the flagGroup of a config method that registers flags.
+func flags(register func(*config, *flag.FlagSet)) flagGroup {
+	return func(c *config, fs *flag.FlagSet, _ *roles) { register(c, fs) }
+}
+
+// The flag groups of the serving roles.
+var (
+	tokenKeyFlag = flags((*config).tokenKeyFlag)
+	cardKeysFlag = flags((*config).cardKeysFlag)
+	storageFlag  = flags((*config).storageFlag)
+	lockoutFlags = flags((*config).lockoutFlags)
+	sinkLagFlag  = flags((*config).sinkLagFlag)
+	webFlags     = flags((*config).webFlags)
+	opsFlags     = flags((*config).opsFlags)
+)
+
+// apiFlags are the flags of a role that serves the bank's API, listening by default on grpcAddr
+// and httpAddr.
+func apiFlags(grpcAddr, httpAddr string) flagGroup {
+	return func(c *config, fs *flag.FlagSet, _ *roles) { c.ingressFlags(fs, grpcAddr, httpAddr) }
+}
+
+// alsoFlags are codebank all's --statements and --web.
+func alsoFlags(_ *config, fs *flag.FlagSet, r *roles) {
+	fs.BoolVar(&r.statements, "statements", true, "also run the statements processor and StatementService")
+	fs.BoolVar(&r.web, "web", true, "also serve the store's and the bank's pages")
+}
+
+// bankClientFlags are the web role's own: its listener, and where the bank is.
+func bankClientFlags(c *config, fs *flag.FlagSet, _ *roles) {
+	fs.StringVar(&c.HTTPAddr, "http-addr", ":8090", httpAddrUsage)
+	c.serverTLSFlags(fs)
+	fs.StringVar(&c.BankAddr, "bank-addr", "localhost:50051", "gRPC address of the bank's ingress (payments, card verification)")
+	fs.StringVar(&c.StatementsAddr, "statements-addr", "", "gRPC address serving statements (default: --bank-addr)")
+}
+
+// roleCommand returns the command that runs roles r, with the Kafka flags and groups.
+func roleCommand(name string, r roles, groups ...flagGroup) func(context.Context, []string, io.Writer, io.Writer) error {
 	return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		var c config
 		fs := cli.NewFlagSet("codebank "+name+" [flags]", stdout, stderr)
 		c.kafkaFlags(fs)
 		c.demoSecretsFlag(fs)
-		register(fs, &c, &r)
+		r := r
+		for _, register := range groups {
+			register(&c, fs, &r)
+		}
 		if err := cli.Parse(fs, args); err != nil {
 			return cli.HelpOK(err)
 		}
@@ -79,51 +121,18 @@ func roleCommand(name string, r roles, register func(*flag.FlagSet, *config, *ro
 	}
 }
 
+// The serving roles and their flags.
 var (
-	runAll = roleCommand("all", roles{ingress: true, authorizer: true}, func(fs *flag.FlagSet, c *config, r *roles) {
-		c.ingressFlags(fs, ":50051", ":8080")
-		c.tokenKeyFlag(fs)
-		c.cardKeysFlag(fs)
-		c.storageFlag(fs)
-		c.lockoutFlags(fs)
-		fs.BoolVar(&r.statements, "statements", true, "also run the statements processor and StatementService")
-		c.sinkLagFlag(fs)
-		fs.BoolVar(&r.web, "web", true, "also serve the store's and the bank's pages")
-		c.webFlags(fs)
-	})
-	runIngress = roleCommand("ingress", roles{ingress: true}, func(fs *flag.FlagSet, c *config, _ *roles) {
-		c.ingressFlags(fs, ":50051", ":8080")
-		c.tokenKeyFlag(fs)
-		c.cardKeysFlag(fs)
-	})
-	runAuthorizer = roleCommand("authorizer", roles{authorizer: true}, func(fs *flag.FlagSet, c *config, _ *roles) {
-		c.storageFlag(fs)
-		c.tokenKeyFlag(fs)
-		c.lockoutFlags(fs)
-		c.opsFlags(fs)
-	})
-	runStatements = roleCommand("statements", roles{statements: true}, func(fs *flag.FlagSet, c *config, _ *roles) {
-		c.ingressFlags(fs, ":50052", ":8082")
-		c.storageFlag(fs)
-		c.sinkLagFlag(fs)
-	})
-	runWeb = roleCommand("web", roles{web: true}, func(fs *flag.FlagSet, c *config, _ *roles) {
-		fs.StringVar(&c.HTTPAddr, "http-addr", ":8090", httpAddrUsage)
-		c.serverTLSFlags(fs)
-		c.storageFlag(fs)
-		fs.StringVar(&c.BankAddr, "bank-addr", "localhost:50051", "gRPC address of the bank's ingress (payments, card verification)")
-		fs.StringVar(&c.StatementsAddr, "statements-addr", "", "gRPC address serving statements (default: --bank-addr)")
-		c.webFlags(fs)
-		c.opsFlags(fs)
-	})
+	runAll = roleCommand("all", roles{ingress: true, authorizer: true},
+		apiFlags(":50051", ":8080"), tokenKeyFlag, cardKeysFlag, storageFlag, lockoutFlags, alsoFlags, sinkLagFlag, webFlags)
+	runIngress    = roleCommand("ingress", roles{ingress: true}, apiFlags(":50051", ":8080"), tokenKeyFlag, cardKeysFlag)
+	runAuthorizer = roleCommand("authorizer", roles{authorizer: true}, storageFlag, tokenKeyFlag, lockoutFlags, opsFlags)
+	runStatements = roleCommand("statements", roles{statements: true}, apiFlags(":50052", ":8082"), storageFlag, sinkLagFlag)
+	runWeb        = roleCommand("web", roles{web: true}, bankClientFlags, storageFlag, webFlags, opsFlags)
 )
 
 func runSetup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var c config
-	fs := cli.NewFlagSet("codebank setup [flags] (with --search-url, also the results indices; with --connect-url, the Connect sink)", stdout, stderr)
-	c.kafkaFlags(fs)
-	var sf searchFlags
-	sf.register(fs, "")
+	fs, c, sf := bookFlags("codebank setup [flags] (with --search-url, also the results indices; with --connect-url, the Connect sink)", stdout, stderr)
 	connectURL := fs.String("connect-url", "", "Kafka Connect REST URL: register the connector that indexes the results topic (needs --search-url)")
 	connectCA := fs.String("connect-search-ca", "", "the CA file of --search-ca as the Connect workers see it, for the connector (default: --search-ca, for a worker on this machine)")
 	replicas := fs.Int("search-replicas", 1, "replicas of each results index: 1 on a cluster, 0 on one node")

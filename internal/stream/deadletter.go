@@ -55,12 +55,8 @@ type DeadLetters struct {
 // private registry). Components of one process may share it, or each build their own on the
 // same registry.
 func NewDeadLetters(reg prometheus.Registerer, log *slog.Logger) *DeadLetters {
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-	}
-	if log == nil {
-		log = slog.Default()
-	}
+	d := Deps{Registerer: reg, Log: log}.WithDefaults()
+	reg, log = d.Registerer, d.Log
 	count := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "codebank_dead_letters_total",
 		Help: "Records copied to a dead-letter topic because they could not be decoded or broke their contract, by consumer and source topic.",

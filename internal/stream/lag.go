@@ -40,13 +40,14 @@ type Lag struct {
 	lag    *prometheus.GaugeVec
 	age    *prometheus.GaugeVec
 	parts  *prometheus.GaugeVec
+	all    gauges
 	now    func() time.Time
 }
 
 // NewLag returns the collector of the lag of the groups that groups returns at each scrape;
 // register it with a Prometheus registry and close it when done.
 func NewLag(kc kafkaconf.Config, groups func() []GroupInputs, log *slog.Logger) *Lag {
-	return &Lag{kc: kc, groups: groups, log: log,
+	l := &Lag{kc: kc, groups: groups, log: log,
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "codebank_consumer_lag_records",
 			Help: "Records between the end of each partition of a group's input and the group's committed offset, read from Kafka at each scrape.",
@@ -60,36 +61,27 @@ func NewLag(kc kafkaconf.Config, groups func() []GroupInputs, log *slog.Logger) 
 			Help: "Partitions of a group's input (of its topic with the most): each needs an instance that processes it.",
 		}, []string{"group"}),
 		now: time.Now}
+	l.all = gauges{l.lag, l.age, l.parts}
+	return l
 }
 
 // Describe implements prometheus.Collector.
-func (l *Lag) Describe(ch chan<- *prometheus.Desc) {
-	l.lag.Describe(ch)
-	l.age.Describe(ch)
-	l.parts.Describe(ch)
-}
+func (l *Lag) Describe(ch chan<- *prometheus.Desc) { l.all.describe(ch) }
 
 // Collect implements prometheus.Collector.
 func (l *Lag) Collect(ch chan<- prometheus.Metric) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	reset := func() {
-		l.lag.Reset()
-		l.age.Reset()
-		l.parts.Reset()
-	}
-	reset()
-	if err := l.update(); err != nil {
-		l.log.Warn("consumer lag not read", "err", err)
-		reset()
-		if l.admin != nil {
-			l.admin.Close()
-			l.admin, l.client = nil, nil
+	l.all.scrape(ch, func() {
+		if err := l.update(); err != nil {
+			l.log.Warn("consumer lag not read", "err", err)
+			l.all.reset()
+			if l.admin != nil {
+				l.admin.Close()
+				l.admin, l.client = nil, nil
+			}
 		}
-	}
-	l.lag.Collect(ch)
-	l.age.Collect(ch)
-	l.parts.Collect(ch)
+	})
 }
 
 // Close closes the collector's connection to Kafka.

@@ -39,11 +39,12 @@ type GroupStats struct {
 	mu                             sync.Mutex
 	groups                         []*Group
 	assigned, recovered, remaining *prometheus.GaugeVec
+	all                            gauges
 }
 
 // NewGroupStats returns the collector of groups' figures.
 func NewGroupStats() *GroupStats {
-	return &GroupStats{
+	s := &GroupStats{
 		assigned: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "codebank_group_partitions_assigned",
 			Help: "Partitions of the group's input this instance processes."}, []string{"group"}),
 		recovered: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "codebank_table_recovered",
@@ -51,6 +52,8 @@ func NewGroupStats() *GroupStats {
 		remaining: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "codebank_table_recovery_remaining_records",
 			Help: "Records of each assigned partition of the group's table still to recover; 0 once recovered."}, []string{"group", "partition"}),
 	}
+	s.all = gauges{s.assigned, s.recovered, s.remaining}
+	return s
 }
 
 // activeRunMode is goka's run mode (unexported) of a partition an instance processes, as
@@ -70,53 +73,45 @@ func (s *GroupStats) Add(g *Group) (remove func()) {
 }
 
 // Describe implements prometheus.Collector.
-func (s *GroupStats) Describe(ch chan<- *prometheus.Desc) {
-	s.assigned.Describe(ch)
-	s.recovered.Describe(ch)
-	s.remaining.Describe(ch)
-}
+func (s *GroupStats) Describe(ch chan<- *prometheus.Desc) { s.all.describe(ch) }
 
 // Collect implements prometheus.Collector.
 func (s *GroupStats) Collect(ch chan<- prometheus.Metric) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.assigned.Reset()
-	s.recovered.Reset()
-	s.remaining.Reset()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	for _, g := range s.groups {
-		recovered := 0.0
-		if g.proc.Recovered() {
-			recovered = 1
-		}
-		s.recovered.WithLabelValues(g.name).Set(recovered)
-		stats := g.proc.StatsWithContext(ctx)
-		if stats == nil {
-			continue
-		}
-		assigned := 0
-		for part, ps := range stats.Group {
-			ts := ps.TableStats
-			if ts == nil {
-				assigned++ // a group without a table: every partition it has is its own
+	s.all.scrape(ch, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for _, g := range s.groups {
+			recovered := 0.0
+			if g.proc.Recovered() {
+				recovered = 1
+			}
+			s.recovered.WithLabelValues(g.name).Set(recovered)
+			stats := g.proc.StatsWithContext(ctx)
+			if stats == nil {
 				continue
 			}
-			if ts.RunMode != activeRunMode {
-				continue // a hot standby's copy of another instance's partition
+			assigned := 0
+			for part, ps := range stats.Group {
+				ts := ps.TableStats
+				if ts == nil {
+					assigned++ // a group without a table: every partition it has is its own
+					continue
+				}
+				if ts.RunMode != activeRunMode {
+					continue // a hot standby's copy of another instance's partition
+				}
+				assigned++
+				remaining := 0.0
+				if ts.Status != goka.PartitionRunning && ts.Recovery != nil {
+					remaining = float64(max(ts.Recovery.Hwm-ts.Recovery.Offset-1, 0))
+				}
+				s.remaining.WithLabelValues(g.name, strconv.Itoa(int(part))).Set(remaining)
 			}
-			assigned++
-			remaining := 0.0
-			if ts.Status != goka.PartitionRunning && ts.Recovery != nil {
-				remaining = float64(max(ts.Recovery.Hwm-ts.Recovery.Offset-1, 0))
-			}
-			s.remaining.WithLabelValues(g.name, strconv.Itoa(int(part))).Set(remaining)
+			s.assigned.WithLabelValues(g.name).Set(float64(assigned))
 		}
-		s.assigned.WithLabelValues(g.name).Set(float64(assigned))
-	}
-	s.assigned.Collect(ch)
-	s.recovered.Collect(ch)
-	s.remaining.Collect(ch)
+	})
 }
 
 // NewGroup returns the group of graph, with kc's configuration and its local table storage

@@ -8,6 +8,7 @@
 //   - Group and View are the one way to build and run a goka group or view (run.go).
 //   - DeadLetters is the guard every consumer reads its inputs through (deadletter.go).
 //   - Lag exports the consumer lag of groups, read from Kafka at every scrape (lag.go).
+//   - Deps are what every component built on it reports to: metrics and log.
 //
 // Which topics exist is the business of the topologies that use it: processors.Topology for
 // the bank, store.Topology for the store.
@@ -17,15 +18,38 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/lovoo/goka"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/codebank/codebank/codecs"
 )
+
+// Deps are what a component built on stream reports to: the collaborators of the bank's and
+// the store's consumers (statements.Deps, store.Deps, web.FeedDeps, grpcgateway.BankDeps).
+type Deps struct {
+	// Registerer receives the component's metrics, codebank_dead_letters_total among them
+	// (default: a private registry).
+	Registerer prometheus.Registerer
+	// Log is the logger (default slog.Default()).
+	Log *slog.Logger
+}
+
+// WithDefaults returns d with a private registry and slog.Default() where it has none.
+func (d Deps) WithDefaults() Deps {
+	if d.Registerer == nil {
+		d.Registerer = prometheus.NewRegistry()
+	}
+	if d.Log == nil {
+		d.Log = slog.Default()
+	}
+	return d
+}
 
 // DefaultPartitions is the partition count of a keyed topic whose topology names none, suited
 // to one machine.

@@ -75,22 +75,13 @@ type Config struct {
 	Topology processors.Topology
 }
 
-// Deps are the statements processor's collaborators.
-type Deps struct {
-	// Registerer receives the metrics of the package doc (default: a private registry).
-	Registerer prometheus.Registerer
-	// Log is the logger (default slog.Default()).
-	Log *slog.Logger
-}
+// Deps are the statements processor's collaborators: its Registerer receives the metrics of
+// the package doc.
+type Deps = stream.Deps
 
 // New returns a statements processor.
 func New(cfg Config, deps Deps) *Processor {
-	if deps.Registerer == nil {
-		deps.Registerer = prometheus.NewRegistry()
-	}
-	if deps.Log == nil {
-		deps.Log = slog.Default()
-	}
+	deps = deps.WithDefaults()
 	return &Processor{cfg: cfg, log: deps.Log, m: newMetrics(deps.Registerer), dead: stream.NewDeadLetters(deps.Registerer, deps.Log),
 		lines: goka.Stream(cfg.Topology.StatementLines().Name)}
 }

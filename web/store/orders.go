@@ -49,12 +49,10 @@ package store
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"time"
 
 	"github.com/lovoo/goka"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/codebank/codebank/codecs"
 	"github.com/codebank/codebank/internal/money"
@@ -318,12 +316,7 @@ type Processor struct {
 }
 
 // Deps are the orders group's collaborators.
-type Deps struct {
-	// Registerer receives codebank_dead_letters_total (default: a private registry).
-	Registerer prometheus.Registerer
-	// Log is the logger (default slog.Default()).
-	Log *slog.Logger
-}
+type Deps = stream.Deps
 
 // New returns the orders group of the store's topology.
 func New(topo Topology, deps Deps) *Processor {

@@ -43,16 +43,24 @@ type Server struct {
 	stopErr  error
 }
 
-// Stop ends the process (SIGTERM, then SIGKILL after timeout) and removes
+// The defaults the local servers share.
+const (
+	// DefaultHeapMB is a server's maximum Java heap in MiB when its options name none.
+	DefaultHeapMB = 512
+	// StopTimeout bounds a server's orderly shutdown before SIGKILL.
+	StopTimeout = 30 * time.Second
+)
+
+// Stop ends the process (SIGTERM, then SIGKILL after StopTimeout) and removes
 // the directory if it is temporary, and logs attrs with the time it took.
 // It returns an error if the process had to be killed or had already exited
 // on its own (with the tail of its log). Stop is safe to call more than
 // once; later calls return the first call's result.
-func (s *Server) Stop(timeout time.Duration, attrs ...any) error {
+func (s *Server) Stop(attrs ...any) error {
 	s.stopOnce.Do(func() {
 		start := time.Now()
 		var errs []error
-		if err := s.Proc.Stop(timeout); err != nil {
+		if err := s.Proc.Stop(StopTimeout); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", s.Pkg, err))
 		}
 		if err := s.Dir.Remove(); err != nil {

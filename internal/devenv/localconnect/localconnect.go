@@ -34,12 +34,9 @@ import (
 )
 
 const (
-	defaultHeapMB  = 512
 	defaultGroupID = "codebank-connect"
 	// startTimeout bounds the wait for a started worker to be ready.
 	startTimeout = 120 * time.Second
-	// stopTimeout bounds the orderly shutdown before SIGKILL.
-	stopTimeout = 30 * time.Second
 )
 
 // Options configures Start.
@@ -109,7 +106,7 @@ func Start(ctx context.Context, opts Options) (*Worker, error) {
 		opts.GroupID = defaultGroupID
 	}
 	if opts.HeapMB <= 0 {
-		opts.HeapMB = defaultHeapMB
+		opts.HeapMB = jvm.DefaultHeapMB
 	}
 	java, err := jvm.FindJava(javaMajor, true)
 	if err != nil {
@@ -319,4 +316,4 @@ func (w *Worker) PutConnector(ctx context.Context, name string, config map[strin
 // the worker had to be killed or had already exited on its own (with the
 // tail of worker.log). Stop is safe to call more than once; later calls
 // return the first call's result.
-func (w *Worker) Stop() error { return w.srv.Stop(stopTimeout, "url", w.URL()) }
+func (w *Worker) Stop() error { return w.srv.Stop("url", w.URL()) }

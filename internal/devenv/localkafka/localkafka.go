@@ -42,11 +42,8 @@ import (
 const DefaultVersion = "4.1.1"
 
 const (
-	defaultHeapMB = 512
 	// startTimeout bounds the wait for a started broker to answer.
 	startTimeout = 90 * time.Second
-	// stopTimeout bounds the controlled shutdown before SIGKILL.
-	stopTimeout = 30 * time.Second
 	// logSubdir is the directory under DataDir used as log.dirs.
 	logSubdir = "data"
 )
@@ -191,7 +188,7 @@ func Start(ctx context.Context, opts Options) (*Broker, error) {
 		opts.Version = DefaultVersion
 	}
 	if opts.HeapMB <= 0 {
-		opts.HeapMB = defaultHeapMB
+		opts.HeapMB = jvm.DefaultHeapMB
 	}
 	log := opts.Logger
 	if log == nil {
@@ -301,7 +298,7 @@ func launch(ctx context.Context, java *jvm.Java, in *jvm.Installation, dataDir j
 	}
 	if formatted && opts.SASLSSL != nil && len(opts.SASLSSL.Users) > 0 {
 		if err := setUsers(ctx, addr, opts.SASLSSL.Users); err != nil {
-			return nil, errors.Join(fmt.Errorf("setting the SASL_SSL users: %w", err), proc.Stop(stopTimeout))
+			return nil, errors.Join(fmt.Errorf("setting the SASL_SSL users: %w", err), proc.Stop(jvm.StopTimeout))
 		}
 	}
 	attrs := []any{"addr", addr, "version", opts.Version, "dataDir", dataDir.Path, "took", time.Since(start).Round(time.Millisecond)}
@@ -525,4 +522,4 @@ func (b *Broker) PID() int { return b.srv.Proc.PID() }
 // created it. It returns an error if the broker had to be killed or had
 // already exited on its own (with the tail of broker.log). Stop is safe to
 // call more than once; later calls return the first call's result.
-func (b *Broker) Stop() error { return b.srv.Stop(stopTimeout, "addr", b.addr) }
+func (b *Broker) Stop() error { return b.srv.Stop("addr", b.addr) }

@@ -34,11 +34,8 @@ import (
 )
 
 const (
-	defaultHeapMB = 512
 	// startTimeout bounds the wait for a started node to answer.
 	startTimeout = 120 * time.Second
-	// stopTimeout bounds the orderly shutdown before SIGKILL.
-	stopTimeout = 30 * time.Second
 	// clusterName is fixed: a data directory belongs to its cluster.
 	clusterName = "localsearch"
 )
@@ -91,7 +88,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		log = slog.Default()
 	}
 	if opts.HeapMB <= 0 {
-		opts.HeapMB = defaultHeapMB
+		opts.HeapMB = jvm.DefaultHeapMB
 	}
 	java, err := jvm.FindJava(javaMajor, true)
 	if err != nil {
@@ -246,4 +243,4 @@ func (n *Node) DataDir() string { return n.srv.Dir.Path }
 // created it. It returns an error if the node had to be killed or had
 // already exited on its own (with the tail of node.log). Stop is safe to call
 // more than once; later calls return the first call's result.
-func (n *Node) Stop() error { return n.srv.Stop(stopTimeout, "url", n.URL()) }
+func (n *Node) Stop() error { return n.srv.Stop("url", n.URL()) }
