@@ -29,6 +29,11 @@ import (
 
 var brokerAddr string
 
+// testPostsPerMinute lifts the pages' limits per client address for the integration and browser
+// tests, which post many forms from 127.0.0.1; the limits have a test of their own
+// (TestPostsLimitedPerAddress).
+const testPostsPerMinute = 1_000_000
+
 func TestMain(m *testing.M) { os.Exit(kafkatest.Run(m, &brokerAddr)) }
 
 // stack is Code Bank and the store, running for one test.
@@ -61,7 +66,7 @@ func startStack(t *testing.T, demo func(codebankv1.CardServiceClient) []web.Demo
 	if demo != nil {
 		cards = demo(s.cards)
 	}
-	srv := web.New(web.Config{DemoCards: cards}, web.Deps{Payments: s.payments, Cards: s.cards, Statements: s.stmts, Orders: s.store, Dashboard: s.feed, Log: banktest.Logger()})
+	srv := web.New(web.Config{DemoCards: cards, AttemptsPerMinute: testPostsPerMinute, ReadsPerMinute: testPostsPerMinute}, web.Deps{Payments: s.payments, Cards: s.cards, Statements: s.stmts, Orders: s.store, Dashboard: s.feed, Log: banktest.Logger()})
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
 	s.url = hs.URL

@@ -534,7 +534,8 @@ func newPages(c config, secrets pageSecrets, kc kafkaconf.Config, bankAddr, stat
 	p.add("orders", g.Run, g.Ready)
 	p.add("orders view", orders.Run, orders.Ready)
 	p.add("dashboard feed", feed.Run, nil)
-	return web.New(web.Config{OrderSecret: []byte(secrets.storeSecret), DemoCardsFile: c.DemoCardsFile},
+	return web.New(web.Config{OrderSecret: []byte(secrets.storeSecret), DemoCardsFile: c.DemoCardsFile,
+		AttemptsPerMinute: c.PageAttempts, ReadsPerMinute: c.PageReads, ClientAddressHeader: c.ClientAddressHeader},
 		web.Deps{Payments: codebankv1.NewPaymentServiceClient(bank), Cards: codebankv1.NewCardServiceClient(bank),
 			Statements: codebankv1.NewStatementServiceClient(stmts), Orders: orders, Dashboard: feed, Log: log, Registerer: reg}), nil
 }
