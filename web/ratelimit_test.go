@@ -81,7 +81,7 @@ func TestClientOf(t *testing.T) {
 		{"[::ffff:192.0.2.9]:1", "", "", "192.0.2.9/32"},
 		{"10.0.0.5:80", "X-Envoy-External-Address", "203.0.113.8", "203.0.113.8/32"},
 		{"10.0.0.5:80", "X-Envoy-External-Address", "", "10.0.0.5/32"}, // no header: the peer
-		{"10.0.0.5:80", "", "203.0.113.8", "10.0.0.5/32"},               // a header not configured counts for nothing
+		{"10.0.0.5:80", "", "203.0.113.8", "10.0.0.5/32"},              // a header not configured counts for nothing
 	} {
 		r := httptest.NewRequest(http.MethodPost, "/checkout", nil)
 		r.RemoteAddr = tc.remote
