@@ -1,7 +1,6 @@
 package web
 
 import (
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -150,5 +149,4 @@ func TestPostsLimitedPerAddress(t *testing.T) {
 	if resp := post("203.0.113.9:1004", "/statement", guess); resp.StatusCode == http.StatusTooManyRequests {
 		t.Errorf("a guess a minute later was refused: %d", resp.StatusCode)
 	}
-	_ = fmt.Sprint()
 }
