@@ -66,6 +66,8 @@ type config struct {
 	// (web.Config).
 	PageAttempts, PageReads int
 	ClientAddressHeader     string
+	// OrderTTL is how long the store keeps an order never paid.
+	OrderTTL time.Duration
 
 	StorageDir  string
 	HotStandby  bool
@@ -155,6 +157,7 @@ func (c *config) webFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.BankPlaintext, "bank-plaintext", false, "without --bank-ca, send API keys and card data in plaintext to a --bank-addr or --statements-addr that is not loopback (only inside a network that encrypts or isolates the hop: a service mesh, a private network)")
 	fs.IntVar(&c.PageAttempts, "page-attempts-per-minute", web.DefaultAttemptsPerMinute, "posts of the pages that carry or spend card data (checkout, an order's payment or cancellation, the statement page's card check) a client address may make a minute, half of them at once; beyond, 429 with Retry-After")
 	fs.IntVar(&c.PageReads, "page-reads-per-minute", web.DefaultReadsPerMinute, "refreshes of an open statement a client address may make a minute, half of them at once; beyond, 429 with Retry-After")
+	fs.DurationVar(&c.OrderTTL, "order-ttl", 24*time.Hour, "how long the store keeps an order never paid (pending, or declined) after its last change: anyone may post a checkout, and the orders table must not grow forever (0: keep them)")
 	fs.StringVar(&c.ClientAddressHeader, "client-address-header", "", "header that carries a visitor's address, set by the proxy in front of the pages, which must drop any a client sent (Istio's gateway: X-Envoy-External-Address); empty: the connection's peer")
 }
 
