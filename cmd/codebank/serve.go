@@ -534,7 +534,9 @@ func newPages(c config, secrets pageSecrets, kc kafkaconf.Config, bankAddr, stat
 	p.add("orders", g.Run, g.Ready)
 	p.add("orders view", orders.Run, orders.Ready)
 	if c.OrderTTL > 0 {
-		p.add("orders sweeper", func(ctx context.Context) error { return orders.RunSweeper(ctx, orderSweepEvery(c.OrderTTL), c.OrderTTL) }, nil)
+		p.add("orders sweeper", func(ctx context.Context) error {
+			return orders.RunSweeper(ctx, orderSweepEvery(c.OrderTTL), c.OrderTTL)
+		}, nil)
 	}
 	p.add("dashboard feed", feed.Run, nil)
 	return web.New(web.Config{OrderSecret: []byte(secrets.storeSecret), DemoCardsFile: c.DemoCardsFile,
@@ -545,7 +547,9 @@ func newPages(c config, secrets pageSecrets, kc kafkaconf.Config, bankAddr, stat
 
 // orderSweepEvery is how often the web role looks for orders to forget: a tenth of how long
 // they are kept, from a second to an hour.
-func orderSweepEvery(ttl time.Duration) time.Duration { return min(max(ttl/10, time.Second), time.Hour) }
+func orderSweepEvery(ttl time.Duration) time.Duration {
+	return min(max(ttl/10, time.Second), time.Hour)
+}
 
 // checkBankTransport refuses, before anything starts, a web role that would send keys and card
 // data to the bank in plaintext over the network (cli.CheckPlaintext).
