@@ -264,7 +264,7 @@ func TestBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer down.Close()
-	cut := httptest.NewServer(web.New(web.Config{DemoCards: []web.DemoCard{card}, RequestTimeout: 2 * time.Second}, web.Deps{
+	cut := httptest.NewServer(web.New(web.Config{DemoCards: []web.DemoCard{card}, RequestTimeout: 2 * time.Second, AttemptsPerMinute: testPostsPerMinute, ReadsPerMinute: testPostsPerMinute}, web.Deps{
 		Payments: codebankv1.NewPaymentServiceClient(down), Cards: codebankv1.NewCardServiceClient(down), Statements: codebankv1.NewStatementServiceClient(down),
 		Orders: s.store, Log: banktest.Logger()}).Handler())
 	defer cut.Close()

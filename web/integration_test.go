@@ -28,6 +28,11 @@ import (
 
 var brokerAddr string
 
+// testPostsPerMinute lifts the pages' limits per client address for the integration and browser
+// tests, which post many forms from 127.0.0.1; the limits have a test of their own
+// (TestPostsLimitedPerAddress).
+const testPostsPerMinute = 1_000_000
+
 func TestMain(m *testing.M) { os.Exit(kafkatest.Run(m, &brokerAddr)) }
 
 // stack is Code Bank and the store, running for one test.
@@ -57,7 +62,7 @@ func startStack(t *testing.T, demo func(codebankv1.CardServiceClient) []web.Demo
 	if demo != nil {
 		cards = demo(s.cards)
 	}
-	w := banktest.StartWeb(t, d, in, web.Config{DemoCards: cards})
+	w := banktest.StartWeb(t, d, in, web.Config{DemoCards: cards, AttemptsPerMinute: testPostsPerMinute, ReadsPerMinute: testPostsPerMinute})
 	s.store, s.feed, s.url = w.Orders, w.Feed, w.URL
 	return s
 }

@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -83,6 +84,46 @@ func TestOrdersStore(t *testing.T) {
 
 // TestOrdersSurviveRestart stops the orders group and the store, starts them again on empty
 // local storage, and finds every order as it was, on the order page too.
+// TestOrdersNeverPaidAreForgotten: a sweep forgets, through the orders group, the orders never
+// paid that had not changed before its time (a tombstone each, so that compaction drops them
+// from the topic), and keeps the paid one.
+func TestOrdersNeverPaidAreForgotten(t *testing.T) {
+	t.Parallel()
+	d := banktest.NewDeployment(t, brokerAddr, kafkatest.Name(t), 3, 2)
+	startOrders(t, d, t.TempDir())
+	st := startStore(t, d)
+	id := func(c string) string { return "order-" + strings.Repeat(c, 16) + "-" + strings.Repeat(c, 16) }
+	paid, declined, pending := id("a"), id("b"), id("c")
+	for _, o := range []string{paid, declined, pending} {
+		if _, err := st.Place(ctxT(t), o, store.Placement{Items: []store.Item{mug}, Currency: "BRL", CardMasked: "545454******8555"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Decide(ctxT(t), paid, store.Decision{Status: store.StatusApproved, TransactionID: paid, PaymentID: "pay-1"})
+	st.Decide(ctxT(t), declined, store.Decision{Status: store.StatusRejected, Reason: "insufficient_credit", TransactionID: declined})
+	st.Fail(ctxT(t), pending, store.ErrorUnreachable)
+
+	// A sweep of orders unchanged since a time before them forgets nothing.
+	if n, err := st.Sweep(ctxT(t), time.Now().Add(-time.Hour)); err != nil || n != 0 {
+		t.Fatalf("sweep of orders unchanged for an hour = %d, %v; want none", n, err)
+	}
+	n, err := st.Sweep(ctxT(t), time.Now().Add(time.Hour))
+	if err != nil || n != 2 {
+		t.Fatalf("sweep = %d, %v; want the 2 orders never paid", n, err)
+	}
+	for _, o := range []string{declined, pending} {
+		wait.For(t, time.Minute, o+" to be forgotten", func() error {
+			if got, err := st.Get(ctxT(t), o); !errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("%+v, %v", got, err)
+			}
+			return nil
+		})
+	}
+	if o, err := st.Get(ctxT(t), paid); err != nil || o.Status != store.StatusApproved {
+		t.Errorf("the paid order after the sweep = %+v, %v", o, err)
+	}
+}
+
 func TestOrdersSurviveRestart(t *testing.T) {
 	t.Parallel()
 	d := banktest.NewDeployment(t, brokerAddr, kafkatest.Name(t), 3, 2)

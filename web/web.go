@@ -93,6 +93,15 @@ type Config struct {
 	// address share it; when empty, each Server picks a random one, and a form issued before a
 	// restart or by another replica is refused and shown again with a new id.
 	OrderSecret []byte
+	// AttemptsPerMinute and ReadsPerMinute limit, per client address, the posts that carry or
+	// spend card data (checkout, an order's payment and cancellation, the statement page's
+	// verification) and the statement page's refreshes (defaults DefaultAttemptsPerMinute,
+	// DefaultReadsPerMinute). Beyond them a post is refused with 429 and Retry-After.
+	AttemptsPerMinute, ReadsPerMinute int
+	// ClientAddressHeader, when set, names the header that carries the client's address, set
+	// by a proxy in front of the pages that drops any a client sent (Istio's gateway:
+	// X-Envoy-External-Address); else the connection's peer address is the client's.
+	ClientAddressHeader string
 }
 
 // DemoCard is a card a visitor may use in the store.
@@ -122,6 +131,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Catalog == nil {
 		c.Catalog = Catalog()
+	}
+	if c.AttemptsPerMinute <= 0 {
+		c.AttemptsPerMinute = DefaultAttemptsPerMinute
+	}
+	if c.ReadsPerMinute <= 0 {
+		c.ReadsPerMinute = DefaultReadsPerMinute
 	}
 	return c
 }
@@ -186,6 +201,9 @@ type Server struct {
 	checkouts *prometheus.CounterVec
 	// cancellations counts the store's reversals and refunds of orders.
 	cancellations *prometheus.CounterVec
+	// attempts and reads limit the anonymous posts per client address (Config).
+	attempts, reads *limiter
+	m               struct{ throttled *prometheus.CounterVec }
 	// orderWait is how long an order page waits for an order it does not know yet.
 	orderWait time.Duration
 	// orderKey signs order ids (Config.OrderSecret).
@@ -251,8 +269,11 @@ func New(cfg Config, deps Deps) *Server {
 	s.cancellations = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "codebank_web_cancellations_total", Help: "Orders the store cancelled (the bank reversed or refunded their payment), by kind and result.",
 	}, []string{"kind", "result"})
+	s.attempts = newLimiter("attempts", s.cfg.AttemptsPerMinute, s.now)
+	s.reads = newLimiter("reads", s.cfg.ReadsPerMinute, s.now)
+	s.m.throttled = newThrottledCounter()
 	if deps.Registerer != nil {
-		deps.Registerer.MustRegister(s.checkouts, s.cancellations)
+		deps.Registerer.MustRegister(s.checkouts, s.cancellations, s.m.throttled)
 	}
 	return s
 }
@@ -260,19 +281,20 @@ func New(cfg Config, deps Deps) *Server {
 // Register adds the store's routes to mux, which may already serve the bank's REST gateway
 // at "/" (codebank all): every pattern here is more specific than "/". Every POST refuses a
 // request sent from another site (http.CrossOriginProtection): a page elsewhere cannot make a
-// visitor's browser pay, or prove a card.
+// visitor's browser pay, or prove a card. Every POST counts against its client address's limit
+// (Config.AttemptsPerMinute, ReadsPerMinute), and one beyond it is refused with 429.
 func (s *Server) Register(mux *http.ServeMux) {
 	cop := http.NewCrossOriginProtection()
-	post := func(h http.HandlerFunc) http.Handler { return cop.Handler(limitForm(h)) }
+	post := func(l *limiter, h http.HandlerFunc) http.Handler { return cop.Handler(s.throttle(l, limitForm(h))) }
 	mux.HandleFunc("GET /{$}", s.catalog)
 	mux.HandleFunc("GET /products/{slug}", s.product)
-	mux.Handle("POST /checkout", post(s.checkout))
+	mux.Handle("POST /checkout", post(s.attempts, s.checkout))
 	mux.HandleFunc("GET /orders/{id}", s.order)
-	mux.Handle("POST /orders/{id}/pay", post(s.retry))
-	mux.Handle("POST /orders/{id}/cancel", post(s.cancel))
+	mux.Handle("POST /orders/{id}/pay", post(s.attempts, s.retry))
+	mux.Handle("POST /orders/{id}/cancel", post(s.attempts, s.cancel))
 	mux.HandleFunc("GET /statement", s.statementForm)
-	mux.Handle("POST /statement", post(s.statement))
-	mux.Handle("POST /statement/data", post(s.statementData))
+	mux.Handle("POST /statement", post(s.attempts, s.statement))
+	mux.Handle("POST /statement/data", post(s.reads, s.statementData))
 	mux.HandleFunc("GET /dashboard", s.dashboardPage)
 	mux.HandleFunc("GET /dashboard/data", s.dashboardData)
 	mux.Handle("GET /static/", s.staticFiles())

@@ -16,9 +16,11 @@ import (
 	"github.com/codebank/codebank/internal/card"
 	"github.com/codebank/codebank/internal/cli"
 	"github.com/codebank/codebank/internal/kafkaconf"
+	"github.com/codebank/codebank/internal/role"
 	"github.com/codebank/codebank/internal/stream"
 	"github.com/codebank/codebank/processors"
 	"github.com/codebank/codebank/processors/authorizer"
+	"github.com/codebank/codebank/web"
 	"github.com/codebank/codebank/web/store"
 )
 
@@ -62,6 +64,12 @@ type config struct {
 	BankCert       string
 	BankKey        string
 	BankPlaintext  bool
+	// PageAttempts, PageReads and ClientAddressHeader limit the pages' posts per client address
+	// (web.Config).
+	PageAttempts, PageReads int
+	ClientAddressHeader     string
+	// OrderTTL is how long the store keeps an order never paid.
+	OrderTTL time.Duration
 
 	StorageDir  string
 	HotStandby  bool
@@ -149,6 +157,10 @@ func (c *config) webFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.BankCert, "bank-cert", "", "client certificate (PEM) for mutual TLS with the bank; with --bank-key")
 	fs.StringVar(&c.BankKey, "bank-key", "", "private key (PEM) of --bank-cert")
 	fs.BoolVar(&c.BankPlaintext, "bank-plaintext", false, "without --bank-ca, send API keys and card data in plaintext to a --bank-addr or --statements-addr that is not loopback (only inside a network that encrypts or isolates the hop: a service mesh, a private network)")
+	fs.IntVar(&c.PageAttempts, "page-attempts-per-minute", web.DefaultAttemptsPerMinute, "posts of the pages that carry or spend card data (checkout, an order's payment or cancellation, the statement page's card check) a client address may make a minute, half of them at once; beyond, 429 with Retry-After")
+	fs.IntVar(&c.PageReads, "page-reads-per-minute", web.DefaultReadsPerMinute, "refreshes of an open statement a client address may make a minute, half of them at once; beyond, 429 with Retry-After")
+	fs.DurationVar(&c.OrderTTL, "order-ttl", role.DefaultOrderTTL, "how long the store keeps an order never paid (pending, or declined) after its last change: anyone may post a checkout, and the orders table must not grow forever (0: keep them)")
+	fs.StringVar(&c.ClientAddressHeader, "client-address-header", "", "header that carries a visitor's address, set by the proxy in front of the pages, which must drop any a client sent (Istio's gateway: X-Envoy-External-Address); empty: the connection's peer")
 }
 
 // lockoutFlags registers the authorizer's lockout.

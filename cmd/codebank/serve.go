@@ -454,7 +454,9 @@ func (c *config) webConfig(secrets pageSecrets, r roles, grpcL, httpL net.Listen
 	if err != nil {
 		return role.WebConfig{}, err
 	}
-	cfg := role.WebConfig{Pages: web.Config{OrderSecret: []byte(secrets.storeSecret), DemoCardsFile: c.DemoCardsFile}, Store: c.storeTopology(),
+	cfg := role.WebConfig{Pages: web.Config{OrderSecret: []byte(secrets.storeSecret), DemoCardsFile: c.DemoCardsFile,
+		AttemptsPerMinute: c.PageAttempts, ReadsPerMinute: c.PageReads, ClientAddressHeader: c.ClientAddressHeader},
+		Store: c.storeTopology(), OrderTTL: c.OrderTTL,
 		BankAddr: c.BankAddr, StatementsAddr: c.StatementsAddr, MerchantKey: secrets.merchantKey, PagesKey: secrets.pagesKey,
 		BankTLS: bankTLS, BankPlaintext: c.BankPlaintext, HTTP: httpL, TLS: serverTLS}
 	if r.ingress { // the store is a client of the bank like any checkout: it calls this process's own port

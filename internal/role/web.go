@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"time"
 
 	"google.golang.org/grpc"
 
@@ -23,6 +24,10 @@ type WebConfig struct {
 	Pages web.Config
 	// Store names the store's topics and group.
 	Store store.Topology
+	// OrderTTL is how long the store keeps an order never paid after its last change: the
+	// role sweeps its view of the orders every tenth of it (orderSweepEvery) and forgets
+	// those (store.Orders.RunSweeper). 0 keeps them.
+	OrderTTL time.Duration
 	// BankAddr is the gRPC address of the bank's ingress (payments, with MerchantKey; card
 	// verification, with PagesKey), StatementsAddr the one serving StatementService (with
 	// PagesKey; empty: BankAddr).
@@ -89,6 +94,11 @@ func NewWeb(cfg WebConfig, env Env) (w *Web, err error) {
 	}
 	env.runGroup(&w.Components, "orders", g)
 	w.Add("orders view", w.Orders.Run, w.Orders.Ready)
+	if cfg.OrderTTL > 0 {
+		w.Add("orders sweeper", func(ctx context.Context) error {
+			return w.Orders.RunSweeper(ctx, orderSweepEvery(cfg.OrderTTL), cfg.OrderTTL)
+		}, nil)
+	}
 	w.Add("dashboard feed", w.Feed.Run, nil)
 	w.lagOf(func() []stream.GroupInputs {
 		return []stream.GroupInputs{{Group: string(cfg.Store.Group()), Topics: []string{cfg.Store.Events().Name}}}
@@ -104,4 +114,13 @@ func NewWeb(cfg WebConfig, env Env) (w *Web, err error) {
 		}, nil)
 	}
 	return w, nil
+}
+
+// DefaultOrderTTL is how long the store keeps an order never paid, by default (WebConfig.OrderTTL).
+const DefaultOrderTTL = 24 * time.Hour
+
+// orderSweepEvery is how often the web role looks for orders to forget: a tenth of how long
+// they are kept, from a second to an hour.
+func orderSweepEvery(ttl time.Duration) time.Duration {
+	return min(max(ttl/10, time.Second), time.Hour)
 }

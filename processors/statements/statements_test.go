@@ -2,7 +2,6 @@ package statements
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -215,5 +214,4 @@ func BenchmarkApply(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	_ = fmt.Sprint()
 }

@@ -187,3 +187,52 @@ func (s *Orders) write(ctx context.Context, id string, e *Event) (*Order, error)
 	}
 	return o, nil
 }
+
+// Sweep writes an EventExpired for every order in the view that was never paid and has not
+// changed since before, so that the orders group forgets it (Expires), and returns how many it
+// wrote. Orders that change meanwhile are kept: the group checks again. Several replicas may
+// sweep at once; an order forgotten twice is forgotten once.
+func (s *Orders) Sweep(ctx context.Context, before time.Time) (int, error) {
+	if !s.view.Ready() {
+		return 0, ErrNotReady
+	}
+	e := &Event{Kind: EventExpired, At: s.now().UTC(), ExpireBefore: before.UTC()}
+	var ids []string
+	err := s.view.Range("", "", func(id string, v any) (bool, error) {
+		if o, err := orderOf(v); err == nil && Expires(o, e) {
+			ids = append(ids, id)
+		}
+		return ctx.Err() == nil, nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sweep orders: %w", err)
+	}
+	for _, id := range ids {
+		if _, err := s.emitter.Emit(id, e); err != nil {
+			return 0, fmt.Errorf("sweep orders: %w", err)
+		}
+	}
+	return len(ids), ctx.Err()
+}
+
+// RunSweeper sweeps (Sweep) every interval until ctx ends, forgetting orders never paid that
+// have not changed for ttl. A failed sweep is logged and tried again at the next.
+func (s *Orders) RunSweeper(ctx context.Context, interval, ttl time.Duration) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		n, err := s.Sweep(ctx, s.now().Add(-ttl))
+		switch {
+		case errors.Is(err, ErrNotReady), ctx.Err() != nil:
+		case err != nil:
+			s.log.Warn("sweeping the orders never paid", "err", err)
+		case n > 0:
+			s.log.Info("orders never paid forgotten", "orders", n, "unchanged_for", ttl)
+		}
+	}
+}

@@ -36,6 +36,13 @@
 // the masked card number only; the full number and the CVV are never written. An approved
 // order keeps the bank's payment id, which is all the store needs to give the money back.
 //
+// # Orders never paid are forgotten
+//
+// Anyone may post a checkout, so the table would grow forever from orders that are never paid.
+// Orders.Sweep writes an EventExpired for each order not paid that has not changed for a while
+// (a day in the web role, --order-ttl), and the group deletes the order if it still is one
+// (Expires): its tombstone lets compaction drop it from the topic. An approved order stays.
+//
 // # Cancelling an order
 //
 // An approved order can be cancelled: within a day of its approval the store reverses the
@@ -80,6 +87,7 @@ const (
 	EventCancelling   = "cancelling"
 	EventCancelled    = "cancelled"
 	EventCancelFailed = "cancel_failed"
+	EventExpired      = "expired"
 )
 
 // The ways an approved order is cancelled (Cancellation.Kind), as the bank's results name them.
@@ -211,6 +219,9 @@ type Event struct {
 	CancelID   string `json:"cancel_id,omitempty"`
 	// Error says why an attempt failed.
 	Error string `json:"error,omitempty"`
+	// ExpireBefore, in an EventExpired, forgets the order if it was never paid and has not
+	// changed since before this time.
+	ExpireBefore time.Time `json:"expire_before,omitzero"`
 }
 
 // Placement is what the store knows of an order before calling the bank.
@@ -280,6 +291,20 @@ func Apply(o *Order, id string, e *Event, off int64) *Order {
 	return &n
 }
 
+// Expires reports whether an EventExpired e forgets order o: an order never paid (pending, or
+// declined) whose last change came before e.ExpireBefore. An approved order, cancelled or not,
+// is kept: its payment is on the card's statement.
+func Expires(o *Order, e *Event) bool {
+	if o == nil || e.Kind != EventExpired || o.Status == StatusApproved {
+		return false
+	}
+	last := o.UpdatedAt
+	if last.IsZero() {
+		last = o.PlacedAt
+	}
+	return last.Before(e.ExpireBefore)
+}
+
 // cancel folds a cancellation event into an approved order n, and reports whether it changed
 // it: the first attempt fixes the cancellation, a retry clears its error, the bank's answer
 // ends it; nothing changes a cancellation carried out.
@@ -347,6 +372,12 @@ func (p *Processor) apply(ctx goka.Context, msg any) error {
 	default:
 		return fmt.Errorf("order of type %T", v)
 	}
+	if e.Kind == EventExpired {
+		if Expires(o, e) {
+			ctx.Delete() // a tombstone: compaction drops the order from the topic
+		}
+		return nil
+	}
 	ctx.SetValue(Apply(o, ctx.Key(), e, ctx.Offset()))
 	return nil
 }
@@ -393,8 +424,12 @@ func CheckEvent(key string, e *Event) error {
 			bad("cancel_id must be an id of 1-64 characters of [A-Za-z0-9._:-]")
 		}
 	case EventCancelled:
+	case EventExpired:
+		if e.ExpireBefore.IsZero() {
+			bad("expire_before is required")
+		}
 	default:
-		bad("kind must be placed, decided, failed, cancelling, cancelled or cancel_failed")
+		bad("kind must be placed, decided, failed, cancelling, cancelled, cancel_failed or expired")
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("order event: %w: %s", codecs.ErrContract, strings.Join(problems, "; "))

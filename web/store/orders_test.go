@@ -130,6 +130,40 @@ func TestProcessor(t *testing.T) {
 	}
 }
 
+// TestOrdersNeverPaidExpire: an expiry forgets the orders never paid (pending, declined) that
+// had not changed before its time, and keeps an approved order, a cancelled one and any order
+// changed since; an expiry of an order that is not there changes nothing.
+func TestOrdersNeverPaidExpire(t *testing.T) {
+	tt, topo := startProcessor(t)
+	events, table := topo.Events().Name, goka.Table(topo.Table().Name)
+	day := 24 * time.Hour
+	later := func(e *Event, d time.Duration) *Event { c := *e; c.At = c.At.Add(d); return &c }
+	tt.Consume(events, "order-pending", place)
+	tt.Consume(events, "order-declined", place)
+	tt.Consume(events, "order-declined", &Event{Kind: EventDecided, At: t0, Status: StatusRejected, Reason: "insufficient_credit", TransactionID: "order-declined"})
+	tt.Consume(events, "order-paid", place)
+	tt.Consume(events, "order-paid", &Event{Kind: EventDecided, At: t0, Status: StatusApproved, TransactionID: "order-paid", PaymentID: "pay-1"})
+	tt.Consume(events, "order-cancelled", place)
+	tt.Consume(events, "order-cancelled", &Event{Kind: EventDecided, At: t0, Status: StatusApproved, TransactionID: "order-cancelled", PaymentID: "pay-2"})
+	tt.Consume(events, "order-cancelled", &Event{Kind: EventCancelling, At: t0, CancelKind: CancelReversal, CancelID: "order-cancelled"})
+	tt.Consume(events, "order-cancelled", &Event{Kind: EventCancelled, At: t0})
+	tt.Consume(events, "order-retried", place)
+	tt.Consume(events, "order-retried", later(place, 2*day)) // tried again two days later
+
+	expire := &Event{Kind: EventExpired, At: t0.Add(2 * day), ExpireBefore: t0.Add(day)}
+	for _, id := range []string{"order-pending", "order-declined", "order-paid", "order-cancelled", "order-retried", "order-never"} {
+		tt.Consume(events, id, expire)
+	}
+	for id, kept := range map[string]bool{"order-pending": false, "order-declined": false, "order-paid": true, "order-cancelled": true, "order-retried": true, "order-never": false} {
+		if got := tt.TableValue(table, id) != nil; got != kept {
+			t.Errorf("%s after the expiry: kept %v, want %v", id, got, kept)
+		}
+	}
+	if err := CheckEvent("order-1", &Event{Kind: EventExpired, At: t0}); !errors.Is(err, codecs.ErrContract) {
+		t.Errorf("an expiry without expire_before = %v, want a contract error", err)
+	}
+}
+
 // TestPoisonEvents feeds the orders group events it cannot use: each goes to its dead-letter
 // topic, and the group goes on.
 func TestPoisonEvents(t *testing.T) {

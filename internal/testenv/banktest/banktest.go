@@ -292,7 +292,8 @@ func StartWeb(t testing.TB, d Deployment, in *Ingress, pages web.Config) *Web {
 	t.Helper()
 	p := newProcess(t, d, "", prometheus.NewRegistry(), Logger())
 	hl := p.listen(t)
-	w, err := role.NewWeb(role.WebConfig{Pages: pages, Store: d.Store, BankAddr: in.GRPCAddr, MerchantKey: MerchantKey, PagesKey: PagesKey, HTTP: hl}, p.env)
+	w, err := role.NewWeb(role.WebConfig{Pages: pages, Store: d.Store, OrderTTL: role.DefaultOrderTTL, BankAddr: in.GRPCAddr,
+		MerchantKey: MerchantKey, PagesKey: PagesKey, HTTP: hl}, p.env)
 	if err != nil {
 		t.Fatal(err)
 	}
