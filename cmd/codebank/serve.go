@@ -337,7 +337,7 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
 		return err
 	}
 	if apiKeys != nil {
-		p.AddChecked("api keys", apiKeys.Run, apiKeys.Ready)
+		p.AddEvery("api keys", apikey.ReloadInterval, func(context.Context) { apiKeys.Reload() }, apiKeys.Ready)
 	}
 	p.Include(watch)
 	if r.authorizer {

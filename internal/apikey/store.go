@@ -2,7 +2,6 @@ package apikey
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,9 +16,9 @@ import (
 // ReloadInterval is how often a Store looks at its file for changes.
 const ReloadInterval = 5 * time.Second
 
-// Store is a keys file, read again whenever it changes (Run). It fails closed: a file that
-// can no longer be read (deleted, unreadable), that does not parse, or that holds no key revokes
-// every key until it is fixed; callers are refused, and the store says so in its log, in
+// Store is a keys file, read again whenever it changes (Reload, which the process that serves
+// calls every ReloadInterval). It fails closed: a file that can no longer be read (deleted,
+// unreadable), that does not parse, or that holds no key revokes every key until it is fixed; callers are refused, and the store says so in its log, in
 // codebank_api_keys_revoked and through Ready. A good file again admits its keys at the next
 // reload. Write the file by renaming a complete one into place (as a mounted Kubernetes Secret
 // is updated): a file caught half-written revokes every key until the next reload.
@@ -146,18 +145,4 @@ func (s *Store) Reload() error {
 	}
 	s.revoked = nil
 	return nil
-}
-
-// Run reloads the file every ReloadInterval until ctx ends.
-func (s *Store) Run(ctx context.Context) error {
-	t := time.NewTicker(ReloadInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			s.Reload()
-		}
-	}
 }

@@ -125,6 +125,23 @@ func (c *Components) AddChecked(name string, run func(context.Context) error, ch
 	c.list = append(c.list, component{name: name, run: run, check: check})
 }
 
+// AddEvery adds a component that calls do every interval until its context ends; check, when
+// set, says why it is not ready.
+func (c *Components) AddEvery(name string, interval time.Duration, do func(context.Context), check func() error) {
+	c.AddChecked(name, func(ctx context.Context) error {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+				do(ctx)
+			}
+		}
+	}, check)
+}
+
 // Include adds every component of more, its closers and its consumer groups.
 func (c *Components) Include(more Components) {
 	c.list = append(c.list, more.list...)

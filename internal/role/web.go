@@ -26,7 +26,7 @@ type WebConfig struct {
 	Store store.Topology
 	// OrderTTL is how long the store keeps an order never paid after its last change: the
 	// role sweeps its view of the orders every tenth of it (orderSweepEvery) and forgets
-	// those (store.Orders.RunSweeper). 0 keeps them.
+	// those (store.Orders.Forget). 0 keeps them.
 	OrderTTL time.Duration
 	// BankAddr is the gRPC address of the bank's ingress (payments, with MerchantKey; card
 	// verification, with PagesKey), StatementsAddr the one serving StatementService (with
@@ -95,9 +95,7 @@ func NewWeb(cfg WebConfig, env Env) (w *Web, err error) {
 	env.runGroup(&w.Components, "orders", g)
 	w.Add("orders view", w.Orders.Run, w.Orders.Ready)
 	if cfg.OrderTTL > 0 {
-		w.Add("orders sweeper", func(ctx context.Context) error {
-			return w.Orders.RunSweeper(ctx, orderSweepEvery(cfg.OrderTTL), cfg.OrderTTL)
-		}, nil)
+		w.AddEvery("orders sweeper", orderSweepEvery(cfg.OrderTTL), func(ctx context.Context) { w.Orders.Forget(ctx, cfg.OrderTTL) }, nil)
 	}
 	w.Add("dashboard feed", w.Feed.Run, nil)
 	w.lagOf(func() []stream.GroupInputs {

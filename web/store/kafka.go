@@ -215,24 +215,16 @@ func (s *Orders) Sweep(ctx context.Context, before time.Time) (int, error) {
 	return len(ids), ctx.Err()
 }
 
-// RunSweeper sweeps (Sweep) every interval until ctx ends, forgetting orders never paid that
-// have not changed for ttl. A failed sweep is logged and tried again at the next.
-func (s *Orders) RunSweeper(ctx context.Context, interval, ttl time.Duration) error {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-		n, err := s.Sweep(ctx, s.now().Add(-ttl))
-		switch {
-		case errors.Is(err, ErrNotReady), ctx.Err() != nil:
-		case err != nil:
-			s.log.Warn("sweeping the orders never paid", "err", err)
-		case n > 0:
-			s.log.Info("orders never paid forgotten", "orders", n, "unchanged_for", ttl)
-		}
+// Forget sweeps (Sweep) the orders never paid that have not changed for ttl, so that they are
+// forgotten, and logs how many; a failed sweep is logged, to be tried again at the next (the
+// web role calls it every tenth of ttl).
+func (s *Orders) Forget(ctx context.Context, ttl time.Duration) {
+	n, err := s.Sweep(ctx, s.now().Add(-ttl))
+	switch {
+	case errors.Is(err, ErrNotReady), ctx.Err() != nil:
+	case err != nil:
+		s.log.Warn("sweeping the orders never paid", "err", err)
+	case n > 0:
+		s.log.Info("orders never paid forgotten", "orders", n, "unchanged_for", ttl)
 	}
 }
