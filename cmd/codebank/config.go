@@ -169,6 +169,19 @@ func (c *config) lockoutFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.LockWindow, "lock-window", authorizer.DefaultLockWindow, "how long a failed card verification counts toward --lock-after")
 }
 
+// lockout returns the authorizer's lockout of --lock-after and --lock-window; it refuses values
+// out of range. The flag's 0 (never) is the authorizer's negative.
+func (c *config) lockout() (authorizer.Config, error) {
+	if c.LockAfter > authorizer.MaxLockAfter || c.LockWindow <= 0 {
+		return authorizer.Config{}, fmt.Errorf("%w: --lock-after must be 0 to %d and --lock-window positive, got %d and %s", cli.ErrUsage, authorizer.MaxLockAfter, c.LockAfter, c.LockWindow)
+	}
+	cfg := authorizer.Config{LockAfter: c.LockAfter, LockWindow: c.LockWindow}
+	if cfg.LockAfter <= 0 {
+		cfg.LockAfter = -1
+	}
+	return cfg, nil
+}
+
 // demoSecretsFlag registers the flag that admits the published demo secrets.
 func (c *config) demoSecretsFlag(fs *flag.FlagSet) {
 	fs.BoolVar(&c.DemoSecrets, "demo-secrets", false, "accept the demo secrets published with the source code ("+cli.PublishedDir+"), which every role refuses otherwise: for the Compose demo only (compose.yaml sets it), since a bank that uses them has no secret at all")

@@ -265,8 +265,12 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
 			return err
 		}
 	}
-	if r.authorizer && (c.LockAfter > authorizer.MaxLockAfter || c.LockWindow <= 0) {
-		return fmt.Errorf("%w: --lock-after must be 0 to %d and --lock-window positive, got %d and %s", cli.ErrUsage, authorizer.MaxLockAfter, c.LockAfter, c.LockWindow)
+	var authz authorizer.Config
+	if r.authorizer {
+		var err error
+		if authz, err = c.lockout(); err != nil {
+			return err
+		}
 	}
 	serverTLS, err := c.serverTLS()
 	if err != nil {
@@ -341,7 +345,7 @@ func serve(ctx context.Context, c config, log *slog.Logger, r roles) error {
 	}
 	p.Include(watch)
 	if r.authorizer {
-		p.Include(role.NewAuthorizer(authorizer.Config{LockAfter: lockAfter(c.LockAfter), LockWindow: c.LockWindow}, authorizer.Deps{Keys: keys}, env))
+		p.Include(role.NewAuthorizer(authz, authorizer.Deps{Keys: keys}, env))
 	}
 	var reader *statements.Reader
 	if r.statements {
@@ -407,14 +411,6 @@ func (c *config) callers(reg prometheus.Registerer, log *slog.Logger) (*apikey.S
 	}
 	log.Warn("serving the original contract without credentials: its callers are booked as a merchant", "merchant", c.LegacyMerchant)
 	return apiKeys, &grpcgateway.Legacy{Merchant: c.LegacyMerchant, MerchantName: name}, nil
-}
-
-// lockAfter turns the flag's "0: never" into the authorizer's.
-func lockAfter(n int) int {
-	if n <= 0 {
-		return -1
-	}
-	return n
 }
 
 // pageSecrets are the web role's secrets.
