@@ -61,7 +61,7 @@ func (l *limiter) allow(client netip.Prefix) (bool, time.Duration) {
 		b = &bucket{tokens: l.burst, at: now}
 		l.clients[client] = b
 	}
-	b.tokens = math.Min(l.burst, b.tokens+now.Sub(b.at).Minutes()*l.perMinute)
+	b.tokens = math.Min(l.burst, b.tokens+max(now.Sub(b.at), 0).Minutes()*l.perMinute) // a clock stepping back gives nothing, takes nothing
 	b.at = now
 	if b.tokens >= 1 {
 		b.tokens--

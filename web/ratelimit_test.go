@@ -52,6 +52,26 @@ func TestLimiter(t *testing.T) {
 	}
 }
 
+// TestLimiterClockStepsBack: a clock that steps back (an NTP correction; a test's clock set
+// back) neither drains a bucket nor fills it.
+func TestLimiterClockStepsBack(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	l := newLimiter("attempts", 10, func() time.Time { return now })
+	a := netip.MustParsePrefix("192.0.2.1/32")
+	if ok, _ := l.allow(a); !ok {
+		t.Fatal("first post refused")
+	}
+	now = now.Add(-time.Hour)
+	for i := range 4 {
+		if ok, _ := l.allow(a); !ok {
+			t.Fatalf("after the clock stepped back an hour, post %d of the 4 left in the bucket refused", i+2)
+		}
+	}
+	if ok, _ := l.allow(a); ok {
+		t.Error("the clock stepping back filled the bucket")
+	}
+}
+
 // TestLimiterMemoryIsBounded: addresses beyond maxClients make the limiter forget others, first
 // those whose buckets are full again.
 func TestLimiterMemoryIsBounded(t *testing.T) {
