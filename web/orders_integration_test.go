@@ -82,8 +82,6 @@ func TestOrdersStore(t *testing.T) {
 	}
 }
 
-// TestOrdersSurviveRestart stops the orders group and the store, starts them again on empty
-// local storage, and finds every order as it was, on the order page too.
 // TestOrdersNeverPaidAreForgotten: a sweep forgets, through the orders group, the orders never
 // paid that had not changed before its time (a tombstone each, so that compaction drops them
 // from the topic), and keeps the paid one.
@@ -124,6 +122,8 @@ func TestOrdersNeverPaidAreForgotten(t *testing.T) {
 	}
 }
 
+// TestOrdersSurviveRestart stops the orders group and the store, starts them again on empty
+// local storage, and finds every order as it was, on the order page too.
 func TestOrdersSurviveRestart(t *testing.T) {
 	t.Parallel()
 	d := banktest.NewDeployment(t, brokerAddr, kafkatest.Name(t), 3, 2)

@@ -186,7 +186,14 @@ func (v *View) Get(key string) (any, error) { return v.view.Get(key) }
 // key order, over every partition, until fn returns false or an error. An empty limit reads
 // every key that starts with start.
 func (v *View) Range(start, limit string, fn func(key string, value any) (bool, error)) error {
-	it, err := v.view.IteratorWithRange(start, limit)
+	var it goka.Iterator
+	var err error
+	if start == "" && limit == "" {
+		// Every key: goka's in-memory storage reads an empty range as none.
+		it, err = v.view.Iterator()
+	} else {
+		it, err = v.view.IteratorWithRange(start, limit)
+	}
 	if err != nil {
 		return err
 	}
