@@ -145,7 +145,7 @@ func TestRun(t *testing.T) {
 	if len(printed) != 5 {
 		t.Fatalf("%d commands printed, want 5:\n%s", len(printed), out.String())
 	}
-	wants := []string{"APPROVED", "Used:       BRL 12.34", "1 purchases, total BRL 12.34", "PAYMENT_STATUS_APPROVED", `"usedCents": "2468"`}
+	wants := []string{"APPROVED", "Used:       BRL 12.34", "1 purchase, total BRL 12.34", "PAYMENT_STATUS_APPROVED", `"usedCents": "2468"`}
 	for i, line := range printed {
 		line = strings.Replace(line, "go run ./cmd/codebank", bin, 1)
 		cmd := exec.Command("sh", "-c", line)

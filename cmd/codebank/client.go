@@ -429,9 +429,9 @@ func runStatement(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	fmt.Fprintf(stdout, "  Minimum payment     %s %12s   due %s (%s)\n", cur, money.Format(b.GetMinimumPaymentCents()), b.GetDueDate(),
 		strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(b.GetStatus().String(), "BILL_STATUS_"), "_", " ")))
-	fmt.Fprintf(stdout, "\n  %d purchases, total %s %s", purchases, cur, money.Format(first.GetTotalCents()))
+	fmt.Fprintf(stdout, "\n  %s, total %s %s", count(purchases, "purchase", "purchases"), cur, money.Format(first.GetTotalCents()))
 	if operations > 0 {
-		fmt.Fprintf(stdout, "; %d reversals, refunds and bill payments", operations)
+		fmt.Fprintf(stdout, "; %s", count(operations, "reversal, refund or bill payment", "reversals, refunds and bill payments"))
 	}
 	fmt.Fprintln(stdout)
 	fmt.Fprintf(stdout, "  Available credit: %s %s of %s\n", cur, money.Format(first.GetAvailableCents()), money.Format(first.GetLimitCents()))
@@ -447,4 +447,12 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return string(r[:n-1]) + "…"
+}
+
+// count writes n with the noun in its number: "1 purchase", "2 purchases".
+func count(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }

@@ -298,7 +298,7 @@ func TestCLIMoneyBack(t *testing.T) {
 	must("REFUNDED  40.00 of transaction order-1", "refund", paymentID, "--amount", "40.00", "--id", "order-1-r2")
 	got := must("Credit balance      BRL        40.00", "statement", c.GetCard().GetCardId())
 	for _, want := range []string{"Reversal of order-1", "-50.00", "Refund of order-1", "-30.00", "Bill payment boleto-1", "-120.00",
-		"Purchases           BRL       200.00", "Minimum payment     BRL         0.00", "(nothing due)", "1 purchases, total BRL 200.00; 4 reversals, refunds and bill payments"} {
+		"Purchases           BRL       200.00", "Minimum payment     BRL         0.00", "(nothing due)", "1 purchase, total BRL 200.00; 4 reversals, refunds and bill payments"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("statement lacks %q:\n%s", want, got)
 		}
