@@ -1,11 +1,13 @@
 package web
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -71,22 +73,34 @@ func (l *limiter) allow(client netip.Prefix) (bool, time.Duration) {
 	return false, wait
 }
 
-// makeRoom forgets clients when maxClients are remembered: first those whose bucket has refilled,
-// then, if none has, one of the others.
+// makeRoom makes room when maxClients are remembered: it forgets the clients whose bucket has
+// refilled (none of their posts counts any more) and, if that leaves more than nine tenths of
+// maxClients, the fullest of the others down to nine tenths, so that a client that spent its
+// posts is the last to be forgotten and the next tenth of new clients costs no scan.
 func (l *limiter) makeRoom(now time.Time) {
 	if len(l.clients) < maxClients {
 		return
 	}
-	for k, b := range l.clients {
-		if b.tokens+now.Sub(b.at).Minutes()*l.perMinute >= l.burst {
-			delete(l.clients, k)
-		}
+	type remembered struct {
+		client netip.Prefix
+		level  float64
 	}
-	for k := range l.clients {
-		if len(l.clients) < maxClients {
-			return
+	others := make([]remembered, 0, len(l.clients))
+	for k, b := range l.clients {
+		level := b.tokens + max(now.Sub(b.at), 0).Minutes()*l.perMinute
+		if level >= l.burst {
+			delete(l.clients, k)
+			continue
 		}
-		delete(l.clients, k)
+		others = append(others, remembered{k, level})
+	}
+	excess := len(l.clients) - maxClients*9/10
+	if excess <= 0 {
+		return
+	}
+	slices.SortFunc(others, func(a, b remembered) int { return cmp.Compare(b.level, a.level) })
+	for _, r := range others[:excess] {
+		delete(l.clients, r.client)
 	}
 }
 
