@@ -74,8 +74,8 @@ vulncheck: ## Report the known vulnerabilities the code reaches, in its modules 
 	$(GO) run golang.org/x/vuln/cmd/govulncheck@v1.9.0 -db file://$(VULNDB_DIR) ./...
 
 .PHONY: bench
-bench: ## The whole bank of make run under ghz at 200 to 5,000/s (bench --full), the synchronous path (30 s warm-up, then 7,000 and 10,000 Authorize/s for 60 s each, on a local broker), the recovery of 1M accounts, partitions grown and authorizers failed over with 100k accounts, and the Go benchmarks; see BENCHMARKS.md
-	$(GO) run ./cmd/codebank-dev bench --full
+bench: ## The whole bank of make run under ghz at 200 to 5,000/s (bench --full), the synchronous path (30 s warm-up, then 7,000 and 10,000 Authorize/s for 60 s each, on a local broker), the recovery of 1M accounts, partitions grown and authorizers failed over with 100k accounts, and the Go benchmarks; SOAK=30m adds a soak of the whole bank at 1,000/s; see BENCHMARKS.md
+	$(GO) run ./cmd/codebank-dev bench --full $(if $(SOAK),--soak $(SOAK))
 	$(GO) run ./cmd/codebank-dev bench
 	GOMEMLIMIT=120MiB $(GO) run ./cmd/codebank-dev bench --recovery 1000000 --gogc 100
 	$(GO) run ./cmd/codebank-dev bench --scale 100000
