@@ -164,10 +164,9 @@ func startDevBank(ctx context.Context, o devBankOptions, stdout io.Writer) (_ *d
 	// requests to each other cost less CPU (BENCHMARKS.md, the whole bank).
 	props := map[string]string{"num.network.threads": "1", "num.io.threads": "2"}
 	maps.Copy(props, o.BrokerProps)
+	// The controller's port is picked free (and picked again if another process takes it first):
+	// only the broker itself dials it, and a port fixed beside --kafka-port could be taken.
 	kopts := localkafka.Options{DataDir: filepath.Join(abs, "kafka"), Port: o.KafkaPort, ExtraProperties: props, GC: o.BrokerGC, JVMOptions: o.BrokerJVM}
-	if o.KafkaPort != 0 {
-		kopts.ControllerPort = o.KafkaPort + 1
-	}
 	if d.broker, err = localkafka.Start(ctx, kopts); err != nil {
 		return nil, fmt.Errorf("start local Kafka: %w", err)
 	}
