@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -67,7 +68,12 @@ func StartProcess(c Command) (*Process, error) {
 	}
 	fmt.Fprintln(logFile, c.Banner)
 
-	args := append(append([]string(nil), c.Options...), c.CDS.serverArgs()...)
+	// A JVM with an agent cannot dump the archive (it refuses to start), but it maps one.
+	cds := c.CDS.serverArgs
+	if slices.ContainsFunc(c.Options, func(o string) bool { return strings.HasPrefix(o, "-javaagent:") }) {
+		cds = c.CDS.UseArgs
+	}
+	args := append(append([]string(nil), c.Options...), cds()...)
 	args = append(append(args, "-cp", c.Classpath, c.Main), c.Args...)
 	path, args := osproc.Niced(c.Nice, c.Java.Path, args)
 	cmd := exec.Command(path, args...)
@@ -169,13 +175,63 @@ func (p *Process) Stop(timeout time.Duration) error {
 			timer.Stop()
 			orderly = true
 		case <-timer.C:
+			errs = append(errs, fmt.Errorf("%s on %s did not shut down within %s and was killed; the threads on the shutdown's way:\n%s",
+				p.c.Name, p.c.Addr, timeout, p.shutdownThreads()))
 			p.kill()
-			errs = append(errs, fmt.Errorf("%s on %s did not shut down within %s and was killed", p.c.Name, p.c.Addr, timeout))
 		}
 	}
 	p.c.CDS.finish(orderly)
 	p.logFile.Close()
 	return errors.Join(errs...)
+}
+
+// shutdownThreads asks the JVM for a thread dump and returns the stacks of the threads a
+// stuck shutdown waits on: the shutdown hooks' and whichever stop, close, join or await.
+func (p *Process) shutdownThreads() string {
+	from := p.logFrom
+	if fi, err := p.logFile.Stat(); err == nil {
+		from = fi.Size()
+	}
+	if err := osproc.DumpThreads(p.cmd.Process); err != nil {
+		return "(" + err.Error() + ")"
+	}
+	var dump []byte
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+		b, err := os.ReadFile(p.c.Log)
+		if err == nil && int64(len(b)) > from {
+			dump = b[from:]
+			if bytes.Contains(dump, []byte("JNI global refs")) { // the dump's last lines
+				break
+			}
+		}
+	}
+	return ShutdownThreads(dump)
+}
+
+// shutdownFrame matches the stack frames of a thread a shutdown may wait on.
+var shutdownFrame = regexp.MustCompile(`(?i)shutdown|\.stop|\.close|\.halt|\.join\(|awaitTermination`)
+
+// ShutdownThreads returns, from a JVM thread dump, the stacks (at most 15 frames each) of
+// the threads whose frames stop, close, join, halt or await something.
+func ShutdownThreads(dump []byte) string {
+	var out []string
+	for block := range strings.SplitSeq(string(dump), "\n\n") {
+		block = strings.TrimSpace(block)
+		if !strings.HasPrefix(block, `"`) || !shutdownFrame.MatchString(block) {
+			continue
+		}
+		lines := strings.Split(block, "\n")
+		if len(lines) > 16 {
+			lines = append(lines[:16], "\t...")
+		}
+		out = append(out, strings.Join(lines, "\n"))
+	}
+	if len(out) == 0 {
+		return "(no thread dump)"
+	}
+	return strings.Join(out, "\n\n")
 }
 
 // kill stops the process at once and waits for it.

@@ -18,7 +18,7 @@ import (
 //
 //	serve        touch "ready" and run until SIGTERM; then write the CDS
 //	             dump it was asked for and exit 0
-//	ignore-term  touch "ready" and run until SIGKILL
+//	ignore-term  touch "ready" and run until SIGKILL; print a thread dump on SIGQUIT
 //	exit         touch "ready", then exit 2 a moment later
 //	bind-fail    log a bind failure with a stack trace and exit 1
 const fakeJava = `dump=
@@ -27,7 +27,8 @@ eval mode=\${$#}
 echo "args: $*"
 case $mode in
 serve) trap 'echo bye; if [ -n "$dump" ]; then echo classes > "$dump"; fi; exit 0' TERM ;;
-ignore-term) trap '' TERM ;;
+ignore-term) trap '' TERM
+	trap 'printf "%s\n" "Full thread dump fake:" "" "\"main\" #1 prio=5" "   java.lang.Thread.State: WAITING" "	at java.lang.Thread.join(Thread.java:1)" "	at org.example.Server.stop(Server.java:2)" "" "\"idle\" #2" "	at java.lang.Object.wait(Object.java:3)" "" "JNI global refs: 1"' QUIT ;;
 exit) touch ready; sleep 0.2; exit 2 ;;
 bind-fail)
 	echo "ERROR Failed to bind to /127.0.0.1:4321"
@@ -141,9 +142,11 @@ func TestProcessKilled(t *testing.T) {
 	if err := p.WaitReady(context.Background(), 10*time.Second, "not ready", s.ready); err != nil {
 		t.Fatal(err)
 	}
-	// Its error says it was killed once the grace period ran out, rather than waited for.
+	// Its error says it was killed once the grace period ran out, rather than waited for,
+	// with the threads of its dump that a shutdown waits on.
 	err := p.Stop(300 * time.Millisecond)
-	if err == nil || err.Error() != "server on 127.0.0.1:4321 did not shut down within 300ms and was killed" {
+	if err == nil || err.Error() != "server on 127.0.0.1:4321 did not shut down within 300ms and was killed; the threads on the shutdown's way:\n"+
+		"\"main\" #1 prio=5\n   java.lang.Thread.State: WAITING\n\tat java.lang.Thread.join(Thread.java:1)\n\tat org.example.Server.stop(Server.java:2)" {
 		t.Errorf("Stop: %v", err)
 	}
 	if _, err := os.Stat(s.cds.archive); !os.IsNotExist(err) {
@@ -222,5 +225,45 @@ func TestProcessNotReady(t *testing.T) {
 	err = p.WaitReady(ctx, time.Minute, "no answer", func() error { <-hang; return nil })
 	if err == nil || !strings.Contains(err.Error(), "did not start: context canceled\n") {
 		t.Errorf("WaitReady with a cancelled context: %v", err)
+	}
+}
+
+// A JVM with an agent refuses to dump the archive ("Must enable AllowArchivingWithJavaAgent"),
+// so it only maps one that exists.
+func TestProcessWithAgentMapsButNeverDumps(t *testing.T) {
+	s := newFakeServer(t)
+	withAgent := func() {
+		c := s.command("serve")
+		c.Options = append(c.Options, "-javaagent:agent.jar=127.0.0.1:0:config.yaml")
+		os.Remove(filepath.Join(s.dir, "ready"))
+		p, err := StartProcess(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.WaitReady(context.Background(), 10*time.Second, "not ready", s.ready); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Stop(10 * time.Second); err != nil {
+			t.Errorf("Stop: %v", err)
+		}
+	}
+	withAgent()
+	if strings.Contains(s.log(), "-XX:ArchiveClassesAtExit") {
+		t.Errorf("a JVM with an agent was asked to dump:\n%s", s.log())
+	}
+	if _, err := os.Stat(s.cds.archive); !os.IsNotExist(err) {
+		t.Fatalf("an archive without a dump: %v", err)
+	}
+	// One without the agent dumps it; the next with the agent maps it.
+	p := s.start("serve")
+	if err := p.WaitReady(context.Background(), 10*time.Second, "not ready", s.ready); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Stop(10 * time.Second); err != nil {
+		t.Errorf("Stop: %v", err)
+	}
+	withAgent()
+	if want := "-javaagent:agent.jar=127.0.0.1:0:config.yaml -XX:SharedArchiveFile=" + s.cds.archive; !strings.Contains(s.log(), want) {
+		t.Errorf("log lacks %q:\n%s", want, s.log())
 	}
 }

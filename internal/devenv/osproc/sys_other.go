@@ -23,5 +23,8 @@ func SysProcAttr() *syscall.SysProcAttr { return nil }
 // Terminate kills the process: there is no SIGTERM here.
 func Terminate(p *os.Process) error { return p.Kill() }
 
+// DumpThreads does nothing: there is no SIGQUIT here.
+func DumpThreads(p *os.Process) error { return nil }
+
 // Niced returns path and args unchanged: there is no nice(1) here.
 func Niced(nice int, path string, args []string) (string, []string) { return path, args }

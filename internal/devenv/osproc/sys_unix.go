@@ -65,6 +65,10 @@ func TryLockFile(path string) (unlock func(), ok bool) {
 // Terminate asks the process for a controlled shutdown.
 func Terminate(p *os.Process) error { return p.Signal(syscall.SIGTERM) }
 
+// DumpThreads asks a JVM to print its threads' stacks to its standard output (SIGQUIT),
+// which it does without stopping.
+func DumpThreads(p *os.Process) error { return p.Signal(syscall.SIGQUIT) }
+
 // Niced returns the command line that runs path with args at a niceness of nice (through
 // nice(1), so that every thread of the process starts with it), or path and args unchanged
 // when nice is 0. The process keeps the PID the command starts with: nice execs it.
