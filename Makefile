@@ -81,6 +81,7 @@ bench: ## The whole bank of make run under ghz at 200 to 5,000/s (bench --full),
 	$(GO) run ./cmd/codebank-dev bench --scale 100000
 	$(GO) test -count=1 -run '^$$' -bench 'LowLoad|StatementLag|DeclineTiming' -benchtime 1000x ./grpcgateway/
 	$(GO) test -count=1 -run '^$$' -bench 'Correlator|Decide|Codec|Keys' -benchmem ./codecs/ ./processors/... ./grpcgateway/ ./internal/card/
+	$(GO) test -count=1 -run '^$$' -bench AggregateWindow -benchtime 3x ./web/
 	$(GO) test -count=1 -run '^$$' -bench IndexingLag -benchtime 30x ./analytics/
 
 ##@ Contract

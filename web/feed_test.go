@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"runtime"
 	"testing"
 	"time"
 
@@ -133,4 +134,33 @@ func TestAggregateMoneyBack(t *testing.T) {
 	if d.Series.Reversals[WindowSeconds-1] != 1 || d.Series.Refunds[WindowSeconds-21] != 1 {
 		t.Errorf("series: %v %v", d.Series.Reversals[WindowSeconds-3:], d.Series.Refunds[WindowSeconds-22:WindowSeconds-19])
 	}
+}
+
+// BenchmarkAggregateWindow fills the dashboard's window at 1,000 results a second and
+// reports what the window keeps per result (retained-B/result) and the cost of adding one.
+func BenchmarkAggregateWindow(b *testing.B) {
+	const rate = 1000
+	retained := func(a *aggregate) float64 {
+		var m runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&m)
+		runtime.KeepAlive(a)
+		return float64(m.HeapAlloc)
+	}
+	for b.Loop() {
+		b.StopTimer()
+		before := retained(nil)
+		a := new(aggregate)
+		b.StartTimer()
+		for s := range WindowSeconds {
+			now := testNow.Add(time.Duration(s) * time.Second)
+			for i := range rate {
+				a.add(result(fmt.Sprintf("tx-%d-%d", s, i), "approved", "", "Code Store", 100, now, 1.5), now)
+			}
+		}
+		b.StopTimer()
+		b.ReportMetric((retained(a)-before)/(WindowSeconds*rate), "retained-B/result")
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*WindowSeconds*rate), "ns/result")
 }
