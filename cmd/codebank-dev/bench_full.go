@@ -863,10 +863,22 @@ func printSoak(w io.Writer, steps []fullStep, names []string) {
 	}
 	first, last := p99(soak[:k]), p99(soak[len(soak)-k:])
 	fmt.Fprintf(w, "\np99 of the first %d minutes %.1f ms, of the last %d %.1f ms (%+.0f%%).\n", k, first, k, last, (last/first-1)*100)
+	// A process's RSS swings with its collector's cycles from one sample to the next: the
+	// medians of the first and last k minutes say more than two single samples.
+	medianRSS := func(runs []fullStep, n string) float64 {
+		var v []float64
+		for _, r := range runs {
+			v = append(v, float64(r.RSS[n])/(1<<20))
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
 	for _, n := range names {
 		a, b := soak[0].RSS[n], soak[len(soak)-1].RSS[n]
 		if a > 0 {
-			fmt.Fprintf(w, "RSS of %s: %.0f MB after the first minute, %.0f MB at the end (%+.1f%%).\n", n, float64(a)/(1<<20), float64(b)/(1<<20), (float64(b)/float64(a)-1)*100)
+			mf, ml := medianRSS(soak[:k], n), medianRSS(soak[len(soak)-k:], n)
+			fmt.Fprintf(w, "RSS of %s: %.0f MB after the first minute, %.0f MB at the end (%+.1f%%); median of the first %d minutes %.0f MB, of the last %d %.0f MB (%+.1f%%).\n",
+				n, float64(a)/(1<<20), float64(b)/(1<<20), (float64(b)/float64(a)-1)*100, k, mf, k, ml, (ml/mf-1)*100)
 		}
 	}
 }

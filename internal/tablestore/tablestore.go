@@ -62,8 +62,13 @@ func build(dir string, view bool) storage.Builder {
 			Compression:        opt.NoCompression,
 			// A Get looks into every level-0 table that may hold the key; the filter (10 bits a
 			// key, ~1% false positives) answers for the tables that do not.
-			Filter:                 filter.NewBloomFilter(10),
-			WriteBuffer:            4 << 20,
+			Filter: filter.NewBloomFilter(10),
+			// LevelDB allocates each memtable at this size when it opens one, and keeps a
+			// spare: a process with every role opens 24 partitions' tables (the authorizer's,
+			// the statement lines, the store's orders twice), most of them written slowly.
+			// A batch larger than this (recovery writes up to batchBytes at once) gets a
+			// memtable of its own size.
+			WriteBuffer:            1 << 20,
 			OpenFilesCacheCapacity: 64,
 			// Recovery writes a whole table as fast as it can: let level-0 files pile up a
 			// little more before compacting, and far more before LevelDB slows writers down.
