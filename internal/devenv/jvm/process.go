@@ -196,7 +196,7 @@ func (p *Process) shutdownThreads() string {
 		return "(" + err.Error() + ")"
 	}
 	var dump []byte
-	deadline := time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(10 * time.Second) // a dump takes well under a second, but the machine may be busy
 	for time.Now().Before(deadline) {
 		time.Sleep(200 * time.Millisecond)
 		b, err := os.ReadFile(p.c.Log)
