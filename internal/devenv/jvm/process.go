@@ -176,7 +176,7 @@ func (p *Process) Stop(timeout time.Duration) error {
 			orderly = true
 		case <-timer.C:
 			errs = append(errs, fmt.Errorf("%s on %s did not shut down within %s and was killed; the threads on the shutdown's way:\n%s",
-				p.c.Name, p.c.Addr, timeout, p.shutdownThreads()))
+				p.c.Name, p.c.Addr, timeout, p.dumpThreads()))
 			p.kill()
 		}
 	}
@@ -185,9 +185,9 @@ func (p *Process) Stop(timeout time.Duration) error {
 	return errors.Join(errs...)
 }
 
-// shutdownThreads asks the JVM for a thread dump and returns the stacks of the threads a
+// dumpThreads asks the JVM for a thread dump and returns the stacks of the threads a
 // stuck shutdown waits on: the shutdown hooks' and whichever stop, close, join or await.
-func (p *Process) shutdownThreads() string {
+func (p *Process) dumpThreads() string {
 	from := p.logFrom
 	if fi, err := p.logFile.Stat(); err == nil {
 		from = fi.Size()
@@ -195,27 +195,32 @@ func (p *Process) shutdownThreads() string {
 	if err := osproc.DumpThreads(p.cmd.Process); err != nil {
 		return "(" + err.Error() + ")"
 	}
+	f, err := os.Open(p.c.Log)
+	if err != nil {
+		return "(" + err.Error() + ")"
+	}
+	defer f.Close()
 	var dump []byte
 	deadline := time.Now().Add(10 * time.Second) // a dump takes well under a second, but the machine may be busy
 	for time.Now().Before(deadline) {
 		time.Sleep(200 * time.Millisecond)
-		b, err := os.ReadFile(p.c.Log)
-		if err == nil && int64(len(b)) > from {
-			dump = b[from:]
+		// Only what was written since the signal: the log before it may be large.
+		if b, err := io.ReadAll(io.NewSectionReader(f, from, 1<<30)); err == nil {
+			dump = b
 			if bytes.Contains(dump, []byte("JNI global refs")) { // the dump's last lines
 				break
 			}
 		}
 	}
-	return ShutdownThreads(dump)
+	return shutdownStacks(dump)
 }
 
 // shutdownFrame matches the stack frames of a thread a shutdown may wait on.
 var shutdownFrame = regexp.MustCompile(`(?i)shutdown|\.stop|\.close|\.halt|\.join\(|awaitTermination`)
 
-// ShutdownThreads returns, from a JVM thread dump, the stacks (at most 15 frames each) of
+// shutdownStacks returns, from a JVM thread dump, the stacks (at most 15 frames each) of
 // the threads whose frames stop, close, join, halt or await something.
-func ShutdownThreads(dump []byte) string {
+func shutdownStacks(dump []byte) string {
 	var out []string
 	for block := range strings.SplitSeq(string(dump), "\n\n") {
 		block = strings.TrimSpace(block)
