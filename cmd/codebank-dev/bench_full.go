@@ -99,6 +99,7 @@ type fullStep struct {
 	Rate      int
 	Ghz       ghzReport
 	CPU       map[string]float64 // percent of one core, by process
+	Syscalls  map[string]int64   // read and write system calls in the run, by process
 	RSS       map[string]int64   // resident memory at the run's end, by process
 	Decisions float64            // payments the authorizer decided in the run
 	StmtLag   []time.Duration    // Authorize answered → the line on the statement
@@ -106,6 +107,15 @@ type fullStep struct {
 	Lag       float64            // the longest consumer lag at the run's end, seconds
 	CatchUp   time.Duration      // from the end of the load until the books caught up
 	CaughtUp  bool               // whether they did, within two minutes
+}
+
+// syscallsPerPayment returns the read and write system calls a process made per payment
+// decided in the run.
+func (s fullStep) syscallsPerPayment(proc string) float64 {
+	if s.Decisions <= 0 {
+		return 0
+	}
+	return float64(s.Syscalls[proc]) / s.Decisions
 }
 
 // perPayment returns the CPU a process spent per payment decided in the run, in µs.
@@ -273,10 +283,11 @@ func (b *fullBench) run(ctx context.Context, phase string, step loadgen.Step) er
 	if !step.Measure {
 		return nil
 	}
-	r := fullStep{Phase: phase, Rate: step.Rate, Ghz: rep, CPU: map[string]float64{}, RSS: map[string]int64{}, Decisions: after - before,
+	r := fullStep{Phase: phase, Rate: step.Rate, Ghz: rep, CPU: map[string]float64{}, Syscalls: map[string]int64{}, RSS: map[string]int64{}, Decisions: after - before,
 		StmtLag: lags.statement, IndexLag: lags.index, Lag: lag, CatchUp: b.catchUp, CaughtUp: b.caught.ok()}
 	for _, p := range b.procs {
 		r.CPU[p.Name] = p.CPUPercent()
+		r.Syscalls[p.Name] = p.Syscalls()
 		r.RSS[p.Name], _ = loadgen.RSS(p.PID)
 	}
 	b.steps = append(b.steps, r)
@@ -780,7 +791,7 @@ func printFull(w io.Writer, steps []fullStep, idle map[string]float64, procs []*
 		byRate[s.Rate] = append(byRate[s.Rate], s)
 	}
 	if len(rates) > 0 {
-		fmt.Fprintf(w, "\nMedian of the runs at each rate:\n\n| rate/s | runs | achieved/s | errors | p50 ms | p99 ms | p99.9 ms | CPU µs/payment: %s |\n|---:|---:|---:|---:|---:|---:|---:|---|\n",
+		fmt.Fprintf(w, "\nMedian of the runs at each rate:\n\n| rate/s | runs | achieved/s | errors | p50 ms | p99 ms | p99.9 ms | CPU µs/payment: %s | read+write system calls/payment |\n|---:|---:|---:|---:|---:|---:|---:|---|---|\n",
 			strings.Join(names, ", "))
 		for _, rate := range rates {
 			runs := byRate[rate]
@@ -795,12 +806,13 @@ func printFull(w io.Writer, steps []fullStep, idle map[string]float64, procs []*
 			lat := func(p float64) string {
 				return strconv.FormatFloat(med(func(s fullStep) float64 { return float64(s.Ghz.percentile(p).Microseconds()) / 1000 }), 'f', 1, 64)
 			}
-			var cpu []string
+			var cpu, sys []string
 			for _, n := range names {
 				cpu = append(cpu, fmt.Sprintf("%.0f", med(func(s fullStep) float64 { return s.perPayment(n) })))
+				sys = append(sys, fmt.Sprintf("%.1f", med(func(s fullStep) float64 { return s.syscallsPerPayment(n) })))
 			}
-			fmt.Fprintf(w, "| %d | %d | %.0f | %.0f | %s | %s | %s | %s |\n", rate, len(runs), med(func(s fullStep) float64 { return s.Ghz.Rps }),
-				med(func(s fullStep) float64 { return float64(s.Ghz.errors()) }), lat(50), lat(99), lat(99.9), strings.Join(cpu, ", "))
+			fmt.Fprintf(w, "| %d | %d | %.0f | %.0f | %s | %s | %s | %s | %s |\n", rate, len(runs), med(func(s fullStep) float64 { return s.Ghz.Rps }),
+				med(func(s fullStep) float64 { return float64(s.Ghz.errors()) }), lat(50), lat(99), lat(99.9), strings.Join(cpu, ", "), strings.Join(sys, ", "))
 		}
 	}
 
@@ -839,15 +851,16 @@ func printSoak(w io.Writer, steps []fullStep, names []string) {
 	if len(soak) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "\nSoak at %d/s, a run a minute:\n\n| minute | achieved/s | errors | p50 ms | p99 ms | p99.9 ms | longest consumer lag s | RSS MB: %s |\n|---:|---:|---:|---:|---:|---:|---:|---|\n",
-		soak[0].Rate, strings.Join(names, ", "))
+	fmt.Fprintf(w, "\nSoak at %d/s, a run a minute:\n\n| minute | achieved/s | errors | p50 ms | p99 ms | p99.9 ms | longest consumer lag s | CPU µs/payment: %s | RSS MB: %s |\n|---:|---:|---:|---:|---:|---:|---:|---|---|\n",
+		soak[0].Rate, strings.Join(names, ", "), strings.Join(names, ", "))
 	for i, s := range soak {
-		var rss []string
+		var cpu, rss []string
 		for _, n := range names {
+			cpu = append(cpu, fmt.Sprintf("%.0f", s.perPayment(n)))
 			rss = append(rss, fmt.Sprintf("%.0f", float64(s.RSS[n])/(1<<20)))
 		}
-		fmt.Fprintf(w, "| %d | %.0f | %s | %s | %s | %s | %.2f | %s |\n", i+1, s.Ghz.Rps, errorsOf(s.Ghz), ms(s.Ghz.percentile(50)),
-			ms(s.Ghz.percentile(99)), ms(s.Ghz.percentile(99.9)), s.Lag, strings.Join(rss, ", "))
+		fmt.Fprintf(w, "| %d | %.0f | %s | %s | %s | %s | %.2f | %s | %s |\n", i+1, s.Ghz.Rps, errorsOf(s.Ghz), ms(s.Ghz.percentile(50)),
+			ms(s.Ghz.percentile(99)), ms(s.Ghz.percentile(99.9)), s.Lag, strings.Join(cpu, ", "), strings.Join(rss, ", "))
 	}
 	k := min(5, len(soak)/2)
 	if k == 0 {
@@ -873,6 +886,22 @@ func printSoak(w io.Writer, steps []fullStep, names []string) {
 		slices.Sort(v)
 		return v[len(v)/2]
 	}
+	// The CPU a process spends per payment, first minutes against last: a process whose work
+	// grows with what it holds (an index merging, a table compacting) shows here first.
+	medianCPU := func(runs []fullStep, n string) float64 {
+		var v []float64
+		for _, r := range runs {
+			v = append(v, r.perPayment(n))
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	var cpu []string
+	for _, n := range names {
+		f, l := medianCPU(soak[:k], n), medianCPU(soak[len(soak)-k:], n)
+		cpu = append(cpu, fmt.Sprintf("%s %.0f → %.0f", n, f, l))
+	}
+	fmt.Fprintf(w, "CPU µs/payment, median of the first %d minutes → of the last %d: %s.\n", k, k, strings.Join(cpu, ", "))
 	for _, n := range names {
 		a, b := soak[0].RSS[n], soak[len(soak)-1].RSS[n]
 		if a > 0 {

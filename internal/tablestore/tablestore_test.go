@@ -179,10 +179,11 @@ func unrecoveredReadsDuringFlush(t *testing.T, builder func(string) storage.Buil
 }
 
 // waitFlushed waits until the store's timer has written its batch (nothing is pending) and
-// written reports true, for at most a second: the timer is due within flushInterval.
+// written reports true. The timer is due within flushInterval; the wait allows a busy machine
+// far more.
 func waitFlushed(t *testing.T, s *store, written func() bool) {
 	t.Helper()
-	wait.Until(t, time.Second, fmt.Sprintf("the timer to write the batch (flush interval %v)", flushInterval), func() bool {
+	wait.Until(t, 10*time.Second, fmt.Sprintf("the timer to write the batch (flush interval %v)", flushInterval), func() bool {
 		s.mu.Lock()
 		pending := s.batch.Len() > 0 || len(s.flushing) > 0
 		s.mu.Unlock()

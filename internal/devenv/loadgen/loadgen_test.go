@@ -92,6 +92,17 @@ func TestProcStat(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.Start()
+	// 100 writes to a file: each a write system call the window counts.
+	f, err := os.Create(t.TempDir() + "/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 100 {
+		if _, err := f.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.Close()
 	// Burn CPU until the kernel has counted at least three of its ticks for this process,
 	// however long that takes on a busy machine: a loop of fixed wall time may get no tick.
 	for x := 0; ; x++ {
@@ -104,5 +115,8 @@ func TestProcStat(t *testing.T) {
 	p.Stop()
 	if p.MaxRSS() <= 0 || p.CPUPercent() <= 0 {
 		t.Errorf("RSS %d, CPU %.1f%%: want both positive", p.MaxRSS(), p.CPUPercent())
+	}
+	if p.Syscalls() < 100 {
+		t.Errorf("%d read and write system calls counted, want at least the test's 100 writes", p.Syscalls())
 	}
 }

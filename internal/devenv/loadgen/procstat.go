@@ -12,15 +12,17 @@ import (
 // clockTicks is the kernel's USER_HZ, the unit of /proc/PID/stat times; 100 on Linux.
 const clockTicks = 100
 
-// ProcStat follows one process's CPU time and resident memory through /proc.
+// ProcStat follows one process's CPU time, system calls and resident memory through /proc.
 type ProcStat struct {
 	Name string
 	PID  int
 
 	mu       sync.Mutex
 	cpuStart time.Duration
+	sysStart int64
 	at       time.Time
 	cpu      time.Duration
+	syscalls int64
 	wall     time.Duration
 	maxRSS   int64
 }
@@ -41,6 +43,27 @@ func cpuTime(pid int) (time.Duration, error) {
 	return time.Duration(utime+stime) * time.Second / clockTicks, nil
 }
 
+// syscalls returns how many read and write system calls the process has made (syscr and
+// syscw of /proc/PID/io: read, write and their kin, on files and sockets alike).
+func syscalls(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if ok && (k == "syscr" || k == "syscw") {
+			c, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("/proc/%d/io: %s: %w", pid, line, err)
+			}
+			n += c
+		}
+	}
+	return n, nil
+}
+
 // RSS returns the process's resident set size in bytes.
 func RSS(pid int) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -59,8 +82,9 @@ func RSS(pid int) (int64, error) {
 // Start begins a measurement window.
 func (p *ProcStat) Start() {
 	c, _ := cpuTime(p.PID)
+	n, _ := syscalls(p.PID)
 	p.mu.Lock()
-	p.cpuStart, p.at, p.maxRSS = c, time.Now(), 0
+	p.cpuStart, p.sysStart, p.at, p.maxRSS = c, n, time.Now(), 0
 	p.mu.Unlock()
 	p.Sample()
 }
@@ -80,9 +104,18 @@ func (p *ProcStat) Sample() {
 func (p *ProcStat) Stop() {
 	p.Sample()
 	c, _ := cpuTime(p.PID)
+	n, _ := syscalls(p.PID)
 	p.mu.Lock()
-	p.cpu, p.wall = c-p.cpuStart, time.Since(p.at)
+	p.cpu, p.syscalls, p.wall = c-p.cpuStart, n-p.sysStart, time.Since(p.at)
 	p.mu.Unlock()
+}
+
+// Syscalls is the number of read and write system calls made in the window (0 where
+// /proc/PID/io cannot be read).
+func (p *ProcStat) Syscalls() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.syscalls
 }
 
 // CPUPercent is the CPU used in the window, in percent of one core.
