@@ -65,6 +65,14 @@ type Config struct {
 
 	shared *sharedProducer // set by ShareProducer
 	hold   *holdSpec       // set by HoldBehindTable
+	busy   bool            // set by BusyTable
+}
+
+// BusyTable returns a Config whose processors keep a table written for every payment (the
+// authorizer's accounts): its local storage is tablestore.NewBusy's.
+func (c Config) BusyTable() Config {
+	c.busy = true
+	return c
 }
 
 func (c Config) withDefaults() Config {
@@ -199,6 +207,10 @@ func (c Config) TopicManagerConfig() *goka.TopicManagerConfig {
 // ProcessorOptions returns the options of a goka processor whose local table storage lives
 // under storageDir.
 func (c Config) ProcessorOptions(storageDir string, log *slog.Logger) []goka.ProcessorOption {
+	tables := tablestore.New(storageDir)
+	if c.busy {
+		tables = tablestore.NewBusy(storageDir)
+	}
 	opts := []goka.ProcessorOption{
 		goka.WithConsumerGroupBuilder(func(brokers []string, group, clientID string) (sarama.ConsumerGroup, error) {
 			s := c.Sarama()
@@ -212,7 +224,7 @@ func (c Config) ProcessorOptions(storageDir string, log *slog.Logger) []goka.Pro
 		}),
 		goka.WithProducerBuilder(c.producer),
 		goka.WithTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(c.Sarama(), c.TopicManagerConfig())),
-		goka.WithStorageBuilder(tablestore.New(storageDir)),
+		goka.WithStorageBuilder(tables),
 		goka.WithLogger(Logger(log)),
 		goka.WithClientID(c.withDefaults().ClientID),
 	}

@@ -220,10 +220,12 @@ func (p *Processor) Graph() *goka.GroupGraph {
 // Group returns the authorizer's goka group on Kafka kc, its local table storage under
 // storageDir. Its results are written only once the account update they report is acknowledged
 // (kafkaconf.Config.HoldBehindTable): a result on the broker always has its account behind it,
-// so a request read again after a crash finds its outcome and is never decided twice.
+// so a request read again after a crash finds its outcome and is never decided twice. The
+// accounts are written for every payment: their storage is a busy table's
+// (kafkaconf.Config.BusyTable).
 func (p *Processor) Group(kc kafkaconf.Config, storageDir string, log *slog.Logger) (*stream.Group, error) {
 	topo := p.cfg.Topology
-	return stream.NewGroup(kc.HoldBehindTable(topo.AuthorizerTable().Name, topo.Results().Name), p.Graph(), storageDir, log)
+	return stream.NewGroup(kc.HoldBehindTable(topo.AuthorizerTable().Name, topo.Results().Name).BusyTable(), p.Graph(), storageDir, log)
 }
 
 // At returns the authorizer of another generation of the topics (processors.Topology.At),
