@@ -49,7 +49,7 @@ const (
 // they get small ones. A table written for every payment gets larger ones: each memtable
 // becomes a level-0 file, and every few of those are merged with the whole of level 1, so
 // small memtables rewrite level 1 more often. The authorizer with 100,000 accounts at 10,000
-// payments a second spent 10% of a core more on 1 MB memtables than on 4 MB, and fell behind.
+// payments a second used 72% of a core on 1 MB memtables against 56% on 4 MB, and fell behind.
 // A batch larger than the memtable (recovery writes up to batchBytes at once) gets one of its
 // own size.
 const (
