@@ -94,7 +94,7 @@ func build(dir string, view bool, memtable int) storage.Builder {
 			return nil, fmt.Errorf("open table storage: %w", err)
 		}
 		st := newStore(db)
-		st.view = view
+		st.view, st.memtable = view, memtable
 		return st, nil
 	}
 }
@@ -124,6 +124,7 @@ type store struct {
 	hasOffset  bool
 	recovered  bool
 	view       bool // keep the overlay from the first write (see NewView)
+	memtable   int  // the size of LevelDB's memtables (writeBuffer or busyWriteBuffer)
 	timer      *time.Timer
 	err        error // a failed write: the storage no longer matches the changelog
 }
