@@ -795,14 +795,7 @@ func printFull(w io.Writer, steps []fullStep, idle map[string]float64, procs []*
 			strings.Join(names, ", "))
 		for _, rate := range rates {
 			runs := byRate[rate]
-			med := func(f func(fullStep) float64) float64 {
-				v := make([]float64, len(runs))
-				for i, r := range runs {
-					v[i] = f(r)
-				}
-				slices.Sort(v)
-				return v[len(v)/2]
-			}
+			med := func(f func(fullStep) float64) float64 { return medianOf(runs, f) }
 			lat := func(p float64) string {
 				return strconv.FormatFloat(med(func(s fullStep) float64 { return float64(s.Ghz.percentile(p).Microseconds()) / 1000 }), 'f', 1, 64)
 			}
@@ -879,22 +872,12 @@ func printSoak(w io.Writer, steps []fullStep, names []string) {
 	// A process's RSS swings with its collector's cycles from one sample to the next: the
 	// medians of the first and last k minutes say more than two single samples.
 	medianRSS := func(runs []fullStep, n string) float64 {
-		var v []float64
-		for _, r := range runs {
-			v = append(v, float64(r.RSS[n])/(1<<20))
-		}
-		slices.Sort(v)
-		return v[len(v)/2]
+		return medianOf(runs, func(r fullStep) float64 { return float64(r.RSS[n]) / (1 << 20) })
 	}
 	// The CPU a process spends per payment, first minutes against last: a process whose work
 	// grows with what it holds (an index merging, a table compacting) shows here first.
 	medianCPU := func(runs []fullStep, n string) float64 {
-		var v []float64
-		for _, r := range runs {
-			v = append(v, r.perPayment(n))
-		}
-		slices.Sort(v)
-		return v[len(v)/2]
+		return medianOf(runs, func(r fullStep) float64 { return r.perPayment(n) })
 	}
 	var cpu []string
 	for _, n := range names {
@@ -910,6 +893,17 @@ func printSoak(w io.Writer, steps []fullStep, names []string) {
 				n, float64(a)/(1<<20), float64(b)/(1<<20), (float64(b)/float64(a)-1)*100, k, mf, k, ml, (ml/mf-1)*100)
 		}
 	}
+}
+
+// medianOf returns the median of f over runs (the upper one of an even count); runs is not
+// empty.
+func medianOf(runs []fullStep, f func(fullStep) float64) float64 {
+	v := make([]float64, len(runs))
+	for i, r := range runs {
+		v[i] = f(r)
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
 }
 
 // errorsOf sums a run's errors by gRPC code.
