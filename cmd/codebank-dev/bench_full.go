@@ -59,6 +59,8 @@ type fullOptions struct {
 	API      string // legacy or authorize
 	Probes   float64
 	PeakJIT  bool
+	// FixedHeap starts the JVMs' heaps at their maximum (devBankOptions).
+	FixedHeap bool
 	// Prometheus also runs the local Prometheus of make run, scraping the bank every 5s; its
 	// CPU counts with the rest.
 	Prometheus bool
@@ -159,7 +161,7 @@ func benchFull(ctx context.Context, stdout io.Writer, o fullOptions) error {
 	defer os.RemoveAll(dir)
 	grpcAddr, httpAddr, opsAddr := freeAddr(), freeAddr(), freeAddr()
 	bank, err := startDevBank(ctx, devBankOptions{DataDir: dir, Codebank: o.Codebank, GRPCAddr: grpcAddr, HTTPAddr: httpAddr,
-		OpsAddr: opsAddr, Analytics: true, BankLog: filepath.Join(dir, "codebank.log"), PeakJIT: o.PeakJIT, BrokerProps: o.BrokerProps, Prometheus: o.Prometheus, HelperNice: o.HelperNice, WarmUp: o.ReadyWarmUp, BankEnv: o.BankEnv, BrokerGC: o.BrokerGC, BrokerJVM: o.BrokerJVM, Partitions: o.Partitions}, stdout)
+		OpsAddr: opsAddr, Analytics: true, BankLog: filepath.Join(dir, "codebank.log"), PeakJIT: o.PeakJIT, FixedHeap: o.FixedHeap, BrokerProps: o.BrokerProps, Prometheus: o.Prometheus, HelperNice: o.HelperNice, WarmUp: o.ReadyWarmUp, BankEnv: o.BankEnv, BrokerGC: o.BrokerGC, BrokerJVM: o.BrokerJVM, Partitions: o.Partitions}, stdout)
 	if err != nil {
 		return err
 	}

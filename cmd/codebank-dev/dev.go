@@ -66,13 +66,14 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	prometheusPort := fs.Int("prometheus-port", 9091, "HTTP port of the local Prometheus (the bank's operations port has 9090)")
 	peakJIT := fs.Bool("peak-jit", false, "start OpenSearch and Kafka Connect with full JIT compilation (C1 then C2): a slower start, and minutes of compiling before they use less CPU under load")
 	warm := fs.Duration("warm-up", DefaultWarmUp, "before saying it is ready, ask the bank about a card of its own for this long, from 100 to 1,000 calls a second, so that the first checkouts meet warm servers (0: skip)")
+	fixedHeap := fs.Bool("fixed-heap", true, "start the broker's, OpenSearch's and Connect's heaps at their maximum, every page touched, as servers run in production: their memory is taken at start and stays flat (false: heaps grow as needed)")
 	helperNice := fs.Int("helper-nice", DefaultHelperNice, "niceness of OpenSearch, Kafka Connect and Prometheus, off a payment's path: they yield the CPU to the broker and the bank (0: same priority)")
 	if err := cli.Parse(fs, args); err != nil {
 		return cli.HelpOK(err)
 	}
 	bank, err := startDevBank(ctx, devBankOptions{DataDir: *dataDir, Codebank: *codebank, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr,
 		OpsAddr: *opsAddr, KafkaPort: *kafkaPort, Analytics: *withAnalytics, SearchPort: *searchPort, ConnectPort: *connectPort,
-		Prometheus: *withPrometheus, PrometheusPort: *prometheusPort, PeakJIT: *peakJIT, HelperNice: *helperNice, WarmUp: *warm}, stdout)
+		Prometheus: *withPrometheus, PrometheusPort: *prometheusPort, PeakJIT: *peakJIT, FixedHeap: *fixedHeap, HelperNice: *helperNice, WarmUp: *warm}, stdout)
 	if err != nil {
 		return err
 	}
@@ -102,6 +103,7 @@ type devBankOptions struct {
 	PrometheusPort              int               // 0: any free port
 	BankLog                     string            // the bank's output (empty: stderr)
 	PeakJIT                     bool              // OpenSearch and Connect compile fully (C2): for long runs
+	FixedHeap                   bool              // the JVMs' heaps start at their maximum, touched (jvm.Heap)
 	BrokerProps                 map[string]string // broker settings over the development defaults
 	// HelperNice is the niceness of the servers off a payment's path (OpenSearch, Kafka
 	// Connect, Prometheus): on a machine they share with the broker and the bank, they yield
@@ -166,7 +168,7 @@ func startDevBank(ctx context.Context, o devBankOptions, stdout io.Writer) (_ *d
 	maps.Copy(props, o.BrokerProps)
 	// The controller's port is picked free (and picked again if another process takes it first):
 	// only the broker itself dials it, and a port fixed beside --kafka-port could be taken.
-	kopts := localkafka.Options{DataDir: filepath.Join(abs, "kafka"), Port: o.KafkaPort, ExtraProperties: props, GC: o.BrokerGC, JVMOptions: o.BrokerJVM}
+	kopts := localkafka.Options{DataDir: filepath.Join(abs, "kafka"), Port: o.KafkaPort, ExtraProperties: props, GC: o.BrokerGC, JVMOptions: o.BrokerJVM, FixedHeap: o.FixedHeap}
 	if d.broker, err = localkafka.Start(ctx, kopts); err != nil {
 		return nil, fmt.Errorf("start local Kafka: %w", err)
 	}
@@ -182,7 +184,7 @@ func startDevBank(ctx context.Context, o devBankOptions, stdout io.Writer) (_ *d
 	}
 	if o.Analytics {
 		fmt.Fprintf(stdout, "Starting OpenSearch and Kafka Connect (--analytics=false skips them)...\n")
-		if d.node, d.worker, err = startAnalytics(ctx, abs, d.broker.Addr(), o.SearchPort, o.ConnectPort, o.PeakJIT, o.HelperNice); err != nil {
+		if d.node, d.worker, err = startAnalytics(ctx, abs, d.broker.Addr(), o); err != nil {
 			return nil, err
 		}
 		d.stops = append(d.stops, func() {
@@ -307,7 +309,7 @@ func startPrometheus(ctx context.Context, dir string, port int, opsAddr, connect
 }
 
 // startAnalytics starts the local OpenSearch node and Kafka Connect worker, in parallel.
-func startAnalytics(ctx context.Context, dataDir, brokers string, searchPort, connectPort int, peakJIT bool, nice int) (*localsearch.Node, *localconnect.Worker, error) {
+func startAnalytics(ctx context.Context, dataDir, brokers string, o devBankOptions) (*localsearch.Node, *localconnect.Worker, error) {
 	var (
 		node    *localsearch.Node
 		worker  *localconnect.Worker
@@ -317,9 +319,9 @@ func startAnalytics(ctx context.Context, dataDir, brokers string, searchPort, co
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		node, nodeErr = localsearch.Start(ctx, localsearch.Options{DataDir: filepath.Join(dataDir, "opensearch"), HTTPPort: searchPort, PeakJIT: peakJIT, Nice: nice})
+		node, nodeErr = localsearch.Start(ctx, localsearch.Options{DataDir: filepath.Join(dataDir, "opensearch"), HTTPPort: o.SearchPort, PeakJIT: o.PeakJIT, FixedHeap: o.FixedHeap, Nice: o.HelperNice})
 	}()
-	worker, err := localconnect.Start(ctx, localconnect.Options{DataDir: filepath.Join(dataDir, "connect"), Brokers: brokers, RESTPort: connectPort, PeakJIT: peakJIT, Nice: nice,
+	worker, err := localconnect.Start(ctx, localconnect.Options{DataDir: filepath.Join(dataDir, "connect"), Brokers: brokers, RESTPort: o.ConnectPort, PeakJIT: o.PeakJIT, FixedHeap: o.FixedHeap, Nice: o.HelperNice,
 		Metrics: monitoring.ConnectJMXExporter})
 	wg.Wait()
 	if err != nil || nodeErr != nil {

@@ -341,14 +341,20 @@ func (s *store) Iterator() (storage.Iterator, error) {
 	return &iterator{s.db.NewIterator(nil, &opt.ReadOptions{DontFillCache: true})}, nil
 }
 
+// IteratorWithRange reads a range around the block cache, as Iterator reads everything. A range
+// is a card's statement lines, read once for a page: kept in the cache, the pages of a soak's
+// statements filled 41 MB of it, a bit at a time, for half an hour. The cache is for the
+// blocks point reads come back to (the authorizer's accounts); a page read twice comes from the
+// operating system's page cache the second time.
 func (s *store) IteratorWithRange(start, limit []byte) (storage.Iterator, error) {
 	if err := s.flush(); err != nil {
 		return nil, err
 	}
+	r := util.BytesPrefix(start)
 	if len(limit) > 0 {
-		return &iterator{s.db.NewIterator(&util.Range{Start: start, Limit: limit}, nil)}, nil
+		r = &util.Range{Start: start, Limit: limit}
 	}
-	return &iterator{s.db.NewIterator(util.BytesPrefix(start), nil)}, nil
+	return &iterator{s.db.NewIterator(r, &opt.ReadOptions{DontFillCache: true})}, nil
 }
 
 // iterator adapts LevelDB's iterator to goka's, skipping the offset key.

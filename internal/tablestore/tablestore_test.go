@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/lovoo/goka/storage"
+	"github.com/syndtr/goleveldb/leveldb"
+	"github.com/syndtr/goleveldb/leveldb/util"
 
 	"github.com/codebank/codebank/internal/testenv/wait"
 )
@@ -207,5 +209,59 @@ func TestBusyMemtables(t *testing.T) {
 			t.Errorf("%s: memtables of %d bytes, want %d", name, got, c.want)
 		}
 		st.Close()
+	}
+}
+
+// TestRangesBypassTheCache: a range read (a statement page) leaves LevelDB's block cache as it
+// was; a point read of the same keys fills it.
+func TestRangesBypassTheCache(t *testing.T) {
+	st, err := NewView(t.TempDir())("table", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	s := st.(*store)
+	for i := 0; i < 20_000; i++ {
+		if err := st.Set(fmt.Sprintf("card|%05d", i), make([]byte, 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.MarkRecovered(); err != nil {
+		t.Fatal(err)
+	}
+	// Into table files, which are what the block cache holds blocks of.
+	if err := s.db.CompactRange(util.Range{}); err != nil {
+		t.Fatal(err)
+	}
+	cached := func() int {
+		var stats leveldb.DBStats
+		if err := s.db.Stats(&stats); err != nil {
+			t.Fatal(err)
+		}
+		return stats.BlockCacheSize
+	}
+	before := cached()
+	it, err := st.IteratorWithRange([]byte("card|"), []byte("card|2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for it.Next() {
+		n++
+	}
+	it.Release()
+	if n != 20_000 {
+		t.Fatalf("the range read %d keys, want 20000", n)
+	}
+	if got := cached(); got != before {
+		t.Errorf("a range read of 2 MB changed the block cache from %d to %d bytes", before, got)
+	}
+	for i := 0; i < 20_000; i += 100 {
+		if _, err := st.Get(fmt.Sprintf("card|%05d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := cached(); got <= before {
+		t.Errorf("point reads left the block cache at %d bytes (before: %d): the cache is not measured", got, before)
 	}
 }

@@ -257,18 +257,28 @@ func gcOptions(gc string) ([]string, error) {
 	return nil, fmt.Errorf("unknown garbage collector %q: want %s or %s", gc, GCG1, GCParallel)
 }
 
+// Heap returns the options of a heap of at most maxMB MiB. It starts at startMB and grows as the
+// server needs, or, if fixed, it starts at its maximum with every page touched before the
+// server starts (-XX:+AlwaysPreTouch), as servers run in production: the process holds its
+// memory from the first second, so a long run's RSS is flat and no collection waits for the
+// kernel to hand over a page. Tests start many short-lived servers and keep the growing heap.
+func Heap(startMB, maxMB int, fixed bool) []string {
+	if fixed {
+		return []string{"-Xms" + strconv.Itoa(maxMB) + "m", "-Xmx" + strconv.Itoa(maxMB) + "m", "-XX:+AlwaysPreTouch"}
+	}
+	return []string{"-Xms" + strconv.Itoa(min(startMB, maxMB)) + "m", "-Xmx" + strconv.Itoa(maxMB) + "m"}
+}
+
 // KafkaOptions are the JVM options Kafka's own scripts (kafka-run-class.sh) start the broker
-// and the Connect worker with, on a heap of minHeapMB to heapMB MiB, without an hsperfdata
-// file, and with slf4j-simple logging at WARN with timestamps. gc chooses the garbage
-// collector (GCG1 when empty, as Kafka's scripts do).
-func KafkaOptions(minHeapMB, heapMB int, gc string) ([]string, error) {
+// and the Connect worker with, on the heap given (Heap), without an hsperfdata file, and with
+// slf4j-simple logging at WARN with timestamps. gc chooses the garbage collector (GCG1 when
+// empty, as Kafka's scripts do).
+func KafkaOptions(heap []string, gc string) ([]string, error) {
 	collector, err := gcOptions(gc)
 	if err != nil {
 		return nil, err
 	}
-	return append(append([]string{
-		"-Xms" + strconv.Itoa(minHeapMB) + "m",
-		"-Xmx" + strconv.Itoa(heapMB) + "m"}, collector...),
+	return append(append(append([]string{}, heap...), collector...),
 		"-XX:-UsePerfData",
 		"-Djava.awt.headless=true",
 		"-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",

@@ -59,6 +59,9 @@ type Options struct {
 	PeakJIT bool
 	// HeapMB is the maximum Java heap in MiB; default 512.
 	HeapMB int
+	// FixedHeap starts the heap at HeapMB, touched before the node starts (jvm.Heap): for
+	// long runs, whose RSS then stays flat.
+	FixedHeap bool
 	// Nice, when positive, runs the JVM at that niceness (nice(1)): below the servers a
 	// payment's answer waits for, on a machine they share.
 	Nice int
@@ -119,7 +122,7 @@ func launch(ctx context.Context, java *jvm.Java, in *jvm.Installation, dataDir j
 	n := &Node{port: port}
 	proc, err := jvm.StartProcess(jvm.Command{
 		Java:      java,
-		Options:   jvmArgs(opts.HeapMB, dataDir.Path, opts.PeakJIT),
+		Options:   jvmArgs(opts.HeapMB, opts.FixedHeap, dataDir.Path, opts.PeakJIT),
 		Nice:      opts.Nice,
 		CDS:       jvm.NewClassData(filepath.Join(in.Dir, "cds"), "node", java, classpath(in)),
 		Classpath: classpath(in),
@@ -151,15 +154,13 @@ func launch(ctx context.Context, java *jvm.Java, in *jvm.Installation, dataDir j
 // that matter here, a small heap, and, unless peakJIT, C1-only JIT
 // compilation, which halves the start-up time on a small machine at the cost
 // of peak speed that tests do not need.
-func jvmArgs(heapMB int, dataDir string, peakJIT bool) []string {
-	args := []string{
-		"-Xms" + strconv.Itoa(min(256, heapMB)) + "m",
-		"-Xmx" + strconv.Itoa(heapMB) + "m",
+func jvmArgs(heapMB int, fixedHeap bool, dataDir string, peakJIT bool) []string {
+	args := append(jvm.Heap(256, heapMB, fixedHeap),
 		"-Xss1m",
 		"-XX:+UseG1GC",
 		"-XX:-UsePerfData",
 		"-XX:+HeapDumpOnOutOfMemoryError",
-		"-XX:HeapDumpPath=" + dataDir,
+		"-XX:HeapDumpPath="+dataDir,
 		"-Djava.awt.headless=true",
 		"-Dfile.encoding=UTF-8",
 		"-Djna.nosys=true",
@@ -168,7 +169,7 @@ func jvmArgs(heapMB int, dataDir string, peakJIT bool) []string {
 		"-Dio.netty.recycler.maxCapacityPerThread=0",
 		"-Dlog4j.shutdownHookEnabled=false",
 		"-Dlog4j2.disable.jmx=true",
-	}
+	)
 	if !peakJIT {
 		args = append(args, jvm.C1Only)
 	}
