@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/http"
 	"os"
@@ -282,6 +284,9 @@ func (b *fullBench) run(ctx context.Context, phase string, step loadgen.Step) er
 		return err
 	}
 	fmt.Fprintf(b.stdout, "  %.0f/s, p50 %s ms, p99 %s ms, p99.9 %s ms, %d errors\n", rep.Rps, ms(rep.percentile(50)), ms(rep.percentile(99)), ms(rep.percentile(99.9)), rep.errors())
+	if rep.slow != "" {
+		fmt.Fprintf(b.stdout, "  calls over %s ms by the second they began: %s\n", ms(slowCall), rep.slow)
+	}
 	if !step.Measure {
 		return nil
 	}
@@ -440,9 +445,59 @@ type ghzReport struct {
 	Errors      map[string]int `json:"errorDistribution"`
 	StatusCodes map[string]int `json:"statusCodeDistribution"`
 	Details     []struct {
-		Latency time.Duration `json:"latency"`
+		Timestamp time.Time     `json:"timestamp"`
+		Latency   time.Duration `json:"latency"`
 	} `json:"details"`
 	latencies []time.Duration // sorted, from Details
+	slow      string          // the seconds with the most slow calls, from Details
+}
+
+// slowCall is the latency a call of the tail targets is slow at (BENCHMARKS.md: p99 ≤ 25 ms at
+// 200/s in the first 15 s), and slowSeconds how many of the worst seconds a step reports.
+const (
+	slowCall    = 25 * time.Millisecond
+	slowSeconds = 3
+)
+
+// slowest says in which seconds of a step (counted from its first call, whose time of day it
+// gives, to compare with the servers' logs) the calls slower than slowCall began, the worst
+// slowSeconds of them, with the longest call of each: one stall shows as one second, a step
+// slow throughout as many. Empty without slow calls.
+func (r ghzReport) slowest() string {
+	if len(r.Details) == 0 {
+		return ""
+	}
+	start := r.Details[0].Timestamp
+	for _, d := range r.Details {
+		if d.Timestamp.Before(start) {
+			start = d.Timestamp
+		}
+	}
+	type second struct {
+		at, slow int
+		longest  time.Duration
+	}
+	by := map[int]*second{}
+	for _, d := range r.Details {
+		if d.Latency <= slowCall {
+			continue
+		}
+		at := int(d.Timestamp.Sub(start) / time.Second)
+		if by[at] == nil {
+			by[at] = &second{at: at}
+		}
+		by[at].slow++
+		by[at].longest = max(by[at].longest, d.Latency)
+	}
+	if len(by) == 0 {
+		return ""
+	}
+	worst := slices.SortedFunc(maps.Values(by), func(a, b *second) int { return cmp.Or(b.slow-a.slow, a.at-b.at) })
+	parts := []string{"from " + start.Format("15:04:05.000")}
+	for _, s := range worst[:min(len(worst), slowSeconds)] {
+		parts = append(parts, fmt.Sprintf("second %d: %d (longest %s ms)", s.at, s.slow, ms(s.longest)))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // percentile returns the latency at p percent of the calls (nearest rank), or 0 without calls.
@@ -492,6 +547,7 @@ func runGhz(ctx context.Context, ghz, addr, merchantKey, dataFile, api string, s
 	for _, d := range rep.Details {
 		rep.latencies = append(rep.latencies, d.Latency)
 	}
+	rep.slow = rep.slowest()
 	rep.Details = nil
 	slices.Sort(rep.latencies)
 	return rep, nil
