@@ -257,16 +257,33 @@ func gcOptions(gc string) ([]string, error) {
 	return nil, fmt.Errorf("unknown garbage collector %q: want %s or %s", gc, GCG1, GCParallel)
 }
 
-// Heap returns the options of a heap of at most maxMB MiB. It starts at startMB and grows as the
-// server needs, or, if fixed, it starts at its maximum with every page touched before the
-// server starts (-XX:+AlwaysPreTouch), as servers run in production: the process holds its
-// memory from the first second, so a long run's RSS is flat and no collection waits for the
-// kernel to hand over a page. Tests start many short-lived servers and keep the growing heap.
-func Heap(startMB, maxMB int, fixed bool) []string {
-	if fixed {
-		return []string{"-Xms" + strconv.Itoa(maxMB) + "m", "-Xmx" + strconv.Itoa(maxMB) + "m", "-XX:+AlwaysPreTouch"}
+// HeapMode is how a server's Java heap takes its memory (Heap).
+type HeapMode int
+
+const (
+	// HeapGrows starts the heap small and grows it as the server needs: what tests want, as
+	// they start many short-lived servers.
+	HeapGrows HeapMode = iota
+	// HeapFixed starts the heap at its maximum (-Xms = -Xmx), as servers run in production:
+	// the collector never resizes it, and a long run's RSS does not step up when it would.
+	HeapFixed
+	// HeapTouched is HeapFixed with every page of the heap touched before the server starts
+	// (-XX:+AlwaysPreTouch): the process holds its memory from the first second, and no
+	// collection waits for the kernel to hand over a page.
+	HeapTouched
+)
+
+// Heap returns the options of a heap of at most maxMB MiB that starts at startMB if mode is
+// HeapGrows.
+func Heap(startMB, maxMB int, mode HeapMode) []string {
+	if mode == HeapGrows {
+		return []string{"-Xms" + strconv.Itoa(min(startMB, maxMB)) + "m", "-Xmx" + strconv.Itoa(maxMB) + "m"}
 	}
-	return []string{"-Xms" + strconv.Itoa(min(startMB, maxMB)) + "m", "-Xmx" + strconv.Itoa(maxMB) + "m"}
+	opts := []string{"-Xms" + strconv.Itoa(maxMB) + "m", "-Xmx" + strconv.Itoa(maxMB) + "m"}
+	if mode == HeapTouched {
+		opts = append(opts, "-XX:+AlwaysPreTouch")
+	}
+	return opts
 }
 
 // KafkaOptions are the JVM options Kafka's own scripts (kafka-run-class.sh) start the broker

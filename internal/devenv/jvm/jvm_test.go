@@ -197,7 +197,7 @@ func TestTail(t *testing.T) {
 // and an unknown one is refused.
 func TestKafkaOptions(t *testing.T) {
 	for gc, want := range map[string]string{"": "-XX:+UseG1GC", GCG1: "-XX:+UseG1GC", GCParallel: "-XX:+UseParallelGC"} {
-		opts, err := KafkaOptions(Heap(128, 512, false), gc)
+		opts, err := KafkaOptions(Heap(128, 512, HeapGrows), gc)
 		if err != nil {
 			t.Fatalf("KafkaOptions(%q): %v", gc, err)
 		}
@@ -211,20 +211,23 @@ func TestKafkaOptions(t *testing.T) {
 			t.Errorf("KafkaOptions(%q) chooses %v, want %s", gc, collectors, want)
 		}
 	}
-	if _, err := KafkaOptions(Heap(128, 512, false), "zgc"); err == nil {
+	if _, err := KafkaOptions(Heap(128, 512, HeapGrows), "zgc"); err == nil {
 		t.Error("an unknown collector was accepted")
 	}
 }
 
-// TestHeap: a growing heap starts small; a fixed one starts at its maximum, touched.
+// TestHeap: a growing heap starts small; a fixed one starts at its maximum, touched if asked.
 func TestHeap(t *testing.T) {
-	if got, want := strings.Join(Heap(256, 512, false), " "), "-Xms256m -Xmx512m"; got != want {
+	if got, want := strings.Join(Heap(256, 512, HeapGrows), " "), "-Xms256m -Xmx512m"; got != want {
 		t.Errorf("growing heap: %q, want %q", got, want)
 	}
-	if got, want := strings.Join(Heap(256, 128, false), " "), "-Xms128m -Xmx128m"; got != want {
+	if got, want := strings.Join(Heap(256, 128, HeapGrows), " "), "-Xms128m -Xmx128m"; got != want {
 		t.Errorf("growing heap under its start: %q, want %q", got, want)
 	}
-	if got, want := strings.Join(Heap(256, 512, true), " "), "-Xms512m -Xmx512m -XX:+AlwaysPreTouch"; got != want {
+	if got, want := strings.Join(Heap(256, 512, HeapFixed), " "), "-Xms512m -Xmx512m"; got != want {
 		t.Errorf("fixed heap: %q, want %q", got, want)
+	}
+	if got, want := strings.Join(Heap(256, 512, HeapTouched), " "), "-Xms512m -Xmx512m -XX:+AlwaysPreTouch"; got != want {
+		t.Errorf("touched heap: %q, want %q", got, want)
 	}
 }

@@ -63,9 +63,9 @@ type Options struct {
 	PeakJIT bool
 	// HeapMB is the maximum Java heap in MiB; default 512.
 	HeapMB int
-	// FixedHeap starts the heap at HeapMB, touched before the worker starts (jvm.Heap): for
-	// long runs, whose RSS then stays flat.
-	FixedHeap bool
+	// Heap is how the heap takes its memory: it grows from a small start (jvm.HeapGrows, the
+	// default, for tests), or starts at HeapMB, touched or not, for long runs.
+	Heap jvm.HeapMode
 	// Metrics, when set, is the configuration (YAML) of the Prometheus JMX exporter agent
 	// (JMXExporterVersion, from Maven Central): the worker then serves its metrics on
 	// MetricsPort at /metrics, for a local Prometheus.
@@ -148,7 +148,7 @@ func launch(ctx context.Context, java *jvm.Java, in *jvm.Installation, dataDir j
 		return nil, err
 	}
 	classpath := filepath.Join(in.Libs, "*")
-	options := jvmArgs(opts.HeapMB, opts.FixedHeap, opts.PeakJIT)
+	options := jvmArgs(opts.HeapMB, opts.Heap, opts.PeakJIT)
 	if agent != "" {
 		config := filepath.Join(dataDir.Path, "jmx-exporter.yaml")
 		if err := os.WriteFile(config, opts.Metrics, 0o644); err != nil {
@@ -198,8 +198,8 @@ func launch(ctx context.Context, java *jvm.Java, in *jvm.Installation, dataDir j
 // connect-distributed.sh with a smaller heap, unless peakJIT C1-only JIT
 // compilation (a faster start for the small loads of tests), no hsperfdata file, and
 // slf4j-simple logging at WARN (INFO for the sink connector) to worker.log.
-func jvmArgs(heapMB int, fixedHeap, peakJIT bool) []string {
-	args, _ := jvm.KafkaOptions(jvm.Heap(128, heapMB, fixedHeap), jvm.GCG1)
+func jvmArgs(heapMB int, heap jvm.HeapMode, peakJIT bool) []string {
+	args, _ := jvm.KafkaOptions(jvm.Heap(128, heapMB, heap), jvm.GCG1)
 	args = append(args, "-Dorg.slf4j.simpleLogger.log.codebank.connect=info")
 	if !peakJIT {
 		args = append(args, jvm.C1Only)

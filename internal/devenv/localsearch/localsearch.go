@@ -59,9 +59,9 @@ type Options struct {
 	PeakJIT bool
 	// HeapMB is the maximum Java heap in MiB; default 512.
 	HeapMB int
-	// FixedHeap starts the heap at HeapMB, touched before the node starts (jvm.Heap): for
-	// long runs, whose RSS then stays flat.
-	FixedHeap bool
+	// Heap is how the heap takes its memory: it grows from a small start (jvm.HeapGrows, the
+	// default, for tests), or starts at HeapMB, touched or not, for long runs.
+	Heap jvm.HeapMode
 	// Nice, when positive, runs the JVM at that niceness (nice(1)): below the servers a
 	// payment's answer waits for, on a machine they share.
 	Nice int
@@ -122,7 +122,7 @@ func launch(ctx context.Context, java *jvm.Java, in *jvm.Installation, dataDir j
 	n := &Node{port: port}
 	proc, err := jvm.StartProcess(jvm.Command{
 		Java:      java,
-		Options:   jvmArgs(opts.HeapMB, opts.FixedHeap, dataDir.Path, opts.PeakJIT),
+		Options:   jvmArgs(opts.HeapMB, opts.Heap, dataDir.Path, opts.PeakJIT),
 		Nice:      opts.Nice,
 		CDS:       jvm.NewClassData(filepath.Join(in.Dir, "cds"), "node", java, classpath(in)),
 		Classpath: classpath(in),
@@ -154,8 +154,8 @@ func launch(ctx context.Context, java *jvm.Java, in *jvm.Installation, dataDir j
 // that matter here, a small heap, and, unless peakJIT, C1-only JIT
 // compilation, which halves the start-up time on a small machine at the cost
 // of peak speed that tests do not need.
-func jvmArgs(heapMB int, fixedHeap bool, dataDir string, peakJIT bool) []string {
-	args := append(jvm.Heap(256, heapMB, fixedHeap),
+func jvmArgs(heapMB int, heap jvm.HeapMode, dataDir string, peakJIT bool) []string {
+	args := append(jvm.Heap(256, heapMB, heap),
 		"-Xss1m",
 		"-XX:+UseG1GC",
 		"-XX:-UsePerfData",
