@@ -105,6 +105,7 @@ type fullStep struct {
 	CPU       map[string]float64 // percent of one core, by process
 	Syscalls  map[string]int64   // read and write system calls in the run, by process
 	RSS       map[string]int64   // resident memory at the run's end, by process
+	AnonRSS   map[string]int64   // of it, anonymous memory (without mapped files)
 	Decisions float64            // payments the authorizer decided in the run
 	StmtLag   []time.Duration    // Authorize answered → the line on the statement
 	IndexLag  []time.Duration    // Authorize answered → the document searchable
@@ -290,12 +291,13 @@ func (b *fullBench) run(ctx context.Context, phase string, step loadgen.Step) er
 	if !step.Measure {
 		return nil
 	}
-	r := fullStep{Phase: phase, Rate: step.Rate, Ghz: rep, CPU: map[string]float64{}, Syscalls: map[string]int64{}, RSS: map[string]int64{}, Decisions: after - before,
+	r := fullStep{Phase: phase, Rate: step.Rate, Ghz: rep, CPU: map[string]float64{}, Syscalls: map[string]int64{}, RSS: map[string]int64{}, AnonRSS: map[string]int64{}, Decisions: after - before,
 		StmtLag: lags.statement, IndexLag: lags.index, Lag: lag, CatchUp: b.catchUp, CaughtUp: b.caught.ok()}
 	for _, p := range b.procs {
 		r.CPU[p.Name] = p.CPUPercent()
 		r.Syscalls[p.Name] = p.Syscalls()
 		r.RSS[p.Name], _ = loadgen.RSS(p.PID)
+		r.AnonRSS[p.Name], _ = loadgen.AnonRSS(p.PID)
 	}
 	b.steps = append(b.steps, r)
 	return nil
@@ -932,6 +934,9 @@ func printSoak(w io.Writer, steps []fullStep, names []string) {
 	medianRSS := func(runs []fullStep, n string) float64 {
 		return medianOf(runs, func(r fullStep) float64 { return float64(r.RSS[n]) / (1 << 20) })
 	}
+	medianAnon := func(runs []fullStep, n string) float64 {
+		return medianOf(runs, func(r fullStep) float64 { return float64(r.AnonRSS[n]) / (1 << 20) })
+	}
 	// The CPU a process spends per payment, first minutes against last: a process whose work
 	// grows with what it holds (an index merging, a table compacting) shows here first.
 	medianCPU := func(runs []fullStep, n string) float64 {
@@ -947,8 +952,9 @@ func printSoak(w io.Writer, steps []fullStep, names []string) {
 		a, b := soak[0].RSS[n], soak[len(soak)-1].RSS[n]
 		if a > 0 {
 			mf, ml := medianRSS(soak[:k], n), medianRSS(soak[len(soak)-k:], n)
-			fmt.Fprintf(w, "RSS of %s: %.0f MB after the first minute, %.0f MB at the end (%+.1f%%); median of the first %d minutes %.0f MB, of the last %d %.0f MB (%+.1f%%).\n",
-				n, float64(a)/(1<<20), float64(b)/(1<<20), (float64(b)/float64(a)-1)*100, k, mf, k, ml, (ml/mf-1)*100)
+			af, al := medianAnon(soak[:k], n), medianAnon(soak[len(soak)-k:], n)
+			fmt.Fprintf(w, "RSS of %s: %.0f MB after the first minute, %.0f MB at the end (%+.1f%%); median of the first %d minutes %.0f MB, of the last %d %.0f MB (%+.1f%%); without mapped files %.0f → %.0f MB (%+.1f%%).\n",
+				n, float64(a)/(1<<20), float64(b)/(1<<20), (float64(b)/float64(a)-1)*100, k, mf, k, ml, (ml/mf-1)*100, af, al, (al/af-1)*100)
 		}
 	}
 }

@@ -116,6 +116,12 @@ func TestProcStat(t *testing.T) {
 	if p.MaxRSS() <= 0 || p.CPUPercent() <= 0 {
 		t.Errorf("RSS %d, CPU %.1f%%: want both positive", p.MaxRSS(), p.CPUPercent())
 	}
+	// This process maps its own executable: its anonymous memory is part of its RSS, not all.
+	rss, err1 := RSS(os.Getpid())
+	anon, err2 := AnonRSS(os.Getpid())
+	if err1 != nil || err2 != nil || anon <= 0 || anon >= rss {
+		t.Errorf("RSS %d (%v), anonymous %d (%v): want 0 < anonymous < RSS", rss, err1, anon, err2)
+	}
 	if p.Syscalls() < 100 {
 		t.Errorf("%d read and write system calls counted, want at least the test's 100 writes", p.Syscalls())
 	}

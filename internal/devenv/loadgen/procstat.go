@@ -65,18 +65,26 @@ func syscalls(pid int) (int64, error) {
 }
 
 // RSS returns the process's resident set size in bytes.
-func RSS(pid int) (int64, error) {
+func RSS(pid int) (int64, error) { return status(pid, "VmRSS") }
+
+// AnonRSS returns the process's resident anonymous memory in bytes: RSS without the pages of
+// the files it maps (an index's segments, a time-series database's chunks), which the kernel
+// may drop and read again at any time, and which grow with the data.
+func AnonRSS(pid int) (int64, error) { return status(pid, "RssAnon") }
+
+// status returns a size field of /proc/PID/status in bytes.
+func status(pid int, field string) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
 			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
 			return kb * 1024, err
 		}
 	}
-	return 0, fmt.Errorf("no VmRSS for pid %d", pid)
+	return 0, fmt.Errorf("no %s for pid %d", field, pid)
 }
 
 // Start begins a measurement window.
