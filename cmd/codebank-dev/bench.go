@@ -62,7 +62,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	soakRate := fs.Int("soak-rate", 1000, "with --full: the rate of --soak")
 	probes := fs.Float64("probes", 2, "with --full: payments a second that measure the statement and index lag beside the load")
 	peakJIT := fs.Bool("peak-jit", false, "with --full: OpenSearch and Kafka Connect compile fully (C2), as codebank-dev run --peak-jit")
-	fixedHeap := fs.Bool("fixed-heap", true, "with --full: the broker's heap starts at its maximum, touched, and OpenSearch's and Connect's at theirs, as codebank-dev run --fixed-heap (false: they grow); the synchronous path's broker, of 1 GB, always grows its heap")
+	fixedHeap := fs.Bool("fixed-heap", true, "with --full: OpenSearch's and Connect's heaps start at their maximum, as codebank-dev run --fixed-heap (false: they grow)")
 	helperNice := fs.Int("helper-nice", DefaultHelperNice, "with --full: niceness of OpenSearch, Kafka Connect and Prometheus, as codebank-dev run --helper-nice")
 	brokerGC := fs.String("broker-gc", "", "with --full: the broker's garbage collector, g1 (default) or parallel")
 	brokerJVM := fs.String("broker-jvm", "", "with --full: more JVM options of the broker, space-separated (e.g. -XX:TieredStopAtLevel=1)")

@@ -67,7 +67,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	prometheusPort := fs.Int("prometheus-port", 9091, "HTTP port of the local Prometheus (the bank's operations port has 9090)")
 	peakJIT := fs.Bool("peak-jit", false, "start OpenSearch and Kafka Connect with full JIT compilation (C1 then C2): a slower start, and minutes of compiling before they use less CPU under load")
 	warm := fs.Duration("warm-up", DefaultWarmUp, "before saying it is ready, ask the bank about a card of its own for this long, from 100 to 1,000 calls a second, so that the first checkouts meet warm servers (0: skip)")
-	fixedHeap := fs.Bool("fixed-heap", true, "start the heaps of the broker, OpenSearch and Connect at their maximum, as servers run in production, the broker's with every page touched: their memory is taken at start and does not step up in a long run (false: the heaps grow as needed)")
+	fixedHeap := fs.Bool("fixed-heap", true, "start the heaps of OpenSearch and Connect at their maximum, as servers run in production: they do not step up in a long run (false: they grow as needed; the broker's grows either way)")
 	helperNice := fs.Int("helper-nice", DefaultHelperNice, "niceness of OpenSearch, Kafka Connect and Prometheus, off a payment's path: they yield the CPU to the broker and the bank (0: same priority)")
 	if err := cli.Parse(fs, args); err != nil {
 		return cli.HelpOK(err)
@@ -104,7 +104,7 @@ type devBankOptions struct {
 	PrometheusPort              int               // 0: any free port
 	BankLog                     string            // the bank's output (empty: stderr)
 	PeakJIT                     bool              // OpenSearch and Connect compile fully (C2): for long runs
-	FixedHeap                   bool              // the JVMs' heaps start at their maximum (brokerHeap)
+	FixedHeap                   bool              // OpenSearch's and Connect's heaps start at their maximum (helperHeap)
 	BrokerProps                 map[string]string // broker settings over the development defaults
 	// HelperNice is the niceness of the servers off a payment's path (OpenSearch, Kafka
 	// Connect, Prometheus): on a machine they share with the broker and the bank, they yield
@@ -124,19 +124,12 @@ type devBankOptions struct {
 	BrokerJVM []string
 }
 
-// brokerHeap and helperHeap are the heaps of the broker and of OpenSearch and Connect. With
-// FixedHeap, the heaps start at their maximum, and the broker's is touched at start: in a
-// 30-minute soak at 1,000/s the broker's RSS stepped up by 180 MB at minute 24 as G1 grew its
-// heap. The helpers' heaps are not touched: when they were, the first seconds after ready
-// were slow in 5 runs of 7 (p99 at 200/s of 34–169 ms, against 8–13 with their heaps fixed
-// but untouched or growing; BENCHMARKS.md), for a reason not found.
-func (o devBankOptions) brokerHeap() jvm.HeapMode {
-	if o.FixedHeap {
-		return jvm.HeapTouched
-	}
-	return jvm.HeapGrows
-}
-
+// helperHeap is the heap of OpenSearch and Connect: with FixedHeap, at its maximum from the
+// start, untouched. Touched at start (-XX:+AlwaysPreTouch), their heaps made the first seconds
+// after ready slow in 5 runs of 7, for a reason not found. The broker's heap grows: fixed and
+// touched, it held the broker's RSS flat in a soak, but its p99 under a full machine was worse
+// in 4 pairs of 5 (BENCHMARKS.md, "Memory taken at start"); `--broker-jvm "-Xms512m
+// -XX:+AlwaysPreTouch"` brings it back.
 func (o devBankOptions) helperHeap() jvm.HeapMode {
 	if o.FixedHeap {
 		return jvm.HeapFixed
@@ -189,7 +182,7 @@ func startDevBank(ctx context.Context, o devBankOptions, stdout io.Writer) (_ *d
 	maps.Copy(props, o.BrokerProps)
 	// The controller's port is picked free (and picked again if another process takes it first):
 	// only the broker itself dials it, and a port fixed beside --kafka-port could be taken.
-	kopts := localkafka.Options{DataDir: filepath.Join(abs, "kafka"), Port: o.KafkaPort, ExtraProperties: props, GC: o.BrokerGC, JVMOptions: o.BrokerJVM, Heap: o.brokerHeap()}
+	kopts := localkafka.Options{DataDir: filepath.Join(abs, "kafka"), Port: o.KafkaPort, ExtraProperties: props, GC: o.BrokerGC, JVMOptions: o.BrokerJVM}
 	if d.broker, err = localkafka.Start(ctx, kopts); err != nil {
 		return nil, fmt.Errorf("start local Kafka: %w", err)
 	}

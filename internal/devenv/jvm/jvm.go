@@ -266,24 +266,20 @@ const (
 	HeapGrows HeapMode = iota
 	// HeapFixed starts the heap at its maximum (-Xms = -Xmx), as servers run in production:
 	// the collector never resizes it, and a long run's RSS does not step up when it would.
+	// (Its pages are not touched at start, -XX:+AlwaysPreTouch: BENCHMARKS.md, "Memory taken
+	// at start", says what that cost.)
 	HeapFixed
-	// HeapTouched is HeapFixed with every page of the heap touched before the server starts
-	// (-XX:+AlwaysPreTouch): the process holds its memory from the first second, and no
-	// collection waits for the kernel to hand over a page.
-	HeapTouched
 )
 
 // Heap returns the options of a heap of at most maxMB MiB that starts at startMB if mode is
 // HeapGrows.
 func Heap(startMB, maxMB int, mode HeapMode) []string {
 	if mode == HeapGrows {
-		return []string{"-Xms" + strconv.Itoa(min(startMB, maxMB)) + "m", "-Xmx" + strconv.Itoa(maxMB) + "m"}
+		startMB = min(startMB, maxMB)
+	} else {
+		startMB = maxMB
 	}
-	opts := []string{"-Xms" + strconv.Itoa(maxMB) + "m", "-Xmx" + strconv.Itoa(maxMB) + "m"}
-	if mode == HeapTouched {
-		opts = append(opts, "-XX:+AlwaysPreTouch")
-	}
-	return opts
+	return []string{"-Xms" + strconv.Itoa(startMB) + "m", "-Xmx" + strconv.Itoa(maxMB) + "m"}
 }
 
 // KafkaOptions are the JVM options Kafka's own scripts (kafka-run-class.sh) start the broker
