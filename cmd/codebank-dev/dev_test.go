@@ -40,13 +40,20 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func freePort(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+// freePorts returns n different free ports on 127.0.0.1, each as ":PORT". Each is held until all
+// are chosen: a port closed at once may come back from the next pick, and one run of make test
+// gave TestRun's broker and its bank the same port.
+func freePorts(t *testing.T, n int) []string {
+	ports := make([]string, n)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ports[i] = l.Addr().String()[strings.LastIndex(l.Addr().String(), ":"):]
 	}
-	defer l.Close()
-	return l.Addr().String()[strings.LastIndex(l.Addr().String(), ":"):]
+	return ports
 }
 
 // TestRun runs what `make run` runs, on a fresh data dir, and runs every command it prints, as
@@ -57,8 +64,9 @@ func TestRun(t *testing.T) {
 	tier.Servers(t, "the whole bank of make run")
 	root := t.TempDir()
 	dir := filepath.Join(root, ".data")
-	grpcPort, httpPort, opsPort, kafkaPort, searchPort, connectPort := freePort(t), freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)
-	promPort := freePort(t)
+	ports := freePorts(t, 9)
+	grpcPort, httpPort, opsPort, kafkaPort, searchPort, connectPort, promPort := ports[0], ports[1], ports[2], ports[3], ports[4], ports[5], ports[6]
+	webPort, webOps := ports[7], ports[8] // the store's pages alone, below
 	start := func() (context.CancelFunc, chan error, *syncBuffer) {
 		ctx, cancel := context.WithCancel(context.Background())
 		out := &syncBuffer{}
@@ -197,7 +205,6 @@ func TestRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	webPort, webOps := freePort(t), freePort(t)
 	webRole, err := startChild(bin, filepath.Join(t.TempDir(), "web.log"), dev.Env, "web", "--brokers", "127.0.0.1"+kafkaPort,
 		"--http-addr", "127.0.0.1"+webPort, "--ops-addr", "127.0.0.1"+webOps, "--bank-addr", "127.0.0.1"+grpcPort, "--storage-dir", t.TempDir())
 	if err != nil {
