@@ -64,7 +64,7 @@ type Options struct {
 	// HeapMB is the maximum Java heap in MiB; default 512.
 	HeapMB int
 	// Heap is how the heap takes its memory: it grows from a small start (jvm.HeapGrows, the
-	// default, for tests), or starts at HeapMB, touched or not, for long runs.
+	// default, for tests), or starts at HeapMB (jvm.HeapFixed), for long runs.
 	Heap jvm.HeapMode
 	// Metrics, when set, is the configuration (YAML) of the Prometheus JMX exporter agent
 	// (JMXExporterVersion, from Maven Central): the worker then serves its metrics on

@@ -68,9 +68,6 @@ type Options struct {
 	ControllerPort int
 	// HeapMB is the maximum Java heap in MiB; default 512.
 	HeapMB int
-	// Heap is how the heap takes its memory: it grows from a small start (jvm.HeapGrows, the
-	// default, for tests), or starts at HeapMB, touched or not, for long runs.
-	Heap jvm.HeapMode
 	// GC is the garbage collector, jvm.GCG1 (the default, as Kafka's scripts choose) or
 	// jvm.GCParallel.
 	GC string
@@ -270,7 +267,7 @@ func launch(ctx context.Context, java *jvm.Java, in *jvm.Installation, dataDir j
 	if opts.SASLSSL != nil {
 		saslSSLAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports.saslSSL))
 	}
-	options, err := jvmArgs(opts.HeapMB, opts.Heap, opts.GC)
+	options, err := jvmArgs(opts.HeapMB, opts.GC)
 	if err != nil {
 		return nil, err
 	}
@@ -374,8 +371,8 @@ func setUsers(ctx context.Context, addr string, users map[string]string) error {
 // jvmArgs returns the broker's JVM options: the defaults of Kafka's
 // kafka-run-class.sh and kafka-server-start.sh with a smaller heap, no
 // hsperfdata file, and slf4j-simple logging at WARN (to broker.log).
-func jvmArgs(heapMB int, heap jvm.HeapMode, gc string) ([]string, error) {
-	return jvm.KafkaOptions(jvm.Heap(256, heapMB, heap), gc)
+func jvmArgs(heapMB int, gc string) ([]string, error) {
+	return jvm.KafkaOptions(jvm.Heap(256, heapMB, jvm.HeapGrows), gc)
 }
 
 // serverProperties renders the broker configuration; extra entries come last

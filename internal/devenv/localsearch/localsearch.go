@@ -60,7 +60,7 @@ type Options struct {
 	// HeapMB is the maximum Java heap in MiB; default 512.
 	HeapMB int
 	// Heap is how the heap takes its memory: it grows from a small start (jvm.HeapGrows, the
-	// default, for tests), or starts at HeapMB, touched or not, for long runs.
+	// default, for tests), or starts at HeapMB (jvm.HeapFixed), for long runs.
 	Heap jvm.HeapMode
 	// Nice, when positive, runs the JVM at that niceness (nice(1)): below the servers a
 	// payment's answer waits for, on a machine they share.
