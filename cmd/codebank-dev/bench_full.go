@@ -61,7 +61,7 @@ type fullOptions struct {
 	API      string // legacy or authorize
 	Probes   float64
 	PeakJIT  bool
-	// FixedHeap starts the JVMs' heaps at their maximum (devBankOptions).
+	// FixedHeap starts OpenSearch's and Connect's heaps at their maximum (devBankOptions).
 	FixedHeap bool
 	// Prometheus also runs the local Prometheus of make run, scraping the bank every 5s; its
 	// CPU counts with the rest.
@@ -931,12 +931,11 @@ func printSoak(w io.Writer, steps []fullStep, names []string) {
 	fmt.Fprintf(w, "\np99 of the first %d minutes %.1f ms, of the last %d %.1f ms (%+.0f%%).\n", k, first, k, last, (last/first-1)*100)
 	// A process's RSS swings with its collector's cycles from one sample to the next: the
 	// medians of the first and last k minutes say more than two single samples.
-	medianRSS := func(runs []fullStep, n string) float64 {
-		return medianOf(runs, func(r fullStep) float64 { return float64(r.RSS[n]) / (1 << 20) })
+	medianMB := func(runs []fullStep, n string, mem func(fullStep) map[string]int64) float64 {
+		return medianOf(runs, func(r fullStep) float64 { return float64(mem(r)[n]) / (1 << 20) })
 	}
-	medianAnon := func(runs []fullStep, n string) float64 {
-		return medianOf(runs, func(r fullStep) float64 { return float64(r.AnonRSS[n]) / (1 << 20) })
-	}
+	rss := func(r fullStep) map[string]int64 { return r.RSS }
+	anon := func(r fullStep) map[string]int64 { return r.AnonRSS }
 	// The CPU a process spends per payment, first minutes against last: a process whose work
 	// grows with what it holds (an index merging, a table compacting) shows here first.
 	medianCPU := func(runs []fullStep, n string) float64 {
@@ -951,8 +950,8 @@ func printSoak(w io.Writer, steps []fullStep, names []string) {
 	for _, n := range names {
 		a, b := soak[0].RSS[n], soak[len(soak)-1].RSS[n]
 		if a > 0 {
-			mf, ml := medianRSS(soak[:k], n), medianRSS(soak[len(soak)-k:], n)
-			af, al := medianAnon(soak[:k], n), medianAnon(soak[len(soak)-k:], n)
+			mf, ml := medianMB(soak[:k], n, rss), medianMB(soak[len(soak)-k:], n, rss)
+			af, al := medianMB(soak[:k], n, anon), medianMB(soak[len(soak)-k:], n, anon)
 			fmt.Fprintf(w, "RSS of %s: %.0f MB after the first minute, %.0f MB at the end (%+.1f%%); median of the first %d minutes %.0f MB, of the last %d %.0f MB (%+.1f%%); without mapped files %.0f → %.0f MB (%+.1f%%).\n",
 				n, float64(a)/(1<<20), float64(b)/(1<<20), (float64(b)/float64(a)-1)*100, k, mf, k, ml, (ml/mf-1)*100, af, al, (al/af-1)*100)
 		}
