@@ -46,7 +46,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	flush := fs.Duration("flush-frequency", 0, "producer flush frequency of the started processes")
 	maxInFlight := fs.Int("max-inflight", 20_000, "most requests outstanding at once")
 	conns := fs.Int("conns", 4, "gRPC connections per ingress")
-	profile := fs.String("profile", "", "directory for CPU profiles of the started processes and the load generator (loadgen.pprof) during the last step")
+	profile := fs.String("profile", "", "directory for CPU profiles of the started processes and the load generator (loadgen.pprof) during the last step; with --full: of codebank all during each measured step but the soak's, with where its CPU went by layer")
 	addr := fs.String("addr", "", "load an already running Code Bank at this gRPC address instead of starting one")
 	gomaxprocs := fs.String("gomaxprocs", "1", "GOMAXPROCS of the started processes: 1, as they share the machine's cores with the broker and each other (empty: Go's default)")
 	gogc := fs.Int("gogc", 400, "GOGC of the started processes and the load generator: fewer collections for more memory")
@@ -93,6 +93,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		for k, v := range parseProps(*bankEnv) {
 			o.BankEnv = append(o.BankEnv, k+"="+v)
+		}
+		if o.Profile = *profile; o.Profile != "" {
+			o.BankEnv = append(o.BankEnv, "CODEBANK_PPROF=true")
 		}
 		var err error
 		if set["schedule"] {

@@ -95,6 +95,9 @@ type fullOptions struct {
 	// Soak, when set, runs SoakRate for this long after the rest, in runs of a minute.
 	Soak     time.Duration
 	SoakRate int
+	// Profile, when set, is a directory for a CPU profile of codebank all during each measured
+	// step but the soak's, which printFull attributes to layers (cpuLayers).
+	Profile string
 }
 
 // fullStep is what one run of the full-pipeline benchmark measured.
@@ -112,6 +115,7 @@ type fullStep struct {
 	Lag       float64            // the longest consumer lag at the run's end, seconds
 	CatchUp   time.Duration      // from the end of the load until the books caught up
 	CaughtUp  bool               // whether they did, within two minutes
+	Layers    map[string]float64 // with --profile: each layer's share of codebank all's CPU (cpuLayers)
 }
 
 // syscallsPerPayment returns the read and write system calls a process made per payment
@@ -266,12 +270,30 @@ func (b *fullBench) run(ctx context.Context, phase string, step loadgen.Step) er
 		p.Start()
 	}
 	probes := b.probe.run(ctx, step.Duration, b.o.Probes)
+	var profiled chan string
+	if b.o.Profile != "" && step.Measure && phase != "soak" && step.Duration > 2*time.Second {
+		// The profile covers the step but its last second, so that it ends before the load.
+		file := filepath.Join(b.o.Profile, fmt.Sprintf("codebank-%02d-%s-%d.pprof", len(b.steps)+1, phase, step.Rate))
+		profiled = make(chan string, 1)
+		go func() {
+			fetchProfile(b.opsAddr, file, step.Duration-time.Second)
+			profiled <- file
+		}()
+	}
 	rep, err := runGhz(ctx, b.ghz, b.grpcAddr, b.bank.creds.Keys.Merchant, b.dataFile, b.o.API, step)
 	for _, p := range b.procs {
 		p.Stop()
 	}
 	if err != nil {
 		return err
+	}
+	var layers map[string]float64
+	if profiled != nil {
+		file := <-profiled
+		var perr error
+		if layers, perr = readLayers(file); perr != nil {
+			fmt.Fprintf(b.stdout, "  no profile of codebank all: %v\n", perr)
+		}
 	}
 	ended := time.Now()
 	lag := maxConsumerLag(b.opsAddr)
@@ -292,7 +314,7 @@ func (b *fullBench) run(ctx context.Context, phase string, step loadgen.Step) er
 		return nil
 	}
 	r := fullStep{Phase: phase, Rate: step.Rate, Ghz: rep, CPU: map[string]float64{}, Syscalls: map[string]int64{}, RSS: map[string]int64{}, AnonRSS: map[string]int64{}, Decisions: after - before,
-		StmtLag: lags.statement, IndexLag: lags.index, Lag: lag, CatchUp: b.catchUp, CaughtUp: b.caught.ok()}
+		StmtLag: lags.statement, IndexLag: lags.index, Lag: lag, CatchUp: b.catchUp, CaughtUp: b.caught.ok(), Layers: layers}
 	for _, p := range b.procs {
 		r.CPU[p.Name] = p.CPUPercent()
 		r.Syscalls[p.Name] = p.Syscalls()
@@ -877,6 +899,7 @@ func printFull(w io.Writer, steps []fullStep, idle map[string]float64, procs []*
 		}
 		fmt.Fprintf(w, "| %s | %s |\n", p.Name, strings.Join(cells, ", "))
 	}
+	printLayers(w, steps)
 	printSoak(w, steps, names)
 
 	state := "caught up"
