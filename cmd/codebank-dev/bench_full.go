@@ -135,6 +135,9 @@ func (s fullStep) perPayment(proc string) float64 {
 	return s.CPU[proc] / 100 * s.Ghz.Total.Seconds() / s.Decisions * 1e6
 }
 
+// loadGenerator names ghz among the processes whose CPU a step reports.
+const loadGenerator = "ghz"
+
 // fullBench is one run of benchFull: the bank, its load generator and what it measured.
 type fullBench struct {
 	o        fullOptions
@@ -321,6 +324,9 @@ func (b *fullBench) run(ctx context.Context, phase string, step loadgen.Step) er
 		r.RSS[p.Name], _ = loadgen.RSS(p.PID)
 		r.AnonRSS[p.Name], _ = loadgen.AnonRSS(p.PID)
 	}
+	if rep.cpu >= 0 {
+		r.CPU[loadGenerator] = rep.cpu
+	}
 	b.steps = append(b.steps, r)
 	return nil
 }
@@ -474,6 +480,7 @@ type ghzReport struct {
 	} `json:"details"`
 	latencies []time.Duration // sorted, from Details
 	slow      string          // the seconds with the most slow calls, from Details
+	cpu       float64         // ghz's own CPU while it sent the load, % of one core (-1: not read)
 }
 
 // slowCall is the latency a call of the tail targets is slow at (BENCHMARKS.md: p99 ≤ 25 ms at
@@ -561,13 +568,39 @@ func runGhz(ctx context.Context, ghz, addr, merchantKey, dataFile, api string, s
 	cmd := exec.CommandContext(ctx, ghz, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil && stdout.Len() == 0 {
+	if err := cmd.Start(); err != nil {
+		return ghzReport{}, fmt.Errorf("ghz: %v", err)
+	}
+	// ghz's CPU while it sends the load, not while it waits for the last calls and writes its
+	// report: it shares the two cores with the bank, and what it takes counts in whether they
+	// are full.
+	self := &loadgen.ProcStat{Name: loadGenerator, PID: cmd.Process.Pid}
+	self.Start()
+	cpu := make(chan float64, 1)
+	go func() {
+		select {
+		case <-time.After(step.Duration):
+			self.Stop()
+			cpu <- max(self.CPUPercent(), -1) // negative when ghz had already ended
+		case <-ctx.Done():
+			cpu <- -1
+		}
+	}()
+	err := cmd.Wait()
+	var ghzCPU float64
+	select {
+	case ghzCPU = <-cpu:
+	case <-time.After(time.Second): // ghz ended well before its duration: no reading
+		ghzCPU = -1
+	}
+	if err != nil && stdout.Len() == 0 {
 		return ghzReport{}, fmt.Errorf("ghz: %v: %s", err, stderr.String())
 	}
 	var rep ghzReport
 	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
 		return ghzReport{}, fmt.Errorf("ghz report: %v", err)
 	}
+	rep.cpu = ghzCPU
 	for _, d := range rep.Details {
 		rep.latencies = append(rep.latencies, d.Latency)
 	}
@@ -842,10 +875,11 @@ func ms(d time.Duration) string {
 // curve and the books.
 func printFull(w io.Writer, steps []fullStep, idle map[string]float64, procs []*loadgen.ProcStat, caught books, catchUp time.Duration, audit string, auditErr error) {
 	fmt.Fprintf(w, "\nThe whole bank of make run, ghz open loop (--async -c 200 --connections 4 --timeout 5s), %d cores\n\n", numCPU())
-	names := make([]string, len(procs))
+	names := make([]string, len(procs), len(procs)+1)
 	for i, p := range procs {
 		names[i] = p.Name
 	}
+	names = append(names, loadGenerator)
 	fmt.Fprintf(w, "| run | rate/s | achieved/s | errors | p50 ms | p99 ms | p99.9 ms | CPU µs/payment: %s | statement lag p50/p99 ms | index lag p50/p99 ms | caught up after |\n",
 		strings.Join(names, ", "))
 	fmt.Fprintf(w, "|---|---:|---:|---|---:|---:|---:|---|---|---|---|\n")
@@ -892,13 +926,19 @@ func printFull(w io.Writer, steps []fullStep, idle map[string]float64, procs []*
 	}
 
 	fmt.Fprintf(w, "\n| process | CPU %% of one core: idle, then by run |\n|---|---|\n")
-	for _, p := range procs {
-		cells := []string{fmt.Sprintf("idle: %.0f", idle[p.Name])}
+	for _, n := range names {
+		cells := []string{fmt.Sprintf("idle: %.0f", idle[n])}
 		for _, s := range steps {
-			cells = append(cells, fmt.Sprintf("%s %d/s: %.0f", s.Phase, s.Rate, s.CPU[p.Name]))
+			cells = append(cells, fmt.Sprintf("%s %d/s: %.0f", s.Phase, s.Rate, s.CPU[n]))
 		}
-		fmt.Fprintf(w, "| %s | %s |\n", p.Name, strings.Join(cells, ", "))
+		fmt.Fprintf(w, "| %s | %s |\n", n, strings.Join(cells, ", "))
 	}
+	// Whether the machine was full: every process above together, against its cores.
+	cells := []string{fmt.Sprintf("idle: %.0f", sumCPU(idle))}
+	for _, s := range steps {
+		cells = append(cells, fmt.Sprintf("%s %d/s: %.0f", s.Phase, s.Rate, sumCPU(s.CPU)))
+	}
+	fmt.Fprintf(w, "| all of them, of %d%% | %s |\n", 100*numCPU(), strings.Join(cells, ", "))
 	printLayers(w, steps)
 	printSoak(w, steps, names)
 
@@ -979,6 +1019,15 @@ func printSoak(w io.Writer, steps []fullStep, names []string) {
 				n, float64(a)/(1<<20), float64(b)/(1<<20), (float64(b)/float64(a)-1)*100, k, mf, k, ml, (ml/mf-1)*100, af, al, (al/af-1)*100)
 		}
 	}
+}
+
+// sumCPU adds up the CPU of every process, in % of one core.
+func sumCPU(cpu map[string]float64) float64 {
+	var sum float64
+	for _, c := range cpu {
+		sum += c
+	}
+	return sum
 }
 
 // medianOf returns the median of f over runs (the upper one of an even count); runs is not

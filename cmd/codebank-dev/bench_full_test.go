@@ -2,8 +2,12 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/codebank/codebank/internal/devenv/loadgen"
 )
 
 // TestSlowest: the seconds with the most calls over slowCall come first, each with its longest
@@ -39,5 +43,25 @@ func TestSlowest(t *testing.T) {
 	rep.Details = rep.Details[:200]
 	if got := rep.slowest(); got != "" {
 		t.Errorf("slowest() without slow calls = %q", got)
+	}
+}
+
+// TestPrintFullLoadGenerator: the load generator's CPU is reported beside the servers', and
+// every process's together, so that a step on a full machine shows it.
+func TestPrintFullLoadGenerator(t *testing.T) {
+	procs := []*loadgen.ProcStat{{Name: "codebank all"}, {Name: "kafka broker"}}
+	step := fullStep{Phase: "capacity", Rate: 4000, Ghz: ghzReport{Total: time.Minute, Rps: 4000}, Decisions: 240_000,
+		CPU: map[string]float64{"codebank all": 72, "kafka broker": 26, loadGenerator: 60}}
+	var out strings.Builder
+	printFull(&out, []fullStep{step}, map[string]float64{"codebank all": 3, "kafka broker": 7}, procs, books{}, time.Second, "OK", nil)
+	for _, want := range []string{
+		"CPU µs/payment: codebank all, kafka broker, ghz |",
+		"| 180, 65, 150 |", // 72% of a core for a minute over 240,000 payments is 180 µs
+		"| ghz | idle: 0, capacity 4000/s: 60 |",
+		fmt.Sprintf("| all of them, of %d%% | idle: 10, capacity 4000/s: 158 |", 100*numCPU()),
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("no %q in:\n%s", want, out.String())
+		}
 	}
 }
