@@ -918,6 +918,10 @@ func printFull(w io.Writer, steps []fullStep, idle map[string]float64, procs []*
 			var cpu, sys []string
 			for _, n := range names {
 				cpu = append(cpu, fmt.Sprintf("%.0f", med(func(s fullStep) float64 { return s.perPayment(n) })))
+				if n == loadGenerator { // its system calls are not counted
+					sys = append(sys, "–")
+					continue
+				}
 				sys = append(sys, fmt.Sprintf("%.1f", med(func(s fullStep) float64 { return s.syscallsPerPayment(n) })))
 			}
 			fmt.Fprintf(w, "| %d | %d | %.0f | %.0f | %s | %s | %s | %s | %s |\n", rate, len(runs), med(func(s fullStep) float64 { return s.Ghz.Rps }),
@@ -967,12 +971,15 @@ func printSoak(w io.Writer, steps []fullStep, names []string) {
 	if len(soak) == 0 {
 		return
 	}
+	servers := slices.DeleteFunc(slices.Clone(names), func(n string) bool { return n == loadGenerator }) // ghz's memory is not read
 	fmt.Fprintf(w, "\nSoak at %d/s, a run a minute:\n\n| minute | achieved/s | errors | p50 ms | p99 ms | p99.9 ms | longest consumer lag s | CPU µs/payment: %s | RSS MB: %s |\n|---:|---:|---:|---:|---:|---:|---:|---|---|\n",
-		soak[0].Rate, strings.Join(names, ", "), strings.Join(names, ", "))
+		soak[0].Rate, strings.Join(names, ", "), strings.Join(servers, ", "))
 	for i, s := range soak {
 		var cpu, rss []string
 		for _, n := range names {
 			cpu = append(cpu, fmt.Sprintf("%.0f", s.perPayment(n)))
+		}
+		for _, n := range servers {
 			rss = append(rss, fmt.Sprintf("%.0f", float64(s.RSS[n])/(1<<20)))
 		}
 		fmt.Fprintf(w, "| %d | %.0f | %s | %s | %s | %s | %.2f | %s | %s |\n", i+1, s.Ghz.Rps, errorsOf(s.Ghz), ms(s.Ghz.percentile(50)),

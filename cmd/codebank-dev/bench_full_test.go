@@ -47,18 +47,26 @@ func TestSlowest(t *testing.T) {
 }
 
 // TestPrintFullLoadGenerator: the load generator's CPU is reported beside the servers', and
-// every process's together, so that a step on a full machine shows it.
+// every process's together, so that a step on a full machine shows it; its system calls and
+// memory, which are not read, are not shown as zeros.
 func TestPrintFullLoadGenerator(t *testing.T) {
 	procs := []*loadgen.ProcStat{{Name: "codebank all"}, {Name: "kafka broker"}}
 	step := fullStep{Phase: "capacity", Rate: 4000, Ghz: ghzReport{Total: time.Minute, Rps: 4000}, Decisions: 240_000,
 		CPU: map[string]float64{"codebank all": 72, "kafka broker": 26, loadGenerator: 60}}
+	run := fullStep{Phase: "run", Rate: 1000, Ghz: ghzReport{Total: time.Second, Rps: 1000}, Decisions: 1000,
+		CPU: map[string]float64{"codebank all": 60, "kafka broker": 50, loadGenerator: 30}, Syscalls: map[string]int64{"codebank all": 2000, "kafka broker": 1000}}
+	soak := run
+	soak.Phase, soak.RSS = "soak", map[string]int64{"codebank all": 300 << 20, "kafka broker": 500 << 20}
 	var out strings.Builder
-	printFull(&out, []fullStep{step}, map[string]float64{"codebank all": 3, "kafka broker": 7}, procs, books{}, time.Second, "OK", nil)
+	printFull(&out, []fullStep{run, step, soak, soak}, map[string]float64{"codebank all": 3, "kafka broker": 7}, procs, books{}, time.Second, "OK", nil)
 	for _, want := range []string{
+		"| 600, 500, 300 | 2.0, 1.0, – |",      // its system calls are not counted
+		"RSS MB: codebank all, kafka broker |", // nor its memory
+		"| 600, 500, 300 | 300, 500 |",
 		"CPU µs/payment: codebank all, kafka broker, ghz |",
 		"| 180, 65, 150 |", // 72% of a core for a minute over 240,000 payments is 180 µs
-		"| ghz | idle: 0, capacity 4000/s: 60 |",
-		fmt.Sprintf("| all of them, of %d%% | idle: 10, capacity 4000/s: 158 |", 100*numCPU()),
+		"| ghz | idle: 0, run 1000/s: 30, capacity 4000/s: 60, soak",
+		fmt.Sprintf("| all of them, of %d%% | idle: 10, run 1000/s: 140, capacity 4000/s: 158, soak", 100*numCPU()),
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("no %q in:\n%s", want, out.String())
